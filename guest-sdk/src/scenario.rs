@@ -1,0 +1,275 @@
+//! The policy side of a plugin: the hooks a [`Scenario`] overrides, and the small types
+//! they answer with. Every hook defaults to what a healthy runtime does.
+
+use crate::fake::FakeRuntime;
+use crate::{
+    ExecResult, KeyValue, PodSandboxConfig, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult,
+    RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget,
+};
+use std::time::Duration;
+
+/// Who a plugin is and which pods it serves.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// A Kubernetes label selector; empty serves pods only by the
+    /// `labkubelet.io/scenario: <name>` annotation.
+    pub selector: String,
+    /// Lab actions beyond the built-in ones (`kill`, `hang`, `fail-pulls`, `heal`).
+    pub actions: Vec<TriggerAction>,
+}
+
+impl Info {
+    pub fn new(name: &str, version: &str) -> Self {
+        Info { name: name.into(), version: version.into(), ..Default::default() }
+    }
+
+    /// Serves the pods matching this label selector (`app=db`, `tier in (a,b)`, `!canary`).
+    pub fn serves(mut self, selector: &str) -> Self {
+        self.selector = selector.into();
+        self
+    }
+
+    pub fn describe(mut self, description: &str) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// Offers a lab action, handled in [`Scenario::trigger`].
+    pub fn action(mut self, name: &str, description: &str) -> Self {
+        self.actions.push(TriggerAction { name: name.into(), description: description.into() });
+        self
+    }
+}
+
+/// How a container ends, as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Exit {
+    pub code: i32,
+    /// `Completed`, `Error`, `OOMKilled`, ...
+    pub reason: String,
+    pub message: String,
+}
+
+impl Exit {
+    /// Exit code 0, reason `Completed`.
+    pub fn completed() -> Self {
+        Exit { code: 0, reason: "Completed".into(), message: String::new() }
+    }
+
+    /// A non-zero exit code, reason `Error`.
+    pub fn error(code: i32) -> Self {
+        Exit { code, reason: "Error".into(), message: String::new() }
+    }
+
+    /// Killed by the kernel's OOM killer: exit code 137, reason `OOMKilled`.
+    pub fn oom_killed() -> Self {
+        Exit { code: 137, reason: "OOMKilled".into(), message: String::new() }
+    }
+
+    pub fn with_message(mut self, message: &str) -> Self {
+        self.message = message.into();
+        self
+    }
+}
+
+/// What a started container does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lifetime {
+    /// Runs until it is stopped or killed.
+    Forever,
+    /// Exits by itself after this long.
+    ExitsAfter(Duration, Exit),
+}
+
+impl Lifetime {
+    pub fn exits_after(after: Duration, exit: Exit) -> Self {
+        Lifetime::ExitsAfter(after, exit)
+    }
+}
+
+/// What a container does when the kubelet stops it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// Exits on SIGTERM, at once.
+    Exits(Exit),
+    /// Ignores SIGTERM: the stop call takes the whole grace period, then the container is
+    /// SIGKILLed (exit code 137).
+    IgnoresSigterm,
+}
+
+/// The runtime call in progress, for [`Scenario::before_call`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Version,
+    Status,
+    RunPodSandbox,
+    StopPodSandbox,
+    RemovePodSandbox,
+    InspectPodSandbox,
+    ListPodSandboxes,
+    CreateContainer,
+    StartContainer,
+    StopContainer,
+    RemoveContainer,
+    InspectContainer,
+    ListContainers,
+    PullImage,
+    InspectImage,
+    ListImages,
+    RemoveImage,
+    ContainerLogs,
+    ExecSync,
+    Probe,
+}
+
+impl Method {
+    /// The calls PLEG makes every second.
+    pub fn is_list(self) -> bool {
+        matches!(self, Method::ListPodSandboxes | Method::ListContainers | Method::ListImages)
+    }
+}
+
+/// How the runtime answers a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// As usual.
+    Now,
+    /// After this much host-clock time (a slow runtime).
+    Delay(Duration),
+    /// Not until a `heal` (a hung runtime).
+    Hang,
+}
+
+/// A container as a scenario sees it: the container and the pod it belongs to.
+#[derive(Debug, Clone)]
+pub struct ContainerCtx {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    /// How many times this container of this pod was created before.
+    pub attempt: u32,
+    pub pod_name: String,
+    pub pod_namespace: String,
+    pub pod_uid: String,
+    pub pod_labels: Vec<KeyValue>,
+    pub pod_annotations: Vec<KeyValue>,
+    /// When the container started (host-clock ns), if it has.
+    pub started_at: Option<i64>,
+}
+
+impl ContainerCtx {
+    /// A label of the pod.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        find(&self.pod_labels, key)
+    }
+
+    /// An annotation of the pod.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        find(&self.pod_annotations, key)
+    }
+}
+
+pub(crate) fn find<'a>(pairs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    pairs.iter().find(|kv| kv.key == key).map(|kv| kv.value.as_str())
+}
+
+/// The conditions of a healthy runtime: RuntimeReady and NetworkReady true.
+pub fn ready_conditions() -> Vec<RuntimeCondition> {
+    ["RuntimeReady", "NetworkReady"]
+        .into_iter()
+        .map(|t| RuntimeCondition {
+            condition_type: t.into(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        })
+        .collect()
+}
+
+/// A scenario's decisions. Override only what the scenario changes.
+pub trait Scenario: 'static {
+    /// Name, version, selector and extra actions.
+    fn info(&self) -> Info;
+
+    /// Takes the plugin's configuration (JSON text, empty when there is none). The
+    /// `selector` key is taken out first: every plugin's selector can be set that way. An
+    /// error makes the host refuse the plugin with this message.
+    fn configure(&mut self, _config: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The runtime conditions the node's Ready condition is computed from.
+    fn conditions(&mut self, _rt: &FakeRuntime) -> Vec<RuntimeCondition> {
+        ready_conditions()
+    }
+
+    /// Called before every runtime call: answer now, later, or never.
+    fn before_call(&mut self, _method: Method, _rt: &FakeRuntime) -> Reply {
+        Reply::Now
+    }
+
+    /// Decides whether a pull works; `pod` is the pod that needs the image, when known.
+    fn on_pull(&mut self, _image: &str, _pod: Option<&PodSandboxConfig>) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    fn on_run_sandbox(&mut self, _config: &PodSandboxConfig) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    fn on_create(&mut self, _c: &ContainerCtx) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// Decides how long a started container lives.
+    fn on_start(&mut self, _c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
+        Ok(Lifetime::Forever)
+    }
+
+    /// Log lines a container writes when it starts.
+    fn start_logs(&mut self, c: &ContainerCtx) -> Vec<String> {
+        vec![format!("{} started from image {}", c.name, c.image)]
+    }
+
+    fn on_stop(&mut self, _c: &ContainerCtx) -> Stop {
+        Stop::Exits(Exit::completed())
+    }
+
+    /// Answers a liveness, readiness or startup probe.
+    fn probe(&mut self, _c: &ContainerCtx, _kind: ProbeKind, _action: &ProbeAction) -> ProbeResult {
+        ProbeResult { outcome: ProbeOutcome::Success, output: String::new() }
+    }
+
+    /// Runs a command, as `kubectl exec` does.
+    fn exec(&mut self, _c: &ContainerCtx, _cmd: &[String]) -> ExecResult {
+        ExecResult { exit_code: 0, stdout: String::new(), stderr: String::new() }
+    }
+
+    /// Handles a lab action; `None` leaves it to the built-in actions.
+    fn trigger(
+        &mut self,
+        _rt: &mut FakeRuntime,
+        _action: &str,
+        _target: &TriggerTarget,
+        _args: &[KeyValue],
+    ) -> Option<Result<String, TriggerError>> {
+        None
+    }
+
+    /// The scenario's own state, carried across reloads and agent restarts.
+    fn save(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    fn restore(&mut self, _state: serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Implemented by [`export_scenario!`](crate::export_scenario): builds the plugin's scenario.
+pub trait ScenarioExport {
+    fn build() -> Box<dyn Scenario>;
+}

@@ -1,0 +1,423 @@
+//! The runtime of one node, made of plugins: routes each call to the plugin that serves
+//! the pod (or owns the id), keeps one instance per plugin, moves an instance's state into
+//! its replacement when the plugin is swapped, and holds replies as plugins ask.
+
+use super::bindings::{exports::labkubelet::runtime::runtime::{Guest, PluginInfo}, Hold, HostState};
+use super::catalog::{PluginCatalog, PluginEvent};
+use super::engine::LoadedPlugin;
+use super::instance::{CallFuture, PluginInstance};
+use crate::clock::Clock;
+use crate::runtime::*;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use wasmtime::Store;
+
+/// A plugin's instance on this node, and the channel that releases its held replies.
+struct Slot {
+    instance: tokio::sync::Mutex<Option<Running>>,
+    /// Outlives instance swaps, so a `heal` from a new instance releases replies held by
+    /// the old one.
+    release: Arc<watch::Sender<u64>>,
+}
+
+struct Running {
+    plugin: Arc<LoadedPlugin>,
+    instance: PluginInstance,
+    /// A replacement that refused this instance's state: not retried for every call.
+    refused: Option<[u8; 32]>,
+}
+
+/// A plugin's answer to a lab trigger.
+pub type TriggerResult = Result<String, TriggerError>;
+pub use super::bindings::labkubelet::runtime::types::TriggerError;
+
+/// The container runtime of one node, served by the plugins of a [`PluginCatalog`].
+///
+/// ```no_run
+/// # async fn demo() -> anyhow::Result<()> {
+/// use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginPolicy, PluginRuntime};
+/// use labkubelet::runtime::ContainerRuntime;
+/// let engine = PluginEngine::new(PluginPolicy::default())?;
+/// let catalog = PluginCatalog::new(engine).await?;
+/// let runtime = PluginRuntime::new("node-1", catalog, labkubelet::clock::Clock::new());
+/// let conditions = runtime.status().await?;
+/// assert!(conditions.iter().all(|c| c.status));
+/// # Ok(()) }
+/// ```
+pub struct PluginRuntime {
+    node: String,
+    catalog: Arc<PluginCatalog>,
+    clock: Clock,
+    slots: Mutex<BTreeMap<String, Arc<Slot>>>,
+    /// Which plugin holds each sandbox and container id.
+    owners: Mutex<HashMap<String, String>>,
+}
+
+impl PluginRuntime {
+    pub fn new(node: &str, catalog: Arc<PluginCatalog>, clock: Clock) -> Self {
+        PluginRuntime {
+            node: node.to_string(),
+            catalog,
+            clock,
+            slots: Mutex::new(BTreeMap::new()),
+            owners: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn catalog(&self) -> &Arc<PluginCatalog> {
+        &self.catalog
+    }
+
+    fn slot(&self, plugin: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .entry(plugin.to_string())
+            .or_insert_with(|| Arc::new(Slot { instance: tokio::sync::Mutex::new(None), release: Arc::new(watch::channel(0).0) }))
+            .clone()
+    }
+
+    /// The plugins with an instance on this node.
+    fn active(&self) -> Vec<String> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    fn own(&self, id: &str, plugin: &str) {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), plugin.to_string());
+    }
+
+    fn disown(&self, id: &str) {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// The plugin that holds an id; asks every active plugin when the id is not known yet
+    /// (after a restart, say).
+    async fn owner(&self, id: &str) -> Result<String, RuntimeError> {
+        if let Some(p) = self.owners.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(p.clone());
+        }
+        self.list_pod_sandboxes().await?;
+        self.list_containers().await?;
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::not_found(format!("no pod sandbox or container with id {id} on this node")))
+    }
+
+    /// Calls a plugin's instance: makes or swaps the instance as the catalog says, runs the
+    /// call under its limits, then holds the reply as the plugin asked, without holding the
+    /// instance.
+    async fn call<R>(
+        &self,
+        plugin: &str,
+        method: &'static str,
+        f: impl for<'a> FnOnce(&'a Guest, &'a mut Store<HostState>) -> CallFuture<'a, R>,
+    ) -> Result<R, RuntimeError> {
+        let slot = self.slot(plugin);
+        let (answer, hold) = {
+            let mut guard = slot.instance.lock().await;
+            let current = self.catalog.get_or_default(plugin);
+            let running = self.ensure(&mut guard, current, plugin, &slot).await?;
+            match running.instance.call(method, f).await {
+                Ok(answered) => answered,
+                Err(e) => {
+                    // A trapped instance may be half-way through a change: start afresh.
+                    tracing::warn!(node = %self.node, plugin, "{e}; the plugin's instance is restarted with empty state");
+                    *guard = None;
+                    return Err(e);
+                }
+            }
+        };
+        self.hold(hold, &slot).await;
+        Ok(answer)
+    }
+
+    /// Makes sure the slot runs `current`, moving the old instance's state into it.
+    async fn ensure<'g>(
+        &self,
+        guard: &'g mut Option<Running>,
+        current: Arc<LoadedPlugin>,
+        plugin: &str,
+        slot: &Slot,
+    ) -> Result<&'g mut Running, RuntimeError> {
+        let stale = match guard.as_ref() {
+            None => true,
+            Some(r) => !Arc::ptr_eq(&r.plugin, &current) && r.refused != Some(current.fingerprint),
+        };
+        if stale {
+            let mut fresh = self.start(&current, plugin, slot).await?;
+            if let Some(old) = guard.as_mut() {
+                let state = old.instance.export_state().await;
+                let imported = match state {
+                    Ok(state) => fresh.import_state(state).await.and_then(|r| {
+                        r.map_err(|detail| RuntimeError::Trap { plugin: plugin.into(), method: "import-state", detail })
+                    }),
+                    Err(e) => Err(e),
+                };
+                let still_loaded = self.catalog.get(&old.plugin.info.name).is_some_and(|p| Arc::ptr_eq(&p, &current));
+                let mut keep_old = false;
+                match imported {
+                    Ok(()) => self.catalog.emit(PluginEvent::Migrated {
+                        node: self.node.clone(),
+                        name: current.info.name.clone(),
+                        version: current.info.version.clone(),
+                    }),
+                    // A replacement of the same plugin that cannot take the state is refused.
+                    Err(e) if still_loaded => {
+                        self.catalog.emit(PluginEvent::MigrationRefused {
+                            node: self.node.clone(),
+                            name: current.info.name.clone(),
+                            error: e.to_string(),
+                        });
+                        old.refused = Some(current.fingerprint);
+                        keep_old = true;
+                    }
+                    // The plugin was unloaded: its pods go to the default plugin, with the
+                    // state if it takes it, without otherwise.
+                    Err(e) => tracing::warn!(node = %self.node, plugin, "{e}; {} starts with empty state", current.info.name),
+                }
+                if keep_old {
+                    return guard.as_mut().ok_or_else(|| RuntimeError::Trap { plugin: plugin.into(), method: "instantiate", detail: "no instance".into() });
+                }
+            }
+            *guard = Some(Running { plugin: current, instance: fresh, refused: None });
+        }
+        guard.as_mut().ok_or_else(|| RuntimeError::Trap { plugin: plugin.into(), method: "instantiate", detail: "no instance".into() })
+    }
+
+    async fn start(&self, plugin: &LoadedPlugin, slot_name: &str, slot: &Slot) -> Result<PluginInstance, RuntimeError> {
+        PluginInstance::start(
+            self.catalog.engine(),
+            &plugin.pre,
+            slot_name.into(),
+            plugin.config.clone(),
+            &self.node,
+            self.clock,
+            slot.release.clone(),
+        )
+        .await
+    }
+
+    async fn hold(&self, hold: Hold, slot: &Slot) {
+        match hold {
+            Hold::None => {}
+            Hold::Delay(d) => {
+                let mut released = slot.release.subscribe();
+                tokio::select! {
+                    _ = self.clock.sleep(d) => {}
+                    _ = released.changed() => {}
+                }
+            }
+            Hold::Hang => {
+                let mut released = slot.release.subscribe();
+                let _ = released.changed().await;
+            }
+        }
+    }
+
+    /// Sends a lab action to a plugin's instance on this node.
+    pub async fn trigger(&self, plugin: &str, action: &str, target: &TriggerTarget, args: &[KeyValue]) -> Result<TriggerResult, RuntimeError> {
+        if self.catalog.get(plugin).is_none() {
+            let known: Vec<String> = self.catalog.plugins().iter().map(|p| p.info.name.clone()).collect();
+            return Err(RuntimeError::not_found(format!("no plugin named {plugin}; loaded: {}", known.join(", "))));
+        }
+        let (action, target, args) = (action.to_string(), target.clone(), args.to_vec());
+        self.call(plugin, "trigger", move |g, s| Box::pin(async move { g.call_trigger(s, &action, &target, &args).await })).await
+    }
+
+    /// Asks a plugin's instance on this node who it is: the answer comes from the instance
+    /// that serves now, so it shows when a swap has reached this node.
+    pub async fn plugin_info(&self, plugin: &str) -> Result<PluginInfo, RuntimeError> {
+        self.call(plugin, "info", |g, s| Box::pin(g.call_info(s))).await
+    }
+
+    fn select(&self, pod: &PodSandboxConfig) -> String {
+        self.catalog.select(&pod.labels, &pod.annotations).info.name.clone()
+    }
+
+    fn image_plugin(&self, pod: Option<&PodSandboxConfig>) -> String {
+        pod.map_or_else(|| self.catalog.default_plugin().info.name.clone(), |p| self.select(p))
+    }
+}
+
+fn runtime_error(e: super::bindings::labkubelet::runtime::types::RuntimeError) -> RuntimeError {
+    RuntimeError::Runtime { code: e.code, message: e.message }
+}
+
+#[async_trait]
+impl ContainerRuntime for PluginRuntime {
+    async fn version(&self) -> Result<VersionInfo, RuntimeError> {
+        let name = self.catalog.default_plugin().info.name.clone();
+        self.call(&name, "version", |g, s| Box::pin(g.call_version(s))).await
+    }
+
+    /// Merged over the active plugins: a condition is true only where every plugin says so.
+    async fn status(&self) -> Result<Vec<RuntimeCondition>, RuntimeError> {
+        let mut plugins = self.active();
+        if plugins.is_empty() {
+            plugins.push(self.catalog.default_plugin().info.name.clone());
+        }
+        let mut merged: Vec<RuntimeCondition> = Vec::new();
+        for plugin in plugins {
+            for c in self.call(&plugin, "status", |g, s| Box::pin(g.call_status(s))).await? {
+                match merged.iter_mut().find(|m| m.condition_type == c.condition_type) {
+                    Some(m) if m.status && !c.status => *m = c,
+                    Some(_) => {}
+                    None => merged.push(c),
+                }
+            }
+        }
+        Ok(merged)
+    }
+
+    async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, RuntimeError> {
+        let plugin = self.select(config);
+        let config = config.clone();
+        let id = self
+            .call(&plugin, "run-pod-sandbox", move |g, s| Box::pin(async move { g.call_run_pod_sandbox(s, &config).await }))
+            .await?
+            .map_err(runtime_error)?;
+        self.own(&id, &plugin);
+        Ok(id)
+    }
+
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
+        let plugin = self.owner(id).await?;
+        let id = id.to_string();
+        self.call(&plugin, "stop-pod-sandbox", move |g, s| Box::pin(async move { g.call_stop_pod_sandbox(s, &id).await })).await?.map_err(runtime_error)
+    }
+
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
+        let Ok(plugin) = self.owner(id).await else { return Ok(()) };
+        let owned = id.to_string();
+        self.call(&plugin, "remove-pod-sandbox", move |g, s| Box::pin(async move { g.call_remove_pod_sandbox(s, &owned).await })).await?.map_err(runtime_error)?;
+        self.disown(id);
+        Ok(())
+    }
+
+    async fn pod_sandbox_status(&self, id: &str) -> Result<PodSandboxStatus, RuntimeError> {
+        let plugin = self.owner(id).await?;
+        let id = id.to_string();
+        self.call(&plugin, "inspect-pod-sandbox", move |g, s| Box::pin(async move { g.call_inspect_pod_sandbox(s, &id).await })).await?.map_err(runtime_error)
+    }
+
+    async fn list_pod_sandboxes(&self) -> Result<Vec<PodSandbox>, RuntimeError> {
+        let mut all = Vec::new();
+        for plugin in self.active() {
+            let listed = self.call(&plugin, "list-pod-sandboxes", |g, s| Box::pin(g.call_list_pod_sandboxes(s))).await?.map_err(runtime_error)?;
+            for sandbox in &listed {
+                self.own(&sandbox.id, &plugin);
+            }
+            all.extend(listed);
+        }
+        Ok(all)
+    }
+
+    async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String, RuntimeError> {
+        let plugin = self.owner(sandbox_id).await?;
+        let sandbox_id = sandbox_id.to_string();
+        let config = config.clone();
+        let id = self
+            .call(&plugin, "create-container", move |g, s| Box::pin(async move { g.call_create_container(s, &sandbox_id, &config).await }))
+            .await?
+            .map_err(runtime_error)?;
+        self.own(&id, &plugin);
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let plugin = self.owner(id).await?;
+        let id = id.to_string();
+        self.call(&plugin, "start-container", move |g, s| Box::pin(async move { g.call_start_container(s, &id).await })).await?.map_err(runtime_error)
+    }
+
+    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        let plugin = self.owner(id).await?;
+        let seconds = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+        let id = id.to_string();
+        self.call(&plugin, "stop-container", move |g, s| Box::pin(async move { g.call_stop_container(s, &id, seconds).await })).await?.map_err(runtime_error)
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let Ok(plugin) = self.owner(id).await else { return Ok(()) };
+        let owned = id.to_string();
+        self.call(&plugin, "remove-container", move |g, s| Box::pin(async move { g.call_remove_container(s, &owned).await })).await?.map_err(runtime_error)?;
+        self.disown(id);
+        Ok(())
+    }
+
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus, RuntimeError> {
+        let plugin = self.owner(id).await?;
+        let id = id.to_string();
+        self.call(&plugin, "inspect-container", move |g, s| Box::pin(async move { g.call_inspect_container(s, &id).await })).await?.map_err(runtime_error)
+    }
+
+    async fn list_containers(&self) -> Result<Vec<Container>, RuntimeError> {
+        let mut all = Vec::new();
+        for plugin in self.active() {
+            let listed = self.call(&plugin, "list-containers", |g, s| Box::pin(g.call_list_containers(s))).await?.map_err(runtime_error)?;
+            for container in &listed {
+                self.own(&container.id, &plugin);
+            }
+            all.extend(listed);
+        }
+        Ok(all)
+    }
+
+    async fn pull_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError> {
+        let plugin = self.image_plugin(pod);
+        let image = image.to_string();
+        let pod = pod.cloned();
+        self.call(&plugin, "pull-image", move |g, s| Box::pin(async move { g.call_pull_image(s, &image, pod.as_ref()).await })).await?.map_err(runtime_error)
+    }
+
+    async fn image_status(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<Option<Image>, RuntimeError> {
+        let plugin = self.image_plugin(pod);
+        let image = image.to_string();
+        self.call(&plugin, "inspect-image", move |g, s| Box::pin(async move { g.call_inspect_image(s, &image).await })).await?.map_err(runtime_error)
+    }
+
+    async fn list_images(&self) -> Result<Vec<Image>, RuntimeError> {
+        let mut all: Vec<Image> = Vec::new();
+        for plugin in self.active() {
+            let listed = self.call(&plugin, "list-images", |g, s| Box::pin(g.call_list_images(s))).await?.map_err(runtime_error)?;
+            all.extend(listed.into_iter().filter(|i| !all.iter().any(|a| a.id == i.id)).collect::<Vec<_>>());
+        }
+        Ok(all)
+    }
+
+    async fn remove_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<(), RuntimeError> {
+        let plugin = self.image_plugin(pod);
+        let image = image.to_string();
+        self.call(&plugin, "remove-image", move |g, s| Box::pin(async move { g.call_remove_image(s, &image).await })).await?.map_err(runtime_error)
+    }
+
+    async fn container_logs(&self, id: &str, since: Option<i64>, tail: Option<u32>) -> Result<Vec<LogLine>, RuntimeError> {
+        let plugin = self.owner(id).await?;
+        let id = id.to_string();
+        self.call(&plugin, "container-logs", move |g, s| Box::pin(async move { g.call_container_logs(s, &id, since, tail).await })).await?.map_err(runtime_error)
+    }
+
+    async fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult, RuntimeError> {
+        let plugin = self.owner(id).await?;
+        let seconds = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+        let id = id.to_string();
+        let cmd = cmd.to_vec();
+        self.call(&plugin, "exec-sync", move |g, s| Box::pin(async move { g.call_exec_sync(s, &id, &cmd, seconds).await })).await?.map_err(runtime_error)
+    }
+
+    async fn probe(&self, id: &str, kind: ProbeKind, action: &ProbeAction) -> Result<ProbeResult, RuntimeError> {
+        let plugin = self.owner(id).await?;
+        let id = id.to_string();
+        let action = action.clone();
+        self.call(&plugin, "probe", move |g, s| Box::pin(async move { g.call_probe(s, &id, kind, &action).await })).await?.map_err(runtime_error)
+    }
+}

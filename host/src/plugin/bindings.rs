@@ -1,0 +1,154 @@
+//! The generated bindings of the `labkubelet:runtime` WIT package, and the host side of
+//! its imports: what a plugin may ask of the host, and nothing else.
+
+use crate::clock::Clock;
+use rand::rngs::SmallRng;
+use rand::RngCore;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+wasmtime::component::bindgen!({
+    world: "plugin",
+    path: "../wit",
+    exports: { default: async },
+    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+});
+
+use labkubelet::runtime::types::LogLevel;
+
+/// The WIT package version this host speaks.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// How the reply of the call in progress is to be held, as the plugin asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Hold {
+    #[default]
+    None,
+    Delay(Duration),
+    Hang,
+}
+
+impl Hold {
+    fn merge(self, other: Hold) -> Hold {
+        match (self, other) {
+            (Hold::Hang, _) | (_, Hold::Hang) => Hold::Hang,
+            (Hold::Delay(a), Hold::Delay(b)) => Hold::Delay(a.max(b)),
+            (Hold::None, x) | (x, Hold::None) => x,
+        }
+    }
+}
+
+/// Everything a plugin's store holds: its WASI context (empty unless granted), limits,
+/// identity, and the per-call bookkeeping the deadline and reply holding need.
+pub(crate) struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) plugin: Arc<str>,
+    pub(crate) node: Arc<str>,
+    pub(crate) clock: Clock,
+    pub(crate) rng: SmallRng,
+    pub(crate) config: Arc<str>,
+    pub(crate) release: Arc<watch::Sender<u64>>,
+    pub(crate) memory_limit: usize,
+    pub(crate) deadline: Duration,
+    pub(crate) call_started: Option<std::time::Instant>,
+    pub(crate) hold: Hold,
+    pub(crate) deadline_hit: bool,
+    pub(crate) memory_denied: bool,
+    /// The last error the plugin logged: shown when it traps, since a panic message goes
+    /// to a stderr nobody reads.
+    pub(crate) last_error: Option<String>,
+}
+
+impl HostState {
+    pub(crate) fn begin_call(&mut self) {
+        self.call_started = Some(std::time::Instant::now());
+        self.hold = Hold::None;
+        self.deadline_hit = false;
+        self.memory_denied = false;
+    }
+
+    pub(crate) fn end_call(&mut self) -> Hold {
+        self.call_started = None;
+        std::mem::take(&mut self.hold)
+    }
+
+    /// Called at every epoch tick while the plugin runs: yield to other tasks, or stop a
+    /// call that has run past its deadline.
+    pub(crate) fn on_epoch(mut ctx: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
+        let state = ctx.data_mut();
+        let overdue = state.call_started.is_some_and(|t| t.elapsed() >= state.deadline);
+        if overdue {
+            state.deadline_hit = true;
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.memory_limit;
+        if !allowed {
+            self.memory_denied = true;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl labkubelet::runtime::types::Host for HostState {}
+
+impl labkubelet::runtime::host::Host for HostState {
+    fn now(&mut self) -> i64 {
+        self.clock.now_nanos()
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        let (plugin, node) = (&*self.plugin, &*self.node);
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, node, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, node, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, node, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, node, "{message}"),
+            LogLevel::Error => {
+                tracing::error!(plugin, node, "{message}");
+                self.last_error = Some(message);
+            }
+        }
+    }
+
+    fn config(&mut self) -> String {
+        self.config.to_string()
+    }
+
+    fn delay_reply(&mut self, millis: u64) {
+        self.hold = self.hold.merge(Hold::Delay(Duration::from_millis(millis)));
+    }
+
+    fn hang_reply(&mut self) {
+        self.hold = Hold::Hang;
+    }
+
+    fn release_replies(&mut self) {
+        self.release.send_modify(|generation| *generation += 1);
+    }
+}

@@ -1,0 +1,293 @@
+//! One wasmtime engine per process: how plugins are compiled, checked against the WIT
+//! version, validated, and what limits every plugin call runs under.
+
+use super::bindings::{exports::labkubelet::runtime::runtime::PluginInfo, HostState, PluginPre, WIT_VERSION};
+use super::instance::PluginInstance;
+use super::selector::{parse_selector, SelectorError};
+use crate::clock::Clock;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+/// How often the engine's epoch advances: the granularity of call deadlines, and how
+/// often a busy plugin yields to other tasks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What an operator lets a plugin do beyond the host imports. Nothing by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grants {
+    /// Host folders the plugin may open, as (host path, path seen by the plugin).
+    pub dirs: Vec<(PathBuf, String)>,
+    /// Environment variables the plugin sees.
+    pub env: Vec<(String, String)>,
+}
+
+/// The limits and grants every plugin call runs under.
+///
+/// ```
+/// let policy = labkubelet::plugin::PluginPolicy::default();
+/// assert_eq!(policy.call_deadline, std::time::Duration::from_secs(2));
+/// assert_eq!(policy.memory_limit, 64 << 20);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginPolicy {
+    /// How long one call may run in the plugin (held replies do not count).
+    pub call_deadline: Duration,
+    /// The most linear memory one plugin instance may have, in bytes.
+    pub memory_limit: usize,
+    /// Grants by plugin name.
+    pub grants: BTreeMap<String, Grants>,
+    /// Seeds the plugins' randomness, together with the node and plugin names.
+    pub seed: u64,
+}
+
+impl Default for PluginPolicy {
+    fn default() -> Self {
+        PluginPolicy { call_deadline: Duration::from_secs(2), memory_limit: 64 << 20, grants: BTreeMap::new(), seed: 0 }
+    }
+}
+
+/// Why a component was refused. The message says what was wrong and what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    #[error("{origin}: cannot read: {detail}")]
+    Unreadable { origin: String, detail: String },
+    #[error("{origin}: not a WebAssembly file (it does not start with the \\0asm magic); build the plugin with `cargo build --release --target wasm32-wasip2`")]
+    NotWasm { origin: String },
+    #[error("{origin}: a core WebAssembly module, not a component; build for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)")]
+    CoreModule { origin: String },
+    #[error("{origin}: invalid component: {detail}")]
+    Invalid { origin: String, detail: String },
+    #[error("{origin}: does not export labkubelet:runtime/runtime; write it with the labkubelet-guest SDK or against wit/runtime.wit")]
+    NotAPlugin { origin: String },
+    #[error("{origin}: built for labkubelet:runtime@{found}, but this labkubelet speaks labkubelet:runtime@{expected}; rebuild the plugin against this labkubelet's guest SDK")]
+    VersionMismatch { origin: String, found: String, expected: &'static str },
+    #[error("{origin}: imports what the host does not provide: {detail}")]
+    Imports { origin: String, detail: String },
+    #[error("{origin}: failed when asked for its info: {detail}")]
+    InfoFailed { origin: String, detail: String },
+    #[error("{origin}: invalid configuration {config}: {detail}")]
+    Config { origin: String, config: String, detail: String },
+    #[error("{origin}: plugin name {name:?} is not valid: {why}")]
+    BadName { origin: String, name: String, why: String },
+    #[error("{origin}: {source}")]
+    BadSelector { origin: String, source: SelectorError },
+    #[error("{origin}: plugin name {name:?} is already served by {other}; give one of them another name")]
+    NameTaken { origin: String, name: String, other: String },
+}
+
+/// A compiled, validated plugin: what a node needs to make instances of it.
+pub struct LoadedPlugin {
+    pub info: PluginInfo,
+    /// Where it came from: a file path, or `builtin:<name>`.
+    pub origin: String,
+    /// sha256 of the component and its configuration.
+    pub fingerprint: [u8; 32],
+    pub(crate) selector: kube_core::Selector,
+    pub(crate) pre: PluginPre<HostState>,
+    pub(crate) config: Arc<str>,
+}
+
+impl LoadedPlugin {
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The fingerprint as hex, for logs and listings.
+    pub fn fingerprint_hex(&self) -> String {
+        self.fingerprint.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin").field("name", &self.info.name).field("version", &self.info.version).field("origin", &self.origin).finish()
+    }
+}
+
+/// Advances the engine's epoch until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The process-wide plugin engine.
+pub struct PluginEngine {
+    pub(crate) engine: Engine,
+    linker: Linker<HostState>,
+    pub(crate) policy: PluginPolicy,
+    compiled: Mutex<HashMap<[u8; 32], Component>>,
+    _ticker: EpochTicker,
+}
+
+impl PluginEngine {
+    /// Makes the engine and starts its epoch ticker.
+    pub fn new(policy: PluginPolicy) -> anyhow::Result<Arc<Self>> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        // Concurrent component-model execution is not used, and its bookkeeping triples
+        // the cost of a call.
+        config.concurrency_support(false);
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+        super::bindings::Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link host imports: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticking = engine.clone();
+        let stopped = stop.clone();
+        std::thread::Builder::new().name("plugin-epoch".into()).spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                ticking.increment_epoch();
+            }
+        })?;
+        Ok(Arc::new(PluginEngine {
+            engine,
+            linker,
+            policy,
+            compiled: Mutex::new(HashMap::new()),
+            _ticker: EpochTicker { stop },
+        }))
+    }
+
+    pub fn policy(&self) -> &PluginPolicy {
+        &self.policy
+    }
+
+    /// Compiles (or takes from the cache), checks and validates a component: it must be a
+    /// component of a compatible WIT version, link against the host, and answer `info`
+    /// within its deadline with a valid name and selector.
+    ///
+    /// `config` is the plugin's configuration text and `config_origin` the file it came
+    /// from (for messages).
+    pub async fn load(&self, bytes: Vec<u8>, config: String, origin: String) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let mut hasher = Sha256::new();
+        hasher.update(&bytes);
+        let code_hash: [u8; 32] = hasher.finalize().into();
+        let fingerprint: [u8; 32] = Sha256::new().chain_update(code_hash).chain_update(config.as_bytes()).finalize().into();
+
+        let cached = self.compiled.lock().ok().and_then(|c| c.get(&code_hash).cloned());
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                check_header(&bytes, &origin)?;
+                let engine = self.engine.clone();
+                let compiled = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+                    .await
+                    .map_err(|e| LoadError::Invalid { origin: origin.clone(), detail: e.to_string() })?
+                    .map_err(|e| LoadError::Invalid { origin: origin.clone(), detail: format!("{e:#}") })?;
+                if let Ok(mut cache) = self.compiled.lock() {
+                    cache.insert(code_hash, compiled.clone());
+                }
+                compiled
+            }
+        };
+        self.check_version(&component, &origin)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Imports { origin: origin.clone(), detail: format!("{e:#}") })?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Invalid { origin: origin.clone(), detail: format!("{e:#}") })?;
+
+        let config: Arc<str> = config.into();
+        let (release, _) = watch::channel(0);
+        let probe_name: Arc<str> = "(loading)".into();
+        let mut instance = PluginInstance::start(self, &pre, probe_name, config.clone(), "validation", Clock::new(), Arc::new(release))
+            .await
+            .map_err(|e| LoadError::InfoFailed { origin: origin.clone(), detail: e.to_string() })?;
+        let info = instance.info().await.map_err(|e| LoadError::InfoFailed { origin: origin.clone(), detail: e.to_string() })?;
+        validate_name(&info.name).map_err(|why| LoadError::BadName { origin: origin.clone(), name: info.name.clone(), why })?;
+        let selector = parse_selector(&info.selector).map_err(|source| LoadError::BadSelector { origin: origin.clone(), source })?;
+        Ok(Arc::new(LoadedPlugin { info, origin, fingerprint, selector, pre, config }))
+    }
+
+    fn check_version(&self, component: &Component, origin: &str) -> Result<(), LoadError> {
+        const PREFIX: &str = "labkubelet:runtime/runtime@";
+        let ty = component.component_type();
+        let found = ty
+            .exports(&self.engine)
+            .find_map(|(name, _)| name.strip_prefix(PREFIX).map(str::to_string))
+            .ok_or_else(|| LoadError::NotAPlugin { origin: origin.to_string() })?;
+        if compatible(&found, WIT_VERSION) {
+            Ok(())
+        } else {
+            Err(LoadError::VersionMismatch { origin: origin.to_string(), found, expected: WIT_VERSION })
+        }
+    }
+}
+
+/// Semver compatibility: the same major version, or for 0.x the same minor.
+fn compatible(found: &str, expected: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> { v.split(['.', '-', '+']).take(3).map(|p| p.parse().unwrap_or(u64::MAX)).collect() };
+    let (f, e) = (parts(found), parts(expected));
+    match (f.first(), e.first()) {
+        (Some(0), Some(0)) => f.get(1) == e.get(1),
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn check_header(bytes: &[u8], origin: &str) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm { origin: origin.to_string() });
+    }
+    // A core module has version 1 in the header; a component has layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::CoreModule { origin: origin.to_string() });
+    }
+    Ok(())
+}
+
+/// Plugin names appear in annotations and file names: a DNS label keeps them simple.
+fn validate_name(name: &str) -> Result<(), String> {
+    let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if name.is_empty() || name.len() > 63 {
+        return Err("it must be 1 to 63 characters".into());
+    }
+    if !ok_chars || name.starts_with('-') || name.ends_with('-') {
+        return Err("use lowercase letters, digits and '-', starting and ending with a letter or digit".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_compatible_like_semver() {
+        assert!(compatible("0.1.0", "0.1.0"));
+        assert!(compatible("0.1.3", "0.1.0"));
+        assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(!compatible("1.0.0", "0.1.0"));
+        assert!(compatible("1.4.0", "1.0.0"));
+    }
+
+    #[test]
+    fn headers_tell_modules_from_components() {
+        assert!(matches!(check_header(b"hello world", "f"), Err(LoadError::NotWasm { .. })));
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0", "f"), Err(LoadError::CoreModule { .. })));
+        assert!(check_header(b"\0asm\x0d\0\x01\0", "f").is_ok());
+    }
+
+    #[test]
+    fn plugin_names_are_dns_labels() {
+        assert!(validate_name("pleg-stall").is_ok());
+        assert!(validate_name("Bad_Name").is_err());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("-x").is_err());
+    }
+}

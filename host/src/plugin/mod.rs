@@ -1,0 +1,35 @@
+//! The WebAssembly plugin host.
+//!
+//! - [`engine`]: the process-wide wasmtime engine, limits, and validation of components.
+//! - [`catalog`]: the loaded plugins, selection of the plugin that serves a pod, folder sync.
+//! - [`watch`]: hot reload of a plugin folder.
+//! - [`adapter`]: [`PluginRuntime`], a node's [`crate::runtime::ContainerRuntime`] over plugins.
+//! - [`stock`]: the stock plugins embedded in the binary.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use labkubelet::plugin::*;
+//! let engine = PluginEngine::new(PluginPolicy::default())?;
+//! let catalog = PluginCatalog::new(engine).await?;
+//! let _watcher = watch_dir(catalog.clone(), std::path::Path::new("plugins.d")).await?;
+//! let node = PluginRuntime::new("lab-node-1", catalog, labkubelet::clock::Clock::new());
+//! # Ok(()) }
+//! ```
+
+pub mod adapter;
+pub(crate) mod bindings;
+pub mod catalog;
+pub mod engine;
+mod instance;
+mod selector;
+pub mod stock;
+pub mod watch;
+
+pub use adapter::{PluginRuntime, TriggerError, TriggerResult};
+pub use bindings::exports::labkubelet::runtime::runtime::PluginInfo;
+pub use bindings::labkubelet::runtime::types::TriggerAction;
+pub use bindings::WIT_VERSION;
+pub use catalog::{PluginCatalog, PluginEvent, DEFAULT_PLUGIN, SCENARIO_ANNOTATION};
+pub use engine::{Grants, LoadError, LoadedPlugin, PluginEngine, PluginPolicy};
+pub use selector::{parse_selector, SelectorError};
+pub use watch::{watch_dir, PluginWatcher, WatchError};

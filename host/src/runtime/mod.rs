@@ -1,0 +1,75 @@
+//! The CRI-shaped container runtime the kubelet logic talks to.
+//!
+//! The vocabulary (sandboxes, containers, images, conditions) is the WIT contract's, so
+//! what a plugin answers reaches the kubelet logic unchanged. [`ContainerRuntime`] is
+//! implemented over plugins by [`crate::plugin::PluginRuntime`]; tests may implement it
+//! directly.
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+pub use crate::plugin::bindings::labkubelet::runtime::types::{
+    Container, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ErrorCode,
+    ExecResult, HttpGetAction, Image, KeyValue, LogLine, LogStream, PodSandbox, PodSandboxConfig,
+    PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome,
+    ProbeResult, RuntimeCondition, TriggerTarget, VersionInfo,
+};
+
+/// Why a runtime call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The runtime answered with an error: the message is what a user should see.
+    #[error("{message}")]
+    Runtime { code: ErrorCode, message: String },
+    /// The plugin trapped (a panic, an out-of-bounds access, a memory limit).
+    #[error("plugin {plugin} failed in {method}: {detail}")]
+    Trap { plugin: String, method: &'static str, detail: String },
+    /// The plugin ran longer than its per-call deadline.
+    #[error("plugin {plugin} exceeded its {deadline:?} deadline in {method}")]
+    Deadline { plugin: String, method: &'static str, deadline: Duration },
+}
+
+impl RuntimeError {
+    /// True when the runtime said the thing asked about does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RuntimeError::Runtime { code: ErrorCode::NotFound, .. })
+    }
+
+    pub(crate) fn not_found(message: String) -> Self {
+        RuntimeError::Runtime { code: ErrorCode::NotFound, message }
+    }
+}
+
+/// A container runtime, shaped like the CRI RuntimeService and ImageService.
+///
+/// Image calls take the pod that needs the image, when there is one: a runtime plugin
+/// serves a set of pods, and the pod decides which plugin's image store is asked.
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync {
+    async fn version(&self) -> Result<VersionInfo, RuntimeError>;
+    /// The runtime conditions (RuntimeReady, NetworkReady) the node's Ready depends on.
+    async fn status(&self) -> Result<Vec<RuntimeCondition>, RuntimeError>;
+
+    async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, RuntimeError>;
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn pod_sandbox_status(&self, id: &str) -> Result<PodSandboxStatus, RuntimeError>;
+    async fn list_pod_sandboxes(&self) -> Result<Vec<PodSandbox>, RuntimeError>;
+
+    async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String, RuntimeError>;
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError>;
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus, RuntimeError>;
+    async fn list_containers(&self) -> Result<Vec<Container>, RuntimeError>;
+
+    async fn pull_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError>;
+    async fn image_status(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<Option<Image>, RuntimeError>;
+    async fn list_images(&self) -> Result<Vec<Image>, RuntimeError>;
+    async fn remove_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<(), RuntimeError>;
+
+    /// Log lines at or after `since` (ns since the epoch), then at most the last `tail`.
+    async fn container_logs(&self, id: &str, since: Option<i64>, tail: Option<u32>) -> Result<Vec<LogLine>, RuntimeError>;
+    async fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult, RuntimeError>;
+    async fn probe(&self, id: &str, kind: ProbeKind, action: &ProbeAction) -> Result<ProbeResult, RuntimeError>;
+}

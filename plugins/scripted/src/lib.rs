@@ -1,0 +1,315 @@
+//! A declarative plugin: its behaviour comes from rules in its configuration file
+//! (`scripted.yaml` or `scripted.json` next to the component), so a lab changes what the
+//! runtime does by editing a file, with no compiler. Editing the file hot-reloads it.
+//!
+//! ```yaml
+//! selector: "lab=scripted"          # optional; pods can also use the annotation
+//! rules:
+//!   - match: { labels: { app: db }, image: "postgres*" }
+//!     exit: { afterSeconds: 30, code: 137, reason: OOMKilled }
+//!   - match: { pod: "web-*" }
+//!     failPull: "manifest unknown"
+//!     probes: { readiness: { flapSeconds: 10 } }
+//!   - calls: [list]                 # a call rule: hang (or delay) runtime calls
+//!     afterSeconds: 60
+//!     forSeconds: 240
+//! ```
+//!
+//! For each decision the first rule that matches and says something about it wins.
+
+use glob::Pattern;
+use labkubelet_guest::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const NANOS: i64 = 1_000_000_000;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    rules: Vec<Rule>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Rule {
+    #[serde(default, rename = "match")]
+    selector: Match,
+    fail_pull: Option<String>,
+    fail_create: Option<String>,
+    fail_start: Option<String>,
+    exit: Option<ExitRule>,
+    #[serde(default)]
+    ignore_sigterm: bool,
+    #[serde(default)]
+    probes: Probes,
+    #[serde(default)]
+    calls: Vec<String>,
+    delay_seconds: Option<u64>,
+    after_seconds: Option<u64>,
+    for_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Match {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    namespace: Option<String>,
+    pod: Option<String>,
+    container: Option<String>,
+    image: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExitRule {
+    after_seconds: u64,
+    #[serde(default = "one")]
+    code: i32,
+    reason: Option<String>,
+    #[serde(default)]
+    message: String,
+}
+
+fn one() -> i32 {
+    1
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Probes {
+    liveness: Option<ProbeRule>,
+    readiness: Option<ProbeRule>,
+    startup: Option<ProbeRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProbeRule {
+    /// Always fail.
+    #[serde(default)]
+    fail: bool,
+    /// Fail once the container has run this long.
+    fail_after_seconds: Option<u64>,
+    /// Alternate success and failure with this period.
+    flap_seconds: Option<u64>,
+    #[serde(default = "probe_output")]
+    output: String,
+}
+
+fn probe_output() -> String {
+    "HTTP probe failed with statuscode: 500".into()
+}
+
+/// What a rule's patterns are compared with.
+struct Subject<'a> {
+    labels: &'a [KeyValue],
+    namespace: &'a str,
+    pod: &'a str,
+    container: Option<&'a str>,
+    image: Option<&'a str>,
+}
+
+fn glob_matches(pattern: &Option<String>, value: Option<&str>) -> bool {
+    match (pattern, value) {
+        (None, _) => true,
+        (Some(p), Some(v)) => Pattern::new(p).is_ok_and(|p| p.matches(v)),
+        (Some(_), None) => false,
+    }
+}
+
+impl Match {
+    fn matches(&self, s: &Subject) -> bool {
+        self.labels.iter().all(|(k, v)| s.labels.iter().any(|kv| &kv.key == k && &kv.value == v))
+            && glob_matches(&self.namespace, Some(s.namespace))
+            && glob_matches(&self.pod, Some(s.pod))
+            && glob_matches(&self.container, s.container)
+            && glob_matches(&self.image, s.image)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for p in [&self.namespace, &self.pod, &self.container, &self.image].into_iter().flatten() {
+            Pattern::new(p).map_err(|e| format!("match: {p:?} is not a glob pattern: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Version => "version",
+        Method::Status => "status",
+        Method::RunPodSandbox => "run-pod-sandbox",
+        Method::StopPodSandbox => "stop-pod-sandbox",
+        Method::RemovePodSandbox => "remove-pod-sandbox",
+        Method::InspectPodSandbox => "inspect-pod-sandbox",
+        Method::ListPodSandboxes => "list-pod-sandboxes",
+        Method::CreateContainer => "create-container",
+        Method::StartContainer => "start-container",
+        Method::StopContainer => "stop-container",
+        Method::RemoveContainer => "remove-container",
+        Method::InspectContainer => "inspect-container",
+        Method::ListContainers => "list-containers",
+        Method::PullImage => "pull-image",
+        Method::InspectImage => "inspect-image",
+        Method::ListImages => "list-images",
+        Method::RemoveImage => "remove-image",
+        Method::ContainerLogs => "container-logs",
+        Method::ExecSync => "exec-sync",
+        Method::Probe => "probe",
+    }
+}
+
+const CALL_NAMES: &[&str] = &[
+    "all", "list", "version", "status", "run-pod-sandbox", "stop-pod-sandbox", "remove-pod-sandbox",
+    "inspect-pod-sandbox", "list-pod-sandboxes", "create-container", "start-container",
+    "stop-container", "remove-container", "inspect-container", "list-containers", "pull-image",
+    "inspect-image", "list-images", "remove-image", "container-logs", "exec-sync", "probe",
+];
+
+#[derive(Default, Serialize, Deserialize)]
+struct State {
+    /// When the plugin first answered a call (host-clock ns): call rules count from here.
+    started: Option<i64>,
+}
+
+#[derive(Default)]
+struct Scripted {
+    rules: Vec<Rule>,
+    state: State,
+}
+
+fn fail(message: &str) -> RuntimeError {
+    RuntimeError { code: ErrorCode::Failed, message: message.into() }
+}
+
+impl Scripted {
+    fn container_rules<'a>(&'a self, c: &'a ContainerCtx) -> impl Iterator<Item = &'a Rule> + 'a {
+        let subject = Subject {
+            labels: &c.pod_labels,
+            namespace: &c.pod_namespace,
+            pod: &c.pod_name,
+            container: Some(&c.name),
+            image: Some(&c.image),
+        };
+        let matched: Vec<&Rule> = self.rules.iter().filter(|r| r.calls.is_empty() && r.selector.matches(&subject)).collect();
+        matched.into_iter()
+    }
+}
+
+impl Scenario for Scripted {
+    fn info(&self) -> Info {
+        Info::new("scripted", env!("CARGO_PKG_VERSION"))
+            .describe("Behaviour from declarative rules in scripted.yaml: no compiler needed.")
+    }
+
+    fn configure(&mut self, config: &str) -> Result<(), String> {
+        let config: Config = if config.is_empty() { Config::default() } else { serde_json::from_str(config).map_err(|e| e.to_string())? };
+        for (i, rule) in config.rules.iter().enumerate() {
+            rule.selector.validate().map_err(|e| format!("rules[{i}].{e}"))?;
+            if let Some(bad) = rule.calls.iter().find(|c| !CALL_NAMES.contains(&c.as_str())) {
+                return Err(format!("rules[{i}].calls: unknown call {bad:?}; known: {}", CALL_NAMES.join(", ")));
+            }
+        }
+        self.rules = config.rules;
+        Ok(())
+    }
+
+    fn before_call(&mut self, method: Method, rt: &FakeRuntime) -> Reply {
+        let now = rt.now();
+        let started = *self.state.started.get_or_insert(now);
+        let name = method_name(method);
+        for rule in self.rules.iter().filter(|r| !r.calls.is_empty()) {
+            let applies = rule.calls.iter().any(|c| c == "all" || c == name || (c == "list" && method.is_list()));
+            let from = started + rule.after_seconds.unwrap_or(0) as i64 * NANOS;
+            let until = rule.for_seconds.map(|f| from + f as i64 * NANOS);
+            if !applies || now < from || until.is_some_and(|u| now >= u) {
+                continue;
+            }
+            return match (rule.delay_seconds, until) {
+                (Some(d), _) => Reply::Delay(Duration::from_secs(d)),
+                (None, Some(u)) => Reply::Delay(Duration::from_nanos((u - now).unsigned_abs())),
+                (None, None) => Reply::Hang,
+            };
+        }
+        Reply::Now
+    }
+
+    fn on_pull(&mut self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<(), RuntimeError> {
+        let subject = Subject {
+            labels: pod.map(|p| p.labels.as_slice()).unwrap_or(&[]),
+            namespace: pod.map(|p| p.metadata.namespace.as_str()).unwrap_or(""),
+            pod: pod.map(|p| p.metadata.name.as_str()).unwrap_or(""),
+            container: None,
+            image: Some(image),
+        };
+        let rule = self.rules.iter().find(|r| r.calls.is_empty() && r.fail_pull.is_some() && r.selector.matches(&subject));
+        match rule.and_then(|r| r.fail_pull.as_deref()) {
+            Some(message) => Err(RuntimeError { code: ErrorCode::NotFound, message: message.into() }),
+            None => Ok(()),
+        }
+    }
+
+    fn on_create(&mut self, c: &ContainerCtx) -> Result<(), RuntimeError> {
+        match self.container_rules(c).find_map(|r| r.fail_create.as_deref()) {
+            Some(m) => Err(fail(m)),
+            None => Ok(()),
+        }
+    }
+
+    fn on_start(&mut self, c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
+        if let Some(m) = self.container_rules(c).find_map(|r| r.fail_start.as_deref()) {
+            return Err(fail(m));
+        }
+        Ok(match self.container_rules(c).find_map(|r| r.exit.as_ref()) {
+            Some(e) => {
+                let reason = e.reason.clone().unwrap_or_else(|| if e.code == 0 { "Completed".into() } else { "Error".into() });
+                Lifetime::exits_after(secs(e.after_seconds), Exit { code: e.code, reason, message: e.message.clone() })
+            }
+            None => Lifetime::Forever,
+        })
+    }
+
+    fn on_stop(&mut self, c: &ContainerCtx) -> Stop {
+        if self.container_rules(c).any(|r| r.ignore_sigterm) {
+            Stop::IgnoresSigterm
+        } else {
+            Stop::Exits(Exit::completed())
+        }
+    }
+
+    fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, _action: &ProbeAction) -> ProbeResult {
+        let up = ProbeResult { outcome: ProbeOutcome::Success, output: String::new() };
+        let rule = self.container_rules(c).find_map(|r| match kind {
+            ProbeKind::Liveness => r.probes.liveness.as_ref(),
+            ProbeKind::Readiness => r.probes.readiness.as_ref(),
+            ProbeKind::Startup => r.probes.startup.as_ref(),
+        });
+        let Some(rule) = rule else { return up };
+        let ran = (host::now() - c.started_at.unwrap_or(0)).max(0) / NANOS;
+        let failing = rule.fail
+            || rule.fail_after_seconds.is_some_and(|s| ran >= s as i64)
+            || rule.flap_seconds.is_some_and(|s| s > 0 && (ran / s as i64) % 2 == 1);
+        if failing {
+            ProbeResult { outcome: ProbeOutcome::Failure, output: rule.output.clone() }
+        } else {
+            up
+        }
+    }
+
+    fn save(&self) -> serde_json::Value {
+        serde_json::to_value(&self.state).unwrap_or_default()
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), String> {
+        if !state.is_null() {
+            self.state = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+export_scenario!(Scripted);

@@ -1,0 +1,52 @@
+//! A plugin that misbehaves on cue, for the host's containment tests: it loops forever,
+//! grows memory without bound, tries to read host files and environment variables, or
+//! traps when asked who it is (configuration `trap-in-info`).
+
+use labkubelet_guest::*;
+
+#[derive(Default)]
+struct Misbehave;
+
+impl Scenario for Misbehave {
+    fn info(&self) -> Info {
+        if host::config().contains("trap-in-info") {
+            panic!("misbehave was told to trap in info");
+        }
+        Info::new("misbehave", env!("CARGO_PKG_VERSION"))
+            .describe("Misbehaves on cue, for the host's tests.")
+            .action("spin", "loops forever")
+            .action("grow", "allocates memory without bound")
+            .action("read-file", "reads the host file named by path=")
+            .action("env", "reads the environment variable named by name=")
+    }
+
+    fn trigger(&mut self, _rt: &mut FakeRuntime, action: &str, _t: &TriggerTarget, args: &[KeyValue]) -> Option<Result<String, TriggerError>> {
+        let arg = |k: &str| args.iter().find(|a| a.key == k).map(|a| a.value.clone()).unwrap_or_default();
+        match action {
+            "spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "read-file" => Some(match std::fs::read_to_string(arg("path")) {
+                Ok(text) => Ok(format!("read {} bytes", text.len())),
+                Err(e) => Err(TriggerError::InvalidArgument(format!("cannot read: {e}"))),
+            }),
+            "env" => Some(match std::env::var(arg("name")) {
+                Ok(v) => Ok(format!("value {v}")),
+                Err(e) => Err(TriggerError::InvalidArgument(format!("cannot read: {e}"))),
+            }),
+            _ => None,
+        }
+    }
+}
+
+export_scenario!(Misbehave);
