@@ -1,0 +1,160 @@
+//! What labkubelet's integration tests share: a plugin lab (a plugin folder, a catalog and
+//! its events), pod and container builders, and components made to be refused.
+
+use labkubelet::clock::Clock;
+use labkubelet::plugin::{stock, watch_dir, PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime, PluginWatcher, SCENARIO_ANNOTATION};
+use labkubelet::runtime::{ContainerConfig, ContainerMetadata, ContainerRuntime, KeyValue, PodSandboxConfig, PodSandboxMetadata};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// A plugin folder with a catalog over it, optionally watched.
+pub struct PluginLab {
+    pub dir: tempfile::TempDir,
+    pub catalog: Arc<PluginCatalog>,
+    pub events: broadcast::Receiver<PluginEvent>,
+    watcher: Option<PluginWatcher>,
+}
+
+impl PluginLab {
+    /// A lab whose folder is read only when [`PluginLab::sync`] is called.
+    pub async fn new(policy: PluginPolicy) -> Self {
+        let engine = PluginEngine::new(policy).expect("plugin engine");
+        let catalog = PluginCatalog::new(engine).await.expect("catalog with the built-in default");
+        let events = catalog.subscribe();
+        PluginLab { dir: tempfile::tempdir().expect("temp dir"), catalog, events, watcher: None }
+    }
+
+    /// A lab whose folder is watched, as `labkubelet run` watches its plugin folder.
+    pub async fn watched(policy: PluginPolicy) -> Self {
+        let mut lab = PluginLab::new(policy).await;
+        lab.watcher = Some(watch_dir(lab.catalog.clone(), lab.dir.path()).await.expect("watch the plugin folder"));
+        lab
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// Puts a stock plugin into the folder (by rename, as a careful user copies).
+    pub fn install(&self, name: &str) -> PathBuf {
+        stock::install(name, self.dir.path()).expect("install a stock plugin")
+    }
+
+    /// Puts bytes into the folder as `file`, by rename.
+    pub fn put(&self, file: &str, bytes: &[u8]) {
+        put(self.dir.path(), file, bytes)
+    }
+
+    pub async fn sync(&self) -> Vec<PluginEvent> {
+        self.catalog.sync_dir(self.dir.path()).await
+    }
+
+    pub fn node(&self, name: &str) -> PluginRuntime {
+        PluginRuntime::new(name, self.catalog.clone(), Clock::new())
+    }
+
+    /// Waits (real time) for the first event that `pred` accepts; earlier events are skipped.
+    pub async fn expect_event(&mut self, what: &str, pred: impl Fn(&PluginEvent) -> bool) -> PluginEvent {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match tokio::time::timeout(left, self.events.recv()).await {
+                Ok(Ok(e)) if pred(&e) => return e,
+                Ok(Ok(e)) => seen.push(e.to_string()),
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(e)) => panic!("event stream ended while waiting for {what}: {e}"),
+                Err(_) => panic!("no {what} within 60 s; saw: {seen:#?}"),
+            }
+        }
+    }
+}
+
+/// Writes a file by rename, so a watcher sees it whole.
+pub fn put(dir: &Path, file: &str, bytes: &[u8]) {
+    let partial = dir.join(format!(".{file}.partial"));
+    std::fs::write(&partial, bytes).expect("write");
+    std::fs::rename(&partial, dir.join(file)).expect("rename into place");
+}
+
+/// A component built by this workspace only for tests (`misbehave`).
+pub fn test_component(name: &str) -> Vec<u8> {
+    let path = Path::new(stock::BUILD_DIR).join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The same component with a custom section appended: it behaves the same, but its hash is
+/// new, so the catalog sees a new version of the file.
+pub fn with_custom_section(component: &[u8], tag: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"labkubelet-test";
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0);
+    leb(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// A valid component of the labkubelet:runtime world at another WIT version.
+pub fn component_for_wit_version(version: &str) -> Vec<u8> {
+    let wit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/runtime.wit")).expect("read wit");
+    let wit = wit.replace(&format!("labkubelet:runtime@{}", labkubelet::plugin::WIT_VERSION), &format!("labkubelet:runtime@{version}"));
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve.push_str("runtime.wit", &wit).expect("parse wit");
+    let world = resolve.select_world(&[package], Some("plugin")).expect("world");
+    let mut module = wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
+    wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8).expect("embed");
+    wit_component::ComponentEncoder::default().module(&module).expect("module").validate(true).encode().expect("encode")
+}
+
+fn pairs(kv: &[(&str, &str)]) -> Vec<KeyValue> {
+    kv.iter().map(|(k, v)| KeyValue { key: k.to_string(), value: v.to_string() }).collect()
+}
+
+/// A pod sandbox config; `scenario` sets the `labkubelet.io/scenario` annotation.
+pub fn pod(name: &str, scenario: Option<&str>, labels: &[(&str, &str)]) -> PodSandboxConfig {
+    let annotations = scenario.map(|s| vec![(SCENARIO_ANNOTATION, s)]).unwrap_or_default();
+    PodSandboxConfig {
+        metadata: PodSandboxMetadata { name: name.into(), namespace: "default".into(), uid: format!("uid-{name}"), attempt: 0 },
+        hostname: name.into(),
+        labels: pairs(labels),
+        annotations: pairs(&annotations),
+    }
+}
+
+pub fn container(name: &str, image: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: ContainerMetadata { name: name.into(), attempt: 0 },
+        image: image.into(),
+        command: vec![],
+        args: vec![],
+        env: vec![],
+        labels: vec![],
+        annotations: vec![],
+    }
+}
+
+/// Runs a pod with one container the way the kubelet does: sandbox, pull, create, start.
+pub async fn start_pod(rt: &dyn ContainerRuntime, pod: &PodSandboxConfig, image: &str) -> (String, String) {
+    let sandbox = rt.run_pod_sandbox(pod).await.expect("run sandbox");
+    rt.pull_image(image, Some(pod)).await.expect("pull");
+    let id = rt.create_container(&sandbox, &container("main", image)).await.expect("create");
+    rt.start_container(&id).await.expect("start");
+    (sandbox, id)
+}

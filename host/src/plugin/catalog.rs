@@ -260,8 +260,9 @@ fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The component's bytes and its configuration as JSON text (YAML is converted).
-pub(crate) fn read_plugin(path: &Path) -> Result<(Vec<u8>, String), LoadError> {
+/// Reads a plugin file and its configuration (`<stem>.json`, `.yaml` or `.yml` next to it)
+/// as JSON text, YAML converted.
+pub fn read_plugin(path: &Path) -> Result<(Vec<u8>, String), LoadError> {
     let origin = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| LoadError::Unreadable { origin: origin.clone(), detail: e.to_string() })?;
     let config = read_config(path).map_err(|(config, detail)| LoadError::Config { origin, config, detail })?;

@@ -1,0 +1,53 @@
+//! Command-line parsing and the binary's entry points. Errors are reported here, at the
+//! edge, with what was wrong and what to do.
+
+mod plugin;
+mod scaffold;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// A Kubernetes node agent for labs: the kubelet's control logic, with a container runtime
+/// made of WebAssembly plugins that fail on cue.
+#[derive(Parser)]
+#[command(name = "labkubelet", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect, validate, scaffold and watch runtime plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Plugin(command) => plugin::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

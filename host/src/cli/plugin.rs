@@ -1,0 +1,192 @@
+//! `labkubelet plugin …`: list, check, scaffold and watch runtime plugins.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use labkubelet::clock::Clock;
+use labkubelet::plugin::{
+    watch_dir, Grants, LoadedPlugin, PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime,
+};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Lists the plugins a folder would serve: name, version, selector, file, state.
+    List {
+        #[arg(long, value_name = "DIR")]
+        plugin_dir: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Loads and validates a component; prints what it serves, or why it is refused.
+    Check {
+        file: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Scaffolds a plugin crate that builds with `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// The plugin's name: lowercase letters, digits and '-'.
+        name: String,
+        /// Where to create the crate (default: ./NAME).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The labkubelet-guest SDK crate (default: the one this labkubelet was built from).
+        #[arg(long, value_name = "DIR")]
+        sdk: Option<PathBuf>,
+    },
+    /// Serves a plugin folder and prints every load, swap, refusal and unload as it happens.
+    Watch {
+        #[arg(long, value_name = "DIR")]
+        plugin_dir: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+}
+
+/// Limits and grants for plugins, as `labkubelet run` takes them.
+#[derive(Args, Clone)]
+pub struct LimitArgs {
+    /// How long one plugin call may run (held replies do not count).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    plugin_call_timeout: Duration,
+    /// The most memory one plugin instance may use, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    plugin_memory_limit_mib: usize,
+    /// Lets a plugin read a host folder: PLUGIN=HOST_DIR:GUEST_DIR. Repeatable.
+    #[arg(long, value_name = "PLUGIN=HOST:GUEST")]
+    plugin_allow_dir: Vec<String>,
+    /// Gives a plugin an environment variable: PLUGIN=KEY=VALUE. Repeatable.
+    #[arg(long, value_name = "PLUGIN=KEY=VALUE")]
+    plugin_allow_env: Vec<String>,
+}
+
+impl LimitArgs {
+    pub fn policy(&self) -> anyhow::Result<PluginPolicy> {
+        let mut grants: std::collections::BTreeMap<String, Grants> = Default::default();
+        for spec in &self.plugin_allow_dir {
+            let (plugin, dirs) = spec.split_once('=').with_context(|| format!("--plugin-allow-dir {spec:?}: expected PLUGIN=HOST_DIR:GUEST_DIR"))?;
+            let (host, guest) = dirs.split_once(':').with_context(|| format!("--plugin-allow-dir {spec:?}: expected PLUGIN=HOST_DIR:GUEST_DIR"))?;
+            if !std::path::Path::new(host).is_dir() {
+                bail!("--plugin-allow-dir {spec:?}: {host} is not a folder");
+            }
+            grants.entry(plugin.into()).or_default().dirs.push((host.into(), guest.into()));
+        }
+        for spec in &self.plugin_allow_env {
+            let (plugin, kv) = spec.split_once('=').with_context(|| format!("--plugin-allow-env {spec:?}: expected PLUGIN=KEY=VALUE"))?;
+            let (key, value) = kv.split_once('=').with_context(|| format!("--plugin-allow-env {spec:?}: expected PLUGIN=KEY=VALUE"))?;
+            grants.entry(plugin.into()).or_default().env.push((key.into(), value.into()));
+        }
+        if self.plugin_memory_limit_mib == 0 {
+            bail!("--plugin-memory-limit-mib must be at least 1");
+        }
+        Ok(PluginPolicy {
+            call_deadline: self.plugin_call_timeout,
+            memory_limit: self.plugin_memory_limit_mib << 20,
+            grants,
+            ..PluginPolicy::default()
+        })
+    }
+}
+
+pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::List { plugin_dir, limits } => list(plugin_dir, limits).await,
+        PluginCommand::Check { file, limits } => check(file, limits).await,
+        PluginCommand::New { name, path, sdk } => {
+            let dir = super::scaffold::new_plugin(&name, path, sdk)?;
+            println!("created plugin crate {} in {}", name, dir.display());
+            println!("build it:   cd {} && cargo build --release --target wasm32-wasip2", dir.display());
+            println!("use it:     cp target/wasm32-wasip2/release/{}.wasm <plugin-dir>/", name.replace('-', "_"));
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Watch { plugin_dir, limits } => watch(plugin_dir, limits).await,
+    }
+}
+
+async fn catalog(limits: &LimitArgs) -> anyhow::Result<Arc<PluginCatalog>> {
+    let engine = PluginEngine::new(limits.policy()?)?;
+    Ok(PluginCatalog::new(engine).await?)
+}
+
+fn row(p: &LoadedPlugin) -> String {
+    let selector = if p.info.selector.is_empty() { "(annotation only)" } else { &p.info.selector };
+    format!("{:<18} {:<9} {:<26} {:<8} {}", p.info.name, p.info.version, selector, "loaded", p.origin)
+}
+
+async fn list(dir: PathBuf, limits: LimitArgs) -> anyhow::Result<ExitCode> {
+    if !dir.is_dir() {
+        bail!("{} is not a folder; pass the folder your plugins are in", dir.display());
+    }
+    let catalog = catalog(&limits).await?;
+    let events = catalog.sync_dir(&dir).await;
+    println!("{:<18} {:<9} {:<26} {:<8} SOURCE", "NAME", "VERSION", "SELECTOR", "STATE");
+    for p in catalog.plugins() {
+        println!("{}", row(&p));
+    }
+    let mut refused = false;
+    for event in events {
+        if let PluginEvent::Refused { origin, error } = event {
+            refused = true;
+            println!("{:<18} {:<9} {:<26} {:<8} {origin}\n    {error}", "-", "-", "-", "refused");
+        }
+    }
+    Ok(if refused { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn check(file: PathBuf, limits: LimitArgs) -> anyhow::Result<ExitCode> {
+    let engine = PluginEngine::new(limits.policy()?)?;
+    let (bytes, config) = match labkubelet::plugin::catalog::read_plugin(&file) {
+        Ok(read) => read,
+        Err(e) => {
+            println!("refused: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match engine.load(bytes, config, file.display().to_string()).await {
+        Ok(p) => {
+            println!("ok: {} {} — {}", p.info.name, p.info.version, p.info.description);
+            let serves = if p.info.selector.is_empty() { "none by label".to_string() } else { p.info.selector.clone() };
+            println!("serves: pods annotated labkubelet.io/scenario: {}; by label: {serves}", p.info.name);
+            println!("actions:");
+            for a in &p.info.actions {
+                println!("  {:<12} {}", a.name, a.description);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("refused: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn watch(dir: PathBuf, limits: LimitArgs) -> anyhow::Result<ExitCode> {
+    let catalog = catalog(&limits).await?;
+    let mut events = catalog.subscribe();
+    let node = PluginRuntime::new("watch", catalog.clone(), Clock::new());
+    let _watcher = watch_dir(catalog.clone(), &dir).await?;
+    println!("watching {} (built-in default: {}); Ctrl-C to stop", dir.display(), catalog.default_plugin().info.name);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            event = events.recv() => {
+                let event = match event {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => { println!("({n} events missed)"); continue }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(ExitCode::SUCCESS),
+                };
+                println!("{event}");
+                if let PluginEvent::Loaded { name, .. } | PluginEvent::Replaced { name, .. } = &event {
+                    // Proves the new plugin answers, not only that it loaded.
+                    match node.plugin_info(name).await {
+                        Ok(info) => println!("{} {} answering", info.name, info.version),
+                        Err(e) => println!("{name} does not answer: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Hot reload of the plugin folder: swaps under load, refusals that leave the old plugin
+//! serving, unloads that fall back to the default plugin.
+
+use labkubelet::plugin::{stock, PluginEvent, PluginPolicy};
+use labkubelet::runtime::*;
+use labkubelet_tests::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+fn loaded(name: &'static str) -> impl Fn(&PluginEvent) -> bool {
+    move |e| matches!(e, PluginEvent::Loaded { name: n, .. } | PluginEvent::Replaced { name: n, .. } if n == name)
+}
+
+fn refused(e: &PluginEvent) -> bool {
+    matches!(e, PluginEvent::Refused { .. })
+}
+
+fn refusal(e: PluginEvent) -> String {
+    match e {
+        PluginEvent::Refused { error, .. } => error,
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+/// The containers as the kubelet would compare them across a swap.
+fn snapshot(list: &[Container]) -> Vec<(String, String, ContainerState)> {
+    let mut v: Vec<_> = list.iter().map(|c| (c.id.clone(), c.metadata.name.clone(), c.state)).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_under_continuous_calls_fails_no_call_and_keeps_the_containers() {
+    let mut lab = PluginLab::watched(PluginPolicy::default()).await;
+    std::fs::write(lab.path("crashloop.json"), r#"{"exitAfterSeconds": 86400}"#).unwrap();
+    lab.install("crashloop");
+    lab.expect_event("crashloop loaded", loaded("crashloop")).await;
+    let node = Arc::new(lab.node("node-1"));
+    for i in 0..3 {
+        start_pod(&*node, &pod(&format!("p{i}"), Some("crashloop"), &[]), "nginx").await;
+    }
+    let before = snapshot(&node.list_containers().await.unwrap());
+    assert_eq!(before.len(), 3);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (calls, failures) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let caller = {
+        let (node, stop, calls, failures) = (node.clone(), stop.clone(), calls.clone(), failures.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let ok = match node.list_containers().await {
+                    Ok(list) => snapshot(&list).len() == 3,
+                    Err(_) => false,
+                };
+                calls.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let original = stock::component("crashloop").unwrap();
+    lab.put("crashloop.wasm", &with_custom_section(original, "v2"));
+    lab.expect_event("the swap", |e| matches!(e, PluginEvent::Replaced { name, .. } if name == "crashloop")).await;
+    lab.expect_event("the node taking over the state", |e| matches!(e, PluginEvent::Migrated { node, name, .. } if node == "node-1" && name == "crashloop")).await;
+    let calls_at_swap = calls.load(Ordering::Relaxed);
+    while calls.load(Ordering::Relaxed) < calls_at_swap + 50 {
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    caller.await.unwrap();
+
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "calls failed across the swap");
+    assert_eq!(snapshot(&node.list_containers().await.unwrap()), before);
+    let serving = lab.catalog.get("crashloop").unwrap();
+    assert_ne!(serving.fingerprint, [0; 32]);
+    assert!(calls.load(Ordering::Relaxed) > 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_components_are_refused_and_the_old_plugin_keeps_serving() {
+    let mut lab = PluginLab::watched(PluginPolicy::default()).await;
+    lab.install("crashloop");
+    lab.expect_event("crashloop loaded", loaded("crashloop")).await;
+    let node = lab.node("node-1");
+    let (_, id) = start_pod(&node, &pod("p", Some("crashloop"), &[]), "nginx").await;
+    let fingerprint = lab.catalog.get("crashloop").unwrap().fingerprint;
+    let file = lab.path("crashloop.wasm").display().to_string();
+
+    let still_serving = |lab: &PluginLab| {
+        assert_eq!(lab.catalog.get("crashloop").unwrap().fingerprint, fingerprint, "the old plugin was replaced");
+    };
+
+    lab.put("crashloop.wasm", b"this is not wasm at all");
+    assert_eq!(
+        refusal(lab.expect_event("garbage refused", refused).await),
+        format!("{file}: not a WebAssembly file (it does not start with the \\0asm magic); build the plugin with `cargo build --release --target wasm32-wasip2`")
+    );
+    still_serving(&lab);
+    assert_eq!(node.container_status(&id).await.unwrap().state, ContainerState::Running);
+
+    lab.put("crashloop.wasm", b"\0asm\x01\0\0\0");
+    let why = refusal(lab.expect_event("core module refused", refused).await);
+    assert!(why.contains("a core WebAssembly module, not a component"), "{why}");
+    still_serving(&lab);
+
+    lab.put("crashloop.wasm", &component_for_wit_version("1.0.0"));
+    let why = refusal(lab.expect_event("other WIT version refused", refused).await);
+    assert_eq!(
+        why,
+        format!("{file}: built for labkubelet:runtime@1.0.0, but this labkubelet speaks labkubelet:runtime@0.1.0; rebuild the plugin against this labkubelet's guest SDK")
+    );
+    still_serving(&lab);
+
+    // Written in place, not renamed: the watcher may see half a file. It is refused, and
+    // the complete file is then taken.
+    let v2 = with_custom_section(stock::component("crashloop").unwrap(), "v2");
+    std::fs::write(lab.path("crashloop.wasm"), &v2[..v2.len() / 2]).unwrap();
+    let why = refusal(lab.expect_event("half a file refused", refused).await);
+    assert!(why.contains("invalid component"), "{why}");
+    still_serving(&lab);
+    std::fs::write(lab.path("crashloop.wasm"), &v2).unwrap();
+    lab.expect_event("the whole file", |e| matches!(e, PluginEvent::Replaced { name, .. } if name == "crashloop")).await;
+    assert_eq!(node.container_status(&id).await.unwrap().state, ContainerState::Running, "the state moved to v2");
+    let fingerprint = lab.catalog.get("crashloop").unwrap().fingerprint;
+    let still_serving = |lab: &PluginLab| assert_eq!(lab.catalog.get("crashloop").unwrap().fingerprint, fingerprint);
+
+    std::fs::write(lab.path("crashloop.yaml"), "exitAfterSeconds: [unclosed\n").unwrap();
+    let why = refusal(lab.expect_event("unreadable config refused", refused).await);
+    assert!(why.starts_with(&format!("{file}: invalid configuration {}", lab.path("crashloop.yaml").display())), "{why}");
+    still_serving(&lab);
+
+    std::fs::write(lab.path("crashloop.yaml"), "exitAfterSecs: 3\n").unwrap();
+    let why = refusal(lab.expect_event("unknown config field refused", refused).await);
+    assert!(why.contains("failed when asked for its info") && why.contains("invalid plugin configuration: unknown field `exitAfterSecs`"), "{why}");
+    still_serving(&lab);
+    std::fs::remove_file(lab.path("crashloop.yaml")).unwrap();
+
+    let mut trapper = test_component("misbehave");
+    trapper = with_custom_section(&trapper, "trap");
+    std::fs::write(lab.path("misbehave.json"), r#"{"mode": "trap-in-info"}"#).unwrap();
+    lab.put("misbehave.wasm", &trapper);
+    let why = refusal(lab.expect_event("a plugin that traps in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm"))).await);
+    assert!(why.contains("failed when asked for its info") && why.contains("plugin (loading) failed in info"), "{why}");
+    assert!(lab.catalog.get("misbehave").is_none());
+    assert_eq!(node.container_status(&id).await.unwrap().state, ContainerState::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_content_is_not_reloaded_and_config_edits_are() {
+    let mut lab = PluginLab::watched(PluginPolicy::default()).await;
+    lab.install("scripted");
+    lab.expect_event("scripted loaded", loaded("scripted")).await;
+    assert!(lab.sync().await.is_empty(), "an unchanged folder reloads nothing");
+    lab.install("scripted");
+    assert!(lab.sync().await.is_empty(), "the same bytes again reload nothing");
+
+    let node = lab.node("node-1");
+    let web = pod("web", Some("scripted"), &[]);
+    node.pull_image("nginx", Some(&web)).await.unwrap();
+    std::fs::write(lab.path("scripted.yaml"), "rules:\n  - match: { pod: web }\n    failPull: \"pull access denied\"\n").unwrap();
+    lab.expect_event("the edited rules", |e| matches!(e, PluginEvent::Replaced { name, .. } if name == "scripted")).await;
+    assert_eq!(node.pull_image("nginx:2", Some(&web)).await.unwrap_err().to_string(), "pull access denied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_plugin_falls_back_to_the_default_with_its_containers() {
+    let mut lab = PluginLab::watched(PluginPolicy::default()).await;
+    lab.install("oomkill");
+    lab.expect_event("oomkill loaded", loaded("oomkill")).await;
+    let node = lab.node("node-1");
+    let p = pod("db", Some("oomkill"), &[]);
+    let (_, id) = start_pod(&node, &p, "postgres").await;
+    std::fs::remove_file(lab.path("oomkill.wasm")).unwrap();
+    lab.expect_event("oomkill unloaded", |e| matches!(e, PluginEvent::Unloaded { name, .. } if name == "oomkill")).await;
+    assert_eq!(lab.catalog.select(&p.labels, &p.annotations).info.name, "healthy");
+    let s = node.container_status(&id).await.unwrap();
+    assert_eq!(s.state, ContainerState::Running, "the default plugin took over the container");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_files_cannot_serve_the_same_plugin_name() {
+    let mut lab = PluginLab::watched(PluginPolicy::default()).await;
+    lab.install("crashloop");
+    lab.expect_event("crashloop loaded", loaded("crashloop")).await;
+    lab.put("crashloop-copy.wasm", &with_custom_section(stock::component("crashloop").unwrap(), "copy"));
+    let why = refusal(lab.expect_event("the copy refused", refused).await);
+    assert!(why.ends_with(&format!("plugin name \"crashloop\" is already served by {}; give one of them another name", lab.path("crashloop.wasm").display())), "{why}");
+}
