@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use labkubelet::clock::Clock;
 use labkubelet::plugin::{
-    watch_dir, Grants, LoadedPlugin, PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime,
+    stock, watch_dir, Grants, LoadedPlugin, DEFAULT_PLUGIN, PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,8 +41,17 @@ pub enum PluginCommand {
     Watch {
         #[arg(long, value_name = "DIR")]
         plugin_dir: PathBuf,
+        /// Writes the stock plugins into the folder first (existing files are kept).
+        #[arg(long)]
+        stock: bool,
         #[command(flatten)]
         limits: LimitArgs,
+    },
+    /// Writes stock plugins (embedded in this binary) into a folder: all, or those named.
+    Install {
+        #[arg(long, value_name = "DIR")]
+        plugin_dir: PathBuf,
+        names: Vec<String>,
     },
 }
 
@@ -102,8 +111,37 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             println!("use it:     cp target/wasm32-wasip2/release/{}.wasm <plugin-dir>/", name.replace('-', "_"));
             Ok(ExitCode::SUCCESS)
         }
-        PluginCommand::Watch { plugin_dir, limits } => watch(plugin_dir, limits).await,
+        PluginCommand::Watch { plugin_dir, stock, limits } => {
+            if stock {
+                install(&plugin_dir, &[], false)?;
+            }
+            watch(plugin_dir, limits).await
+        }
+        PluginCommand::Install { plugin_dir, names } => {
+            for path in install(&plugin_dir, &names, true)? {
+                println!("installed {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Writes stock plugins into a folder, creating it; `overwrite` false keeps existing files.
+fn install(dir: &std::path::Path, names: &[String], overwrite: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let known: Vec<&str> = stock::names().collect();
+    if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
+        bail!("no stock plugin named {unknown}; the stock plugins are: {}", known.join(", "));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let wanted: Vec<&str> = if names.is_empty() { known } else { names.iter().map(String::as_str).collect() };
+    let mut written = Vec::new();
+    for name in wanted {
+        if !overwrite && dir.join(format!("{name}.wasm")).exists() {
+            continue;
+        }
+        written.push(stock::install(name, dir).with_context(|| format!("cannot write {name}.wasm into {}", dir.display()))?);
+    }
+    Ok(written)
 }
 
 async fn catalog(limits: &LimitArgs) -> anyhow::Result<Arc<PluginCatalog>> {
@@ -112,7 +150,11 @@ async fn catalog(limits: &LimitArgs) -> anyhow::Result<Arc<PluginCatalog>> {
 }
 
 fn row(p: &LoadedPlugin) -> String {
-    let selector = if p.info.selector.is_empty() { "(annotation only)" } else { &p.info.selector };
+    let selector = match p.info.selector.as_str() {
+        _ if p.info.name == DEFAULT_PLUGIN => "(every other pod)",
+        "" => "(annotation only)",
+        s => s,
+    };
     format!("{:<18} {:<9} {:<26} {:<8} {}", p.info.name, p.info.version, selector, "loaded", p.origin)
 }
 
@@ -128,7 +170,7 @@ async fn list(dir: PathBuf, limits: LimitArgs) -> anyhow::Result<ExitCode> {
     }
     let mut refused = false;
     for event in events {
-        if let PluginEvent::Refused { origin, error } = event {
+        if let PluginEvent::Refused { origin, error, .. } = event {
             refused = true;
             println!("{:<18} {:<9} {:<26} {:<8} {origin}\n    {error}", "-", "-", "-", "refused");
         }

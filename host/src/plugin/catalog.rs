@@ -22,7 +22,8 @@ pub const DEFAULT_PLUGIN: &str = "healthy";
 pub enum PluginEvent {
     Loaded { name: String, version: String, origin: String },
     Replaced { name: String, old_version: String, version: String, origin: String },
-    Refused { origin: String, error: String },
+    /// A file was refused; `still_serving` names the plugin it loaded before, which serves on.
+    Refused { origin: String, error: String, still_serving: Option<String> },
     Unloaded { name: String, origin: String },
     /// A node's instance took over the state of the instance it replaced.
     Migrated { node: String, name: String, version: String },
@@ -37,7 +38,8 @@ impl std::fmt::Display for PluginEvent {
             PluginEvent::Replaced { name, old_version, version, origin } => {
                 write!(f, "swapped {name} {old_version} for {version} from {origin}")
             }
-            PluginEvent::Refused { origin: _, error } => write!(f, "refused {error}; the previous plugin keeps serving"),
+            PluginEvent::Refused { error, still_serving: Some(name), .. } => write!(f, "refused {error}; {name} keeps serving as before"),
+            PluginEvent::Refused { error, still_serving: None, .. } => write!(f, "refused {error}"),
             PluginEvent::Unloaded { name, origin } => {
                 write!(f, "unloaded {name} ({origin} removed); its pods fall back to {DEFAULT_PLUGIN}")
             }
@@ -69,6 +71,7 @@ pub struct PluginCatalog {
     builtin_default: Arc<LoadedPlugin>,
     loaded: RwLock<Loaded>,
     sync: tokio::sync::Mutex<()>,
+    syncs: std::sync::atomic::AtomicU64,
     events: broadcast::Sender<PluginEvent>,
 }
 
@@ -83,12 +86,18 @@ impl PluginCatalog {
             builtin_default,
             loaded: RwLock::new(Loaded::default()),
             sync: tokio::sync::Mutex::new(()),
+            syncs: std::sync::atomic::AtomicU64::new(0),
             events,
         }))
     }
 
     pub fn engine(&self) -> &Arc<PluginEngine> {
         &self.engine
+    }
+
+    /// How many times a plugin folder was read.
+    pub fn sync_count(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Follows what happens to the plugin set.
@@ -167,11 +176,16 @@ impl PluginCatalog {
     /// ones. Unchanged files are not reloaded. Returns what happened.
     pub async fn sync_dir(&self, dir: &Path) -> Vec<PluginEvent> {
         let _one_at_a_time = self.sync.lock().await;
+        self.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut events = Vec::new();
         let files = match plugin_files(dir) {
             Ok(files) => files,
             Err(e) => {
-                let event = PluginEvent::Refused { origin: dir.display().to_string(), error: format!("{}: cannot read the plugin folder: {e}", dir.display()) };
+                let event = PluginEvent::Refused {
+                    origin: dir.display().to_string(),
+                    error: format!("{}: cannot read the plugin folder: {e}", dir.display()),
+                    still_serving: None,
+                };
                 self.emit(event.clone());
                 return vec![event];
             }
@@ -200,16 +214,20 @@ impl PluginCatalog {
 
     async fn sync_file(&self, path: &Path) -> Option<PluginEvent> {
         let origin = path.display().to_string();
-        let (bytes, config) = match read_plugin(path) {
-            Ok(read) => read,
+        let files = match PluginFiles::read(path) {
+            Ok(files) => files,
             Err(error) => return Some(self.refuse(path, None, error)),
         };
-        let fingerprint: [u8; 32] = Sha256::new().chain_update(&bytes).chain_update([0]).chain_update(config.as_bytes()).finalize().into();
+        let fingerprint = files.fingerprint();
         let previous = self.read().by_file.get(path).cloned();
         if previous.as_ref().is_some_and(|p| p.fingerprint == fingerprint) {
             return None;
         }
         let serving = previous.and_then(|p| p.serving);
+        let (bytes, config) = match files.parse() {
+            Ok(parsed) => parsed,
+            Err(error) => return Some(self.refuse(path, Some(fingerprint), error)),
+        };
         let plugin = match self.engine.load(bytes, config, origin.clone()).await {
             Ok(p) => p,
             Err(e) => return Some(self.refuse(path, Some(fingerprint), e)),
@@ -240,9 +258,9 @@ impl PluginCatalog {
         let mut loaded = self.write();
         let serving = loaded.by_file.get(path).and_then(|e| e.serving.clone());
         if let Some(fingerprint) = fingerprint {
-            loaded.by_file.insert(path.to_path_buf(), FileEntry { fingerprint, serving });
+            loaded.by_file.insert(path.to_path_buf(), FileEntry { fingerprint, serving: serving.clone() });
         }
-        PluginEvent::Refused { origin: path.display().to_string(), error: error.to_string() }
+        PluginEvent::Refused { origin: path.display().to_string(), error: error.to_string(), still_serving: serving }
     }
 }
 
@@ -263,27 +281,56 @@ fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Reads a plugin file and its configuration (`<stem>.json`, `.yaml` or `.yml` next to it)
 /// as JSON text, YAML converted.
 pub fn read_plugin(path: &Path) -> Result<(Vec<u8>, String), LoadError> {
-    let origin = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Unreadable { origin: origin.clone(), detail: e.to_string() })?;
-    let config = read_config(path).map_err(|(config, detail)| LoadError::Config { origin, config, detail })?;
-    Ok((bytes, config))
+    PluginFiles::read(path)?.parse()
 }
 
-/// The plugin's configuration file next to it: `<stem>.json`, `<stem>.yaml` or `<stem>.yml`.
-fn read_config(component: &Path) -> Result<String, (String, String)> {
-    for ext in ["json", "yaml", "yml"] {
-        let path = component.with_extension(ext);
-        if !path.exists() {
-            continue;
+/// A component and its configuration file as they are on disk.
+struct PluginFiles {
+    origin: String,
+    component: Vec<u8>,
+    /// The configuration file and its text.
+    config: Option<(PathBuf, String)>,
+}
+
+impl PluginFiles {
+    fn read(component: &Path) -> Result<Self, LoadError> {
+        let origin = component.display().to_string();
+        let unreadable = |detail: String| LoadError::Unreadable { origin: origin.clone(), detail };
+        let bytes = std::fs::read(component).map_err(|e| unreadable(e.to_string()))?;
+        let mut config = None;
+        for ext in ["json", "yaml", "yml"] {
+            let path = component.with_extension(ext);
+            if path.exists() {
+                let text = std::fs::read_to_string(&path).map_err(|e| unreadable(format!("{}: {e}", path.display())))?;
+                config = Some((path, text));
+                break;
+            }
         }
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| (shown.clone(), e.to_string()))?;
-        let value: serde_json::Value = if ext == "json" {
-            serde_json::from_str(&text).map_err(|e| (shown.clone(), e.to_string()))?
-        } else {
-            serde_yaml_ng::from_str(&text).map_err(|e| (shown.clone(), e.to_string()))?
-        };
-        return Ok(if value.is_null() { String::new() } else { value.to_string() });
+        Ok(PluginFiles { origin, component: bytes, config })
     }
-    Ok(String::new())
+
+    /// What decides whether a file needs loading again: the component and its configuration.
+    fn fingerprint(&self) -> [u8; 32] {
+        let mut hash = Sha256::new().chain_update(&self.component).chain_update([0]);
+        if let Some((path, text)) = &self.config {
+            hash.update(path.as_os_str().as_encoded_bytes());
+            hash.update([0]);
+            hash.update(text.as_bytes());
+        }
+        hash.finalize().into()
+    }
+
+    /// The component and its configuration as JSON text.
+    fn parse(self) -> Result<(Vec<u8>, String), LoadError> {
+        let Some((path, text)) = self.config else { return Ok((self.component, String::new())) };
+        let shown = path.display().to_string();
+        let invalid = |detail: String| LoadError::Config { origin: self.origin.clone(), config: shown.clone(), detail };
+        let value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?
+        } else {
+            serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?
+        };
+        let config = if value.is_null() { String::new() } else { value.to_string() };
+        Ok((self.component, config))
+    }
 }

@@ -2,7 +2,7 @@
 //! it after every burst of changes.
 
 use super::catalog::PluginCatalog;
-use notify::RecursiveMode;
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,14 +40,14 @@ pub async fn watch_dir(catalog: Arc<PluginCatalog>, dir: &Path) -> Result<Plugin
         return Err(fail("it is not a folder; create it or pass another --plugin-dir".into()));
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
-        match result {
-            Ok(events) if events.is_empty() => {}
-            Ok(_) => {
+    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| match result {
+        // Reading the folder is an access event: reacting to it would read the folder forever.
+        Ok(events) => {
+            if events.iter().any(|e| !matches!(e.kind, EventKind::Access(_))) {
                 let _ = tx.send(());
             }
-            Err(errors) => tracing::warn!(?errors, "plugin folder watch error"),
         }
+        Err(errors) => tracing::warn!(?errors, "plugin folder watch error"),
     })
     .map_err(|e| fail(e.to_string()))?;
     debouncer.watch(dir, RecursiveMode::NonRecursive).map_err(|e| fail(e.to_string()))?;

@@ -1,6 +1,7 @@
 //! A plugin that misbehaves on cue, for the host's containment tests: it loops forever,
 //! grows memory without bound, tries to read host files and environment variables, or
-//! traps when asked who it is (configuration `trap-in-info`).
+//! traps when asked who it is (configuration `trap-in-info`), or refuses the state of the
+//! instance it replaces (configuration `refuse-state`).
 
 use labkubelet_guest::*;
 
@@ -46,6 +47,13 @@ impl Scenario for Misbehave {
             }),
             _ => None,
         }
+    }
+
+    fn restore(&mut self, _state: serde_json::Value) -> Result<(), String> {
+        if host::config().contains("refuse-state") {
+            return Err("this version cannot take the old state".into());
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,112 @@
+//! Measures the plugin host and prints the numbers the README reports:
+//! reload latency per stock plugin (file renamed into the folder -> new plugin answering),
+//! the cost of a start-container call and of a list-containers call over 100 containers,
+//! and resident memory per idle instance at 1,000 instances.
+//!
+//! Run with `cargo bench -p labkubelet-tests --bench plugin_host` (a release build).
+
+use labkubelet::plugin::{stock, PluginEvent, PluginPolicy, PluginRuntime};
+use labkubelet::runtime::ContainerRuntime;
+use labkubelet_tests::*;
+use std::time::{Duration, Instant};
+
+const RELOADS: usize = 7;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+async fn reload_latency(name: &str) -> (Duration, Duration) {
+    let mut lab = PluginLab::watched(PluginPolicy::default()).await;
+    let node = lab.node("bench");
+    let original = stock::component(name).expect("stock plugin");
+    let mut samples = Vec::new();
+    for round in 0..=RELOADS {
+        let bytes = with_custom_section(original, &format!("round-{round}"));
+        let started = Instant::now();
+        lab.put(&format!("{name}.wasm"), &bytes);
+        lab.expect_event("the new version", |e| matches!(e, PluginEvent::Loaded { .. } | PluginEvent::Replaced { .. })).await;
+        node.plugin_info(name).await.expect("the new plugin answers");
+        if round > 0 {
+            samples.push(started.elapsed());
+        }
+    }
+    let worst = *samples.iter().max().expect("samples");
+    (median(samples), worst)
+}
+
+async fn start_cost(node: &PluginRuntime) -> Duration {
+    const STARTS: usize = 2_000;
+    let p = pod("calls", None, &[]);
+    let sandbox = node.run_pod_sandbox(&p).await.unwrap();
+    node.pull_image("nginx", Some(&p)).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..STARTS {
+        ids.push(node.create_container(&sandbox, &container(&format!("c{i}"), "nginx")).await.unwrap());
+    }
+    let started = Instant::now();
+    for id in &ids {
+        node.start_container(id).await.unwrap();
+    }
+    started.elapsed() / STARTS as u32
+}
+
+async fn list_cost(lab: &PluginLab) -> Duration {
+    const LISTS: usize = 2_000;
+    let node = lab.node("list-100");
+    for i in 0..100 {
+        start_pod(&node, &pod(&format!("p{i}"), None, &[]), "nginx").await;
+    }
+    assert_eq!(node.list_containers().await.unwrap().len(), 100);
+    let started = Instant::now();
+    for _ in 0..LISTS {
+        std::hint::black_box(node.list_containers().await.unwrap());
+    }
+    started.elapsed() / LISTS as u32
+}
+
+async fn memory_per_instance(lab: &PluginLab) -> (u64, f64) {
+    const NODES: usize = 1_000;
+    // One instance first, so the compiled code and the engine are not counted.
+    let warm = lab.node("warm");
+    warm.status().await.unwrap();
+    let before = rss_bytes();
+    let mut nodes = Vec::with_capacity(NODES);
+    for i in 0..NODES {
+        let node = lab.node(&format!("node-{i}"));
+        node.status().await.unwrap();
+        nodes.push(node);
+    }
+    let after = rss_bytes();
+    let per = after.saturating_sub(before) / NODES as u64;
+    (per, after as f64 / (1 << 20) as f64)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
+    rt.block_on(async {
+        println!("reload latency: file renamed into a watched folder -> the new plugin answers ({RELOADS} reloads each)");
+        println!("  {:<16} {:>10} {:>10}", "plugin", "median", "max");
+        for name in stock::names() {
+            let (med, max) = reload_latency(name).await;
+            println!("  {:<16} {:>8.1}ms {:>8.1}ms", name, med.as_secs_f64() * 1e3, max.as_secs_f64() * 1e3);
+        }
+
+        let lab = PluginLab::new(PluginPolicy::default()).await;
+        let node = lab.node("calls");
+        let start = start_cost(&node).await;
+        println!("start-container: {:.2} µs per call (healthy plugin, through PluginRuntime)", start.as_secs_f64() * 1e6);
+        let list = list_cost(&lab).await;
+        println!("list-containers over 100 containers: {:.2} µs per call", list.as_secs_f64() * 1e6);
+
+        let (per, total) = memory_per_instance(&lab).await;
+        println!("resident memory per idle instance at 1,000 instances: {} KiB (process RSS {total:.0} MiB)", per / 1024);
+    });
+}
