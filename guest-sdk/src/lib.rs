@@ -57,6 +57,24 @@ pub use bindings::labkubelet::runtime::types::{
     TriggerTarget,
 };
 
+/// Parses a plugin's configuration: the defaults when there is none, else the JSON the host
+/// handed over (YAML files arrive as JSON too). Errors name the field, for the refusal message.
+///
+/// ```
+/// #[derive(serde::Deserialize, Default)]
+/// #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+/// struct Config { after_seconds: u64 }
+/// let c: Config = labkubelet_guest::parse_config(r#"{"afterSeconds": 30}"#).unwrap();
+/// assert_eq!(c.after_seconds, 30);
+/// assert!(labkubelet_guest::parse_config::<Config>(r#"{"after": 30}"#).is_err());
+/// ```
+pub fn parse_config<T: serde::de::DeserializeOwned + Default>(config: &str) -> Result<T, String> {
+    if config.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_str(config).map_err(|e| e.to_string())
+}
+
 /// A number of seconds as a [`std::time::Duration`], for short scenario code.
 pub fn secs(n: u64) -> std::time::Duration {
     std::time::Duration::from_secs(n)

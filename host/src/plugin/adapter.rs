@@ -239,6 +239,27 @@ impl PluginRuntime {
         self.call(plugin, "info", |g, s| Box::pin(g.call_info(s))).await
     }
 
+    /// Lists over every active plugin, recording which plugin holds each id.
+    async fn list_everywhere<T, F>(
+        &self,
+        method: &'static str,
+        id: fn(&T) -> &String,
+        call: impl Fn() -> F,
+    ) -> Result<Vec<T>, RuntimeError>
+    where
+        F: for<'a> FnOnce(&'a Guest, &'a mut Store<HostState>) -> CallFuture<'a, Result<Vec<T>, WitRuntimeError>>,
+    {
+        let mut all = Vec::new();
+        for plugin in self.active() {
+            let listed = self.call(&plugin, method, call()).await?.map_err(runtime_error)?;
+            for item in &listed {
+                self.own(id(item), &plugin);
+            }
+            all.extend(listed);
+        }
+        Ok(all)
+    }
+
     fn select(&self, pod: &PodSandboxConfig) -> String {
         self.catalog.select(&pod.labels, &pod.annotations).info.name.clone()
     }
@@ -248,7 +269,9 @@ impl PluginRuntime {
     }
 }
 
-fn runtime_error(e: super::bindings::labkubelet::runtime::types::RuntimeError) -> RuntimeError {
+use super::bindings::labkubelet::runtime::types::RuntimeError as WitRuntimeError;
+
+fn runtime_error(e: WitRuntimeError) -> RuntimeError {
     RuntimeError::Runtime { code: e.code, message: e.message }
 }
 
@@ -310,15 +333,7 @@ impl ContainerRuntime for PluginRuntime {
     }
 
     async fn list_pod_sandboxes(&self) -> Result<Vec<PodSandbox>, RuntimeError> {
-        let mut all = Vec::new();
-        for plugin in self.active() {
-            let listed = self.call(&plugin, "list-pod-sandboxes", |g, s| Box::pin(g.call_list_pod_sandboxes(s))).await?.map_err(runtime_error)?;
-            for sandbox in &listed {
-                self.own(&sandbox.id, &plugin);
-            }
-            all.extend(listed);
-        }
-        Ok(all)
+        self.list_everywhere("list-pod-sandboxes", |s: &PodSandbox| &s.id, || |g, s| Box::pin(g.call_list_pod_sandboxes(s))).await
     }
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String, RuntimeError> {
@@ -361,15 +376,7 @@ impl ContainerRuntime for PluginRuntime {
     }
 
     async fn list_containers(&self) -> Result<Vec<Container>, RuntimeError> {
-        let mut all = Vec::new();
-        for plugin in self.active() {
-            let listed = self.call(&plugin, "list-containers", |g, s| Box::pin(g.call_list_containers(s))).await?.map_err(runtime_error)?;
-            for container in &listed {
-                self.own(&container.id, &plugin);
-            }
-            all.extend(listed);
-        }
-        Ok(all)
+        self.list_everywhere("list-containers", |c: &Container| &c.id, || |g, s| Box::pin(g.call_list_containers(s))).await
     }
 
     async fn pull_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError> {

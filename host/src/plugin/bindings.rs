@@ -18,7 +18,7 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-use labkubelet::runtime::types::LogLevel;
+use self::labkubelet::runtime::types::LogLevel;
 
 /// The WIT package version this host speaks.
 pub const WIT_VERSION: &str = "0.1.0";
@@ -111,9 +111,9 @@ impl ResourceLimiter for HostState {
     }
 }
 
-impl labkubelet::runtime::types::Host for HostState {}
+impl self::labkubelet::runtime::types::Host for HostState {}
 
-impl labkubelet::runtime::host::Host for HostState {
+impl self::labkubelet::runtime::host::Host for HostState {
     fn now(&mut self) -> i64 {
         self.clock.now_nanos()
     }

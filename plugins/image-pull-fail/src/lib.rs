@@ -35,11 +35,7 @@ impl Scenario for ImagePullFail {
     }
 
     fn configure(&mut self, config: &str) -> Result<(), String> {
-        let config: Config = if config.is_empty() {
-            Config::default()
-        } else {
-            serde_json::from_str(config).map_err(|e| e.to_string())?
-        };
+        let config: Config = parse_config(config)?;
         self.patterns = config
             .images
             .iter()

@@ -25,9 +25,7 @@ impl Scenario for OomKill {
     }
 
     fn configure(&mut self, config: &str) -> Result<(), String> {
-        if !config.is_empty() {
-            *self = serde_json::from_str(config).map_err(|e| e.to_string())?;
-        }
+        *self = parse_config(config)?;
         Ok(())
     }
 

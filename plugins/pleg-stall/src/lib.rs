@@ -46,7 +46,7 @@ impl Scenario for PlegStall {
     }
 
     fn configure(&mut self, config: &str) -> Result<(), String> {
-        let c: Config = if config.is_empty() { Config::default() } else { serde_json::from_str(config).map_err(|e| e.to_string())? };
+        let c: Config = parse_config(config)?;
         self.after = i64::try_from(c.stall_after_seconds).map_err(|e| e.to_string())? * NANOS;
         self.length = i64::try_from(c.stall_for_seconds).map_err(|e| e.to_string())? * NANOS;
         Ok(())

@@ -26,9 +26,7 @@ impl Scenario for ReadinessFlap {
     }
 
     fn configure(&mut self, config: &str) -> Result<(), String> {
-        if !config.is_empty() {
-            *self = serde_json::from_str(config).map_err(|e| e.to_string())?;
-        }
+        *self = parse_config(config)?;
         if self.period_seconds == 0 {
             return Err("periodSeconds must be at least 1".into());
         }

@@ -207,7 +207,7 @@ impl Scenario for Scripted {
     }
 
     fn configure(&mut self, config: &str) -> Result<(), String> {
-        let config: Config = if config.is_empty() { Config::default() } else { serde_json::from_str(config).map_err(|e| e.to_string())? };
+        let config: Config = parse_config(config)?;
         for (i, rule) in config.rules.iter().enumerate() {
             rule.selector.validate().map_err(|e| format!("rules[{i}].{e}"))?;
             if let Some(bad) = rule.calls.iter().find(|c| !CALL_NAMES.contains(&c.as_str())) {
