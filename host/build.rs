@@ -14,7 +14,7 @@ const TEST_ONLY: &[&str] = &["misbehave"];
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("host/ is inside the workspace").to_path_buf();
-    for watched in ["wit", "guest-sdk", "plugins", "tests/plugins", "Cargo.lock"] {
+    for watched in ["wit", "guest-sdk", "plugins", "tests/plugins", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("plugins");

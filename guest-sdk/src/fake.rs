@@ -74,6 +74,9 @@ pub struct FakeRuntime {
     images: BTreeMap<String, ImageRecord>,
     next_ip: u32,
     faults: Faults,
+    /// No planned exit comes before this: calls skip the scan of all containers until then.
+    #[serde(default)]
+    next_exit: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -145,6 +148,10 @@ impl FakeRuntime {
 
     /// Applies the exits whose time has come.
     fn refresh(&mut self, now: i64) {
+        if self.next_exit.is_none_or(|t| now < t) {
+            return;
+        }
+        let mut next = None::<i64>;
         for c in self.containers.values_mut() {
             if c.state != ContainerState::Running {
                 continue;
@@ -152,9 +159,12 @@ impl FakeRuntime {
             if let Some((at, exit)) = c.planned_exit.clone() {
                 if at <= now {
                     finish(c, at, exit);
+                } else {
+                    next = Some(next.map_or(at, |n| n.min(at)));
                 }
             }
         }
+        self.next_exit = next;
     }
 
     fn new_id(&self) -> String {
@@ -520,7 +530,9 @@ impl<T: ScenarioExport> Guest for T {
             c.logs.extend(lines.into_iter().map(|text| LogLine { time: now, stream: LogStream::Stdout, text }));
             if let Lifetime::ExitsAfter(after, exit) = lifetime {
                 let nanos = i64::try_from(after.as_nanos()).unwrap_or(i64::MAX);
-                c.planned_exit = Some((now.saturating_add(nanos), exit));
+                let at = now.saturating_add(nanos);
+                c.planned_exit = Some((at, exit));
+                p.rt.next_exit = Some(p.rt.next_exit.map_or(at, |n| n.min(at)));
             }
             Ok(())
         })

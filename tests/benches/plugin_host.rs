@@ -3,7 +3,8 @@
 //! the cost of a start-container call and of a list-containers call over 100 containers,
 //! and resident memory per idle instance at 1,000 instances.
 //!
-//! Run with `cargo bench -p labkubelet-tests --bench plugin_host` (a release build).
+//! Run with `cargo bench -p labkubelet-tests --bench plugin_host` (a release build); add
+//! `-- reload`, `-- calls` or `-- memory` to run one section.
 
 use labkubelet::plugin::{stock, PluginEvent, PluginPolicy, PluginRuntime};
 use labkubelet::runtime::ContainerRuntime;
@@ -43,7 +44,7 @@ async fn reload_latency(name: &str) -> (Duration, Duration) {
 }
 
 async fn start_cost(node: &PluginRuntime) -> Duration {
-    const STARTS: usize = 2_000;
+    const STARTS: usize = 100;
     let p = pod("calls", None, &[]);
     let sandbox = node.run_pod_sandbox(&p).await.unwrap();
     node.pull_image("nginx", Some(&p)).await.unwrap();
@@ -59,7 +60,7 @@ async fn start_cost(node: &PluginRuntime) -> Duration {
 }
 
 async fn list_cost(lab: &PluginLab) -> Duration {
-    const LISTS: usize = 2_000;
+    const LISTS: usize = 20_000;
     let node = lab.node("list-100");
     for i in 0..100 {
         start_pod(&node, &pod(&format!("p{i}"), None, &[]), "nginx").await;
@@ -90,23 +91,52 @@ async fn memory_per_instance(lab: &PluginLab) -> (u64, f64) {
 }
 
 fn main() {
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let run = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
     rt.block_on(async {
+        if run("load") {
+            let engine = labkubelet::plugin::PluginEngine::new(PluginPolicy::default()).unwrap();
+            for name in stock::names() {
+                let mut samples = Vec::new();
+                for round in 0..5 {
+                    let bytes = with_custom_section(stock::component(name).unwrap(), &format!("load-{round}"));
+                    let started = Instant::now();
+                    engine.load(bytes, String::new(), name.into()).await.unwrap();
+                    samples.push(started.elapsed());
+                }
+                println!("  load (compile + validate) {:<16} {:>8.1}ms", name, median(samples).as_secs_f64() * 1e3);
+            }
+        }
+        if run("reload") {
         println!("reload latency: file renamed into a watched folder -> the new plugin answers ({RELOADS} reloads each)");
         println!("  {:<16} {:>10} {:>10}", "plugin", "median", "max");
         for name in stock::names() {
             let (med, max) = reload_latency(name).await;
             println!("  {:<16} {:>8.1}ms {:>8.1}ms", name, med.as_secs_f64() * 1e3, max.as_secs_f64() * 1e3);
         }
+        }
 
         let lab = PluginLab::new(PluginPolicy::default()).await;
+        if run("calls") {
         let node = lab.node("calls");
+        let trivial = {
+            node.version().await.unwrap();
+            let started = Instant::now();
+            for _ in 0..20_000 {
+                std::hint::black_box(node.version().await.unwrap());
+            }
+            started.elapsed() / 20_000
+        };
+        println!("version (a trivial call, the fixed cost of any call): {:.2} µs", trivial.as_secs_f64() * 1e6);
         let start = start_cost(&node).await;
         println!("start-container: {:.2} µs per call (healthy plugin, through PluginRuntime)", start.as_secs_f64() * 1e6);
         let list = list_cost(&lab).await;
         println!("list-containers over 100 containers: {:.2} µs per call", list.as_secs_f64() * 1e6);
-
+        }
+        if run("memory") {
         let (per, total) = memory_per_instance(&lab).await;
         println!("resident memory per idle instance at 1,000 instances: {} KiB (process RSS {total:.0} MiB)", per / 1024);
+        }
     });
 }

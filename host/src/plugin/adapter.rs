@@ -252,9 +252,14 @@ impl PluginRuntime {
         let mut all = Vec::new();
         for plugin in self.active() {
             let listed = self.call(&plugin, method, call()).await?.map_err(runtime_error)?;
+            // The hot path of every relist: one lock, and no allocation for known ids.
+            let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
             for item in &listed {
-                self.own(id(item), &plugin);
+                if owners.get(id(item).as_str()) != Some(&plugin) {
+                    owners.insert(id(item).clone(), plugin.clone());
+                }
             }
+            drop(owners);
             all.extend(listed);
         }
         Ok(all)

@@ -140,6 +140,9 @@ impl PluginEngine {
         // Concurrent component-model execution is not used, and its bookkeeping triples
         // the cost of a call.
         config.concurrency_support(false);
+        // Plugins are small bookkeeping code whose calls cost is in the host's lifting of
+        // values; what matters is how fast a swapped-in plugin compiles.
+        config.cranelift_opt_level(wasmtime::OptLevel::None);
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
@@ -185,10 +188,12 @@ impl PluginEngine {
             None => {
                 check_header(&bytes, &origin)?;
                 let engine = self.engine.clone();
+                let started = std::time::Instant::now();
                 let compiled = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
                     .await
                     .map_err(|e| LoadError::Invalid { origin: origin.clone(), detail: e.to_string() })?
                     .map_err(|e| LoadError::Invalid { origin: origin.clone(), detail: format!("{e:#}") })?;
+                tracing::debug!(origin, elapsed = ?started.elapsed(), "compiled");
                 if let Ok(mut cache) = self.compiled.lock() {
                     cache.insert(code_hash, compiled.clone());
                 }

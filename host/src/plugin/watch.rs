@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 /// How long the folder must be quiet before it is read: long enough to see a copy as one
 /// change, short enough that a swap feels immediate.
-const DEBOUNCE: Duration = Duration::from_millis(50);
+const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// Watches a plugin folder until dropped.
 pub struct PluginWatcher {
