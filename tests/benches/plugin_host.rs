@@ -12,6 +12,8 @@ use labkubelet_tests::*;
 use std::time::{Duration, Instant};
 
 const RELOADS: usize = 7;
+/// Call costs are the median of this many batches: this machine's timing is noisy.
+const BATCHES: usize = 15;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -45,32 +47,43 @@ async fn reload_latency(name: &str) -> (Duration, Duration) {
 
 async fn start_cost(node: &PluginRuntime) -> Duration {
     const STARTS: usize = 100;
-    let p = pod("calls", None, &[]);
-    let sandbox = node.run_pod_sandbox(&p).await.unwrap();
-    node.pull_image("nginx", Some(&p)).await.unwrap();
-    let mut ids = Vec::new();
-    for i in 0..STARTS {
-        ids.push(node.create_container(&sandbox, &container(&format!("c{i}"), "nginx")).await.unwrap());
+    let mut batches = Vec::new();
+    for batch in 0..BATCHES {
+        let p = pod(&format!("calls-{batch}"), None, &[]);
+        let sandbox = node.run_pod_sandbox(&p).await.unwrap();
+        node.pull_image("nginx", Some(&p)).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..STARTS {
+            ids.push(node.create_container(&sandbox, &container(&format!("c{i}"), "nginx")).await.unwrap());
+        }
+        let started = Instant::now();
+        for id in &ids {
+            node.start_container(id).await.unwrap();
+        }
+        batches.push(started.elapsed() / STARTS as u32);
+        for id in &ids {
+            node.remove_container(id).await.unwrap();
+        }
     }
-    let started = Instant::now();
-    for id in &ids {
-        node.start_container(id).await.unwrap();
-    }
-    started.elapsed() / STARTS as u32
+    median(batches)
 }
 
 async fn list_cost(lab: &PluginLab) -> Duration {
-    const LISTS: usize = 20_000;
+    const LISTS: usize = 2_000;
     let node = lab.node("list-100");
     for i in 0..100 {
         start_pod(&node, &pod(&format!("p{i}"), None, &[]), "nginx").await;
     }
     assert_eq!(node.list_containers().await.unwrap().len(), 100);
-    let started = Instant::now();
-    for _ in 0..LISTS {
-        std::hint::black_box(node.list_containers().await.unwrap());
+    let mut batches = Vec::new();
+    for _ in 0..BATCHES {
+        let started = Instant::now();
+        for _ in 0..LISTS {
+            std::hint::black_box(node.list_containers().await.unwrap());
+        }
+        batches.push(started.elapsed() / LISTS as u32);
     }
-    started.elapsed() / LISTS as u32
+    median(batches)
 }
 
 async fn memory_per_instance(lab: &PluginLab) -> (u64, f64) {
@@ -96,20 +109,39 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
     rt.block_on(async {
         if run("load") {
-            let engine = labkubelet::plugin::PluginEngine::new(PluginPolicy::default()).unwrap();
+            println!("load: compile and validate a component (median of 5)");
+            println!("  {:<16} {:>10} {:>14} {:>12}", "plugin", "cold", "after another", "same code");
             for name in stock::names() {
-                let mut samples = Vec::new();
+                let (mut cold, mut other, mut same) = (Vec::new(), Vec::new(), Vec::new());
                 for round in 0..5 {
-                    let bytes = with_custom_section(stock::component(name).unwrap(), &format!("load-{round}"));
-                    let started = Instant::now();
-                    engine.load(bytes, String::new(), name.into()).await.unwrap();
-                    samples.push(started.elapsed());
+                    let timed = |engine: &std::sync::Arc<labkubelet::plugin::PluginEngine>, tag: String| {
+                        let engine = engine.clone();
+                        async move {
+                            let bytes = with_custom_section(stock::component(name).unwrap(), &tag);
+                            let started = Instant::now();
+                            engine.load(bytes, String::new(), name.into()).await.unwrap();
+                            started.elapsed()
+                        }
+                    };
+                    // Cold: a new engine has compiled nothing yet.
+                    let engine = labkubelet::plugin::PluginEngine::new(PluginPolicy::default()).unwrap();
+                    cold.push(timed(&engine, format!("cold-{round}")).await);
+                    // Same code in new bytes: a rebuilt, unchanged plugin.
+                    same.push(timed(&engine, format!("same-{round}")).await);
+                    // After another plugin: shares std, serde and the SDK, not the scenario, as
+                    // a modified plugin does.
+                    let engine = labkubelet::plugin::PluginEngine::new(PluginPolicy::default()).unwrap();
+                    let another = if name == "healthy" { "crashloop" } else { "healthy" };
+                    engine.load(stock::component(another).unwrap().to_vec(), String::new(), another.into()).await.unwrap();
+                    other.push(timed(&engine, format!("other-{round}")).await);
                 }
-                println!("  load (compile + validate) {:<16} {:>8.1}ms", name, median(samples).as_secs_f64() * 1e3);
+                let ms = |v: Vec<Duration>| median(v).as_secs_f64() * 1e3;
+                println!("  {:<16} {:>8.1}ms {:>12.1}ms {:>10.1}ms", name, ms(cold), ms(other), ms(same));
             }
         }
         if run("reload") {
-        println!("reload latency: file renamed into a watched folder -> the new plugin answers ({RELOADS} reloads each)");
+        println!("reload latency: file renamed into a watched folder -> the new plugin answers ({RELOADS} reloads each,");
+        println!("the same code in new bytes, the first load excluded)");
         println!("  {:<16} {:>10} {:>10}", "plugin", "median", "max");
         for name in stock::names() {
             let (med, max) = reload_latency(name).await;
@@ -122,17 +154,22 @@ fn main() {
         let node = lab.node("calls");
         let trivial = {
             node.version().await.unwrap();
-            let started = Instant::now();
-            for _ in 0..20_000 {
-                std::hint::black_box(node.version().await.unwrap());
+            let mut batches = Vec::new();
+            for _ in 0..BATCHES {
+                let started = Instant::now();
+                for _ in 0..5_000 {
+                    std::hint::black_box(node.version().await.unwrap());
+                }
+                batches.push(started.elapsed() / 5_000);
             }
-            started.elapsed() / 20_000
+            median(batches)
         };
-        println!("version (a trivial call, the fixed cost of any call): {:.2} µs", trivial.as_secs_f64() * 1e6);
+        println!("call costs, median of {BATCHES} batches, through PluginRuntime:");
+        println!("  version (a trivial call: the fixed cost of any call): {:.2} µs", trivial.as_secs_f64() * 1e6);
         let start = start_cost(&node).await;
-        println!("start-container: {:.2} µs per call (healthy plugin, through PluginRuntime)", start.as_secs_f64() * 1e6);
+        println!("  start-container (healthy plugin): {:.2} µs", start.as_secs_f64() * 1e6);
         let list = list_cost(&lab).await;
-        println!("list-containers over 100 containers: {:.2} µs per call", list.as_secs_f64() * 1e6);
+        println!("  list-containers over 100 containers: {:.2} µs", list.as_secs_f64() * 1e6);
         }
         if run("memory") {
         let (per, total) = memory_per_instance(&lab).await;

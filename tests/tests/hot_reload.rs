@@ -148,8 +148,19 @@ async fn bad_components_are_refused_and_the_old_plugin_keeps_serving() {
     std::fs::write(lab.path("misbehave.json"), r#"{"mode": "trap-in-info"}"#).unwrap();
     lab.put("misbehave.wasm", &trapper);
     let why = refusal(lab.expect_event("a plugin that traps in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm"))).await);
-    assert!(why.contains("failed when asked for its info") && why.contains("plugin (loading) failed in info"), "{why}");
+    assert!(why.contains("failed when asked for its info") && why.contains("plugin misbehave.wasm failed in info"), "{why}");
     assert!(lab.catalog.get("misbehave").is_none());
+    assert_eq!(node.container_status(&id).await.unwrap().state, ContainerState::Running);
+
+    // Loops forever, then grows without bound, when asked who it is.
+    std::fs::write(lab.path("misbehave.json"), r#"{"mode": "spin-in-info"}"#).unwrap();
+    let why = refusal(lab.expect_event("a plugin that loops in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm"))).await);
+    assert!(why.ends_with("failed when asked for its info: plugin misbehave.wasm exceeded its 2s deadline in info"), "{why}");
+    std::fs::write(lab.path("misbehave.json"), r#"{"mode": "grow-in-info"}"#).unwrap();
+    let why = refusal(lab.expect_event("a plugin that grows in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm"))).await);
+    assert!(why.contains("failed when asked for its info: plugin misbehave.wasm failed in info: memory limit of 64 MiB reached"), "{why}");
+    assert!(lab.catalog.get("misbehave").is_none());
+    still_serving(&lab);
     assert_eq!(node.container_status(&id).await.unwrap().state, ContainerState::Running);
 }
 

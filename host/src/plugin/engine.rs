@@ -111,6 +111,37 @@ impl std::fmt::Debug for LoadedPlugin {
     }
 }
 
+/// Cranelift's per-function compilation results, kept across components: a rebuilt plugin
+/// shares most of its functions (std, serde, the SDK) with the version it replaces, so a
+/// swap compiles only what changed.
+#[derive(Debug, Default)]
+struct FunctionCache {
+    entries: Mutex<(HashMap<Vec<u8>, Vec<u8>>, usize)>,
+}
+
+impl FunctionCache {
+    /// Enough for every stock plugin several times over; past it, nothing more is kept.
+    const MAX_BYTES: usize = 256 << 20;
+}
+
+impl wasmtime::CacheStore for FunctionCache {
+    fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let entries = self.entries.lock().ok()?;
+        entries.0.get(key).map(|v| std::borrow::Cow::Owned(v.clone()))
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        let Ok(mut entries) = self.entries.lock() else { return false };
+        let size = key.len() + value.len();
+        if entries.1 + size > Self::MAX_BYTES {
+            return false;
+        }
+        entries.1 += size;
+        entries.0.insert(key.to_vec(), value);
+        true
+    }
+}
+
 /// Advances the engine's epoch until dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
@@ -143,6 +174,9 @@ impl PluginEngine {
         // Plugins are small bookkeeping code whose calls cost is in the host's lifting of
         // values; what matters is how fast a swapped-in plugin compiles.
         config.cranelift_opt_level(wasmtime::OptLevel::None);
+        config
+            .enable_incremental_compilation(Arc::new(FunctionCache::default()))
+            .map_err(|e| anyhow::anyhow!("cannot enable the compilation cache: {e}"))?;
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
@@ -209,7 +243,8 @@ impl PluginEngine {
 
         let config: Arc<str> = config.into();
         let (release, _) = watch::channel(0);
-        let probe_name: Arc<str> = "(loading)".into();
+        // Until it says its name, a plugin is known by its file.
+        let probe_name: Arc<str> = std::path::Path::new(&origin).file_name().map_or(origin.as_str().into(), |f| f.to_string_lossy().into());
         let mut instance = PluginInstance::start(self, &pre, probe_name, config.clone(), "validation", Clock::new(), Arc::new(release))
             .await
             .map_err(|e| LoadError::InfoFailed { origin: origin.clone(), detail: e.to_string() })?;

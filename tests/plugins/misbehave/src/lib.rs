@@ -1,6 +1,7 @@
 //! A plugin that misbehaves on cue, for the host's containment tests: it loops forever,
 //! grows memory without bound, tries to read host files and environment variables, or
-//! traps when asked who it is (configuration `trap-in-info`), or refuses the state of the
+//! traps, spins or grows when asked who it is (configuration `trap-in-info`, `spin-in-info`,
+//! `grow-in-info`), or refuses the state of the
 //! instance it replaces (configuration `refuse-state`).
 
 use labkubelet_guest::*;
@@ -10,8 +11,15 @@ struct Misbehave;
 
 impl Scenario for Misbehave {
     fn info(&self) -> Info {
-        if host::config().contains("trap-in-info") {
+        let config = host::config();
+        if config.contains("trap-in-info") {
             panic!("misbehave was told to trap in info");
+        }
+        if config.contains("spin-in-info") {
+            spin();
+        }
+        if config.contains("grow-in-info") {
+            grow();
         }
         Info::new("misbehave", env!("CARGO_PKG_VERSION"))
             .describe("Misbehaves on cue, for the host's tests.")
@@ -24,19 +32,8 @@ impl Scenario for Misbehave {
     fn trigger(&mut self, _rt: &mut FakeRuntime, action: &str, _t: &TriggerTarget, args: &[KeyValue]) -> Option<Result<String, TriggerError>> {
         let arg = |k: &str| args.iter().find(|a| a.key == k).map(|a| a.value.clone()).unwrap_or_default();
         match action {
-            "spin" => {
-                let mut n: u64 = 0;
-                loop {
-                    n = std::hint::black_box(n.wrapping_add(1));
-                }
-            }
-            "grow" => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(vec![1u8; 1 << 20]);
-                    std::hint::black_box(&hoard);
-                }
-            }
+            "spin" => spin(),
+            "grow" => grow(),
             "read-file" => Some(match std::fs::read_to_string(arg("path")) {
                 Ok(text) => Ok(format!("read {} bytes", text.len())),
                 Err(e) => Err(TriggerError::InvalidArgument(format!("cannot read: {e}"))),
@@ -54,6 +51,21 @@ impl Scenario for Misbehave {
             return Err("this version cannot take the old state".into());
         }
         Ok(())
+    }
+}
+
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+fn grow() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 1 << 20]);
+        std::hint::black_box(&hoard);
     }
 }
 
