@@ -1,5 +1,6 @@
-//! What labkubelet's integration tests share: a plugin lab (a plugin folder, a catalog and
-//! its events), pod and container builders, and components made to be refused.
+//! What labkubelet's integration tests share: the API-server double ([`apiserver`]), a plugin
+//! lab (a plugin folder, a catalog and its events), pod and container builders, and
+//! components made to be refused.
 
 use labkubelet::clock::Clock;
 use labkubelet::plugin::{stock, watch_dir, PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime, PluginWatcher, SCENARIO_ANNOTATION};
@@ -8,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
+
+pub mod apiserver;
 
 /// A plugin folder with a catalog over it, optionally watched.
 pub struct PluginLab {

@@ -1,0 +1,507 @@
+//! An in-process stand-in for kube-apiserver, for the agent's integration tests.
+//!
+//! It serves over HTTPS what a kubelet uses — nodes (+status), pods (+status), events,
+//! leases, namespaces, certificatesigningrequests (+approval, +status) — with the real
+//! API server's semantics where the agent depends on them: one resourceVersion counter,
+//! 409 Conflict on stale updates and failed preconditions, status subresources, the three
+//! patch types, graceful pod deletion, list and watch with field and label selectors,
+//! watches resumed from a resourceVersion and 410 Gone when it is too old, bearer-token
+//! (including bootstrap tokens) and client-certificate authentication, and a CSR signer
+//! that issues certificates for approved requests. Tests can inject faults: latency, a
+//! number of failures with a given status code, and going offline.
+//!
+//! The product is judged against a real API server, never against this double: where
+//! they differ, the double is wrong.
+
+mod patch;
+mod rest;
+mod store;
+
+pub use rest::{ApiError, Resource, RESOURCES};
+pub use store::Store;
+
+/// How many changes a watch can resume from before it gets 410 Gone.
+pub fn store_history() -> usize {
+    store::HISTORY
+}
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, Query, Request};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use base64::Engine as _;
+use kube_core::SelectorExt;
+use rest::Target;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::{Event, Start};
+
+/// Who a request comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+/// Faults the double injects into the requests it serves.
+#[derive(Debug, Default, Clone)]
+pub struct Faults {
+    pub latency: Duration,
+    /// The next this-many requests fail with this status code (429 carries Retry-After: 1).
+    pub fail_next: Option<(u32, u16)>,
+    /// Every connection is dropped, as if the server were down.
+    pub offline: bool,
+}
+
+struct Shared {
+    store: Store,
+    tokens: Mutex<HashMap<String, Identity>>,
+    faults: Mutex<Faults>,
+    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+    ca_pem: String,
+    requests: Mutex<Vec<String>>,
+    /// Tells open connections the server went offline.
+    offline: tokio::sync::watch::Sender<bool>,
+}
+
+/// A running API-server double. Dropping it stops it.
+pub struct ApiServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ApiServer {
+    /// Starts a double on a free port of 127.0.0.1, with its own CA.
+    pub async fn start() -> anyhow::Result<Self> {
+        let ca_key = rcgen::KeyPair::generate()?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "labkubelet-test-ca");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let ca_pem = ca_cert.pem();
+        let ca = rcgen::Issuer::new(ca_params, ca_key);
+
+        let server_key = rcgen::KeyPair::generate()?;
+        let mut server_params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        server_params.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver");
+        let server_cert = server_params.signed_by(&server_key, &ca)?;
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_cert.der().clone())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()?;
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![server_cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+            )?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+        let shared = Arc::new(Shared {
+            store: Store::default(),
+            tokens: Mutex::new(HashMap::new()),
+            faults: Mutex::new(Faults::default()),
+            ca,
+            ca_pem,
+            requests: Mutex::new(Vec::new()),
+            offline: tokio::sync::watch::channel(false).0,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let router = Router::new().fallback(handle).layer(Extension(shared.clone()));
+        let serving = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                if serving.faults.lock().map(|f| f.offline).unwrap_or(false) {
+                    drop(tcp);
+                    continue;
+                }
+                let (acceptor, router) = (acceptor.clone(), router.clone());
+                let mut offline = serving.offline.subscribe();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| identity_of(c.as_ref()));
+                    let service = hyper_util::service::TowerToHyperService::new(router.layer(Extension(Peer(peer))));
+                    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                    // Going offline drops open connections too, as a server that goes down does.
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = offline.wait_for(|down| *down) => {}
+                    }
+                });
+            }
+        });
+        Ok(ApiServer { shared, addr, task })
+    }
+
+    /// `https://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The CA that signed the server's certificate and signs approved CSRs, as PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.shared.ca_pem
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// A kubeconfig for this server that authenticates with a bearer token.
+    pub fn kubeconfig_with_token(&self, token: &str) -> String {
+        self.kubeconfig(&format!("    token: {token}\n"))
+    }
+
+    /// A kubeconfig for this server that authenticates with a client certificate (PEM).
+    pub fn kubeconfig_with_certificate(&self, cert_pem: &str, key_pem: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        self.kubeconfig(&format!("    client-certificate-data: {}\n    client-key-data: {}\n", b64(cert_pem), b64(key_pem)))
+    }
+
+    fn kubeconfig(&self, user: &str) -> String {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.shared.ca_pem);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\n\
+             users:\n- name: user\n  user:\n{user}contexts:\n- name: double\n  context:\n    cluster: double\n    user: user\n\
+             current-context: double\n",
+            self.url()
+        )
+    }
+
+    /// Accepts `token` as `user` in `groups`.
+    pub fn add_token(&self, token: &str, user: &str, groups: &[&str]) {
+        let identity = Identity { user: user.into(), groups: groups.iter().map(|g| g.to_string()).collect() };
+        self.shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(token.into(), identity);
+    }
+
+    /// Accepts a bootstrap token `<id>.<secret>` as kubeadm's `kubeadm token create` does.
+    pub fn add_bootstrap_token(&self, id: &str, secret: &str) -> String {
+        let token = format!("{id}.{secret}");
+        self.add_token(&token, &format!("system:bootstrap:{id}"), &["system:bootstrappers", "system:bootstrappers:kubeadm:default-node-token"]);
+        token
+    }
+
+    /// Issues a client certificate and key (PEM) for `user` in `groups`, signed by the CA.
+    pub fn client_certificate(&self, user: &str, groups: &[&str]) -> anyhow::Result<(String, String)> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, user);
+        for group in groups {
+            params.distinguished_name.push(rcgen::DnType::OrganizationName, *group);
+        }
+        let cert = params.signed_by(&key, &self.shared.ca)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.offline.send_replace(faults.offline);
+        *self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    /// Every request served so far, as "METHOD path?query".
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The identity a client certificate proves: CN is the user, each O a group.
+fn identity_of(der: &[u8]) -> Option<Identity> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let user = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
+    Some(Identity { user, groups })
+}
+
+#[derive(Clone)]
+struct Peer(Option<Identity>);
+
+fn error(e: ApiError) -> Response {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (code, axum::Json(e.status())).into_response();
+    if e.code == 429 {
+        response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn json_response(code: StatusCode, value: Value) -> Response {
+    (code, axum::Json(value)).into_response()
+}
+
+/// A parsed request path.
+struct Path {
+    resource: &'static Resource,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Path> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        _ => (None, rest),
+    };
+    let (plural, name, subresource) = match rest {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(name.to_string()), None),
+        [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
+        _ => return None,
+    };
+    let resource = Resource::find(group, version, plural)?;
+    Some(Path { resource, namespace, name, subresource })
+}
+
+async fn handle(Extension(shared): Extension<Arc<Shared>>, Extension(peer): Extension<Peer>, Query(query): Query<BTreeMap<String, String>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    shared.requests.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{} {}", parts.method, parts.uri));
+    let faults = shared.faults.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if let Some((n, code)) = faults.fail_next {
+        let mut f = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
+        f.fail_next = if n > 1 { Some((n - 1, code)) } else { None };
+        let reason = if code == 429 { "TooManyRequests" } else { "InternalError" };
+        return error(ApiError::new(code, reason, "injected by the test double"));
+    }
+    if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
+        return "ok".into_response();
+    }
+    if path == "/version" {
+        return json_response(StatusCode::OK, json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-labkubelet-double", "platform": "linux/amd64"}));
+    }
+    let identity = authenticate(&shared, &parts.headers, peer.0);
+    if identity.is_none() {
+        return error(ApiError::new(401, "Unauthorized", "Unauthorized"));
+    }
+    let Some(target) = parse_path(&path) else {
+        return error(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    };
+    let body = match axum::body::to_bytes(body, 16 << 20).await {
+        Ok(b) => b,
+        Err(e) => return error(ApiError::bad_request(e.to_string())),
+    };
+    let result = serve(&shared, &parts.method, &parts.headers, &query, &target, body).await;
+    result.unwrap_or_else(error)
+}
+
+fn authenticate(shared: &Shared, headers: &HeaderMap, peer: Option<Identity>) -> Option<Identity> {
+    if let Some(token) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) {
+        return shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(token.trim()).cloned();
+    }
+    peer
+}
+
+async fn serve(shared: &Arc<Shared>, method: &Method, headers: &HeaderMap, query: &BTreeMap<String, String>, p: &Path, body: Bytes) -> Result<Response, ApiError> {
+    let r = p.resource;
+    let namespace = p.namespace.clone().unwrap_or_default();
+    if r.namespaced && p.namespace.is_none() && p.name.is_some() {
+        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    }
+    let parse = |body: &Bytes| -> Result<Value, ApiError> {
+        if body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))
+    };
+    let Some(name) = p.name.as_deref() else {
+        return match *method {
+            Method::GET if query.get("watch").is_some_and(|w| w == "true" || w == "1") => watch(shared, r, p.namespace.as_deref(), query),
+            Method::GET => list(shared, r, p.namespace.as_deref(), query),
+            Method::POST => Ok(json_response(StatusCode::CREATED, rest::create(&shared.store, r, &namespace, parse(&body)?)?)),
+            _ => Err(ApiError::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource"))),
+        };
+    };
+    let t = Target { resource: r, namespace: &namespace, name };
+    let sub = p.subresource.as_deref();
+    if let Some(s) = sub {
+        let allowed = (s == "status" && r.status) || (s == "approval" && r.plural == "certificatesigningrequests");
+        if !allowed {
+            return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        }
+    }
+    let stored = match *method {
+        Method::GET => shared.store.get(&store::Key { resource: r.plural, namespace: namespace.clone(), name: name.to_string() }).ok_or_else(|| ApiError::not_found(r, name))?,
+        Method::PUT => rest::update(&shared.store, &t, sub, parse(&body)?)?,
+        Method::PATCH => {
+            let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
+            rest::patch(&shared.store, &t, sub, &content_type, parse(&body)?)?
+        }
+        Method::DELETE => {
+            let options = parse(&body)?;
+            let mut options = if options.is_null() { json!({}) } else { options };
+            if let Some(g) = query.get("gracePeriodSeconds").and_then(|g| g.parse::<i64>().ok()) {
+                options["gracePeriodSeconds"] = json!(g);
+            }
+            let (object, gone) = rest::delete(&shared.store, &t, &options)?;
+            if gone && r.plural != "pods" {
+                return Ok(json_response(StatusCode::OK, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": r.plural, "uid": object["metadata"]["uid"]}})));
+            }
+            object
+        }
+        _ => return Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")),
+    };
+    if sub == Some("approval") {
+        return Ok(json_response(StatusCode::OK, sign_if_approved(shared, &t, stored)?));
+    }
+    Ok(json_response(StatusCode::OK, stored))
+}
+
+/// The CSR signing controller: an approved request for a kubelet client certificate gets
+/// a certificate from the CA (for its requested expirationSeconds, else a year).
+fn sign_if_approved(shared: &Shared, t: &Target, csr: Value) -> Result<Value, ApiError> {
+    let conditions = csr["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let approved = conditions.iter().any(|c| c["type"] == "Approved" && c["status"] == "True");
+    let denied = conditions.iter().any(|c| c["type"] == "Denied" || c["type"] == "Failed");
+    if !approved || denied || csr["status"]["certificate"].is_string() {
+        return Ok(csr);
+    }
+    let request = csr["spec"]["request"].as_str().unwrap_or_default();
+    let pem = base64::engine::general_purpose::STANDARD.decode(request).map_err(|e| ApiError::new(422, "Invalid", format!("spec.request: {e}")))?;
+    let pem = String::from_utf8(pem).map_err(|e| ApiError::new(422, "Invalid", format!("spec.request: {e}")))?;
+    let mut params = rcgen::CertificateSigningRequestParams::from_pem(&pem).map_err(|e| ApiError::new(422, "Invalid", format!("spec.request: {e}")))?;
+    let lifetime = csr["spec"]["expirationSeconds"].as_u64().unwrap_or(365 * 86_400);
+    let now = std::time::SystemTime::now();
+    params.params.not_before = now.into();
+    params.params.not_after = (now + Duration::from_secs(lifetime)).into();
+    let cert = params.signed_by(&shared.ca).map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
+    let chain = format!("{}{}", cert.pem(), shared.ca_pem);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(chain);
+    rest::patch(&shared.store, t, Some("status"), "application/merge-patch+json", json!({"status": {"certificate": encoded}}))
+}
+
+fn selectors_match(object: &Value, query: &BTreeMap<String, String>) -> Result<bool, ApiError> {
+    if let Some(fields) = query.get("fieldSelector").filter(|f| !f.is_empty()) {
+        for requirement in fields.split(',') {
+            let (path, want, equal) = if let Some((k, v)) = requirement.split_once("!=") {
+                (k, v, false)
+            } else if let Some((k, v)) = requirement.split_once("==").or_else(|| requirement.split_once('=')) {
+                (k, v, true)
+            } else {
+                return Err(ApiError::bad_request(format!("invalid field selector: {requirement}")));
+            };
+            let mut value = object;
+            for part in path.trim().split('.') {
+                value = &value[part];
+            }
+            let have = value.as_str().map(str::to_string).unwrap_or_else(|| if value.is_null() { String::new() } else { value.to_string() });
+            if (have == want.trim()) != equal {
+                return Ok(false);
+            }
+        }
+    }
+    if let Some(labels) = query.get("labelSelector").filter(|l| !l.is_empty()) {
+        let selector = labkubelet::plugin::parse_selector(labels).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let have: BTreeMap<String, String> = object["metadata"]["labels"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+            .unwrap_or_default();
+        if !selector.matches(&have) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn list(shared: &Shared, r: &Resource, namespace: Option<&str>, query: &BTreeMap<String, String>) -> Result<Response, ApiError> {
+    let (items, rv) = shared.store.list(r.plural, namespace);
+    let mut kept = Vec::new();
+    for item in items {
+        if selectors_match(&item, query)? {
+            kept.push(item);
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": kept}),
+    ))
+}
+
+fn watch(shared: &Arc<Shared>, r: &'static Resource, namespace: Option<&str>, query: &BTreeMap<String, String>) -> Result<Response, ApiError> {
+    let from = match query.get("resourceVersion").filter(|v| !v.is_empty()) {
+        Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?),
+        None => None,
+    };
+    selectors_match(&json!({}), query)?;
+    let timeout = query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(1800));
+    let (start, mut live) = shared.store.watch(r.plural, namespace, from);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
+    let namespace = namespace.map(str::to_string);
+    let query = query.clone();
+    tokio::spawn(async move {
+        let line = |kind: &str, object: &Value| Ok(Bytes::from(format!("{}\n", json!({"type": kind, "object": object}))));
+        let wanted = |e: &Event| e.key.resource == r.plural && namespace.as_ref().is_none_or(|ns| &e.key.namespace == ns) && selectors_match(&e.object, &query).unwrap_or(false);
+        let mut last = match start {
+            Start::Expired { oldest } => {
+                let status = ApiError::new(410, "Expired", format!("too old resource version: {} ({})", from.unwrap_or_default(), oldest - 1)).status();
+                let _ = tx.send(line("ERROR", &status)).await;
+                return;
+            }
+            Start::Now(items, rv) => {
+                for item in items.iter().filter(|i| selectors_match(i, &query).unwrap_or(false)) {
+                    if tx.send(line("ADDED", item)).await.is_err() {
+                        return;
+                    }
+                }
+                rv
+            }
+            Start::After(events) => {
+                let mut last = from.unwrap_or_default();
+                for e in events {
+                    last = e.rv;
+                    if wanted(&e) && tx.send(line(e.change.as_str(), &e.object)).await.is_err() {
+                        return;
+                    }
+                }
+                last
+            }
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                event = live.recv() => match event {
+                    Ok(e) if e.rv > last => {
+                        last = e.rv;
+                        if wanted(&e) && tx.send(line(e.change.as_str(), &e.object)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    // A watcher that cannot keep up is closed; the client relists.
+                    Err(_) => return,
+                },
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok(Response::builder().status(StatusCode::OK).header("content-type", "application/json").body(body).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+}
