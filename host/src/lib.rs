@@ -3,11 +3,13 @@
 //! It runs the kubelet's control logic and asks WebAssembly plugins what a container
 //! runtime would do. This crate is the embeddable library behind the `labkubelet` binary.
 //!
+//! - [`bootstrap`]: TLS bootstrap of the node's client certificate through a CSR.
 //! - [`clock`]: the one clock the kubelet logic and the plugins share (virtual in tests).
 //! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait the kubelet logic calls.
 //! - [`plugin`]: the wasmtime host: loading, validation, limits, hot reload, and the adapter
 //!   that implements the runtime trait over plugins.
 
+pub mod bootstrap;
 pub mod clock;
 pub mod plugin;
 pub mod runtime;

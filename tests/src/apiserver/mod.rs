@@ -297,10 +297,9 @@ async fn handle(Extension(shared): Extension<Arc<Shared>>, Extension(peer): Exte
     if path == "/version" {
         return json_response(StatusCode::OK, json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-labkubelet-double", "platform": "linux/amd64"}));
     }
-    let identity = authenticate(&shared, &parts.headers, peer.0);
-    if identity.is_none() {
+    let Some(identity) = authenticate(&shared, &parts.headers, peer.0) else {
         return error(ApiError::new(401, "Unauthorized", "Unauthorized"));
-    }
+    };
     let Some(target) = parse_path(&path) else {
         return error(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     };
@@ -308,7 +307,7 @@ async fn handle(Extension(shared): Extension<Arc<Shared>>, Extension(peer): Exte
         Ok(b) => b,
         Err(e) => return error(ApiError::bad_request(e.to_string())),
     };
-    let result = serve(&shared, &parts.method, &parts.headers, &query, &target, body).await;
+    let result = serve(&shared, &identity, &parts.method, &parts.headers, &query, &target, body).await;
     result.unwrap_or_else(error)
 }
 
@@ -319,7 +318,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap, peer: Option<Identity>) ->
     peer
 }
 
-async fn serve(shared: &Arc<Shared>, method: &Method, headers: &HeaderMap, query: &BTreeMap<String, String>, p: &Path, body: Bytes) -> Result<Response, ApiError> {
+async fn serve(shared: &Arc<Shared>, identity: &Identity, method: &Method, headers: &HeaderMap, query: &BTreeMap<String, String>, p: &Path, body: Bytes) -> Result<Response, ApiError> {
     let r = p.resource;
     let namespace = p.namespace.clone().unwrap_or_default();
     if r.namespaced && p.namespace.is_none() && p.name.is_some() {
@@ -335,7 +334,17 @@ async fn serve(shared: &Arc<Shared>, method: &Method, headers: &HeaderMap, query
         return match *method {
             Method::GET if query.get("watch").is_some_and(|w| w == "true" || w == "1") => watch(shared, r, p.namespace.as_deref(), query),
             Method::GET => list(shared, r, p.namespace.as_deref(), query),
-            Method::POST => Ok(json_response(StatusCode::CREATED, rest::create(&shared.store, r, &namespace, parse(&body)?)?)),
+            Method::POST => {
+                let mut object = parse(&body)?;
+                if r.plural == "certificatesigningrequests" && object.is_object() {
+                    // The API server records who asked: the auto-approver decides on it.
+                    let mut groups = identity.groups.clone();
+                    groups.push("system:authenticated".into());
+                    object["spec"]["username"] = json!(identity.user);
+                    object["spec"]["groups"] = json!(groups);
+                }
+                Ok(json_response(StatusCode::CREATED, rest::create(&shared.store, r, &namespace, object)?))
+            }
             _ => Err(ApiError::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource"))),
         };
     };
