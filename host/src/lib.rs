@@ -5,11 +5,13 @@
 //!
 //! - [`bootstrap`]: TLS bootstrap of the node's client certificate through a CSR.
 //! - [`clock`]: the one clock the kubelet logic and the plugins share (virtual in tests).
+//! - [`node`]: the Node's Lease (registration and status come next).
 //! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait the kubelet logic calls.
 //! - [`plugin`]: the wasmtime host: loading, validation, limits, hot reload, and the adapter
 //!   that implements the runtime trait over plugins.
 
 pub mod bootstrap;
 pub mod clock;
+pub mod node;
 pub mod plugin;
 pub mod runtime;

@@ -1,0 +1,173 @@
+//! The node's Lease in `kube-node-lease`: the heartbeat the node lifecycle controller
+//! watches. Upstream: component-helpers/apimachinery/lease/controller.go.
+//!
+//! Every 0.25 × leaseDurationSeconds (jitter 0.04) the lease is renewed by an optimistic
+//! update from the last lease the server returned, without a GET. Up to 5 tries; a 409
+//! Conflict re-reads the lease first. Without a cached lease it is read, or created when
+//! missing, retrying with a back-off from 200 ms doubling to 7 s. Its owner is the Node,
+//! once the Node exists. A failed renewal is logged, never fatal.
+
+use crate::clock::Clock;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
+use kube::api::{Api, PostParams};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::time::Duration;
+
+/// The namespace of node leases.
+pub const NAMESPACE: &str = "kube-node-lease";
+const MAX_UPDATE_RETRIES: usize = 5;
+const JITTER: f64 = 0.04;
+const ENSURE_BACKOFF: Duration = Duration::from_millis(200);
+const ENSURE_MAX_BACKOFF: Duration = Duration::from_secs(7);
+
+/// Why a renewal failed; the controller retries at the next interval.
+#[derive(Debug, thiserror::Error)]
+#[error("renewing the lease of node {node}: {detail}")]
+pub struct LeaseError {
+    pub node: String,
+    pub detail: String,
+}
+
+/// Keeps one node's Lease renewed.
+pub struct NodeLease {
+    leases: Api<Lease>,
+    nodes: Api<Node>,
+    node: String,
+    duration_seconds: i32,
+    clock: Clock,
+    latest: Option<Lease>,
+    rng: SmallRng,
+}
+
+impl NodeLease {
+    /// A controller for `node`'s lease with `duration_seconds` (the kubelet's
+    /// nodeLeaseDurationSeconds, 40 by default).
+    pub fn new(client: kube::Client, node: &str, duration_seconds: i32, clock: Clock) -> Self {
+        let seed = node.bytes().fold(clock.now_nanos() as u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+        NodeLease {
+            leases: Api::namespaced(client.clone(), NAMESPACE),
+            nodes: Api::all(client),
+            node: node.to_string(),
+            duration_seconds,
+            clock,
+            latest: None,
+            rng: SmallRng::seed_from_u64(seed),
+        }
+    }
+
+    /// How often the lease is renewed: a quarter of its duration.
+    pub fn renew_interval(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.duration_seconds) * 0.25)
+    }
+
+    fn error(&self, detail: impl std::fmt::Display) -> LeaseError {
+        LeaseError { node: self.node.clone(), detail: detail.to_string() }
+    }
+
+    /// Renews until the task is dropped.
+    pub async fn run(mut self) {
+        loop {
+            if let Err(e) = self.renew().await {
+                tracing::warn!("{e}; retrying at the next interval");
+            }
+            let interval = self.renew_interval();
+            let jittered = interval.mul_f64(1.0 + self.rng.random::<f64>() * JITTER);
+            self.clock.sleep(jittered).await;
+        }
+    }
+
+    /// One renewal, as the upstream controller's sync does.
+    pub async fn renew(&mut self) -> Result<Lease, LeaseError> {
+        if let Some(latest) = self.latest.clone() {
+            match self.update_with_retries(latest).await {
+                Ok(lease) => return Ok(lease),
+                Err(e) => tracing::debug!("{e}; reading the lease again"),
+            }
+        }
+        let (lease, created) = self.ensure_with_backoff().await;
+        if created {
+            self.latest = Some(lease.clone());
+            return Ok(lease);
+        }
+        self.update_with_retries(lease).await
+    }
+
+    async fn update_with_retries(&mut self, mut base: Lease) -> Result<Lease, LeaseError> {
+        let mut last = String::new();
+        for _ in 0..MAX_UPDATE_RETRIES {
+            let next = self.renewed(base.clone()).await;
+            match self.leases.replace(&self.node, &PostParams::default(), &next).await {
+                Ok(lease) => {
+                    self.latest = Some(lease.clone());
+                    return Ok(lease);
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    last = s.message.clone();
+                    base = self.ensure_with_backoff().await.0;
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        self.latest = None;
+        Err(self.error(format!("failed {MAX_UPDATE_RETRIES} attempts to update the lease: {last}")))
+    }
+
+    /// The lease as it should be now: held by this node, renewed now, owned by the Node.
+    async fn renewed(&self, mut lease: Lease) -> Lease {
+        let spec = lease.spec.get_or_insert_default();
+        spec.holder_identity = Some(self.node.clone());
+        spec.lease_duration_seconds = Some(self.duration_seconds);
+        spec.renew_time = Some(self.now());
+        if lease.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty()) {
+            // Until the Node exists, the lease has no owner; it is set at a later renewal.
+            if let Ok(node) = self.nodes.get(&self.node).await {
+                if let Some(uid) = node.metadata.uid {
+                    lease.metadata.owner_references = Some(vec![OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "Node".into(),
+                        name: self.node.clone(),
+                        uid,
+                        ..Default::default()
+                    }]);
+                }
+            }
+        }
+        lease
+    }
+
+    fn now(&self) -> MicroTime {
+        let nanos = i128::from(self.clock.now_nanos());
+        MicroTime(k8s_openapi::jiff::Timestamp::from_nanosecond(nanos).unwrap_or_default())
+    }
+
+    /// Reads the lease, creating it when missing; retries with back-off until it succeeds.
+    async fn ensure_with_backoff(&mut self) -> (Lease, bool) {
+        let mut backoff = ENSURE_BACKOFF;
+        loop {
+            match self.ensure().await {
+                Ok(found) => return found,
+                Err(e) => {
+                    tracing::warn!("{e}; retrying in {backoff:?}");
+                    self.clock.sleep(backoff).await;
+                    backoff = (backoff * 2).min(ENSURE_MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn ensure(&mut self) -> Result<(Lease, bool), LeaseError> {
+        match self.leases.get_opt(&self.node).await {
+            Ok(Some(lease)) => Ok((lease, false)),
+            Ok(None) => {
+                let fresh = Lease { metadata: ObjectMeta { name: Some(self.node.clone()), namespace: Some(NAMESPACE.into()), ..Default::default() }, spec: None };
+                let lease = self.renewed(fresh).await;
+                let created = self.leases.create(&PostParams::default(), &lease).await.map_err(|e| self.error(e))?;
+                Ok((created, true))
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+}
