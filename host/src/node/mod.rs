@@ -1,3 +1,6 @@
-//! The Node side of the agent: its Lease (and, next, registration and node status).
+//! The Node side of the agent: registration, conditions and the Lease (the status loop
+//! comes next).
 
+pub mod conditions;
 pub mod lease;
+pub mod register;
