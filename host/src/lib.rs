@@ -5,7 +5,7 @@
 //!
 //! - [`bootstrap`]: TLS bootstrap of the node's client certificate through a CSR.
 //! - [`clock`]: the one clock the kubelet logic and the plugins share (virtual in tests).
-//! - [`node`]: the Node's Lease (registration and status come next).
+//! - [`node`]: the Node: registration, conditions, status loop, Lease.
 //! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait the kubelet logic calls.
 //! - [`plugin`]: the wasmtime host: loading, validation, limits, hot reload, and the adapter
 //!   that implements the runtime trait over plugins.

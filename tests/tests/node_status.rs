@@ -1,0 +1,88 @@
+//! The node status loop against the API-server double, with a plugin runtime: Ready
+//! follows the runtime's health with the kubelet's messages, and unchanged status is not
+//! rewritten.
+
+use k8s_openapi::api::core::v1::{Node, NodeCondition};
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use labkubelet::clock::Clock;
+use labkubelet::node::register::{register, NodeIdentity};
+use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
+use labkubelet::plugin::PluginPolicy;
+use labkubelet::runtime::TriggerTarget;
+use labkubelet_tests::apiserver::ApiServer;
+use labkubelet_tests::PluginLab;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn client(server: &ApiServer) -> kube::Client {
+    server.add_token("admin", "admin", &["system:masters"]);
+    let yaml = server.kubeconfig_with_token("admin");
+    let config = kube::Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&yaml).unwrap(), &KubeConfigOptions::default()).await.unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+async fn ready(nodes: &Api<Node>, what: &str, pred: impl Fn(&NodeCondition) -> bool) -> NodeCondition {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let node = nodes.get("lab-node-1").await.unwrap();
+        let c = node.status.and_then(|s| s.conditions).unwrap_or_default().into_iter().find(|c| c.type_ == "Ready");
+        if let Some(c) = c.filter(|c| pred(c)) {
+            return c;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "Ready never {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_the_runtime_through_a_hang_and_a_heal() {
+    let server = ApiServer::start().await.unwrap();
+    let nodes: Api<Node> = Api::all(client(&server).await);
+    let id = NodeIdentity {
+        name: "lab-node-1".into(),
+        hostname: "lab-node-1".into(),
+        node_ip: "10.1.0.5".into(),
+        labels: Default::default(),
+        taints: vec![],
+        register_schedulable: true,
+        capacity: [("pods".to_string(), "110".to_string())].into(),
+        container_runtime_version: "labkubelet://0.1.0".into(),
+        kubelet_version: "v1.33.0-labkubelet".into(),
+        port: 10250,
+        machine_id: "m".into(),
+        boot_id: "b".into(),
+    };
+    register(&nodes, &id, &Clock::new(), &["container runtime status check may not have completed yet".into()]).await;
+
+    let lab = PluginLab::new(PluginPolicy::default()).await;
+    let runtime = Arc::new(lab.node("lab-node-1"));
+    let timings = StatusTimings {
+        update: Duration::from_millis(100),
+        report: Duration::from_secs(60),
+        runtime_check: Duration::from_millis(50),
+        runtime_down_after: Duration::from_millis(600),
+    };
+    let status = NodeStatusLoop::new(nodes.clone(), "lab-node-1", runtime.clone(), Clock::new(), timings);
+    let task = tokio::spawn(status.run());
+
+    let up = ready(&nodes, "turned True", |c| c.status == "True").await;
+    assert_eq!((up.reason.as_deref(), up.message.as_deref()), (Some("KubeletReady"), Some("kubelet is posting ready status")));
+
+    // A steady status is not rewritten: no PATCH in ten update periods.
+    let patches = || server.requests().iter().filter(|r| r.starts_with("PATCH /api/v1/nodes/lab-node-1/status")).count();
+    let before = patches();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(patches(), before, "an unchanged status was written again");
+
+    let everything = TriggerTarget { pod_namespace: None, pod_name: None, container: None };
+    runtime.trigger("healthy", "hang", &everything, &[]).await.unwrap().unwrap();
+    let down = ready(&nodes, "turned False", |c| c.status == "False").await;
+    assert_eq!((down.reason.as_deref(), down.message.as_deref()), (Some("KubeletNotReady"), Some("container runtime is down")));
+    assert_ne!(down.last_transition_time, up.last_transition_time);
+
+    runtime.trigger("healthy", "heal", &everything, &[]).await.unwrap().unwrap();
+    let back = ready(&nodes, "turned True again", |c| c.status == "True").await;
+    assert_eq!(back.reason.as_deref(), Some("KubeletReady"));
+    task.abort();
+}
