@@ -3,6 +3,7 @@
 //! It runs the kubelet's control logic and asks WebAssembly plugins what a container
 //! runtime would do. This crate is the embeddable library behind the `labkubelet` binary.
 //!
+//! - [`agent`]: N nodes in one process: credentials, registration, Lease, status.
 //! - [`bootstrap`]: TLS bootstrap of the node's client certificate through a CSR.
 //! - [`clock`]: the one clock the kubelet logic and the plugins share (virtual in tests).
 //! - [`node`]: the Node: registration, conditions, status loop, Lease.
@@ -10,6 +11,7 @@
 //! - [`plugin`]: the wasmtime host: loading, validation, limits, hot reload, and the adapter
 //!   that implements the runtime trait over plugins.
 
+pub mod agent;
 pub mod bootstrap;
 pub mod clock;
 pub mod node;

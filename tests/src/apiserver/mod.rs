@@ -66,6 +66,8 @@ struct Shared {
     requests: Mutex<Vec<String>>,
     /// Tells open connections the server went offline.
     offline: tokio::sync::watch::Sender<bool>,
+    /// The csrapproving controller with the nodeclient roles bound to bootstrap tokens.
+    auto_approve: std::sync::atomic::AtomicBool,
 }
 
 /// A running API-server double. Dropping it stops it.
@@ -121,6 +123,7 @@ impl ApiServer {
             ca_pem,
             requests: Mutex::new(Vec::new()),
             offline: tokio::sync::watch::channel(false).0,
+            auto_approve: std::sync::atomic::AtomicBool::new(false),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -210,6 +213,13 @@ impl ApiServer {
         }
         let cert = params.signed_by(&key, &self.shared.ca)?;
         Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// Approves kubelet client CSRs on creation, as kube-controller-manager's csrapproving
+    /// controller does once bootstrap tokens are bound to the nodeclient role (kubeadm
+    /// binds it).
+    pub fn set_auto_approve(&self, on: bool) {
+        self.shared.auto_approve.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -343,7 +353,16 @@ async fn serve(shared: &Arc<Shared>, identity: &Identity, method: &Method, heade
                     object["spec"]["username"] = json!(identity.user);
                     object["spec"]["groups"] = json!(groups);
                 }
-                Ok(json_response(StatusCode::CREATED, rest::create(&shared.store, r, &namespace, object)?))
+                let created = rest::create(&shared.store, r, &namespace, object)?;
+                if r.plural == "certificatesigningrequests" && shared.auto_approve.load(std::sync::atomic::Ordering::Relaxed) && is_node_client_csr(&created) {
+                    let name = created["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                    let t = Target { resource: r, namespace: "", name: &name };
+                    let approval = json!({"status": {"conditions": [{"type": "Approved", "status": "True", "reason": "AutoApproved",
+                        "message": "Auto approving kubelet client certificate after SubjectAccessReview.", "lastUpdateTime": rest::now()}]}});
+                    let approved = rest::patch(&shared.store, &t, Some("approval"), "application/merge-patch+json", approval)?;
+                    return Ok(json_response(StatusCode::CREATED, sign_if_approved(shared, &t, approved)?));
+                }
+                Ok(json_response(StatusCode::CREATED, created))
             }
             _ => Err(ApiError::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource"))),
         };
@@ -381,6 +400,38 @@ async fn serve(shared: &Arc<Shared>, identity: &Identity, method: &Method, heade
         return Ok(json_response(StatusCode::OK, sign_if_approved(shared, &t, stored)?));
     }
     Ok(json_response(StatusCode::OK, stored))
+}
+
+/// What csrapproving's nodeclient recognizer accepts: the kubelet client signer, the usages
+/// of a client certificate, O=system:nodes and CN=system:node:<name>, from a bootstrap
+/// token (nodeclient) or from that node itself (selfnodeclient).
+fn is_node_client_csr(csr: &Value) -> bool {
+    let spec = &csr["spec"];
+    if spec["signerName"] != "kubernetes.io/kube-apiserver-client-kubelet" {
+        return false;
+    }
+    let mut usages: Vec<&str> = spec["usages"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    usages.sort_unstable();
+    if usages != ["client auth", "digital signature"] && usages != ["client auth", "digital signature", "key encipherment"] {
+        return false;
+    }
+    let Some(pem) = spec["request"].as_str().and_then(|r| base64::engine::general_purpose::STANDARD.decode(r).ok()) else {
+        return false;
+    };
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(&pem) else { return false };
+    let Ok((_, request)) = <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(&pem.contents) else {
+        return false;
+    };
+    let subject = &request.certification_request_info.subject;
+    let cn: Vec<&str> = subject.iter_common_name().filter_map(|a| a.as_str().ok()).collect();
+    let org: Vec<&str> = subject.iter_organization().filter_map(|a| a.as_str().ok()).collect();
+    let (cn, org) = match (cn.as_slice(), org.as_slice()) {
+        ([cn], [org]) => (*cn, *org),
+        _ => return false,
+    };
+    let groups: Vec<&str> = spec["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let requester = spec["username"].as_str().unwrap_or_default();
+    cn.starts_with("system:node:") && org == "system:nodes" && (groups.contains(&"system:bootstrappers") || requester == cn)
 }
 
 /// The CSR signing controller: an approved request for a kubelet client certificate gets

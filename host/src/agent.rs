@@ -1,0 +1,109 @@
+//! The agent: N nodes in one process. For each node it makes sure of client credentials
+//! (TLS bootstrap), registers the Node, and keeps its Lease and status, over a runtime
+//! made of the plugins of one shared catalog.
+
+use crate::bootstrap::{ensure_client_credentials, BootstrapConfig};
+use crate::clock::Clock;
+use crate::node::lease::NodeLease;
+use crate::node::register::{register, NodeIdentity};
+use crate::node::status::{NodeStatusLoop, StatusTimings};
+use crate::plugin::{PluginCatalog, PluginRuntime};
+use crate::runtime::ContainerRuntime;
+use anyhow::Context;
+use k8s_openapi::api::core::v1::{Node, Taint};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// What the agent runs with: the kubelet's flags that apply.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The nodes this process runs; one is the usual kubelet.
+    pub nodes: Vec<String>,
+    pub kubeconfig: PathBuf,
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    pub cert_dir: PathBuf,
+    pub node_ip: String,
+    pub node_labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub capacity: BTreeMap<String, String>,
+    pub lease_duration_seconds: i32,
+    pub status: StatusTimings,
+    pub port: i32,
+}
+
+impl AgentConfig {
+    /// Where a node's credentials live: the given paths for one node, a folder per node
+    /// for several.
+    fn bootstrap_for(&self, node: &str) -> BootstrapConfig {
+        let (kubeconfig, cert_dir) = if self.nodes.len() == 1 {
+            (self.kubeconfig.clone(), self.cert_dir.clone())
+        } else {
+            (self.cert_dir.join(node).join("kubelet.conf"), self.cert_dir.join(node))
+        };
+        BootstrapConfig {
+            node_name: node.to_string(),
+            kubeconfig,
+            bootstrap_kubeconfig: self.bootstrap_kubeconfig.clone(),
+            cert_dir,
+            reminder: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Runs every node until one fails for good (its credentials cannot be had) or the future
+/// is dropped.
+pub async fn run(config: AgentConfig, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
+    let mut nodes = JoinSet::new();
+    for name in config.nodes.clone() {
+        let (config, catalog) = (config.clone(), catalog.clone());
+        nodes.spawn(async move { run_node(&config, &name, catalog, clock).await.with_context(|| format!("node {name}")) });
+    }
+    while let Some(done) = nodes.join_next().await {
+        done.context("a node task panicked")??;
+    }
+    Ok(())
+}
+
+async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
+    let bootstrap = config.bootstrap_for(name);
+    ensure_client_credentials(&bootstrap).await?;
+    let kubeconfig = Kubeconfig::read_from(&bootstrap.kubeconfig).with_context(|| format!("reading {}", bootstrap.kubeconfig.display()))?;
+    let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("using {}", bootstrap.kubeconfig.display()))?;
+    let client = kube::Client::try_from(client_config)?;
+
+    let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, catalog, clock));
+    let version = runtime.version().await?;
+    let id = NodeIdentity {
+        name: name.to_string(),
+        hostname: name.to_string(),
+        node_ip: config.node_ip.clone(),
+        labels: config.node_labels.clone(),
+        taints: config.taints.clone(),
+        register_schedulable: true,
+        capacity: config.capacity.clone(),
+        container_runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
+        kubelet_version: format!("v1.33.0-labkubelet.{}", env!("CARGO_PKG_VERSION")),
+        port: config.port,
+        machine_id: machine_id(name),
+        boot_id: machine_id(&format!("{name}/{}", clock.now_nanos())),
+    };
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    register(&nodes, &id, &clock, &["container runtime status check may not have completed yet".to_string()]).await;
+
+    let lease = NodeLease::new(client, name, config.lease_duration_seconds, clock);
+    let status = NodeStatusLoop::new(nodes, name, runtime, clock, config.status);
+    tokio::join!(lease.run(), status.run());
+    Ok(())
+}
+
+/// A stable 32-hex-digit id derived from a name, as /etc/machine-id looks.
+fn machine_id(seed: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(seed.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}

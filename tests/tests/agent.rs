@@ -1,0 +1,97 @@
+//! The agent as `labkubelet run` runs it, against the API-server double with the
+//! auto-approver on: several nodes in one process bootstrap their credentials, register,
+//! turn Ready and keep their Leases.
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use labkubelet::agent::{run, AgentConfig};
+use labkubelet::clock::Clock;
+use labkubelet::node::status::StatusTimings;
+use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginPolicy};
+use labkubelet_tests::apiserver::ApiServer;
+use std::time::Duration;
+
+async fn admin(server: &ApiServer) -> kube::Client {
+    server.add_token("admin", "admin", &["system:masters"]);
+    let yaml = server.kubeconfig_with_token("admin");
+    let config = kube::Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&yaml).unwrap(), &KubeConfigOptions::default()).await.unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn ready(node: &Node) -> bool {
+    node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+async fn run_nodes(count: usize) {
+    let server = ApiServer::start().await.unwrap();
+    server.set_auto_approve(true);
+    let token = server.add_bootstrap_token("abcdef", "0123456789abcdef");
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("bootstrap-kubelet.conf");
+    std::fs::write(&bootstrap, server.kubeconfig_with_token(&token)).unwrap();
+    let names: Vec<String> = (0..count).map(|i| format!("lab-node-{i}")).collect();
+    let config = AgentConfig {
+        nodes: names.clone(),
+        kubeconfig: dir.path().join("kubelet.conf"),
+        bootstrap_kubeconfig: Some(bootstrap),
+        cert_dir: dir.path().join("pki"),
+        node_ip: "10.1.0.5".into(),
+        node_labels: Default::default(),
+        taints: vec![],
+        capacity: [("cpu", "100"), ("memory", "32Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        lease_duration_seconds: 4,
+        status: StatusTimings { update: Duration::from_millis(500), ..StatusTimings::default() },
+        port: 10250,
+    };
+    let engine = PluginEngine::new(PluginPolicy::default()).unwrap();
+    let catalog = PluginCatalog::new(engine).await.unwrap();
+    let agent = tokio::spawn(run(config, catalog, Clock::new()));
+
+    let c = admin(&server).await;
+    let nodes: Api<Node> = Api::all(c.clone());
+    let leases: Api<Lease> = Api::namespaced(c, "kube-node-lease");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(!agent.is_finished(), "the agent stopped: {:?}", agent.await);
+        let all = nodes.list(&ListParams::default()).await.unwrap().items;
+        let leased = leases.list(&ListParams::default()).await.unwrap().items.len();
+        if all.len() == count && all.iter().all(ready) && leased == count {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} of {count} nodes registered, {} Ready, {leased} leases", all.len(), all.iter().filter(|n| ready(n)).count());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every lease is renewed again (a 4 s lease is renewed every second).
+    let renewed_at = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_nanosecond()).unwrap_or(0);
+    let first: std::collections::BTreeMap<String, i128> =
+        leases.list(&ListParams::default()).await.unwrap().items.iter().map(|l| (l.metadata.name.clone().unwrap(), renewed_at(l))).collect();
+    loop {
+        let now = leases.list(&ListParams::default()).await.unwrap().items;
+        if now.iter().all(|l| renewed_at(l) > first[l.metadata.name.as_ref().unwrap()]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not every lease was renewed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each node authenticated with its own certificate: one CSR per node, all approved.
+    let csrs = server.requests().iter().filter(|r| r.starts_with("POST /apis/certificates.k8s.io/v1/certificatesigningrequests")).count();
+    assert_eq!(csrs, count);
+    for name in &names {
+        let node_config = dir.path().join("pki").join(name).join("kubelet.conf");
+        let path = if count == 1 { dir.path().join("kubelet.conf") } else { node_config };
+        assert!(std::fs::read_to_string(&path).unwrap().contains("client-certificate:"), "{}", path.display());
+    }
+    agent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_bootstraps_registers_and_turns_ready() {
+    run_nodes(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_nodes_in_one_process_register_and_renew() {
+    run_nodes(100).await;
+}
