@@ -156,3 +156,25 @@ fn install_writes_stock_plugins_and_names_unknown_ones() {
     assert!(!ok);
     assert!(out.contains("no stock plugin named nope; the stock plugins are: healthy, crashloop, oomkill, image-pull-fail, pleg-stall, readiness-flap, scripted"), "{out}");
 }
+
+#[test]
+fn run_explains_bad_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let (ok, out) = labkubelet(&["run", "--root-dir", root]);
+    assert!(!ok);
+    assert!(out.contains("standalone mode (no --kubeconfig and no --bootstrap-kubeconfig) is not built yet"), "{out}");
+    let boot = ["run", "--root-dir", root, "--bootstrap-kubeconfig", "/nonexistent"];
+    let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "Bad_Name"]].concat());
+    assert!(!ok);
+    assert!(out.contains("node name \"Bad_Name\" is not a valid DNS subdomain"), "{out}");
+    let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "n1", "--register-with-taints", "dedicated=lab:Sometimes"]].concat());
+    assert!(!ok);
+    assert!(out.contains("--register-with-taints \"dedicated=lab:Sometimes\": effect must be NoSchedule, PreferNoSchedule or NoExecute"), "{out}");
+    let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "n1", "--node-labels", "nolabel"]].concat());
+    assert!(!ok);
+    assert!(out.contains("--node-labels \"nolabel\": expected key=value"), "{out}");
+    let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "n1"]].concat());
+    assert!(!ok);
+    assert!(out.contains("/nonexistent"), "a missing bootstrap kubeconfig is named: {out}");
+}

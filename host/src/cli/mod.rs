@@ -2,6 +2,7 @@
 //! edge, with what was wrong and what to do.
 
 mod plugin;
+mod run;
 mod scaffold;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the node agent: TLS bootstrap, Node registration, Lease and node status.
+    Run(Box<run::RunArgs>),
     /// Inspect, validate, scaffold and watch runtime plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -41,6 +44,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Plugin(command) => plugin::run(command).await,
+            Command::Run(args) => run::run(*args).await,
         }
     });
     match result {

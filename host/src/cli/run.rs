@@ -1,0 +1,142 @@
+//! `labkubelet run`: the node agent, with the kubelet's flag names.
+
+use super::plugin::LimitArgs;
+use anyhow::{bail, Context};
+use clap::Args;
+use k8s_openapi::api::core::v1::Taint;
+use labkubelet::agent::AgentConfig;
+use labkubelet::clock::Clock;
+use labkubelet::node::status::StatusTimings;
+use labkubelet::plugin::{watch_dir, PluginCatalog, PluginEngine};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The kubeconfig the node uses (written by the TLS bootstrap). Default: <root-dir>/kubelet.conf.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// A kubeconfig with a bootstrap token, to request a client certificate when there is none.
+    #[arg(long)]
+    bootstrap_kubeconfig: Option<PathBuf>,
+    /// Where client certificates and keys are kept. Default: <root-dir>/pki.
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    #[arg(long, default_value = "/var/lib/labkubelet")]
+    root_dir: PathBuf,
+    /// The node's name instead of the host name.
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// The node's InternalIP address.
+    #[arg(long, default_value = "127.0.0.1")]
+    node_ip: String,
+    /// Labels to add when registering: key=value,key2=value2.
+    #[arg(long, value_delimiter = ',')]
+    node_labels: Vec<String>,
+    /// Taints to register with: key=value:Effect,key:Effect.
+    #[arg(long, value_delimiter = ',')]
+    register_with_taints: Vec<String>,
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// How many nodes this process runs, named <node-name-prefix>-<n>.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Default: the node name.
+    #[arg(long)]
+    node_name_prefix: Option<String>,
+    /// A folder of plugins, watched and hot-reloaded.
+    #[arg(long)]
+    plugin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// A valid node name: an RFC 1123 DNS subdomain.
+fn check_node_name(name: &str) -> anyhow::Result<()> {
+    let label_ok = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') && !l.starts_with('-') && !l.ends_with('-')
+    };
+    if name.len() > 253 || !name.split('.').all(label_ok) {
+        bail!("node name {name:?} is not a valid DNS subdomain (lowercase letters, digits, '-' and '.'); pass --hostname-override");
+    }
+    Ok(())
+}
+
+fn parse_labels(specs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    specs
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (k, v) = s.split_once('=').with_context(|| format!("--node-labels {s:?}: expected key=value"))?;
+            labkubelet::plugin::parse_selector(&format!("{k}={v}")).with_context(|| format!("--node-labels {s:?}"))?;
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn parse_taints(specs: &[String]) -> anyhow::Result<Vec<Taint>> {
+    specs
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (kv, effect) = s.rsplit_once(':').with_context(|| format!("--register-with-taints {s:?}: expected key=value:Effect"))?;
+            if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+                bail!("--register-with-taints {s:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute");
+            }
+            let (key, value) = match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (kv.to_string(), None),
+            };
+            Ok(Taint { key, value, effect: effect.into(), time_added: None })
+        })
+        .collect()
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_lowercase()).unwrap_or_else(|_| "localhost".into())
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.kubeconfig.is_none() && args.bootstrap_kubeconfig.is_none() {
+        bail!("standalone mode (no --kubeconfig and no --bootstrap-kubeconfig) is not built yet; pass --bootstrap-kubeconfig (see the README's cluster walk-through)");
+    }
+    let base = args.hostname_override.clone().unwrap_or_else(host_name);
+    let nodes: Vec<String> = match args.nodes {
+        0 => bail!("--nodes must be at least 1"),
+        1 => vec![base.clone()],
+        n => {
+            let prefix = args.node_name_prefix.clone().unwrap_or(base);
+            (0..n).map(|i| format!("{prefix}-{i}")).collect()
+        }
+    };
+    for name in &nodes {
+        check_node_name(name)?;
+    }
+    let config = AgentConfig {
+        nodes,
+        kubeconfig: args.kubeconfig.clone().unwrap_or_else(|| args.root_dir.join("kubelet.conf")),
+        bootstrap_kubeconfig: args.bootstrap_kubeconfig.clone(),
+        cert_dir: args.cert_dir.clone().unwrap_or_else(|| args.root_dir.join("pki")),
+        node_ip: args.node_ip.clone(),
+        node_labels: parse_labels(&args.node_labels)?,
+        taints: parse_taints(&args.register_with_taints)?,
+        capacity: [("cpu", "100".to_string()), ("memory", "32Gi".to_string()), ("pods", args.max_pods.to_string()), ("ephemeral-storage", "100Gi".to_string())]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        lease_duration_seconds: 40,
+        status: StatusTimings::default(),
+        port: 10250,
+    };
+    let engine = PluginEngine::new(args.limits.policy()?)?;
+    let catalog = PluginCatalog::new(engine).await?;
+    let _watcher = match &args.plugin_dir {
+        Some(dir) => Some(watch_dir(catalog.clone(), dir).await?),
+        None => None,
+    };
+    tokio::select! {
+        result = labkubelet::agent::run(config, catalog, Clock::new()) => result.map(|()| ExitCode::SUCCESS),
+        _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+    }
+}
