@@ -4,10 +4,12 @@
 
 use crate::bootstrap::{ensure_client_credentials, BootstrapConfig};
 use crate::clock::Clock;
+use crate::events::EventRecorder;
+use crate::node::conditions::transition_events;
 use crate::node::lease::NodeLease;
 use crate::node::register::{register, NodeIdentity};
 use crate::node::status::{NodeStatusLoop, StatusTimings};
-use crate::plugin::{PluginCatalog, PluginRuntime};
+use crate::plugin::{PluginCatalog, PluginEvent, PluginRuntime};
 use crate::runtime::ContainerRuntime;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, Taint};
@@ -93,12 +95,39 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
         machine_id: machine_id(name),
         boot_id: machine_id(&format!("{name}/{}", clock.now_nanos())),
     };
+    let events = Arc::new(EventRecorder::new(client.clone(), name, clock));
+    let node_ref = EventRecorder::node_ref(name);
+    let mut plugin_events = runtime.catalog().subscribe();
+    events.record(&node_ref, "Normal", "Starting", "Starting kubelet.").await;
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
-    register(&nodes, &id, &clock, &["container runtime status check may not have completed yet".to_string()]).await;
+    let registered = register(&nodes, &id, &clock, &["container runtime status check may not have completed yet".to_string()]).await;
+    let conditions = registered.status.and_then(|s| s.conditions).unwrap_or_default();
+    for reason in transition_events(&[], &conditions) {
+        events.record(&node_ref, "Normal", reason, &format!("Node {name} status is now: {reason}")).await;
+    }
 
     let lease = NodeLease::new(client, name, config.lease_duration_seconds, clock);
-    let status = NodeStatusLoop::new(nodes, name, runtime, clock, config.status);
-    tokio::join!(lease.run(), status.run());
+    let status = NodeStatusLoop::new(nodes, name, runtime, clock, config.status, events.clone());
+    // A refused plugin file is a Warning on every node; a refused state hand-over, on its node.
+    let refusals = async {
+        loop {
+            match plugin_events.recv().await {
+                Ok(event) => {
+                    let ours = match &event {
+                        PluginEvent::Refused { .. } => true,
+                        PluginEvent::MigrationRefused { node, .. } => node == name,
+                        _ => false,
+                    };
+                    if ours {
+                        events.record(&node_ref, "Warning", "PluginRefused", &event.to_string()).await;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    };
+    tokio::join!(lease.run(), status.run(), refusals);
     Ok(())
 }
 

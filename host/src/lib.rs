@@ -5,6 +5,7 @@
 //!
 //! - [`agent`]: N nodes in one process: credentials, registration, Lease, status.
 //! - [`bootstrap`]: TLS bootstrap of the node's client certificate through a CSR.
+//! - [`events`]: events as the kubelet's recorder writes them, repeats folded.
 //! - [`clock`]: the one clock the kubelet logic and the plugins share (virtual in tests).
 //! - [`node`]: the Node: registration, conditions, status loop, Lease.
 //! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait the kubelet logic calls.
@@ -14,6 +15,7 @@
 pub mod agent;
 pub mod bootstrap;
 pub mod clock;
+pub mod events;
 pub mod node;
 pub mod plugin;
 pub mod runtime;

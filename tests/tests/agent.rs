@@ -47,7 +47,7 @@ async fn run_nodes(count: usize) {
     };
     let engine = PluginEngine::new(PluginPolicy::default()).unwrap();
     let catalog = PluginCatalog::new(engine).await.unwrap();
-    let agent = tokio::spawn(run(config, catalog, Clock::new()));
+    let agent = tokio::spawn(run(config, catalog.clone(), Clock::new()));
 
     let c = admin(&server).await;
     let nodes: Api<Node> = Api::all(c.clone());
@@ -82,6 +82,28 @@ async fn run_nodes(count: usize) {
         let node_config = dir.path().join("pki").join(name).join("kubelet.conf");
         let path = if count == 1 { dir.path().join("kubelet.conf") } else { node_config };
         assert!(std::fs::read_to_string(&path).unwrap().contains("client-certificate:"), "{}", path.display());
+    }
+    if count == 1 {
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(admin(&server).await, "default");
+        let reasons: Vec<String> = events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
+        for reason in ["Starting", "NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID", "NodeReady"] {
+            assert!(reasons.iter().any(|r| r == reason), "no {reason} event in {reasons:?}");
+        }
+        // A refused plugin is a Warning on the node.
+        let plugins = tempfile::tempdir().unwrap();
+        std::fs::write(plugins.path().join("broken.wasm"), b"not wasm").unwrap();
+        catalog.sync_dir(plugins.path()).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = events.list(&ListParams::default()).await.unwrap().items;
+            if let Some(w) = list.iter().find(|e| e.reason.as_deref() == Some("PluginRefused")) {
+                assert_eq!(w.type_.as_deref(), Some("Warning"));
+                assert!(w.message.as_deref().unwrap().contains("broken.wasm: not a WebAssembly file"), "{:?}", w.message);
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no PluginRefused event");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     agent.abort();
 }

@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition};
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use labkubelet::clock::Clock;
+use labkubelet::events::EventRecorder;
 use labkubelet::node::register::{register, NodeIdentity};
 use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
 use labkubelet::plugin::PluginPolicy;
@@ -63,7 +64,8 @@ async fn ready_follows_the_runtime_through_a_hang_and_a_heal() {
         runtime_check: Duration::from_millis(50),
         runtime_down_after: Duration::from_millis(600),
     };
-    let status = NodeStatusLoop::new(nodes.clone(), "lab-node-1", runtime.clone(), Clock::new(), timings);
+    let recorder = Arc::new(EventRecorder::new(client(&server).await, "lab-node-1", Clock::new()));
+    let status = NodeStatusLoop::new(nodes.clone(), "lab-node-1", runtime.clone(), Clock::new(), timings, recorder);
     let task = tokio::spawn(status.run());
 
     let up = ready(&nodes, "turned True", |c| c.status == "True").await;
@@ -84,5 +86,26 @@ async fn ready_follows_the_runtime_through_a_hang_and_a_heal() {
     runtime.trigger("healthy", "heal", &everything, &[]).await.unwrap().unwrap();
     let back = ready(&nodes, "turned True again", |c| c.status == "True").await;
     assert_eq!(back.reason.as_deref(), Some("KubeletReady"));
+
+    // The transitions were recorded as the kubelet records them: NodeReady twice, one Event
+    // with count 2; NodeNotReady once.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client(&server).await, "default");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        let list = events.list(&Default::default()).await.unwrap().items;
+        let count = |reason: &str| list.iter().filter(|e| e.reason.as_deref() == Some(reason)).map(|e| e.count.unwrap_or(0)).sum::<i32>();
+        if count("NodeReady") == 2 && count("NodeNotReady") == 1 {
+            break list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "events: {:?}", list.iter().map(|e| (e.reason.clone(), e.count)).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let ready_events: Vec<_> = found.iter().filter(|e| e.reason.as_deref() == Some("NodeReady")).collect();
+    assert_eq!(ready_events.len(), 1, "repeats are folded into one Event");
+    let e = ready_events[0];
+    assert_eq!(e.message.as_deref(), Some("Node lab-node-1 status is now: NodeReady"));
+    assert_eq!((e.type_.as_deref(), e.involved_object.kind.as_deref(), e.involved_object.uid.as_deref()), (Some("Normal"), Some("Node"), Some("lab-node-1")));
+    let source = e.source.clone().unwrap();
+    assert_eq!((source.component.as_deref(), source.host.as_deref()), (Some("kubelet"), Some("lab-node-1")));
     task.abort();
 }

@@ -47,6 +47,33 @@ pub fn node_conditions(now: Time, runtime_errors: &[String], previous: &[NodeCon
         .collect()
 }
 
+/// The node events a status change records, as the kubelet's setters do: a pressure
+/// condition records its new state whenever it changes (so at the first status too); Ready
+/// records NodeReady or NodeNotReady only when an existing Ready condition flips.
+pub fn transition_events(previous: &[NodeCondition], next: &[NodeCondition]) -> Vec<&'static str> {
+    let mut events = Vec::new();
+    for c in next {
+        let before = previous.iter().find(|p| p.type_ == c.type_);
+        let flipped = before.is_none_or(|b| b.status != c.status);
+        let healthy = c.status == if c.type_ == "Ready" { "True" } else { "False" };
+        let event = match (c.type_.as_str(), healthy) {
+            ("MemoryPressure", true) => "NodeHasSufficientMemory",
+            ("MemoryPressure", false) => "NodeHasInsufficientMemory",
+            ("DiskPressure", true) => "NodeHasNoDiskPressure",
+            ("DiskPressure", false) => "NodeHasDiskPressure",
+            ("PIDPressure", true) => "NodeHasSufficientPID",
+            ("PIDPressure", false) => "NodeHasInsufficientPID",
+            ("Ready", true) if before.is_some() => "NodeReady",
+            ("Ready", false) if before.is_some() => "NodeNotReady",
+            _ => continue,
+        };
+        if flipped {
+            events.push(event);
+        }
+    }
+    events
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,7 +97,10 @@ mod tests {
         assert_eq!((memory.last_transition_time.clone(), memory.last_heartbeat_time.clone()), (Some(at(100)), Some(at(110))));
 
         let errors = ["container runtime is down".to_string(), "PLEG is not healthy: pleg was last seen active 3m5s ago; threshold is 3m0s".to_string()];
+        assert_eq!(transition_events(&[], &first), ["NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID"]);
+        assert_eq!(transition_events(&first, &second), ["NodeReady"]);
         let third = node_conditions(at(120), &errors, &second);
+        assert_eq!(transition_events(&second, &third), ["NodeNotReady"]);
         let ready = third.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.message.as_deref(), Some("[container runtime is down, PLEG is not healthy: pleg was last seen active 3m5s ago; threshold is 3m0s]"));
     }

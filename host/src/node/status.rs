@@ -8,7 +8,8 @@
 //! not ready. Every 10 s (jitter 0.04) the status is computed and patched, but only when
 //! it changed or 5 minutes passed since the last report: the Lease is the heartbeat.
 
-use super::conditions::node_conditions;
+use super::conditions::{node_conditions, transition_events};
+use crate::events::EventRecorder;
 use crate::clock::Clock;
 use crate::runtime::{ContainerRuntime, RuntimeCondition};
 use k8s_openapi::api::core::v1::{Node, NodeCondition};
@@ -97,6 +98,7 @@ pub struct NodeStatusLoop {
     timings: StatusTimings,
     health: Arc<tokio::sync::Mutex<RuntimeHealth>>,
     last_report: Option<Instant>,
+    events: Arc<EventRecorder>,
 }
 
 /// Conditions compared without their heartbeat, which changes at every computation.
@@ -105,8 +107,8 @@ fn without_heartbeats(conditions: &[NodeCondition]) -> Vec<NodeCondition> {
 }
 
 impl NodeStatusLoop {
-    pub fn new(nodes: Api<Node>, node: &str, runtime: Arc<dyn ContainerRuntime>, clock: Clock, timings: StatusTimings) -> Self {
-        NodeStatusLoop { nodes, node: node.to_string(), runtime, clock, timings, health: Default::default(), last_report: None }
+    pub fn new(nodes: Api<Node>, node: &str, runtime: Arc<dyn ContainerRuntime>, clock: Clock, timings: StatusTimings, events: Arc<EventRecorder>) -> Self {
+        NodeStatusLoop { nodes, node: node.to_string(), runtime, clock, timings, health: Default::default(), last_report: None, events }
     }
 
     /// Checks the runtime every `runtime_check`, without blocking the status loop: a hung
@@ -154,6 +156,10 @@ impl NodeStatusLoop {
         let patch = serde_json::json!({"status": {"$setElementOrder/conditions": order, "conditions": conditions}});
         self.nodes.patch_status(&self.node, &PatchParams::default(), &Patch::Strategic(patch)).await?;
         self.last_report = Some(now);
+        let node = EventRecorder::node_ref(&self.node);
+        for reason in transition_events(&previous, &conditions) {
+            self.events.record(&node, "Normal", reason, &format!("Node {} status is now: {reason}", self.node)).await;
+        }
         Ok(true)
     }
 }

@@ -1,0 +1,77 @@
+//! Events as the kubelet's recorder writes them: source `kubelet` on this host, and repeats
+//! of the same event folded into one with a growing count and a new lastTimestamp, as
+//! client-go's event correlator does, rather than a new Event each time.
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use std::collections::HashMap;
+use tokio::sync::Mutex;
+
+/// Writes events for one node's kubelet.
+pub struct EventRecorder {
+    client: kube::Client,
+    host: String,
+    clock: crate::clock::Clock,
+    /// (namespace, involved object, type, reason, message) -> (event name, count).
+    seen: Mutex<HashMap<(String, String, String, String, String), (String, i32)>>,
+}
+
+impl EventRecorder {
+    pub fn new(client: kube::Client, host: &str, clock: crate::clock::Clock) -> Self {
+        EventRecorder { client, host: host.to_string(), clock, seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// The reference the kubelet uses for its Node: uid is the node name.
+    pub fn node_ref(node: &str) -> ObjectReference {
+        ObjectReference { kind: Some("Node".into()), name: Some(node.into()), uid: Some(node.into()), ..Default::default() }
+    }
+
+    fn now(&self) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(self.clock.now_nanos().div_euclid(1_000_000_000)).unwrap_or_default())
+    }
+
+    /// Records an event; failures are logged, never returned: events are best effort.
+    pub async fn record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) {
+        if let Err(e) = self.try_record(object, type_, reason, message).await {
+            tracing::warn!(reason, "could not record an event: {e}");
+        }
+    }
+
+    async fn try_record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) -> Result<(), kube::Error> {
+        let namespace = object.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let key = (namespace, format!("{object:?}"), type_.to_string(), reason.to_string(), message.to_string());
+        let mut seen = self.seen.lock().await;
+        let now = self.now();
+        if let Some((name, count)) = seen.get_mut(&key) {
+            let patch = serde_json::json!({"count": *count + 1, "lastTimestamp": now, "message": message});
+            match events.patch(name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+                Ok(_) => {
+                    *count += 1;
+                    return Ok(());
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let name = format!("{}.{:x}", object.name.clone().unwrap_or_default(), self.clock.now_nanos());
+        let event = Event {
+            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(key.0.clone()), ..Default::default() },
+            involved_object: object.clone(),
+            type_: Some(type_.into()),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            count: Some(1),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            source: Some(EventSource { component: Some("kubelet".into()), host: Some(self.host.clone()) }),
+            reporting_component: Some("kubelet".into()),
+            reporting_instance: Some(self.host.clone()),
+            ..Default::default()
+        };
+        events.create(&PostParams::default(), &event).await?;
+        seen.insert(key, (name, 1));
+        Ok(())
+    }
+}
