@@ -5,6 +5,7 @@
 //!
 //! - [`agent`]: N nodes in one process: credentials, registration, Lease, status.
 //! - [`bootstrap`]: TLS bootstrap of the node's client certificate through a CSR.
+//! - [`config`]: the KubeletConfiguration file, for the fields that apply.
 //! - [`events`]: events as the kubelet's recorder writes them, repeats folded.
 //! - [`clock`]: the one clock the kubelet logic and the plugins share (virtual in tests).
 //! - [`node`]: the Node: registration, conditions, status loop, Lease.
@@ -15,6 +16,7 @@
 pub mod agent;
 pub mod bootstrap;
 pub mod clock;
+pub mod config;
 pub mod events;
 pub mod node;
 pub mod plugin;

@@ -177,4 +177,9 @@ fn run_explains_bad_flags() {
     let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "n1"]].concat());
     assert!(!ok);
     assert!(out.contains("/nonexistent"), "a missing bootstrap kubeconfig is named: {out}");
+    let config = dir.path().join("kubelet-config.yaml");
+    std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nevictionHard: {}\n").unwrap();
+    let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "n1", "--config", config.to_str().unwrap()]].concat());
+    assert!(!ok);
+    assert!(out.contains(&format!("{}: unknown field `evictionHard`", config.display())), "{out}");
 }

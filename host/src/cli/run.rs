@@ -6,6 +6,7 @@ use clap::Args;
 use k8s_openapi::api::core::v1::Taint;
 use labkubelet::agent::AgentConfig;
 use labkubelet::clock::Clock;
+use labkubelet::config::KubeletConfiguration;
 use labkubelet::node::status::StatusTimings;
 use labkubelet::plugin::{watch_dir, PluginCatalog, PluginEngine};
 use std::collections::BTreeMap;
@@ -37,8 +38,12 @@ pub struct RunArgs {
     /// Taints to register with: key=value:Effect,key:Effect.
     #[arg(long, value_delimiter = ',')]
     register_with_taints: Vec<String>,
-    #[arg(long, default_value_t = 110)]
-    max_pods: u32,
+    /// Default: 110, or maxPods from --config.
+    #[arg(long)]
+    max_pods: Option<u32>,
+    /// A KubeletConfiguration file (kubelet.config.k8s.io/v1beta1); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// How many nodes this process runs, named <node-name-prefix>-<n>.
     #[arg(long, default_value_t = 1)]
     nodes: usize,
@@ -113,6 +118,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for name in &nodes {
         check_node_name(name)?;
     }
+    let file = match &args.config {
+        Some(path) => KubeletConfiguration::load(path)?,
+        None => KubeletConfiguration::default(),
+    };
+    let defaults = StatusTimings::default();
+    let status = StatusTimings {
+        update: file.node_status_update_frequency.unwrap_or(defaults.update),
+        report: file.node_status_report_frequency.unwrap_or(defaults.report),
+        ..defaults
+    };
+    let max_pods = args.max_pods.or(file.max_pods).unwrap_or(110);
+    let mut taints = file.register_with_taints.clone().unwrap_or_default();
+    taints.extend(parse_taints(&args.register_with_taints)?);
     let config = AgentConfig {
         nodes,
         kubeconfig: args.kubeconfig.clone().unwrap_or_else(|| args.root_dir.join("kubelet.conf")),
@@ -120,14 +138,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cert_dir: args.cert_dir.clone().unwrap_or_else(|| args.root_dir.join("pki")),
         node_ip: args.node_ip.clone(),
         node_labels: parse_labels(&args.node_labels)?,
-        taints: parse_taints(&args.register_with_taints)?,
-        capacity: [("cpu", "100".to_string()), ("memory", "32Gi".to_string()), ("pods", args.max_pods.to_string()), ("ephemeral-storage", "100Gi".to_string())]
+        taints,
+        capacity: [("cpu", "100".to_string()), ("memory", "32Gi".to_string()), ("pods", max_pods.to_string()), ("ephemeral-storage", "100Gi".to_string())]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
-        lease_duration_seconds: 40,
-        status: StatusTimings::default(),
-        port: 10250,
+        lease_duration_seconds: file.node_lease_duration_seconds.unwrap_or(40),
+        status,
+        port: file.port.unwrap_or(10250),
     };
     let engine = PluginEngine::new(args.limits.policy()?)?;
     let catalog = PluginCatalog::new(engine).await?;
