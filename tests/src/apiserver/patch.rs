@@ -76,6 +76,12 @@ fn merge_object(target: &mut Map<String, Value>, patch: &Map<String, Value>) -> 
         match (target.get_mut(key), value) {
             (Some(Value::Object(t)), Value::Object(p)) => merge_object(t, p)?,
             (Some(Value::Array(t)), Value::Array(p)) => merge_list(key, t, p)?,
+            // An absent merge list is merged into an empty one: its items are checked too.
+            (None, Value::Array(p)) if list_merge(key).is_some() => {
+                let mut merged = Vec::new();
+                merge_list(key, &mut merged, p)?;
+                target.insert(key.clone(), Value::Array(merged));
+            }
             _ => {
                 let mut fresh = value.clone();
                 strip_directives(&mut fresh);
