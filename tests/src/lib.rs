@@ -75,6 +75,18 @@ impl PluginLab {
     }
 }
 
+/// Polls `check` until it gives a value, for at most `within`; panics naming `what`.
+pub async fn eventually<T>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Writes a file by rename, so a watcher sees it whole.
 pub fn put(dir: &Path, file: &str, bytes: &[u8]) {
     let partial = dir.join(format!(".{file}.partial"));

@@ -5,7 +5,6 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use labkubelet::agent::{run, AgentConfig};
 use labkubelet::clock::Clock;
 use labkubelet::node::status::StatusTimings;
@@ -13,12 +12,6 @@ use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginPolicy};
 use labkubelet_tests::apiserver::ApiServer;
 use std::time::Duration;
 
-async fn admin(server: &ApiServer) -> kube::Client {
-    server.add_token("admin", "admin", &["system:masters"]);
-    let yaml = server.kubeconfig_with_token("admin");
-    let config = kube::Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&yaml).unwrap(), &KubeConfigOptions::default()).await.unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn ready(node: &Node) -> bool {
     node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
@@ -49,7 +42,7 @@ async fn run_nodes(count: usize) {
     let catalog = PluginCatalog::new(engine).await.unwrap();
     let agent = tokio::spawn(run(config, catalog.clone(), Clock::new()));
 
-    let c = admin(&server).await;
+    let c = server.admin().await;
     let nodes: Api<Node> = Api::all(c.clone());
     let leases: Api<Lease> = Api::namespaced(c, "kube-node-lease");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -84,7 +77,7 @@ async fn run_nodes(count: usize) {
         assert!(std::fs::read_to_string(&path).unwrap().contains("client-certificate:"), "{}", path.display());
     }
     if count == 1 {
-        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(admin(&server).await, "default");
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(server.admin().await, "default");
         let reasons: Vec<String> = events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
         for reason in ["Starting", "NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID", "NodeReady"] {
             assert!(reasons.iter().any(|r| r == reason), "no {reason} event in {reasons:?}");

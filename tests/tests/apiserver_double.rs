@@ -6,19 +6,11 @@ use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use labkubelet_tests::apiserver::{ApiServer, Faults};
 use serde_json::json;
 
 async fn client(kubeconfig: &str) -> kube::Client {
-    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
-    kube::Client::try_from(config).expect("client")
-}
-
-async fn admin(server: &ApiServer) -> kube::Client {
-    server.add_token("admin-token", "admin", &["system:masters"]);
-    client(&server.kubeconfig_with_token("admin-token")).await
+    ApiServer::client(kubeconfig).await.expect("client")
 }
 
 fn api_error(e: kube::Error) -> kube::core::Status {
@@ -40,7 +32,7 @@ fn rv(n: &Node) -> u64 {
 #[tokio::test]
 async fn writes_carry_resource_versions_and_stale_writes_conflict() {
     let server = ApiServer::start().await.unwrap();
-    let nodes: Api<Node> = Api::all(admin(&server).await);
+    let nodes: Api<Node> = Api::all(server.admin().await);
     let created = nodes.create(&PostParams::default(), &node("n1")).await.unwrap();
     assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
     assert_eq!(created.status.as_ref().unwrap().conditions.as_ref().unwrap()[0].type_, "Ready", "nodes keep status on create");
@@ -61,7 +53,7 @@ async fn writes_carry_resource_versions_and_stale_writes_conflict() {
 #[tokio::test]
 async fn the_status_subresource_takes_only_status_and_the_object_keeps_it() {
     let server = ApiServer::start().await.unwrap();
-    let nodes: Api<Node> = Api::all(admin(&server).await);
+    let nodes: Api<Node> = Api::all(server.admin().await);
     nodes.create(&PostParams::default(), &node("n1")).await.unwrap();
     // As the kubelet patches node status: a strategic merge patch merging conditions by type.
     let patch = json!({"metadata": {"labels": {"ignored": "yes"}}, "status": {
@@ -83,7 +75,7 @@ async fn the_status_subresource_takes_only_status_and_the_object_keeps_it() {
 #[tokio::test]
 async fn patches_with_a_uid_are_preconditions() {
     let server = ApiServer::start().await.unwrap();
-    let pods: Api<Pod> = Api::namespaced(admin(&server).await, "default");
+    let pods: Api<Pod> = Api::namespaced(server.admin().await, "default");
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
     let created = pods.create(&PostParams::default(), &pod).await.unwrap();
     assert_eq!(created.status.unwrap().phase.as_deref(), Some("Pending"), "pods get a Pending status on create");
@@ -100,7 +92,7 @@ async fn patches_with_a_uid_are_preconditions() {
 #[tokio::test]
 async fn bound_pods_are_deleted_gracefully_then_for_good_with_a_uid_precondition() {
     let server = ApiServer::start().await.unwrap();
-    let pods: Api<Pod> = Api::namespaced(admin(&server).await, "default");
+    let pods: Api<Pod> = Api::namespaced(server.admin().await, "default");
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 45, "containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
     let uid = pods.create(&PostParams::default(), &pod).await.unwrap().metadata.uid.unwrap();
     let deleting = pods.delete("p", &DeleteParams::default()).await.unwrap().left().expect("the pod stays while it terminates");
@@ -119,7 +111,7 @@ async fn bound_pods_are_deleted_gracefully_then_for_good_with_a_uid_precondition
 #[tokio::test]
 async fn lists_and_watches_filter_by_field_and_label_and_resume_from_a_version() {
     let server = ApiServer::start().await.unwrap();
-    let c = admin(&server).await;
+    let c = server.admin().await;
     let pods: Api<Pod> = Api::all(c.clone());
     let in_ns: Api<Pod> = Api::namespaced(c.clone(), "default");
     let make = |name: &str, node: &str| -> Pod {
@@ -175,7 +167,7 @@ async fn requests_need_a_token_or_a_client_certificate() {
 #[tokio::test]
 async fn an_approved_kubelet_csr_gets_a_certificate_from_the_ca() {
     let server = ApiServer::start().await.unwrap();
-    let csrs: Api<CertificateSigningRequest> = Api::all(admin(&server).await);
+    let csrs: Api<CertificateSigningRequest> = Api::all(server.admin().await);
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:nodes");
@@ -204,7 +196,7 @@ async fn an_approved_kubelet_csr_gets_a_certificate_from_the_ca() {
 #[tokio::test]
 async fn injected_faults_fail_requests_until_they_are_used_up() {
     let server = ApiServer::start().await.unwrap();
-    let nodes: Api<Node> = Api::all(admin(&server).await);
+    let nodes: Api<Node> = Api::all(server.admin().await);
     server.set_faults(Faults { fail_next: Some((2, 503)), ..Faults::default() });
     assert_eq!(api_error(nodes.list(&ListParams::default()).await.unwrap_err()).code, 503);
     assert_eq!(api_error(nodes.list(&ListParams::default()).await.unwrap_err()).code, 503);
@@ -219,7 +211,7 @@ async fn injected_faults_fail_requests_until_they_are_used_up() {
 async fn kube_runtime_watcher_lists_then_follows_changes() {
     use kube::runtime::watcher::{self, Event};
     let server = ApiServer::start().await.unwrap();
-    let c = admin(&server).await;
+    let c = server.admin().await;
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     let pod = |name: &str| -> Pod { serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}]}})).unwrap() };
     pods.create(&PostParams::default(), &pod("before")).await.unwrap();

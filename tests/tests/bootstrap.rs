@@ -4,9 +4,9 @@
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use labkubelet::bootstrap::{ensure_client_credentials, BootstrapConfig, BootstrapError, SIGNER};
 use labkubelet_tests::apiserver::ApiServer;
+use labkubelet_tests::eventually;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -35,26 +35,16 @@ async fn setup(token_ok: bool) -> Setup {
 }
 
 async fn client(kubeconfig: &str) -> kube::Client {
-    let config = kube::Config::from_custom_kubeconfig(Kubeconfig::from_yaml(kubeconfig).unwrap(), &KubeConfigOptions::default()).await.unwrap();
-    kube::Client::try_from(config).unwrap()
+    ApiServer::client(kubeconfig).await.unwrap()
 }
 
 async fn admin(server: &ApiServer) -> Api<CertificateSigningRequest> {
-    server.add_token("admin", "admin", &["system:masters"]);
-    Api::all(client(&server.kubeconfig_with_token("admin")).await)
+    Api::all(server.admin().await)
 }
 
-/// Waits (with a deadline) for the agent's CSR to appear, and returns it.
+/// The agent's CSR, once it appears.
 async fn the_csr(csrs: &Api<CertificateSigningRequest>) -> CertificateSigningRequest {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = csrs.list(&ListParams::default()).await.unwrap();
-        if let Some(csr) = list.items.into_iter().next() {
-            return csr;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no CSR within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the agent's CSR", Duration::from_secs(30), async || csrs.list(&ListParams::default()).await.unwrap().items.into_iter().next()).await
 }
 
 async fn decide(csrs: &Api<CertificateSigningRequest>, name: &str, condition: &str) {

@@ -5,42 +5,27 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use labkubelet::clock::Clock;
 use labkubelet::node::lease::NodeLease;
 use labkubelet_tests::apiserver::{ApiServer, Faults};
+use labkubelet_tests::eventually;
 use serde_json::json;
 use std::time::Duration;
 
-async fn client(server: &ApiServer) -> kube::Client {
-    server.add_token("admin", "admin", &["system:masters"]);
-    let yaml = server.kubeconfig_with_token("admin");
-    let config = kube::Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&yaml).unwrap(), &KubeConfigOptions::default()).await.unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn renew_time(l: &Lease) -> i128 {
     l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_nanosecond()).unwrap_or(0)
 }
 
-/// Waits until the lease satisfies `pred`, polling the double; panics after 20 s.
+/// The lease, once it satisfies `pred`.
 async fn until(leases: &Api<Lease>, what: &str, pred: impl Fn(&Lease) -> bool) -> Lease {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(l)) = leases.get_opt("lab-node-1").await {
-            if pred(&l) {
-                return l;
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no lease that {what} within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(&format!("a lease that {what}"), Duration::from_secs(20), async || leases.get_opt("lab-node-1").await.ok().flatten().filter(|l| pred(l))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_is_created_owned_and_renewed_through_conflicts_and_outages() {
     let server = ApiServer::start().await.unwrap();
-    let c = client(&server).await;
+    let c = server.admin().await;
     let leases: Api<Lease> = Api::namespaced(c.clone(), "kube-node-lease");
     let controller = NodeLease::new(c.clone(), "lab-node-1", 4, Clock::new());
     assert_eq!(controller.renew_interval(), Duration::from_secs(1));

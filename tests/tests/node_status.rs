@@ -4,7 +4,6 @@
 
 use k8s_openapi::api::core::v1::{Node, NodeCondition};
 use kube::api::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use labkubelet::clock::Clock;
 use labkubelet::events::EventRecorder;
 use labkubelet::node::register::{register, NodeIdentity};
@@ -12,34 +11,24 @@ use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
 use labkubelet::plugin::PluginPolicy;
 use labkubelet::runtime::TriggerTarget;
 use labkubelet_tests::apiserver::ApiServer;
-use labkubelet_tests::PluginLab;
+use labkubelet_tests::{eventually, PluginLab};
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn client(server: &ApiServer) -> kube::Client {
-    server.add_token("admin", "admin", &["system:masters"]);
-    let yaml = server.kubeconfig_with_token("admin");
-    let config = kube::Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&yaml).unwrap(), &KubeConfigOptions::default()).await.unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
+/// The Ready condition, once it satisfies `pred`.
 async fn ready(nodes: &Api<Node>, what: &str, pred: impl Fn(&NodeCondition) -> bool) -> NodeCondition {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let node = nodes.get("lab-node-1").await.unwrap();
-        let c = node.status.and_then(|s| s.conditions).unwrap_or_default().into_iter().find(|c| c.type_ == "Ready");
-        if let Some(c) = c.filter(|c| pred(c)) {
-            return c;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "Ready never {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(&format!("Ready {what}"), Duration::from_secs(20), async || {
+        let node = nodes.get("lab-node-1").await.ok()?;
+        node.status?.conditions?.into_iter().find(|c| c.type_ == "Ready" && pred(c))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_follows_the_runtime_through_a_hang_and_a_heal() {
     let server = ApiServer::start().await.unwrap();
-    let nodes: Api<Node> = Api::all(client(&server).await);
+    let nodes: Api<Node> = Api::all(server.admin().await);
     let id = NodeIdentity {
         name: "lab-node-1".into(),
         hostname: "lab-node-1".into(),
@@ -64,7 +53,7 @@ async fn ready_follows_the_runtime_through_a_hang_and_a_heal() {
         runtime_check: Duration::from_millis(50),
         runtime_down_after: Duration::from_millis(600),
     };
-    let recorder = Arc::new(EventRecorder::new(client(&server).await, "lab-node-1", Clock::new()));
+    let recorder = Arc::new(EventRecorder::new(server.admin().await, "lab-node-1", Clock::new()));
     let status = NodeStatusLoop::new(nodes.clone(), "lab-node-1", runtime.clone(), Clock::new(), timings, recorder);
     let task = tokio::spawn(status.run());
 
@@ -89,7 +78,7 @@ async fn ready_follows_the_runtime_through_a_hang_and_a_heal() {
 
     // The transitions were recorded as the kubelet records them: NodeReady twice, one Event
     // with count 2; NodeNotReady once.
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client(&server).await, "default");
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(server.admin().await, "default");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let found = loop {
         let list = events.list(&Default::default()).await.unwrap().items;

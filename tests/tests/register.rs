@@ -3,19 +3,12 @@
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use labkubelet::clock::Clock;
 use labkubelet::node::register::{register, NodeIdentity};
 use labkubelet_tests::apiserver::{ApiServer, Faults};
 use serde_json::json;
 use std::time::Duration;
 
-async fn client(server: &ApiServer) -> kube::Client {
-    server.add_token("admin", "admin", &["system:masters"]);
-    let yaml = server.kubeconfig_with_token("admin");
-    let config = kube::Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&yaml).unwrap(), &KubeConfigOptions::default()).await.unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn identity() -> NodeIdentity {
     NodeIdentity {
@@ -37,7 +30,7 @@ fn identity() -> NodeIdentity {
 #[tokio::test]
 async fn a_new_node_is_posted_with_labels_annotation_addresses_capacity_and_conditions() {
     let server = ApiServer::start().await.unwrap();
-    let nodes: Api<Node> = Api::all(client(&server).await);
+    let nodes: Api<Node> = Api::all(server.admin().await);
     register(&nodes, &identity(), &Clock::new(), &["container runtime status check may not have completed yet".into()]).await;
     let node = nodes.get("lab-node-1").await.unwrap();
     let labels = node.metadata.labels.unwrap();
@@ -67,7 +60,7 @@ async fn a_new_node_is_posted_with_labels_annotation_addresses_capacity_and_cond
 #[tokio::test]
 async fn an_existing_node_gets_its_default_labels_back_and_keeps_the_rest() {
     let server = ApiServer::start().await.unwrap();
-    let nodes: Api<Node> = Api::all(client(&server).await);
+    let nodes: Api<Node> = Api::all(server.admin().await);
     let stale: Node = serde_json::from_value(json!({"metadata": {"name": "lab-node-1", "labels": {"kubernetes.io/hostname": "old-name", "team": "blue"}}})).unwrap();
     nodes.create(&PostParams::default(), &stale).await.unwrap();
     register(&nodes, &identity(), &Clock::new(), &[]).await;
@@ -82,7 +75,7 @@ async fn an_existing_node_gets_its_default_labels_back_and_keeps_the_rest() {
 #[tokio::test]
 async fn registration_retries_until_the_api_server_answers() {
     let server = ApiServer::start().await.unwrap();
-    let nodes: Api<Node> = Api::all(client(&server).await);
+    let nodes: Api<Node> = Api::all(server.admin().await);
     server.set_faults(Faults { fail_next: Some((3, 503)), ..Faults::default() });
     let started = tokio::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(30), register(&nodes, &identity(), &Clock::new(), &[])).await.expect("registered");

@@ -169,6 +169,19 @@ impl ApiServer {
         &self.shared.store
     }
 
+    /// A client for this server from a kubeconfig, as the agent makes its clients.
+    pub async fn client(kubeconfig: &str) -> anyhow::Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// A client with full rights, for a test to set the stage and look at the result.
+    pub async fn admin(&self) -> kube::Client {
+        self.add_token("admin-token", "admin", &["system:masters"]);
+        ApiServer::client(&self.kubeconfig_with_token("admin-token")).await.expect("an admin client for the double")
+    }
+
     /// A kubeconfig for this server that authenticates with a bearer token.
     pub fn kubeconfig_with_token(&self, token: &str) -> String {
         self.kubeconfig(&format!("    token: {token}\n"))

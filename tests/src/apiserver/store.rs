@@ -50,6 +50,16 @@ struct Inner {
     history: VecDeque<Event>,
 }
 
+impl Inner {
+    fn matching(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
 /// The objects of the double.
 pub struct Store {
     inner: Mutex<Inner>,
@@ -89,13 +99,7 @@ impl Store {
     /// Objects of a resource (in a namespace, or all).
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> (Vec<Value>, u64) {
         let inner = self.lock();
-        let items = inner
-            .objects
-            .iter()
-            .filter(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
-            .map(|(_, v)| v.clone())
-            .collect();
-        (items, inner.rv)
+        (inner.matching(resource, namespace), inner.rv)
     }
 
     /// Applies a change made by `f` to the current object (None when absent) atomically:
@@ -140,15 +144,7 @@ impl Store {
         let inner = self.lock();
         let live = self.events.subscribe();
         let start = match from {
-            None | Some(0) => {
-                let items = inner
-                    .objects
-                    .iter()
-                    .filter(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
-                    .map(|(_, v)| v.clone())
-                    .collect();
-                Start::Now(items, inner.rv)
-            }
+            None | Some(0) => Start::Now(inner.matching(resource, namespace), inner.rv),
             Some(rv) => {
                 let oldest = inner.history.front().map_or(inner.rv + 1, |e| e.rv);
                 if rv + 1 < oldest && rv < inner.rv {
