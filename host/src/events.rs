@@ -8,13 +8,16 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use std::collections::HashMap;
 use tokio::sync::Mutex;
 
+/// What makes two events the same: namespace, involved object, type, reason, message.
+type EventKey = (String, String, String, String, String);
+
 /// Writes events for one node's kubelet.
 pub struct EventRecorder {
     client: kube::Client,
     host: String,
     clock: crate::clock::Clock,
-    /// (namespace, involved object, type, reason, message) -> (event name, count).
-    seen: Mutex<HashMap<(String, String, String, String, String), (String, i32)>>,
+    /// The events written so far: their names and counts.
+    seen: Mutex<HashMap<EventKey, (String, i32)>>,
 }
 
 impl EventRecorder {
@@ -41,7 +44,7 @@ impl EventRecorder {
     async fn try_record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) -> Result<(), kube::Error> {
         let namespace = object.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let key = (namespace, format!("{object:?}"), type_.to_string(), reason.to_string(), message.to_string());
+        let key: EventKey = (namespace, format!("{object:?}"), type_.to_string(), reason.to_string(), message.to_string());
         let mut seen = self.seen.lock().await;
         let now = self.now();
         if let Some((name, count)) = seen.get_mut(&key) {

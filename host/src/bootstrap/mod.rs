@@ -137,11 +137,10 @@ fn valid_credentials(path: &Path) -> Result<bool, BootstrapError> {
 /// The key waiting for its certificate, kept across restarts so the same CSR is found again.
 fn load_or_create_key(cert_dir: &Path) -> Result<rcgen::KeyPair, BootstrapError> {
     let path = cert_dir.join(KEY_TMP);
-    if let Ok(pem) = std::fs::read_to_string(&path) {
-        if let Ok(key) = rcgen::KeyPair::from_pem(&pem) {
+    if let Ok(pem) = std::fs::read_to_string(&path)
+        && let Ok(key) = rcgen::KeyPair::from_pem(&pem) {
             return Ok(key);
         }
-    }
     let key = rcgen::KeyPair::generate().map_err(|e| BootstrapError::Api(e.to_string()))?;
     write_private(&path, key.serialize_pem().as_bytes()).map_err(|e| cert_dir_error(cert_dir, e))?;
     Ok(key)

@@ -123,8 +123,8 @@ impl NodeLease {
         spec.renew_time = Some(self.now());
         if lease.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty()) {
             // Until the Node exists, the lease has no owner; it is set at a later renewal.
-            if let Ok(node) = self.nodes.get(&self.node).await {
-                if let Some(uid) = node.metadata.uid {
+            if let Ok(node) = self.nodes.get(&self.node).await
+                && let Some(uid) = node.metadata.uid {
                     lease.metadata.owner_references = Some(vec![OwnerReference {
                         api_version: "v1".into(),
                         kind: "Node".into(),
@@ -133,7 +133,6 @@ impl NodeLease {
                         ..Default::default()
                     }]);
                 }
-            }
         }
         lease
     }

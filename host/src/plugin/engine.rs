@@ -116,8 +116,11 @@ impl std::fmt::Debug for LoadedPlugin {
 /// swap compiles only what changed.
 #[derive(Debug, Default)]
 struct FunctionCache {
-    entries: Mutex<(HashMap<Vec<u8>, Vec<u8>>, usize)>,
+    entries: Mutex<CachedFunctions>,
 }
+
+/// Compiled functions by key, and their total size.
+type CachedFunctions = (HashMap<Vec<u8>, Vec<u8>>, usize);
 
 impl FunctionCache {
     /// Enough for every stock plugin several times over; past it, nothing more is kept.

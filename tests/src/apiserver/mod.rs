@@ -377,7 +377,7 @@ async fn serve(shared: &Arc<Shared>, identity: &Identity, method: &Method, heade
                 }
                 Ok(json_response(StatusCode::CREATED, created))
             }
-            _ => Err(ApiError::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource"))),
+            _ => Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource".to_string())),
         };
     };
     let t = Target { resource: r, namespace: &namespace, name };

@@ -158,11 +158,10 @@ pub fn create(store: &Store, resource: &'static Resource, namespace: &str, mut b
         return Err(ApiError::bad_request("the body of the request was not a JSON object"));
     }
     let meta = body["metadata"].as_object().cloned().unwrap_or_default();
-    if let Some(ns) = meta.get("namespace").and_then(Value::as_str) {
-        if resource.namespaced && ns != namespace {
+    if let Some(ns) = meta.get("namespace").and_then(Value::as_str)
+        && resource.namespaced && ns != namespace {
             return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
         }
-    }
     let name = match (meta.get("name").and_then(Value::as_str), meta.get("generateName").and_then(Value::as_str)) {
         (Some(n), _) if !n.is_empty() => n.to_string(),
         (_, Some(prefix)) => format!("{prefix}{}", &format!("{:x}", rand_u128())[..5]),
@@ -194,11 +193,10 @@ pub fn update(store: &Store, t: &Target, subresource: Option<&str>, body: Value)
     store
         .change(&t.key(), |current, _| {
             let current = current.ok_or_else(|| ApiError::not_found(t.resource, t.name))?;
-            if let Some(rv) = &wanted_rv {
-                if Some(rv.as_str()) != rv_of(current) {
+            if let Some(rv) = &wanted_rv
+                && Some(rv.as_str()) != rv_of(current) {
                     return Err(ApiError::conflict(t.resource, t.name, "the object has been modified; please apply your changes to the latest version and try again"));
                 }
-            }
             if body["metadata"]["uid"].as_str().is_some_and(|u| Some(u) != current["metadata"]["uid"].as_str()) {
                 return Err(ApiError::conflict(t.resource, t.name, "Precondition failed: UID in precondition does not match the UID in the object"));
             }
@@ -222,17 +220,15 @@ pub fn patch(store: &Store, t: &Target, subresource: Option<&str>, content_type:
                 other => return Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json; got {other}"))),
             }
             // A patch that names a resourceVersion or uid makes it a precondition.
-            if let Some(rv) = patch["metadata"]["resourceVersion"].as_str() {
-                if Some(rv) != rv_of(current) {
+            if let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
+                && Some(rv) != rv_of(current) {
                     return Err(ApiError::conflict(t.resource, t.name, "the object has been modified; please apply your changes to the latest version and try again"));
                 }
-            }
-            if let Some(uid) = patch["metadata"]["uid"].as_str() {
-                if Some(uid) != current["metadata"]["uid"].as_str() {
+            if let Some(uid) = patch["metadata"]["uid"].as_str()
+                && Some(uid) != current["metadata"]["uid"].as_str() {
                     let has = current["metadata"]["uid"].as_str().unwrap_or_default();
                     return Err(ApiError::conflict(t.resource, t.name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {has}")));
                 }
-            }
             Ok(Some(admit(t.resource, subresource, current, next)))
         })
         .map(|o| o.unwrap_or_default())
