@@ -32,7 +32,7 @@ fn snapshot(list: &[Container]) -> Vec<(String, String, ContainerState)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swap_under_continuous_calls_fails_no_call_and_keeps_the_containers() {
     let mut lab = PluginLab::watched(PluginPolicy::default()).await;
-    std::fs::write(lab.path("crashloop.json"), r#"{"exitAfterSeconds": 86400}"#).unwrap();
+    lab.put("crashloop.json", r#"{"exitAfterSeconds": 86400}"#.as_bytes());
     lab.install("crashloop");
     lab.expect_event("crashloop loaded", loaded("crashloop")).await;
     let node = Arc::new(lab.node("node-1"));
@@ -83,7 +83,7 @@ async fn bad_components_are_refused_and_the_old_plugin_keeps_serving() {
     let mut lab = PluginLab::watched(PluginPolicy::default()).await;
     // The container must outlive the test, however slow the machine.
     let good_config = "exitAfterSeconds: 86400\n";
-    std::fs::write(lab.path("crashloop.yaml"), good_config).unwrap();
+    lab.put("crashloop.yaml", good_config.as_bytes());
     lab.install("crashloop");
     lab.expect_event("crashloop loaded", loaded("crashloop")).await;
     let node = lab.node("node-1");
@@ -130,22 +130,22 @@ async fn bad_components_are_refused_and_the_old_plugin_keeps_serving() {
     let fingerprint = lab.catalog.get("crashloop").unwrap().fingerprint;
     let still_serving = |lab: &PluginLab| assert_eq!(lab.catalog.get("crashloop").unwrap().fingerprint, fingerprint);
 
-    std::fs::write(lab.path("crashloop.yaml"), "exitAfterSeconds: [unclosed\n").unwrap();
+    lab.put("crashloop.yaml", "exitAfterSeconds: [unclosed\n".as_bytes());
     let why = refusal(lab.expect_event("unreadable config refused", refused).await);
     assert!(why.starts_with(&format!("{file}: invalid configuration {}", lab.path("crashloop.yaml").display())), "{why}");
     still_serving(&lab);
 
-    std::fs::write(lab.path("crashloop.yaml"), "exitAfterSecs: 3\n").unwrap();
+    lab.put("crashloop.yaml", "exitAfterSecs: 3\n".as_bytes());
     let event = lab.expect_event("unknown config field refused", refused).await;
     assert!(event.to_string().ends_with("; crashloop keeps serving as before"), "{event}");
     let why = refusal(event);
     assert!(why.contains("failed when asked for its info") && why.contains("invalid plugin configuration: unknown field `exitAfterSecs`"), "{why}");
     still_serving(&lab);
-    std::fs::write(lab.path("crashloop.yaml"), good_config).unwrap();
+    lab.put("crashloop.yaml", good_config.as_bytes());
 
     let mut trapper = test_component("misbehave");
     trapper = with_custom_section(&trapper, "trap");
-    std::fs::write(lab.path("misbehave.json"), r#"{"mode": "trap-in-info"}"#).unwrap();
+    lab.put("misbehave.json", r#"{"mode": "trap-in-info"}"#.as_bytes());
     lab.put("misbehave.wasm", &trapper);
     let why = refusal(lab.expect_event("a plugin that traps in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm"))).await);
     assert!(why.contains("failed when asked for its info") && why.contains("plugin misbehave.wasm failed in info"), "{why}");
@@ -153,10 +153,10 @@ async fn bad_components_are_refused_and_the_old_plugin_keeps_serving() {
     assert_eq!(node.container_status(&id).await.unwrap().state, ContainerState::Running);
 
     // Loops forever, then grows without bound, when asked who it is.
-    std::fs::write(lab.path("misbehave.json"), r#"{"mode": "spin-in-info"}"#).unwrap();
+    lab.put("misbehave.json", r#"{"mode": "spin-in-info"}"#.as_bytes());
     let why = refusal(lab.expect_event("a plugin that loops in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm"))).await);
     assert!(why.ends_with("failed when asked for its info: plugin misbehave.wasm exceeded its 2s deadline in info"), "{why}");
-    std::fs::write(lab.path("misbehave.json"), r#"{"mode": "grow-in-info"}"#).unwrap();
+    lab.put("misbehave.json", r#"{"mode": "grow-in-info"}"#.as_bytes());
     let why = refusal(lab.expect_event("a plugin that grows in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm"))).await);
     assert!(why.contains("failed when asked for its info: plugin misbehave.wasm failed in info: memory limit of 64 MiB reached"), "{why}");
     assert!(lab.catalog.get("misbehave").is_none());
@@ -176,7 +176,7 @@ async fn same_content_is_not_reloaded_and_config_edits_are() {
     let node = lab.node("node-1");
     let web = pod("web", Some("scripted"), &[]);
     node.pull_image("nginx", Some(&web)).await.unwrap();
-    std::fs::write(lab.path("scripted.yaml"), "rules:\n  - match: { pod: web }\n    failPull: \"pull access denied\"\n").unwrap();
+    lab.put("scripted.yaml", "rules:\n  - match: { pod: web }\n    failPull: \"pull access denied\"\n".as_bytes());
     lab.expect_event("the edited rules", |e| matches!(e, PluginEvent::Replaced { name, .. } if name == "scripted")).await;
     assert_eq!(node.pull_image("nginx:2", Some(&web)).await.unwrap_err().to_string(), "pull access denied");
 }
@@ -184,7 +184,7 @@ async fn same_content_is_not_reloaded_and_config_edits_are() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_plugin_falls_back_to_the_default_with_its_containers() {
     let mut lab = PluginLab::watched(PluginPolicy::default()).await;
-    std::fs::write(lab.path("oomkill.json"), r#"{"afterSeconds": 86400}"#).unwrap();
+    lab.put("oomkill.json", r#"{"afterSeconds": 86400}"#.as_bytes());
     lab.install("oomkill");
     lab.expect_event("oomkill loaded", loaded("oomkill")).await;
     let node = lab.node("node-1");
@@ -215,7 +215,7 @@ async fn a_version_that_refuses_the_old_state_is_refused_on_the_node_and_the_old
     let node = lab.node("node-1");
     let (_, id) = start_pod(&node, &pod("p", Some("misbehave"), &[]), "nginx").await;
 
-    std::fs::write(lab.path("misbehave.json"), r#"{"mode": "refuse-state"}"#).unwrap();
+    lab.put("misbehave.json", r#"{"mode": "refuse-state"}"#.as_bytes());
     lab.expect_event("the new version", |e| matches!(e, PluginEvent::Replaced { name, .. } if name == "misbehave")).await;
     assert_eq!(node.container_status(&id).await.unwrap().state, ContainerState::Running, "the old instance serves");
     let event = lab.expect_event("the refusal on the node", |e| matches!(e, PluginEvent::MigrationRefused { .. })).await;
@@ -233,7 +233,7 @@ async fn reading_the_folder_does_not_make_the_watcher_read_it_again() {
     let mut lab = PluginLab::watched(PluginPolicy::default()).await;
     lab.install("scripted");
     lab.expect_event("scripted loaded", loaded("scripted")).await;
-    std::fs::write(lab.path("scripted.yaml"), "rules: [\n").unwrap();
+    lab.put("scripted.yaml", "rules: [\n".as_bytes());
     lab.expect_event("the bad rules refused", refused).await;
     let syncs = lab.catalog.sync_count();
     // Many debounce periods with nothing changing in the folder.
