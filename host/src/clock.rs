@@ -50,4 +50,11 @@ impl Clock {
     pub async fn sleep(&self, d: Duration) {
         tokio::time::sleep(d).await
     }
+
+    /// Waits for `d` plus up to `factor` × `d` more, as the kubelet's `wait.JitterUntil`
+    /// spreads periodic work so many nodes do not act in step.
+    pub async fn sleep_jittered(&self, d: Duration, factor: f64) {
+        let extra = rand::random::<f64>() * factor;
+        self.sleep(d.mul_f64(1.0 + extra)).await
+    }
 }

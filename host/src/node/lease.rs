@@ -12,8 +12,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use std::time::Duration;
 
 /// The namespace of node leases.
@@ -39,14 +37,12 @@ pub struct NodeLease {
     duration_seconds: i32,
     clock: Clock,
     latest: Option<Lease>,
-    rng: SmallRng,
 }
 
 impl NodeLease {
     /// A controller for `node`'s lease with `duration_seconds` (the kubelet's
     /// nodeLeaseDurationSeconds, 40 by default).
     pub fn new(client: kube::Client, node: &str, duration_seconds: i32, clock: Clock) -> Self {
-        let seed = node.bytes().fold(clock.now_nanos() as u64, |h, b| h.rotate_left(5) ^ u64::from(b));
         NodeLease {
             leases: Api::namespaced(client.clone(), NAMESPACE),
             nodes: Api::all(client),
@@ -54,7 +50,6 @@ impl NodeLease {
             duration_seconds,
             clock,
             latest: None,
-            rng: SmallRng::seed_from_u64(seed),
         }
     }
 
@@ -73,9 +68,7 @@ impl NodeLease {
             if let Err(e) = self.renew().await {
                 tracing::warn!("{e}; retrying at the next interval");
             }
-            let interval = self.renew_interval();
-            let jittered = interval.mul_f64(1.0 + self.rng.random::<f64>() * JITTER);
-            self.clock.sleep(jittered).await;
+            self.clock.sleep_jittered(self.renew_interval(), JITTER).await;
         }
     }
 

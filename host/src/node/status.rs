@@ -132,7 +132,7 @@ impl NodeStatusLoop {
             if let Err(e) = self.sync().await {
                 tracing::warn!(node = %self.node, "updating node status: {e}");
             }
-            self.clock.sleep(self.timings.update.mul_f64(1.0 + 0.04 * jitter())).await;
+            self.clock.sleep_jittered(self.timings.update, 0.04).await;
         }
     }
 
@@ -170,12 +170,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// A number in [0, 1) for jitter, from the clock's low bits: jitter needs no quality.
-fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-    f64::from(nanos % 1000) / 1000.0
 }
 
 #[cfg(test)]

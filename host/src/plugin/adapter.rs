@@ -154,43 +154,48 @@ impl PluginRuntime {
         };
         if stale {
             let mut fresh = self.start(&current, plugin, slot).await?;
-            if let Some(old) = guard.as_mut() {
-                let state = old.instance.export_state().await;
-                let imported = match state {
-                    Ok(state) => fresh.import_state(state).await.and_then(|r| {
-                        r.map_err(|detail| RuntimeError::Trap { plugin: plugin.into(), method: "import-state", detail })
-                    }),
-                    Err(e) => Err(e),
-                };
-                let still_loaded = self.catalog.get(&old.plugin.info.name).is_some_and(|p| Arc::ptr_eq(&p, &current));
-                let mut keep_old = false;
-                match imported {
-                    Ok(()) => self.catalog.emit(PluginEvent::Migrated {
-                        node: self.node.clone(),
-                        name: current.info.name.clone(),
-                        version: current.info.version.clone(),
-                    }),
-                    // A replacement of the same plugin that cannot take the state is refused.
-                    Err(e) if still_loaded => {
-                        self.catalog.emit(PluginEvent::MigrationRefused {
-                            node: self.node.clone(),
-                            name: current.info.name.clone(),
-                            error: e.to_string(),
-                        });
-                        old.refused = Some(current.fingerprint);
-                        keep_old = true;
-                    }
-                    // The plugin was unloaded: its pods go to the default plugin, with the
-                    // state if it takes it, without otherwise.
-                    Err(e) => tracing::warn!(node = %self.node, plugin, "{e}; {} starts with empty state", current.info.name),
-                }
-                if keep_old {
-                    return guard.as_mut().ok_or_else(|| RuntimeError::Trap { plugin: plugin.into(), method: "instantiate", detail: "no instance".into() });
-                }
+            let swap = match guard.as_mut() {
+                None => true,
+                Some(old) => self.hand_over(old, &mut fresh, &current, plugin).await,
+            };
+            if swap {
+                *guard = Some(Running { plugin: current, instance: fresh, refused: None });
             }
-            *guard = Some(Running { plugin: current, instance: fresh, refused: None });
         }
         guard.as_mut().ok_or_else(|| RuntimeError::Trap { plugin: plugin.into(), method: "instantiate", detail: "no instance".into() })
+    }
+
+    /// Moves the old instance's state into the new one. False when the new one is a version
+    /// of the same plugin that refuses the state: it is refused and the old one serves on.
+    async fn hand_over(&self, old: &mut Running, fresh: &mut PluginInstance, current: &LoadedPlugin, plugin: &str) -> bool {
+        let imported = match old.instance.export_state().await {
+            Ok(state) => fresh.import_state(state).await.and_then(|r| {
+                r.map_err(|detail| RuntimeError::Trap { plugin: plugin.into(), method: "import-state", detail })
+            }),
+            Err(e) => Err(e),
+        };
+        let still_loaded = self.catalog.get(&old.plugin.info.name).is_some_and(|p| p.fingerprint == current.fingerprint);
+        match imported {
+            Ok(()) => {
+                self.catalog.emit(PluginEvent::Migrated {
+                    node: self.node.clone(),
+                    name: current.info.name.clone(),
+                    version: current.info.version.clone(),
+                });
+                true
+            }
+            Err(e) if still_loaded => {
+                self.catalog.emit(PluginEvent::MigrationRefused { node: self.node.clone(), name: current.info.name.clone(), error: e.to_string() });
+                old.refused = Some(current.fingerprint);
+                false
+            }
+            // The plugin was unloaded: its pods go to the default plugin, with the state if it
+            // takes it, without otherwise.
+            Err(e) => {
+                tracing::warn!(node = %self.node, plugin, "{e}; {} starts with empty state", current.info.name);
+                true
+            }
+        }
     }
 
     async fn start(&self, plugin: &LoadedPlugin, slot_name: &str, slot: &Slot) -> Result<PluginInstance, RuntimeError> {

@@ -145,6 +145,30 @@ impl wasmtime::CacheStore for FunctionCache {
     }
 }
 
+/// The most recently compiled components by content hash, so the same bytes loaded again
+/// (a file removed and put back) are not compiled again. Bounded: every new version of a
+/// plugin would otherwise keep its machine code for the life of the process.
+#[derive(Default)]
+struct ComponentCache {
+    recent: std::collections::VecDeque<([u8; 32], Component)>,
+}
+
+impl ComponentCache {
+    const ENTRIES: usize = 16;
+
+    fn get(&self, hash: &[u8; 32]) -> Option<Component> {
+        self.recent.iter().find(|(h, _)| h == hash).map(|(_, c)| c.clone())
+    }
+
+    fn insert(&mut self, hash: [u8; 32], component: Component) {
+        self.recent.retain(|(h, _)| *h != hash);
+        self.recent.push_back((hash, component));
+        if self.recent.len() > Self::ENTRIES {
+            self.recent.pop_front();
+        }
+    }
+}
+
 /// Advances the engine's epoch until dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
@@ -161,7 +185,7 @@ pub struct PluginEngine {
     pub(crate) engine: Engine,
     linker: Linker<HostState>,
     pub(crate) policy: PluginPolicy,
-    compiled: Mutex<HashMap<[u8; 32], Component>>,
+    compiled: Mutex<ComponentCache>,
     _ticker: EpochTicker,
 }
 
@@ -198,7 +222,7 @@ impl PluginEngine {
             engine,
             linker,
             policy,
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(ComponentCache::default()),
             _ticker: EpochTicker { stop },
         }))
     }
@@ -219,7 +243,7 @@ impl PluginEngine {
         let code_hash: [u8; 32] = hasher.finalize().into();
         let fingerprint: [u8; 32] = Sha256::new().chain_update(code_hash).chain_update(config.as_bytes()).finalize().into();
 
-        let cached = self.compiled.lock().ok().and_then(|c| c.get(&code_hash).cloned());
+        let cached = self.compiled.lock().ok().and_then(|c| c.get(&code_hash));
         let component = match cached {
             Some(c) => c,
             None => {
