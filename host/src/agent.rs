@@ -1,6 +1,6 @@
 //! The agent: N nodes in one process. For each node it makes sure of client credentials
-//! (TLS bootstrap), registers the Node, and keeps its Lease and status, over a runtime
-//! made of the plugins of one shared catalog.
+//! (TLS bootstrap), registers the Node, keeps its Lease and status, and runs the pods bound
+//! to it, over a runtime made of the plugins of one shared catalog.
 
 use crate::bootstrap::{ensure_client_credentials, BootstrapConfig};
 use crate::clock::Clock;
@@ -10,6 +10,7 @@ use crate::node::lease::NodeLease;
 use crate::node::register::{register, NodeIdentity};
 use crate::node::status::{NodeStatusLoop, StatusTimings};
 use crate::plugin::{PluginCatalog, PluginEvent, PluginRuntime};
+use crate::pods::{NodePods, PodLifecycle};
 use crate::runtime::ContainerRuntime;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, Taint};
@@ -106,8 +107,18 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
         events.record(&node_ref, "Normal", reason, &format!("Node {name} status is now: {reason}")).await;
     }
 
+    let mut labels = id.default_labels();
+    labels.extend(config.node_labels.clone());
+    let node_pods = NodePods {
+        node: name.to_string(),
+        node_ip: config.node_ip.clone(),
+        labels,
+        allocatable: config.capacity.clone(),
+        runtime_name: version.runtime_name.clone(),
+    };
+    let pods = PodLifecycle::new(node_pods, client.clone(), runtime.clone(), clock, events.clone());
     let lease = NodeLease::new(client, name, config.lease_duration_seconds, clock);
-    let status = NodeStatusLoop::new(nodes, name, runtime, clock, config.status, events.clone());
+    let status = NodeStatusLoop::new(nodes, name, runtime, clock, config.status, events.clone()).with_pleg(pods.pleg_health());
     // A refused plugin file is a Warning on every node; a refused state hand-over, on its node.
     let refusals = async {
         loop {
@@ -127,7 +138,7 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
             }
         }
     };
-    tokio::join!(lease.run(), status.run(), refusals);
+    tokio::join!(lease.run(), status.run(), refusals, pods.run());
     Ok(())
 }
 

@@ -18,11 +18,14 @@ pub struct EventRecorder {
     clock: crate::clock::Clock,
     /// The events written so far: their names and counts.
     seen: Mutex<HashMap<EventKey, (String, i32)>>,
+    /// The time part of the last event name: names stay unique when two events are
+    /// recorded in the same nanosecond, which a paused test clock makes common.
+    last_name_nanos: Mutex<i64>,
 }
 
 impl EventRecorder {
     pub fn new(client: kube::Client, host: &str, clock: crate::clock::Clock) -> Self {
-        EventRecorder { client, host: host.to_string(), clock, seen: Mutex::new(HashMap::new()) }
+        EventRecorder { client, host: host.to_string(), clock, seen: Mutex::new(HashMap::new()), last_name_nanos: Mutex::new(0) }
     }
 
     /// The reference the kubelet uses for its Node: uid is the node name.
@@ -44,7 +47,11 @@ impl EventRecorder {
     async fn try_record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) -> Result<(), kube::Error> {
         let namespace = object.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let key: EventKey = (namespace, format!("{object:?}"), type_.to_string(), reason.to_string(), message.to_string());
+        // As client-go's aggregation key: the object without its resourceVersion, which
+        // changes with every write to the pod.
+        let o = object;
+        let involved = format!("{:?}/{:?}/{:?}/{:?}/{:?}", o.kind, o.name, o.uid, o.api_version, o.field_path);
+        let key: EventKey = (namespace, involved, type_.to_string(), reason.to_string(), message.to_string());
         let mut seen = self.seen.lock().await;
         let now = self.now();
         if let Some((name, count)) = seen.get_mut(&key) {
@@ -58,7 +65,12 @@ impl EventRecorder {
                 Err(e) => return Err(e),
             }
         }
-        let name = format!("{}.{:x}", object.name.clone().unwrap_or_default(), self.clock.now_nanos());
+        let nanos = {
+            let mut last = self.last_name_nanos.lock().await;
+            *last = self.clock.now_nanos().max(*last + 1);
+            *last
+        };
+        let name = format!("{}.{nanos:x}", object.name.clone().unwrap_or_default());
         let event = Event {
             metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(key.0.clone()), ..Default::default() },
             involved_object: object.clone(),

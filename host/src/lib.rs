@@ -9,6 +9,7 @@
 //! - [`events`]: events as the kubelet's recorder writes them, repeats folded.
 //! - [`clock`]: the one clock the kubelet logic and the plugins share (virtual in tests).
 //! - [`node`]: the Node: registration, conditions, status loop, Lease.
+//! - [`pods`]: the pod lifecycle: sources, pod workers, syncPod, status manager, probes.
 //! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait the kubelet logic calls.
 //! - [`plugin`]: the wasmtime host: loading, validation, limits, hot reload, and the adapter
 //!   that implements the runtime trait over plugins.
@@ -20,4 +21,5 @@ pub mod config;
 pub mod events;
 pub mod node;
 pub mod plugin;
+pub mod pods;
 pub mod runtime;

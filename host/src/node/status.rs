@@ -11,6 +11,7 @@
 use super::conditions::{node_conditions, transition_events};
 use crate::events::EventRecorder;
 use crate::clock::Clock;
+use crate::runtime::pleg::PlegHealth;
 use crate::runtime::{ContainerRuntime, RuntimeCondition};
 use k8s_openapi::api::core::v1::{Node, NodeCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -75,14 +76,16 @@ impl RuntimeHealth {
         }
     }
 
-    /// The errors Ready's message is made of, in the kubelet's order.
-    pub fn errors(&self, now: Instant, down_after: Duration) -> Vec<String> {
+    /// The errors Ready's message is made of, in the kubelet's order: the runtime check,
+    /// the failing health checks (`PLEG is not healthy: ...`), the runtime's own conditions.
+    pub fn errors(&self, now: Instant, down_after: Duration, failing_checks: Vec<String>) -> Vec<String> {
         let mut errors = Vec::new();
         match self.last_good {
             None => errors.push("container runtime status check may not have completed yet".to_string()),
             Some(t) if now.duration_since(t) >= down_after => errors.push("container runtime is down".to_string()),
             Some(_) => {}
         }
+        errors.extend(failing_checks);
         errors.extend(self.runtime_error.clone());
         errors.extend(self.network_error.clone());
         errors
@@ -99,6 +102,7 @@ pub struct NodeStatusLoop {
     health: Arc<tokio::sync::Mutex<RuntimeHealth>>,
     last_report: Option<Instant>,
     events: Arc<EventRecorder>,
+    pleg: Option<Arc<PlegHealth>>,
 }
 
 /// Conditions compared without their heartbeat, which changes at every computation.
@@ -108,7 +112,13 @@ fn without_heartbeats(conditions: &[NodeCondition]) -> Vec<NodeCondition> {
 
 impl NodeStatusLoop {
     pub fn new(nodes: Api<Node>, node: &str, runtime: Arc<dyn ContainerRuntime>, clock: Clock, timings: StatusTimings, events: Arc<EventRecorder>) -> Self {
-        NodeStatusLoop { nodes, node: node.to_string(), runtime, clock, timings, health: Default::default(), last_report: None, events }
+        NodeStatusLoop { nodes, node: node.to_string(), runtime, clock, timings, health: Default::default(), last_report: None, events, pleg: None }
+    }
+
+    /// Makes PLEG's health part of Ready, as the kubelet's runtime state does.
+    pub fn with_pleg(mut self, pleg: Arc<PlegHealth>) -> Self {
+        self.pleg = Some(pleg);
+        self
     }
 
     /// Checks the runtime every `runtime_check`, without blocking the status loop: a hung
@@ -140,7 +150,8 @@ impl NodeStatusLoop {
     /// has (heartbeats aside) or a report is due. Returns whether it wrote.
     pub async fn sync(&mut self) -> Result<bool, kube::Error> {
         let now = Instant::now();
-        let errors = self.health.lock().await.errors(now, self.timings.runtime_down_after);
+        let failing = self.pleg.iter().filter_map(|p| p.check().err()).map(|e| format!("PLEG is not healthy: {e}")).collect();
+        let errors = self.health.lock().await.errors(now, self.timings.runtime_down_after, failing);
         let current = self.nodes.get_status(&self.node).await?;
         let previous = current.status.and_then(|s| s.conditions).unwrap_or_default();
         // The API keeps times at second precision: so does the comparison.
@@ -184,12 +195,14 @@ mod tests {
     fn ready_errors_follow_the_kubelets_runtime_state() {
         let mut h = RuntimeHealth::default();
         let t0 = Instant::now();
-        assert_eq!(h.errors(t0, Duration::from_secs(30)), ["container runtime status check may not have completed yet"]);
+        assert_eq!(h.errors(t0, Duration::from_secs(30), vec![]), ["container runtime status check may not have completed yet"]);
         h.observe(Ok(vec![condition("RuntimeReady", true, ""), condition("NetworkReady", false, "NetworkPluginNotReady")]), t0);
-        assert_eq!(h.errors(t0, Duration::from_secs(30)), ["container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:cni config uninitialized"]);
+        assert_eq!(h.errors(t0, Duration::from_secs(30), vec![]), ["container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:cni config uninitialized"]);
         h.observe(Ok(vec![condition("RuntimeReady", true, ""), condition("NetworkReady", true, "")]), t0);
-        assert!(h.errors(t0 + Duration::from_secs(29), Duration::from_secs(30)).is_empty());
+        assert!(h.errors(t0 + Duration::from_secs(29), Duration::from_secs(30), vec![]).is_empty());
         h.observe(Err("deadline exceeded".into()), t0 + Duration::from_secs(29));
-        assert_eq!(h.errors(t0 + Duration::from_secs(30), Duration::from_secs(30)), ["container runtime is down"]);
+        assert_eq!(h.errors(t0 + Duration::from_secs(30), Duration::from_secs(30), vec![]), ["container runtime is down"]);
+        let pleg = "PLEG is not healthy: pleg was last seen active 3m0.5s ago; threshold is 3m0s".to_string();
+        assert_eq!(h.errors(t0 + Duration::from_secs(30), Duration::from_secs(30), vec![pleg.clone()]), ["container runtime is down".to_string(), pleg]);
     }
 }

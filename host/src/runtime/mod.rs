@@ -5,6 +5,8 @@
 //! implemented over plugins by [`crate::plugin::PluginRuntime`]; tests may implement it
 //! directly.
 
+pub mod pleg;
+
 use async_trait::async_trait;
 use std::time::Duration;
 

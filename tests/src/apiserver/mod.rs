@@ -383,10 +383,17 @@ async fn serve(shared: &Arc<Shared>, identity: &Identity, method: &Method, heade
     let t = Target { resource: r, namespace: &namespace, name };
     let sub = p.subresource.as_deref();
     if let Some(s) = sub {
-        let allowed = (s == "status" && r.status) || (s == "approval" && r.plural == "certificatesigningrequests");
+        let allowed = (s == "status" && r.status) || (s == "approval" && r.plural == "certificatesigningrequests") || (s == "binding" && r.plural == "pods");
         if !allowed {
             return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
         }
+    }
+    if sub == Some("binding") {
+        if *method != Method::POST {
+            return Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
+        }
+        rest::bind(&shared.store, &t, &parse(&body)?)?;
+        return Ok(json_response(StatusCode::CREATED, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})));
     }
     let stored = match *method {
         Method::GET => shared.store.get(&store::Key { resource: r.plural, namespace: namespace.clone(), name: name.to_string() }).ok_or_else(|| ApiError::not_found(r, name))?,

@@ -234,6 +234,26 @@ pub fn patch(store: &Store, t: &Target, subresource: Option<&str>, content_type:
         .map(|o| o.unwrap_or_default())
 }
 
+/// POST `pods/<name>/binding`, as the scheduler binds a pod: sets spec.nodeName (once) and
+/// the PodScheduled condition, as the API server's binding storage does.
+pub fn bind(store: &Store, t: &Target, binding: &Value) -> Result<(), ApiError> {
+    let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| ApiError::new(422, "Invalid", "Binding.target.name: Required value"))?.to_string();
+    store.change(&t.key(), |current, _| {
+        let current = current.ok_or_else(|| ApiError::not_found(t.resource, t.name))?;
+        if let Some(has) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            return Err(ApiError::conflict(t.resource, t.name, &format!("pod {} is already assigned to node \"{has}\"", t.name)));
+        }
+        let mut next = current.clone();
+        next["spec"]["nodeName"] = json!(node);
+        let mut conditions: Vec<Value> = next["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions.retain(|c| c["type"] != "PodScheduled");
+        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()}));
+        next["status"]["conditions"] = json!(conditions);
+        Ok(Some(next))
+    })?;
+    Ok(())
+}
+
 /// What a write may change: the main resource keeps the stored status, `/status` keeps
 /// everything but status, `/approval` only the conditions. Identity fields never change.
 fn admit(r: &Resource, subresource: Option<&str>, current: &Value, mut next: Value) -> Value {

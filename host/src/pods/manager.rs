@@ -1,0 +1,94 @@
+//! The pod manager: the pods this node should run, merged from every source, keyed by uid,
+//! and a stream of "this pod changed" for the workers. The API copy of each pod is kept
+//! here too, so the status manager compares with what the server has.
+
+use k8s_openapi::api::core::v1::Pod;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tokio::sync::mpsc;
+
+/// The desired pods of one node.
+pub struct PodManager {
+    pods: RwLock<HashMap<String, Arc<Pod>>>,
+    /// The API source has listed once: a pod it does not have is not this node's.
+    synced: std::sync::atomic::AtomicBool,
+    changed: mpsc::UnboundedSender<String>,
+}
+
+pub fn uid_of(pod: &Pod) -> Option<&str> {
+    pod.metadata.uid.as_deref()
+}
+
+/// The annotation a non-API source puts on its pods, as the kubelet's config sources do.
+pub const CONFIG_SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
+
+/// Where a pod comes from: `api`, or the `kubernetes.io/config.source` of a static pod.
+pub fn source_of(pod: &Pod) -> &str {
+    pod.metadata.annotations.as_ref().and_then(|a| a.get(CONFIG_SOURCE_ANNOTATION)).map_or("api", String::as_str)
+}
+
+impl PodManager {
+    /// A manager and the receiver of the uids of pods that changed.
+    pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<String>) {
+        let (changed, rx) = mpsc::unbounded_channel();
+        (Arc::new(PodManager { pods: RwLock::new(HashMap::new()), synced: Default::default(), changed }), rx)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Pod>>> {
+        self.pods.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A pod was added or changed.
+    pub fn apply(&self, pod: Pod) {
+        let Some(uid) = uid_of(&pod).map(str::to_string) else { return };
+        self.write().insert(uid.clone(), Arc::new(pod));
+        let _ = self.changed.send(uid);
+    }
+
+    /// A pod is gone from its source.
+    pub fn remove(&self, uid: &str) {
+        if self.write().remove(uid).is_some() {
+            let _ = self.changed.send(uid.to_string());
+        }
+    }
+
+    /// The full set of one source's pods (`api`, `file`, `http`): its pods not in it are gone.
+    pub fn replace(&self, source: &str, pods: Vec<Pod>) {
+        let fresh: HashMap<String, Arc<Pod>> = pods.into_iter().filter_map(|p| Some((uid_of(&p)?.to_string(), Arc::new(p)))).collect();
+        let mut changed: Vec<String> = fresh.keys().cloned().collect();
+        {
+            let mut pods = self.write();
+            changed.extend(pods.iter().filter(|(uid, p)| source_of(p) == source && !fresh.contains_key(*uid)).map(|(uid, _)| uid.clone()));
+            pods.retain(|_, p| source_of(p) != source);
+            pods.extend(fresh);
+        }
+        if source == "api" {
+            self.synced.store(true, std::sync::atomic::Ordering::Release);
+        }
+        for uid in changed {
+            let _ = self.changed.send(uid);
+        }
+    }
+
+    /// Takes the server's answer to a status write, without waking the pod's worker: the
+    /// worker wrote it.
+    pub fn observe(&self, pod: Pod) {
+        let Some(uid) = uid_of(&pod).map(str::to_string) else { return };
+        if let Some(known) = self.write().get_mut(&uid) {
+            *known = Arc::new(pod);
+        }
+    }
+
+    /// Whether the API source has listed the node's pods at least once.
+    pub fn synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn get(&self, uid: &str) -> Option<Arc<Pod>> {
+        self.pods.read().unwrap_or_else(|p| p.into_inner()).get(uid).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Pod>> {
+        self.pods.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}

@@ -1,0 +1,185 @@
+//! The pod side of the kubelet, shaped like kube-rs' runtime: sources feed the pod manager
+//! (as a watcher feeds a reflector), and pod workers act on each pod (as a controller's
+//! reconciler does), woken by pod changes, PLEG events and probe results.
+//!
+//! - [`source`]: where pods come from (the API watch).
+//! - [`manager`]: the pods this node should run, from every source.
+//! - [`workers`]: one task per pod.
+//! - [`sync`]: what one sync of one pod does (syncPod).
+//! - [`status`]: the pod's API status and the status manager.
+//! - [`admission`], [`backoff`], [`probes`], [`inspect`]: the parts syncPod uses.
+
+pub mod admission;
+pub mod backoff;
+pub mod inspect;
+pub mod manager;
+pub mod probes;
+pub mod source;
+pub mod status;
+pub mod sync;
+pub mod workers;
+
+use crate::clock::Clock;
+use crate::events::EventRecorder;
+use crate::runtime::pleg::{Pleg, PlegHealth, POD_UID_LABEL};
+use crate::runtime::{ContainerRuntime, PodSandboxState};
+use admission::Admission;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use manager::PodManager;
+use probes::ProbeManager;
+use status::StatusWriter;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use workers::PodWorkers;
+
+/// How often orphaned sandboxes (of pods no source has) are looked for.
+const HOUSEKEEPING: Duration = Duration::from_secs(2);
+
+/// What one node's pod lifecycle needs to know about its node.
+#[derive(Debug, Clone)]
+pub struct NodePods {
+    pub node: String,
+    pub node_ip: String,
+    /// The node's labels, for node selectors.
+    pub labels: BTreeMap<String, String>,
+    /// cpu, memory, pods.
+    pub allocatable: BTreeMap<String, String>,
+    /// The runtime's name, shown in container ids (`<name>://<id>`).
+    pub runtime_name: String,
+}
+
+/// Everything a pod worker uses, shared by the workers of one node.
+pub struct PodContext {
+    pub node: String,
+    pub node_ip: String,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub runtime_name: String,
+    pub clock: Clock,
+    pub events: Arc<EventRecorder>,
+    pub manager: Arc<PodManager>,
+    pub probes: ProbeManager,
+    pub admission: Mutex<Admission>,
+    client: kube::Client,
+    status: StatusWriter,
+}
+
+impl PodContext {
+    /// Writes a pod's status to the API.
+    pub async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<bool, kube::Error> {
+        self.status.write(pod, status).await
+    }
+
+    /// Deletes a pod that finished terminating.
+    pub async fn delete(&self, pod: &Pod) -> Result<(), kube::Error> {
+        sync::delete_pod(&self.client, pod).await
+    }
+}
+
+/// One node's pod lifecycle: sources, pod workers, PLEG, probes.
+///
+/// ```no_run
+/// # async fn demo(client: kube::Client, runtime: std::sync::Arc<dyn labkubelet::runtime::ContainerRuntime>) {
+/// use labkubelet::{clock::Clock, events::EventRecorder, pods::{NodePods, PodLifecycle}};
+/// let clock = Clock::new();
+/// let events = std::sync::Arc::new(EventRecorder::new(client.clone(), "node-1", clock));
+/// let node = NodePods {
+///     node: "node-1".into(),
+///     node_ip: "10.0.0.5".into(),
+///     labels: Default::default(),
+///     allocatable: [("pods".to_string(), "110".to_string())].into(),
+///     runtime_name: "labkubelet".into(),
+/// };
+/// let pods = PodLifecycle::new(node, client, runtime, clock, events);
+/// let pleg = pods.pleg_health(); // for the node's Ready condition
+/// pods.run().await;
+/// # }
+/// ```
+pub struct PodLifecycle {
+    ctx: Arc<PodContext>,
+    pleg: Pleg,
+    pleg_events: mpsc::Receiver<crate::runtime::pleg::PlegEvent>,
+    changed: mpsc::UnboundedReceiver<String>,
+    woken: mpsc::UnboundedReceiver<String>,
+}
+
+impl PodLifecycle {
+    pub fn new(node: NodePods, client: kube::Client, runtime: Arc<dyn ContainerRuntime>, clock: Clock, events: Arc<EventRecorder>) -> Self {
+        let (manager, changed) = PodManager::new();
+        let (wake, woken) = mpsc::unbounded_channel();
+        let (pleg, pleg_events) = Pleg::new(runtime.clone(), clock);
+        let ctx = Arc::new(PodContext {
+            node: node.node,
+            node_ip: node.node_ip,
+            probes: ProbeManager::new(runtime.clone(), clock, events.clone(), wake),
+            runtime,
+            runtime_name: node.runtime_name,
+            clock,
+            events,
+            status: StatusWriter::new(client.clone(), manager.clone()),
+            manager,
+            admission: Mutex::new(Admission::new(node.labels, node.allocatable)),
+            client,
+        });
+        PodLifecycle { ctx, pleg, pleg_events, changed, woken }
+    }
+
+    /// PLEG's health, which the node status loop turns into the Ready condition.
+    pub fn pleg_health(&self) -> Arc<PlegHealth> {
+        self.pleg.health()
+    }
+
+    /// Runs until the future is dropped.
+    pub async fn run(self) {
+        let PodLifecycle { ctx, pleg, mut pleg_events, mut changed, mut woken } = self;
+        let workers = Arc::new(PodWorkers::new(ctx.clone()));
+        let source = source::watch_api(ctx.client.clone(), &ctx.node, ctx.manager.clone());
+        let dispatch = async {
+            loop {
+                let uid = tokio::select! {
+                    Some(uid) = changed.recv() => uid,
+                    Some(event) = pleg_events.recv() => event.pod_uid,
+                    Some(uid) = woken.recv() => uid,
+                    else => return,
+                };
+                // PLEG sees the pods of every source, and orphans, which housekeeping handles.
+                if ctx.manager.get(&uid).is_some() || workers.has(&uid) {
+                    workers.update(&uid);
+                }
+            }
+        };
+        tokio::join!(source, pleg.run(), dispatch, housekeeping(ctx.clone(), workers.clone()));
+    }
+}
+
+/// Stops and removes the sandboxes and containers of pods that no source has and no worker
+/// handles (left from before an agent restart, say), once the API source has listed.
+async fn housekeeping(ctx: Arc<PodContext>, workers: Arc<PodWorkers>) {
+    loop {
+        ctx.clock.sleep(HOUSEKEEPING).await;
+        workers.collect();
+        if !ctx.manager.synced() {
+            continue;
+        }
+        let Ok(sandboxes) = ctx.runtime.list_pod_sandboxes().await else { continue };
+        for s in sandboxes {
+            let ours = s.labels.iter().any(|l| l.key == POD_UID_LABEL);
+            let uid = &s.metadata.uid;
+            if !ours || ctx.manager.get(uid).is_some() || workers.has(uid) {
+                continue;
+            }
+            tracing::info!(node = %ctx.node, pod = %s.metadata.name, "removing the sandbox of a pod this node no longer has");
+            if let Ok(containers) = ctx.runtime.list_containers().await {
+                for c in containers.iter().filter(|c| c.pod_sandbox_id == s.id) {
+                    let _ = ctx.runtime.stop_container(&c.id, Duration::from_secs(2)).await;
+                    let _ = ctx.runtime.remove_container(&c.id).await;
+                }
+            }
+            if s.state == PodSandboxState::Ready {
+                let _ = ctx.runtime.stop_pod_sandbox(&s.id).await;
+            }
+            let _ = ctx.runtime.remove_pod_sandbox(&s.id).await;
+        }
+    }
+}

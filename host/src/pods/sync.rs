@@ -1,0 +1,579 @@
+//! Syncing one pod, as the kubelet's syncPod and the runtime manager's SyncPod do: admit
+//! it, make its sandbox, pull images by policy, run init containers in order and then the
+//! containers, restart what died by restart policy and back-off, restart on a failed
+//! liveness probe or a changed spec, compute the status and write it; and on deletion,
+//! stop everything within the grace period, write the final status and delete the pod.
+
+use super::backoff::{self, Backoff};
+use super::inspect::{inspect_pod, RuntimePod};
+use super::probes::ProbeTarget;
+use super::status::{api_status, rejected_status, restart_policy, StatusInputs, Waiting};
+use super::PodContext;
+use crate::clock::go_duration;
+use crate::runtime::pleg::POD_UID_LABEL;
+use crate::runtime::{ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus as RuntimeContainer, KeyValue, PodSandboxConfig, PodSandboxMetadata};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
+use kube::api::{Api, DeleteParams, Preconditions};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The annotation that tells whether a running container still matches its spec.
+const HASH_ANNOTATION: &str = "io.kubernetes.container.hash";
+/// The least grace a container gets when it is stopped, as upstream's killContainer.
+const MIN_GRACE_SECONDS: i64 = 2;
+/// Retry delays while the runtime fails (upstream: 100 ms doubling to 5 s).
+const RUNTIME_RETRY: Duration = Duration::from_millis(100);
+const RUNTIME_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often a pod is synced when nothing happens: keeps the status true to the server's
+/// copy (the status manager's resync) and notices what PLEG missed.
+const RESYNC: Duration = Duration::from_secs(10);
+/// After a start error, the sync comes back soon to show the back-off that follows.
+const AFTER_ERROR: Duration = Duration::from_secs(1);
+
+/// What the pod worker does after a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Sync again at this host-clock time, or sooner when something changes.
+    At(i64),
+    /// The pod is gone: the worker ends.
+    Done,
+}
+
+/// `name_namespace(uid)`, as the kubelet names a pod in messages.
+pub fn pod_name(pod: &Pod) -> String {
+    let m = &pod.metadata;
+    format!("{}_{}({})", m.name.as_deref().unwrap_or(""), m.namespace.as_deref().unwrap_or("default"), m.uid.as_deref().unwrap_or(""))
+}
+
+/// The reference events about a pod (or one of its containers) carry.
+pub fn pod_ref(pod: &Pod, field_path: Option<String>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: pod.metadata.namespace.clone(),
+        name: pod.metadata.name.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        field_path,
+    }
+}
+
+fn kv(pairs: impl IntoIterator<Item = (String, String)>) -> Vec<KeyValue> {
+    pairs.into_iter().map(|(key, value)| KeyValue { key, value }).collect()
+}
+
+/// A short, stable hash of what a change to restarts the container: image, command, args, env.
+fn spec_hash(c: &Container) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::json!([c.image, c.command, c.args, c.env]).to_string();
+    Sha256::digest(text.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sandbox the kubelet asks for: the pod's labels plus the kubelet's own.
+pub fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
+    let m = &pod.metadata;
+    let (name, namespace, uid) = (m.name.clone().unwrap_or_default(), m.namespace.clone().unwrap_or_else(|| "default".into()), m.uid.clone().unwrap_or_default());
+    let mut labels = m.labels.clone().unwrap_or_default();
+    labels.insert("io.kubernetes.pod.name".into(), name.clone());
+    labels.insert("io.kubernetes.pod.namespace".into(), namespace.clone());
+    labels.insert(POD_UID_LABEL.into(), uid.clone());
+    let hostname = pod.spec.as_ref().and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.clone());
+    PodSandboxConfig {
+        metadata: PodSandboxMetadata { name, namespace, uid, attempt },
+        hostname,
+        labels: kv(labels),
+        annotations: kv(m.annotations.clone().unwrap_or_default()),
+    }
+}
+
+fn container_config(pod: &Pod, c: &Container, restart_count: u32) -> ContainerConfig {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    ContainerConfig {
+        metadata: ContainerMetadata { name: c.name.clone(), attempt: restart_count },
+        image: c.image.clone().unwrap_or_default(),
+        command: c.command.clone().unwrap_or_default(),
+        args: c.args.clone().unwrap_or_default(),
+        env: c.env.iter().flatten().map(|e| KeyValue { key: e.name.clone(), value: e.value.clone().unwrap_or_default() }).collect(),
+        labels: kv([("io.kubernetes.container.name".to_string(), c.name.clone()), (POD_UID_LABEL.to_string(), uid)]),
+        annotations: kv([(HASH_ANNOTATION.to_string(), spec_hash(c)), ("io.kubernetes.container.restartCount".to_string(), restart_count.to_string())]),
+    }
+}
+
+/// The pull policy, defaulted as the API server does: Always for `:latest` or no tag.
+fn pull_policy(c: &Container) -> &str {
+    if let Some(p) = c.image_pull_policy.as_deref() {
+        return p;
+    }
+    let image = c.image.as_deref().unwrap_or("");
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        _ if image.contains('@') => "IfNotPresent",
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// Whether a dead container is started again under the pod's restart policy.
+fn restarts(policy: &str, exit_code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// One pod's kubelet-side memory between syncs.
+pub struct PodSync {
+    ctx: Arc<PodContext>,
+    uid: String,
+    backoff: Backoff,
+    waiting: HashMap<String, Waiting>,
+    /// The pod reached a terminal phase: nothing runs until it is deleted.
+    finished: bool,
+    /// The last copy of the pod, to clean up after it once it is gone.
+    last: Option<Arc<Pod>>,
+    runtime_retry: Duration,
+    /// The last failed pull of each image: when, and the runtime's message.
+    pull_errors: HashMap<String, (i64, String)>,
+    /// Soonest wake-up asked for during this sync.
+    wake: Option<i64>,
+}
+
+impl PodSync {
+    pub fn new(ctx: Arc<PodContext>, uid: &str) -> Self {
+        let backoff = Backoff::new(backoff::INITIAL, backoff::MAX, ctx.clock);
+        PodSync { ctx, uid: uid.to_string(), backoff, waiting: HashMap::new(), finished: false, last: None, runtime_retry: RUNTIME_RETRY, pull_errors: HashMap::new(), wake: None }
+    }
+
+    fn now(&self) -> i64 {
+        self.ctx.clock.now_nanos()
+    }
+
+    fn wake_at(&mut self, at: i64) {
+        self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
+    }
+
+    fn after(&self, d: Duration) -> i64 {
+        self.now().saturating_add(nanos(d))
+    }
+
+    async fn event(&self, pod: &Pod, container: Option<(&Container, bool)>, type_: &str, reason: &str, message: &str) {
+        let field = container.map(|(c, init)| format!("spec.{}{{{}}}", if init { "initContainers" } else { "containers" }, c.name));
+        self.ctx.events.record(&pod_ref(pod, field), type_, reason, message).await;
+    }
+
+    /// Syncs the pod once; `None` means it is gone from every source.
+    pub async fn sync(&mut self, pod: Option<Arc<Pod>>) -> Next {
+        self.wake = None;
+        let Some(pod) = pod else {
+            if let Some(last) = self.last.take() {
+                self.ctx.probes.stop(&self.uid);
+                self.stop_all(&last, 0, false).await;
+                self.remove_from_runtime().await;
+            }
+            self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
+            return Next::Done;
+        };
+        self.last = Some(pod.clone());
+        let rt = match inspect_pod(&*self.ctx.runtime, &self.uid).await {
+            Ok(rt) => {
+                self.runtime_retry = RUNTIME_RETRY;
+                rt
+            }
+            Err(e) => {
+                tracing::warn!(pod = %pod_name(&pod), "reading the pod from the runtime: {e}");
+                let retry = self.runtime_retry;
+                self.runtime_retry = (retry * 2).min(RUNTIME_RETRY_MAX);
+                return Next::At(self.after(retry));
+            }
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            return self.terminate(&pod).await;
+        }
+        if self.finished {
+            return Next::At(self.after(RESYNC));
+        }
+        if matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")) && rt.running().next().is_none() {
+            self.finished = true;
+            return Next::At(self.after(RESYNC));
+        }
+        let admitted = self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).admit(&self.uid, &pod);
+        if let Err(rejection) = admitted {
+            self.event(&pod, None, "Warning", &rejection.reason, &rejection.message).await;
+            self.write_status(&pod, &rejected_status(&pod, &rejection.reason, &rejection.message)).await;
+            self.finished = true;
+            return Next::At(self.after(RESYNC));
+        }
+
+        let acted = self.run_pod(&pod, &rt).await;
+        let rt = if acted { inspect_pod(&*self.ctx.runtime, &self.uid).await.unwrap_or(rt) } else { rt };
+        self.sync_probes(&pod, &rt);
+        let mut status = self.status(&pod, &rt, false);
+        if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+            // A terminal pod keeps nothing running and takes nothing from the node.
+            self.ctx.probes.stop(&self.uid);
+            for s in rt.sandboxes.iter().filter(|s| s.state == crate::runtime::PodSandboxState::Ready) {
+                if let Err(e) = self.ctx.runtime.stop_pod_sandbox(&s.id).await {
+                    tracing::warn!(pod = %pod_name(&pod), "stopping the sandbox of a finished pod: {e}");
+                }
+            }
+            self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
+            self.finished = true;
+            if let Ok(stopped) = inspect_pod(&*self.ctx.runtime, &self.uid).await {
+                status = self.status(&pod, &stopped, false);
+            }
+        }
+        self.write_status(&pod, &status).await;
+        let resync = self.after(RESYNC);
+        Next::At(self.wake.map_or(resync, |w| w.min(resync)))
+    }
+
+    fn status(&self, pod: &Pod, rt: &RuntimePod, terminal: bool) -> k8s_openapi::api::core::v1::PodStatus {
+        let probes = &self.ctx.probes;
+        api_status(&StatusInputs {
+            pod,
+            runtime: rt,
+            runtime_name: &self.ctx.runtime_name,
+            node_ip: &self.ctx.node_ip,
+            waiting: &self.waiting,
+            ready: &|c, id| probes.ready(c, id),
+            started: &|c, id| probes.started(c, id),
+            now: self.now(),
+            terminal,
+        })
+    }
+
+    async fn write_status(&mut self, pod: &Pod, status: &k8s_openapi::api::core::v1::PodStatus) {
+        if let Err(e) = self.ctx.write_status(pod, status).await {
+            tracing::warn!(pod = %pod_name(pod), "writing the pod status: {e}");
+            let retry = self.after(AFTER_ERROR);
+            self.wake_at(retry);
+        }
+    }
+
+    fn sync_probes(&self, pod: &Pod, rt: &RuntimePod) {
+        let Some(spec) = &pod.spec else { return };
+        let targets = spec
+            .containers
+            .iter()
+            .filter_map(|c| {
+                let latest = rt.latest(&c.name).filter(|l| l.state == ContainerState::Running)?;
+                let any = c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some();
+                any.then(|| ProbeTarget {
+                    uid: self.uid.clone(),
+                    container: c.clone(),
+                    container_id: latest.id.clone(),
+                    object: pod_ref(pod, Some(format!("spec.containers{{{}}}", c.name))),
+                })
+            })
+            .collect();
+        self.ctx.probes.sync(&self.uid, targets);
+    }
+
+    /// Brings the runtime towards the spec. Returns whether it changed anything.
+    async fn run_pod(&mut self, pod: &Pod, rt: &RuntimePod) -> bool {
+        let Some(spec) = pod.spec.clone() else { return false };
+        let policy = restart_policy(&spec).to_string();
+        let mut acted = false;
+        let (sandbox_id, sandbox) = match rt.ready_sandbox() {
+            Some(s) => (s.id.clone(), sandbox_config(pod, s.metadata.attempt)),
+            None => {
+                if !rt.sandboxes.is_empty() {
+                    self.event(pod, None, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.").await;
+                    self.stop_running(pod, rt).await;
+                }
+                if let Some(end) = self.backoff.expiry_since_update("sandbox") {
+                    self.wake_at(end);
+                    return !rt.sandboxes.is_empty();
+                }
+                let attempt = u32::try_from(rt.sandboxes.len()).unwrap_or(u32::MAX);
+                let config = sandbox_config(pod, attempt);
+                match self.ctx.runtime.run_pod_sandbox(&config).await {
+                    Ok(id) => (id, config),
+                    Err(e) => {
+                        let message = format!("Failed to create pod sandbox: {e}");
+                        self.event(pod, None, "Warning", "FailedCreatePodSandBox", &message).await;
+                        self.backoff.next("sandbox", self.now());
+                        if let Some(end) = self.backoff.expiry_since_update("sandbox") {
+                            self.wake_at(end);
+                        }
+                        return true;
+                    }
+                }
+            }
+        };
+        let fresh_sandbox = rt.ready_sandbox().is_none();
+        acted |= fresh_sandbox;
+        // In a new sandbox every container starts afresh; restart counts carry on.
+        let instances = |name: &str| if fresh_sandbox { None } else { rt.latest(name) };
+
+        for c in spec.init_containers.iter().flatten() {
+            let latest = instances(&c.name);
+            match latest.map(|l| (l.state, l.exit_code)) {
+                Some((ContainerState::Exited, 0)) => continue,
+                // A failed init container runs again unless the policy is Never.
+                Some((ContainerState::Exited | ContainerState::Unknown, _)) => {
+                    if policy != "Never" {
+                        acted |= self.restart_with_backoff(pod, c, true, &sandbox_id, &sandbox, latest, rt).await;
+                    }
+                }
+                Some(_) => {}
+                None => acted |= self.start(pod, c, true, &sandbox_id, &sandbox, next_attempt(rt.latest(&c.name))).await,
+            }
+            return acted;
+        }
+
+        for c in &spec.containers {
+            let latest = instances(&c.name);
+            match latest {
+                None => acted |= self.start(pod, c, false, &sandbox_id, &sandbox, next_attempt(rt.latest(&c.name))).await,
+                Some(l) if l.state == ContainerState::Running => {
+                    let changed = l.annotations.iter().find(|a| a.key == HASH_ANNOTATION).is_some_and(|a| a.value != spec_hash(c));
+                    let reason = if changed {
+                        Some(format!("Container {} definition changed, will be restarted", c.name))
+                    } else {
+                        self.ctx.probes.failed(&l.id).map(|probe| format!("Container {} failed {probe} probe, will be restarted", c.name))
+                    };
+                    let Some(message) = reason else { continue };
+                    self.event(pod, Some((c, false)), "Normal", "Killing", &message).await;
+                    self.stop_container(pod, l, grace_of(pod)).await;
+                    acted = true;
+                    if changed || policy != "Never" {
+                        acted |= self.start(pod, c, false, &sandbox_id, &sandbox, l.metadata.attempt + 1).await;
+                    }
+                }
+                Some(l) if matches!(l.state, ContainerState::Exited | ContainerState::Unknown) => {
+                    if restarts(&policy, l.exit_code) {
+                        acted |= self.restart_with_backoff(pod, c, false, &sandbox_id, &sandbox, latest, rt).await;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        acted
+    }
+
+    /// Starts a dead container again unless it is in back-off (CrashLoopBackOff).
+    #[allow(clippy::too_many_arguments)]
+    async fn restart_with_backoff(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        init: bool,
+        sandbox_id: &str,
+        sandbox: &PodSandboxConfig,
+        dead: Option<&RuntimeContainer>,
+        rt: &RuntimePod,
+    ) -> bool {
+        let finished = dead.map_or(self.now(), |d| d.finished_at);
+        let key = format!("restart/{}", c.name);
+        if let Some(end) = self.backoff.expiry_since(&key, finished) {
+            let delay = go_duration(self.backoff.get(&key));
+            let message = format!("back-off {delay} restarting failed container={} pod={}", c.name, pod_name(pod));
+            self.waiting.insert(c.name.clone(), Waiting { reason: "CrashLoopBackOff".into(), message });
+            let event = format!("Back-off restarting failed container {} in pod {}", c.name, pod_name(pod));
+            self.event(pod, Some((c, init)), "Warning", "BackOff", &event).await;
+            self.wake_at(end);
+            return false;
+        }
+        self.backoff.next(&key, finished);
+        self.start(pod, c, init, sandbox_id, sandbox, next_attempt(rt.latest(&c.name))).await
+    }
+
+    /// Pulls (by policy), creates and starts one container, recording what went wrong as
+    /// the kubelet shows it. Returns whether the runtime changed.
+    async fn start(&mut self, pod: &Pod, c: &Container, init: bool, sandbox_id: &str, sandbox: &PodSandboxConfig, attempt: u32) -> bool {
+        let image = c.image.clone().unwrap_or_default();
+        let on = Some((c, init));
+        if let Err(waiting) = self.pull(pod, c, init, &image, sandbox).await {
+            self.waiting.insert(c.name.clone(), waiting);
+            return false;
+        }
+        let runtime = self.ctx.runtime.clone();
+        let id = match runtime.create_container(sandbox_id, &container_config(pod, c, attempt)).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.event(pod, on, "Warning", "Failed", &format!("Error: {e}")).await;
+                self.waiting.insert(c.name.clone(), Waiting { reason: "CreateContainerError".into(), message: e.to_string() });
+                let retry = self.after(AFTER_ERROR);
+                self.wake_at(retry);
+                return false;
+            }
+        };
+        self.event(pod, on, "Normal", "Created", &format!("Created container: {}", c.name)).await;
+        if let Err(e) = runtime.start_container(&id).await {
+            self.event(pod, on, "Warning", "Failed", &format!("Error: {e}")).await;
+            self.waiting.insert(c.name.clone(), Waiting { reason: "RunContainerError".into(), message: e.to_string() });
+            let retry = self.after(AFTER_ERROR);
+            self.wake_at(retry);
+            return true;
+        }
+        self.event(pod, on, "Normal", "Started", &format!("Started container {}", c.name)).await;
+        self.waiting.remove(&c.name);
+        self.remove_old_instances(&c.name, &id).await;
+        true
+    }
+
+    /// The image step of a container start, by pull policy and image pull back-off.
+    async fn pull(&mut self, pod: &Pod, c: &Container, init: bool, image: &str, sandbox: &PodSandboxConfig) -> Result<(), Waiting> {
+        let on = Some((c, init));
+        let runtime = self.ctx.runtime.clone();
+        let present = match runtime.image_status(image, Some(sandbox)).await {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                self.event(pod, on, "Warning", "Failed", &format!("Error: {e}")).await;
+                return Err(Waiting { reason: "ErrImagePull".into(), message: e.to_string() });
+            }
+        };
+        let policy = pull_policy(c);
+        if present && policy != "Always" {
+            self.event(pod, on, "Normal", "Pulled", &format!("Container image \"{image}\" already present on machine")).await;
+            return Ok(());
+        }
+        if policy == "Never" {
+            let message = format!("Container image \"{image}\" is not present with pull policy of Never");
+            self.event(pod, on, "Warning", "ErrImageNeverPull", &message).await;
+            return Err(Waiting { reason: "ErrImageNeverPull".into(), message });
+        }
+        let key = format!("pull/{image}");
+        if let Some(end) = self.backoff.expiry_since_update(&key) {
+            // A sync right after the failure (a PLEG event, say) still shows ErrImagePull,
+            // so it is seen before ImagePullBackOff follows.
+            if let Some((at, message)) = self.pull_errors.get(&key).filter(|(at, _)| self.now() < at + nanos(AFTER_ERROR)) {
+                let (retry, message) = (at + nanos(AFTER_ERROR), message.clone());
+                self.wake_at(retry);
+                return Err(Waiting { reason: "ErrImagePull".into(), message });
+            }
+            let message = format!("Back-off pulling image \"{image}\"");
+            self.event(pod, on, "Normal", "BackOff", &message).await;
+            self.event(pod, on, "Warning", "Failed", "Error: ImagePullBackOff").await;
+            self.wake_at(end);
+            return Err(Waiting { reason: "ImagePullBackOff".into(), message });
+        }
+        self.event(pod, on, "Normal", "Pulling", &format!("Pulling image \"{image}\"")).await;
+        let started = self.now();
+        match runtime.pull_image(image, Some(sandbox)).await {
+            Ok(_) => {
+                let took = go_duration(Duration::from_nanos(u64::try_from(self.now() - started).unwrap_or(0)));
+                let size = runtime.image_status(image, Some(sandbox)).await.ok().flatten().map_or(0, |i| i.size);
+                let message = format!("Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {size} bytes.");
+                self.event(pod, on, "Normal", "Pulled", &message).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.backoff.next(&key, self.now());
+                self.pull_errors.insert(key, (self.now(), e.to_string()));
+                self.event(pod, on, "Warning", "Failed", &format!("Failed to pull image \"{image}\": {e}")).await;
+                self.event(pod, on, "Warning", "Failed", "Error: ErrImagePull").await;
+                let retry = self.after(AFTER_ERROR);
+                self.wake_at(retry);
+                Err(Waiting { reason: "ErrImagePull".into(), message: e.to_string() })
+            }
+        }
+    }
+
+    /// Keeps the newest dead instance of a container (it is `lastState`, and what
+    /// `kubectl logs --previous` reads) and removes older ones, as the kubelet's GC does.
+    async fn remove_old_instances(&self, name: &str, started: &str) {
+        let Ok(rt) = inspect_pod(&*self.ctx.runtime, &self.uid).await else { return };
+        for old in rt.instances(name).into_iter().filter(|c| c.id != started).skip(1) {
+            if let Err(e) = self.ctx.runtime.remove_container(&old.id).await {
+                tracing::debug!("removing an old container instance: {e}");
+            }
+        }
+    }
+
+    async fn stop_container(&self, pod: &Pod, c: &RuntimeContainer, grace: i64) {
+        let grace = Duration::from_secs(u64::try_from(grace.max(MIN_GRACE_SECONDS)).unwrap_or(2));
+        if let Err(e) = self.ctx.runtime.stop_container(&c.id, grace).await {
+            tracing::warn!(pod = %pod_name(pod), container = %c.metadata.name, "stopping a container: {e}");
+        }
+    }
+
+    /// Stops every running container of the pod at once.
+    async fn stop_running(&self, pod: &Pod, rt: &RuntimePod) {
+        let grace = grace_of(pod);
+        futures_util::future::join_all(rt.running().map(|c| self.stop_container(pod, c, grace))).await;
+    }
+
+    /// Stops every container (with `Killing` events when `announce`) and the sandboxes.
+    async fn stop_all(&self, pod: &Pod, grace: i64, announce: bool) -> RuntimePod {
+        let Ok(rt) = inspect_pod(&*self.ctx.runtime, &self.uid).await else { return RuntimePod::default() };
+        let spec = pod.spec.clone().unwrap_or_default();
+        let stops = rt.running().map(|c| {
+            let name = c.metadata.name.clone();
+            let init = spec.init_containers.iter().flatten().find(|s| s.name == name).map(|s| (s.clone(), true));
+            let on = init.or_else(|| spec.containers.iter().find(|s| s.name == name).map(|s| (s.clone(), false)));
+            async move {
+                if announce && let Some((spec, init)) = &on {
+                    self.event(pod, Some((spec, *init)), "Normal", "Killing", &format!("Stopping container {name}")).await;
+                }
+                self.stop_container(pod, c, grace).await;
+            }
+        });
+        futures_util::future::join_all(stops).await;
+        for s in &rt.sandboxes {
+            if let Err(e) = self.ctx.runtime.stop_pod_sandbox(&s.id).await {
+                tracing::warn!(pod = %pod_name(pod), "stopping a sandbox: {e}");
+            }
+        }
+        inspect_pod(&*self.ctx.runtime, &self.uid).await.unwrap_or(rt)
+    }
+
+    async fn remove_from_runtime(&self) {
+        let Ok(rt) = inspect_pod(&*self.ctx.runtime, &self.uid).await else { return };
+        for c in &rt.containers {
+            let _ = self.ctx.runtime.remove_container(&c.id).await;
+        }
+        for s in &rt.sandboxes {
+            let _ = self.ctx.runtime.remove_pod_sandbox(&s.id).await;
+        }
+    }
+
+    /// A pod with a deletionTimestamp: stop it within its grace period, write its final
+    /// status, and delete it for good with grace 0 and its uid as a precondition.
+    async fn terminate(&mut self, pod: &Pod) -> Next {
+        self.ctx.probes.stop(&self.uid);
+        let rt = self.stop_all(pod, grace_of(pod), true).await;
+        let status = self.status(pod, &rt, true);
+        self.write_status(pod, &status).await;
+        self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
+        if let Err(e) = self.ctx.delete(pod).await {
+            tracing::warn!(pod = %pod_name(pod), "deleting the pod: {e}");
+            return Next::At(self.after(AFTER_ERROR));
+        }
+        self.remove_from_runtime().await;
+        self.last = None;
+        Next::Done
+    }
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn next_attempt(latest: Option<&RuntimeContainer>) -> u32 {
+    latest.map_or(0, |l| l.metadata.attempt + 1)
+}
+
+/// The grace period of a pod being stopped: the deletion's, else the spec's, else 30 s.
+fn grace_of(pod: &Pod) -> i64 {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(30)
+}
+
+/// Deletes a pod for good, as the kubelet does once it stopped: grace 0, uid precondition.
+pub async fn delete_pod(client: &kube::Client, pod: &Pod) -> Result<(), kube::Error> {
+    let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.clone()) else { return Ok(()) };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let params = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..DeleteParams::default() };
+    match pods.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        // Gone already, or a new pod under the same name: ours is deleted.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}

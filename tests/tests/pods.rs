@@ -1,0 +1,345 @@
+//! The pod lifecycle against the API-server double, with the stock plugins and virtual
+//! time: what `kubectl get pods -w` and `kubectl describe pod` would show as scenarios play.
+//! Time is tokio's paused clock, shared by the kubelet logic and the plugins, so minutes of
+//! back-off run in seconds; every wait is for a condition, with a (virtual) deadline.
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use labkubelet::clock::Clock;
+use labkubelet::events::EventRecorder;
+use labkubelet::plugin::{PluginPolicy, PluginRuntime};
+use labkubelet::pods::{NodePods, PodLifecycle};
+use labkubelet_tests::apiserver::ApiServer;
+use labkubelet_tests::PluginLab;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+const NODE: &str = "lab-node-1";
+
+/// A node's pod lifecycle over a plugin folder, against the double.
+struct PodLab {
+    _server: ApiServer,
+    client: kube::Client,
+    pods: Api<Pod>,
+    _plugins: PluginLab,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PodLab {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PodLab {
+    /// Starts with these stock plugins and configuration files in the plugin folder.
+    async fn start(plugins: &[&str], files: &[(&str, &str)]) -> PodLab {
+        let server = ApiServer::start().await.expect("API double");
+        let client = server.admin().await;
+        let lab = PluginLab::new(PluginPolicy::default()).await;
+        for p in plugins {
+            lab.install(p);
+        }
+        for (file, text) in files {
+            lab.put(file, text.as_bytes());
+        }
+        lab.sync().await;
+        let clock = Clock::new();
+        let runtime = Arc::new(PluginRuntime::new(NODE, lab.catalog.clone(), clock));
+        let events = Arc::new(EventRecorder::new(client.clone(), NODE, clock));
+        let node = NodePods {
+            node: NODE.into(),
+            node_ip: "10.1.0.5".into(),
+            labels: [("kubernetes.io/hostname".to_string(), NODE.to_string())].into(),
+            allocatable: [("cpu", "4"), ("memory", "8Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            runtime_name: "labkubelet".into(),
+        };
+        let lifecycle = PodLifecycle::new(node, client.clone(), runtime, clock, events);
+        let task = tokio::spawn(lifecycle.run());
+        PodLab { pods: Api::namespaced(client.clone(), "default"), client, _server: server, _plugins: lab, task }
+    }
+
+    /// Creates a pod and binds it to the node, as the scheduler does.
+    async fn create(&self, name: &str, annotations: serde_json::Value, spec: serde_json::Value) -> Pod {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name, "annotations": annotations}, "spec": spec})).expect("pod");
+        let created = self.pods.create(&PostParams::default(), &pod).await.expect("create pod");
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}});
+        let request = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&binding).expect("binding"))
+            .expect("binding request");
+        self.client.request_text(request).await.expect("bind the pod");
+        created
+    }
+
+    /// The pod once `pred` holds, polling every 200 ms of virtual time for at most `within`.
+    async fn until(&self, name: &str, what: &str, within: Duration, pred: impl Fn(&Pod) -> bool) -> Pod {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut last = None;
+        loop {
+            if let Ok(p) = self.pods.get(name).await {
+                if pred(&p) {
+                    return p;
+                }
+                last = Some(p.status);
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name} {what}: not within {within:?}; last status: {last:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The events about a pod, oldest first.
+    async fn events(&self, name: &str) -> Vec<Event> {
+        let all: Api<Event> = Api::namespaced(self.client.clone(), "default");
+        let mut events: Vec<Event> = all.list(&ListParams::default()).await.expect("events").items.into_iter().filter(|e| e.involved_object.name.as_deref() == Some(name)).collect();
+        events.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0));
+        events
+    }
+}
+
+fn container<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == name)
+}
+
+fn condition(pod: &Pod, type_: &str) -> Option<(String, Option<String>, Option<String>)> {
+    let c = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+fn reasons(events: &[Event]) -> Vec<String> {
+    events.iter().map(|e| e.reason.clone().unwrap_or_default()).collect()
+}
+
+fn waiting_reason(c: &ContainerStatus) -> Option<&str> {
+    c.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_runs_with_the_kubelets_conditions_events_and_status() {
+    let lab = PodLab::start(&[], &[]).await;
+    let created = lab.create("web", json!({}), json!({"containers": [{"name": "web", "image": "nginx:1.25"}]})).await;
+    let pod = lab.until("web", "is Running and Ready", Duration::from_secs(30), |p| phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.0 == "True")).await;
+
+    let status = pod.status.clone().unwrap();
+    assert_eq!(status.host_ip.as_deref(), Some("10.1.0.5"));
+    assert!(status.pod_ip.as_deref().is_some_and(|ip| ip.starts_with("10.88.")), "{:?}", status.pod_ip);
+    assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+    assert!(status.start_time.is_some());
+    let types: Vec<&str> = status.conditions.iter().flatten().map(|c| c.type_.as_str()).collect();
+    assert_eq!(types, ["PodScheduled", "PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady"], "the scheduler's condition is kept");
+    let web = container(&pod, "web").unwrap();
+    assert!(web.ready && web.started == Some(true) && web.restart_count == 0);
+    assert!(web.state.as_ref().unwrap().running.as_ref().unwrap().started_at.is_some());
+    assert!(web.container_id.as_deref().unwrap().starts_with("labkubelet://"));
+    assert!(web.image_id.contains("@sha256:"), "{}", web.image_id);
+    assert_eq!(pod.metadata.uid, created.metadata.uid);
+
+    let events = lab.events("web").await;
+    assert_eq!(reasons(&events), ["Pulling", "Pulled", "Created", "Started"]);
+    let pulled = events[1].message.clone().unwrap();
+    assert!(pulled.starts_with("Successfully pulled image \"nginx:1.25\" in ") && pulled.contains("Image size: "), "{pulled}");
+    assert_eq!(events[2].message.as_deref(), Some("Created container: web"));
+    assert_eq!(events[3].message.as_deref(), Some("Started container web"));
+    for e in &events {
+        assert_eq!(e.involved_object.field_path.as_deref(), Some("spec.containers{web}"));
+        assert_eq!(e.source.as_ref().and_then(|s| s.component.as_deref()), Some("kubelet"));
+        assert_eq!(e.involved_object.uid, created.metadata.uid);
+    }
+
+    // Steady: nothing more is written.
+    let rv = pod.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(lab.pods.get("web").await.unwrap().metadata.resource_version, rv, "an unchanged status was written again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn crashloop_backs_off_10_20_40_80_seconds_with_restart_counts_and_last_state() {
+    let lab = PodLab::start(&["crashloop"], &[]).await;
+    lab.create("crash", json!({"labkubelet.io/scenario": "crashloop"}), json!({"containers": [{"name": "app", "image": "busybox:1.36"}]})).await;
+
+    // Record each start: (restartCount, startedAt, the previous instance's finishedAt).
+    let mut starts: Vec<(i32, i64, i64)> = Vec::new();
+    let mut backoff_messages = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(400);
+    while starts.last().is_none_or(|s| s.0 < 5) {
+        assert!(tokio::time::Instant::now() < deadline, "five restarts not within 400 s: {starts:?}");
+        let pod = lab.pods.get("crash").await.unwrap();
+        if let Some(c) = container(&pod, "app") {
+            let state = c.state.clone().unwrap_or_default();
+            if let Some(running) = state.running {
+                let started = running.started_at.map(|t| t.0.as_second()).unwrap_or(0);
+                let finished = c.last_state.as_ref().and_then(|l| l.terminated.as_ref()).and_then(|t| t.finished_at.as_ref()).map(|t| t.0.as_second()).unwrap_or(0);
+                if starts.last().is_none_or(|s| s.0 != c.restart_count) {
+                    starts.push((c.restart_count, started, finished));
+                }
+            }
+            if waiting_reason(c) == Some("CrashLoopBackOff") {
+                let message = c.state.as_ref().unwrap().waiting.as_ref().unwrap().message.clone().unwrap();
+                if !backoff_messages.contains(&message) {
+                    backoff_messages.push(message);
+                }
+                let last = c.last_state.as_ref().unwrap().terminated.as_ref().expect("lastState while backing off");
+                assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
+                assert_eq!(phase(&pod), "Running", "a container in CrashLoopBackOff under restartPolicy Always keeps the pod Running");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let counts: Vec<i32> = starts.iter().map(|s| s.0).collect();
+    assert_eq!(counts, [0, 1, 2, 3, 4, 5], "every restart seen once");
+    let delays: Vec<i64> = starts[1..].iter().map(|s| s.1 - s.2).collect();
+    for (delay, want) in delays.iter().zip([0, 10, 20, 40, 80]) {
+        assert!((*delay - want).abs() <= 1, "restart delays {delays:?}, want 0, 10, 20, 40, 80 (±1 s)");
+    }
+    let uid = lab.pods.get("crash").await.unwrap().metadata.uid.unwrap();
+    assert_eq!(backoff_messages[0], format!("back-off 10s restarting failed container=app pod=crash_default({uid})"));
+    assert!(backoff_messages.iter().any(|m| m.starts_with("back-off 40s ")), "{backoff_messages:?}");
+
+    let events = lab.events("crash").await;
+    let backoff = events.iter().find(|e| e.reason.as_deref() == Some("BackOff")).expect("BackOff event");
+    assert_eq!(backoff.type_.as_deref(), Some("Warning"));
+    assert_eq!(backoff.message.clone().unwrap(), format!("Back-off restarting failed container app in pod crash_default({uid})"));
+    assert!(backoff.count.unwrap_or(0) >= 2, "repeats are folded into one event: {backoff:?}");
+    let started = events.iter().find(|e| e.reason.as_deref() == Some("Started")).unwrap();
+    assert!(started.count.unwrap_or(0) >= 5, "each start counted on one event: {started:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_policies_never_and_on_failure_end_the_pod_as_the_kubelet_does() {
+    let rules = "rules:\n  - match: { pod: 'ok-*' }\n    exit: { afterSeconds: 3, code: 0 }\n  - match: { pod: 'bad-*' }\n    exit: { afterSeconds: 3, code: 2, message: 'bad input' }\n";
+    let lab = PodLab::start(&["scripted"], &[("scripted.yaml", rules)]).await;
+    let scripted = json!({"labkubelet.io/scenario": "scripted"});
+    let spec = |policy: &str| json!({"restartPolicy": policy, "containers": [{"name": "job", "image": "busybox:1.36"}]});
+    lab.create("bad-never", scripted.clone(), spec("Never")).await;
+    lab.create("ok-onfailure", scripted.clone(), spec("OnFailure")).await;
+    lab.create("bad-onfailure", scripted.clone(), spec("OnFailure")).await;
+
+    let failed = lab.until("bad-never", "Failed", Duration::from_secs(30), |p| phase(p) == "Failed").await;
+    let job = container(&failed, "job").unwrap();
+    let t = job.state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref(), t.message.as_deref()), (2, Some("Error"), Some("bad input")));
+    assert_eq!(job.restart_count, 0);
+    assert_eq!(condition(&failed, "Ready").map(|c| c.1), Some(Some("PodFailed".into())));
+    assert_eq!(condition(&failed, "PodReadyToStartContainers").map(|c| c.0), Some("False".into()), "a finished pod's sandbox is stopped");
+
+    let done = lab.until("ok-onfailure", "Succeeded", Duration::from_secs(30), |p| phase(p) == "Succeeded").await;
+    let t = container(&done, "job").unwrap().state.clone().unwrap().terminated.unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+    assert_eq!(condition(&done, "Ready").map(|c| c.1), Some(Some("PodCompleted".into())));
+
+    let retried = lab.until("bad-onfailure", "restarted", Duration::from_secs(30), |p| container(p, "job").is_some_and(|c| c.restart_count >= 1)).await;
+    assert_eq!(phase(&retried), "Running", "OnFailure restarts a failed container");
+
+    // Terminal phases stay.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(phase(&lab.pods.get("bad-never").await.unwrap()), "Failed");
+    assert_eq!(phase(&lab.pods.get("ok-onfailure").await.unwrap()), "Succeeded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_pull_shows_err_image_pull_then_image_pull_back_off() {
+    let lab = PodLab::start(&["image-pull-fail"], &[]).await;
+    lab.create("pull", json!({"labkubelet.io/scenario": "image-pull-fail"}), json!({"containers": [{"name": "app", "image": "registry.example/app:1.0"}]})).await;
+    let first = lab.until("pull", "shows ErrImagePull", Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some("ErrImagePull")).await;
+    assert_eq!(phase(&first), "Pending");
+    let backoff = lab.until("pull", "shows ImagePullBackOff", Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some("ImagePullBackOff")).await;
+    let message = container(&backoff, "app").unwrap().state.clone().unwrap().waiting.unwrap().message;
+    assert_eq!(message.as_deref(), Some("Back-off pulling image \"registry.example/app:1.0\""));
+    assert_eq!(condition(&backoff, "Ready").map(|c| c.1), Some(Some("ContainersNotReady".into())));
+    assert_eq!(condition(&backoff, "Ready").and_then(|c| c.2).as_deref(), Some("containers with unready status: [app]"));
+
+    // The pull is retried after the back-off and fails again.
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let events = lab.events("pull").await;
+    let pulling = events.iter().find(|e| e.reason.as_deref() == Some("Pulling")).unwrap();
+    assert!(pulling.count.unwrap_or(0) >= 2, "pulls retried: {pulling:?}");
+    let failures: Vec<&str> = events.iter().filter(|e| e.reason.as_deref() == Some("Failed")).filter_map(|e| e.message.as_deref()).collect();
+    assert!(failures.iter().any(|m| m.starts_with("Failed to pull image \"registry.example/app:1.0\": ")), "{failures:?}");
+    assert!(failures.contains(&"Error: ErrImagePull") && failures.contains(&"Error: ImagePullBackOff"), "{failures:?}");
+    assert!(events.iter().any(|e| e.reason.as_deref() == Some("BackOff") && e.message.as_deref() == Some("Back-off pulling image \"registry.example/app:1.0\"")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn init_containers_run_in_order_and_a_failing_one_blocks_the_pod() {
+    let rules = "rules:\n  - match: { container: 'migrate' }\n    exit: { afterSeconds: 2, code: 0 }\n  - match: { container: 'seed' }\n    exit: { afterSeconds: 2, code: 0 }\n  - match: { container: 'broken' }\n    exit: { afterSeconds: 1, code: 1 }\n";
+    let lab = PodLab::start(&["scripted"], &[("scripted.yaml", rules)]).await;
+    let scripted = json!({"labkubelet.io/scenario": "scripted"});
+    let init = |names: &[&str]| names.iter().map(|n| json!({"name": n, "image": "busybox:1.36"})).collect::<Vec<_>>();
+    lab.create("ordered", scripted.clone(), json!({"initContainers": init(&["migrate", "seed"]), "containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
+    lab.create("blocked", scripted.clone(), json!({"initContainers": init(&["broken"]), "containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
+
+    let waiting = lab.until("ordered", "is initializing", Duration::from_secs(30), |p| condition(p, "Initialized").is_some_and(|c| c.0 == "False")).await;
+    assert_eq!(condition(&waiting, "Initialized").unwrap().1.as_deref(), Some("ContainersNotInitialized"));
+    assert_eq!(container(&waiting, "app").and_then(waiting_reason), Some("PodInitializing"));
+    let running = lab.until("ordered", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    let inits = running.status.clone().unwrap().init_container_statuses.unwrap();
+    let finished = |i: usize| inits[i].state.clone().unwrap().terminated.unwrap();
+    assert_eq!((finished(0).reason.as_deref(), finished(1).reason.as_deref()), (Some("Completed"), Some("Completed")));
+    assert!(finished(0).finished_at <= finished(1).started_at, "seed started after migrate finished");
+    let started: Vec<String> = lab.events("ordered").await.into_iter().filter(|e| e.reason.as_deref() == Some("Started")).filter_map(|e| e.involved_object.field_path).collect();
+    assert_eq!(started, ["spec.initContainers{migrate}", "spec.initContainers{seed}", "spec.containers{app}"]);
+
+    let blocked = lab.until("blocked", "backs off its init container", Duration::from_secs(60), |p| {
+        p.status.as_ref().and_then(|s| s.init_container_statuses.as_ref()).is_some_and(|i| i[0].restart_count >= 1 && waiting_reason(&i[0]) == Some("CrashLoopBackOff"))
+    })
+    .await;
+    assert_eq!(phase(&blocked), "Pending");
+    assert_eq!(condition(&blocked, "Initialized").unwrap().2.as_deref(), Some("containers with incomplete status: [broken]"));
+    assert_eq!(container(&blocked, "app").and_then(waiting_reason), Some("PodInitializing"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_restart_on_liveness_failure_and_toggle_ready_on_readiness() {
+    let rules = "rules:\n  - match: { pod: 'sick' }\n    probes: { liveness: { failAfterSeconds: 20 } }\n";
+    let lab = PodLab::start(&["scripted", "readiness-flap"], &[("scripted.yaml", rules), ("readiness-flap.json", "{\"periodSeconds\": 20}")]).await;
+    let probe = json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 5});
+    lab.create("sick", json!({"labkubelet.io/scenario": "scripted"}), json!({"containers": [{"name": "app", "image": "nginx:1.25", "livenessProbe": probe}]})).await;
+    lab.create("flappy", json!({"labkubelet.io/scenario": "readiness-flap"}), json!({"containers": [{"name": "app", "image": "nginx:1.25", "readinessProbe": probe}]})).await;
+
+    let restarted = lab.until("sick", "restarted by its liveness probe", Duration::from_secs(120), |p| container(p, "app").is_some_and(|c| c.restart_count >= 1)).await;
+    assert_eq!(phase(&restarted), "Running");
+    let events = lab.events("sick").await;
+    let unhealthy = events.iter().find(|e| e.reason.as_deref() == Some("Unhealthy")).expect("Unhealthy event");
+    assert_eq!(unhealthy.message.as_deref(), Some("Liveness probe failed: HTTP probe failed with statuscode: 500"));
+    assert!(events.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref() == Some("Container app failed liveness probe, will be restarted")));
+
+    let ready = lab.until("flappy", "Ready", Duration::from_secs(60), |p| condition(p, "Ready").is_some_and(|c| c.0 == "True")).await;
+    assert!(container(&ready, "app").unwrap().ready);
+    let unready = lab.until("flappy", "not Ready", Duration::from_secs(60), |p| condition(p, "Ready").is_some_and(|c| c.0 == "False")).await;
+    assert_eq!(condition(&unready, "Ready").unwrap().2.as_deref(), Some("containers with unready status: [app]"));
+    assert_eq!(phase(&unready), "Running");
+    lab.until("flappy", "Ready again", Duration::from_secs(60), |p| condition(p, "Ready").is_some_and(|c| c.0 == "True")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_pod_is_stopped_within_its_grace_period_and_removed() {
+    let lab = PodLab::start(&[], &[]).await;
+    lab.create("doomed", json!({}), json!({"terminationGracePeriodSeconds": 5, "containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
+    lab.until("doomed", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    lab.pods.delete("doomed", &DeleteParams::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while lab.pods.get_opt("doomed").await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the pod was not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let events = lab.events("doomed").await;
+    assert!(events.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref() == Some("Stopping container app")), "{:?}", reasons(&events));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pods_that_do_not_fit_are_rejected() {
+    let lab = PodLab::start(&[], &[]).await;
+    lab.create("huge", json!({}), json!({"containers": [{"name": "app", "image": "nginx:1.25", "resources": {"requests": {"cpu": "8"}}}]})).await;
+    let pod = lab.until("huge", "rejected", Duration::from_secs(30), |p| phase(p) == "Failed").await;
+    let status = pod.status.unwrap();
+    assert_eq!(status.reason.as_deref(), Some("OutOfcpu"));
+    assert_eq!(status.message.as_deref(), Some("Pod was rejected: Node didn't have enough resource: cpu, requested: 8000, used: 0, capacity: 4000"));
+    let events = lab.events("huge").await;
+    assert_eq!(reasons(&events), ["OutOfcpu"]);
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+}
