@@ -11,6 +11,7 @@ use crate::node::register::{register, NodeIdentity};
 use crate::node::status::{NodeStatusLoop, StatusTimings};
 use crate::plugin::{PluginCatalog, PluginEvent, PluginRuntime};
 use crate::pods::{NodePods, PodLifecycle};
+use crate::runtime::state::RuntimeStateDir;
 use crate::runtime::ContainerRuntime;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, Taint};
@@ -29,6 +30,8 @@ pub struct AgentConfig {
     pub kubeconfig: PathBuf,
     pub bootstrap_kubeconfig: Option<PathBuf>,
     pub cert_dir: PathBuf,
+    /// Where each node keeps its runtime state (`<root-dir>/<node>/runtime`).
+    pub root_dir: PathBuf,
     pub node_ip: String,
     pub node_labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
@@ -36,6 +39,9 @@ pub struct AgentConfig {
     pub lease_duration_seconds: i32,
     pub status: StatusTimings,
     pub port: i32,
+    /// staticPodPath / `--pod-manifest-path`: static pods every node runs.
+    pub static_pod_path: Option<PathBuf>,
+    pub file_check_frequency: Duration,
 }
 
 impl AgentConfig {
@@ -81,6 +87,12 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
     let client = kube::Client::try_from(client_config)?;
 
     let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, catalog, clock));
+    // The runtime kept running while the agent was down: carry on with its state.
+    let state = RuntimeStateDir::new(&config.root_dir, name);
+    let restored = state.restore(&runtime).await;
+    if !restored.is_empty() {
+        tracing::info!(node = name, plugins = ?restored, "restored the runtime state saved by the previous run");
+    }
     let version = runtime.version().await?;
     let id = NodeIdentity {
         name: name.to_string(),
@@ -115,10 +127,12 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
         labels,
         allocatable: config.capacity.clone(),
         runtime_name: version.runtime_name.clone(),
+        static_pod_path: config.static_pod_path.clone(),
+        file_check_frequency: config.file_check_frequency,
     };
     let pods = PodLifecycle::new(node_pods, client.clone(), runtime.clone(), clock, events.clone());
     let lease = NodeLease::new(client, name, config.lease_duration_seconds, clock);
-    let status = NodeStatusLoop::new(nodes, name, runtime, clock, config.status, events.clone()).with_pleg(pods.pleg_health());
+    let status = NodeStatusLoop::new(nodes, name, runtime.clone(), clock, config.status, events.clone()).with_pleg(pods.pleg_health());
     // A refused plugin file is a Warning on every node; a refused state hand-over, on its node.
     let refusals = async {
         loop {
@@ -138,7 +152,7 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
             }
         }
     };
-    tokio::join!(lease.run(), status.run(), refusals, pods.run());
+    tokio::join!(lease.run(), status.run(), refusals, pods.run(), state.keep_saved(runtime.clone(), clock));
     Ok(())
 }
 

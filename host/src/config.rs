@@ -26,6 +26,11 @@ pub struct KubeletConfiguration {
     pub max_pods: Option<u32>,
     pub register_with_taints: Option<Vec<Taint>>,
     pub port: Option<i32>,
+    /// A static pod manifest file or folder.
+    pub static_pod_path: Option<std::path::PathBuf>,
+    /// How often the static pod path is read (e.g. `20s`).
+    #[serde(default, deserialize_with = "go_duration")]
+    pub file_check_frequency: Option<Duration>,
 }
 
 fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -72,6 +77,9 @@ impl KubeletConfiguration {
         if self.port.is_some_and(|p| !(1..=65535).contains(&p)) {
             return Err("port: must be between 1 and 65535".into());
         }
+        if self.file_check_frequency.is_some_and(|d| d.is_zero()) {
+            return Err("fileCheckFrequency: must be greater than 0".into());
+        }
         if self.node_status_update_frequency.is_some_and(|d| d.is_zero()) {
             return Err("nodeStatusUpdateFrequency: must be greater than 0".into());
         }
@@ -92,11 +100,13 @@ mod tests {
 
     #[test]
     fn reads_the_fields_that_apply() {
-        let c = load("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nnodeStatusUpdateFrequency: 10s\nnodeStatusReportFrequency: 5m0s\nnodeLeaseDurationSeconds: 40\nmaxPods: 50\nregisterWithTaints:\n- key: lab\n  value: \"yes\"\n  effect: NoSchedule\n").unwrap();
+        let c = load("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nnodeStatusUpdateFrequency: 10s\nnodeStatusReportFrequency: 5m0s\nnodeLeaseDurationSeconds: 40\nmaxPods: 50\nstaticPodPath: /etc/kubernetes/manifests\nfileCheckFrequency: 5s\nregisterWithTaints:\n- key: lab\n  value: \"yes\"\n  effect: NoSchedule\n").unwrap();
         assert_eq!(c.node_status_update_frequency, Some(Duration::from_secs(10)));
         assert_eq!(c.node_status_report_frequency, Some(Duration::from_secs(300)));
         assert_eq!((c.node_lease_duration_seconds, c.max_pods), (Some(40), Some(50)));
         assert_eq!(c.register_with_taints.unwrap()[0].effect, "NoSchedule");
+        assert_eq!(c.static_pod_path.as_deref(), Some(Path::new("/etc/kubernetes/manifests")));
+        assert_eq!(c.file_check_frequency, Some(Duration::from_secs(5)));
     }
 
     #[test]

@@ -30,6 +30,7 @@ async fn run_nodes(count: usize) {
         kubeconfig: dir.path().join("kubelet.conf"),
         bootstrap_kubeconfig: Some(bootstrap),
         cert_dir: dir.path().join("pki"),
+        root_dir: dir.path().to_path_buf(),
         node_ip: "10.1.0.5".into(),
         node_labels: Default::default(),
         taints: vec![],
@@ -37,6 +38,8 @@ async fn run_nodes(count: usize) {
         lease_duration_seconds: 4,
         status: StatusTimings { update: Duration::from_millis(500), ..StatusTimings::default() },
         port: 10250,
+        static_pod_path: None,
+        file_check_frequency: Duration::from_secs(20),
     };
     let engine = PluginEngine::new(PluginPolicy::default()).unwrap();
     let catalog = PluginCatalog::new(engine).await.unwrap();

@@ -3,12 +3,15 @@
 //! Time is tokio's paused clock, shared by the kubelet logic and the plugins, so minutes of
 //! back-off run in seconds; every wait is for a condition, with a (virtual) deadline.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, NodeCondition, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use labkubelet::clock::Clock;
 use labkubelet::events::EventRecorder;
 use labkubelet::plugin::{PluginPolicy, PluginRuntime};
+use labkubelet::node::register::{register, NodeIdentity};
+use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
 use labkubelet::pods::{NodePods, PodLifecycle};
+use labkubelet::runtime::state::RuntimeStateDir;
 use labkubelet_tests::apiserver::ApiServer;
 use labkubelet_tests::PluginLab;
 use serde_json::json;
@@ -22,7 +25,11 @@ struct PodLab {
     _server: ApiServer,
     client: kube::Client,
     pods: Api<Pod>,
-    _plugins: PluginLab,
+    nodes: Api<Node>,
+    plugins: PluginLab,
+    manifests: Option<std::path::PathBuf>,
+    /// The agent's root dir: the runtime state survives an agent restart there.
+    root: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -35,6 +42,11 @@ impl Drop for PodLab {
 impl PodLab {
     /// Starts with these stock plugins and configuration files in the plugin folder.
     async fn start(plugins: &[&str], files: &[(&str, &str)]) -> PodLab {
+        PodLab::with_manifests(plugins, files, None).await
+    }
+
+    /// Starts with a static pod folder too.
+    async fn with_manifests(plugins: &[&str], files: &[(&str, &str)], manifests: Option<&std::path::Path>) -> PodLab {
         let server = ApiServer::start().await.expect("API double");
         let client = server.admin().await;
         let lab = PluginLab::new(PluginPolicy::default()).await;
@@ -45,19 +57,65 @@ impl PodLab {
             lab.put(file, text.as_bytes());
         }
         lab.sync().await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let id = NodeIdentity {
+            name: NODE.into(),
+            hostname: NODE.into(),
+            node_ip: "10.1.0.5".into(),
+            labels: Default::default(),
+            taints: vec![],
+            register_schedulable: true,
+            capacity: Default::default(),
+            container_runtime_version: "labkubelet://0.1.0".into(),
+            kubelet_version: "v1.33.0-labkubelet".into(),
+            port: 10250,
+            machine_id: "m".into(),
+            boot_id: "b".into(),
+        };
+        register(&nodes, &id, &Clock::new(), &[]).await;
+        let mut lab = PodLab {
+            pods: Api::namespaced(client.clone(), "default"),
+            nodes,
+            client,
+            _server: server,
+            plugins: lab,
+            manifests: manifests.map(std::path::Path::to_path_buf),
+            root: tempfile::tempdir().expect("root dir"),
+            task: tokio::spawn(async {}),
+        };
+        lab.task = lab.spawn_agent().await;
+        lab
+    }
+
+    /// Runs the node's pods and status loop (with PLEG's health in Ready) as the agent
+    /// does, restoring the runtime state a previous run saved.
+    async fn spawn_agent(&self) -> tokio::task::JoinHandle<()> {
         let clock = Clock::new();
-        let runtime = Arc::new(PluginRuntime::new(NODE, lab.catalog.clone(), clock));
-        let events = Arc::new(EventRecorder::new(client.clone(), NODE, clock));
+        let runtime = Arc::new(PluginRuntime::new(NODE, self.plugins.catalog.clone(), clock));
+        let state = RuntimeStateDir::new(self.root.path(), NODE);
+        state.restore(&runtime).await;
+        let events = Arc::new(EventRecorder::new(self.client.clone(), NODE, clock));
         let node = NodePods {
             node: NODE.into(),
             node_ip: "10.1.0.5".into(),
             labels: [("kubernetes.io/hostname".to_string(), NODE.to_string())].into(),
             allocatable: [("cpu", "4"), ("memory", "8Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
             runtime_name: "labkubelet".into(),
+            static_pod_path: self.manifests.clone(),
+            file_check_frequency: Duration::from_secs(20),
         };
-        let lifecycle = PodLifecycle::new(node, client.clone(), runtime, clock, events);
-        let task = tokio::spawn(lifecycle.run());
-        PodLab { pods: Api::namespaced(client.clone(), "default"), client, _server: server, _plugins: lab, task }
+        let lifecycle = PodLifecycle::new(node, self.client.clone(), runtime.clone(), clock, events.clone());
+        let status = NodeStatusLoop::new(self.nodes.clone(), NODE, runtime.clone(), clock, StatusTimings::default(), events).with_pleg(lifecycle.pleg_health());
+        tokio::spawn(async move {
+            tokio::join!(lifecycle.run(), status.run(), state.keep_saved(runtime, clock));
+        })
+    }
+
+    /// Stops the agent and starts it again, as `systemctl restart` would.
+    async fn restart_agent(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        self.task = self.spawn_agent().await;
     }
 
     /// Creates a pod and binds it to the node, as the scheduler does.
@@ -86,6 +144,20 @@ impl PodLab {
             }
             assert!(tokio::time::Instant::now() < deadline, "{name} {what}: not within {within:?}; last status: {last:#?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The node's Ready condition once `pred` holds.
+    async fn ready(&self, what: &str, within: Duration, pred: impl Fn(&NodeCondition) -> bool) -> NodeCondition {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let node = self.nodes.get(NODE).await.expect("node");
+            let ready = node.status.and_then(|s| s.conditions).unwrap_or_default().into_iter().find(|c| c.type_ == "Ready");
+            if let Some(c) = ready.filter(|c| pred(c)) {
+                return c;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "node Ready {what}: not within {within:?}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
@@ -342,4 +414,80 @@ async fn pods_that_do_not_fit_are_rejected() {
     let events = lab.events("huge").await;
     assert_eq!(reasons(&events), ["OutOfcpu"]);
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_runtime_makes_pleg_unhealthy_and_the_node_not_ready_until_it_recovers() {
+    let lab = PodLab::start(&["pleg-stall"], &[("pleg-stall.json", "{\"stallAfterSeconds\": 20, \"stallForSeconds\": 240}")]).await;
+    lab.create("stuck", json!({"labkubelet.io/scenario": "pleg-stall"}), json!({"containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
+    lab.until("stuck", "Running", Duration::from_secs(20), |p| phase(p) == "Running").await;
+    lab.ready("True", Duration::from_secs(30), |c| c.status == "True").await;
+
+    // List calls hang from 20 s on; three minutes later PLEG is unhealthy.
+    let down = lab.ready("False", Duration::from_secs(260), |c| c.status == "False").await;
+    assert_eq!(down.reason.as_deref(), Some("KubeletNotReady"));
+    let message = down.message.clone().unwrap_or_default();
+    assert!(message.starts_with("PLEG is not healthy: pleg was last seen active 3m") && message.ends_with(" ago; threshold is 3m0s"), "{message}");
+
+    // The stall ends at 260 s: the relist completes and the node is Ready again.
+    let up = lab.ready("True again", Duration::from_secs(120), |c| c.status == "True").await;
+    assert_eq!(up.message.as_deref(), Some("kubelet is posting ready status"));
+    assert!(up.last_transition_time > down.last_transition_time);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_that_comes_back_after_delete() {
+    let manifests = tempfile::tempdir().unwrap();
+    labkubelet_tests::put(manifests.path(), "web.yaml", b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx:1.25\n");
+    labkubelet_tests::put(manifests.path(), "broken.yaml", b"kind: Pod\nmetadata: {name: [\n");
+    let lab = PodLab::with_manifests(&[], &[], Some(manifests.path())).await;
+    let name = format!("web-{NODE}");
+
+    let mirror = lab.until(&name, "mirrored and Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    let annotations = mirror.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["kubernetes.io/config.source"], "file");
+    assert_eq!(annotations["kubernetes.io/config.mirror"], annotations["kubernetes.io/config.hash"]);
+    let owner = &mirror.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("Node", NODE, Some(true)));
+    assert!(container(&mirror, "web").unwrap().ready);
+
+    // kubectl delete: the kubelet puts the mirror pod back; the static pod never stopped.
+    let started = container(&mirror, "web").unwrap().state.clone().unwrap().running.unwrap().started_at;
+    lab.pods.delete(&name, &DeleteParams::default()).await.unwrap();
+    let back = lab.until(&name, "back with a new uid", Duration::from_secs(30), |p| p.metadata.uid != mirror.metadata.uid && phase(p) == "Running").await;
+    assert_eq!(container(&back, "web").unwrap().state.clone().unwrap().running.unwrap().started_at, started, "the static pod kept running");
+    assert_eq!(container(&back, "web").unwrap().restart_count, 0);
+
+    // The manifest goes: the pod stops and its mirror is deleted.
+    std::fs::remove_file(manifests.path().join("web.yaml")).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while lab.pods.get_opt(&name).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the mirror pod outlived its manifest");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_restart_keeps_containers_running_and_restart_counts() {
+    let rules = "rules:\n  - match: { pod: 'once' }\n    exit: { afterSeconds: 5, code: 1 }\n";
+    let mut lab = PodLab::start(&["scripted"], &[("scripted.yaml", rules)]).await;
+    lab.create("once", json!({"labkubelet.io/scenario": "scripted"}), json!({"containers": [{"name": "app", "image": "busybox:1.36"}]})).await;
+    lab.create("steady", json!({}), json!({"containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
+    let before = lab.until("once", "restarted twice", Duration::from_secs(60), |p| container(p, "app").is_some_and(|c| c.restart_count == 2 && c.state.as_ref().is_some_and(|s| s.running.is_some()))).await;
+    let steady = lab.until("steady", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    lab.restart_agent().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = lab.pods.get("steady").await.unwrap();
+    let id = |p: &Pod| container(p, "app").and_then(|c| c.container_id.clone());
+    assert_eq!(id(&after), id(&steady), "the container kept running through the restart");
+    let started_at = |p: &Pod| container(p, "app").and_then(|c| c.state.clone()).and_then(|s| s.running).and_then(|r| r.started_at);
+    assert_eq!(started_at(&after), started_at(&steady), "the container was not started again");
+    assert_eq!(container(&after, "app").unwrap().restart_count, 0);
+    let once = lab.pods.get("once").await.unwrap();
+    let counted = container(&once, "app").unwrap().restart_count;
+    assert!(counted >= container(&before, "app").unwrap().restart_count, "restart count went back to {counted}");
+    let started: i32 = lab.events("steady").await.iter().filter(|e| e.reason.as_deref() == Some("Started")).filter_map(|e| e.count).sum();
+    assert_eq!(started, 1, "nothing was started again");
 }

@@ -50,6 +50,9 @@ pub struct RunArgs {
     /// Default: the node name.
     #[arg(long)]
     node_name_prefix: Option<String>,
+    /// A static pod manifest file or folder (staticPodPath in --config).
+    #[arg(long, value_name = "PATH")]
+    pod_manifest_path: Option<PathBuf>,
     /// A folder of plugins, watched and hot-reloaded.
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
@@ -136,6 +139,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         kubeconfig: args.kubeconfig.clone().unwrap_or_else(|| args.root_dir.join("kubelet.conf")),
         bootstrap_kubeconfig: args.bootstrap_kubeconfig.clone(),
         cert_dir: args.cert_dir.clone().unwrap_or_else(|| args.root_dir.join("pki")),
+        root_dir: args.root_dir.clone(),
         node_ip: args.node_ip.clone(),
         node_labels: parse_labels(&args.node_labels)?,
         taints,
@@ -146,6 +150,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         lease_duration_seconds: file.node_lease_duration_seconds.unwrap_or(40),
         status,
         port: file.port.unwrap_or(10250),
+        static_pod_path: args.pod_manifest_path.clone().or(file.static_pod_path.clone()),
+        file_check_frequency: file.file_check_frequency.unwrap_or(labkubelet::pods::static_pods::FILE_CHECK_FREQUENCY),
     };
     let engine = PluginEngine::new(args.limits.policy()?)?;
     let catalog = PluginCatalog::new(engine).await?;

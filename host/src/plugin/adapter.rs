@@ -228,6 +228,52 @@ impl PluginRuntime {
         }
     }
 
+    /// The exported state of every plugin instance on this node, by plugin: what a
+    /// restarted agent imports so the runtime carries on (containers keep running, restart
+    /// counts stay).
+    pub async fn export_states(&self) -> Vec<(String, Vec<u8>)> {
+        let mut states = Vec::new();
+        for plugin in self.active() {
+            let slot = self.slot(&plugin);
+            let mut guard = slot.instance.lock().await;
+            let Some(running) = guard.as_mut() else { continue };
+            match running.instance.export_state().await {
+                Ok(state) => states.push((plugin, state)),
+                Err(e) => tracing::warn!(node = %self.node, plugin, "exporting the runtime state: {e}"),
+            }
+        }
+        states
+    }
+
+    /// Starts the named plugins' instances with saved state. A plugin that is no longer
+    /// loaded, or refuses the state, is reported and starts empty when first used.
+    pub async fn import_states(&self, states: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
+        let mut refused = Vec::new();
+        for (plugin, state) in states {
+            let Some(current) = self.catalog.get(&plugin) else {
+                refused.push((plugin, "the plugin is not loaded".to_string()));
+                continue;
+            };
+            let slot = self.slot(&plugin);
+            let mut guard = slot.instance.lock().await;
+            let imported = match self.start(&current, &plugin, &slot).await {
+                Ok(mut fresh) => match fresh.import_state(state).await {
+                    Ok(Ok(())) => {
+                        *guard = Some(Running { plugin: current, instance: fresh, refused: None });
+                        Ok(())
+                    }
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = imported {
+                refused.push((plugin, e));
+            }
+        }
+        refused
+    }
+
     /// Sends a lab action to a plugin's instance on this node.
     pub async fn trigger(&self, plugin: &str, action: &str, target: &TriggerTarget, args: &[KeyValue]) -> Result<TriggerResult, RuntimeError> {
         if self.catalog.get(plugin).is_none() {

@@ -2,7 +2,8 @@
 //! (as a watcher feeds a reflector), and pod workers act on each pod (as a controller's
 //! reconciler does), woken by pod changes, PLEG events and probe results.
 //!
-//! - [`source`]: where pods come from (the API watch).
+//! - [`source`], [`static_pods`]: where pods come from: the API watch, manifest files
+//!   (with mirror pods in the API).
 //! - [`manager`]: the pods this node should run, from every source.
 //! - [`workers`]: one task per pod.
 //! - [`sync`]: what one sync of one pod does (syncPod).
@@ -15,6 +16,7 @@ pub mod inspect;
 pub mod manager;
 pub mod probes;
 pub mod source;
+pub mod static_pods;
 pub mod status;
 pub mod sync;
 pub mod workers;
@@ -29,6 +31,7 @@ use manager::PodManager;
 use probes::ProbeManager;
 use status::StatusWriter;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -48,6 +51,10 @@ pub struct NodePods {
     pub allocatable: BTreeMap<String, String>,
     /// The runtime's name, shown in container ids (`<name>://<id>`).
     pub runtime_name: String,
+    /// staticPodPath: a manifest file or folder of static pods.
+    pub static_pod_path: Option<PathBuf>,
+    /// fileCheckFrequency: how often the static pod path is read besides file events.
+    pub file_check_frequency: Duration,
 }
 
 /// Everything a pod worker uses, shared by the workers of one node.
@@ -65,15 +72,58 @@ pub struct PodContext {
     status: StatusWriter,
 }
 
+fn is_static(pod: &Pod) -> bool {
+    manager::source_of(pod) != "api"
+}
+
 impl PodContext {
-    /// Writes a pod's status to the API.
-    pub async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<bool, kube::Error> {
-        self.status.write(pod, status).await
+    /// The mirror pod that stands for this static pod now, if there is one.
+    fn current_mirror(&self, pod: &Pod) -> Option<Arc<Pod>> {
+        self.manager.mirror(pod).filter(|m| manager::mirror_of(m) == pod.metadata.uid.as_deref() && m.metadata.deletion_timestamp.is_none())
     }
 
-    /// Deletes a pod that finished terminating.
+    /// The pod as the API shows it: a static pod's own spec with its mirror's status.
+    pub fn api_view(&self, pod: &Arc<Pod>) -> Arc<Pod> {
+        if !is_static(pod) {
+            return pod.clone();
+        }
+        let mut view = (**pod).clone();
+        view.status = self.current_mirror(pod).and_then(|m| m.status.clone());
+        Arc::new(view)
+    }
+
+    /// Writes a pod's status to the API: a static pod's to its mirror pod.
+    pub async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<bool, kube::Error> {
+        if !is_static(pod) {
+            return self.status.write(pod, status).await;
+        }
+        match self.current_mirror(pod) {
+            Some(mirror) => self.status.write(&mirror, status).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes a pod that finished terminating; for a static pod, its mirror.
     pub async fn delete(&self, pod: &Pod) -> Result<(), kube::Error> {
-        sync::delete_pod(&self.client, pod).await
+        if !is_static(pod) {
+            return sync::delete_pod(&self.client, pod).await;
+        }
+        match self.manager.mirror(pod) {
+            Some(mirror) => sync::delete_pod(&self.client, &mirror).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Makes sure a static pod has its mirror pod: created when missing, replaced when it
+    /// was deleted (`kubectl delete`) or mirrors another version of the manifest.
+    pub async fn ensure_mirror(&self, pod: &Pod) -> Result<(), kube::Error> {
+        if !is_static(pod) || self.current_mirror(pod).is_some() {
+            return Ok(());
+        }
+        if let Some(stale) = self.manager.mirror(pod) {
+            sync::delete_pod(&self.client, &stale).await?;
+        }
+        static_pods::create_mirror(&self.client, &self.node, pod).await
     }
 }
 
@@ -90,6 +140,8 @@ impl PodContext {
 ///     labels: Default::default(),
 ///     allocatable: [("pods".to_string(), "110".to_string())].into(),
 ///     runtime_name: "labkubelet".into(),
+///     static_pod_path: None,
+///     file_check_frequency: std::time::Duration::from_secs(20),
 /// };
 /// let pods = PodLifecycle::new(node, client, runtime, clock, events);
 /// let pleg = pods.pleg_health(); // for the node's Ready condition
@@ -102,6 +154,7 @@ pub struct PodLifecycle {
     pleg_events: mpsc::Receiver<crate::runtime::pleg::PlegEvent>,
     changed: mpsc::UnboundedReceiver<String>,
     woken: mpsc::UnboundedReceiver<String>,
+    files: Option<(static_pods::FileSource, Duration)>,
 }
 
 impl PodLifecycle {
@@ -109,6 +162,7 @@ impl PodLifecycle {
         let (manager, changed) = PodManager::new();
         let (wake, woken) = mpsc::unbounded_channel();
         let (pleg, pleg_events) = Pleg::new(runtime.clone(), clock);
+        let files = node.static_pod_path.as_deref().map(|p| (static_pods::FileSource::new(p, &node.node, clock), node.file_check_frequency));
         let ctx = Arc::new(PodContext {
             node: node.node,
             node_ip: node.node_ip,
@@ -122,7 +176,7 @@ impl PodLifecycle {
             admission: Mutex::new(Admission::new(node.labels, node.allocatable)),
             client,
         });
-        PodLifecycle { ctx, pleg, pleg_events, changed, woken }
+        PodLifecycle { ctx, pleg, pleg_events, changed, woken, files }
     }
 
     /// PLEG's health, which the node status loop turns into the Ready condition.
@@ -132,9 +186,14 @@ impl PodLifecycle {
 
     /// Runs until the future is dropped.
     pub async fn run(self) {
-        let PodLifecycle { ctx, pleg, mut pleg_events, mut changed, mut woken } = self;
+        let PodLifecycle { ctx, pleg, mut pleg_events, mut changed, mut woken, files } = self;
         let workers = Arc::new(PodWorkers::new(ctx.clone()));
-        let source = source::watch_api(ctx.client.clone(), &ctx.node, ctx.manager.clone());
+        let api = source::watch_api(ctx.client.clone(), &ctx.node, ctx.manager.clone());
+        let files = async {
+            if let Some((source, period)) = files {
+                source.run(ctx.manager.clone(), period).await
+            }
+        };
         let dispatch = async {
             loop {
                 let uid = tokio::select! {
@@ -149,7 +208,7 @@ impl PodLifecycle {
                 }
             }
         };
-        tokio::join!(source, pleg.run(), dispatch, housekeeping(ctx.clone(), workers.clone()));
+        tokio::join!(api, files, pleg.run(), dispatch, housekeeping(ctx.clone(), workers.clone()));
     }
 }
 

@@ -2,7 +2,7 @@
 //! (`fieldSelector=spec.nodeName=<node>`) with kube's watcher, which resumes from the last
 //! resourceVersion and relists when the server answers 410 Gone.
 
-use super::manager::{uid_of, PodManager};
+use super::manager::PodManager;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::{self, Event};
@@ -19,11 +19,7 @@ pub async fn watch_api(client: kube::Client, node: &str, manager: Arc<PodManager
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Apply(pod)) => manager.apply(pod),
-            Ok(Event::Delete(pod)) => {
-                if let Some(uid) = uid_of(&pod) {
-                    manager.remove(uid)
-                }
-            }
+            Ok(Event::Delete(pod)) => manager.delete(&pod),
             Ok(Event::Init) => listed.clear(),
             Ok(Event::InitApply(pod)) => listed.push(pod),
             Ok(Event::InitDone) => manager.replace("api", std::mem::take(&mut listed)),

@@ -171,6 +171,10 @@ impl PodSync {
                 self.ctx.probes.stop(&self.uid);
                 self.stop_all(&last, 0, false).await;
                 self.remove_from_runtime().await;
+                // A static pod whose manifest is gone takes its mirror pod with it.
+                if let Err(e) = self.ctx.delete(&last).await {
+                    tracing::warn!(pod = %pod_name(&last), "deleting the mirror pod: {e}");
+                }
             }
             self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
             return Next::Done;
@@ -191,6 +195,13 @@ impl PodSync {
         if pod.metadata.deletion_timestamp.is_some() {
             return self.terminate(&pod).await;
         }
+        if let Err(e) = self.ctx.ensure_mirror(&pod).await {
+            tracing::warn!(pod = %pod_name(&pod), "creating the mirror pod: {e}");
+            let retry = self.after(AFTER_ERROR);
+            self.wake_at(retry);
+        }
+        // The pod as the API has it: a static pod's status lives on its mirror pod.
+        let pod = self.ctx.api_view(&pod);
         if self.finished {
             return Next::At(self.after(RESYNC));
         }

@@ -3,9 +3,11 @@
 //! The vocabulary (sandboxes, containers, images, conditions) is the WIT contract's, so
 //! what a plugin answers reaches the kubelet logic unchanged. [`ContainerRuntime`] is
 //! implemented over plugins by [`crate::plugin::PluginRuntime`]; tests may implement it
-//! directly.
+//! directly. [`pleg`] relists it for the pod workers; [`state`] keeps its state across
+//! agent restarts.
 
 pub mod pleg;
+pub mod state;
 
 use async_trait::async_trait;
 use std::time::Duration;
