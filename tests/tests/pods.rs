@@ -491,3 +491,31 @@ async fn an_agent_restart_keeps_containers_running_and_restart_counts() {
     let started: i32 = lab.events("steady").await.iter().filter(|e| e.reason.as_deref() == Some("Started")).filter_map(|e| e.count).sum();
     assert_eq!(started, 1, "nothing was started again");
 }
+
+#[tokio::test(start_paused = true)]
+async fn runtime_errors_show_as_the_kubelet_reports_them_and_are_retried() {
+    let rules = "rules:\n  - match: { pod: 'no-create' }\n    failCreate: 'no space left on device'\n  - match: { pod: 'no-start' }\n    failStart: 'exec format error'\n";
+    let lab = PodLab::start(&["scripted"], &[("scripted.yaml", rules)]).await;
+    let scripted = json!({"labkubelet.io/scenario": "scripted"});
+    let spec = json!({"containers": [{"name": "app", "image": "busybox:1.36"}]});
+    lab.create("no-create", scripted.clone(), spec.clone()).await;
+    lab.create("no-start", scripted.clone(), spec).await;
+
+    for (pod, reason, message) in [("no-create", "CreateContainerError", "no space left on device"), ("no-start", "RunContainerError", "exec format error")] {
+        let p = lab.until(pod, reason, Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some(reason)).await;
+        let waiting = container(&p, "app").unwrap().state.clone().unwrap().waiting.unwrap();
+        assert!(waiting.message.as_deref().is_some_and(|m| m.contains(message)), "{waiting:?}");
+        if pod == "no-create" {
+            assert_eq!(phase(&p), "Pending", "no container was ever made");
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let failed = lab.events(pod).await.into_iter().find(|e| e.reason.as_deref() == Some("Failed")).expect("Failed event");
+        assert!(failed.message.as_deref().is_some_and(|m| m.starts_with("Error: ") && m.contains(message)), "{failed:?}");
+        assert!(failed.count.unwrap_or(0) >= 2, "the start is retried: {failed:?}");
+    }
+    // A failed start is a crash to the restart logic: it backs off, and the attempt that
+    // never ran is the last state, as containerd reports it.
+    let p = lab.until("no-start", "backs off", Duration::from_secs(60), |p| container(p, "app").and_then(waiting_reason) == Some("CrashLoopBackOff")).await;
+    let last = container(&p, "app").unwrap().last_state.clone().unwrap().terminated.unwrap();
+    assert_eq!((last.exit_code, last.reason.as_deref()), (128, Some("StartError")));
+}

@@ -49,14 +49,19 @@ pub fn time(nanos: i64) -> Option<Time> {
 }
 
 fn terminated(i: &StatusInputs, c: &RuntimeContainer) -> ContainerState {
-    let reason = match (c.reason.as_str(), c.exit_code) {
+    // An instance that was created but never started failed to start: containerd reports
+    // it as exit code 128, reason StartError, and so does the kubelet.
+    let never_started = c.state == RuntimeState::Created;
+    let exit_code = if never_started { 128 } else { c.exit_code };
+    let reason = match (c.reason.as_str(), exit_code) {
+        _ if never_started => "StartError".to_string(),
         ("", 0) => "Completed".to_string(),
         ("", _) => "Error".to_string(),
         (r, _) => r.to_string(),
     };
     ContainerState {
         terminated: Some(ContainerStateTerminated {
-            exit_code: c.exit_code,
+            exit_code,
             reason: Some(reason),
             message: (!c.message.is_empty()).then(|| c.message.clone()),
             started_at: time(c.started_at),

@@ -134,6 +134,8 @@ pub struct PodSync {
     /// The last copy of the pod, to clean up after it once it is gone.
     last: Option<Arc<Pod>>,
     runtime_retry: Duration,
+    /// When each container's last create or start error happened.
+    start_errors: HashMap<String, i64>,
     /// The last failed pull of each image: when, and the runtime's message.
     pull_errors: HashMap<String, (i64, String)>,
     /// Soonest wake-up asked for during this sync.
@@ -143,7 +145,7 @@ pub struct PodSync {
 impl PodSync {
     pub fn new(ctx: Arc<PodContext>, uid: &str) -> Self {
         let backoff = Backoff::new(backoff::INITIAL, backoff::MAX, ctx.clock);
-        PodSync { ctx, uid: uid.to_string(), backoff, waiting: HashMap::new(), finished: false, last: None, runtime_retry: RUNTIME_RETRY, pull_errors: HashMap::new(), wake: None }
+        PodSync { ctx, uid: uid.to_string(), backoff, waiting: HashMap::new(), finished: false, last: None, runtime_retry: RUNTIME_RETRY, pull_errors: HashMap::new(), start_errors: HashMap::new(), wake: None }
     }
 
     fn now(&self) -> i64 {
@@ -359,7 +361,13 @@ impl PodSync {
                         acted |= self.restart_with_backoff(pod, c, false, &sandbox_id, &sandbox, latest, rt).await;
                     }
                 }
-                Some(_) => {}
+                // Created but never started: its start failed. It is retried like a crash,
+                // with a new container and the restart back-off.
+                Some(_) => {
+                    if policy != "Never" {
+                        acted |= self.restart_with_backoff(pod, c, false, &sandbox_id, &sandbox, latest, rt).await;
+                    }
+                }
             }
         }
         acted
@@ -377,8 +385,14 @@ impl PodSync {
         dead: Option<&RuntimeContainer>,
         rt: &RuntimePod,
     ) -> bool {
-        let finished = dead.map_or(self.now(), |d| d.finished_at);
+        // A container that never ran counts from its creation.
+        let finished = dead.map_or(self.now(), |d| if d.finished_at > 0 { d.finished_at } else { d.created_at });
         let key = format!("restart/{}", c.name);
+        // A start error just reported stays visible a moment before the back-off shows.
+        if let Some(at) = self.start_errors.get(&c.name).copied().filter(|at| self.now() < at + nanos(AFTER_ERROR)) {
+            self.wake_at(at + nanos(AFTER_ERROR));
+            return false;
+        }
         if let Some(end) = self.backoff.expiry_since(&key, finished) {
             let delay = go_duration(self.backoff.get(&key));
             let message = format!("back-off {delay} restarting failed container={} pod={}", c.name, pod_name(pod));
@@ -407,22 +421,25 @@ impl PodSync {
             Err(e) => {
                 self.event(pod, on, "Warning", "Failed", &format!("Error: {e}")).await;
                 self.waiting.insert(c.name.clone(), Waiting { reason: "CreateContainerError".into(), message: e.to_string() });
+                self.start_errors.insert(c.name.clone(), self.now());
                 let retry = self.after(AFTER_ERROR);
                 self.wake_at(retry);
                 return false;
             }
         };
         self.event(pod, on, "Normal", "Created", &format!("Created container: {}", c.name)).await;
+        self.remove_old_instances(&c.name, &id).await;
         if let Err(e) = runtime.start_container(&id).await {
             self.event(pod, on, "Warning", "Failed", &format!("Error: {e}")).await;
             self.waiting.insert(c.name.clone(), Waiting { reason: "RunContainerError".into(), message: e.to_string() });
+            self.start_errors.insert(c.name.clone(), self.now());
             let retry = self.after(AFTER_ERROR);
             self.wake_at(retry);
             return true;
         }
         self.event(pod, on, "Normal", "Started", &format!("Started container {}", c.name)).await;
         self.waiting.remove(&c.name);
-        self.remove_old_instances(&c.name, &id).await;
+        self.start_errors.remove(&c.name);
         true
     }
 
@@ -484,11 +501,11 @@ impl PodSync {
         }
     }
 
-    /// Keeps the newest dead instance of a container (it is `lastState`, and what
-    /// `kubectl logs --previous` reads) and removes older ones, as the kubelet's GC does.
-    async fn remove_old_instances(&self, name: &str, started: &str) {
+    /// Keeps the instance before the new one (it is `lastState`, and what `kubectl logs
+    /// --previous` reads) and removes older ones, as the kubelet's container GC does.
+    async fn remove_old_instances(&self, name: &str, new: &str) {
         let Ok(rt) = inspect_pod(&*self.ctx.runtime, &self.uid).await else { return };
-        for old in rt.instances(name).into_iter().filter(|c| c.id != started).skip(1) {
+        for old in rt.instances(name).into_iter().filter(|c| c.id != new).skip(1) {
             if let Err(e) = self.ctx.runtime.remove_container(&old.id).await {
                 tracing::debug!("removing an old container instance: {e}");
             }
