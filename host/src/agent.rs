@@ -42,6 +42,9 @@ pub struct AgentConfig {
     /// staticPodPath / `--pod-manifest-path`: static pods every node runs.
     pub static_pod_path: Option<PathBuf>,
     pub file_check_frequency: Duration,
+    /// staticPodURL / `--manifest-url` and its headers.
+    pub manifest_url: Option<(String, Vec<(String, String)>)>,
+    pub http_check_frequency: Duration,
 }
 
 impl AgentConfig {
@@ -129,6 +132,8 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
         runtime_name: version.runtime_name.clone(),
         static_pod_path: config.static_pod_path.clone(),
         file_check_frequency: config.file_check_frequency,
+        manifest_url: config.manifest_url.clone(),
+        http_check_frequency: config.http_check_frequency,
     };
     let pods = PodLifecycle::new(node_pods, client.clone(), runtime.clone(), clock, events.clone());
     let lease = NodeLease::new(client, name, config.lease_duration_seconds, clock);

@@ -31,6 +31,15 @@ pub struct KubeletConfiguration {
     /// How often the static pod path is read (e.g. `20s`).
     #[serde(default, deserialize_with = "go_duration")]
     pub file_check_frequency: Option<Duration>,
+    /// A URL that serves static pods (a Pod or a PodList).
+    #[serde(rename = "staticPodURL")]
+    pub static_pod_url: Option<String>,
+    /// Headers sent with the static pod URL: a header name to its values.
+    #[serde(rename = "staticPodURLHeader")]
+    pub static_pod_url_header: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// How often the static pod URL is fetched (e.g. `20s`).
+    #[serde(default, deserialize_with = "go_duration")]
+    pub http_check_frequency: Option<Duration>,
 }
 
 fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -77,6 +86,12 @@ impl KubeletConfiguration {
         if self.port.is_some_and(|p| !(1..=65535).contains(&p)) {
             return Err("port: must be between 1 and 65535".into());
         }
+        if self.http_check_frequency.is_some_and(|d| d.is_zero()) {
+            return Err("httpCheckFrequency: must be greater than 0".into());
+        }
+        if let Some(url) = self.static_pod_url.as_deref().filter(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            return Err(format!("staticPodURL: {url:?} is not an http:// or https:// URL"));
+        }
         if self.file_check_frequency.is_some_and(|d| d.is_zero()) {
             return Err("fileCheckFrequency: must be greater than 0".into());
         }
@@ -100,13 +115,15 @@ mod tests {
 
     #[test]
     fn reads_the_fields_that_apply() {
-        let c = load("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nnodeStatusUpdateFrequency: 10s\nnodeStatusReportFrequency: 5m0s\nnodeLeaseDurationSeconds: 40\nmaxPods: 50\nstaticPodPath: /etc/kubernetes/manifests\nfileCheckFrequency: 5s\nregisterWithTaints:\n- key: lab\n  value: \"yes\"\n  effect: NoSchedule\n").unwrap();
+        let c = load("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nnodeStatusUpdateFrequency: 10s\nnodeStatusReportFrequency: 5m0s\nnodeLeaseDurationSeconds: 40\nmaxPods: 50\nstaticPodPath: /etc/kubernetes/manifests\nfileCheckFrequency: 5s\nstaticPodURL: http://lab/pods\nstaticPodURLHeader:\n  Authorization: [\"Bearer x\"]\nhttpCheckFrequency: 30s\nregisterWithTaints:\n- key: lab\n  value: \"yes\"\n  effect: NoSchedule\n").unwrap();
         assert_eq!(c.node_status_update_frequency, Some(Duration::from_secs(10)));
         assert_eq!(c.node_status_report_frequency, Some(Duration::from_secs(300)));
         assert_eq!((c.node_lease_duration_seconds, c.max_pods), (Some(40), Some(50)));
         assert_eq!(c.register_with_taints.unwrap()[0].effect, "NoSchedule");
         assert_eq!(c.static_pod_path.as_deref(), Some(Path::new("/etc/kubernetes/manifests")));
         assert_eq!(c.file_check_frequency, Some(Duration::from_secs(5)));
+        assert_eq!((c.static_pod_url.as_deref(), c.http_check_frequency), (Some("http://lab/pods"), Some(Duration::from_secs(30))));
+        assert_eq!(c.static_pod_url_header.unwrap()["Authorization"], ["Bearer x"]);
     }
 
     #[test]

@@ -40,6 +40,8 @@ async fn run_nodes(count: usize) {
         port: 10250,
         static_pod_path: None,
         file_check_frequency: Duration::from_secs(20),
+        manifest_url: None,
+        http_check_frequency: Duration::from_secs(20),
     };
     let engine = PluginEngine::new(PluginPolicy::default()).unwrap();
     let catalog = PluginCatalog::new(engine).await.unwrap();

@@ -28,6 +28,7 @@ struct PodLab {
     nodes: Api<Node>,
     plugins: PluginLab,
     manifests: Option<std::path::PathBuf>,
+    manifest_url: Option<(String, Vec<(String, String)>)>,
     /// The agent's root dir: the runtime state survives an agent restart there.
     root: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
@@ -80,6 +81,7 @@ impl PodLab {
             _server: server,
             plugins: lab,
             manifests: manifests.map(std::path::Path::to_path_buf),
+            manifest_url: None,
             root: tempfile::tempdir().expect("root dir"),
             task: tokio::spawn(async {}),
         };
@@ -103,6 +105,8 @@ impl PodLab {
             runtime_name: "labkubelet".into(),
             static_pod_path: self.manifests.clone(),
             file_check_frequency: Duration::from_secs(20),
+            manifest_url: self.manifest_url.clone(),
+            http_check_frequency: Duration::from_secs(20),
         };
         let lifecycle = PodLifecycle::new(node, self.client.clone(), runtime.clone(), clock, events.clone());
         let status = NodeStatusLoop::new(self.nodes.clone(), NODE, runtime.clone(), clock, StatusTimings::default(), events).with_pleg(lifecycle.pleg_health());
@@ -518,4 +522,49 @@ async fn runtime_errors_show_as_the_kubelet_reports_them_and_are_retried() {
     let p = lab.until("no-start", "backs off", Duration::from_secs(60), |p| container(p, "app").and_then(waiting_reason) == Some("CrashLoopBackOff")).await;
     let last = container(&p, "app").unwrap().last_state.clone().unwrap().terminated.unwrap();
     assert_eq!((last.exit_code, last.reason.as_deref()), (128, Some("StartError")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pods_from_a_manifest_url_run_and_survive_a_broken_answer() {
+    use axum::{http::HeaderMap, routing::get, Router};
+    let answer = Arc::new(std::sync::Mutex::new(String::new()));
+    let served = answer.clone();
+    let app = Router::new().route(
+        "/pods",
+        get(move |headers: HeaderMap| {
+            let served = served.clone();
+            async move {
+                // The configured header is sent: a lab's manifest server may require it.
+                let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer lab");
+                if authorized { served.lock().unwrap().clone() } else { String::from("{\"kind\": \"Status\"}") }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/pods", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    *answer.lock().unwrap() = serde_json::to_string(&json!({"apiVersion": "v1", "kind": "PodList", "items": [
+        {"metadata": {"name": "cache"}, "spec": {"containers": [{"name": "redis", "image": "redis:7"}]}}
+    ]})).unwrap();
+
+    let mut lab = PodLab::start(&[], &[]).await;
+    lab.manifest_url = Some((url, vec![("Authorization".into(), "Bearer lab".into())]));
+    lab.restart_agent().await;
+    let name = format!("cache-{NODE}");
+    let mirror = lab.until(&name, "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    assert_eq!(mirror.metadata.annotations.as_ref().unwrap()["kubernetes.io/config.source"], "http");
+
+    // Garbage is not an empty set: the pod keeps running.
+    *answer.lock().unwrap() = "items: [unclosed".into();
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    let still = lab.pods.get(&name).await.unwrap();
+    assert_eq!((still.metadata.uid.as_deref(), phase(&still)), (mirror.metadata.uid.as_deref(), "Running"));
+
+    // An empty answer is: the pod stops and its mirror goes.
+    *answer.lock().unwrap() = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while lab.pods.get_opt(&name).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the pod outlived its manifest URL entry");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -53,6 +53,12 @@ pub struct RunArgs {
     /// A static pod manifest file or folder (staticPodPath in --config).
     #[arg(long, value_name = "PATH")]
     pod_manifest_path: Option<PathBuf>,
+    /// A URL that serves static pods (staticPodURL in --config).
+    #[arg(long, value_name = "URL")]
+    manifest_url: Option<String>,
+    /// Headers for --manifest-url: 'a:hello,b:again'; repeat the flag to add more.
+    #[arg(long, value_name = "KEY:VALUE,...")]
+    manifest_url_header: Vec<String>,
     /// A folder of plugins, watched and hot-reloaded.
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
@@ -101,8 +107,32 @@ fn parse_taints(specs: &[String]) -> anyhow::Result<Vec<Taint>> {
         .collect()
 }
 
+/// `--manifest-url-header` values: `a:hello,b:again`, as the kubelet reads them.
+fn parse_headers(specs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    specs
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (k, v) = s.split_once(':').with_context(|| format!("--manifest-url-header {s:?}: expected key:value"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_lowercase()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// The manifest URL and its headers: the flags', else the configuration file's.
+fn manifest_url(args: &RunArgs, file: &KubeletConfiguration) -> anyhow::Result<Option<(String, Vec<(String, String)>)>> {
+    let Some(url) = args.manifest_url.clone().or(file.static_pod_url.clone()) else { return Ok(None) };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("--manifest-url {url:?} is not an http:// or https:// URL");
+    }
+    let mut headers: Vec<(String, String)> = file.static_pod_url_header.iter().flatten().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
+    headers.extend(parse_headers(&args.manifest_url_header)?);
+    Ok(Some((url, headers)))
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -152,6 +182,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         port: file.port.unwrap_or(10250),
         static_pod_path: args.pod_manifest_path.clone().or(file.static_pod_path.clone()),
         file_check_frequency: file.file_check_frequency.unwrap_or(labkubelet::pods::static_pods::FILE_CHECK_FREQUENCY),
+        manifest_url: manifest_url(&args, &file)?,
+        http_check_frequency: file.http_check_frequency.unwrap_or(labkubelet::pods::url_source::HTTP_CHECK_FREQUENCY),
     };
     let engine = PluginEngine::new(args.limits.policy()?)?;
     let catalog = PluginCatalog::new(engine).await?;

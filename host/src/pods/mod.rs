@@ -2,8 +2,8 @@
 //! (as a watcher feeds a reflector), and pod workers act on each pod (as a controller's
 //! reconciler does), woken by pod changes, PLEG events and probe results.
 //!
-//! - [`source`], [`static_pods`]: where pods come from: the API watch, manifest files
-//!   (with mirror pods in the API).
+//! - [`source`], [`static_pods`], [`url_source`]: where pods come from: the API watch,
+//!   manifest files and a manifest URL (static pods, with mirror pods in the API).
 //! - [`manager`]: the pods this node should run, from every source.
 //! - [`workers`]: one task per pod.
 //! - [`sync`]: what one sync of one pod does (syncPod).
@@ -19,6 +19,7 @@ pub mod source;
 pub mod static_pods;
 pub mod status;
 pub mod sync;
+pub mod url_source;
 pub mod workers;
 
 use crate::clock::Clock;
@@ -55,6 +56,10 @@ pub struct NodePods {
     pub static_pod_path: Option<PathBuf>,
     /// fileCheckFrequency: how often the static pod path is read besides file events.
     pub file_check_frequency: Duration,
+    /// staticPodURL / `--manifest-url`, with its headers.
+    pub manifest_url: Option<(String, Vec<(String, String)>)>,
+    /// httpCheckFrequency: how often the manifest URL is fetched.
+    pub http_check_frequency: Duration,
 }
 
 /// Everything a pod worker uses, shared by the workers of one node.
@@ -142,6 +147,8 @@ impl PodContext {
 ///     runtime_name: "labkubelet".into(),
 ///     static_pod_path: None,
 ///     file_check_frequency: std::time::Duration::from_secs(20),
+///     manifest_url: None,
+///     http_check_frequency: std::time::Duration::from_secs(20),
 /// };
 /// let pods = PodLifecycle::new(node, client, runtime, clock, events);
 /// let pleg = pods.pleg_health(); // for the node's Ready condition
@@ -155,6 +162,7 @@ pub struct PodLifecycle {
     changed: mpsc::UnboundedReceiver<String>,
     woken: mpsc::UnboundedReceiver<String>,
     files: Option<(static_pods::FileSource, Duration)>,
+    url: Option<(url_source::UrlSource, Duration)>,
 }
 
 impl PodLifecycle {
@@ -163,6 +171,13 @@ impl PodLifecycle {
         let (wake, woken) = mpsc::unbounded_channel();
         let (pleg, pleg_events) = Pleg::new(runtime.clone(), clock);
         let files = node.static_pod_path.as_deref().map(|p| (static_pods::FileSource::new(p, &node.node, clock), node.file_check_frequency));
+        let url = node.manifest_url.and_then(|(url, headers)| match url_source::UrlSource::new(&url, headers, &node.node, clock) {
+            Ok(source) => Some((source, node.http_check_frequency)),
+            Err(e) => {
+                tracing::error!(url, "the manifest URL cannot be fetched: no root certificates ({e})");
+                None
+            }
+        });
         let ctx = Arc::new(PodContext {
             node: node.node,
             node_ip: node.node_ip,
@@ -176,7 +191,7 @@ impl PodLifecycle {
             admission: Mutex::new(Admission::new(node.labels, node.allocatable)),
             client,
         });
-        PodLifecycle { ctx, pleg, pleg_events, changed, woken, files }
+        PodLifecycle { ctx, pleg, pleg_events, changed, woken, files, url }
     }
 
     /// PLEG's health, which the node status loop turns into the Ready condition.
@@ -186,11 +201,16 @@ impl PodLifecycle {
 
     /// Runs until the future is dropped.
     pub async fn run(self) {
-        let PodLifecycle { ctx, pleg, mut pleg_events, mut changed, mut woken, files } = self;
+        let PodLifecycle { ctx, pleg, mut pleg_events, mut changed, mut woken, files, url } = self;
         let workers = Arc::new(PodWorkers::new(ctx.clone()));
         let api = source::watch_api(ctx.client.clone(), &ctx.node, ctx.manager.clone());
         let files = async {
             if let Some((source, period)) = files {
+                source.run(ctx.manager.clone(), period).await
+            }
+        };
+        let url = async {
+            if let Some((source, period)) = url {
                 source.run(ctx.manager.clone(), period).await
             }
         };
@@ -208,7 +228,7 @@ impl PodLifecycle {
                 }
             }
         };
-        tokio::join!(api, files, pleg.run(), dispatch, housekeeping(ctx.clone(), workers.clone()));
+        tokio::join!(api, files, url, pleg.run(), dispatch, housekeeping(ctx.clone(), workers.clone()));
     }
 }
 

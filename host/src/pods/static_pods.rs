@@ -33,13 +33,24 @@ pub struct ManifestError {
     pub detail: String,
 }
 
+/// Where a static pod's manifest comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum ManifestSource<'a> {
+    File(&'a Path),
+    Url(&'a str),
+}
+
 /// A static pod as the kubelet defaults it: named `<name>-<node>`, namespace `default` when
-/// empty, bound to the node, uid from a hash of the manifest, node and file, with the
-/// config annotations and a toleration of every NoExecute taint.
-pub fn static_pod(mut pod: Pod, node: &str, file: &Path, seen: &str) -> Pod {
+/// empty, bound to the node, uid from a hash of the manifest and its source, with the
+/// config annotations; a file's pods also tolerate every NoExecute taint.
+pub fn static_pod(mut pod: Pod, node: &str, source: ManifestSource, seen: &str) -> Pod {
     use sha2::{Digest, Sha256};
     let manifest = serde_json::to_string(&pod).unwrap_or_default();
-    let digest = Sha256::digest(format!("{manifest}host:{node}file:{}", file.display()).as_bytes());
+    let (origin, kind) = match source {
+        ManifestSource::File(file) => (format!("host:{node}file:{}", file.display()), "file"),
+        ManifestSource::Url(url) => (format!("url:{url}"), "http"),
+    };
+    let digest = Sha256::digest(format!("{manifest}{origin}").as_bytes());
     let uid: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     let name = pod.metadata.name.clone().unwrap_or_default();
     pod.metadata.name = Some(format!("{name}-{}", node.to_lowercase()));
@@ -49,10 +60,13 @@ pub fn static_pod(mut pod: Pod, node: &str, file: &Path, seen: &str) -> Pod {
     pod.metadata.uid = Some(uid.clone());
     let annotations = pod.metadata.annotations.get_or_insert_with(Default::default);
     annotations.insert(CONFIG_HASH_ANNOTATION.into(), uid);
-    annotations.insert(CONFIG_SOURCE_ANNOTATION.into(), "file".into());
+    annotations.insert(CONFIG_SOURCE_ANNOTATION.into(), kind.into());
     annotations.insert(CONFIG_SEEN_ANNOTATION.into(), seen.into());
     let spec = pod.spec.get_or_insert_with(Default::default);
     spec.node_name = Some(node.into());
+    if kind != "file" {
+        return pod;
+    }
     let tolerate = Toleration { operator: Some("Exists".into()), effect: Some("NoExecute".into()), ..Default::default() };
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
     if !tolerations.contains(&tolerate) {
@@ -76,6 +90,29 @@ fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, ManifestError> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// The pods of a manifest text: one Pod, or a PodList / List of Pods (YAML or JSON).
+/// Unknown fields are ignored, as the kubelet ignores fields newer than itself.
+pub fn parse_pods(text: &str) -> Result<Vec<Pod>, String> {
+    let value: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let items = match value.get("kind").and_then(|k| k.as_str()) {
+        Some("PodList" | "List") => value.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default(),
+        None | Some("Pod") => vec![value],
+        Some(other) => return Err(format!("kind {other} is not a Pod or a PodList")),
+    };
+    let mut pods = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let pod: Pod = serde_json::from_value(item).map_err(|e| format!("pod {i}: {e}"))?;
+        if pod.metadata.name.as_deref().is_none_or(str::is_empty) {
+            return Err(format!("pod {i}: metadata.name is required"));
+        }
+        if pod.spec.as_ref().is_none_or(|s| s.containers.is_empty()) {
+            return Err(format!("pod {i}: spec.containers must list at least one container"));
+        }
+        pods.push(pod);
+    }
+    Ok(pods)
 }
 
 /// Reads one manifest: a Pod in YAML or JSON. Unknown fields are ignored, as the kubelet
@@ -140,10 +177,10 @@ impl FileSource {
                 }
             };
             let now = crate::pods::status::time(self.clock.now_nanos()).map(|t| t.0.to_string()).unwrap_or_default();
-            let draft = static_pod(manifest.clone(), &self.node, &file, "");
+            let draft = static_pod(manifest.clone(), &self.node, ManifestSource::File(&file), "");
             let uid = draft.metadata.uid.clone().unwrap_or_default();
             let seen = self.seen.entry(uid).or_insert(now).clone();
-            pods.push(static_pod(manifest, &self.node, &file, &seen));
+            pods.push(static_pod(manifest, &self.node, ManifestSource::File(&file), &seen));
         }
         (pods, errors)
     }
@@ -224,7 +261,7 @@ mod tests {
     #[test]
     fn static_pods_are_defaulted_as_the_kubelet_does() {
         let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
-        let a = static_pod(pod.clone(), "Node-1", Path::new("/etc/manifests/web.yaml"), "t");
+        let a = static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/web.yaml")), "t");
         assert_eq!(a.metadata.name.as_deref(), Some("web-node-1"));
         assert_eq!(a.metadata.namespace.as_deref(), Some("default"));
         assert_eq!(a.spec.as_ref().unwrap().node_name.as_deref(), Some("Node-1"));
@@ -233,9 +270,12 @@ mod tests {
         assert_eq!(Some(&annotations[CONFIG_HASH_ANNOTATION]), a.metadata.uid.as_ref());
         let toleration = &a.spec.as_ref().unwrap().tolerations.as_ref().unwrap()[0];
         assert_eq!((toleration.operator.as_deref(), toleration.effect.as_deref()), (Some("Exists"), Some("NoExecute")));
-        let b = static_pod(pod.clone(), "Node-1", Path::new("/etc/manifests/other.yaml"), "t");
+        let b = static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/other.yaml")), "t");
         assert_ne!(a.metadata.uid, b.metadata.uid, "the file is part of the hash");
-        assert_eq!(a.metadata.uid, static_pod(pod, "Node-1", Path::new("/etc/manifests/web.yaml"), "later").metadata.uid, "the hash is stable");
+        assert_eq!(a.metadata.uid, static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/web.yaml")), "later").metadata.uid, "the hash is stable");
+        let url = static_pod(pod, "Node-1", ManifestSource::Url("http://lab/pods"), "t");
+        assert_eq!(url.metadata.annotations.unwrap()[CONFIG_SOURCE_ANNOTATION], "http");
+        assert!(url.spec.unwrap().tolerations.is_none(), "only a file's pods get the NoExecute toleration");
     }
 
     #[test]

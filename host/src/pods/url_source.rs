@@ -1,0 +1,89 @@
+//! The manifest URL source (upstream pkg/kubelet/config/http.go): `--manifest-url` is
+//! fetched every httpCheckFrequency (20 s), with the `--manifest-url-header` headers; the
+//! answer is a Pod or a PodList in YAML or JSON, and an empty answer means no pods. A fetch
+//! that fails or returns something else keeps the last good set: a registry outage does
+//! not stop the pods.
+
+use super::manager::PodManager;
+use super::static_pods::{parse_pods, static_pod, ManifestSource};
+use crate::clock::Clock;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::core::v1::Pod;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// httpCheckFrequency's default.
+pub const HTTP_CHECK_FREQUENCY: Duration = Duration::from_secs(20);
+/// The most a manifest answer may be; more is refused rather than read.
+const MAX_BODY: usize = 10 << 20;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Empty<bytes::Bytes>>;
+
+/// The URL source of one node.
+pub struct UrlSource {
+    url: String,
+    headers: Vec<(String, String)>,
+    node: String,
+    clock: Clock,
+    client: HttpsClient,
+    seen: HashMap<String, String>,
+}
+
+impl UrlSource {
+    /// A source for `url`; fails when the system's root certificates cannot be loaded.
+    pub fn new(url: &str, headers: Vec<(String, String)>, node: &str, clock: Clock) -> std::io::Result<Self> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots()?.https_or_http().enable_http1().build();
+        let client = Client::builder(TokioExecutor::new()).build(https);
+        Ok(UrlSource { url: url.into(), headers, node: node.into(), clock, client, seen: HashMap::new() })
+    }
+
+    /// Fetches and defaults the pods the URL describes now.
+    pub async fn fetch(&mut self) -> Result<Vec<Pod>, String> {
+        let mut request = http::Request::get(&self.url);
+        for (k, v) in &self.headers {
+            request = request.header(k, v);
+        }
+        let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
+        let response = tokio::time::timeout(FETCH_TIMEOUT, self.client.request(request)).await.map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))?.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("the server answered {status}"));
+        }
+        let body = http_body_util::Limited::new(response.into_body(), MAX_BODY).collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let text = std::str::from_utf8(&body).map_err(|e| format!("the answer is not text: {e}"))?;
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = crate::pods::status::time(self.clock.now_nanos()).map(|t| t.0.to_string()).unwrap_or_default();
+        let mut pods = Vec::new();
+        for manifest in parse_pods(text)? {
+            let uid = static_pod(manifest.clone(), &self.node, ManifestSource::Url(&self.url), "").metadata.uid.unwrap_or_default();
+            let seen = self.seen.entry(uid).or_insert_with(|| now.clone()).clone();
+            pods.push(static_pod(manifest, &self.node, ManifestSource::Url(&self.url), &seen));
+        }
+        Ok(pods)
+    }
+
+    /// Feeds the manager every period until dropped.
+    pub async fn run(mut self, manager: Arc<PodManager>, period: Duration) {
+        let mut failing = false;
+        loop {
+            match self.fetch().await {
+                Ok(pods) => {
+                    failing = false;
+                    manager.replace("http", pods);
+                }
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(node = %self.node, url = %self.url, "manifest URL not loaded ({e}); keeping the pods it last gave");
+                }
+                Err(_) => {}
+            }
+            self.clock.sleep(period).await;
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Pod startup latency: 100 pods bound to one node at once, with the healthy plugin,
+//! against the API-server double; latency is from the binding to the first status write
+//! that says Running, as seen on a watch. Prints p50, p99 and the worst.
+//!
+//! Run with `cargo bench -p labkubelet-tests --bench pod_startup` (a release build).
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use labkubelet::clock::Clock;
+use labkubelet::events::EventRecorder;
+use labkubelet::plugin::{PluginPolicy, PluginRuntime};
+use labkubelet::pods::{NodePods, PodLifecycle};
+use labkubelet_tests::apiserver::ApiServer;
+use labkubelet_tests::PluginLab;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PODS: usize = 100;
+const NODE: &str = "bench-node";
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() {
+    let server = ApiServer::start().await.expect("API double");
+    let client = server.admin().await;
+    let lab = PluginLab::new(PluginPolicy::default()).await;
+    let clock = Clock::new();
+    let runtime = Arc::new(PluginRuntime::new(NODE, lab.catalog.clone(), clock));
+    let events = Arc::new(EventRecorder::new(client.clone(), NODE, clock));
+    let node = NodePods {
+        node: NODE.into(),
+        node_ip: "10.1.0.5".into(),
+        labels: Default::default(),
+        allocatable: [("cpu", "100"), ("memory", "32Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        runtime_name: "labkubelet".into(),
+        static_pod_path: None,
+        file_check_frequency: Duration::from_secs(20),
+        manifest_url: None,
+        http_check_frequency: Duration::from_secs(20),
+    };
+    let agent = tokio::spawn(PodLifecycle::new(node, client.clone(), runtime, clock, events).run());
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut watch = pods.watch(&WatchParams::default(), "0").await.expect("watch").boxed();
+    for i in 0..PODS {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("p{i}")}, "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}})).expect("pod");
+        pods.create(&PostParams::default(), &pod).await.expect("create");
+    }
+    let mut bound: HashMap<String, Instant> = HashMap::new();
+    for i in 0..PODS {
+        let name = format!("p{i}");
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"kind": "Node", "name": NODE}});
+        let request = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding")).header("content-type", "application/json").body(serde_json::to_vec(&binding).expect("json")).expect("request");
+        bound.insert(name, Instant::now());
+        client.request_text(request).await.expect("bind");
+    }
+    let mut latencies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while latencies.len() < PODS && Instant::now() < deadline {
+        let Ok(Some(Ok(WatchEvent::Modified(pod)))) = tokio::time::timeout(Duration::from_secs(10), watch.next()).await else { continue };
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if let (true, Some(at)) = (running, pod.metadata.name.as_ref().and_then(|n| bound.remove(n))) {
+            latencies.push(at.elapsed());
+        }
+    }
+    agent.abort();
+    assert_eq!(latencies.len(), PODS, "not every pod reached Running within 120 s");
+    latencies.sort();
+    println!(
+        "pod startup, {PODS} pods bound at once (bound -> Running written): p50 {:.0?}  p99 {:.0?}  max {:.0?}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies[PODS - 1]
+    );
+}
