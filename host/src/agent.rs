@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::events::EventRecorder;
 use crate::node::conditions::transition_events;
 use crate::node::lease::NodeLease;
-use crate::node::register::{register, NodeIdentity};
+use crate::node::register::{reconcile_node_info, register, NodeIdentity};
 use crate::node::status::{NodeStatusLoop, StatusTimings};
 use crate::plugin::{PluginCatalog, PluginEvent, PluginRuntime};
 use crate::pods::{NodePods, PodLifecycle};
@@ -109,7 +109,7 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
         kubelet_version: format!("v1.33.0-labkubelet.{}", env!("CARGO_PKG_VERSION")),
         port: config.port,
         machine_id: machine_id(name),
-        boot_id: machine_id(&format!("{name}/{}", clock.now_nanos())),
+        boot_id: machine_id(&format!("{name}/{}", host_boot_id())),
     };
     let events = Arc::new(EventRecorder::new(client.clone(), name, clock));
     let node_ref = EventRecorder::node_ref(name);
@@ -117,6 +117,11 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
     events.record(&node_ref, "Normal", "Starting", "Starting kubelet.").await;
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
     let registered = register(&nodes, &id, &clock, &["container runtime status check may not have completed yet".to_string()]).await;
+    match reconcile_node_info(&nodes, &id, &registered).await {
+        Ok(Some(_)) => events.record(&node_ref, "Warning", "Rebooted", &format!("Node {name} has been rebooted, boot id: {}", id.boot_id)).await,
+        Ok(None) => {}
+        Err(e) => tracing::warn!(node = name, "updating the node's nodeInfo: {e}"),
+    }
     let conditions = registered.status.and_then(|s| s.conditions).unwrap_or_default();
     for reason in transition_events(&[], &conditions) {
         events.record(&node_ref, "Normal", reason, &format!("Node {name} status is now: {reason}")).await;
@@ -159,6 +164,12 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
     };
     tokio::join!(lease.run(), status.run(), refusals, pods.run(), state.keep_saved(runtime.clone(), clock));
     Ok(())
+}
+
+/// The machine's boot id: a node's boot id derives from it, so restarting the agent is not
+/// a reboot, and rebooting the machine is.
+fn host_boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|b| b.trim().to_string()).unwrap_or_default()
 }
 
 /// A stable 32-hex-digit id derived from a name, as /etc/machine-id looks.

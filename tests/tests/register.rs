@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 use labkubelet::clock::Clock;
-use labkubelet::node::register::{register, NodeIdentity};
+use labkubelet::node::register::{reconcile_node_info, register, NodeIdentity};
 use labkubelet_tests::apiserver::{ApiServer, Faults};
 use serde_json::json;
 use std::time::Duration;
@@ -83,4 +83,21 @@ async fn registration_retries_until_the_api_server_answers() {
     assert!(started.elapsed() >= Duration::from_millis(700), "{:?}", started.elapsed());
     assert_eq!(server.requests().iter().filter(|r| r.starts_with("POST /api/v1/nodes")).count(), 4);
     nodes.get("lab-node-1").await.unwrap();
+}
+
+#[tokio::test]
+async fn an_existing_node_gets_its_boot_id_and_versions_and_a_new_boot_id_is_a_reboot() {
+    let server = ApiServer::start().await.unwrap();
+    let nodes: Api<Node> = Api::all(server.admin().await);
+    let first = register(&nodes, &identity(), &Clock::new(), &[]).await;
+    assert_eq!(reconcile_node_info(&nodes, &identity(), &first).await.unwrap(), None, "the same boot: nothing to say");
+
+    // The agent restarted on a rebooted machine, with a newer runtime.
+    let rebooted = NodeIdentity { boot_id: "b0071d00-0000-4000-a000-000000000002".into(), container_runtime_version: "labkubelet://0.2.0".into(), ..identity() };
+    let existing = register(&nodes, &rebooted, &Clock::new(), &[]).await;
+    let previous = reconcile_node_info(&nodes, &rebooted, &existing).await.unwrap();
+    assert_eq!(previous.as_deref(), Some("b0071d00-0000-4000-a000-000000000001"));
+    let info = nodes.get("lab-node-1").await.unwrap().status.unwrap().node_info.unwrap();
+    assert_eq!((info.boot_id.as_str(), info.container_runtime_version.as_str()), ("b0071d00-0000-4000-a000-000000000002", "labkubelet://0.2.0"));
+    assert_eq!(info.machine_id, "0123456789abcdef0123456789abcdef", "the rest of nodeInfo is kept");
 }

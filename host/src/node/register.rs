@@ -105,6 +105,23 @@ pub fn initial_node(id: &NodeIdentity, now: Time, runtime_errors: &[String]) -> 
     }
 }
 
+/// Brings an existing Node's nodeInfo (boot id, versions) up to date, as the kubelet's
+/// status setters do. Returns the previous boot id when it changed: the node rebooted.
+pub async fn reconcile_node_info(nodes: &Api<Node>, id: &NodeIdentity, existing: &Node) -> Result<Option<String>, kube::Error> {
+    let info = existing.status.as_ref().and_then(|s| s.node_info.clone()).unwrap_or_default();
+    let stale = info.boot_id != id.boot_id || info.container_runtime_version != id.container_runtime_version || info.kubelet_version != id.kubelet_version;
+    if !stale {
+        return Ok(None);
+    }
+    let patch = serde_json::json!({"status": {"nodeInfo": {
+        "bootID": id.boot_id,
+        "containerRuntimeVersion": id.container_runtime_version,
+        "kubeletVersion": id.kubelet_version,
+    }}});
+    nodes.patch_status(&id.name, &PatchParams::default(), &Patch::Strategic(patch)).await?;
+    Ok((!info.boot_id.is_empty() && info.boot_id != id.boot_id).then_some(info.boot_id))
+}
+
 /// Registers the node, retrying forever with a back-off from 100 ms doubling to 7 s. An
 /// existing Node is reconciled: the default labels and the attach/detach annotation are put
 /// back if missing or changed; everything else is left as it is.
