@@ -1,7 +1,8 @@
 //! The agent: N nodes in one process. For each node it makes sure of client credentials
-//! (TLS bootstrap), registers the Node, keeps its Lease and status, and runs the pods bound
+//! (TLS bootstrap, then rotation), registers the Node, keeps its Lease and status, and runs the pods bound
 //! to it, over a runtime made of the plugins of one shared catalog.
 
+use crate::bootstrap::rotation::{node_client, rotate};
 use crate::bootstrap::{ensure_client_credentials, BootstrapConfig};
 use crate::clock::Clock;
 use crate::events::EventRecorder;
@@ -15,7 +16,6 @@ use crate::runtime::state::RuntimeStateDir;
 use crate::runtime::ContainerRuntime;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, Taint};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,11 +83,8 @@ pub async fn run(config: AgentConfig, catalog: Arc<PluginCatalog>, clock: Clock)
 async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
     let bootstrap = config.bootstrap_for(name);
     ensure_client_credentials(&bootstrap).await?;
-    let kubeconfig = Kubeconfig::read_from(&bootstrap.kubeconfig).with_context(|| format!("reading {}", bootstrap.kubeconfig.display()))?;
-    let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("using {}", bootstrap.kubeconfig.display()))?;
-    let client = kube::Client::try_from(client_config)?;
+    // The client reads the current certificate for each connection: rotation needs no restart.
+    let client = node_client(&bootstrap.kubeconfig).await?;
 
     let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, catalog, clock));
     // The runtime kept running while the agent was down: carry on with its state.
@@ -141,6 +138,7 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
         http_check_frequency: config.http_check_frequency,
     };
     let pods = PodLifecycle::new(node_pods, client.clone(), runtime.clone(), clock, events.clone());
+    let client_for_rotation = client.clone();
     let lease = NodeLease::new(client, name, config.lease_duration_seconds, clock);
     let status = NodeStatusLoop::new(nodes, name, runtime.clone(), clock, config.status, events.clone()).with_pleg(pods.pleg_health());
     // A refused plugin file is a Warning on every node; a refused state hand-over, on its node.
@@ -162,7 +160,8 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
             }
         }
     };
-    tokio::join!(lease.run(), status.run(), refusals, pods.run(), state.keep_saved(runtime.clone(), clock));
+    let rotation = rotate(bootstrap.clone(), client_for_rotation, clock);
+    tokio::join!(lease.run(), status.run(), refusals, pods.run(), state.keep_saved(runtime.clone(), clock), rotation);
     Ok(())
 }
 

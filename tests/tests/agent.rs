@@ -9,7 +9,8 @@ use labkubelet::agent::{run, AgentConfig};
 use labkubelet::clock::Clock;
 use labkubelet::node::status::StatusTimings;
 use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginPolicy};
-use labkubelet_tests::apiserver::ApiServer;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use labkubelet_tests::apiserver::{ApiServer, Faults};
 use std::time::Duration;
 
 
@@ -17,20 +18,14 @@ fn ready(node: &Node) -> bool {
     node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-async fn run_nodes(count: usize) {
-    let server = ApiServer::start().await.unwrap();
-    server.set_auto_approve(true);
-    let token = server.add_bootstrap_token("abcdef", "0123456789abcdef");
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = dir.path().join("bootstrap-kubelet.conf");
-    std::fs::write(&bootstrap, server.kubeconfig_with_token(&token)).unwrap();
-    let names: Vec<String> = (0..count).map(|i| format!("lab-node-{i}")).collect();
-    let config = AgentConfig {
-        nodes: names.clone(),
-        kubeconfig: dir.path().join("kubelet.conf"),
+/// The agent's configuration for these nodes, everything under `dir`.
+fn agent_config(dir: &std::path::Path, nodes: Vec<String>, bootstrap: std::path::PathBuf) -> AgentConfig {
+    AgentConfig {
+        nodes,
+        kubeconfig: dir.join("kubelet.conf"),
         bootstrap_kubeconfig: Some(bootstrap),
-        cert_dir: dir.path().join("pki"),
-        root_dir: dir.path().to_path_buf(),
+        cert_dir: dir.join("pki"),
+        root_dir: dir.to_path_buf(),
         node_ip: "10.1.0.5".into(),
         node_labels: Default::default(),
         taints: vec![],
@@ -42,7 +37,18 @@ async fn run_nodes(count: usize) {
         file_check_frequency: Duration::from_secs(20),
         manifest_url: None,
         http_check_frequency: Duration::from_secs(20),
-    };
+    }
+}
+
+async fn run_nodes(count: usize) {
+    let server = ApiServer::start().await.unwrap();
+    server.set_auto_approve(true);
+    let token = server.add_bootstrap_token("abcdef", "0123456789abcdef");
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("bootstrap-kubelet.conf");
+    std::fs::write(&bootstrap, server.kubeconfig_with_token(&token)).unwrap();
+    let names: Vec<String> = (0..count).map(|i| format!("lab-node-{i}")).collect();
+    let config = agent_config(dir.path(), names.clone(), bootstrap);
     let engine = PluginEngine::new(PluginPolicy::default()).unwrap();
     let catalog = PluginCatalog::new(engine).await.unwrap();
     let agent = tokio::spawn(run(config, catalog.clone(), Clock::new()));
@@ -114,4 +120,47 @@ async fn one_node_bootstraps_registers_and_turns_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_nodes_in_one_process_register_and_renew() {
     run_nodes(100).await;
+}
+
+/// Certificates that live 20 s are rotated at 14–18 s by a CSR the node makes itself
+/// (auto-approved as selfnodeclient); once the first has expired, new connections present
+/// the rotated one and the Lease is still renewed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_certificate_is_rotated_before_it_expires() {
+    let server = ApiServer::start().await.unwrap();
+    server.set_auto_approve(true);
+    server.set_signing_duration(Duration::from_secs(20));
+    let token = server.add_bootstrap_token("abcdef", "0123456789abcdef");
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("bootstrap-kubelet.conf");
+    std::fs::write(&bootstrap, server.kubeconfig_with_token(&token)).unwrap();
+    let catalog = PluginCatalog::new(PluginEngine::new(PluginPolicy::default()).unwrap()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let agent = tokio::spawn(run(agent_config(dir.path(), vec!["lab-node-0".into()], bootstrap), catalog, Clock::new()));
+
+    let c = server.admin().await;
+    let csrs: Api<CertificateSigningRequest> = Api::all(c.clone());
+    let current = dir.path().join("pki").join("kubelet-client-current.pem");
+    let rotated = labkubelet_tests::eventually("a rotation CSR made by the node", Duration::from_secs(40), async || {
+        let list = csrs.list(&ListParams::default()).await.ok()?.items;
+        list.into_iter().find(|c| c.metadata.name.as_deref().is_some_and(|n| n.starts_with("csr-")))
+    })
+    .await;
+    assert_eq!(rotated.spec.username.as_deref(), Some("system:node:lab-node-0"), "the node renews as itself");
+    assert!(started.elapsed() >= Duration::from_secs(13), "rotated too early: {:?}", started.elapsed());
+    let first = std::fs::read_link(&current).unwrap();
+    labkubelet_tests::eventually("the rotated certificate installed", Duration::from_secs(20), async || (std::fs::read_link(&current).ok()? != first).then_some(())).await;
+
+    // Past the first certificate's end: drop every connection, so the next ones must
+    // present a certificate the server still accepts.
+    tokio::time::sleep((started + Duration::from_secs(22)).saturating_duration_since(tokio::time::Instant::now())).await;
+    server.set_faults(Faults { offline: true, ..Faults::default() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.set_faults(Faults::default());
+    let leases: Api<Lease> = Api::namespaced(c, "kube-node-lease");
+    let renewed = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_nanosecond()).unwrap_or(0);
+    let before = renewed(&leases.get("lab-node-0").await.unwrap());
+    labkubelet_tests::eventually("a renewal with the rotated certificate", Duration::from_secs(20), async || (renewed(&leases.get("lab-node-0").await.ok()?) > before).then_some(())).await;
+    assert!(!agent.is_finished(), "the agent stopped: {:?}", agent.await);
+    agent.abort();
 }

@@ -6,6 +6,8 @@
 //! util/certificate. The CSR name is derived from the key, subject and usages, so a
 //! restarted agent with the same key finds its own request instead of making another.
 
+pub mod rotation;
+
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use futures_util::TryStreamExt;
@@ -22,7 +24,7 @@ pub const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 /// Usages for an ECDSA key (an RSA key would add "key encipherment").
 pub const USAGES: [&str; 2] = ["digital signature", "client auth"];
 const KEY_TMP: &str = "kubelet-client.key.tmp";
-const CURRENT: &str = "kubelet-client-current.pem";
+pub(crate) const CURRENT: &str = "kubelet-client-current.pem";
 
 /// Where the credentials live, and whom they are for.
 #[derive(Debug, Clone)]
@@ -92,23 +94,40 @@ pub async fn ensure_client_credentials(config: &BootstrapConfig) -> Result<Optio
 
     std::fs::create_dir_all(&config.cert_dir).map_err(|e| cert_dir_error(&config.cert_dir, e))?;
     let key = load_or_create_key(&config.cert_dir)?;
-    let common_name = format!("system:node:{}", config.node_name);
+    let (name, certificate) = request_certificate(&client, &config.node_name, &key, Some(bootstrap), config.reminder).await?;
+    store_credentials(config, &server, &kubeconfig, &certificate, &key.serialize_pem())?;
+    Ok(Some(name))
+}
+
+/// Asks for a kubelet client certificate for `key` and waits for it. With a bootstrap
+/// kubeconfig the CSR name is derived from the key (a restart finds its own request);
+/// a rotation, made as the node, lets the server name it (`csr-...`).
+pub(crate) async fn request_certificate(
+    client: &kube::Client,
+    node: &str,
+    key: &rcgen::KeyPair,
+    bootstrap: Option<&Path>,
+    reminder: Duration,
+) -> Result<(String, Vec<u8>), BootstrapError> {
+    let common_name = format!("system:node:{node}");
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| BootstrapError::Api(e.to_string()))?;
     params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:nodes");
     params.distinguished_name.push(rcgen::DnType::CommonName, common_name.clone());
-    let request = params.serialize_request(&key).and_then(|r| r.pem()).map_err(|e| BootstrapError::Api(e.to_string()))?;
-    let name = csr_name(&key.subject_public_key_info(), &common_name, &["system:nodes"], &USAGES);
-
-    let csrs: Api<CertificateSigningRequest> = Api::all(client);
+    let request = params.serialize_request(key).and_then(|r| r.pem()).map_err(|e| BootstrapError::Api(e.to_string()))?;
+    let metadata = match bootstrap {
+        Some(_) => serde_json::json!({"name": csr_name(&key.subject_public_key_info(), &common_name, &["system:nodes"], &USAGES)}),
+        None => serde_json::json!({"generateName": "csr-"}),
+    };
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let csr: CertificateSigningRequest = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
+        "metadata": metadata,
         "spec": {"request": STANDARD.encode(&request), "signerName": SIGNER, "usages": USAGES},
     }))
     .map_err(|e| BootstrapError::Api(e.to_string()))?;
     let created = create_csr(&csrs, &csr, bootstrap).await?;
-    let certificate = wait_for_certificate(&csrs, &name, created, config.reminder).await?;
-    store_credentials(config, &server, &kubeconfig, &certificate, &key.serialize_pem())?;
-    Ok(Some(name))
+    let name = created.metadata.name.clone().unwrap_or_default();
+    let certificate = wait_for_certificate(&csrs, &name, created, reminder).await?;
+    Ok((name, certificate))
 }
 
 fn cert_dir_error(path: &Path, e: std::io::Error) -> BootstrapError {
@@ -159,7 +178,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Creates the CSR, or finds the one an earlier run made. Waits (every 2 s, up to a minute,
 /// as the kubelet polls /healthz) for an API server that does not answer yet.
-async fn create_csr(csrs: &Api<CertificateSigningRequest>, csr: &CertificateSigningRequest, bootstrap: &Path) -> Result<CertificateSigningRequest, BootstrapError> {
+async fn create_csr(csrs: &Api<CertificateSigningRequest>, csr: &CertificateSigningRequest, bootstrap: Option<&Path>) -> Result<CertificateSigningRequest, BootstrapError> {
     let name = csr.metadata.name.clone().unwrap_or_default();
     let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -178,7 +197,8 @@ async fn create_csr(csrs: &Api<CertificateSigningRequest>, csr: &CertificateSign
                 return Ok(existing);
             }
             Err(kube::Error::Api(s)) if s.code == 401 => {
-                return Err(BootstrapError::Unauthorized { bootstrap_kubeconfig: bootstrap.display().to_string() });
+                let shown = bootstrap.map_or_else(|| "the node's kubeconfig".to_string(), |b| b.display().to_string());
+                return Err(BootstrapError::Unauthorized { bootstrap_kubeconfig: shown });
             }
             Err(e) if tokio::time::Instant::now() < give_up => {
                 tracing::warn!("the API server does not answer yet ({e}); retrying in 2s");
@@ -262,19 +282,7 @@ fn verdict(name: &str, csr: &CertificateSigningRequest) -> Result<Option<Vec<u8>
 fn store_credentials(config: &BootstrapConfig, server: &str, bootstrap: &Kubeconfig, certificate: &[u8], key_pem: &str) -> Result<(), BootstrapError> {
     let dir = &config.cert_dir;
     let fail = |e: std::io::Error| cert_dir_error(dir, e);
-    let stamp = timestamp(SystemTime::now());
-    let file = dir.join(format!("kubelet-client-{stamp}.pem"));
-    let mut pem = certificate.to_vec();
-    if !pem.ends_with(b"\n") {
-        pem.push(b'\n');
-    }
-    pem.extend_from_slice(key_pem.as_bytes());
-    write_private(&file, &pem).map_err(fail)?;
-    let link = dir.join(CURRENT);
-    let tmp_link = dir.join(format!("{CURRENT}.tmp"));
-    let _ = std::fs::remove_file(&tmp_link);
-    std::os::unix::fs::symlink(&file, &tmp_link).map_err(fail)?;
-    std::fs::rename(&tmp_link, &link).map_err(fail)?;
+    install_certificate(dir, certificate, key_pem)?;
     let _ = std::fs::remove_file(dir.join(KEY_TMP));
 
     let cluster = bootstrap.clusters.first().and_then(|c| c.cluster.as_ref());
@@ -296,6 +304,31 @@ fn store_credentials(config: &BootstrapConfig, server: &str, bootstrap: &Kubecon
         std::fs::create_dir_all(parent).map_err(fail)?;
     }
     write_private(&config.kubeconfig, text.as_bytes()).map_err(fail)
+}
+
+/// Writes the certificate chain and key as `kubelet-client-<time>.pem` (0600) and points
+/// `kubelet-client-current.pem` at it atomically (temporary link, then rename).
+pub(crate) fn install_certificate(dir: &Path, certificate: &[u8], key_pem: &str) -> Result<(), BootstrapError> {
+    let fail = |e: std::io::Error| cert_dir_error(dir, e);
+    let stamp = timestamp(SystemTime::now());
+    let mut file = dir.join(format!("kubelet-client-{stamp}.pem"));
+    // Two certificates in one second (a short-lived test certificate) get distinct files.
+    let mut n = 1;
+    while file.exists() {
+        file = dir.join(format!("kubelet-client-{stamp}.{n}.pem"));
+        n += 1;
+    }
+    let mut pem = certificate.to_vec();
+    if !pem.ends_with(b"\n") {
+        pem.push(b'\n');
+    }
+    pem.extend_from_slice(key_pem.as_bytes());
+    write_private(&file, &pem).map_err(fail)?;
+    let link = dir.join(CURRENT);
+    let tmp_link = dir.join(format!("{CURRENT}.tmp"));
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&file, &tmp_link).map_err(fail)?;
+    std::fs::rename(&tmp_link, &link).map_err(fail)
 }
 
 /// `2006-01-02-15-04-05`, the kubelet's certificate file stamp, in UTC.

@@ -68,6 +68,8 @@ struct Shared {
     offline: tokio::sync::watch::Sender<bool>,
     /// The csrapproving controller with the nodeclient roles bound to bootstrap tokens.
     auto_approve: std::sync::atomic::AtomicBool,
+    /// kube-controller-manager's --cluster-signing-duration.
+    signing_duration: Mutex<Duration>,
 }
 
 /// A running API-server double. Dropping it stops it.
@@ -124,6 +126,7 @@ impl ApiServer {
             requests: Mutex::new(Vec::new()),
             offline: tokio::sync::watch::channel(false).0,
             auto_approve: std::sync::atomic::AtomicBool::new(false),
+            signing_duration: Mutex::new(Duration::from_secs(365 * 86_400)),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -231,6 +234,13 @@ impl ApiServer {
     /// Approves kubelet client CSRs on creation, as kube-controller-manager's csrapproving
     /// controller does once bootstrap tokens are bound to the nodeclient role (kubeadm
     /// binds it).
+    /// How long the certificates the CSR signer issues are valid (the controller manager's
+    /// --cluster-signing-duration, a year by default); a CSR's expirationSeconds may ask
+    /// for less.
+    pub fn set_signing_duration(&self, d: Duration) {
+        *self.shared.signing_duration.lock().unwrap_or_else(|p| p.into_inner()) = d;
+    }
+
     pub fn set_auto_approve(&self, on: bool) {
         self.shared.auto_approve.store(on, std::sync::atomic::Ordering::Relaxed);
     }
@@ -455,7 +465,8 @@ fn is_node_client_csr(csr: &Value) -> bool {
 }
 
 /// The CSR signing controller: an approved request for a kubelet client certificate gets
-/// a certificate from the CA (for its requested expirationSeconds, else a year).
+/// a certificate from the CA, valid for the signing duration or the CSR's shorter
+/// expirationSeconds.
 fn sign_if_approved(shared: &Shared, t: &Target, csr: Value) -> Result<Value, ApiError> {
     let conditions = csr["status"]["conditions"].as_array().cloned().unwrap_or_default();
     let approved = conditions.iter().any(|c| c["type"] == "Approved" && c["status"] == "True");
@@ -467,7 +478,8 @@ fn sign_if_approved(shared: &Shared, t: &Target, csr: Value) -> Result<Value, Ap
     let pem = base64::engine::general_purpose::STANDARD.decode(request).map_err(|e| ApiError::new(422, "Invalid", format!("spec.request: {e}")))?;
     let pem = String::from_utf8(pem).map_err(|e| ApiError::new(422, "Invalid", format!("spec.request: {e}")))?;
     let mut params = rcgen::CertificateSigningRequestParams::from_pem(&pem).map_err(|e| ApiError::new(422, "Invalid", format!("spec.request: {e}")))?;
-    let lifetime = csr["spec"]["expirationSeconds"].as_u64().unwrap_or(365 * 86_400);
+    let most = shared.signing_duration.lock().unwrap_or_else(|p| p.into_inner()).as_secs();
+    let lifetime = csr["spec"]["expirationSeconds"].as_u64().map_or(most, |asked| asked.min(most));
     let now = std::time::SystemTime::now();
     params.params.not_before = now.into();
     params.params.not_after = (now + Duration::from_secs(lifetime)).into();
