@@ -43,7 +43,7 @@ pub struct AgentConfig {
     pub static_pod_path: Option<PathBuf>,
     pub file_check_frequency: Duration,
     /// staticPodURL / `--manifest-url` and its headers.
-    pub manifest_url: Option<(String, Vec<(String, String)>)>,
+    pub manifest_url: Option<crate::pods::url_source::ManifestUrl>,
     pub http_check_frequency: Duration,
 }
 

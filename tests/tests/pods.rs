@@ -10,6 +10,7 @@ use labkubelet::events::EventRecorder;
 use labkubelet::plugin::{PluginPolicy, PluginRuntime};
 use labkubelet::node::register::{register, NodeIdentity};
 use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
+use labkubelet::pods::url_source::ManifestUrl;
 use labkubelet::pods::{NodePods, PodLifecycle};
 use labkubelet::runtime::state::RuntimeStateDir;
 use labkubelet_tests::apiserver::ApiServer;
@@ -28,7 +29,7 @@ struct PodLab {
     nodes: Api<Node>,
     plugins: PluginLab,
     manifests: Option<std::path::PathBuf>,
-    manifest_url: Option<(String, Vec<(String, String)>)>,
+    manifest_url: Option<ManifestUrl>,
     /// The agent's root dir: the runtime state survives an agent restart there.
     root: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
@@ -548,7 +549,7 @@ async fn pods_from_a_manifest_url_run_and_survive_a_broken_answer() {
     ]})).unwrap();
 
     let mut lab = PodLab::start(&[], &[]).await;
-    lab.manifest_url = Some((url, vec![("Authorization".into(), "Bearer lab".into())]));
+    lab.manifest_url = Some(ManifestUrl { url, headers: vec![("Authorization".into(), "Bearer lab".into())] });
     lab.restart_agent().await;
     let name = format!("cache-{NODE}");
     let mirror = lab.until(&name, "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;

@@ -9,6 +9,7 @@ use labkubelet::clock::Clock;
 use labkubelet::config::KubeletConfiguration;
 use labkubelet::node::status::StatusTimings;
 use labkubelet::plugin::{watch_dir, PluginCatalog, PluginEngine};
+use labkubelet::pods::url_source::ManifestUrl;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -125,14 +126,14 @@ fn host_name() -> String {
 }
 
 /// The manifest URL and its headers: the flags', else the configuration file's.
-fn manifest_url(args: &RunArgs, file: &KubeletConfiguration) -> anyhow::Result<Option<(String, Vec<(String, String)>)>> {
+fn manifest_url(args: &RunArgs, file: &KubeletConfiguration) -> anyhow::Result<Option<ManifestUrl>> {
     let Some(url) = args.manifest_url.clone().or(file.static_pod_url.clone()) else { return Ok(None) };
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         bail!("--manifest-url {url:?} is not an http:// or https:// URL");
     }
     let mut headers: Vec<(String, String)> = file.static_pod_url_header.iter().flatten().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
     headers.extend(parse_headers(&args.manifest_url_header)?);
-    Ok(Some((url, headers)))
+    Ok(Some(ManifestUrl { url, headers }))
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -57,7 +57,7 @@ pub struct NodePods {
     /// fileCheckFrequency: how often the static pod path is read besides file events.
     pub file_check_frequency: Duration,
     /// staticPodURL / `--manifest-url`, with its headers.
-    pub manifest_url: Option<(String, Vec<(String, String)>)>,
+    pub manifest_url: Option<url_source::ManifestUrl>,
     /// httpCheckFrequency: how often the manifest URL is fetched.
     pub http_check_frequency: Duration,
 }
@@ -171,10 +171,10 @@ impl PodLifecycle {
         let (wake, woken) = mpsc::unbounded_channel();
         let (pleg, pleg_events) = Pleg::new(runtime.clone(), clock);
         let files = node.static_pod_path.as_deref().map(|p| (static_pods::FileSource::new(p, &node.node, clock), node.file_check_frequency));
-        let url = node.manifest_url.and_then(|(url, headers)| match url_source::UrlSource::new(&url, headers, &node.node, clock) {
+        let url = node.manifest_url.and_then(|manifest| match url_source::UrlSource::new(manifest.clone(), &node.node, clock) {
             Ok(source) => Some((source, node.http_check_frequency)),
             Err(e) => {
-                tracing::error!(url, "the manifest URL cannot be fetched: no root certificates ({e})");
+                tracing::error!(url = manifest.url, "the manifest URL cannot be fetched: no root certificates ({e})");
                 None
             }
         });

@@ -289,7 +289,8 @@ pub fn api_status(i: &StatusInputs) -> PodStatus {
         start_time: old.start_time.clone().or_else(|| time(i.now)),
         init_container_statuses: (!inits.is_empty()).then_some(init_statuses),
         container_statuses: Some(statuses),
-        qos_class: Some(qos_class(&spec).to_string()),
+        // The API server sets the class at creation and refuses to change it.
+        qos_class: old.qos_class.clone().or_else(|| Some(qos_class(&spec).to_string())),
         ..Default::default()
     }
 }
@@ -303,7 +304,7 @@ pub fn rejected_status(pod: &Pod, reason: &str, message: &str) -> PodStatus {
         reason: Some(reason.into()),
         message: Some(format!("Pod was rejected: {message}")),
         conditions: Some(foreign_conditions(pod)),
-        qos_class: Some(qos_class(&spec).into()),
+        qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()).or_else(|| Some(qos_class(&spec).into())),
         ..Default::default()
     }
 }

@@ -21,6 +21,14 @@ pub const HTTP_CHECK_FREQUENCY: Duration = Duration::from_secs(20);
 const MAX_BODY: usize = 10 << 20;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A manifest URL and the headers to send with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestUrl {
+    pub url: String,
+    /// `(name, value)`; a name may repeat.
+    pub headers: Vec<(String, String)>,
+}
+
 type HttpsClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Empty<bytes::Bytes>>;
 
 /// The URL source of one node.
@@ -35,10 +43,11 @@ pub struct UrlSource {
 
 impl UrlSource {
     /// A source for `url`; fails when the system's root certificates cannot be loaded.
-    pub fn new(url: &str, headers: Vec<(String, String)>, node: &str, clock: Clock) -> std::io::Result<Self> {
+    pub fn new(manifest: ManifestUrl, node: &str, clock: Clock) -> std::io::Result<Self> {
+        let ManifestUrl { url, headers } = manifest;
         let https = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots()?.https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(https);
-        Ok(UrlSource { url: url.into(), headers, node: node.into(), clock, client, seen: HashMap::new() })
+        Ok(UrlSource { url, headers, node: node.into(), clock, client, seen: HashMap::new() })
     }
 
     /// Fetches and defaults the pods the URL describes now.
