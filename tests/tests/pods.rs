@@ -569,3 +569,30 @@ async fn pods_from_a_manifest_url_run_and_survive_a_broken_answer() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_image_change_restarts_the_container_and_readiness_is_reasserted() {
+    let lab = PodLab::start(&[], &[]).await;
+    lab.create("web", json!({}), json!({"containers": [{"name": "web", "image": "nginx:1.25"}]})).await;
+    let before = lab.until("web", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+
+    // `kubectl set image pod/web web=nginx:1.27`, as in the RX-M lab: killed and created again.
+    let patch = json!({"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}});
+    lab.pods.patch("web", &kube::api::PatchParams::default(), &kube::api::Patch::Strategic(patch)).await.unwrap();
+    let after = lab.until("web", "running the new image", Duration::from_secs(30), |p| {
+        container(p, "web").is_some_and(|c| c.image == "nginx:1.27" && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+    })
+    .await;
+    let web = container(&after, "web").unwrap();
+    assert_eq!(web.restart_count, 1);
+    assert_ne!(web.container_id, container(&before, "web").unwrap().container_id);
+    let events = lab.events("web").await;
+    assert!(events.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref() == Some("Container web definition changed, will be restarted")), "{:?}", reasons(&events));
+
+    // The node lifecycle controller marks the pods of an unreachable node not Ready; once the
+    // kubelet is back it writes the truth again.
+    let unready = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "NodeNotReady"}]}});
+    lab.pods.patch_status("web", &kube::api::PatchParams::default(), &kube::api::Patch::Strategic(unready)).await.unwrap();
+    let back = lab.until("web", "Ready again", Duration::from_secs(30), |p| condition(p, "Ready").is_some_and(|c| c.0 == "True")).await;
+    assert_eq!(condition(&back, "Ready").unwrap().1, None);
+}
