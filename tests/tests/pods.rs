@@ -596,3 +596,20 @@ async fn an_image_change_restarts_the_container_and_readiness_is_reasserted() {
     let back = lab.until("web", "Ready again", Duration::from_secs(30), |p| condition(p, "Ready").is_some_and(|c| c.0 == "True")).await;
     assert_eq!(condition(&back, "Ready").unwrap().1, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_sandbox_that_cannot_be_made_is_reported_and_retried_with_back_off() {
+    let rules = "rules:\n  - match: { pod: 'no-net' }\n    failSandbox: 'failed to setup network for sandbox: cni plugin not initialized'\n";
+    let lab = PodLab::start(&["scripted"], &[("scripted.yaml", rules)]).await;
+    lab.create("no-net", json!({"labkubelet.io/scenario": "scripted"}), json!({"containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
+    let pod = lab.until("no-net", "reported", Duration::from_secs(30), |p| condition(p, "PodReadyToStartContainers").is_some_and(|c| c.0 == "False")).await;
+    assert_eq!((phase(&pod), container(&pod, "app").and_then(waiting_reason)), ("Pending", Some("ContainerCreating")));
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let events = lab.events("no-net").await;
+    let failed = events.iter().find(|e| e.reason.as_deref() == Some("FailedCreatePodSandBox")).expect("FailedCreatePodSandBox event");
+    assert_eq!(failed.type_.as_deref(), Some("Warning"));
+    assert_eq!(failed.message.as_deref(), Some("Failed to create pod sandbox: failed to setup network for sandbox: cni plugin not initialized"));
+    // Retried with back-off (at once, then 10 s, 20 s): three or four tries in 40 s, not forty.
+    let tries = failed.count.unwrap_or(0);
+    assert!((2..=5).contains(&tries), "{tries} tries in 40 s");
+}

@@ -9,6 +9,8 @@
 //!     exit: { afterSeconds: 30, code: 137, reason: OOMKilled }
 //!   - match: { pod: "web-*" }
 //!     failPull: "manifest unknown"
+//!   - match: { pod: "net-*" }
+//!     failSandbox: "failed to setup network for sandbox"
 //!     probes: { readiness: { flapSeconds: 10 } }
 //!   - calls: [list]                 # a call rule: hang (or delay) runtime calls
 //!     afterSeconds: 60
@@ -38,6 +40,7 @@ struct Rule {
     #[serde(default, rename = "match")]
     selector: Match,
     fail_pull: Option<String>,
+    fail_sandbox: Option<String>,
     fail_create: Option<String>,
     fail_start: Option<String>,
     exit: Option<ExitRule>,
@@ -236,6 +239,21 @@ impl Scenario for Scripted {
             };
         }
         Reply::Now
+    }
+
+    fn on_run_sandbox(&mut self, config: &PodSandboxConfig) -> Result<(), RuntimeError> {
+        let subject = Subject {
+            labels: &config.labels,
+            namespace: &config.metadata.namespace,
+            pod: &config.metadata.name,
+            container: None,
+            image: None,
+        };
+        let rule = self.rules.iter().find(|r| r.calls.is_empty() && r.fail_sandbox.is_some() && r.selector.matches(&subject));
+        match rule.and_then(|r| r.fail_sandbox.as_deref()) {
+            Some(message) => Err(fail(message)),
+            None => Ok(()),
+        }
     }
 
     fn on_pull(&mut self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<(), RuntimeError> {
