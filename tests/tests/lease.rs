@@ -65,3 +65,23 @@ async fn the_lease_is_created_owned_and_renewed_through_conflicts_and_outages() 
     assert!(!task.is_finished(), "a failed renewal ended the controller");
     task.abort();
 }
+
+/// A request the network lost (here: the server holds it for an hour) gives up after the
+/// heartbeat timeout, so renewals resume as soon as the server answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_renewal_times_out_and_renewals_resume() {
+    let server = ApiServer::start().await.unwrap();
+    let c = server.admin().await;
+    let leases: Api<Lease> = Api::namespaced(c.clone(), "kube-node-lease");
+    let controller = NodeLease::new(c, "lab-node-1", 4, Clock::new());
+    assert_eq!(controller.request_timeout(), Duration::from_secs(4), "min(10 s, the lease duration)");
+    let task = tokio::spawn(controller.run());
+    let first = until(&leases, "exists", |_| true).await;
+
+    server.set_faults(Faults { latency: Duration::from_secs(3600), ..Faults::default() });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.set_faults(Faults::default());
+    let after = until(&leases, "was renewed after the hang", |l| renew_time(l) > renew_time(&first) + 2_000_000_000).await;
+    assert!(renew_time(&after) > renew_time(&first));
+    task.abort();
+}

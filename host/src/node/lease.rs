@@ -20,6 +20,10 @@ const MAX_UPDATE_RETRIES: usize = 5;
 const JITTER: f64 = 0.04;
 const ENSURE_BACKOFF: Duration = Duration::from_millis(200);
 const ENSURE_MAX_BACKOFF: Duration = Duration::from_secs(7);
+/// The kubelet's heartbeat client gives each request the smaller of
+/// nodeStatusUpdateFrequency (10 s) and the lease duration: a request the network lost
+/// must not hold the next renewal back.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a renewal failed; the controller retries at the next interval.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +31,22 @@ const ENSURE_MAX_BACKOFF: Duration = Duration::from_secs(7);
 pub struct LeaseError {
     pub node: String,
     pub detail: String,
+}
+
+/// Why one lease request failed.
+#[derive(Debug)]
+enum Failure {
+    /// 409: someone else wrote the lease since it was read.
+    Conflict(String),
+    Other(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Conflict(m) | Failure::Other(m) => f.write_str(m),
+        }
+    }
 }
 
 /// Keeps one node's Lease renewed.
@@ -56,6 +76,22 @@ impl NodeLease {
     /// How often the lease is renewed: a quarter of its duration.
     pub fn renew_interval(&self) -> Duration {
         Duration::from_secs_f64(f64::from(self.duration_seconds) * 0.25)
+    }
+
+    /// How long one lease request may take.
+    pub fn request_timeout(&self) -> Duration {
+        HEARTBEAT_TIMEOUT.min(Duration::from_secs(u64::try_from(self.duration_seconds).unwrap_or(1).max(1)))
+    }
+
+    /// A request under the heartbeat timeout; running out of time is a failure like any other.
+    async fn timed<T>(&self, request: impl std::future::Future<Output = Result<T, kube::Error>>) -> Result<T, Failure> {
+        match tokio::time::timeout(self.request_timeout(), request).await {
+            Ok(answer) => answer.map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 409 => Failure::Conflict(s.message),
+                e => Failure::Other(e.to_string()),
+            }),
+            Err(_) => Err(Failure::Other(format!("no answer within {:?}", self.request_timeout()))),
+        }
     }
 
     fn error(&self, detail: impl std::fmt::Display) -> LeaseError {
@@ -92,16 +128,16 @@ impl NodeLease {
         let mut last = String::new();
         for _ in 0..MAX_UPDATE_RETRIES {
             let next = self.renewed(base.clone()).await;
-            match self.leases.replace(&self.node, &PostParams::default(), &next).await {
+            match self.timed(self.leases.replace(&self.node, &PostParams::default(), &next)).await {
                 Ok(lease) => {
                     self.latest = Some(lease.clone());
                     return Ok(lease);
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    last = s.message.clone();
+                Err(Failure::Conflict(message)) => {
+                    last = message;
                     base = self.ensure_with_backoff().await.0;
                 }
-                Err(e) => last = e.to_string(),
+                Err(Failure::Other(message)) => last = message,
             }
         }
         self.latest = None;
@@ -116,7 +152,7 @@ impl NodeLease {
         spec.renew_time = Some(self.now());
         if lease.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty()) {
             // Until the Node exists, the lease has no owner; it is set at a later renewal.
-            if let Ok(node) = self.nodes.get(&self.node).await
+            if let Ok(node) = self.timed(self.nodes.get(&self.node)).await
                 && let Some(uid) = node.metadata.uid {
                     lease.metadata.owner_references = Some(vec![OwnerReference {
                         api_version: "v1".into(),
@@ -151,12 +187,12 @@ impl NodeLease {
     }
 
     async fn ensure(&mut self) -> Result<(Lease, bool), LeaseError> {
-        match self.leases.get_opt(&self.node).await {
+        match self.timed(self.leases.get_opt(&self.node)).await {
             Ok(Some(lease)) => Ok((lease, false)),
             Ok(None) => {
                 let fresh = Lease { metadata: ObjectMeta { name: Some(self.node.clone()), namespace: Some(NAMESPACE.into()), ..Default::default() }, spec: None };
                 let lease = self.renewed(fresh).await;
-                let created = self.leases.create(&PostParams::default(), &lease).await.map_err(|e| self.error(e))?;
+                let created = self.timed(self.leases.create(&PostParams::default(), &lease)).await.map_err(|e| self.error(e))?;
                 Ok((created, true))
             }
             Err(e) => Err(self.error(e)),

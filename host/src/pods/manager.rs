@@ -143,8 +143,4 @@ impl PodManager {
     pub fn mirror(&self, pod: &Pod) -> Option<Arc<Pod>> {
         self.mirrors.read().unwrap_or_else(|p| p.into_inner()).get(&full_name(pod)).cloned()
     }
-
-    pub fn all(&self) -> Vec<Arc<Pod>> {
-        self.pods.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
-    }
 }

@@ -37,11 +37,9 @@ impl PodWorkers {
         workers.insert(uid.to_string(), Worker { wake, task });
     }
 
-    /// Forgets workers whose pod is gone; returns how many are still at work.
-    pub fn collect(&self) -> usize {
-        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        workers.retain(|_, w| !w.task.is_finished());
-        workers.len()
+    /// Forgets the workers whose pod is gone.
+    pub fn collect(&self) {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, w| !w.task.is_finished());
     }
 
     pub fn has(&self, uid: &str) -> bool {
