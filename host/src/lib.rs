@@ -3,14 +3,15 @@
 //! It runs the kubelet's control logic and asks WebAssembly plugins what a container
 //! runtime would do. This crate is the embeddable library behind the `labkubelet` binary.
 //!
-//! - [`agent`]: N nodes in one process: credentials, registration, Lease, status.
-//! - [`bootstrap`]: TLS bootstrap of the node's client certificate through a CSR.
+//! - [`agent`]: N nodes in one process: credentials, registration, Lease, status, pods.
+//! - [`bootstrap`]: TLS bootstrap of the node's client certificate through a CSR, and its rotation.
 //! - [`config`]: the KubeletConfiguration file, for the fields that apply.
 //! - [`events`]: events as the kubelet's recorder writes them, repeats folded.
 //! - [`clock`]: the one clock the kubelet logic and the plugins share (virtual in tests).
 //! - [`node`]: the Node: registration, conditions, status loop, Lease.
 //! - [`pods`]: the pod lifecycle: sources, pod workers, syncPod, status manager, probes.
-//! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait the kubelet logic calls.
+//! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait the kubelet logic calls,
+//!   PLEG, and the runtime state kept across agent restarts.
 //! - [`plugin`]: the wasmtime host: loading, validation, limits, hot reload, and the adapter
 //!   that implements the runtime trait over plugins.
 

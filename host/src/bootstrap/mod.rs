@@ -5,6 +5,7 @@
 //! Upstream: pkg/kubelet/certificate/bootstrap/bootstrap.go and client-go's
 //! util/certificate. The CSR name is derived from the key, subject and usages, so a
 //! restarted agent with the same key finds its own request instead of making another.
+//! [`rotation`] renews the certificate before it expires.
 
 pub mod rotation;
 
