@@ -278,7 +278,12 @@ pub fn api_status(i: &StatusInputs) -> PodStatus {
     conditions.push(condition("Ready", ready, reason, message.clone(), &old_conditions, i.now));
     conditions.push(condition("ContainersReady", ready, reason, message, &old_conditions, i.now));
 
-    let ip = i.runtime.latest_sandbox().map(|s| s.ip.clone()).filter(|ip| !ip.is_empty()).or_else(|| old.pod_ip.clone());
+    // A pod in the host's network namespace has the node's address.
+    let ip = if spec.host_network == Some(true) {
+        Some(i.node_ip.to_string())
+    } else {
+        i.runtime.latest_sandbox().map(|s| s.ip.clone()).filter(|ip| !ip.is_empty()).or_else(|| old.pod_ip.clone())
+    };
     PodStatus {
         phase: Some(phase),
         conditions: Some(conditions),
@@ -388,6 +393,25 @@ mod tests {
         // A failed init container fails the pod only when nothing restarts it.
         assert_eq!(phase(&spec("Never"), std::slice::from_ref(&failed), std::slice::from_ref(&creating), false), "Failed");
         assert_eq!(phase(&spec("Always"), std::slice::from_ref(&crashloop), std::slice::from_ref(&creating), false), "Pending");
+    }
+
+    #[test]
+    fn host_network_pods_have_the_nodes_address() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"spec": {"hostNetwork": true, "containers": [{"name": "c"}]}})).unwrap();
+        let (runtime, waiting) = (RuntimePod::default(), HashMap::new());
+        let status = api_status(&StatusInputs {
+            pod: &pod,
+            runtime: &runtime,
+            runtime_name: "labkubelet",
+            node_ip: "10.1.0.5",
+            waiting: &waiting,
+            ready: &|_, _| true,
+            started: &|_, _| true,
+            now: 1_700_000_000_000_000_000,
+            terminal: false,
+        });
+        assert_eq!((status.pod_ip.as_deref(), status.host_ip.as_deref()), (Some("10.1.0.5"), Some("10.1.0.5")));
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
     }
 
     #[test]
