@@ -33,6 +33,8 @@ struct PodLab {
     /// The agent's root dir: the runtime state survives an agent restart there.
     root: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
+    /// The runtime of the agent now running.
+    runtime: Arc<PluginRuntime>,
 }
 
 impl Drop for PodLab {
@@ -75,6 +77,8 @@ impl PodLab {
             boot_id: "b".into(),
         };
         register(&nodes, &id, &Clock::new(), &[]).await;
+        // Replaced by the running agent's runtime below.
+        let placeholder = Arc::new(PluginRuntime::new(NODE, lab.catalog.clone(), Clock::new()));
         let mut lab = PodLab {
             pods: Api::namespaced(client.clone(), "default"),
             nodes,
@@ -85,14 +89,15 @@ impl PodLab {
             manifest_url: None,
             root: tempfile::tempdir().expect("root dir"),
             task: tokio::spawn(async {}),
+            runtime: placeholder,
         };
-        lab.task = lab.spawn_agent().await;
+        (lab.task, lab.runtime) = lab.spawn_agent().await;
         lab
     }
 
     /// Runs the node's pods and status loop (with PLEG's health in Ready) as the agent
     /// does, restoring the runtime state a previous run saved.
-    async fn spawn_agent(&self) -> tokio::task::JoinHandle<()> {
+    async fn spawn_agent(&self) -> (tokio::task::JoinHandle<()>, Arc<PluginRuntime>) {
         let clock = Clock::new();
         let runtime = Arc::new(PluginRuntime::new(NODE, self.plugins.catalog.clone(), clock));
         let state = RuntimeStateDir::new(self.root.path(), NODE);
@@ -111,16 +116,26 @@ impl PodLab {
         };
         let lifecycle = PodLifecycle::new(node, self.client.clone(), runtime.clone(), clock, events.clone());
         let status = NodeStatusLoop::new(self.nodes.clone(), NODE, runtime.clone(), clock, StatusTimings::default(), events).with_pleg(lifecycle.pleg_health());
-        tokio::spawn(async move {
-            tokio::join!(lifecycle.run(), status.run(), state.keep_saved(runtime, clock));
-        })
+        let task = tokio::spawn({
+            let runtime = runtime.clone();
+            async move {
+                tokio::join!(lifecycle.run(), status.run(), state.keep_saved(runtime, clock));
+            }
+        });
+        (task, runtime)
     }
 
     /// Stops the agent and starts it again, as `systemctl restart` would.
     async fn restart_agent(&mut self) {
+        self.stop_agent().await;
+        (self.task, self.runtime) = self.spawn_agent().await;
+    }
+
+    async fn stop_agent(&mut self) {
         self.task.abort();
-        let _ = (&mut self.task).await;
-        self.task = self.spawn_agent().await;
+        if !self.task.is_finished() {
+            let _ = (&mut self.task).await;
+        }
     }
 
     /// Creates a pod and binds it to the node, as the scheduler does.
@@ -612,4 +627,37 @@ async fn a_sandbox_that_cannot_be_made_is_reported_and_retried_with_back_off() {
     // Retried with back-off (at once, then 10 s, 20 s): three or four tries in 40 s, not forty.
     let tries = failed.count.unwrap_or(0);
     assert!((2..=5).contains(&tries), "{tries} tries in 40 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_deleted_while_the_agent_was_down_is_cleaned_up_and_the_others_are_left_alone() {
+    use labkubelet::runtime::ContainerRuntime;
+    let mut lab = PodLab::start(&[], &[]).await;
+    let spec = json!({"containers": [{"name": "app", "image": "nginx:1.25"}]});
+    lab.create("kept", json!({}), spec.clone()).await;
+    lab.create("gone", json!({}), spec).await;
+    let kept = lab.until("kept", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    lab.until("gone", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The agent is down when `gone` is force-deleted: nobody stops its containers.
+    lab.stop_agent().await;
+    lab.pods.delete("gone", &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await.unwrap();
+    assert!(lab.pods.get_opt("gone").await.unwrap().is_none());
+    lab.restart_agent().await;
+
+    let mut left = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        left = lab.runtime.list_pod_sandboxes().await.unwrap().into_iter().map(|s| s.metadata.name).collect::<Vec<_>>();
+        if !left.iter().any(|n| n == "gone") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(left, ["kept"], "the orphan's sandbox is removed, the other pod's stays");
+    let containers = lab.runtime.list_containers().await.unwrap();
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let id = container(&kept, "app").and_then(|c| c.container_id.clone()).unwrap();
+    assert_eq!(format!("labkubelet://{}", containers[0].id), id, "the kept pod's container was never touched");
 }
