@@ -148,10 +148,17 @@ fn valid_credentials(path: &Path) -> Result<bool, BootstrapError> {
         (None, Some(data)) => STANDARD.decode(data).ok(),
         _ => None,
     };
-    let Some(pem) = pem else { return Ok(false) };
-    let Ok((_, parsed)) = x509_parser::pem::parse_x509_pem(&pem) else { return Ok(false) };
-    let Ok(cert) = parsed.parse_x509() else { return Ok(false) };
-    Ok(cert.validity().is_valid())
+    let Some((not_before, not_after)) = pem.and_then(|pem| certificate_validity(&pem)) else { return Ok(false) };
+    let now = SystemTime::now();
+    Ok(not_before <= now && now <= not_after)
+}
+
+/// The validity of the first certificate in a PEM text: (notBefore, notAfter).
+pub(crate) fn certificate_validity(pem: &[u8]) -> Option<(SystemTime, SystemTime)> {
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    let cert = parsed.parse_x509().ok()?;
+    let at = |t: x509_parser::time::ASN1Time| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0));
+    Some((at(cert.validity().not_before), at(cert.validity().not_after)))
 }
 
 /// The key waiting for its certificate, kept across restarts so the same CSR is found again.

@@ -24,11 +24,7 @@ const CSR_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// The validity of the certificate in a PEM file: (notBefore, notAfter).
 pub fn validity(path: &Path) -> Option<(SystemTime, SystemTime)> {
-    let pem = std::fs::read(path).ok()?;
-    let (_, parsed) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
-    let cert = parsed.parse_x509().ok()?;
-    let at = |t: x509_parser::time::ASN1Time| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0));
-    Some((at(cert.validity().not_before), at(cert.validity().not_after)))
+    super::certificate_validity(&std::fs::read(path).ok()?)
 }
 
 /// When to rotate: notBefore + a random 70–90 % of the lifetime.
@@ -92,8 +88,7 @@ impl CurrentCertificate {
     fn load(&self) -> Option<Arc<CertifiedKey>> {
         let target = std::fs::canonicalize(&self.path).ok()?;
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((file, key)) = loaded.as_ref().filter(|(file, _)| *file == target) {
-            let _ = file;
+        if let Some((_, key)) = loaded.as_ref().filter(|(file, _)| *file == target) {
             return Some(key.clone());
         }
         let pem = std::fs::read(&target).ok()?;

@@ -43,7 +43,7 @@ pub enum ManifestSource<'a> {
 /// A static pod as the kubelet defaults it: named `<name>-<node>`, namespace `default` when
 /// empty, bound to the node, uid from a hash of the manifest and its source, with the
 /// config annotations; a file's pods also tolerate every NoExecute taint.
-pub fn static_pod(mut pod: Pod, node: &str, source: ManifestSource, seen: &str) -> Pod {
+pub fn static_pod(mut pod: Pod, node: &str, source: ManifestSource) -> Pod {
     use sha2::{Digest, Sha256};
     let manifest = serde_json::to_string(&pod).unwrap_or_default();
     let (origin, kind) = match source {
@@ -61,7 +61,6 @@ pub fn static_pod(mut pod: Pod, node: &str, source: ManifestSource, seen: &str) 
     let annotations = pod.metadata.annotations.get_or_insert_with(Default::default);
     annotations.insert(CONFIG_HASH_ANNOTATION.into(), uid);
     annotations.insert(CONFIG_SOURCE_ANNOTATION.into(), kind.into());
-    annotations.insert(CONFIG_SEEN_ANNOTATION.into(), seen.into());
     let spec = pod.spec.get_or_insert_with(Default::default);
     spec.node_name = Some(node.into());
     if kind != "file" {
@@ -73,6 +72,33 @@ pub fn static_pod(mut pod: Pod, node: &str, source: ManifestSource, seen: &str) 
         tolerations.push(tolerate);
     }
     pod
+}
+
+/// When each static pod was first seen, for its `kubernetes.io/config.seen` annotation: a
+/// source reads its manifests again and again, and the time must not move with each read.
+pub struct FirstSeen {
+    clock: Clock,
+    /// By uid; only the pods of the last read.
+    at: HashMap<String, String>,
+}
+
+impl FirstSeen {
+    pub fn new(clock: Clock) -> Self {
+        FirstSeen { clock, at: HashMap::new() }
+    }
+
+    /// Stamps each pod of a read with the time its uid was first seen.
+    pub fn stamp(&mut self, pods: &mut [Pod]) {
+        let now = crate::pods::status::time(self.clock.now_nanos()).map(|t| t.0.to_string()).unwrap_or_default();
+        let mut at = HashMap::with_capacity(pods.len());
+        for pod in pods {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let seen = self.at.remove(&uid).unwrap_or_else(|| now.clone());
+            pod.metadata.annotations.get_or_insert_with(Default::default).insert(CONFIG_SEEN_ANNOTATION.into(), seen.clone());
+            at.insert(uid, seen);
+        }
+        self.at = at;
+    }
 }
 
 /// The manifest files under `path`: the file itself, or the folder's files that are not
@@ -141,15 +167,14 @@ pub struct FileSource {
     clock: Clock,
     /// The last good pod of each file, kept while the file cannot be read.
     last_good: HashMap<PathBuf, Pod>,
-    /// When each static pod (by uid) was first seen.
-    seen: HashMap<String, String>,
+    seen: FirstSeen,
     /// The errors already reported, so a broken file is reported once, not every 20 s.
     reported: HashMap<PathBuf, String>,
 }
 
 impl FileSource {
     pub fn new(path: &Path, node: &str, clock: Clock) -> Self {
-        FileSource { path: path.to_path_buf(), node: node.into(), clock, last_good: HashMap::new(), seen: HashMap::new(), reported: HashMap::new() }
+        FileSource { path: path.to_path_buf(), node: node.into(), clock, last_good: HashMap::new(), seen: FirstSeen::new(clock), reported: HashMap::new() }
     }
 
     /// Reads every manifest; returns the static pods and the errors met on the way.
@@ -176,12 +201,9 @@ impl FileSource {
                     }
                 }
             };
-            let now = crate::pods::status::time(self.clock.now_nanos()).map(|t| t.0.to_string()).unwrap_or_default();
-            let draft = static_pod(manifest.clone(), &self.node, ManifestSource::File(&file), "");
-            let uid = draft.metadata.uid.clone().unwrap_or_default();
-            let seen = self.seen.entry(uid).or_insert(now).clone();
-            pods.push(static_pod(manifest, &self.node, ManifestSource::File(&file), &seen));
+            pods.push(static_pod(manifest, &self.node, ManifestSource::File(&file)));
         }
+        self.seen.stamp(&mut pods);
         (pods, errors)
     }
 
@@ -261,7 +283,7 @@ mod tests {
     #[test]
     fn static_pods_are_defaulted_as_the_kubelet_does() {
         let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
-        let a = static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/web.yaml")), "t");
+        let a = static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/web.yaml")));
         assert_eq!(a.metadata.name.as_deref(), Some("web-node-1"));
         assert_eq!(a.metadata.namespace.as_deref(), Some("default"));
         assert_eq!(a.spec.as_ref().unwrap().node_name.as_deref(), Some("Node-1"));
@@ -270,10 +292,10 @@ mod tests {
         assert_eq!(Some(&annotations[CONFIG_HASH_ANNOTATION]), a.metadata.uid.as_ref());
         let toleration = &a.spec.as_ref().unwrap().tolerations.as_ref().unwrap()[0];
         assert_eq!((toleration.operator.as_deref(), toleration.effect.as_deref()), (Some("Exists"), Some("NoExecute")));
-        let b = static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/other.yaml")), "t");
+        let b = static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/other.yaml")));
         assert_ne!(a.metadata.uid, b.metadata.uid, "the file is part of the hash");
-        assert_eq!(a.metadata.uid, static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/web.yaml")), "later").metadata.uid, "the hash is stable");
-        let url = static_pod(pod, "Node-1", ManifestSource::Url("http://lab/pods"), "t");
+        assert_eq!(a.metadata.uid, static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/web.yaml"))).metadata.uid, "the hash is stable");
+        let url = static_pod(pod, "Node-1", ManifestSource::Url("http://lab/pods"));
         assert_eq!(url.metadata.annotations.unwrap()[CONFIG_SOURCE_ANNOTATION], "http");
         assert!(url.spec.unwrap().tolerations.is_none(), "only a file's pods get the NoExecute toleration");
     }

@@ -317,11 +317,10 @@ pub fn rejected_status(pod: &Pod, reason: &str, message: &str) -> PodStatus {
 /// Top-level status fields the kubelet sets only sometimes: removed when it no longer does.
 const OPTIONAL_FIELDS: [&str; 2] = ["reason", "message"];
 
-/// True when writing `new` over the server's `old` would change nothing the kubelet owns.
-fn unchanged(old: Option<&PodStatus>, new: &PodStatus) -> bool {
-    let (Ok(old), Ok(serde_json::Value::Object(new))) = (serde_json::to_value(old.cloned().unwrap_or_default()), serde_json::to_value(new)) else {
-        return false;
-    };
+/// True when writing `new` over the server's `old` would change nothing the kubelet owns
+/// (both as JSON).
+fn unchanged(old: &serde_json::Value, new: &serde_json::Value) -> bool {
+    let Some(new) = new.as_object() else { return false };
     new.iter().all(|(k, v)| old.get(k) == Some(v)) && OPTIONAL_FIELDS.iter().all(|k| new.contains_key(*k) || old.get(*k).is_none())
 }
 
@@ -342,13 +341,14 @@ impl StatusWriter {
     /// to (the server answers 409). It has the effect of the kubelet's two-way strategic
     /// merge patch. Returns whether it wrote.
     pub async fn write(&self, pod: &Pod, status: &PodStatus) -> Result<bool, kube::Error> {
-        if unchanged(pod.status.as_ref(), status) {
+        let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
+        let new = serde_json::to_value(status).unwrap_or_default();
+        if unchanged(&old, &new) {
             return Ok(false);
         }
         let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.as_deref()) else { return Ok(false) };
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let mut body = serde_json::json!({"metadata": {"uid": uid}, "status": status});
-        let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
+        let mut body = serde_json::json!({"metadata": {"uid": uid}, "status": new});
         for key in OPTIONAL_FIELDS {
             if body["status"].get(key).is_none() && old.get(key).is_some() {
                 body["status"][key] = serde_json::Value::Null;

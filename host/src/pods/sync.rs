@@ -59,6 +59,11 @@ pub fn pod_ref(pod: &Pod, field_path: Option<String>) -> ObjectReference {
     }
 }
 
+/// Where a container is in the pod spec, as events name it: `spec.containers{web}`.
+fn field_path(c: &Container, init: bool) -> String {
+    format!("spec.{}{{{}}}", if init { "initContainers" } else { "containers" }, c.name)
+}
+
 fn kv(pairs: impl IntoIterator<Item = (String, String)>) -> Vec<KeyValue> {
     pairs.into_iter().map(|(key, value)| KeyValue { key, value }).collect()
 }
@@ -161,7 +166,7 @@ impl PodSync {
     }
 
     async fn event(&self, pod: &Pod, container: Option<(&Container, bool)>, type_: &str, reason: &str, message: &str) {
-        let field = container.map(|(c, init)| format!("spec.{}{{{}}}", if init { "initContainers" } else { "containers" }, c.name));
+        let field = container.map(|(c, init)| field_path(c, init));
         self.ctx.events.record(&pod_ref(pod, field), type_, reason, message).await;
     }
 
@@ -171,8 +176,10 @@ impl PodSync {
         let Some(pod) = pod else {
             if let Some(last) = self.last.take() {
                 self.ctx.probes.stop(&self.uid);
-                self.stop_all(&last, 0, false).await;
-                self.remove_from_runtime().await;
+                if let Ok(rt) = inspect_pod(&*self.ctx.runtime, &self.uid).await {
+                    let stopped = self.stop_all(&last, &rt, 0, false).await;
+                    self.remove_from_runtime(&stopped).await;
+                }
                 // A static pod whose manifest is gone takes its mirror pod with it.
                 if let Err(e) = self.ctx.delete(&last).await {
                     tracing::warn!(pod = %pod_name(&last), "deleting the mirror pod: {e}");
@@ -195,7 +202,7 @@ impl PodSync {
             }
         };
         if pod.metadata.deletion_timestamp.is_some() {
-            return self.terminate(&pod).await;
+            return self.terminate(&pod, &rt).await;
         }
         if let Err(e) = self.ctx.ensure_mirror(&pod).await {
             tracing::warn!(pod = %pod_name(&pod), "creating the mirror pod: {e}");
@@ -226,16 +233,10 @@ impl PodSync {
         if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
             // A terminal pod keeps nothing running and takes nothing from the node.
             self.ctx.probes.stop(&self.uid);
-            for s in rt.sandboxes.iter().filter(|s| s.state == crate::runtime::PodSandboxState::Ready) {
-                if let Err(e) = self.ctx.runtime.stop_pod_sandbox(&s.id).await {
-                    tracing::warn!(pod = %pod_name(&pod), "stopping the sandbox of a finished pod: {e}");
-                }
-            }
+            let stopped = self.stop_all(&pod, &rt, grace_of(&pod), false).await;
             self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
             self.finished = true;
-            if let Ok(stopped) = inspect_pod(&*self.ctx.runtime, &self.uid).await {
-                status = self.status(&pod, &stopped, false);
-            }
+            status = self.status(&pod, &stopped, false);
         }
         self.write_status(&pod, &status).await;
         let resync = self.after(RESYNC);
@@ -277,7 +278,7 @@ impl PodSync {
                     uid: self.uid.clone(),
                     container: c.clone(),
                     container_id: latest.id.clone(),
-                    object: pod_ref(pod, Some(format!("spec.containers{{{}}}", c.name))),
+                    object: pod_ref(pod, Some(field_path(c, false))),
                 })
             })
             .collect();
@@ -328,11 +329,11 @@ impl PodSync {
                 // A failed init container runs again unless the policy is Never.
                 Some((ContainerState::Exited | ContainerState::Unknown, _)) => {
                     if policy != "Never" {
-                        acted |= self.restart_with_backoff(pod, c, true, &sandbox_id, &sandbox, latest, rt).await;
+                        acted |= self.restart_with_backoff(pod, c, true, &sandbox_id, &sandbox, rt).await;
                     }
                 }
                 Some(_) => {}
-                None => acted |= self.start(pod, c, true, &sandbox_id, &sandbox, next_attempt(rt.latest(&c.name))).await,
+                None => acted |= self.start(pod, c, true, &sandbox_id, &sandbox, rt).await,
             }
             return acted;
         }
@@ -340,7 +341,7 @@ impl PodSync {
         for c in &spec.containers {
             let latest = instances(&c.name);
             match latest {
-                None => acted |= self.start(pod, c, false, &sandbox_id, &sandbox, next_attempt(rt.latest(&c.name))).await,
+                None => acted |= self.start(pod, c, false, &sandbox_id, &sandbox, rt).await,
                 Some(l) if l.state == ContainerState::Running => {
                     let changed = l.annotations.iter().find(|a| a.key == HASH_ANNOTATION).is_some_and(|a| a.value != spec_hash(c));
                     let reason = if changed {
@@ -353,19 +354,19 @@ impl PodSync {
                     self.stop_container(pod, l, grace_of(pod)).await;
                     acted = true;
                     if changed || policy != "Never" {
-                        acted |= self.start(pod, c, false, &sandbox_id, &sandbox, l.metadata.attempt + 1).await;
+                        acted |= self.start(pod, c, false, &sandbox_id, &sandbox, rt).await;
                     }
                 }
                 Some(l) if matches!(l.state, ContainerState::Exited | ContainerState::Unknown) => {
                     if restarts(&policy, l.exit_code) {
-                        acted |= self.restart_with_backoff(pod, c, false, &sandbox_id, &sandbox, latest, rt).await;
+                        acted |= self.restart_with_backoff(pod, c, false, &sandbox_id, &sandbox, rt).await;
                     }
                 }
                 // Created but never started: its start failed. It is retried like a crash,
                 // with a new container and the restart back-off.
                 Some(_) => {
                     if policy != "Never" {
-                        acted |= self.restart_with_backoff(pod, c, false, &sandbox_id, &sandbox, latest, rt).await;
+                        acted |= self.restart_with_backoff(pod, c, false, &sandbox_id, &sandbox, rt).await;
                     }
                 }
             }
@@ -373,20 +374,11 @@ impl PodSync {
         acted
     }
 
-    /// Starts a dead container again unless it is in back-off (CrashLoopBackOff).
-    #[allow(clippy::too_many_arguments)]
-    async fn restart_with_backoff(
-        &mut self,
-        pod: &Pod,
-        c: &Container,
-        init: bool,
-        sandbox_id: &str,
-        sandbox: &PodSandboxConfig,
-        dead: Option<&RuntimeContainer>,
-        rt: &RuntimePod,
-    ) -> bool {
+    /// Starts the container's newest instance, dead or never started, again unless it is
+    /// in back-off (CrashLoopBackOff).
+    async fn restart_with_backoff(&mut self, pod: &Pod, c: &Container, init: bool, sandbox_id: &str, sandbox: &PodSandboxConfig, rt: &RuntimePod) -> bool {
         // A container that never ran counts from its creation.
-        let finished = dead.map_or(self.now(), |d| if d.finished_at > 0 { d.finished_at } else { d.created_at });
+        let finished = rt.latest(&c.name).map_or(self.now(), |d| if d.finished_at > 0 { d.finished_at } else { d.created_at });
         let key = format!("restart/{}", c.name);
         // A start error just reported stays visible a moment before the back-off shows.
         if let Some(at) = self.start_errors.get(&c.name).copied().filter(|at| self.now() < at + nanos(AFTER_ERROR)) {
@@ -403,12 +395,15 @@ impl PodSync {
             return false;
         }
         self.backoff.next(&key, finished);
-        self.start(pod, c, init, sandbox_id, sandbox, next_attempt(rt.latest(&c.name))).await
+        self.start(pod, c, init, sandbox_id, sandbox, rt).await
     }
 
     /// Pulls (by policy), creates and starts one container, recording what went wrong as
-    /// the kubelet shows it. Returns whether the runtime changed.
-    async fn start(&mut self, pod: &Pod, c: &Container, init: bool, sandbox_id: &str, sandbox: &PodSandboxConfig, attempt: u32) -> bool {
+    /// the kubelet shows it; `rt` is the pod as the runtime had it before, whose newest
+    /// instance of the container (if any) this one follows. Returns whether the runtime
+    /// changed.
+    async fn start(&mut self, pod: &Pod, c: &Container, init: bool, sandbox_id: &str, sandbox: &PodSandboxConfig, rt: &RuntimePod) -> bool {
+        let attempt = rt.latest(&c.name).map_or(0, |l| l.metadata.attempt + 1);
         let image = c.image.clone().unwrap_or_default();
         let on = Some((c, init));
         if let Err(waiting) = self.pull(pod, c, init, &image, sandbox).await {
@@ -419,28 +414,29 @@ impl PodSync {
         let id = match runtime.create_container(sandbox_id, &container_config(pod, c, attempt)).await {
             Ok(id) => id,
             Err(e) => {
-                self.event(pod, on, "Warning", "Failed", &format!("Error: {e}")).await;
-                self.waiting.insert(c.name.clone(), Waiting { reason: "CreateContainerError".into(), message: e.to_string() });
-                self.start_errors.insert(c.name.clone(), self.now());
-                let retry = self.after(AFTER_ERROR);
-                self.wake_at(retry);
+                self.start_failed(pod, c, init, "CreateContainerError", &e).await;
                 return false;
             }
         };
         self.event(pod, on, "Normal", "Created", &format!("Created container: {}", c.name)).await;
-        self.remove_old_instances(&c.name, &id).await;
+        self.remove_old_instances(&c.name, rt).await;
         if let Err(e) = runtime.start_container(&id).await {
-            self.event(pod, on, "Warning", "Failed", &format!("Error: {e}")).await;
-            self.waiting.insert(c.name.clone(), Waiting { reason: "RunContainerError".into(), message: e.to_string() });
-            self.start_errors.insert(c.name.clone(), self.now());
-            let retry = self.after(AFTER_ERROR);
-            self.wake_at(retry);
+            self.start_failed(pod, c, init, "RunContainerError", &e).await;
             return true;
         }
         self.event(pod, on, "Normal", "Started", &format!("Started container {}", c.name)).await;
         self.waiting.remove(&c.name);
         self.start_errors.remove(&c.name);
         true
+    }
+
+    /// Records a failed create or start as the kubelet shows it, and comes back soon.
+    async fn start_failed(&mut self, pod: &Pod, c: &Container, init: bool, reason: &str, e: &crate::runtime::RuntimeError) {
+        self.event(pod, Some((c, init)), "Warning", "Failed", &format!("Error: {e}")).await;
+        self.waiting.insert(c.name.clone(), Waiting { reason: reason.into(), message: e.to_string() });
+        self.start_errors.insert(c.name.clone(), self.now());
+        let retry = self.after(AFTER_ERROR);
+        self.wake_at(retry);
     }
 
     /// The image step of a container start, by pull policy and image pull back-off.
@@ -501,11 +497,11 @@ impl PodSync {
         }
     }
 
-    /// Keeps the instance before the new one (it is `lastState`, and what `kubectl logs
-    /// --previous` reads) and removes older ones, as the kubelet's container GC does.
-    async fn remove_old_instances(&self, name: &str, new: &str) {
-        let Ok(rt) = inspect_pod(&*self.ctx.runtime, &self.uid).await else { return };
-        for old in rt.instances(name).into_iter().filter(|c| c.id != new).skip(1) {
+    /// Once a new instance exists, keeps the one before it (it is `lastState`, and what
+    /// `kubectl logs --previous` reads) and removes older ones, as the kubelet's container
+    /// GC does. `rt` is the pod as it was before the new instance.
+    async fn remove_old_instances(&self, name: &str, rt: &RuntimePod) {
+        for old in rt.instances(name).into_iter().skip(1) {
             if let Err(e) = self.ctx.runtime.remove_container(&old.id).await {
                 tracing::debug!("removing an old container instance: {e}");
             }
@@ -525,9 +521,9 @@ impl PodSync {
         futures_util::future::join_all(rt.running().map(|c| self.stop_container(pod, c, grace))).await;
     }
 
-    /// Stops every container (with `Killing` events when `announce`) and the sandboxes.
-    async fn stop_all(&self, pod: &Pod, grace: i64, announce: bool) -> RuntimePod {
-        let Ok(rt) = inspect_pod(&*self.ctx.runtime, &self.uid).await else { return RuntimePod::default() };
+    /// Stops every running container of `rt` (with `Killing` events when `announce`) and
+    /// the sandboxes; returns the pod as the runtime has it then.
+    async fn stop_all(&self, pod: &Pod, rt: &RuntimePod, grace: i64, announce: bool) -> RuntimePod {
         let spec = pod.spec.clone().unwrap_or_default();
         let stops = rt.running().map(|c| {
             let name = c.metadata.name.clone();
@@ -546,11 +542,10 @@ impl PodSync {
                 tracing::warn!(pod = %pod_name(pod), "stopping a sandbox: {e}");
             }
         }
-        inspect_pod(&*self.ctx.runtime, &self.uid).await.unwrap_or(rt)
+        inspect_pod(&*self.ctx.runtime, &self.uid).await.unwrap_or_else(|_| rt.clone())
     }
 
-    async fn remove_from_runtime(&self) {
-        let Ok(rt) = inspect_pod(&*self.ctx.runtime, &self.uid).await else { return };
+    async fn remove_from_runtime(&self, rt: &RuntimePod) {
         for c in &rt.containers {
             let _ = self.ctx.runtime.remove_container(&c.id).await;
         }
@@ -561,9 +556,9 @@ impl PodSync {
 
     /// A pod with a deletionTimestamp: stop it within its grace period, write its final
     /// status, and delete it for good with grace 0 and its uid as a precondition.
-    async fn terminate(&mut self, pod: &Pod) -> Next {
+    async fn terminate(&mut self, pod: &Pod, rt: &RuntimePod) -> Next {
         self.ctx.probes.stop(&self.uid);
-        let rt = self.stop_all(pod, grace_of(pod), true).await;
+        let rt = self.stop_all(pod, rt, grace_of(pod), true).await;
         let status = self.status(pod, &rt, true);
         self.write_status(pod, &status).await;
         self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
@@ -571,7 +566,7 @@ impl PodSync {
             tracing::warn!(pod = %pod_name(pod), "deleting the pod: {e}");
             return Next::At(self.after(AFTER_ERROR));
         }
-        self.remove_from_runtime().await;
+        self.remove_from_runtime(&rt).await;
         self.last = None;
         Next::Done
     }
@@ -579,10 +574,6 @@ impl PodSync {
 
 fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
-}
-
-fn next_attempt(latest: Option<&RuntimeContainer>) -> u32 {
-    latest.map_or(0, |l| l.metadata.attempt + 1)
 }
 
 /// The grace period of a pod being stopped: the deletion's, else the spec's, else 30 s.

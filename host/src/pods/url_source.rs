@@ -5,13 +5,12 @@
 //! not stop the pods.
 
 use super::manager::PodManager;
-use super::static_pods::{parse_pods, static_pod, ManifestSource};
+use super::static_pods::{parse_pods, static_pod, FirstSeen, ManifestSource};
 use crate::clock::Clock;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Pod;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +37,7 @@ pub struct UrlSource {
     node: String,
     clock: Clock,
     client: HttpsClient,
-    seen: HashMap<String, String>,
+    seen: FirstSeen,
 }
 
 impl UrlSource {
@@ -47,7 +46,7 @@ impl UrlSource {
         let ManifestUrl { url, headers } = manifest;
         let https = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots()?.https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(https);
-        Ok(UrlSource { url, headers, node: node.into(), clock, client, seen: HashMap::new() })
+        Ok(UrlSource { url, headers, node: node.into(), clock, client, seen: FirstSeen::new(clock) })
     }
 
     /// Fetches and defaults the pods the URL describes now.
@@ -67,13 +66,8 @@ impl UrlSource {
         if text.trim().is_empty() {
             return Ok(Vec::new());
         }
-        let now = crate::pods::status::time(self.clock.now_nanos()).map(|t| t.0.to_string()).unwrap_or_default();
-        let mut pods = Vec::new();
-        for manifest in parse_pods(text)? {
-            let uid = static_pod(manifest.clone(), &self.node, ManifestSource::Url(&self.url), "").metadata.uid.unwrap_or_default();
-            let seen = self.seen.entry(uid).or_insert_with(|| now.clone()).clone();
-            pods.push(static_pod(manifest, &self.node, ManifestSource::Url(&self.url), &seen));
-        }
+        let mut pods: Vec<Pod> = parse_pods(text)?.into_iter().map(|m| static_pod(m, &self.node, ManifestSource::Url(&self.url))).collect();
+        self.seen.stamp(&mut pods);
         Ok(pods)
     }
 
