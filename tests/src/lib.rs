@@ -87,6 +87,24 @@ pub async fn eventually<T>(what: &str, within: Duration, mut check: impl AsyncFn
     }
 }
 
+/// A node as the tests register it: address 10.1.0.5, room for 110 pods.
+pub fn node_identity(name: &str) -> labkubelet::node::register::NodeIdentity {
+    labkubelet::node::register::NodeIdentity {
+        name: name.into(),
+        hostname: name.into(),
+        node_ip: "10.1.0.5".into(),
+        labels: Default::default(),
+        taints: vec![],
+        register_schedulable: true,
+        capacity: [("pods".to_string(), "110".to_string())].into(),
+        container_runtime_version: "labkubelet://0.1.0".into(),
+        kubelet_version: "v1.33.0-labkubelet".into(),
+        port: 10250,
+        machine_id: "m".into(),
+        boot_id: "b".into(),
+    }
+}
+
 /// Writes a file by rename, so a watcher sees it whole.
 pub fn put(dir: &Path, file: &str, bytes: &[u8]) {
     let partial = dir.join(format!(".{file}.partial"));

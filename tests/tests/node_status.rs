@@ -6,12 +6,12 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition};
 use kube::api::Api;
 use labkubelet::clock::Clock;
 use labkubelet::events::EventRecorder;
-use labkubelet::node::register::{register, NodeIdentity};
+use labkubelet::node::register::register;
 use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
 use labkubelet::plugin::PluginPolicy;
 use labkubelet::runtime::TriggerTarget;
 use labkubelet_tests::apiserver::ApiServer;
-use labkubelet_tests::{eventually, PluginLab};
+use labkubelet_tests::{eventually, node_identity, PluginLab};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,20 +29,7 @@ async fn ready(nodes: &Api<Node>, what: &str, pred: impl Fn(&NodeCondition) -> b
 async fn ready_follows_the_runtime_through_a_hang_and_a_heal() {
     let server = ApiServer::start().await.unwrap();
     let nodes: Api<Node> = Api::all(server.admin().await);
-    let id = NodeIdentity {
-        name: "lab-node-1".into(),
-        hostname: "lab-node-1".into(),
-        node_ip: "10.1.0.5".into(),
-        labels: Default::default(),
-        taints: vec![],
-        register_schedulable: true,
-        capacity: [("pods".to_string(), "110".to_string())].into(),
-        container_runtime_version: "labkubelet://0.1.0".into(),
-        kubelet_version: "v1.33.0-labkubelet".into(),
-        port: 10250,
-        machine_id: "m".into(),
-        boot_id: "b".into(),
-    };
+    let id = node_identity("lab-node-1");
     register(&nodes, &id, &Clock::new(), &["container runtime status check may not have completed yet".into()]).await;
 
     let lab = PluginLab::new(PluginPolicy::default()).await;

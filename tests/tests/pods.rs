@@ -8,13 +8,13 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use labkubelet::clock::Clock;
 use labkubelet::events::EventRecorder;
 use labkubelet::plugin::{PluginPolicy, PluginRuntime};
-use labkubelet::node::register::{register, NodeIdentity};
+use labkubelet::node::register::register;
 use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
 use labkubelet::pods::url_source::ManifestUrl;
 use labkubelet::pods::{NodePods, PodLifecycle};
 use labkubelet::runtime::state::RuntimeStateDir;
 use labkubelet_tests::apiserver::ApiServer;
-use labkubelet_tests::PluginLab;
+use labkubelet_tests::{eventually, node_identity, PluginLab};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,21 +62,7 @@ impl PodLab {
         }
         lab.sync().await;
         let nodes: Api<Node> = Api::all(client.clone());
-        let id = NodeIdentity {
-            name: NODE.into(),
-            hostname: NODE.into(),
-            node_ip: "10.1.0.5".into(),
-            labels: Default::default(),
-            taints: vec![],
-            register_schedulable: true,
-            capacity: Default::default(),
-            container_runtime_version: "labkubelet://0.1.0".into(),
-            kubelet_version: "v1.33.0-labkubelet".into(),
-            port: 10250,
-            machine_id: "m".into(),
-            boot_id: "b".into(),
-        };
-        register(&nodes, &id, &Clock::new(), &[]).await;
+        register(&nodes, &node_identity(NODE), &Clock::new(), &[]).await;
         // Replaced by the running agent's runtime below.
         let placeholder = Arc::new(PluginRuntime::new(NODE, lab.catalog.clone(), Clock::new()));
         let mut lab = PodLab {
@@ -165,6 +151,11 @@ impl PodLab {
             assert!(tokio::time::Instant::now() < deadline, "{name} {what}: not within {within:?}; last status: {last:#?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Waits until the pod is gone from the API; `what` says what it means if it is not.
+    async fn gone(&self, name: &str, what: &str, within: Duration) {
+        eventually(what, within, async || self.pods.get_opt(name).await.ok()?.is_none().then_some(())).await
     }
 
     /// The node's Ready condition once `pred` holds.
@@ -414,11 +405,7 @@ async fn a_deleted_pod_is_stopped_within_its_grace_period_and_removed() {
     lab.create("doomed", json!({}), json!({"terminationGracePeriodSeconds": 5, "containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
     lab.until("doomed", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
     lab.pods.delete("doomed", &DeleteParams::default()).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while lab.pods.get_opt("doomed").await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "the pod was not removed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    lab.gone("doomed", "the pod was not removed", Duration::from_secs(30)).await;
     let events = lab.events("doomed").await;
     assert!(events.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref() == Some("Stopping container app")), "{:?}", reasons(&events));
 }
@@ -480,11 +467,7 @@ async fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_that_comes_back_a
 
     // The manifest goes: the pod stops and its mirror is deleted.
     std::fs::remove_file(manifests.path().join("web.yaml")).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while lab.pods.get_opt(&name).await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "the mirror pod outlived its manifest");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    lab.gone(&name, "the mirror pod outlived its manifest", Duration::from_secs(30)).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -578,11 +561,7 @@ async fn pods_from_a_manifest_url_run_and_survive_a_broken_answer() {
 
     // An empty answer is: the pod stops and its mirror goes.
     *answer.lock().unwrap() = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while lab.pods.get_opt(&name).await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "the pod outlived its manifest URL entry");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    lab.gone(&name, "the pod outlived its manifest URL entry", Duration::from_secs(60)).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -646,15 +625,11 @@ async fn a_pod_deleted_while_the_agent_was_down_is_cleaned_up_and_the_others_are
     assert!(lab.pods.get_opt("gone").await.unwrap().is_none());
     lab.restart_agent().await;
 
-    let mut left = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        left = lab.runtime.list_pod_sandboxes().await.unwrap().into_iter().map(|s| s.metadata.name).collect::<Vec<_>>();
-        if !left.iter().any(|n| n == "gone") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let left = eventually("the orphan's sandbox removed", Duration::from_secs(30), async || {
+        let names: Vec<String> = lab.runtime.list_pod_sandboxes().await.ok()?.into_iter().map(|s| s.metadata.name).collect();
+        (!names.iter().any(|n| n == "gone")).then_some(names)
+    })
+    .await;
     assert_eq!(left, ["kept"], "the orphan's sandbox is removed, the other pod's stays");
     let containers = lab.runtime.list_containers().await.unwrap();
     assert_eq!(containers.len(), 1, "{containers:?}");
