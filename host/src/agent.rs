@@ -1,6 +1,8 @@
 //! The agent: N nodes in one process. For each node it makes sure of client credentials
-//! (TLS bootstrap, then rotation), registers the Node, keeps its Lease and status, and runs the pods bound
-//! to it, over a runtime made of the plugins of one shared catalog.
+//! (TLS bootstrap, then rotation), registers the Node, keeps its Lease and status, runs the
+//! pods bound to it over a runtime made of the plugins of one shared catalog, and serves
+//! the node's HTTP API. A standalone node (no cluster) runs its static pods and serves its
+//! API on localhost, and nothing else.
 
 use crate::bootstrap::rotation::{node_client, rotate};
 use crate::bootstrap::{ensure_client_credentials, BootstrapConfig};
@@ -16,7 +18,11 @@ use crate::runtime::state::RuntimeStateDir;
 use crate::runtime::ContainerRuntime;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, Taint};
+use crate::server::auth::Access;
+use crate::server::tls::{cluster_ca, server_config, ServingCertificate};
+use crate::server::NodeApi;
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,13 +44,38 @@ pub struct AgentConfig {
     pub capacity: BTreeMap<String, String>,
     pub lease_duration_seconds: i32,
     pub status: StatusTimings,
-    pub port: i32,
+    /// No cluster: static pods only, no credentials, Node, Lease or events in an API, and
+    /// the HTTP API on `address` (localhost) open to anyone.
+    pub standalone: bool,
+    /// The address the nodes' HTTP APIs listen on.
+    pub address: IpAddr,
+    /// The first node's API port; node `i` listens on `port + i`. 0 picks free ports (each
+    /// node's Node shows its own in `daemonEndpoints`).
+    pub port: u16,
+    /// The CA that signs accepted client certificates; default: the cluster CA of the
+    /// node's kubeconfig.
+    pub client_ca_file: Option<PathBuf>,
+    /// Told about each node once its API listens (the terminal view, tests).
+    pub started: Option<tokio::sync::mpsc::UnboundedSender<Started>>,
     /// staticPodPath / `--pod-manifest-path`: static pods every node runs.
     pub static_pod_path: Option<PathBuf>,
     pub file_check_frequency: Duration,
     /// staticPodURL / `--manifest-url` and its headers.
     pub manifest_url: Option<crate::pods::url_source::ManifestUrl>,
     pub http_check_frequency: Duration,
+}
+
+/// A node that is up: where its API listens, and what the API serves.
+#[derive(Clone)]
+pub struct Started {
+    pub address: SocketAddr,
+    pub api: Arc<NodeApi>,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Started {{ node: {}, address: {} }}", self.api.node, self.address)
+    }
 }
 
 impl AgentConfig {
@@ -70,9 +101,9 @@ impl AgentConfig {
 /// is dropped.
 pub async fn run(config: AgentConfig, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
     let mut nodes = JoinSet::new();
-    for name in config.nodes.clone() {
+    for (index, name) in config.nodes.clone().into_iter().enumerate() {
         let (config, catalog) = (config.clone(), catalog.clone());
-        nodes.spawn(async move { run_node(&config, &name, catalog, clock).await.with_context(|| format!("node {name}")) });
+        nodes.spawn(async move { run_node(&config, index, &name, catalog, clock).await.with_context(|| format!("node {name}")) });
     }
     while let Some(done) = nodes.join_next().await {
         done.context("a node task panicked")??;
@@ -80,11 +111,28 @@ pub async fn run(config: AgentConfig, catalog: Arc<PluginCatalog>, clock: Clock)
     Ok(())
 }
 
-async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
+/// The machine as cAdvisor's MachineInfo shows it at `/spec/`.
+fn machine_spec(config: &AgentConfig, machine_id: &str, boot_id: &str) -> serde_json::Value {
+    let capacity = |k: &str, scale: f64| config.capacity.get(k).and_then(|q| crate::pods::admission::quantity(q, scale)).unwrap_or(0);
+    serde_json::json!({
+        "num_cores": capacity("cpu", 1.0),
+        "cpu_frequency_khz": 0,
+        "memory_capacity": capacity("memory", 1.0),
+        "machine_id": machine_id,
+        "system_uuid": machine_id,
+        "boot_id": boot_id,
+        "filesystems": [{"device": "labkubelet", "capacity": capacity("ephemeral-storage", 1.0), "type": "vfs"}],
+        "cloud_provider": "Unknown",
+        "instance_type": "Unknown",
+    })
+}
+
+async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
+    // The port first: a port in use is the error a user sees at once, before anything else.
+    let port = if config.port == 0 { 0 } else { u16::try_from(usize::from(config.port) + index).context("the node's API port is above 65535; lower --port")? };
+    let listener = crate::server::bind(SocketAddr::new(config.address, port)).await?;
+    let address = listener.local_addr()?;
     let bootstrap = config.bootstrap_for(name);
-    ensure_client_credentials(&bootstrap).await?;
-    // The client reads the current certificate for each connection: rotation needs no restart.
-    let client = node_client(&bootstrap.kubeconfig).await?;
 
     let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, catalog, clock));
     // The runtime kept running while the agent was down: carry on with its state.
@@ -94,6 +142,7 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
         tracing::info!(node = name, plugins = ?restored, "restored the runtime state saved by the previous run");
     }
     let version = runtime.version().await?;
+    let (machine, boot) = (machine_id(name), machine_id(&format!("{name}/{}", host_boot_id())));
     let id = NodeIdentity {
         name: name.to_string(),
         hostname: name.to_string(),
@@ -104,11 +153,50 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
         capacity: config.capacity.clone(),
         container_runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
         kubelet_version: format!("v1.33.0-labkubelet.{}", env!("CARGO_PKG_VERSION")),
-        port: config.port,
-        machine_id: machine_id(name),
-        boot_id: machine_id(&format!("{name}/{}", host_boot_id())),
+        port: i32::from(address.port()),
+        machine_id: machine.clone(),
+        boot_id: boot.clone(),
     };
+    let mut labels = id.default_labels();
+    labels.extend(config.node_labels.clone());
+    let node_pods = NodePods {
+        node: name.to_string(),
+        node_ip: config.node_ip.clone(),
+        labels,
+        allocatable: config.capacity.clone(),
+        runtime_name: version.runtime_name.clone(),
+        static_pod_path: config.static_pod_path.clone(),
+        file_check_frequency: config.file_check_frequency,
+        manifest_url: config.manifest_url.clone(),
+        http_check_frequency: config.http_check_frequency,
+    };
+    let serving = ServingCertificate::load_or_create(&bootstrap.cert_dir, name, &config.node_ip)?;
+    let spec = machine_spec(config, &machine, &boot);
+
+    if config.standalone {
+        let events = Arc::new(EventRecorder::standalone(name, clock));
+        journal_plugin_events(&runtime, &events);
+        let pods = PodLifecycle::new(node_pods, None, runtime.clone(), clock, events.clone());
+        let api = Arc::new(NodeApi {
+            node: name.to_string(),
+            pods: pods.context(),
+            plugins: runtime.clone(),
+            journal: events.journal().clone(),
+            pleg: pods.pleg_health(),
+            spec,
+            access: Access::Anonymous,
+        });
+        let tls = server_config(&serving, &[])?;
+        announce(config, address, &api);
+        tokio::join!(pods.run(), state.keep_saved(runtime.clone(), clock), crate::server::serve(listener, api, tls));
+        return Ok(());
+    }
+
+    ensure_client_credentials(&bootstrap).await?;
+    // The client reads the current certificate for each connection: rotation needs no restart.
+    let client = node_client(&bootstrap.kubeconfig).await?;
     let events = Arc::new(EventRecorder::new(client.clone(), name, clock));
+    journal_plugin_events(&runtime, &events);
     let node_ref = EventRecorder::node_ref(name);
     let mut plugin_events = runtime.catalog().subscribe();
     events.record(&node_ref, "Normal", "Starting", "Starting kubelet.").await;
@@ -124,20 +212,25 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
         events.record(&node_ref, "Normal", reason, &format!("Node {name} status is now: {reason}")).await;
     }
 
-    let mut labels = id.default_labels();
-    labels.extend(config.node_labels.clone());
-    let node_pods = NodePods {
-        node: name.to_string(),
-        node_ip: config.node_ip.clone(),
-        labels,
-        allocatable: config.capacity.clone(),
-        runtime_name: version.runtime_name.clone(),
-        static_pod_path: config.static_pod_path.clone(),
-        file_check_frequency: config.file_check_frequency,
-        manifest_url: config.manifest_url.clone(),
-        http_check_frequency: config.http_check_frequency,
+    let pods = PodLifecycle::new(node_pods, Some(client.clone()), runtime.clone(), clock, events.clone());
+    let client_ca = match &config.client_ca_file {
+        Some(file) => {
+            let pem = std::fs::read(file).with_context(|| format!("--client-ca-file {}", file.display()))?;
+            crate::server::tls::ca_file_certs(&pem).map_err(|e| anyhow::anyhow!("--client-ca-file {}: {e}", file.display()))?
+        }
+        None => cluster_ca(&bootstrap.kubeconfig)?,
     };
-    let pods = PodLifecycle::new(node_pods, client.clone(), runtime.clone(), clock, events.clone());
+    let tls = server_config(&serving, &client_ca)?;
+    let api = Arc::new(NodeApi {
+        node: name.to_string(),
+        pods: pods.context(),
+        plugins: runtime.clone(),
+        journal: events.journal().clone(),
+        pleg: pods.pleg_health(),
+        spec,
+        access: Access::Cluster { client: client.clone() },
+    });
+    announce(config, address, &api);
     let client_for_rotation = client.clone();
     let lease = NodeLease::new(client, name, config.lease_duration_seconds, clock);
     let status = NodeStatusLoop::new(nodes, name, runtime.clone(), clock, config.status, events.clone()).with_pleg(pods.pleg_health());
@@ -161,8 +254,38 @@ async fn run_node(config: &AgentConfig, name: &str, catalog: Arc<PluginCatalog>,
         }
     };
     let rotation = rotate(bootstrap.clone(), client_for_rotation, clock);
-    tokio::join!(lease.run(), status.run(), refusals, pods.run(), state.keep_saved(runtime.clone(), clock), rotation);
+    let serve = crate::server::serve(listener, api, tls);
+    tokio::join!(lease.run(), status.run(), refusals, pods.run(), state.keep_saved(runtime.clone(), clock), rotation, serve);
     Ok(())
+}
+
+fn announce(config: &AgentConfig, address: SocketAddr, api: &Arc<NodeApi>) {
+    if let Some(started) = &config.started {
+        let _ = started.send(Started { address, api: api.clone() });
+    }
+}
+
+/// Every change of the plugin set goes to the node's timeline.
+fn journal_plugin_events(runtime: &PluginRuntime, events: &EventRecorder) {
+    let mut changes = runtime.catalog().subscribe();
+    let (journal, node, clock) = (events.journal().clone(), runtime.node().to_string(), runtime.clock());
+    tokio::spawn(async move {
+        loop {
+            match changes.recv().await {
+                Ok(event) => {
+                    let about_another_node = match &event {
+                        PluginEvent::Migrated { node: n, .. } | PluginEvent::MigrationRefused { node: n, .. } => *n != node,
+                        _ => false,
+                    };
+                    if !about_another_node {
+                        journal.record(clock.now_nanos(), None, crate::timeline::What::Plugin { message: event.to_string() });
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
 }
 
 /// The machine's boot id: a node's boot id derives from it, so restarting the agent is not

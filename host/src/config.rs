@@ -25,7 +25,10 @@ pub struct KubeletConfiguration {
     pub node_lease_duration_seconds: Option<i32>,
     pub max_pods: Option<u32>,
     pub register_with_taints: Option<Vec<Taint>>,
+    /// The HTTP API port.
     pub port: Option<i32>,
+    /// `authentication.x509.clientCAFile`: the CA client certificates are checked against.
+    pub authentication: Option<Authentication>,
     /// A static pod manifest file or folder.
     pub static_pod_path: Option<std::path::PathBuf>,
     /// How often the static pod path is read (e.g. `20s`).
@@ -42,6 +45,20 @@ pub struct KubeletConfiguration {
     pub http_check_frequency: Option<Duration>,
 }
 
+/// `authentication` in a KubeletConfiguration: only the client CA applies.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Authentication {
+    pub x509: Option<X509Authentication>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct X509Authentication {
+    #[serde(rename = "clientCAFile")]
+    pub client_ca_file: Option<std::path::PathBuf>,
+}
+
 fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map(Some).map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration like 10s or 5m0s: {e}")))
@@ -56,6 +73,11 @@ pub struct ConfigError {
 }
 
 impl KubeletConfiguration {
+    /// `authentication.x509.clientCAFile`, if set.
+    pub fn client_ca_file(&self) -> Option<std::path::PathBuf> {
+        self.authentication.as_ref()?.x509.as_ref()?.client_ca_file.clone()
+    }
+
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let fail = |detail: String| ConfigError { path: path.display().to_string(), detail };

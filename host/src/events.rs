@@ -1,11 +1,14 @@
 //! Events as the kubelet's recorder writes them: source `kubelet` on this host, and repeats
 //! of the same event folded into one with a growing count and a new lastTimestamp, as
-//! client-go's event correlator does, rather than a new Event each time.
+//! client-go's event correlator does, rather than a new Event each time. Every event also
+//! goes to the node's [`Journal`] (the timeline); a standalone node has only that.
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use crate::timeline::{Journal, What};
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// What makes two events the same: namespace, involved object, type, reason, message.
@@ -13,7 +16,9 @@ type EventKey = (String, String, String, String, String);
 
 /// Writes events for one node's kubelet.
 pub struct EventRecorder {
-    client: kube::Client,
+    /// None for a standalone node: there is no API server to write to.
+    client: Option<kube::Client>,
+    journal: Arc<Journal>,
     host: String,
     clock: crate::clock::Clock,
     /// The events written so far: their names and counts.
@@ -25,7 +30,28 @@ pub struct EventRecorder {
 
 impl EventRecorder {
     pub fn new(client: kube::Client, host: &str, clock: crate::clock::Clock) -> Self {
-        EventRecorder { client, host: host.to_string(), clock, seen: Mutex::new(HashMap::new()), last_name_nanos: Mutex::new(0) }
+        Self::with_client(Some(client), host, clock)
+    }
+
+    /// A recorder with no API server: events go to the journal and the log only.
+    pub fn standalone(host: &str, clock: crate::clock::Clock) -> Self {
+        Self::with_client(None, host, clock)
+    }
+
+    fn with_client(client: Option<kube::Client>, host: &str, clock: crate::clock::Clock) -> Self {
+        EventRecorder {
+            client,
+            journal: Arc::new(Journal::new(host)),
+            host: host.to_string(),
+            clock,
+            seen: Mutex::new(HashMap::new()),
+            last_name_nanos: Mutex::new(0),
+        }
+    }
+
+    /// The node's timeline, which every recorded event is added to.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
     }
 
     /// The reference the kubelet uses for its Node: uid is the node name.
@@ -39,14 +65,21 @@ impl EventRecorder {
 
     /// Records an event; failures are logged, never returned: events are best effort.
     pub async fn record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) {
-        if let Err(e) = self.try_record(object, type_, reason, message).await {
+        let pod = (object.kind.as_deref() == Some("Pod")).then(|| format!("{}/{}", object.namespace.as_deref().unwrap_or("default"), object.name.as_deref().unwrap_or("")));
+        let what = What::Event { type_: type_.into(), reason: reason.into(), message: message.into() };
+        self.journal.record(self.clock.now_nanos(), pod.as_deref(), what);
+        let Some(client) = &self.client else {
+            tracing::info!(node = %self.host, object = ?object.name, type_, reason, "{message}");
+            return;
+        };
+        if let Err(e) = self.try_record(client, object, type_, reason, message).await {
             tracing::warn!(reason, "could not record an event: {e}");
         }
     }
 
-    async fn try_record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) -> Result<(), kube::Error> {
+    async fn try_record(&self, client: &kube::Client, object: &ObjectReference, type_: &str, reason: &str, message: &str) -> Result<(), kube::Error> {
         let namespace = object.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
         // As client-go's aggregation key: the object without its resourceVersion, which
         // changes with every write to the pod.
         let o = object;

@@ -12,6 +12,10 @@
 //! - [`pods`]: the pod lifecycle: sources, pod workers, syncPod, status manager, probes.
 //! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait the kubelet logic calls,
 //!   PLEG, and the runtime state kept across agent restarts.
+//! - [`server`]: the kubelet's HTTP API (`/pods`, `/containerLogs`, `/metrics`, ...) and
+//!   the lab's (`/trigger`, `/timeline`), with the kubelet's authentication and authorization.
+//! - [`metrics`]: the Prometheus metrics `/metrics` serves.
+//! - [`timeline`]: what happened to each pod, exported as JSON, SVG or HTML.
 //! - [`plugin`]: the wasmtime host: loading, validation, limits, hot reload, and the adapter
 //!   that implements the runtime trait over plugins.
 
@@ -20,7 +24,10 @@ pub mod bootstrap;
 pub mod clock;
 pub mod config;
 pub mod events;
+pub mod metrics;
 pub mod node;
 pub mod plugin;
 pub mod pods;
 pub mod runtime;
+pub mod server;
+pub mod timeline;

@@ -163,7 +163,13 @@ fn run_explains_bad_flags() {
     let root = dir.path().to_str().unwrap();
     let (ok, out) = labkubelet(&["run", "--root-dir", root]);
     assert!(!ok);
-    assert!(out.contains("standalone mode (no --kubeconfig and no --bootstrap-kubeconfig) is not built yet"), "{out}");
+    assert!(out.contains("standalone mode (no --kubeconfig, no --bootstrap-kubeconfig) runs static pods only: pass --pod-manifest-path"), "{out}");
+    // A port in use: the agent says which and what to do, and exits non-zero.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (ok, out) = labkubelet(&["run", "--root-dir", root, "--pod-manifest-path", root, "--port", &port, "--healthz-port", "0"]);
+    assert!(!ok);
+    assert!(out.contains(&format!("cannot listen on 127.0.0.1:{port}")) && out.contains("Choose another port with --port"), "{out}");
     let boot = ["run", "--root-dir", root, "--bootstrap-kubeconfig", "/nonexistent"];
     let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "Bad_Name"]].concat());
     assert!(!ok);

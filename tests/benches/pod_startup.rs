@@ -45,7 +45,7 @@ async fn main() {
         manifest_url: None,
         http_check_frequency: Duration::from_secs(20),
     };
-    let agent = tokio::spawn(PodLifecycle::new(node, client.clone(), runtime, clock, events).run());
+    let agent = tokio::spawn(PodLifecycle::new(node, Some(client.clone()), runtime, clock, events).run());
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     for i in 0..PODS {

@@ -191,3 +191,30 @@ pub async fn start_pod(rt: &dyn ContainerRuntime, pod: &PodSandboxConfig, image:
     rt.start_container(&id).await.expect("start");
     (sandbox, id)
 }
+
+/// The agent's configuration for these nodes, everything under `dir`.
+pub fn agent_config(dir: &std::path::Path, nodes: Vec<String>, bootstrap: std::path::PathBuf) -> labkubelet::agent::AgentConfig {
+    labkubelet::agent::AgentConfig {
+        nodes,
+        kubeconfig: dir.join("kubelet.conf"),
+        bootstrap_kubeconfig: Some(bootstrap),
+        cert_dir: dir.join("pki"),
+        root_dir: dir.to_path_buf(),
+        node_ip: "10.1.0.5".into(),
+        node_labels: Default::default(),
+        taints: vec![],
+        capacity: [("cpu", "100"), ("memory", "32Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        lease_duration_seconds: 4,
+        status: labkubelet::node::status::StatusTimings { update: std::time::Duration::from_millis(500), ..labkubelet::node::status::StatusTimings::default() },
+        standalone: false,
+        address: std::net::Ipv4Addr::LOCALHOST.into(),
+        port: 0,
+        client_ca_file: None,
+        started: None,
+        static_pod_path: None,
+        file_check_frequency: std::time::Duration::from_secs(20),
+        manifest_url: None,
+        http_check_frequency: std::time::Duration::from_secs(20),
+    }
+}
+

@@ -5,9 +5,9 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
-use labkubelet::agent::{run, AgentConfig};
+use labkubelet::agent::run;
+use labkubelet_tests::agent_config;
 use labkubelet::clock::Clock;
-use labkubelet::node::status::StatusTimings;
 use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginPolicy};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use labkubelet_tests::apiserver::{ApiServer, Faults};
@@ -16,28 +16,6 @@ use std::time::Duration;
 
 fn ready(node: &Node) -> bool {
     node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
-/// The agent's configuration for these nodes, everything under `dir`.
-fn agent_config(dir: &std::path::Path, nodes: Vec<String>, bootstrap: std::path::PathBuf) -> AgentConfig {
-    AgentConfig {
-        nodes,
-        kubeconfig: dir.join("kubelet.conf"),
-        bootstrap_kubeconfig: Some(bootstrap),
-        cert_dir: dir.join("pki"),
-        root_dir: dir.to_path_buf(),
-        node_ip: "10.1.0.5".into(),
-        node_labels: Default::default(),
-        taints: vec![],
-        capacity: [("cpu", "100"), ("memory", "32Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-        lease_duration_seconds: 4,
-        status: StatusTimings { update: Duration::from_millis(500), ..StatusTimings::default() },
-        port: 10250,
-        static_pod_path: None,
-        file_check_frequency: Duration::from_secs(20),
-        manifest_url: None,
-        http_check_frequency: Duration::from_secs(20),
-    }
 }
 
 async fn run_nodes(count: usize) {

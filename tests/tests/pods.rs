@@ -100,7 +100,7 @@ impl PodLab {
             manifest_url: self.manifest_url.clone(),
             http_check_frequency: Duration::from_secs(20),
         };
-        let lifecycle = PodLifecycle::new(node, self.client.clone(), runtime.clone(), clock, events.clone());
+        let lifecycle = PodLifecycle::new(node, Some(self.client.clone()), runtime.clone(), clock, events.clone());
         let status = NodeStatusLoop::new(self.nodes.clone(), NODE, runtime.clone(), clock, StatusTimings::default(), events).with_pleg(lifecycle.pleg_health());
         let task = tokio::spawn({
             let runtime = runtime.clone();

@@ -174,7 +174,7 @@ fn load_or_create_key(cert_dir: &Path) -> Result<rcgen::KeyPair, BootstrapError>
 }
 
 /// Writes a file only its owner can read (0600), replacing it atomically.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("partial");

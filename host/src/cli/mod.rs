@@ -1,9 +1,11 @@
 //! Command-line parsing and the binary's entry points. Errors are reported here, at the
 //! edge, with what was wrong and what to do.
 
+mod lab;
 mod plugin;
 mod run;
 mod scaffold;
+mod view;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,8 +21,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the node agent: TLS bootstrap, Node registration, Lease and node status.
+    /// Runs the node agent: in a cluster (TLS bootstrap, Node, Lease, pods, HTTP API), or
+    /// standalone with static pods when no kubeconfig is given.
     Run(Box<run::RunArgs>),
+    /// Sends a lab action (kill, hang, fail-pulls, heal, ...) to a plugin of a running agent.
+    Trigger(Box<lab::TriggerArgs>),
+    /// Exports what happened to each pod of a running agent: JSON, SVG or HTML.
+    Timeline(Box<lab::TimelineArgs>),
     /// Inspect, validate, scaffold and watch runtime plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -45,6 +52,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Plugin(command) => plugin::run(command).await,
             Command::Run(args) => run::run(*args).await,
+            Command::Trigger(args) => lab::trigger(*args).await,
+            Command::Timeline(args) => lab::timeline(*args).await,
         }
     });
     match result {

@@ -127,7 +127,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes stock plugins into a folder, creating it; `overwrite` false keeps existing files.
-fn install(dir: &std::path::Path, names: &[String], overwrite: bool) -> anyhow::Result<Vec<PathBuf>> {
+pub(super) fn install(dir: &std::path::Path, names: &[String], overwrite: bool) -> anyhow::Result<Vec<PathBuf>> {
     let known: Vec<&str> = stock::names().collect();
     if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
         bail!("no stock plugin named {unknown}; the stock plugins are: {}", known.join(", "));

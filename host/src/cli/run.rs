@@ -25,8 +25,10 @@ pub struct RunArgs {
     /// Where client certificates and keys are kept. Default: <root-dir>/pki.
     #[arg(long)]
     cert_dir: Option<PathBuf>,
-    #[arg(long, default_value = "/var/lib/labkubelet")]
-    root_dir: PathBuf,
+    /// Where the node keeps its state. Default: /var/lib/labkubelet when writable (as root),
+    /// else ~/.local/state/labkubelet.
+    #[arg(long, env = "LABKUBELET_ROOT_DIR")]
+    root_dir: Option<PathBuf>,
     /// The node's name instead of the host name.
     #[arg(long)]
     hostname_override: Option<String>,
@@ -63,6 +65,23 @@ pub struct RunArgs {
     /// A folder of plugins, watched and hot-reloaded.
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
+    /// Writes the stock plugins into --plugin-dir first (existing files are kept).
+    #[arg(long, requires = "plugin_dir")]
+    stock: bool,
+    /// The address the HTTP API listens on. Default: 0.0.0.0; 127.0.0.1 in standalone mode.
+    #[arg(long)]
+    address: Option<std::net::IpAddr>,
+    /// The HTTP API port (node i of --nodes listens on port + i). Default: 10250, or port from --config.
+    #[arg(long)]
+    port: Option<u16>,
+    /// The CA bundle client certificates are checked against. Default: the cluster CA of the kubeconfig.
+    #[arg(long, value_name = "FILE")]
+    client_ca_file: Option<PathBuf>,
+    /// The plain-HTTP /healthz port on --healthz-bind-address; 0 turns it off.
+    #[arg(long, default_value_t = 10248)]
+    healthz_port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    healthz_bind_address: std::net::IpAddr,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -136,10 +155,30 @@ fn manifest_url(args: &RunArgs, file: &KubeletConfiguration) -> anyhow::Result<O
     Ok(Some(ManifestUrl { url, headers }))
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if args.kubeconfig.is_none() && args.bootstrap_kubeconfig.is_none() {
-        bail!("standalone mode (no --kubeconfig and no --bootstrap-kubeconfig) is not built yet; pass --bootstrap-kubeconfig (see the README's cluster walk-through)");
+/// The root folder when none is given: the kubelet's place when it is writable, else the
+/// user's state folder (labs run as a normal user).
+pub fn default_root_dir() -> PathBuf {
+    let system = PathBuf::from("/var/lib/labkubelet");
+    let writable = |p: &std::path::Path| {
+        let probe = p.join(".writable");
+        let ok = std::fs::create_dir_all(p).is_ok() && std::fs::write(&probe, b"").is_ok();
+        let _ = std::fs::remove_file(&probe);
+        ok
+    };
+    if writable(&system) {
+        return system;
     }
+    let state = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    state.unwrap_or_else(std::env::temp_dir).join("labkubelet")
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // As the kubelet: with no kubeconfig of either kind there is no cluster.
+    let standalone = args.kubeconfig.is_none() && args.bootstrap_kubeconfig.is_none();
+    if standalone && args.static_pod_source_missing() {
+        bail!("standalone mode (no --kubeconfig, no --bootstrap-kubeconfig) runs static pods only: pass --pod-manifest-path (try examples/manifests) or --manifest-url");
+    }
+    let root_dir = args.root_dir.clone().unwrap_or_else(default_root_dir);
     let base = args.hostname_override.clone().unwrap_or_else(host_name);
     let nodes: Vec<String> = match args.nodes {
         0 => bail!("--nodes must be at least 1"),
@@ -156,6 +195,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(path) => KubeletConfiguration::load(path)?,
         None => KubeletConfiguration::default(),
     };
+    let (started_tx, started) = tokio::sync::mpsc::unbounded_channel();
     let defaults = StatusTimings::default();
     let status = StatusTimings {
         update: file.node_status_update_frequency.unwrap_or(defaults.update),
@@ -167,10 +207,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     taints.extend(parse_taints(&args.register_with_taints)?);
     let config = AgentConfig {
         nodes,
-        kubeconfig: args.kubeconfig.clone().unwrap_or_else(|| args.root_dir.join("kubelet.conf")),
+        kubeconfig: args.kubeconfig.clone().unwrap_or_else(|| root_dir.join("kubelet.conf")),
         bootstrap_kubeconfig: args.bootstrap_kubeconfig.clone(),
-        cert_dir: args.cert_dir.clone().unwrap_or_else(|| args.root_dir.join("pki")),
-        root_dir: args.root_dir.clone(),
+        cert_dir: args.cert_dir.clone().unwrap_or_else(|| root_dir.join("pki")),
+        root_dir: root_dir.clone(),
         node_ip: args.node_ip.clone(),
         node_labels: parse_labels(&args.node_labels)?,
         taints,
@@ -180,20 +220,54 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         lease_duration_seconds: file.node_lease_duration_seconds.unwrap_or(40),
         status,
-        port: file.port.unwrap_or(10250),
+        standalone,
+        address: args.address.unwrap_or(if standalone { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() }),
+        port: args.port.or(file.port.and_then(|p| u16::try_from(p).ok())).unwrap_or(10250),
+        client_ca_file: args.client_ca_file.clone().or(file.client_ca_file()),
+        started: Some(started_tx),
         static_pod_path: args.pod_manifest_path.clone().or(file.static_pod_path.clone()),
         file_check_frequency: file.file_check_frequency.unwrap_or(labkubelet::pods::static_pods::FILE_CHECK_FREQUENCY),
         manifest_url: manifest_url(&args, &file)?,
         http_check_frequency: file.http_check_frequency.unwrap_or(labkubelet::pods::url_source::HTTP_CHECK_FREQUENCY),
     };
+    let healthz = if args.healthz_port == 0 {
+        None
+    } else {
+        let addr = std::net::SocketAddr::new(args.healthz_bind_address, args.healthz_port);
+        // As the kubelet: a healthz port in use is logged, not fatal.
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(tokio::spawn(labkubelet::server::serve_healthz(listener))),
+            Err(e) => {
+                tracing::error!("cannot serve /healthz on {addr}: {e}");
+                None
+            }
+        }
+    };
+    if args.stock {
+        if let Some(dir) = &args.plugin_dir {
+            super::plugin::install(dir, &[], false)?;
+        }
+    }
     let engine = PluginEngine::new(args.limits.policy()?)?;
     let catalog = PluginCatalog::new(engine).await?;
     let _watcher = match &args.plugin_dir {
         Some(dir) => Some(watch_dir(catalog.clone(), dir).await?),
         None => None,
     };
-    tokio::select! {
+    let view = super::view::show(started, standalone);
+    let result = tokio::select! {
         result = labkubelet::agent::run(config, catalog, Clock::new()) => result.map(|()| ExitCode::SUCCESS),
+        _ = view => Ok(ExitCode::SUCCESS),
         _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+    };
+    if let Some(h) = healthz {
+        h.abort();
+    }
+    result
+}
+
+impl RunArgs {
+    fn static_pod_source_missing(&self) -> bool {
+        self.pod_manifest_path.is_none() && self.manifest_url.is_none() && self.config.is_none()
     }
 }

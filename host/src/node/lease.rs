@@ -101,7 +101,11 @@ impl NodeLease {
     /// Renews until the task is dropped.
     pub async fn run(mut self) {
         loop {
-            if let Err(e) = self.renew().await {
+            let started = std::time::Instant::now();
+            let renewed = self.renew().await;
+            let result = if renewed.is_ok() { "success" } else { "error" };
+            crate::metrics::METRICS.lease_renew_duration.with_label_values(&[&self.node, result]).observe(started.elapsed().as_secs_f64());
+            if let Err(e) = renewed {
                 tracing::warn!("{e}; retrying at the next interval");
             }
             self.clock.sleep_jittered(self.renew_interval(), JITTER).await;

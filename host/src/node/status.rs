@@ -165,7 +165,10 @@ impl NodeStatusLoop {
         }
         let order: Vec<serde_json::Value> = conditions.iter().map(|c| serde_json::json!({"type": c.type_})).collect();
         let patch = serde_json::json!({"status": {"$setElementOrder/conditions": order, "conditions": conditions}});
-        self.nodes.patch_status(&self.node, &PatchParams::default(), &Patch::Strategic(patch)).await?;
+        let written = self.nodes.patch_status(&self.node, &PatchParams::default(), &Patch::Strategic(patch)).await;
+        let result = if written.is_ok() { "success" } else { "error" };
+        crate::metrics::METRICS.node_status_writes.with_label_values(&[&self.node, result]).inc();
+        written?;
         self.last_report = Some(now);
         let node = EventRecorder::node_ref(&self.node);
         for reason in transition_events(&previous, &conditions) {

@@ -71,6 +71,10 @@ impl PluginRuntime {
         &self.node
     }
 
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
     pub fn catalog(&self) -> &Arc<PluginCatalog> {
         &self.catalog
     }
@@ -116,6 +120,22 @@ impl PluginRuntime {
     /// call under its limits, then holds the reply as the plugin asked, without holding the
     /// instance.
     async fn call<R>(
+        &self,
+        plugin: &str,
+        method: &'static str,
+        f: impl for<'a> FnOnce(&'a Guest, &'a mut Store<HostState>) -> CallFuture<'a, R>,
+    ) -> Result<R, RuntimeError> {
+        let started = std::time::Instant::now();
+        let answer = self.call_held(plugin, method, f).await;
+        let metrics = &crate::metrics::METRICS;
+        metrics.runtime_operations_duration.with_label_values(&[&self.node, plugin, method]).observe(started.elapsed().as_secs_f64());
+        if answer.is_err() {
+            metrics.runtime_operations_errors.with_label_values(&[&self.node, plugin, method]).inc();
+        }
+        answer
+    }
+
+    async fn call_held<R>(
         &self,
         plugin: &str,
         method: &'static str,

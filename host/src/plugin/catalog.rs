@@ -106,6 +106,15 @@ impl PluginCatalog {
     }
 
     pub(crate) fn emit(&self, event: PluginEvent) {
+        let outcome = match &event {
+            PluginEvent::Loaded { .. } => "loaded",
+            PluginEvent::Replaced { .. } => "replaced",
+            PluginEvent::Refused { .. } => "refused",
+            PluginEvent::Unloaded { .. } => "unloaded",
+            PluginEvent::Migrated { .. } => "migrated",
+            PluginEvent::MigrationRefused { .. } => "migration_refused",
+        };
+        crate::metrics::METRICS.plugin_reloads.with_label_values(&[outcome]).inc();
         match &event {
             PluginEvent::Refused { .. } | PluginEvent::MigrationRefused { .. } => tracing::warn!("plugin {event}"),
             _ => tracing::info!("plugin {event}"),

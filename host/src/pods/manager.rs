@@ -135,6 +135,11 @@ impl PodManager {
         self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Every pod the node should run, from every source (mirror pods aside).
+    pub fn all(&self) -> Vec<Arc<Pod>> {
+        self.pods.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
     pub fn get(&self, uid: &str) -> Option<Arc<Pod>> {
         self.pods.read().unwrap_or_else(|p| p.into_inner()).get(uid).cloned()
     }

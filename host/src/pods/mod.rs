@@ -73,8 +73,9 @@ pub struct PodContext {
     pub manager: Arc<PodManager>,
     pub probes: ProbeManager,
     pub admission: Mutex<Admission>,
-    client: kube::Client,
-    status: StatusWriter,
+    /// The API server; None for a standalone node, whose pods all come from manifests.
+    client: Option<kube::Client>,
+    pub status: StatusWriter,
 }
 
 fn is_static(pod: &Pod) -> bool {
@@ -99,6 +100,7 @@ impl PodContext {
 
     /// Writes a pod's status to the API: a static pod's to its mirror pod.
     pub async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<bool, kube::Error> {
+        self.status.remember(pod, status, self.clock.now_nanos());
         if !is_static(pod) {
             return self.status.write(pod, status).await;
         }
@@ -110,11 +112,12 @@ impl PodContext {
 
     /// Deletes a pod that finished terminating; for a static pod, its mirror.
     pub async fn delete(&self, pod: &Pod) -> Result<(), kube::Error> {
+        let Some(client) = &self.client else { return Ok(()) };
         if !is_static(pod) {
-            return sync::delete_pod(&self.client, pod).await;
+            return sync::delete_pod(client, pod).await;
         }
         match self.manager.mirror(pod) {
-            Some(mirror) => sync::delete_pod(&self.client, &mirror).await,
+            Some(mirror) => sync::delete_pod(client, &mirror).await,
             None => Ok(()),
         }
     }
@@ -122,13 +125,38 @@ impl PodContext {
     /// Makes sure a static pod has its mirror pod: created when missing, replaced when it
     /// was deleted (`kubectl delete`) or mirrors another version of the manifest.
     pub async fn ensure_mirror(&self, pod: &Pod) -> Result<(), kube::Error> {
+        let Some(client) = &self.client else { return Ok(()) };
         if !is_static(pod) || self.current_mirror(pod).is_some() {
             return Ok(());
         }
         if let Some(stale) = self.manager.mirror(pod) {
-            sync::delete_pod(&self.client, &stale).await?;
+            sync::delete_pod(client, &stale).await?;
         }
-        static_pods::create_mirror(&self.client, &self.node, pod).await
+        static_pods::create_mirror(client, &self.node, pod).await
+    }
+
+    /// The node's pods as the kubelet's `/pods` shows them: each with the status the
+    /// kubelet logic generated last (the API's copy until it generated one).
+    pub fn pods(&self) -> Vec<Pod> {
+        let mut pods: Vec<Pod> = self
+            .manager
+            .all()
+            .into_iter()
+            .map(|pod| {
+                let mut pod = (*self.api_view(&pod)).clone();
+                if let Some(status) = pod.metadata.uid.as_deref().and_then(|uid| self.status.cached(uid)) {
+                    pod.status = Some(status);
+                }
+                pod
+            })
+            .collect();
+        pods.sort_by_key(manager::full_name);
+        pods
+    }
+
+    /// The pod named so, from any source.
+    pub fn pod_by_name(&self, namespace: &str, name: &str) -> Option<Pod> {
+        self.pods().into_iter().find(|p| p.metadata.namespace.as_deref().unwrap_or("default") == namespace && p.metadata.name.as_deref() == Some(name))
     }
 }
 
@@ -136,9 +164,14 @@ impl PodContext {
 ///
 /// ```no_run
 /// # async fn demo(client: kube::Client, runtime: std::sync::Arc<dyn labkubelet::runtime::ContainerRuntime>) {
+/// // A standalone node passes no client: its pods come from manifests only.
+/// let client = Some(client);
 /// use labkubelet::{clock::Clock, events::EventRecorder, pods::{NodePods, PodLifecycle}};
 /// let clock = Clock::new();
-/// let events = std::sync::Arc::new(EventRecorder::new(client.clone(), "node-1", clock));
+/// let events = std::sync::Arc::new(match &client {
+///     Some(c) => EventRecorder::new(c.clone(), "node-1", clock),
+///     None => EventRecorder::standalone("node-1", clock),
+/// });
 /// let node = NodePods {
 ///     node: "node-1".into(),
 ///     node_ip: "10.0.0.5".into(),
@@ -166,10 +199,10 @@ pub struct PodLifecycle {
 }
 
 impl PodLifecycle {
-    pub fn new(node: NodePods, client: kube::Client, runtime: Arc<dyn ContainerRuntime>, clock: Clock, events: Arc<EventRecorder>) -> Self {
+    pub fn new(node: NodePods, client: Option<kube::Client>, runtime: Arc<dyn ContainerRuntime>, clock: Clock, events: Arc<EventRecorder>) -> Self {
         let (manager, changed) = PodManager::new();
         let (wake, woken) = mpsc::unbounded_channel();
-        let (pleg, pleg_events) = Pleg::new(runtime.clone(), clock);
+        let (pleg, pleg_events) = Pleg::new(&node.node, runtime.clone(), clock);
         let files = node.static_pod_path.as_deref().map(|p| (static_pods::FileSource::new(p, &node.node, clock), node.file_check_frequency));
         let url = node.manifest_url.and_then(|manifest| match url_source::UrlSource::new(manifest.clone(), &node.node, clock) {
             Ok(source) => Some((source, node.http_check_frequency)),
@@ -178,6 +211,7 @@ impl PodLifecycle {
                 None
             }
         });
+        let journal = events.journal().clone();
         let ctx = Arc::new(PodContext {
             node: node.node,
             node_ip: node.node_ip,
@@ -186,12 +220,17 @@ impl PodLifecycle {
             runtime_name: node.runtime_name,
             clock,
             events,
-            status: StatusWriter::new(client.clone(), manager.clone()),
+            status: StatusWriter::new(client.clone(), manager.clone(), journal),
             manager,
             admission: Mutex::new(Admission::new(node.labels, node.allocatable)),
             client,
         });
         PodLifecycle { ctx, pleg, pleg_events, changed, woken, files, url }
+    }
+
+    /// What the kubelet's HTTP API reads: the pods, their statuses, the runtime.
+    pub fn context(&self) -> Arc<PodContext> {
+        self.ctx.clone()
     }
 
     /// PLEG's health, which the node status loop turns into the Ready condition.
@@ -203,7 +242,13 @@ impl PodLifecycle {
     pub async fn run(self) {
         let PodLifecycle { ctx, pleg, mut pleg_events, mut changed, mut woken, files, url } = self;
         let workers = Arc::new(PodWorkers::new(ctx.clone()));
-        let api = source::watch_api(ctx.client.clone(), &ctx.node, ctx.manager.clone());
+        let api = async {
+            match ctx.client.clone() {
+                Some(client) => source::watch_api(client, &ctx.node, ctx.manager.clone()).await,
+                // No API server: its (empty) list is complete, so housekeeping may start.
+                None => ctx.manager.replace("api", Vec::new()),
+            }
+        };
         let files = async {
             if let Some((source, period)) = files {
                 source.run(ctx.manager.clone(), period).await
@@ -238,6 +283,8 @@ async fn housekeeping(ctx: Arc<PodContext>, workers: Arc<PodWorkers>) {
     loop {
         ctx.clock.sleep(HOUSEKEEPING).await;
         workers.collect();
+        ctx.status.retain(|uid| ctx.manager.get(uid).is_some() || workers.has(uid));
+        crate::metrics::METRICS.working_pods.with_label_values(&[&ctx.node]).set(workers.count() as i64);
         if !ctx.manager.synced() {
             continue;
         }

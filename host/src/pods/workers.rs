@@ -42,6 +42,11 @@ impl PodWorkers {
         self.workers.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, w| !w.task.is_finished());
     }
 
+    /// How many workers are alive.
+    pub fn count(&self) -> usize {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner()).values().filter(|w| !w.task.is_finished()).count()
+    }
+
     pub fn has(&self, uid: &str) -> bool {
         self.workers.lock().unwrap_or_else(|p| p.into_inner()).get(uid).is_some_and(|w| !w.task.is_finished())
     }

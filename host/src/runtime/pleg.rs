@@ -72,6 +72,8 @@ enum SeenState {
 
 /// Relists one node's runtime.
 pub struct Pleg {
+    /// The node, for metrics.
+    node: String,
     runtime: Arc<dyn ContainerRuntime>,
     clock: Clock,
     period: Duration,
@@ -82,10 +84,10 @@ pub struct Pleg {
 
 impl Pleg {
     /// A PLEG with the kubelet's period and threshold, and the receiver of its events.
-    pub fn new(runtime: Arc<dyn ContainerRuntime>, clock: Clock) -> (Self, mpsc::Receiver<PlegEvent>) {
+    pub fn new(node: &str, runtime: Arc<dyn ContainerRuntime>, clock: Clock) -> (Self, mpsc::Receiver<PlegEvent>) {
         let (events, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let health = Arc::new(PlegHealth { last_relist: Mutex::new(None), threshold: RELIST_THRESHOLD });
-        (Pleg { runtime, clock, period: RELIST_PERIOD, health, events, seen: HashMap::new() }, rx)
+        (Pleg { node: node.to_string(), runtime, clock, period: RELIST_PERIOD, health, events, seen: HashMap::new() }, rx)
     }
 
     pub fn health(&self) -> Arc<PlegHealth> {
@@ -111,6 +113,9 @@ impl Pleg {
         let sandboxes = self.runtime.list_pod_sandboxes().await?;
         let containers = self.runtime.list_containers().await?;
         *self.health.last_relist.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
+        let metrics = &crate::metrics::METRICS;
+        metrics.pleg_relist_duration.with_label_values(&[&self.node]).observe(started.elapsed().as_secs_f64());
+        metrics.pleg_last_seen.with_label_values(&[&self.node]).set(self.clock.now_nanos() as f64 / 1e9);
 
         let mut now: Seen = HashMap::with_capacity(sandboxes.len() + containers.len());
         let mut pod_of_sandbox = HashMap::with_capacity(sandboxes.len());

@@ -70,6 +70,9 @@ struct Shared {
     auto_approve: std::sync::atomic::AtomicBool,
     /// kube-controller-manager's --cluster-signing-duration.
     signing_duration: Mutex<Duration>,
+    /// RBAC in short: (user or group, `resource/subresource`) pairs SubjectAccessReviews
+    /// allow; `system:masters` may do anything.
+    grants: Mutex<Vec<(String, String)>>,
 }
 
 /// A running API-server double. Dropping it stops it.
@@ -127,6 +130,7 @@ impl ApiServer {
             offline: tokio::sync::watch::channel(false).0,
             auto_approve: std::sync::atomic::AtomicBool::new(false),
             signing_duration: Mutex::new(Duration::from_secs(365 * 86_400)),
+            grants: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -237,6 +241,12 @@ impl ApiServer {
     /// How long the certificates the CSR signer issues are valid (the controller manager's
     /// --cluster-signing-duration, a year by default); a CSR's expirationSeconds may ask
     /// for less.
+    /// Lets a user or group do anything on `resource` (`nodes/proxy`, `nodes/metrics`, ...),
+    /// as a ClusterRoleBinding would; SubjectAccessReviews answer from these.
+    pub fn grant(&self, subject: &str, resource: &str) {
+        self.shared.grants.lock().unwrap_or_else(|p| p.into_inner()).push((subject.to_string(), resource.to_string()));
+    }
+
     pub fn set_signing_duration(&self, d: Duration) {
         *self.shared.signing_duration.lock().unwrap_or_else(|p| p.into_inner()) = d;
     }
@@ -333,6 +343,13 @@ async fn handle(Extension(shared): Extension<Arc<Shared>>, Extension(peer): Exte
     let Some(identity) = authenticate(&shared, &parts.headers, peer.0) else {
         return error(ApiError::new(401, "Unauthorized", "Unauthorized"));
     };
+    if parts.method == Method::POST && (path == "/apis/authentication.k8s.io/v1/tokenreviews" || path == "/apis/authorization.k8s.io/v1/subjectaccessreviews") {
+        let review: Value = match axum::body::to_bytes(body, 1 << 20).await.map(|b| serde_json::from_slice(&b)) {
+            Ok(Ok(v)) => v,
+            _ => return error(ApiError::bad_request("the body of the request could not be decoded")),
+        };
+        return json_response(StatusCode::CREATED, review_answer(&shared, &path, review));
+    }
     let Some(target) = parse_path(&path) else {
         return error(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     };
@@ -342,6 +359,36 @@ async fn handle(Extension(shared): Extension<Arc<Shared>>, Extension(peer): Exte
     };
     let result = serve(&shared, &identity, &parts.method, &parts.headers, &query, &target, body).await;
     result.unwrap_or_else(error)
+}
+
+/// A TokenReview or SubjectAccessReview with its status filled in, as the API server answers
+/// the kubelet's webhook authentication and authorization.
+fn review_answer(shared: &Shared, path: &str, mut review: Value) -> Value {
+    if path.contains("tokenreviews") {
+        let token = review["spec"]["token"].as_str().unwrap_or_default().to_string();
+        let known = shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&token).cloned();
+        review["status"] = match known {
+            Some(id) => {
+                let mut groups = id.groups.clone();
+                groups.push("system:authenticated".into());
+                json!({"authenticated": true, "user": {"username": id.user, "groups": groups}})
+            }
+            None => json!({"authenticated": false, "error": "invalid bearer token"}),
+        };
+        return review;
+    }
+    let spec = &review["spec"];
+    let user = spec["user"].as_str().unwrap_or_default();
+    let groups: Vec<&str> = spec["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let attrs = &spec["resourceAttributes"];
+    let resource = match attrs["subresource"].as_str().filter(|s| !s.is_empty()) {
+        Some(sub) => format!("{}/{sub}", attrs["resource"].as_str().unwrap_or_default()),
+        None => attrs["resource"].as_str().unwrap_or_default().to_string(),
+    };
+    let grants = shared.grants.lock().unwrap_or_else(|p| p.into_inner());
+    let allowed = groups.contains(&"system:masters") || grants.iter().any(|(who, what)| (who == user || groups.contains(&who.as_str())) && *what == resource);
+    review["status"] = if allowed { json!({"allowed": true, "reason": "granted by the test double"}) } else { json!({"allowed": false}) };
+    review
 }
 
 fn authenticate(shared: &Shared, headers: &HeaderMap, peer: Option<Identity>) -> Option<Identity> {

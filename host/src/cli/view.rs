@@ -1,0 +1,115 @@
+//! The terminal view of `labkubelet run`: the nodes' pods as `kubectl get pods -w` shows
+//! them (name, ready, status, restarts, age) and the plugin serving each. On a terminal the
+//! table is redrawn every second; otherwise each change is printed as a line.
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use labkubelet::agent::Started;
+use labkubelet::server::plugin_of;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// `READY` as kubectl prints it.
+fn ready(pod: &Pod) -> String {
+    let total = pod.spec.as_ref().map_or(0, |s| s.containers.len());
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    let ready = statuses.into_iter().flatten().filter(|c| c.ready).count();
+    format!("{ready}/{total}")
+}
+
+fn container_reason(c: &ContainerStatus) -> Option<String> {
+    let state = c.state.as_ref()?;
+    if let Some(w) = &state.waiting {
+        return w.reason.clone().filter(|r| !r.is_empty());
+    }
+    let t = state.terminated.as_ref()?;
+    Some(t.reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| format!("ExitCode:{}", t.exit_code)))
+}
+
+/// `STATUS` as kubectl's printer derives it (printPod), for the cases a lab shows.
+pub fn status(pod: &Pod) -> String {
+    let status = pod.status.clone().unwrap_or_default();
+    if pod.metadata.deletion_timestamp.is_some() {
+        return "Terminating".into();
+    }
+    let init_total = pod.spec.as_ref().and_then(|s| s.init_containers.as_ref()).map_or(0, Vec::len);
+    for (i, c) in status.init_container_statuses.iter().flatten().enumerate() {
+        let done = c.state.as_ref().and_then(|s| s.terminated.as_ref()).is_some_and(|t| t.exit_code == 0);
+        if done {
+            continue;
+        }
+        return match container_reason(c) {
+            Some(r) if r != "PodInitializing" => format!("Init:{r}"),
+            _ => format!("Init:{i}/{init_total}"),
+        };
+    }
+    let mut reason = status.reason.clone().or(status.phase.clone()).unwrap_or_else(|| "Pending".into());
+    for c in status.container_statuses.iter().flatten().rev() {
+        if let Some(r) = container_reason(c) {
+            reason = r;
+        }
+    }
+    let running = status.container_statuses.iter().flatten().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+    if reason == "Completed" && running {
+        reason = "Running".into();
+    }
+    reason
+}
+
+fn restarts(pod: &Pod) -> i32 {
+    pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).into_iter().flatten().map(|c| c.restart_count).sum()
+}
+
+fn age(pod: &Pod, now: i64) -> String {
+    let Some(start) = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).or(pod.metadata.creation_timestamp.as_ref()) else { return "<unknown>".into() };
+    let secs = (now - start.0.as_second()).max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Shows the pods of the nodes as they start, until the future is dropped.
+pub async fn show(mut started: UnboundedReceiver<Started>, standalone: bool) {
+    let mut nodes: Vec<Started> = Vec::new();
+    let terminal = std::io::stdout().is_terminal();
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        while let Ok(node) = started.try_recv() {
+            let access = if standalone { "standalone: no authentication, anyone on this machine may use it" } else { "authenticated and authorized by the cluster" };
+            println!("node {}: kubelet API on https://{} ({access})", node.api.node, node.address);
+            nodes.push(node);
+        }
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        let mut rows = Vec::new();
+        for node in &nodes {
+            for pod in node.api.pods.pods() {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let key = format!("{}/{}", node.api.node, labkubelet::pods::manager::full_name(&pod));
+                let row = (name, ready(&pod), status(&pod), restarts(&pod), age(&pod, now), plugin_of(&node.api.plugins, &pod), node.api.node.clone());
+                rows.push((key, row));
+            }
+        }
+        if terminal && !nodes.is_empty() {
+            let mut screen = String::from("\x1b[H\x1b[2J");
+            screen.push_str(&format!("{:<40} {:<6} {:<26} {:<9} {:<8} {:<16} {}\n", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "PLUGIN", "NODE"));
+            for (_, (name, ready, status, restarts, age, plugin, node)) in &rows {
+                screen.push_str(&format!("{name:<40} {ready:<6} {status:<26} {restarts:<9} {age:<8} {plugin:<16} {node}\n"));
+            }
+            screen.push_str("\nCtrl-C stops the agent. In another terminal: labkubelet trigger <plugin> kill --pod <name>; labkubelet timeline --format html > timeline.html\n");
+            print!("{screen}");
+        } else {
+            // Not a terminal: a line per change, as `kubectl get pods -w` prints.
+            for (key, (name, ready, status, restarts, _, plugin, node)) in &rows {
+                let line = format!("{name:<40} {ready:<6} {status:<26} {restarts:<9} {plugin:<16} {node}");
+                if last.get(key) != Some(&line) {
+                    println!("{line}");
+                    last.insert(key.clone(), line);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

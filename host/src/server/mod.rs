@@ -1,0 +1,308 @@
+//! A node's HTTP API: the kubelet's (port 10250, TLS) and the lab's, one listener per node
+//! (the API server reaches each node at its address and `daemonEndpoints` port, so nodes
+//! sharing an address get ports of their own), plus the plain `/healthz` the kubelet
+//! serves on 127.0.0.1:10248.
+//!
+//! - [`tls`]: serving certificate and accepted client certificates.
+//! - [`auth`]: authentication and authorization, as the kubelet does them.
+//! - [`logs`]: `/containerLogs` and its PodLogOptions.
+//!
+//! Endpoints: `/healthz`, `/pods`, `/runningpods/`, `/containerLogs/{ns}/{pod}/{container}`,
+//! `/metrics`, `/spec/`, and for labs `POST /trigger/{plugin}/{action}` and
+//! `/timeline` (`?format=json|svg|html`).
+
+pub mod auth;
+pub mod logs;
+pub mod tls;
+
+use crate::pods::PodContext;
+use crate::plugin::PluginRuntime;
+use crate::runtime::pleg::PlegHealth;
+use crate::runtime::{KeyValue, TriggerTarget};
+use crate::timeline::{Journal, What};
+use auth::{Access, Refusal, User};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What one node's API serves.
+pub struct NodeApi {
+    pub node: String,
+    pub pods: Arc<PodContext>,
+    pub plugins: Arc<PluginRuntime>,
+    pub journal: Arc<Journal>,
+    pub pleg: Arc<PlegHealth>,
+    /// `/spec/`: the machine as cAdvisor's MachineInfo describes it.
+    pub spec: serde_json::Value,
+    pub access: Access,
+}
+
+/// The verified client certificate's user on a connection, if it showed one.
+#[derive(Clone)]
+struct Peer(Option<User>);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}; is another kubelet (or labkubelet) running? Choose another port with --port")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Binds a node's API port; a port in use is an error that says so.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })
+}
+
+fn text(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into()).into_response()
+}
+
+fn router(api: Arc<NodeApi>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/pods", get(pods))
+        .route("/pods/", get(pods))
+        .route("/runningpods/", get(running_pods))
+        .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .route("/metrics", get(metrics))
+        .route("/spec/", get(spec))
+        .route("/spec", get(spec))
+        .route("/trigger/{plugin}/{action}", post(trigger))
+        .route("/timeline", get(timeline))
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
+        .layer(axum::middleware::from_fn_with_state(api.clone(), authorize))
+        .with_state(api)
+}
+
+/// Serves a node's API on `listener` over TLS until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, api: Arc<NodeApi>, tls: Arc<rustls::ServerConfig>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let router = router(api.clone());
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(node = %api.node, "accepting a connection: {e}");
+                continue;
+            }
+        };
+        let (acceptor, router, node) = (acceptor.clone(), router.clone(), api.node.clone());
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(e) => return tracing::debug!(node, "TLS handshake failed: {e}"),
+            };
+            let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| User::from_certificate(c.as_ref()));
+            let service = hyper_util::service::TowerToHyperService::new(router.layer(Extension(Peer(peer))));
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await {
+                tracing::debug!(node, "connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// Serves the kubelet's plain `/healthz` (127.0.0.1:10248) until the future is dropped.
+pub async fn serve_healthz(listener: tokio::net::TcpListener) {
+    let router = Router::new().route("/healthz", get(|| async { "ok" }));
+    if let Err(e) = axum::serve(listener, router).await {
+        tracing::error!("the healthz server stopped: {e}");
+    }
+}
+
+async fn authorize(State(api): State<Arc<NodeApi>>, Extension(peer): Extension<Peer>, request: Request, next: Next) -> Response {
+    let bearer = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let attrs = auth::attributes(request.method(), request.uri().path());
+    let allowed = match api.access.authenticate(peer.0, bearer).await {
+        Ok(user) => api.access.authorize(&user, &api.node, &attrs).await,
+        Err(refusal) => Err(refusal),
+    };
+    match allowed {
+        Ok(()) => next.run(request).await,
+        Err(refusal @ Refusal::Unauthenticated) => text(StatusCode::UNAUTHORIZED, refusal.to_string()),
+        Err(refusal @ Refusal::Forbidden { .. }) => text(StatusCode::FORBIDDEN, format!("{refusal}\n")),
+        Err(refusal @ Refusal::Error { .. }) => text(StatusCode::INTERNAL_SERVER_ERROR, refusal.to_string()),
+    }
+}
+
+fn pod_list(items: Vec<Pod>) -> Response {
+    Json(serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})).into_response()
+}
+
+async fn pods(State(api): State<Arc<NodeApi>>) -> Response {
+    pod_list(api.pods.pods())
+}
+
+/// The pods the runtime has, as the kubelet's `/runningpods/` shows them: names, uids and
+/// containers, nothing of the spec beyond.
+async fn running_pods(State(api): State<Arc<NodeApi>>) -> Response {
+    let runtime = &api.pods.runtime;
+    let (sandboxes, containers) = match (runtime.list_pod_sandboxes().await, runtime.list_containers().await) {
+        (Ok(s), Ok(c)) => (s, c),
+        (Err(e), _) | (_, Err(e)) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let items = sandboxes
+        .iter()
+        .filter(|s| s.state == crate::runtime::PodSandboxState::Ready)
+        .map(|s| Pod {
+            metadata: ObjectMeta { name: Some(s.metadata.name.clone()), namespace: Some(s.metadata.namespace.clone()), uid: Some(s.metadata.uid.clone()), ..Default::default() },
+            spec: Some(PodSpec {
+                containers: containers
+                    .iter()
+                    .filter(|c| c.pod_sandbox_id == s.id && c.state == crate::runtime::ContainerState::Running)
+                    .map(|c| Container { name: c.metadata.name.clone(), image: Some(c.image.clone()), ..Default::default() })
+                    .collect(),
+                ..Default::default()
+            }),
+            status: None,
+        })
+        .collect();
+    pod_list(items)
+}
+
+async fn container_logs(State(api): State<Arc<NodeApi>>, Path((namespace, name, container)): Path<(String, String, String)>, Query(query): Query<BTreeMap<String, String>>) -> Response {
+    let refuse = |e: logs::LogError| text(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string());
+    let options = match logs::LogOptions::from_query(&query) {
+        Ok(o) => o,
+        Err(e) => return refuse(e),
+    };
+    let Some(pod) = api.pods.pod_by_name(&namespace, &name) else {
+        return refuse(logs::LogError::NotFound(format!("pod {name:?} does not exist")));
+    };
+    let spec = pod.spec.clone().unwrap_or_default();
+    if !spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.name == container) {
+        return refuse(logs::LogError::NotFound(format!("container {container:?} not found in pod {name:?}")));
+    }
+    let id = match logs::container_id(&pod, &container, options.previous) {
+        Ok(id) => id,
+        Err(e) => return refuse(e),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+    let ctx = api.pods.clone();
+    // The first chunk decides between an error status and a 200 that streams.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), logs::LogError>>();
+    tokio::spawn(async move {
+        let mut first_tx = Some(first_tx);
+        let result = logs::stream(ctx, id, options, |chunk| {
+            if let Some(f) = first_tx.take() {
+                let _ = f.send(Ok(()));
+            }
+            tx.try_send(chunk).is_ok() || !tx.is_closed()
+        })
+        .await;
+        if let Some(f) = first_tx.take() {
+            let _ = f.send(result);
+        }
+    });
+    match first_rx.await {
+        Ok(Err(e)) => refuse(e),
+        _ => {
+            let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx)) });
+            ([(header::CONTENT_TYPE, "text/plain")], Body::from_stream(body)).into_response()
+        }
+    }
+}
+
+async fn metrics(State(api): State<Arc<NodeApi>>) -> Response {
+    let m = &crate::metrics::METRICS;
+    m.pleg_healthy.with_label_values(&[&api.node]).set(i64::from(api.pleg.check().is_ok()));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render(Some(&api.node))).into_response()
+}
+
+async fn spec(State(api): State<Arc<NodeApi>>) -> Response {
+    Json(api.spec.clone()).into_response()
+}
+
+/// The body of `POST /trigger/{plugin}/{action}`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct TriggerRequest {
+    /// `namespace/name`, or `name` in `default`; absent means every pod the plugin serves.
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+}
+
+/// The answer to a trigger.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TriggerResponse {
+    /// `accepted`, `unknown-action`, `no-such-target`, `invalid-argument`, `no-such-pod`,
+    /// `no-such-plugin` or `runtime-error`.
+    pub result: String,
+    pub message: String,
+    /// The plugin's actions, when the action was unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+}
+
+async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(String, String)>, body: axum::body::Bytes) -> Response {
+    let request: TriggerRequest = if body.is_empty() {
+        TriggerRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("the body is not a trigger request ({{\"pod\": \"ns/name\", \"container\": \"c\", \"args\": {{}}}}): {e}")),
+        }
+    };
+    let answer = |code: StatusCode, result: &str, message: String, actions: Vec<String>| {
+        (code, Json(TriggerResponse { result: result.into(), message, actions })).into_response()
+    };
+    let mut target = TriggerTarget { pod_namespace: None, pod_name: None, container: request.container.clone() };
+    if let Some(pod) = &request.pod {
+        let (namespace, name) = pod.split_once('/').unwrap_or(("default", pod));
+        let Some(found) = api.pods.pod_by_name(namespace, name) else {
+            return answer(StatusCode::NOT_FOUND, "no-such-pod", format!("no pod {namespace}/{name} on node {}", api.node), Vec::new());
+        };
+        target.pod_namespace = Some(namespace.to_string());
+        target.pod_name = found.metadata.name.clone();
+    }
+    let args: Vec<KeyValue> = request.args.iter().map(|(k, v)| KeyValue { key: k.clone(), value: v.clone() }).collect();
+    let outcome = api.plugins.trigger(&plugin, &action, &target, &args).await;
+    use crate::plugin::TriggerError;
+    let (code, result, message, actions) = match outcome {
+        Ok(Ok(message)) => (StatusCode::OK, "accepted", message, Vec::new()),
+        Ok(Err(TriggerError::UnknownAction(known))) => {
+            (StatusCode::BAD_REQUEST, "unknown-action", format!("{plugin} has no action {action:?}; it has: {}", known.join(", ")), known)
+        }
+        Ok(Err(TriggerError::NoSuchTarget(t))) => (StatusCode::NOT_FOUND, "no-such-target", format!("{plugin} runs no container matching {t}"), Vec::new()),
+        Ok(Err(TriggerError::InvalidArgument(m))) => (StatusCode::BAD_REQUEST, "invalid-argument", m, Vec::new()),
+        Err(e) if e.is_not_found() => (StatusCode::NOT_FOUND, "no-such-plugin", e.to_string(), Vec::new()),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, "runtime-error", e.to_string(), Vec::new()),
+    };
+    crate::metrics::METRICS.triggers.with_label_values(&[&api.node, &plugin, &action, result]).inc();
+    let pod = target.pod_name.as_ref().map(|n| format!("{}/{n}", target.pod_namespace.as_deref().unwrap_or("default")));
+    api.journal.record(api.pods.clock.now_nanos(), pod.as_deref(), What::Trigger { plugin: plugin.clone(), action: action.clone(), result: format!("{result}: {message}") });
+    answer(code, result, message, actions)
+}
+
+async fn timeline(State(api): State<Arc<NodeApi>>, Query(query): Query<BTreeMap<String, String>>) -> Response {
+    let timeline = api.journal.export();
+    match query.get("format").map(String::as_str).unwrap_or("json") {
+        "json" => Json(timeline).into_response(),
+        "svg" => ([(header::CONTENT_TYPE, "image/svg+xml")], crate::timeline::render::svg(&timeline)).into_response(),
+        "html" => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], crate::timeline::render::html(&timeline)).into_response(),
+        other => text(StatusCode::BAD_REQUEST, format!("format: {other:?} is not one of json, svg, html")),
+    }
+}
+
+/// Which plugin serves a pod (the scenario annotation, else the selectors, else `healthy`).
+pub fn plugin_of(plugins: &PluginRuntime, pod: &Pod) -> String {
+    let kv = |m: &Option<BTreeMap<String, String>>| -> Vec<KeyValue> {
+        m.iter().flatten().map(|(k, v)| KeyValue { key: k.clone(), value: v.clone() }).collect()
+    };
+    plugins.catalog().select(&kv(&pod.metadata.labels), &kv(&pod.metadata.annotations)).info.name.clone()
+}

@@ -1,0 +1,125 @@
+//! The server's TLS: the serving certificate (self-signed, kept as `kubelet.crt` /
+//! `kubelet.key` in the node's certificate folder, as the kubelet does when no serving
+//! certificate is given) and which client certificates are accepted (those the cluster CA
+//! signed; none in standalone mode).
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why the server's TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read or write the serving certificate in {dir}: {detail}")]
+    Files { dir: String, detail: String },
+    #[error("the client CA ({origin}) is not usable: {detail}")]
+    ClientCa { origin: String, detail: String },
+    #[error("TLS set-up failed: {0}")]
+    Rustls(String),
+}
+
+/// The serving certificate and key, PEM.
+pub struct ServingCertificate {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl ServingCertificate {
+    /// The certificate in `dir` (`kubelet.crt`, `kubelet.key`), made and saved (key 0600)
+    /// when there is none: self-signed for the node name, its IP and localhost.
+    pub fn load_or_create(dir: &Path, node: &str, node_ip: &str) -> Result<Self, TlsError> {
+        let (crt, key) = (dir.join("kubelet.crt"), dir.join("kubelet.key"));
+        let files = |e: &dyn std::fmt::Display| TlsError::Files { dir: dir.display().to_string(), detail: e.to_string() };
+        if let (Ok(cert_pem), Ok(key_pem)) = (std::fs::read_to_string(&crt), std::fs::read_to_string(&key)) {
+            let parsed = Self { cert_pem, key_pem };
+            if parsed.certs().is_ok() && parsed.key().is_ok() {
+                return Ok(parsed);
+            }
+            tracing::warn!(dir = %dir.display(), "the saved serving certificate does not parse; making a new one");
+        }
+        let mut names = vec![node.to_string(), "localhost".to_string(), "127.0.0.1".to_string()];
+        if !node_ip.is_empty() && !names.iter().any(|n| n == node_ip) {
+            names.push(node_ip.to_string());
+        }
+        let key_pair = rcgen::KeyPair::generate().map_err(|e| TlsError::Rustls(e.to_string()))?;
+        let mut params = rcgen::CertificateParams::new(names).map_err(|e| TlsError::Rustls(e.to_string()))?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, format!("{node}@labkubelet"));
+        let cert = params.self_signed(&key_pair).map_err(|e| TlsError::Rustls(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| files(&e))?;
+        std::fs::write(&crt, cert.pem()).map_err(|e| files(&e))?;
+        crate::bootstrap::write_private(&key, key_pair.serialize_pem().as_bytes()).map_err(|e| files(&e))?;
+        Ok(Self { cert_pem: cert.pem(), key_pem: key_pair.serialize_pem() })
+    }
+
+    fn certs(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        let certs: Vec<_> = rustls_pemfile::certs(&mut self.cert_pem.as_bytes()).collect::<Result<_, _>>().map_err(|e| TlsError::Rustls(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(TlsError::Rustls("no certificate in the serving certificate file".into()));
+        }
+        Ok(certs)
+    }
+
+    fn key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
+        rustls_pemfile::private_key(&mut self.key_pem.as_bytes())
+            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .ok_or_else(|| TlsError::Rustls("no private key in the serving key file".into()))
+    }
+}
+
+/// The CA certificates of a kubeconfig's current cluster: the cluster CA, which signs the
+/// API server's kubelet client certificate and users' certificates.
+pub fn cluster_ca(kubeconfig: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let origin = kubeconfig.display().to_string();
+    let bad = |detail: String| TlsError::ClientCa { origin: origin.clone(), detail };
+    let config = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| bad(e.to_string()))?;
+    let context_name = config.current_context.clone().unwrap_or_default();
+    let cluster_name = config.contexts.iter().find(|c| c.name == context_name).and_then(|c| c.context.as_ref()).map(|c| c.cluster.clone());
+    let cluster = config
+        .clusters
+        .iter()
+        .find(|c| Some(&c.name) == cluster_name.as_ref())
+        .or_else(|| config.clusters.first())
+        .and_then(|c| c.cluster.clone())
+        .ok_or_else(|| bad("it names no cluster".into()))?;
+    let pem = match (cluster.certificate_authority_data, cluster.certificate_authority) {
+        (Some(data), _) => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(data.trim()).map_err(|e| bad(format!("certificate-authority-data is not base64: {e}")))?
+        }
+        (None, Some(file)) => std::fs::read(&file).map_err(|e| bad(format!("{file}: {e}")))?,
+        (None, None) => return Err(bad("its cluster has no certificate-authority(-data)".into())),
+    };
+    ca_file_certs(&pem).map_err(bad)
+}
+
+/// The certificates of a PEM bundle (`--client-ca-file`).
+pub fn ca_file_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..]).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(certs)
+}
+
+/// The server's TLS configuration: client certificates are optional (a bearer token, or
+/// nothing, may stand in) but must chain to `client_ca` when given.
+pub fn server_config(cert: &ServingCertificate, client_ca: &[CertificateDer<'static>]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = if client_ca.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in client_ca {
+            roots.add(ca.clone()).map_err(|e| TlsError::ClientCa { origin: "client CA".into(), detail: e.to_string() })?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let mut config = builder.with_single_cert(cert.certs()?, cert.key()?).map_err(|e| TlsError::Rustls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

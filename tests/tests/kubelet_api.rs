@@ -1,0 +1,307 @@
+//! The node's HTTP API as the API server and a lab use it: the agent runs against the
+//! double (TokenReview and SubjectAccessReview answered from its grants), and requests are
+//! made over TLS with a client certificate, a bearer token, or nothing.
+
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, PostParams};
+use labkubelet::agent::{run, Started};
+use labkubelet::clock::Clock;
+use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginPolicy};
+use labkubelet::timeline::{Timeline, What};
+use labkubelet_tests::apiserver::ApiServer;
+use labkubelet_tests::eventually;
+use serde_json::json;
+use std::time::Duration;
+
+const NODE: &str = "api-node";
+
+/// How a request proves who it is.
+enum Auth {
+    Nobody,
+    Token(&'static str),
+    Certificate(String, String),
+}
+
+struct Lab {
+    server: ApiServer,
+    started: Started,
+    serving_cert: Vec<u8>,
+    pods: Api<Pod>,
+    _dir: tempfile::TempDir,
+    _agent: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Lab {
+    async fn start() -> Lab {
+        let server = ApiServer::start().await.expect("double");
+        server.set_auto_approve(true);
+        let token = server.add_bootstrap_token("abcdef", "0123456789abcdef");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bootstrap = dir.path().join("bootstrap-kubelet.conf");
+        std::fs::write(&bootstrap, server.kubeconfig_with_token(&token)).expect("bootstrap kubeconfig");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut config = labkubelet_tests::agent_config(dir.path(), vec![NODE.into()], bootstrap);
+        config.started = Some(tx);
+        let catalog = PluginCatalog::new(PluginEngine::new(PluginPolicy::default()).expect("engine")).await.expect("catalog");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).expect("plugin dir");
+        labkubelet::plugin::stock::install("image-pull-fail", &plugins).expect("stock plugin");
+        catalog.sync_dir(&plugins).await;
+        let agent = tokio::spawn(run(config, catalog, Clock::new()));
+        let started = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("the node's API starts").expect("started");
+        let serving_cert = std::fs::read(dir.path().join("pki/kubelet.crt")).expect("the serving certificate is written");
+        server.add_token("alice-token", "alice", &["developers"]);
+        server.add_token("bob-token", "bob", &["lab-instructors"]);
+        server.grant("lab-instructors", "nodes/proxy");
+        let pods = Api::namespaced(server.admin().await, "default");
+        Lab { server, started, serving_cert, pods, _dir: dir, _agent: agent }
+    }
+
+    async fn request(&self, method: http::Method, path: &str, auth: &Auth, body: Option<serde_json::Value>) -> (u16, String) {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut &self.serving_cert[..]) {
+            roots.add(cert.expect("pem")).expect("root");
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("tls versions")
+            .with_root_certificates(roots);
+        let tls = match auth {
+            Auth::Certificate(cert, key) => {
+                let certs = rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>().expect("cert");
+                let key = rustls_pemfile::private_key(&mut key.as_bytes()).expect("key").expect("a key");
+                builder.with_client_auth_cert(certs, key).expect("client auth")
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        let mut request = http::Request::builder().method(method).uri(format!("https://127.0.0.1:{}{path}", self.started.address.port()));
+        if let Auth::Token(t) = auth {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let body = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
+        let response = client.request(request.body(http_body_util::Full::new(bytes::Bytes::from(body))).expect("request")).await.expect("the API answers");
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        self.request(http::Method::GET, path, &Auth::Token("bob-token"), None).await
+    }
+
+    /// Creates a pod and binds it to the node, as the scheduler does.
+    async fn create(&self, name: &str, annotations: serde_json::Value) {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name, "annotations": annotations},
+            "spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]}}))
+        .expect("pod");
+        self.pods.create(&PostParams::default(), &pod).await.expect("create");
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}});
+        let request = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&binding).expect("binding"))
+            .expect("binding request");
+        self.server.admin().await.request_text(request).await.expect("bind");
+    }
+
+    async fn until(&self, name: &str, what: &str, pred: impl Fn(&Pod) -> bool) -> Pod {
+        eventually(what, Duration::from_secs(60), async || self.pods.get(name).await.ok().filter(|p| pred(p))).await
+    }
+
+    async fn trigger(&self, plugin: &str, action: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let (status, text) = self.request(http::Method::POST, &format!("/trigger/{plugin}/{action}"), &Auth::Token("bob-token"), Some(body)).await;
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text})))
+    }
+}
+
+fn restarts(p: &Pod) -> i32 {
+    p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first()).map_or(0, |c| c.restart_count)
+}
+
+fn running(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first()).and_then(|c| c.state.as_ref()).is_some_and(|s| s.running.is_some())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_authenticated_and_authorized_as_the_kubelet_does() {
+    let lab = Lab::start().await;
+    let node: Node = Api::all(lab.server.admin().await).get(NODE).await.expect("node");
+    let port = node.status.and_then(|s| s.daemon_endpoints).and_then(|d| d.kubelet_endpoint).map(|e| e.port);
+    assert_eq!(port, Some(i32::from(lab.started.address.port())), "the Node tells the API server where the API listens");
+
+    assert_eq!(lab.request(http::Method::GET, "/pods", &Auth::Nobody, None).await, (401, "Unauthorized".into()));
+    assert_eq!(lab.request(http::Method::GET, "/pods", &Auth::Token("forged"), None).await, (401, "Unauthorized".into()));
+    assert_eq!(
+        lab.request(http::Method::GET, "/pods", &Auth::Token("alice-token"), None).await,
+        (403, "Forbidden (user=alice, verb=get, resource=nodes, subresource=proxy)\n".into())
+    );
+    let (status, body) = lab.get("/pods").await;
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!((list["kind"].as_str(), list["apiVersion"].as_str()), (Some("PodList"), Some("v1")));
+    assert_eq!(lab.get("/healthz").await, (200, "ok".into()));
+    // bob may proxy, not read metrics: /metrics is its own subresource.
+    assert_eq!(lab.get("/metrics").await, (403, "Forbidden (user=bob, verb=get, resource=nodes, subresource=metrics)\n".into()));
+
+    // The API server's kubelet client certificate (kubeadm puts it in system:masters' place).
+    let (cert, key) = lab.server.client_certificate("kube-apiserver-kubelet-client", &["system:masters"]).expect("cert");
+    let (status, metrics) = lab.request(http::Method::GET, "/metrics", &Auth::Certificate(cert.clone(), key.clone()), None).await;
+    assert_eq!(status, 200);
+    let parsed = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text");
+    let names: std::collections::BTreeSet<&str> = parsed.samples.iter().map(|s| s.metric.as_str()).collect();
+    for expected in ["labkubelet_node_lease_renew_duration_seconds_count", "kubelet_pleg_relist_duration_seconds_count", "kubelet_runtime_operations_duration_seconds_count", "labkubelet_node_status_writes_total", "labkubelet_pleg_healthy"] {
+        assert!(names.contains(expected), "{expected} missing from {names:?}");
+    }
+    assert!(parsed.samples.iter().all(|s| s.labels.get("node").is_none_or(|n| n == NODE)), "only this node's series");
+
+    // A certificate from another CA is refused at the TLS handshake.
+    let foreign_ca = ApiServer::start().await.expect("another double");
+    let (cert, key) = foreign_ca.client_certificate("mallory", &["system:masters"]).expect("cert");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pemfile::certs(&mut &lab.serving_cert[..]).next().expect("a cert").expect("pem")).expect("root");
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>().expect("cert"),
+            rustls_pemfile::private_key(&mut key.as_bytes()).expect("key").expect("key"),
+        )
+        .expect("client auth");
+    let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let refused = client.get(format!("https://127.0.0.1:{}/pods", lab.started.address.port()).parse().expect("uri")).await;
+    assert!(refused.is_err(), "a certificate the cluster CA did not sign is refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_logs_honour_the_pod_log_options() {
+    let lab = Lab::start().await;
+    lab.create("web", json!({})).await;
+    lab.until("web", "web runs", running).await;
+    let base = "/containerLogs/default/web/app";
+
+    let (status, log) = lab.get(base).await;
+    assert_eq!((status, log.as_str()), (200, "app started from image busybox:1.36\n"));
+    let (_, stamped) = lab.get(&format!("{base}?timestamps=true")).await;
+    let (stamp, text) = stamped.trim_end().split_once(' ').expect("a timestamp, a space, the line");
+    assert!(stamp.parse::<k8s_openapi::jiff::Timestamp>().is_ok() && text == "app started from image busybox:1.36", "{stamped}");
+    assert_eq!(lab.get(&format!("{base}?limitBytes=3")).await, (200, "app".into()));
+    assert_eq!(lab.get(&format!("{base}?tailLines=0")).await, (200, String::new()));
+    assert_eq!(lab.get(&format!("{base}?sinceSeconds=3600")).await.1, log);
+
+    // Previous: none yet; after a kill, the dead instance's log, and the new one's without it.
+    assert_eq!(lab.get(&format!("{base}?previous=true")).await, (400, "previous terminated container \"app\" in pod \"web\" not found".into()));
+    let (status, answer) = lab.trigger("healthy", "kill", json!({"pod": "default/web", "args": {"code": "1"}})).await;
+    assert_eq!((status, answer["result"].as_str()), (200, Some("accepted")), "{answer}");
+    lab.until("web", "web restarted", |p| restarts(p) == 1 && running(p)).await;
+    let (status, previous) = lab.get(&format!("{base}?previous=true")).await;
+    assert_eq!(status, 200);
+    assert!(previous.ends_with("app exited with code 1 (Error)\n"), "{previous}");
+    assert!(!lab.get(base).await.1.contains("exited"), "the current instance's log is its own");
+
+    // Follow: the stream stays open while the container runs and ends with its last line.
+    let follow_path = format!("{base}?follow=true");
+    let follow = lab.get(&follow_path);
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        lab.trigger("healthy", "kill", json!({"pod": "web", "args": {"code": "2"}})).await
+    };
+    let ((status, followed), _) = tokio::join!(follow, kill);
+    assert_eq!(status, 200);
+    assert!(followed.starts_with("app started") && followed.ends_with("app exited with code 2 (Error)\n"), "{followed}");
+
+    // Bad input, with the kubelet's codes and messages.
+    assert_eq!(lab.get("/containerLogs/default/nope/app").await, (404, "pod \"nope\" does not exist".into()));
+    assert_eq!(lab.get("/containerLogs/default/web/nope").await, (404, "container \"nope\" not found in pod \"web\"".into()));
+    assert_eq!(lab.get(&format!("{base}?tailLines=many")).await, (400, "Unable to decode query: tailLines: \"many\" is not an integer".into()));
+    assert_eq!(lab.get(&format!("{base}?sinceSeconds=5&sinceTime=2026-01-01T00:00:00Z")).await.0, 422);
+    lab.create("typo", json!({"labkubelet.io/scenario": "image-pull-fail"})).await;
+    lab.until("typo", "the pull fails", |p| format!("{:?}", p.status).contains("ImagePullBackOff")).await;
+    let (status, message) = lab.get("/containerLogs/default/typo/app").await;
+    assert_eq!(status, 400);
+    assert!(message.starts_with("container \"app\" in pod \"typo\" is waiting to start"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_reach_the_plugin_and_the_timeline_shows_the_crashloop() {
+    let lab = Lab::start().await;
+    lab.create("flaky", json!({"labkubelet.io/scenario": "healthy"})).await;
+    lab.until("flaky", "flaky runs", running).await;
+
+    let (status, answer) = lab.trigger("healthy", "explode", json!({})).await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["result"], "unknown-action");
+    assert!(answer["actions"].as_array().expect("actions").iter().any(|a| a == "kill"), "{answer}");
+    assert_eq!(lab.trigger("healthy", "kill", json!({"pod": "default/ghost"})).await.1["result"], "no-such-pod");
+    assert_eq!(lab.trigger("nosuch", "kill", json!({})).await.1["result"], "no-such-plugin");
+    assert_eq!(lab.trigger("healthy", "kill", json!({"pod": "flaky", "args": {"code": "x"}})).await.1["result"], "invalid-argument");
+
+    // Two kills: the first restart is immediate, the second waits out a 10 s back-off.
+    lab.trigger("healthy", "kill", json!({"pod": "flaky", "args": {"code": "1"}})).await;
+    lab.until("flaky", "the first restart", |p| restarts(p) == 1 && running(p)).await;
+    lab.trigger("healthy", "kill", json!({"pod": "flaky", "args": {"code": "1"}})).await;
+    lab.until("flaky", "CrashLoopBackOff", |p| format!("{:?}", p.status).contains("CrashLoopBackOff")).await;
+
+    let (status, body) = lab.get("/timeline").await;
+    assert_eq!(status, 200);
+    let timeline: Timeline = serde_json::from_str(&body).expect("timeline json");
+    let states: Vec<String> = timeline
+        .entries
+        .iter()
+        .filter(|e| e.pod.as_deref() == Some("default/flaky"))
+        .filter_map(|e| match &e.what {
+            What::Container { state, reason, restart_count, .. } => Some(format!("{state}:{reason}:{restart_count}")),
+            _ => None,
+        })
+        .collect();
+    let position = |s: &str| states.iter().position(|x| x == s).unwrap_or_else(|| panic!("{s} not in {states:?}"));
+    // restartCount counts restarts made: the back-off after the second death still shows 1.
+    assert!(position("Running::0") < position("Running::1"), "{states:?}");
+    assert!(position("Running::1") < position("Waiting:CrashLoopBackOff:1"), "{states:?}");
+    let triggers = timeline.entries.iter().filter(|e| matches!(&e.what, What::Trigger { action, .. } if action == "kill")).count();
+    assert!(triggers >= 2, "the kills are on the timeline");
+    assert!(timeline.entries.iter().any(|e| matches!(&e.what, What::Event { reason, .. } if reason == "BackOff")), "events are on the timeline");
+    let (status, svg) = lab.get("/timeline?format=svg").await;
+    assert!(status == 200 && svg.starts_with("<svg") && svg.contains("default/flaky"), "{svg}");
+    assert_eq!(lab.get("/timeline?format=png").await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_node_serves_its_static_pods_on_localhost_to_anyone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("manifests");
+    std::fs::write(manifests.join("web.yaml"), "metadata: {name: web}\nspec:\n  containers: [{name: nginx, image: nginx}]\n").expect("manifest");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = labkubelet_tests::agent_config(dir.path(), vec!["solo".into()], dir.path().join("no-bootstrap"));
+    (config.standalone, config.bootstrap_kubeconfig, config.started, config.static_pod_path) = (true, None, Some(tx), Some(manifests));
+    let catalog = PluginCatalog::new(PluginEngine::new(PluginPolicy::default()).expect("engine")).await.expect("catalog");
+    let _agent = tokio::spawn(run(config, catalog, Clock::new()));
+    let started = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("started").expect("started");
+    assert!(started.address.ip().is_loopback());
+    let lab_cert = std::fs::read(dir.path().join("pki/kubelet.crt")).expect("serving cert");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pemfile::certs(&mut &lab_cert[..]).next().expect("cert").expect("pem")).expect("root");
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let uri: http::Uri = format!("https://127.0.0.1:{}/pods", started.address.port()).parse().expect("uri");
+    let list = eventually("the static pod runs", Duration::from_secs(30), async || {
+        let response = client.get(uri.clone()).await.ok()?;
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        let list: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (list["items"][0]["status"]["phase"] == "Running").then_some(list)
+    })
+    .await;
+    assert_eq!(list["items"][0]["metadata"]["name"], "web-solo");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+}
