@@ -177,15 +177,7 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
         let events = Arc::new(EventRecorder::standalone(name, clock));
         journal_plugin_events(&runtime, &events);
         let pods = PodLifecycle::new(node_pods, None, runtime.clone(), clock, events.clone());
-        let api = Arc::new(NodeApi {
-            node: name.to_string(),
-            pods: pods.context(),
-            plugins: runtime.clone(),
-            journal: events.journal().clone(),
-            pleg: pods.pleg_health(),
-            spec,
-            access: Access::Anonymous,
-        });
+        let api = node_api(name, &pods, &runtime, &events, spec, Access::Anonymous);
         let tls = server_config(&serving, &[])?;
         announce(config, address, &api);
         tokio::join!(pods.run(), state.keep_saved(runtime.clone(), clock), crate::server::serve(listener, api, tls));
@@ -221,15 +213,7 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
         None => cluster_ca(&bootstrap.kubeconfig)?,
     };
     let tls = server_config(&serving, &client_ca)?;
-    let api = Arc::new(NodeApi {
-        node: name.to_string(),
-        pods: pods.context(),
-        plugins: runtime.clone(),
-        journal: events.journal().clone(),
-        pleg: pods.pleg_health(),
-        spec,
-        access: Access::Cluster { client: client.clone() },
-    });
+    let api = node_api(name, &pods, &runtime, &events, spec, Access::Cluster { client: client.clone() });
     announce(config, address, &api);
     let client_for_rotation = client.clone();
     let lease = NodeLease::new(client, name, config.lease_duration_seconds, clock);
@@ -257,6 +241,18 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
     let serve = crate::server::serve(listener, api, tls);
     tokio::join!(lease.run(), status.run(), refusals, pods.run(), state.keep_saved(runtime.clone(), clock), rotation, serve);
     Ok(())
+}
+
+fn node_api(name: &str, pods: &PodLifecycle, runtime: &Arc<PluginRuntime>, events: &EventRecorder, spec: serde_json::Value, access: Access) -> Arc<NodeApi> {
+    Arc::new(NodeApi {
+        node: name.to_string(),
+        pods: pods.context(),
+        plugins: runtime.clone(),
+        journal: events.journal().clone(),
+        pleg: pods.pleg_health(),
+        spec,
+        access,
+    })
 }
 
 fn announce(config: &AgentConfig, address: SocketAddr, api: &Arc<NodeApi>) {

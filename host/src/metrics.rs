@@ -107,7 +107,7 @@ impl Metrics {
                     .into_iter()
                     .filter(|m| m.get_label().iter().all(|l| l.name() != "node" || l.value() == node))
                     .collect();
-                family.set_metric(kept.into());
+                family.set_metric(kept);
             }
             families.retain(|f| !f.get_metric().is_empty());
         }

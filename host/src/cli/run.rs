@@ -243,10 +243,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    if args.stock {
-        if let Some(dir) = &args.plugin_dir {
-            super::plugin::install(dir, &[], false)?;
-        }
+    if let (true, Some(dir)) = (args.stock, &args.plugin_dir) {
+        super::plugin::install(dir, &[], false)?;
     }
     let engine = PluginEngine::new(args.limits.policy()?)?;
     let catalog = PluginCatalog::new(engine).await?;
