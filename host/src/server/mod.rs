@@ -189,7 +189,9 @@ async fn container_logs(State(api): State<Arc<NodeApi>>, Path((namespace, name, 
         Ok(id) => id,
         Err(e) => return refuse(e),
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+    // Unbounded: a bounded channel would drop the lines of a long read; each read is held
+    // in memory once anyway.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let ctx = api.pods.clone();
     // The first chunk decides between an error status and a 200 that streams.
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), logs::LogError>>();
@@ -199,7 +201,7 @@ async fn container_logs(State(api): State<Arc<NodeApi>>, Path((namespace, name, 
             if let Some(f) = first_tx.take() {
                 let _ = f.send(Ok(()));
             }
-            tx.try_send(chunk).is_ok() || !tx.is_closed()
+            tx.send(chunk).is_ok()
         })
         .await;
         if let Some(f) = first_tx.take() {
