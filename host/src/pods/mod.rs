@@ -138,25 +138,24 @@ impl PodContext {
     /// The node's pods as the kubelet's `/pods` shows them: each with the status the
     /// kubelet logic generated last (the API's copy until it generated one).
     pub fn pods(&self) -> Vec<Pod> {
-        let mut pods: Vec<Pod> = self
-            .manager
-            .all()
-            .into_iter()
-            .map(|pod| {
-                let mut pod = (*self.api_view(&pod)).clone();
-                if let Some(status) = pod.metadata.uid.as_deref().and_then(|uid| self.status.cached(uid)) {
-                    pod.status = Some(status);
-                }
-                pod
-            })
-            .collect();
+        let mut pods: Vec<Pod> = self.manager.all().iter().map(|pod| self.served(pod)).collect();
         pods.sort_by_key(manager::full_name);
         pods
     }
 
-    /// The pod named so, from any source.
+    /// The pod named so, from any source, as `/pods` shows it.
     pub fn pod_by_name(&self, namespace: &str, name: &str) -> Option<Pod> {
-        self.pods().into_iter().find(|p| p.metadata.namespace.as_deref().unwrap_or("default") == namespace && p.metadata.name.as_deref() == Some(name))
+        let wanted = format!("{namespace}/{name}");
+        self.manager.all().iter().find(|p| manager::full_name(p) == wanted).map(|p| self.served(p))
+    }
+
+    /// A pod with the status the kubelet logic generated last (the API's copy until then).
+    fn served(&self, pod: &Arc<Pod>) -> Pod {
+        let mut pod = (*self.api_view(pod)).clone();
+        if let Some(status) = pod.metadata.uid.as_deref().and_then(|uid| self.status.cached(uid)) {
+            pod.status = Some(status);
+        }
+        pod
     }
 }
 
