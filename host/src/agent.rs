@@ -210,7 +210,7 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
             let pem = std::fs::read(file).with_context(|| format!("--client-ca-file {}", file.display()))?;
             crate::server::tls::ca_file_certs(&pem).map_err(|e| anyhow::anyhow!("--client-ca-file {}: {e}", file.display()))?
         }
-        None => cluster_ca(&bootstrap.kubeconfig)?,
+        None => cluster_ca(&bootstrap.kubeconfig).await?,
     };
     let tls = server_config(&serving, &client_ca)?;
     let api = node_api(name, &pods, &runtime, &events, spec, Access::Cluster { client: client.clone() });

@@ -52,11 +52,7 @@ impl ServingCertificate {
     }
 
     fn certs(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-        let certs: Vec<_> = rustls_pemfile::certs(&mut self.cert_pem.as_bytes()).collect::<Result<_, _>>().map_err(|e| TlsError::Rustls(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(TlsError::Rustls("no certificate in the serving certificate file".into()));
-        }
-        Ok(certs)
+        ca_file_certs(self.cert_pem.as_bytes()).map_err(|e| TlsError::Rustls(format!("the serving certificate: {e}")))
     }
 
     fn key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
@@ -66,30 +62,17 @@ impl ServingCertificate {
     }
 }
 
-/// The CA certificates of a kubeconfig's current cluster: the cluster CA, which signs the
-/// API server's kubelet client certificate and users' certificates.
-pub fn cluster_ca(kubeconfig: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let origin = kubeconfig.display().to_string();
-    let bad = |detail: String| TlsError::ClientCa { origin: origin.clone(), detail };
-    let config = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| bad(e.to_string()))?;
-    let context_name = config.current_context.clone().unwrap_or_default();
-    let cluster_name = config.contexts.iter().find(|c| c.name == context_name).and_then(|c| c.context.as_ref()).map(|c| c.cluster.clone());
-    let cluster = config
-        .clusters
-        .iter()
-        .find(|c| Some(&c.name) == cluster_name.as_ref())
-        .or_else(|| config.clusters.first())
-        .and_then(|c| c.cluster.clone())
-        .ok_or_else(|| bad("it names no cluster".into()))?;
-    let pem = match (cluster.certificate_authority_data, cluster.certificate_authority) {
-        (Some(data), _) => {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD.decode(data.trim()).map_err(|e| bad(format!("certificate-authority-data is not base64: {e}")))?
-        }
-        (None, Some(file)) => std::fs::read(&file).map_err(|e| bad(format!("{file}: {e}")))?,
-        (None, None) => return Err(bad("its cluster has no certificate-authority(-data)".into())),
-    };
-    ca_file_certs(&pem).map_err(bad)
+/// The CA certificates of a kubeconfig's current cluster, as kube reads them
+/// (certificate-authority-data or -file): the cluster CA, which signs the API server's
+/// kubelet client certificate and users' certificates.
+pub async fn cluster_ca(kubeconfig: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |detail: String| TlsError::ClientCa { origin: kubeconfig.display().to_string(), detail };
+    let parsed = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| bad(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(parsed, &Default::default()).await.map_err(|e| bad(e.to_string()))?;
+    match config.root_cert {
+        Some(certs) if !certs.is_empty() => Ok(certs.into_iter().map(CertificateDer::from).collect()),
+        _ => Err(bad("its cluster has no certificate-authority(-data)".into())),
+    }
 }
 
 /// The certificates of a PEM bundle (`--client-ca-file`).
