@@ -1,7 +1,7 @@
 //! `labkubelet trigger` and `labkubelet timeline`: clients of a running agent's HTTP API.
 //! They trust the agent's serving certificate (read from its certificate folder) and
-//! authenticate with the user's kubeconfig (client certificate or token); a standalone agent
-//! asks for nothing.
+//! authenticate with the user's kubeconfig (client certificate, token or exec plugin); a
+//! standalone agent asks for nothing.
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -61,29 +61,6 @@ pub struct TimelineArgs {
     agent: AgentArgs,
 }
 
-struct Credentials {
-    identity: Option<(String, String)>,
-    token: Option<String>,
-}
-
-fn credentials(kubeconfig: Option<PathBuf>) -> anyhow::Result<Credentials> {
-    let path = kubeconfig
-        .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config")).filter(|p| p.exists()));
-    let Some(path) = path else { return Ok(Credentials { identity: None, token: None }) };
-    let config = kube::config::Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
-    let context = config.current_context.clone().unwrap_or_default();
-    let user_name = config.contexts.iter().find(|c| c.name == context).and_then(|c| c.context.as_ref()).and_then(|c| c.user.clone());
-    let user = config.auth_infos.iter().find(|a| Some(&a.name) == user_name.as_ref()).and_then(|a| a.auth_info.clone()).unwrap_or_default();
-    use base64::Engine as _;
-    use secrecy::ExposeSecret as _;
-    let decode = |data: &str| base64::engine::general_purpose::STANDARD.decode(data.trim()).ok().and_then(|b| String::from_utf8(b).ok());
-    let cert = user.client_certificate_data.as_deref().and_then(decode).or_else(|| user.client_certificate.as_ref().and_then(|f| std::fs::read_to_string(f).ok()));
-    let key = user.client_key_data.as_ref().and_then(|k| decode(k.expose_secret())).or_else(|| user.client_key.as_ref().and_then(|f| std::fs::read_to_string(f).ok()));
-    let token = user.token.as_ref().map(|t| t.expose_secret().to_string());
-    Ok(Credentials { identity: cert.zip(key), token })
-}
-
 impl AgentArgs {
     fn trusted(&self) -> anyhow::Result<PathBuf> {
         if let Some(file) = &self.certificate_authority {
@@ -100,35 +77,30 @@ impl AgentArgs {
         Ok(file)
     }
 
-    /// Sends one request to the agent and returns the status and body.
+    /// Sends one request to the agent and returns the status and body. kube's client does
+    /// the work: the kubeconfig's user (certificate, token, exec plugin) with the agent as
+    /// the server and its serving certificate as the only root.
     async fn request(&self, method: http::Method, path: &str, body: Vec<u8>) -> anyhow::Result<(http::StatusCode, bytes::Bytes)> {
         let trusted = self.trusted()?;
         let pem = std::fs::read(&trusted).with_context(|| format!("reading {}", trusted.display()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in labkubelet::server::tls::ca_file_certs(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", trusted.display()))? {
-            roots.add(cert).with_context(|| format!("{} is not a usable certificate", trusted.display()))?;
-        }
-        let creds = credentials(self.kubeconfig.clone())?;
-        let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
-        let tls = match &creds.identity {
-            Some((cert, key)) => {
-                let certs = rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-                let key = rustls_pemfile::private_key(&mut key.as_bytes())?.context("the kubeconfig's client key holds no key")?;
-                builder.with_client_auth_cert(certs, key)?
-            }
-            None => builder.with_no_client_auth(),
+        let roots = labkubelet::server::tls::ca_file_certs(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", trusted.display()))?;
+        let kubeconfig = match &self.kubeconfig {
+            Some(path) => Some(kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?),
+            // $KUBECONFIG, else ~/.kube/config; none at all is fine for a standalone agent.
+            None => kube::config::Kubeconfig::read().ok(),
         };
-        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        let server: http::Uri = self.server.parse().with_context(|| format!("--server {:?} is not a URL", self.server))?;
+        let mut config = match kubeconfig {
+            Some(k) => kube::Config::from_custom_kubeconfig(k, &Default::default()).await.context("using the kubeconfig's credentials")?,
+            None => kube::Config::new(server.clone()),
+        };
+        config.cluster_url = server;
+        config.root_cert = Some(roots.into_iter().map(|c| c.to_vec()).collect());
+        (config.accept_invalid_certs, config.tls_server_name) = (false, None);
+        let client = kube::Client::try_from(config).context("building the client")?;
+        let request = http::Request::builder().method(method).uri(path).header("content-type", "application/json").body(kube::client::Body::from(body))?;
         let url = format!("{}{path}", self.server.trim_end_matches('/'));
-        let mut request = http::Request::builder().method(method).uri(&url).header("content-type", "application/json");
-        if let (Some(token), None) = (&creds.token, &creds.identity) {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
-        let response = client.request(request).await.with_context(|| format!("cannot reach the agent at {url}; is `labkubelet run` running?"))?;
+        let response = client.send(request).await.with_context(|| format!("cannot reach the agent at {url}; is `labkubelet run` running?"))?;
         let status = response.status();
         let body = response.into_body().collect().await.context("reading the agent's answer")?.to_bytes();
         Ok((status, body))
