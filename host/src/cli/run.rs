@@ -175,9 +175,6 @@ pub fn default_root_dir() -> PathBuf {
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // As the kubelet: with no kubeconfig of either kind there is no cluster.
     let standalone = args.kubeconfig.is_none() && args.bootstrap_kubeconfig.is_none();
-    if standalone && args.static_pod_source_missing() {
-        bail!("standalone mode (no --kubeconfig, no --bootstrap-kubeconfig) runs static pods only: pass --pod-manifest-path (try examples/manifests) or --manifest-url");
-    }
     let root_dir = args.root_dir.clone().unwrap_or_else(default_root_dir);
     let base = args.hostname_override.clone().unwrap_or_else(host_name);
     let nodes: Vec<String> = match args.nodes {
@@ -230,6 +227,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         manifest_url: manifest_url(&args, &file)?,
         http_check_frequency: file.http_check_frequency.unwrap_or(labkubelet::pods::url_source::HTTP_CHECK_FREQUENCY),
     };
+    // Checked once flags and file are merged: a --config without staticPodPath has no pods either.
+    if standalone && config.static_pod_path.is_none() && config.manifest_url.is_none() {
+        bail!("standalone mode (no --kubeconfig, no --bootstrap-kubeconfig) runs static pods only: pass --pod-manifest-path (try examples/manifests) or --manifest-url");
+    }
     let healthz = if args.healthz_port == 0 {
         None
     } else {
@@ -264,8 +265,3 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
-impl RunArgs {
-    fn static_pod_source_missing(&self) -> bool {
-        self.pod_manifest_path.is_none() && self.manifest_url.is_none() && self.config.is_none()
-    }
-}
