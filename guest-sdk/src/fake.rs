@@ -3,15 +3,11 @@
 //! [`Scenario`] only for the decisions that make a lab scenario.
 
 use crate::bindings::exports::labkubelet::runtime::runtime::Guest;
-use crate::bindings::labkubelet::runtime::types::{
-    Container, ContainerStatus, Image, PluginInfo, PodSandbox, PodSandboxState, PodSandboxStatus,
-    VersionInfo,
-};
-use crate::scenario::{find, ContainerCtx, Exit, Lifetime, Method, Reply, Scenario, ScenarioExport, Stop};
+use crate::bindings::labkubelet::runtime::types::{Container, ContainerStatus, Image, PluginInfo, PodSandbox, PodSandboxState, PodSandboxStatus, VersionInfo};
+use crate::scenario::{ContainerCtx, Exit, Lifetime, Method, Reply, Scenario, ScenarioExport, Stop, find};
 use crate::{
-    host, ContainerConfig, ContainerState, ErrorCode, ExecResult, KeyValue, LogLevel, LogLine,
-    LogStream, PodSandboxConfig, ProbeAction, ProbeKind, ProbeResult, RuntimeCondition, RuntimeError,
-    TriggerAction, TriggerError, TriggerTarget,
+    ContainerConfig, ContainerState, ErrorCode, ExecResult, KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig, ProbeAction, ProbeKind, ProbeResult,
+    RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget, host,
 };
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -184,11 +180,7 @@ fn finish(c: &mut ContainerRecord, at: i64, exit: Exit) {
     c.state = ContainerState::Exited;
     c.finished_at = at;
     c.planned_exit = None;
-    c.logs.push(LogLine {
-        time: at,
-        stream: LogStream::Stderr,
-        text: format!("{} exited with code {} ({})", c.config.metadata.name, exit.code, exit.reason),
-    });
+    c.logs.push(LogLine { time: at, stream: LogStream::Stderr, text: format!("{} exited with code {} ({})", c.config.metadata.name, exit.code, exit.reason) });
     c.exit_code = exit.code;
     c.reason = exit.reason;
     c.message = exit.message;
@@ -316,27 +308,18 @@ fn arg<'a>(args: &'a [KeyValue], key: &str) -> Option<&'a str> {
     find(args, key)
 }
 
-fn builtin_trigger(
-    rt: &mut FakeRuntime,
-    action: &str,
-    target: &TriggerTarget,
-    args: &[KeyValue],
-    known: Vec<String>,
-) -> Result<String, TriggerError> {
+fn builtin_trigger(rt: &mut FakeRuntime, action: &str, target: &TriggerTarget, args: &[KeyValue], known: Vec<String>) -> Result<String, TriggerError> {
     match action {
         "kill" => {
             let code = match arg(args, "code") {
-                Some(c) => c.parse::<i32>().map_err(|_| {
-                    TriggerError::InvalidArgument(format!("code must be an integer, got {c:?}"))
-                })?,
+                Some(c) => c.parse::<i32>().map_err(|_| TriggerError::InvalidArgument(format!("code must be an integer, got {c:?}")))?,
                 None => 137,
             };
             let reason = arg(args, "reason").unwrap_or(if code == 0 { "Completed" } else { "Error" });
             let exit = Exit { code, reason: reason.into(), message: String::new() };
             let now = rt.now();
             rt.refresh(now);
-            let killed: Vec<String> =
-                rt.matching(target).into_iter().filter(|id| rt.kill(id, exit.clone())).collect();
+            let killed: Vec<String> = rt.matching(target).into_iter().filter(|id| rt.kill(id, exit.clone())).collect();
             if killed.is_empty() {
                 return Err(TriggerError::NoSuchTarget(describe_target(target)));
             }
@@ -379,22 +362,12 @@ impl<T: ScenarioExport> Guest for T {
             let info = p.scenario.info();
             let mut actions = info.actions;
             actions.extend(builtin_actions());
-            PluginInfo {
-                name: info.name,
-                version: info.version,
-                description: info.description,
-                selector: p.selector.clone().unwrap_or(info.selector),
-                actions,
-            }
+            PluginInfo { name: info.name, version: info.version, description: info.description, selector: p.selector.clone().unwrap_or(info.selector), actions }
         })
     }
 
     fn version() -> VersionInfo {
-        with::<T, _>(|p| VersionInfo {
-            runtime_name: "labkubelet".into(),
-            runtime_version: p.scenario.info().version,
-            runtime_api_version: "v1".into(),
-        })
+        with::<T, _>(|p| VersionInfo { runtime_name: "labkubelet".into(), runtime_version: p.scenario.info().version, runtime_api_version: "v1".into() })
     }
 
     fn status() -> Vec<RuntimeCondition> {
@@ -473,16 +446,13 @@ impl<T: ScenarioExport> Guest for T {
         call::<T, _>(Method::CreateContainer, |p| {
             let sandbox = p.rt.sandboxes.get(&pod_sandbox_id).ok_or_else(|| not_found("pod sandbox", &pod_sandbox_id))?;
             if !sandbox.ready {
-                return Err(RuntimeError {
-                    code: ErrorCode::Failed,
-                    message: format!("pod sandbox {pod_sandbox_id} is not ready"),
-                });
+                return Err(RuntimeError { code: ErrorCode::Failed, message: format!("pod sandbox {pod_sandbox_id} is not ready") });
             }
             let name = normalize_image(&config.image);
-            let image = p.rt.images.get(&name).ok_or_else(|| RuntimeError {
-                code: ErrorCode::NotFound,
-                message: format!("image \"{}\" not present on the node", config.image),
-            })?;
+            let image =
+                p.rt.images
+                    .get(&name)
+                    .ok_or_else(|| RuntimeError { code: ErrorCode::NotFound, message: format!("image \"{}\" not present on the node", config.image) })?;
             let image_ref = image.digest_ref.clone();
             let id = p.rt.new_id();
             let record = ContainerRecord {
@@ -514,10 +484,7 @@ impl<T: ScenarioExport> Guest for T {
         call::<T, _>(Method::StartContainer, |p| {
             let c = p.rt.container(&id)?;
             if c.state != ContainerState::Created {
-                return Err(RuntimeError {
-                    code: ErrorCode::Failed,
-                    message: format!("container {id} is not in created state"),
-                });
+                return Err(RuntimeError { code: ErrorCode::Failed, message: format!("container {id} is not in created state") });
             }
             let now = host::now();
             let mut ctx = p.rt.ctx(&id).ok_or_else(|| not_found("container", &id))?;
@@ -641,17 +608,14 @@ impl<T: ScenarioExport> Guest for T {
     fn container_logs(id: String, since: Option<i64>, tail: Option<u32>) -> Result<Vec<LogLine>, RuntimeError> {
         call::<T, _>(Method::ContainerLogs, |p| {
             let c = p.rt.container(&id)?;
-            let lines: Vec<LogLine> =
-                c.logs.iter().filter(|l| since.is_none_or(|s| l.time >= s)).cloned().collect();
+            let lines: Vec<LogLine> = c.logs.iter().filter(|l| since.is_none_or(|s| l.time >= s)).cloned().collect();
             let skip = tail.map_or(0, |t| lines.len().saturating_sub(t as usize));
             Ok(lines.into_iter().skip(skip).collect())
         })
     }
 
     fn exec_sync(id: String, cmd: Vec<String>, _timeout_seconds: i64) -> Result<ExecResult, RuntimeError> {
-        call::<T, _>(Method::ExecSync, |p| {
-            running_ctx(&p.rt, &id).map(|ctx| p.scenario.exec(&ctx, &cmd))
-        })
+        call::<T, _>(Method::ExecSync, |p| running_ctx(&p.rt, &id).map(|ctx| p.scenario.exec(&ctx, &cmd)))
     }
 
     fn probe(id: String, kind: ProbeKind, action: ProbeAction) -> Result<ProbeResult, RuntimeError> {
@@ -665,25 +629,14 @@ impl<T: ScenarioExport> Guest for T {
             if let Some(result) = p.scenario.trigger(&mut p.rt, &action, &target, &args) {
                 return result;
             }
-            let known: Vec<String> = p
-                .scenario
-                .info()
-                .actions
-                .into_iter()
-                .chain(builtin_actions())
-                .map(|a| a.name)
-                .collect();
+            let known: Vec<String> = p.scenario.info().actions.into_iter().chain(builtin_actions()).map(|a| a.name).collect();
             builtin_trigger(&mut p.rt, &action, &target, &args, known)
         })
     }
 
     fn export_state() -> Vec<u8> {
         with::<T, _>(|p| {
-            let state = ExportedState {
-                format: STATE_FORMAT,
-                runtime: std::mem::take(&mut p.rt),
-                scenario: p.scenario.save(),
-            };
+            let state = ExportedState { format: STATE_FORMAT, runtime: std::mem::take(&mut p.rt), scenario: p.scenario.save() };
             let bytes = serde_json::to_vec(&state).unwrap_or_default();
             p.rt = state.runtime;
             bytes
@@ -695,13 +648,9 @@ impl<T: ScenarioExport> Guest for T {
             if state.is_empty() {
                 return Ok(());
             }
-            let imported: ExportedState =
-                serde_json::from_slice(&state).map_err(|e| format!("state is not a fake-runtime state: {e}"))?;
+            let imported: ExportedState = serde_json::from_slice(&state).map_err(|e| format!("state is not a fake-runtime state: {e}"))?;
             if imported.format != STATE_FORMAT {
-                return Err(format!(
-                    "state format {} cannot be imported by this plugin (format {STATE_FORMAT})",
-                    imported.format
-                ));
+                return Err(format!("state format {} cannot be imported by this plugin (format {STATE_FORMAT})", imported.format));
             }
             p.scenario.restore(imported.scenario)?;
             p.rt = imported.runtime;
@@ -713,21 +662,13 @@ impl<T: ScenarioExport> Guest for T {
 fn running_ctx(rt: &FakeRuntime, id: &str) -> Result<ContainerCtx, RuntimeError> {
     let c = rt.container(id)?;
     if c.state != ContainerState::Running {
-        return Err(RuntimeError {
-            code: ErrorCode::Failed,
-            message: format!("container {id} is not running"),
-        });
+        return Err(RuntimeError { code: ErrorCode::Failed, message: format!("container {id} is not running") });
     }
     rt.ctx(id).ok_or_else(|| not_found("container", id))
 }
 
 fn to_image(i: &ImageRecord) -> Image {
-    Image {
-        id: i.id.clone(),
-        repo_tags: vec![i.name.clone()],
-        repo_digests: vec![i.digest_ref.clone()],
-        size: i.size,
-    }
+    Image { id: i.id.clone(), repo_tags: vec![i.name.clone()], repo_digests: vec![i.digest_ref.clone()], size: i.size }
 }
 
 #[cfg(test)]

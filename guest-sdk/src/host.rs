@@ -1,8 +1,8 @@
 //! What the host gives a plugin: its clock, seeded randomness, logging, configuration and
 //! the means to hold a reply (a slow or hung runtime) without blocking anything.
 
-use crate::bindings::labkubelet::runtime::host as imports;
 use crate::LogLevel;
+use crate::bindings::labkubelet::runtime::host as imports;
 use std::time::Duration;
 
 /// Host-clock wall time in nanoseconds since the Unix epoch. Use this rather than

@@ -51,10 +51,8 @@ pub mod bindings {
 
 pub use bindings::export_raw;
 pub use bindings::labkubelet::runtime::types::{
-    ContainerConfig, ContainerMetadata, ContainerState, ErrorCode, ExecResult, HttpGetAction,
-    KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig, PodSandboxMetadata, ProbeAction,
-    ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError, TriggerAction, TriggerError,
-    TriggerTarget,
+    ContainerConfig, ContainerMetadata, ContainerState, ErrorCode, ExecResult, HttpGetAction, KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig,
+    PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget,
 };
 
 /// Parses a plugin's configuration: the defaults when there is none, else the JSON the host
@@ -83,7 +81,9 @@ pub fn secs(n: u64) -> std::time::Duration {
 /// Exports a [`Scenario`] as the plugin's runtime, backed by the [`FakeRuntime`].
 ///
 /// The type must implement [`Scenario`] and [`Default`]; the instance is built once and then
-/// given the plugin's configuration through [`Scenario::configure`].
+/// given the plugin's configuration through [`Scenario::configure`]. Only a wasm build
+/// exports it: built for the host (`cargo build --workspace`, clippy), a plugin crate links
+/// as an ordinary library.
 #[macro_export]
 macro_rules! export_scenario {
     ($scenario:ty) => {
@@ -96,6 +96,7 @@ macro_rules! export_scenario {
             }
         }
 
+        #[cfg(target_family = "wasm")]
         $crate::export_raw!(__LabkubeletPlugin with_types_in $crate::bindings);
     };
 }

@@ -3,8 +3,8 @@
 
 use crate::fake::FakeRuntime;
 use crate::{
-    ExecResult, KeyValue, PodSandboxConfig, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult,
-    RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget,
+    ExecResult, KeyValue, PodSandboxConfig, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError, TriggerAction, TriggerError,
+    TriggerTarget,
 };
 use std::time::Duration;
 
@@ -180,12 +180,7 @@ pub(crate) fn find<'a>(pairs: &'a [KeyValue], key: &str) -> Option<&'a str> {
 pub fn ready_conditions() -> Vec<RuntimeCondition> {
     ["RuntimeReady", "NetworkReady"]
         .into_iter()
-        .map(|t| RuntimeCondition {
-            condition_type: t.into(),
-            status: true,
-            reason: String::new(),
-            message: String::new(),
-        })
+        .map(|t| RuntimeCondition { condition_type: t.into(), status: true, reason: String::new(), message: String::new() })
         .collect()
 }
 
@@ -249,13 +244,7 @@ pub trait Scenario: 'static {
     }
 
     /// Handles a lab action; `None` leaves it to the built-in actions.
-    fn trigger(
-        &mut self,
-        _rt: &mut FakeRuntime,
-        _action: &str,
-        _target: &TriggerTarget,
-        _args: &[KeyValue],
-    ) -> Option<Result<String, TriggerError>> {
+    fn trigger(&mut self, _rt: &mut FakeRuntime, _action: &str, _target: &TriggerTarget, _args: &[KeyValue]) -> Option<Result<String, TriggerError>> {
         None
     }
 

@@ -5,22 +5,22 @@
 //! API on localhost, and nothing else.
 
 use crate::bootstrap::rotation::{node_client, rotate};
-use crate::bootstrap::{ensure_client_credentials, BootstrapConfig};
+use crate::bootstrap::{BootstrapConfig, ensure_client_credentials};
 use crate::clock::Clock;
 use crate::events::EventRecorder;
 use crate::node::conditions::transition_events;
 use crate::node::lease::NodeLease;
-use crate::node::register::{reconcile_node_info, register, NodeIdentity};
+use crate::node::register::{NodeIdentity, reconcile_node_info, register};
 use crate::node::status::{NodeStatusLoop, StatusTimings};
 use crate::plugin::{PluginCatalog, PluginEvent, PluginRuntime};
 use crate::pods::{NodePods, PodLifecycle};
-use crate::runtime::state::RuntimeStateDir;
 use crate::runtime::ContainerRuntime;
+use crate::runtime::state::RuntimeStateDir;
+use crate::server::NodeApi;
+use crate::server::auth::Access;
+use crate::server::tls::{ServingCertificate, cluster_ca, server_config};
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, Taint};
-use crate::server::auth::Access;
-use crate::server::tls::{cluster_ca, server_config, ServingCertificate};
-use crate::server::NodeApi;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -129,7 +129,8 @@ fn machine_spec(config: &AgentConfig, machine_id: &str, boot_id: &str) -> serde_
 
 async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
     // The port first: a port in use is the error a user sees at once, before anything else.
-    let port = if config.port == 0 { 0 } else { u16::try_from(usize::from(config.port) + index).context("the node's API port is above 65535; lower --port")? };
+    let port =
+        if config.port == 0 { 0 } else { u16::try_from(usize::from(config.port) + index).context("the node's API port is above 65535; lower --port")? };
     let listener = crate::server::bind(SocketAddr::new(config.address, port)).await?;
     let address = listener.local_addr()?;
     let bootstrap = config.bootstrap_for(name);
@@ -185,8 +186,9 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
     }
 
     ensure_client_credentials(&bootstrap).await?;
-    // The client reads the current certificate for each connection: rotation needs no restart.
-    let client = node_client(&bootstrap.kubeconfig).await?;
+    // The client reads the current certificate for each connection: rotation needs no
+    // restart, only the connections of the old certificate closed.
+    let (client, connections) = node_client(&bootstrap.kubeconfig).await?;
     let events = Arc::new(EventRecorder::new(client.clone(), name, clock));
     journal_plugin_events(&runtime, &events);
     let node_ref = EventRecorder::node_ref(name);
@@ -237,7 +239,7 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
             }
         }
     };
-    let rotation = rotate(bootstrap.clone(), client_for_rotation, clock);
+    let rotation = rotate(bootstrap.clone(), client_for_rotation, connections, clock);
     let serve = crate::server::serve(listener, api, tls);
     tokio::join!(lease.run(), status.run(), refusals, pods.run(), state.keep_saved(runtime.clone(), clock), rotation, serve);
     Ok(())

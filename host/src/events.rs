@@ -3,10 +3,10 @@
 //! client-go's event correlator does, rather than a new Event each time. Every event also
 //! goes to the node's [`Journal`] (the timeline); a standalone node has only that.
 
+use crate::timeline::{Journal, What};
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use crate::timeline::{Journal, What};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -65,7 +65,8 @@ impl EventRecorder {
 
     /// Records an event; failures are logged, never returned: events are best effort.
     pub async fn record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) {
-        let pod = (object.kind.as_deref() == Some("Pod")).then(|| format!("{}/{}", object.namespace.as_deref().unwrap_or("default"), object.name.as_deref().unwrap_or("")));
+        let pod = (object.kind.as_deref() == Some("Pod"))
+            .then(|| format!("{}/{}", object.namespace.as_deref().unwrap_or("default"), object.name.as_deref().unwrap_or("")));
         let what = What::Event { type_: type_.into(), reason: reason.into(), message: message.into() };
         self.journal.record(self.clock.now_nanos(), pod.as_deref(), what);
         let Some(client) = &self.client else {

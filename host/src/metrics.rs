@@ -69,11 +69,9 @@ impl Metrics {
     // The definitions are constants: a failure here is a programming error, caught by the first test.
     fn new() -> Self {
         let registry = Registry::new();
-        let pleg_last_seen = prometheus::GaugeVec::new(
-            Opts::new("kubelet_pleg_last_seen_seconds", "Timestamp in seconds when PLEG was last seen active."),
-            &["node"],
-        )
-        .expect("a valid gauge definition");
+        let pleg_last_seen =
+            prometheus::GaugeVec::new(Opts::new("kubelet_pleg_last_seen_seconds", "Timestamp in seconds when PLEG was last seen active."), &["node"])
+                .expect("a valid gauge definition");
         registry.register(Box::new(pleg_last_seen.clone())).expect("each metric is registered once");
         Metrics {
             lease_renew_duration: histogram(&registry, "labkubelet_node_lease_renew_duration_seconds", "Time to renew the node's Lease.", &["node", "result"]),
@@ -87,7 +85,12 @@ impl Metrics {
                 "Duration in seconds of runtime operations, by the plugin that served them.",
                 &["node", "plugin", "operation_type"],
             ),
-            runtime_operations_errors: counter(&registry, "kubelet_runtime_operations_errors_total", "Runtime operations that failed.", &["node", "plugin", "operation_type"]),
+            runtime_operations_errors: counter(
+                &registry,
+                "kubelet_runtime_operations_errors_total",
+                "Runtime operations that failed.",
+                &["node", "plugin", "operation_type"],
+            ),
             plugin_reloads: counter(&registry, "labkubelet_plugin_reloads_total", "Plugin folder changes, by outcome.", &["outcome"]),
             working_pods: gauge(&registry, "kubelet_working_pods", "Pods the pod workers are handling.", &["node"]),
             container_restarts: counter(&registry, "labkubelet_container_restarts_total", "Containers restarted by the kubelet logic.", &["node"]),
@@ -102,11 +105,7 @@ impl Metrics {
         let mut families = self.registry.gather();
         if let Some(node) = node {
             for family in &mut families {
-                let kept: Vec<_> = family
-                    .take_metric()
-                    .into_iter()
-                    .filter(|m| m.get_label().iter().all(|l| l.name() != "node" || l.value() == node))
-                    .collect();
+                let kept: Vec<_> = family.take_metric().into_iter().filter(|m| m.get_label().iter().all(|l| l.name() != "node" || l.value() == node)).collect();
                 family.set_metric(kept);
             }
             families.retain(|f| !f.get_metric().is_empty());

@@ -6,7 +6,7 @@
 //! Run with `cargo bench -p labkubelet-tests --bench plugin_host` (a release build); add
 //! `-- reload`, `-- calls` or `-- memory` to run one section.
 
-use labkubelet::plugin::{stock, PluginEvent, PluginPolicy, PluginRuntime};
+use labkubelet::plugin::{PluginEvent, PluginPolicy, PluginRuntime, stock};
 use labkubelet::runtime::ContainerRuntime;
 use labkubelet_tests::*;
 use std::time::{Duration, Instant};
@@ -140,40 +140,40 @@ fn main() {
             }
         }
         if run("reload") {
-        println!("reload latency: file renamed into a watched folder -> the new plugin answers ({RELOADS} reloads each,");
-        println!("the same code in new bytes, the first load excluded)");
-        println!("  {:<16} {:>10} {:>10}", "plugin", "median", "max");
-        for name in stock::names() {
-            let (med, max) = reload_latency(name).await;
-            println!("  {:<16} {:>8.1}ms {:>8.1}ms", name, med.as_secs_f64() * 1e3, max.as_secs_f64() * 1e3);
-        }
+            println!("reload latency: file renamed into a watched folder -> the new plugin answers ({RELOADS} reloads each,");
+            println!("the same code in new bytes, the first load excluded)");
+            println!("  {:<16} {:>10} {:>10}", "plugin", "median", "max");
+            for name in stock::names() {
+                let (med, max) = reload_latency(name).await;
+                println!("  {:<16} {:>8.1}ms {:>8.1}ms", name, med.as_secs_f64() * 1e3, max.as_secs_f64() * 1e3);
+            }
         }
 
         let lab = PluginLab::new(PluginPolicy::default()).await;
         if run("calls") {
-        let node = lab.node("calls");
-        let trivial = {
-            node.version().await.unwrap();
-            let mut batches = Vec::new();
-            for _ in 0..BATCHES {
-                let started = Instant::now();
-                for _ in 0..5_000 {
-                    std::hint::black_box(node.version().await.unwrap());
+            let node = lab.node("calls");
+            let trivial = {
+                node.version().await.unwrap();
+                let mut batches = Vec::new();
+                for _ in 0..BATCHES {
+                    let started = Instant::now();
+                    for _ in 0..5_000 {
+                        std::hint::black_box(node.version().await.unwrap());
+                    }
+                    batches.push(started.elapsed() / 5_000);
                 }
-                batches.push(started.elapsed() / 5_000);
-            }
-            median(batches)
-        };
-        println!("call costs, median of {BATCHES} batches, through PluginRuntime:");
-        println!("  version (a trivial call: the fixed cost of any call): {:.2} µs", trivial.as_secs_f64() * 1e6);
-        let start = start_cost(&node).await;
-        println!("  start-container (healthy plugin): {:.2} µs", start.as_secs_f64() * 1e6);
-        let list = list_cost(&lab).await;
-        println!("  list-containers over 100 containers: {:.2} µs", list.as_secs_f64() * 1e6);
+                median(batches)
+            };
+            println!("call costs, median of {BATCHES} batches, through PluginRuntime:");
+            println!("  version (a trivial call: the fixed cost of any call): {:.2} µs", trivial.as_secs_f64() * 1e6);
+            let start = start_cost(&node).await;
+            println!("  start-container (healthy plugin): {:.2} µs", start.as_secs_f64() * 1e6);
+            let list = list_cost(&lab).await;
+            println!("  list-containers over 100 containers: {:.2} µs", list.as_secs_f64() * 1e6);
         }
         if run("memory") {
-        let (per, total) = memory_per_instance(&lab).await;
-        println!("resident memory per idle instance at 1,000 instances: {} KiB (process RSS {total:.0} MiB)", per / 1024);
+            let (per, total) = memory_per_instance(&lab).await;
+            println!("resident memory per idle instance at 1,000 instances: {} KiB (process RSS {total:.0} MiB)", per / 1024);
         }
     });
 }

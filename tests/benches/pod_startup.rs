@@ -4,16 +4,16 @@
 //!
 //! Run with `cargo bench -p labkubelet-tests --bench pod_startup` (a release build).
 
-use k8s_openapi::api::core::v1::Pod;
 use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, watcher};
 use labkubelet::clock::Clock;
 use labkubelet::events::EventRecorder;
 use labkubelet::plugin::{PluginPolicy, PluginRuntime};
 use labkubelet::pods::{NodePods, PodLifecycle};
-use labkubelet_tests::apiserver::ApiServer;
 use labkubelet_tests::PluginLab;
+use labkubelet_tests::apiserver::ApiServer;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,7 +49,8 @@ async fn main() {
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     for i in 0..PODS {
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("p{i}")}, "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}})).expect("pod");
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("p{i}")}, "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}}))
+            .expect("pod");
         pods.create(&PostParams::default(), &pod).await.expect("create");
     }
     // Watched from before the first binding, in its own task: each pod's first Running
@@ -69,7 +70,10 @@ async fn main() {
     for i in 0..PODS {
         let name = format!("p{i}");
         let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"kind": "Node", "name": NODE}});
-        let request = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding")).header("content-type", "application/json").body(serde_json::to_vec(&binding).expect("json")).expect("request");
+        let request = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&binding).expect("json"))
+            .expect("request");
         bound.insert(name, Instant::now());
         client.request_text(request).await.expect("bind");
     }

@@ -3,7 +3,7 @@
 //! components made to be refused.
 
 use labkubelet::clock::Clock;
-use labkubelet::plugin::{stock, watch_dir, PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime, PluginWatcher, SCENARIO_ANNOTATION};
+use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime, PluginWatcher, SCENARIO_ANNOTATION, stock, watch_dir};
 use labkubelet::runtime::{ContainerConfig, ContainerMetadata, ContainerRuntime, KeyValue, PodSandboxConfig, PodSandboxMetadata};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -217,4 +217,3 @@ pub fn agent_config(dir: &std::path::Path, nodes: Vec<String>, bootstrap: std::p
         http_check_frequency: std::time::Duration::from_secs(20),
     }
 }
-

@@ -2,17 +2,16 @@
 //! auto-approver on: several nodes in one process bootstrap their credentials, register,
 //! turn Ready and keep their Leases.
 
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 use labkubelet::agent::run;
-use labkubelet_tests::agent_config;
 use labkubelet::clock::Clock;
 use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginPolicy};
-use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use labkubelet_tests::agent_config;
 use labkubelet_tests::apiserver::{ApiServer, Faults};
 use std::time::Duration;
-
 
 fn ready(node: &Node) -> bool {
     node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
@@ -42,7 +41,12 @@ async fn run_nodes(count: usize) {
         if all.len() == count && all.iter().all(ready) && leased == count {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{} of {count} nodes registered, {} Ready, {leased} leases", all.len(), all.iter().filter(|n| ready(n)).count());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {count} nodes registered, {} Ready, {leased} leases",
+            all.len(),
+            all.iter().filter(|n| ready(n)).count()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Every lease is renewed again (a 4 s lease is renewed every second).
@@ -127,7 +131,10 @@ async fn the_client_certificate_is_rotated_before_it_expires() {
     assert_eq!(rotated.spec.username.as_deref(), Some("system:node:lab-node-0"), "the node renews as itself");
     assert!(started.elapsed() >= Duration::from_secs(13), "rotated too early: {:?}", started.elapsed());
     let first = std::fs::read_link(&current).unwrap();
-    labkubelet_tests::eventually("the rotated certificate installed", Duration::from_secs(20), async || (std::fs::read_link(&current).ok()? != first).then_some(())).await;
+    labkubelet_tests::eventually("the rotated certificate installed", Duration::from_secs(20), async || {
+        (std::fs::read_link(&current).ok()? != first).then_some(())
+    })
+    .await;
 
     // Past the first certificate's end: drop every connection, so the next ones must
     // present a certificate the server still accepts.
@@ -138,7 +145,10 @@ async fn the_client_certificate_is_rotated_before_it_expires() {
     let leases: Api<Lease> = Api::namespaced(c, "kube-node-lease");
     let renewed = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_nanosecond()).unwrap_or(0);
     let before = renewed(&leases.get("lab-node-0").await.unwrap());
-    labkubelet_tests::eventually("a renewal with the rotated certificate", Duration::from_secs(20), async || (renewed(&leases.get("lab-node-0").await.ok()?) > before).then_some(())).await;
+    labkubelet_tests::eventually("a renewal with the rotated certificate", Duration::from_secs(20), async || {
+        (renewed(&leases.get("lab-node-0").await.ok()?) > before).then_some(())
+    })
+    .await;
     assert!(!agent.is_finished(), "the agent stopped: {:?}", agent.await);
     agent.abort();
 }

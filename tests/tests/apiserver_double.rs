@@ -22,7 +22,8 @@ fn api_error(e: kube::Error) -> kube::core::Status {
 
 fn node(name: &str) -> Node {
     serde_json::from_value(json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "starting"}]}})).unwrap()
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "starting"}]}}))
+    .unwrap()
 }
 
 fn rv(n: &Node) -> u64 {
@@ -45,7 +46,10 @@ async fn writes_carry_resource_versions_and_stale_writes_conflict() {
     assert!(rv(&updated) > rv(&created));
     let e = api_error(nodes.replace("n1", &PostParams::default(), &changed).await.unwrap_err());
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
-    assert_eq!(e.message, "Operation cannot be fulfilled on nodes \"n1\": the object has been modified; please apply your changes to the latest version and try again");
+    assert_eq!(
+        e.message,
+        "Operation cannot be fulfilled on nodes \"n1\": the object has been modified; please apply your changes to the latest version and try again"
+    );
     let e = api_error(nodes.get("nope").await.unwrap_err());
     assert_eq!((e.code, e.reason.as_str(), e.message.as_str()), (404, "NotFound", "nodes \"nope\" not found"));
 }
@@ -76,7 +80,8 @@ async fn the_status_subresource_takes_only_status_and_the_object_keeps_it() {
 async fn patches_with_a_uid_are_preconditions() {
     let server = ApiServer::start().await.unwrap();
     let pods: Api<Pod> = Api::namespaced(server.admin().await, "default");
-    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
+    let pod: Pod =
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
     let created = pods.create(&PostParams::default(), &pod).await.unwrap();
     assert_eq!(created.status.unwrap().phase.as_deref(), Some("Pending"), "pods get a Pending status on create");
     let uid = created.metadata.uid.unwrap();
@@ -93,17 +98,28 @@ async fn patches_with_a_uid_are_preconditions() {
 async fn bound_pods_are_deleted_gracefully_then_for_good_with_a_uid_precondition() {
     let server = ApiServer::start().await.unwrap();
     let pods: Api<Pod> = Api::namespaced(server.admin().await, "default");
-    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 45, "containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
+    let pod: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 45, "containers": [{"name": "c", "image": "nginx"}]}}),
+    )
+    .unwrap();
     let uid = pods.create(&PostParams::default(), &pod).await.unwrap().metadata.uid.unwrap();
     let deleting = pods.delete("p", &DeleteParams::default()).await.unwrap().left().expect("the pod stays while it terminates");
     assert!(deleting.metadata.deletion_timestamp.is_some());
     assert_eq!(deleting.metadata.deletion_grace_period_seconds, Some(45));
 
-    let wrong = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(kube::api::Preconditions { uid: Some("other".into()), resource_version: None }), ..Default::default() };
+    let wrong = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(kube::api::Preconditions { uid: Some("other".into()), resource_version: None }),
+        ..Default::default()
+    };
     let e = api_error(pods.delete("p", &wrong).await.unwrap_err());
     assert_eq!(e.code, 409);
     assert_eq!(e.message, format!("Operation cannot be fulfilled on pods \"p\": Precondition failed: UID in precondition: other, UID in object meta: {uid}"));
-    let right = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(kube::api::Preconditions { uid: Some(uid), resource_version: None }), ..Default::default() };
+    let right = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(kube::api::Preconditions { uid: Some(uid), resource_version: None }),
+        ..Default::default()
+    };
     pods.delete("p", &right).await.unwrap();
     assert_eq!(api_error(pods.get("p").await.unwrap_err()).code, 404);
 }
@@ -115,7 +131,10 @@ async fn lists_and_watches_filter_by_field_and_label_and_resume_from_a_version()
     let pods: Api<Pod> = Api::all(c.clone());
     let in_ns: Api<Pod> = Api::namespaced(c.clone(), "default");
     let make = |name: &str, node: &str| -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": name}}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx"}]}})).unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": {"app": name}}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx"}]}}),
+        )
+        .unwrap()
     };
     in_ns.create(&PostParams::default(), &make("a", "node-a")).await.unwrap();
     let mine = ListParams::default().fields("spec.nodeName=node-a");
@@ -156,7 +175,8 @@ async fn requests_need_a_token_or_a_client_certificate() {
 
     let token = server.add_bootstrap_token("abcdef", "0123456789abcdef");
     assert_eq!(token, "abcdef.0123456789abcdef");
-    Api::<Node>::all(client(&server.kubeconfig_with_token(&token)).await).list(&ListParams::default()).await.unwrap();
+    let bootstrap = client(&server.kubeconfig_with_token(&token)).await;
+    Api::<CertificateSigningRequest>::all(bootstrap.clone()).list(&ListParams::default()).await.unwrap();
 
     let (cert, key) = server.client_certificate("system:node:n1", &["system:nodes"]).unwrap();
     let node_client = client(&server.kubeconfig_with_certificate(&cert, &key)).await;
@@ -176,7 +196,8 @@ async fn an_approved_kubelet_csr_gets_a_certificate_from_the_ca() {
     use base64::Engine as _;
     let csr: CertificateSigningRequest = serde_json::from_value(json!({"metadata": {"name": "node-csr-x"}, "spec": {
         "request": base64::engine::general_purpose::STANDARD.encode(&request),
-        "signerName": "kubernetes.io/kube-apiserver-client-kubelet", "usages": ["digital signature", "client auth"]}})).unwrap();
+        "signerName": "kubernetes.io/kube-apiserver-client-kubelet", "usages": ["digital signature", "key encipherment", "client auth"]}}))
+    .unwrap();
     csrs.create(&PostParams::default(), &csr).await.unwrap();
     assert!(csrs.get("node-csr-x").await.unwrap().status.unwrap().certificate.is_none());
 
@@ -213,7 +234,9 @@ async fn kube_runtime_watcher_lists_then_follows_changes() {
     let server = ApiServer::start().await.unwrap();
     let c = server.admin().await;
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
-    let pod = |name: &str| -> Pod { serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}]}})).unwrap() };
+    let pod = |name: &str| -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}]}})).unwrap()
+    };
     pods.create(&PostParams::default(), &pod("before")).await.unwrap();
     let config = watcher::Config::default().fields("spec.nodeName=n1");
     let mut events = watcher::watcher(Api::<Pod>::all(c), config).boxed();

@@ -4,7 +4,7 @@
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use labkubelet::bootstrap::{ensure_client_credentials, BootstrapConfig, BootstrapError, SIGNER};
+use labkubelet::bootstrap::{BootstrapConfig, BootstrapError, SIGNER, ensure_client_credentials};
 use labkubelet_tests::apiserver::ApiServer;
 use labkubelet_tests::eventually;
 use serde_json::json;
@@ -67,7 +67,7 @@ async fn a_csr_approved_after_a_while_yields_working_credentials() {
     let name = csr.metadata.name.clone().unwrap();
     assert!(name.starts_with("node-csr-"), "{name}");
     assert_eq!(csr.spec.signer_name, SIGNER);
-    assert_eq!(csr.spec.usages.clone().unwrap(), ["digital signature", "client auth"]);
+    assert_eq!(csr.spec.usages.clone().unwrap(), ["digital signature", "key encipherment", "client auth"]);
     assert_eq!(csr.spec.username.as_deref(), Some("system:bootstrap:abcdef"));
     assert!(csr.spec.groups.clone().unwrap().contains(&"system:bootstrappers".to_string()));
     assert!(!agent.is_finished(), "the agent must wait for approval");
@@ -147,5 +147,8 @@ async fn a_rejected_token_and_an_unwritable_cert_dir_are_explained() {
 
     let none = BootstrapConfig { bootstrap_kubeconfig: None, ..s.config.clone() };
     let err = ensure_client_credentials(&none).await.unwrap_err();
-    assert_eq!(err.to_string(), format!("{} has no valid client certificate and no --bootstrap-kubeconfig was given to request one", s.config.kubeconfig.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("{} has no valid client certificate and no --bootstrap-kubeconfig was given to request one", s.config.kubeconfig.display())
+    );
 }

@@ -1,11 +1,11 @@
 //! Hot reload of the plugin folder: swaps under load, refusals that leave the old plugin
 //! serving, unloads that fall back to the default plugin.
 
-use labkubelet::plugin::{stock, PluginEvent, PluginPolicy};
+use labkubelet::plugin::{PluginEvent, PluginPolicy, stock};
 use labkubelet::runtime::*;
 use labkubelet_tests::*;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn loaded(name: &'static str) -> impl Fn(&PluginEvent) -> bool {
     move |e| matches!(e, PluginEvent::Loaded { name: n, .. } | PluginEvent::Replaced { name: n, .. } if n == name)
@@ -63,7 +63,8 @@ async fn a_swap_under_continuous_calls_fails_no_call_and_keeps_the_containers() 
     let original = stock::component("crashloop").unwrap();
     lab.put("crashloop.wasm", &with_custom_section(original, "v2"));
     lab.expect_event("the swap", |e| matches!(e, PluginEvent::Replaced { name, .. } if name == "crashloop")).await;
-    lab.expect_event("the node taking over the state", |e| matches!(e, PluginEvent::Migrated { node, name, .. } if node == "node-1" && name == "crashloop")).await;
+    lab.expect_event("the node taking over the state", |e| matches!(e, PluginEvent::Migrated { node, name, .. } if node == "node-1" && name == "crashloop"))
+        .await;
     let calls_at_swap = calls.load(Ordering::Relaxed);
     while calls.load(Ordering::Relaxed) < calls_at_swap + 50 {
         tokio::task::yield_now().await;
@@ -98,7 +99,9 @@ async fn bad_components_are_refused_and_the_old_plugin_keeps_serving() {
     lab.put("crashloop.wasm", b"this is not wasm at all");
     assert_eq!(
         refusal(lab.expect_event("garbage refused", refused).await),
-        format!("{file}: not a WebAssembly file (it does not start with the \\0asm magic); build the plugin with `cargo build --release --target wasm32-wasip2`")
+        format!(
+            "{file}: not a WebAssembly file (it does not start with the \\0asm magic); build the plugin with `cargo build --release --target wasm32-wasip2`"
+        )
     );
     still_serving(&lab);
     assert_eq!(node.container_status(&id).await.unwrap().state, ContainerState::Running);
@@ -112,7 +115,9 @@ async fn bad_components_are_refused_and_the_old_plugin_keeps_serving() {
     let why = refusal(lab.expect_event("other WIT version refused", refused).await);
     assert_eq!(
         why,
-        format!("{file}: built for labkubelet:runtime@1.0.0, but this labkubelet speaks labkubelet:runtime@0.1.0; rebuild the plugin against this labkubelet's guest SDK")
+        format!(
+            "{file}: built for labkubelet:runtime@1.0.0, but this labkubelet speaks labkubelet:runtime@0.1.0; rebuild the plugin against this labkubelet's guest SDK"
+        )
     );
     still_serving(&lab);
 
@@ -147,17 +152,26 @@ async fn bad_components_are_refused_and_the_old_plugin_keeps_serving() {
     trapper = with_custom_section(&trapper, "trap");
     lab.put("misbehave.json", r#"{"mode": "trap-in-info"}"#.as_bytes());
     lab.put("misbehave.wasm", &trapper);
-    let why = refusal(lab.expect_event("a plugin that traps in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm"))).await);
+    let why = refusal(
+        lab.expect_event("a plugin that traps in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm")))
+            .await,
+    );
     assert!(why.contains("failed when asked for its info") && why.contains("plugin misbehave.wasm failed in info"), "{why}");
     assert!(lab.catalog.get("misbehave").is_none());
     assert_eq!(node.container_status(&id).await.unwrap().state, ContainerState::Running);
 
     // Loops forever, then grows without bound, when asked who it is.
     lab.put("misbehave.json", r#"{"mode": "spin-in-info"}"#.as_bytes());
-    let why = refusal(lab.expect_event("a plugin that loops in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm"))).await);
+    let why = refusal(
+        lab.expect_event("a plugin that loops in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm")))
+            .await,
+    );
     assert!(why.ends_with("failed when asked for its info: plugin misbehave.wasm exceeded its 2s deadline in info"), "{why}");
     lab.put("misbehave.json", r#"{"mode": "grow-in-info"}"#.as_bytes());
-    let why = refusal(lab.expect_event("a plugin that grows in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm"))).await);
+    let why = refusal(
+        lab.expect_event("a plugin that grows in info refused", |e| matches!(e, PluginEvent::Refused { origin, .. } if origin.ends_with("misbehave.wasm")))
+            .await,
+    );
     assert!(why.contains("failed when asked for its info: plugin misbehave.wasm failed in info: memory limit of 64 MiB reached"), "{why}");
     assert!(lab.catalog.get("misbehave").is_none());
     still_serving(&lab);
@@ -204,7 +218,10 @@ async fn two_files_cannot_serve_the_same_plugin_name() {
     lab.expect_event("crashloop loaded", loaded("crashloop")).await;
     lab.put("crashloop-copy.wasm", &with_custom_section(stock::component("crashloop").unwrap(), "copy"));
     let why = refusal(lab.expect_event("the copy refused", refused).await);
-    assert!(why.ends_with(&format!("plugin name \"crashloop\" is already served by {}; give one of them another name", lab.path("crashloop.wasm").display())), "{why}");
+    assert!(
+        why.ends_with(&format!("plugin name \"crashloop\" is already served by {}; give one of them another name", lab.path("crashloop.wasm").display())),
+        "{why}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

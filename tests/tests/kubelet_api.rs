@@ -5,7 +5,7 @@
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
-use labkubelet::agent::{run, Started};
+use labkubelet::agent::{Started, run};
 use labkubelet::clock::Clock;
 use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginPolicy};
 use labkubelet::timeline::{Timeline, What};
@@ -151,7 +151,13 @@ async fn requests_are_authenticated_and_authorized_as_the_kubelet_does() {
     assert_eq!(status, 200);
     let parsed = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text");
     let names: std::collections::BTreeSet<&str> = parsed.samples.iter().map(|s| s.metric.as_str()).collect();
-    for expected in ["labkubelet_node_lease_renew_duration_seconds_count", "kubelet_pleg_relist_duration_seconds_count", "kubelet_runtime_operations_duration_seconds_count", "labkubelet_node_status_writes_total", "labkubelet_pleg_healthy"] {
+    for expected in [
+        "labkubelet_node_lease_renew_duration_seconds_count",
+        "kubelet_pleg_relist_duration_seconds_count",
+        "kubelet_runtime_operations_duration_seconds_count",
+        "labkubelet_node_status_writes_total",
+        "labkubelet_pleg_healthy",
+    ] {
         assert!(names.contains(expected), "{expected} missing from {names:?}");
     }
     assert!(parsed.samples.iter().all(|s| s.labels.get("node").is_none_or(|n| n == NODE)), "only this node's series");

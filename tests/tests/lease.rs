@@ -12,7 +12,6 @@ use labkubelet_tests::eventually;
 use serde_json::json;
 use std::time::Duration;
 
-
 fn renew_time(l: &Lease) -> i128 {
     l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_nanosecond()).unwrap_or(0)
 }

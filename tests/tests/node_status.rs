@@ -11,10 +11,9 @@ use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
 use labkubelet::plugin::PluginPolicy;
 use labkubelet::runtime::TriggerTarget;
 use labkubelet_tests::apiserver::ApiServer;
-use labkubelet_tests::{eventually, node_identity, PluginLab};
+use labkubelet_tests::{PluginLab, eventually, node_identity};
 use std::sync::Arc;
 use std::time::Duration;
-
 
 /// The Ready condition, once it satisfies `pred`.
 async fn ready(nodes: &Api<Node>, what: &str, pred: impl Fn(&NodeCondition) -> bool) -> NodeCondition {

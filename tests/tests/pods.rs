@@ -7,14 +7,14 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, NodeCondition, Po
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use labkubelet::clock::Clock;
 use labkubelet::events::EventRecorder;
-use labkubelet::plugin::{PluginPolicy, PluginRuntime};
 use labkubelet::node::register::register;
 use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
+use labkubelet::plugin::{PluginPolicy, PluginRuntime};
 use labkubelet::pods::url_source::ManifestUrl;
 use labkubelet::pods::{NodePods, PodLifecycle};
 use labkubelet::runtime::state::RuntimeStateDir;
 use labkubelet_tests::apiserver::ApiServer;
-use labkubelet_tests::{eventually, node_identity, PluginLab};
+use labkubelet_tests::{PluginLab, eventually, node_identity};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,7 +175,8 @@ impl PodLab {
     /// The events about a pod, oldest first.
     async fn events(&self, name: &str) -> Vec<Event> {
         let all: Api<Event> = Api::namespaced(self.client.clone(), "default");
-        let mut events: Vec<Event> = all.list(&ListParams::default()).await.expect("events").items.into_iter().filter(|e| e.involved_object.name.as_deref() == Some(name)).collect();
+        let mut events: Vec<Event> =
+            all.list(&ListParams::default()).await.expect("events").items.into_iter().filter(|e| e.involved_object.name.as_deref() == Some(name)).collect();
         events.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0));
         events
     }
@@ -206,7 +207,9 @@ fn waiting_reason(c: &ContainerStatus) -> Option<&str> {
 async fn a_pod_runs_with_the_kubelets_conditions_events_and_status() {
     let lab = PodLab::start(&[], &[]).await;
     let created = lab.create("web", json!({}), json!({"containers": [{"name": "web", "image": "nginx:1.25"}]})).await;
-    let pod = lab.until("web", "is Running and Ready", Duration::from_secs(30), |p| phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.0 == "True")).await;
+    let pod = lab
+        .until("web", "is Running and Ready", Duration::from_secs(30), |p| phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.0 == "True"))
+        .await;
 
     let status = pod.status.clone().unwrap();
     assert_eq!(status.host_ip.as_deref(), Some("10.1.0.5"));
@@ -256,7 +259,8 @@ async fn crashloop_backs_off_10_20_40_80_seconds_with_restart_counts_and_last_st
             let state = c.state.clone().unwrap_or_default();
             if let Some(running) = state.running {
                 let started = running.started_at.map(|t| t.0.as_second()).unwrap_or(0);
-                let finished = c.last_state.as_ref().and_then(|l| l.terminated.as_ref()).and_then(|t| t.finished_at.as_ref()).map(|t| t.0.as_second()).unwrap_or(0);
+                let finished =
+                    c.last_state.as_ref().and_then(|l| l.terminated.as_ref()).and_then(|t| t.finished_at.as_ref()).map(|t| t.0.as_second()).unwrap_or(0);
                 if starts.last().is_none_or(|s| s.0 != c.restart_count) {
                     starts.push((c.restart_count, started, finished));
                 }
@@ -327,10 +331,14 @@ async fn restart_policies_never_and_on_failure_end_the_pod_as_the_kubelet_does()
 #[tokio::test(start_paused = true)]
 async fn a_failing_pull_shows_err_image_pull_then_image_pull_back_off() {
     let lab = PodLab::start(&["image-pull-fail"], &[]).await;
-    lab.create("pull", json!({"labkubelet.io/scenario": "image-pull-fail"}), json!({"containers": [{"name": "app", "image": "registry.example/app:1.0"}]})).await;
-    let first = lab.until("pull", "shows ErrImagePull", Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some("ErrImagePull")).await;
+    lab.create("pull", json!({"labkubelet.io/scenario": "image-pull-fail"}), json!({"containers": [{"name": "app", "image": "registry.example/app:1.0"}]}))
+        .await;
+    let first =
+        lab.until("pull", "shows ErrImagePull", Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some("ErrImagePull")).await;
     assert_eq!(phase(&first), "Pending");
-    let backoff = lab.until("pull", "shows ImagePullBackOff", Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some("ImagePullBackOff")).await;
+    let backoff = lab
+        .until("pull", "shows ImagePullBackOff", Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some("ImagePullBackOff"))
+        .await;
     let message = container(&backoff, "app").unwrap().state.clone().unwrap().waiting.unwrap().message;
     assert_eq!(message.as_deref(), Some("Back-off pulling image \"registry.example/app:1.0\""));
     assert_eq!(condition(&backoff, "Ready").map(|c| c.1), Some(Some("ContainersNotReady".into())));
@@ -344,7 +352,9 @@ async fn a_failing_pull_shows_err_image_pull_then_image_pull_back_off() {
     let failures: Vec<&str> = events.iter().filter(|e| e.reason.as_deref() == Some("Failed")).filter_map(|e| e.message.as_deref()).collect();
     assert!(failures.iter().any(|m| m.starts_with("Failed to pull image \"registry.example/app:1.0\": ")), "{failures:?}");
     assert!(failures.contains(&"Error: ErrImagePull") && failures.contains(&"Error: ImagePullBackOff"), "{failures:?}");
-    assert!(events.iter().any(|e| e.reason.as_deref() == Some("BackOff") && e.message.as_deref() == Some("Back-off pulling image \"registry.example/app:1.0\"")));
+    assert!(
+        events.iter().any(|e| e.reason.as_deref() == Some("BackOff") && e.message.as_deref() == Some("Back-off pulling image \"registry.example/app:1.0\""))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -353,7 +363,8 @@ async fn init_containers_run_in_order_and_a_failing_one_blocks_the_pod() {
     let lab = PodLab::start(&["scripted"], &[("scripted.yaml", rules)]).await;
     let scripted = json!({"labkubelet.io/scenario": "scripted"});
     let init = |names: &[&str]| names.iter().map(|n| json!({"name": n, "image": "busybox:1.36"})).collect::<Vec<_>>();
-    lab.create("ordered", scripted.clone(), json!({"initContainers": init(&["migrate", "seed"]), "containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
+    lab.create("ordered", scripted.clone(), json!({"initContainers": init(&["migrate", "seed"]), "containers": [{"name": "app", "image": "nginx:1.25"}]}))
+        .await;
     lab.create("blocked", scripted.clone(), json!({"initContainers": init(&["broken"]), "containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
 
     let waiting = lab.until("ordered", "is initializing", Duration::from_secs(30), |p| condition(p, "Initialized").is_some_and(|c| c.0 == "False")).await;
@@ -364,13 +375,18 @@ async fn init_containers_run_in_order_and_a_failing_one_blocks_the_pod() {
     let finished = |i: usize| inits[i].state.clone().unwrap().terminated.unwrap();
     assert_eq!((finished(0).reason.as_deref(), finished(1).reason.as_deref()), (Some("Completed"), Some("Completed")));
     assert!(finished(0).finished_at <= finished(1).started_at, "seed started after migrate finished");
-    let started: Vec<String> = lab.events("ordered").await.into_iter().filter(|e| e.reason.as_deref() == Some("Started")).filter_map(|e| e.involved_object.field_path).collect();
+    let started: Vec<String> =
+        lab.events("ordered").await.into_iter().filter(|e| e.reason.as_deref() == Some("Started")).filter_map(|e| e.involved_object.field_path).collect();
     assert_eq!(started, ["spec.initContainers{migrate}", "spec.initContainers{seed}", "spec.containers{app}"]);
 
-    let blocked = lab.until("blocked", "backs off its init container", Duration::from_secs(60), |p| {
-        p.status.as_ref().and_then(|s| s.init_container_statuses.as_ref()).is_some_and(|i| i[0].restart_count >= 1 && waiting_reason(&i[0]) == Some("CrashLoopBackOff"))
-    })
-    .await;
+    let blocked = lab
+        .until("blocked", "backs off its init container", Duration::from_secs(60), |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.init_container_statuses.as_ref())
+                .is_some_and(|i| i[0].restart_count >= 1 && waiting_reason(&i[0]) == Some("CrashLoopBackOff"))
+        })
+        .await;
     assert_eq!(phase(&blocked), "Pending");
     assert_eq!(condition(&blocked, "Initialized").unwrap().2.as_deref(), Some("containers with incomplete status: [broken]"));
     assert_eq!(container(&blocked, "app").and_then(waiting_reason), Some("PodInitializing"));
@@ -381,15 +397,24 @@ async fn probes_restart_on_liveness_failure_and_toggle_ready_on_readiness() {
     let rules = "rules:\n  - match: { pod: 'sick' }\n    probes: { liveness: { failAfterSeconds: 20 } }\n";
     let lab = PodLab::start(&["scripted", "readiness-flap"], &[("scripted.yaml", rules), ("readiness-flap.json", "{\"periodSeconds\": 20}")]).await;
     let probe = json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 5});
-    lab.create("sick", json!({"labkubelet.io/scenario": "scripted"}), json!({"containers": [{"name": "app", "image": "nginx:1.25", "livenessProbe": probe}]})).await;
-    lab.create("flappy", json!({"labkubelet.io/scenario": "readiness-flap"}), json!({"containers": [{"name": "app", "image": "nginx:1.25", "readinessProbe": probe}]})).await;
+    lab.create("sick", json!({"labkubelet.io/scenario": "scripted"}), json!({"containers": [{"name": "app", "image": "nginx:1.25", "livenessProbe": probe}]}))
+        .await;
+    lab.create(
+        "flappy",
+        json!({"labkubelet.io/scenario": "readiness-flap"}),
+        json!({"containers": [{"name": "app", "image": "nginx:1.25", "readinessProbe": probe}]}),
+    )
+    .await;
 
-    let restarted = lab.until("sick", "restarted by its liveness probe", Duration::from_secs(120), |p| container(p, "app").is_some_and(|c| c.restart_count >= 1)).await;
+    let restarted =
+        lab.until("sick", "restarted by its liveness probe", Duration::from_secs(120), |p| container(p, "app").is_some_and(|c| c.restart_count >= 1)).await;
     assert_eq!(phase(&restarted), "Running");
     let events = lab.events("sick").await;
     let unhealthy = events.iter().find(|e| e.reason.as_deref() == Some("Unhealthy")).expect("Unhealthy event");
     assert_eq!(unhealthy.message.as_deref(), Some("Liveness probe failed: HTTP probe failed with statuscode: 500"));
-    assert!(events.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref() == Some("Container app failed liveness probe, will be restarted")));
+    assert!(
+        events.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref() == Some("Container app failed liveness probe, will be restarted"))
+    );
 
     let ready = lab.until("flappy", "Ready", Duration::from_secs(60), |p| condition(p, "Ready").is_some_and(|c| c.0 == "True")).await;
     assert!(container(&ready, "app").unwrap().ready);
@@ -445,7 +470,11 @@ async fn a_stalled_runtime_makes_pleg_unhealthy_and_the_node_not_ready_until_it_
 #[tokio::test(start_paused = true)]
 async fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_that_comes_back_after_delete() {
     let manifests = tempfile::tempdir().unwrap();
-    labkubelet_tests::put(manifests.path(), "web.yaml", b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx:1.25\n");
+    labkubelet_tests::put(
+        manifests.path(),
+        "web.yaml",
+        b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx:1.25\n",
+    );
     labkubelet_tests::put(manifests.path(), "broken.yaml", b"kind: Pod\nmetadata: {name: [\n");
     let lab = PodLab::with_manifests(&[], &[], Some(manifests.path())).await;
     let name = format!("web-{NODE}");
@@ -476,7 +505,11 @@ async fn an_agent_restart_keeps_containers_running_and_restart_counts() {
     let mut lab = PodLab::start(&["scripted"], &[("scripted.yaml", rules)]).await;
     lab.create("once", json!({"labkubelet.io/scenario": "scripted"}), json!({"containers": [{"name": "app", "image": "busybox:1.36"}]})).await;
     lab.create("steady", json!({}), json!({"containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
-    let before = lab.until("once", "restarted twice", Duration::from_secs(60), |p| container(p, "app").is_some_and(|c| c.restart_count == 2 && c.state.as_ref().is_some_and(|s| s.running.is_some()))).await;
+    let before = lab
+        .until("once", "restarted twice", Duration::from_secs(60), |p| {
+            container(p, "app").is_some_and(|c| c.restart_count == 2 && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        })
+        .await;
     let steady = lab.until("steady", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -525,7 +558,7 @@ async fn runtime_errors_show_as_the_kubelet_reports_them_and_are_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn pods_from_a_manifest_url_run_and_survive_a_broken_answer() {
-    use axum::{http::HeaderMap, routing::get, Router};
+    use axum::{Router, http::HeaderMap, routing::get};
     let answer = Arc::new(std::sync::Mutex::new(String::new()));
     let served = answer.clone();
     let app = Router::new().route(
@@ -544,7 +577,8 @@ async fn pods_from_a_manifest_url_run_and_survive_a_broken_answer() {
     tokio::spawn(async move { axum::serve(listener, app).await });
     *answer.lock().unwrap() = serde_json::to_string(&json!({"apiVersion": "v1", "kind": "PodList", "items": [
         {"metadata": {"name": "cache"}, "spec": {"containers": [{"name": "redis", "image": "redis:7"}]}}
-    ]})).unwrap();
+    ]}))
+    .unwrap();
 
     let mut lab = PodLab::start(&[], &[]).await;
     lab.manifest_url = Some(ManifestUrl { url, headers: vec![("Authorization".into(), "Bearer lab".into())] });
@@ -573,15 +607,20 @@ async fn an_image_change_restarts_the_container_and_readiness_is_reasserted() {
     // `kubectl set image pod/web web=nginx:1.27`, as in the RX-M lab: killed and created again.
     let patch = json!({"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}});
     lab.pods.patch("web", &kube::api::PatchParams::default(), &kube::api::Patch::Strategic(patch)).await.unwrap();
-    let after = lab.until("web", "running the new image", Duration::from_secs(30), |p| {
-        container(p, "web").is_some_and(|c| c.image == "nginx:1.27" && c.state.as_ref().is_some_and(|s| s.running.is_some()))
-    })
-    .await;
+    let after = lab
+        .until("web", "running the new image", Duration::from_secs(30), |p| {
+            container(p, "web").is_some_and(|c| c.image == "nginx:1.27" && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        })
+        .await;
     let web = container(&after, "web").unwrap();
     assert_eq!(web.restart_count, 1);
     assert_ne!(web.container_id, container(&before, "web").unwrap().container_id);
     let events = lab.events("web").await;
-    assert!(events.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref() == Some("Container web definition changed, will be restarted")), "{:?}", reasons(&events));
+    assert!(
+        events.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref() == Some("Container web definition changed, will be restarted")),
+        "{:?}",
+        reasons(&events)
+    );
 
     // The node lifecycle controller marks the pods of an unreachable node not Ready; once the
     // kubelet is back it writes the truth again.
@@ -635,4 +674,31 @@ async fn a_pod_deleted_while_the_agent_was_down_is_cleaned_up_and_the_others_are
     assert_eq!(containers.len(), 1, "{containers:?}");
     let id = container(&kept, "app").and_then(|c| c.container_id.clone()).unwrap();
     assert_eq!(format!("labkubelet://{}", containers[0].id), id, "the kept pod's container was never touched");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_whose_scenario_is_not_loaded_waits_for_it_instead_of_running_on_another_plugin() {
+    let lab = PodLab::start(&[], &[]).await;
+    lab.create("flaky", json!({"labkubelet.io/scenario": "crashloop"}), json!({"containers": [{"name": "app", "image": "busybox:1.36"}]})).await;
+    let waiting = lab
+        .until("flaky", "waiting for its plugin", Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some("ContainerCreating"))
+        .await;
+    assert_eq!(phase(&waiting), "Pending");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let events = lab.events("flaky").await;
+    let failed = events.iter().find(|e| e.reason.as_deref() == Some("FailedCreatePodSandBox")).expect("FailedCreatePodSandBox event");
+    assert_eq!(
+        failed.message.as_deref(),
+        Some(
+            "Failed to create pod sandbox: no runtime plugin \"crashloop\" is loaded (labkubelet.io/scenario names it; loaded: healthy); the pod starts once it is"
+        )
+    );
+    assert!(!events.iter().any(|e| e.reason.as_deref() == Some("Started")), "no other plugin ran it: {:?}", reasons(&events));
+
+    // `plugin install` of the missing plugin: the pod starts under it, and crashes as it says.
+    lab.plugins.install("crashloop");
+    lab.plugins.sync().await;
+    let crashed = lab.until("flaky", "crashing under crashloop", Duration::from_secs(120), |p| container(p, "app").is_some_and(|c| c.restart_count >= 1)).await;
+    let last = container(&crashed, "app").and_then(|c| c.last_state.clone()).and_then(|s| s.terminated).expect("lastState");
+    assert_eq!(last.exit_code, 1);
 }

@@ -4,11 +4,10 @@
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 use labkubelet::clock::Clock;
-use labkubelet::node::register::{reconcile_node_info, register, NodeIdentity};
+use labkubelet::node::register::{NodeIdentity, reconcile_node_info, register};
 use labkubelet_tests::apiserver::{ApiServer, Faults};
 use serde_json::json;
 use std::time::Duration;
-
 
 fn identity() -> NodeIdentity {
     NodeIdentity {
@@ -18,7 +17,10 @@ fn identity() -> NodeIdentity {
         labels: [("lab".to_string(), "yes".to_string())].into(),
         taints: vec![],
         register_schedulable: true,
-        capacity: [("cpu", "100"), ("memory", "32Gi"), ("pods", "110"), ("ephemeral-storage", "100Gi")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        capacity: [("cpu", "100"), ("memory", "32Gi"), ("pods", "110"), ("ephemeral-storage", "100Gi")]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
         container_runtime_version: "labkubelet://0.1.0".into(),
         kubelet_version: "v1.33.0-labkubelet".into(),
         port: 10250,
@@ -47,21 +49,28 @@ async fn a_new_node_is_posted_with_labels_annotation_addresses_capacity_and_cond
     assert_eq!(status.allocatable.unwrap()["memory"].0, "32Gi");
     assert_eq!(status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, 10250);
     let info = status.node_info.unwrap();
-    assert_eq!((info.container_runtime_version.as_str(), info.kubelet_version.as_str(), info.operating_system.as_str()), ("labkubelet://0.1.0", "v1.33.0-labkubelet", "linux"));
+    assert_eq!(
+        (info.container_runtime_version.as_str(), info.kubelet_version.as_str(), info.operating_system.as_str()),
+        ("labkubelet://0.1.0", "v1.33.0-labkubelet", "linux")
+    );
     let conditions: Vec<(String, String, String)> = status.conditions.unwrap().into_iter().map(|c| (c.type_, c.status, c.reason.unwrap())).collect();
-    assert_eq!(conditions, [
-        ("MemoryPressure".to_string(), "False".to_string(), "KubeletHasSufficientMemory".to_string()),
-        ("DiskPressure".to_string(), "False".to_string(), "KubeletHasNoDiskPressure".to_string()),
-        ("PIDPressure".to_string(), "False".to_string(), "KubeletHasSufficientPID".to_string()),
-        ("Ready".to_string(), "False".to_string(), "KubeletNotReady".to_string()),
-    ]);
+    assert_eq!(
+        conditions,
+        [
+            ("MemoryPressure".to_string(), "False".to_string(), "KubeletHasSufficientMemory".to_string()),
+            ("DiskPressure".to_string(), "False".to_string(), "KubeletHasNoDiskPressure".to_string()),
+            ("PIDPressure".to_string(), "False".to_string(), "KubeletHasSufficientPID".to_string()),
+            ("Ready".to_string(), "False".to_string(), "KubeletNotReady".to_string()),
+        ]
+    );
 }
 
 #[tokio::test]
 async fn an_existing_node_gets_its_default_labels_back_and_keeps_the_rest() {
     let server = ApiServer::start().await.unwrap();
     let nodes: Api<Node> = Api::all(server.admin().await);
-    let stale: Node = serde_json::from_value(json!({"metadata": {"name": "lab-node-1", "labels": {"kubernetes.io/hostname": "old-name", "team": "blue"}}})).unwrap();
+    let stale: Node =
+        serde_json::from_value(json!({"metadata": {"name": "lab-node-1", "labels": {"kubernetes.io/hostname": "old-name", "team": "blue"}}})).unwrap();
     nodes.create(&PostParams::default(), &stale).await.unwrap();
     register(&nodes, &identity(), &Clock::new(), &[]).await;
     let node = nodes.get("lab-node-1").await.unwrap();
@@ -93,7 +102,8 @@ async fn an_existing_node_gets_its_boot_id_and_versions_and_a_new_boot_id_is_a_r
     assert_eq!(reconcile_node_info(&nodes, &identity(), &first).await.unwrap(), None, "the same boot: nothing to say");
 
     // The agent restarted on a rebooted machine, with a newer runtime.
-    let rebooted = NodeIdentity { boot_id: "b0071d00-0000-4000-a000-000000000002".into(), container_runtime_version: "labkubelet://0.2.0".into(), ..identity() };
+    let rebooted =
+        NodeIdentity { boot_id: "b0071d00-0000-4000-a000-000000000002".into(), container_runtime_version: "labkubelet://0.2.0".into(), ..identity() };
     let existing = register(&nodes, &rebooted, &Clock::new(), &[]).await;
     let previous = reconcile_node_info(&nodes, &rebooted, &existing).await.unwrap();
     assert_eq!(previous.as_deref(), Some("b0071d00-0000-4000-a000-000000000001"));

@@ -9,8 +9,8 @@
 
 pub mod rotation;
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use futures_util::TryStreamExt;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
@@ -22,8 +22,12 @@ use std::time::{Duration, SystemTime};
 
 /// The signer of kubelet client certificates.
 pub const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
-/// Usages for an ECDSA key (an RSA key would add "key encipherment").
-pub const USAGES: [&str; 2] = ["digital signature", "client auth"];
+/// The usages of a kubelet client CSR. Older servers (1.20's signer and csrapproving
+/// controller among them) accept exactly these three and fail any other set with
+/// `SignerValidationFailure: usages did not match`; newer ones also accept an ECDSA key's
+/// CSR without "key encipherment", which upstream's kubelet now sends. These three work on
+/// both.
+pub const USAGES: [&str; 3] = ["digital signature", "key encipherment", "client auth"];
 const KEY_TMP: &str = "kubelet-client.key.tmp";
 pub(crate) const CURRENT: &str = "kubelet-client-current.pem";
 
@@ -49,7 +53,9 @@ pub enum BootstrapError {
     NoCredentials { kubeconfig: String },
     #[error("cannot write to the certificate folder {path}: {detail}; pass a writable --cert-dir")]
     CertDir { path: String, detail: String },
-    #[error("the API server rejected the bootstrap token (401 Unauthorized): it may be expired or deleted; create a new one (kubeadm token create) and update {bootstrap_kubeconfig}")]
+    #[error(
+        "the API server rejected the bootstrap token (401 Unauthorized): it may be expired or deleted; create a new one (kubeadm token create) and update {bootstrap_kubeconfig}"
+    )]
     Unauthorized { bootstrap_kubeconfig: String },
     #[error("the certificate signing request {name} was {verdict}: {reason}: {message}")]
     NotApproved { name: String, verdict: &'static str, reason: String, message: String },
@@ -82,10 +88,8 @@ pub async fn ensure_client_credentials(config: &BootstrapConfig) -> Result<Optio
         tracing::info!(kubeconfig = %config.kubeconfig.display(), "client certificate is valid; skipping bootstrap");
         return Ok(None);
     }
-    let bootstrap = config
-        .bootstrap_kubeconfig
-        .as_ref()
-        .ok_or_else(|| BootstrapError::NoCredentials { kubeconfig: config.kubeconfig.display().to_string() })?;
+    let bootstrap =
+        config.bootstrap_kubeconfig.as_ref().ok_or_else(|| BootstrapError::NoCredentials { kubeconfig: config.kubeconfig.display().to_string() })?;
     let shown = bootstrap.display().to_string();
     let bad = |detail: String| BootstrapError::Kubeconfig { path: shown.clone(), detail };
     let kubeconfig = Kubeconfig::read_from(bootstrap).map_err(|e| bad(e.to_string()))?;
@@ -165,9 +169,10 @@ pub(crate) fn certificate_validity(pem: &[u8]) -> Option<(SystemTime, SystemTime
 fn load_or_create_key(cert_dir: &Path) -> Result<rcgen::KeyPair, BootstrapError> {
     let path = cert_dir.join(KEY_TMP);
     if let Ok(pem) = std::fs::read_to_string(&path)
-        && let Ok(key) = rcgen::KeyPair::from_pem(&pem) {
-            return Ok(key);
-        }
+        && let Ok(key) = rcgen::KeyPair::from_pem(&pem)
+    {
+        return Ok(key);
+    }
     let key = rcgen::KeyPair::generate().map_err(|e| BootstrapError::Api(e.to_string()))?;
     write_private(&path, key.serialize_pem().as_bytes()).map_err(|e| cert_dir_error(cert_dir, e))?;
     Ok(key)
@@ -186,7 +191,11 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Creates the CSR, or finds the one an earlier run made. Waits (every 2 s, up to a minute,
 /// as the kubelet polls /healthz) for an API server that does not answer yet.
-async fn create_csr(csrs: &Api<CertificateSigningRequest>, csr: &CertificateSigningRequest, bootstrap: Option<&Path>) -> Result<CertificateSigningRequest, BootstrapError> {
+async fn create_csr(
+    csrs: &Api<CertificateSigningRequest>,
+    csr: &CertificateSigningRequest,
+    bootstrap: Option<&Path>,
+) -> Result<CertificateSigningRequest, BootstrapError> {
     let name = csr.metadata.name.clone().unwrap_or_default();
     let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -219,7 +228,12 @@ async fn create_csr(csrs: &Api<CertificateSigningRequest>, csr: &CertificateSign
 
 /// The certificate, once the CSR is approved and signed; an error once it is denied or
 /// failed. Reminds the operator how to approve it while waiting.
-async fn wait_for_certificate(csrs: &Api<CertificateSigningRequest>, name: &str, mut current: CertificateSigningRequest, reminder: Duration) -> Result<Vec<u8>, BootstrapError> {
+async fn wait_for_certificate(
+    csrs: &Api<CertificateSigningRequest>,
+    name: &str,
+    mut current: CertificateSigningRequest,
+    reminder: Duration,
+) -> Result<Vec<u8>, BootstrapError> {
     let remind = || {
         let line = format!("waiting for approval of certificate signing request {name}: kubectl certificate approve {name}");
         tracing::info!("{line}");
@@ -251,7 +265,9 @@ async fn wait_for_certificate(csrs: &Api<CertificateSigningRequest>, name: &str,
                     }
                 }
                 Ok(Ok(Some(WatchEvent::Deleted(_)))) => {
-                    return Err(BootstrapError::Api(format!("certificate signing request {name} was deleted while waiting for approval; restart to request again")));
+                    return Err(BootstrapError::Api(format!(
+                        "certificate signing request {name} was deleted while waiting for approval; restart to request again"
+                    )));
                 }
                 // The watch ended or its version expired: read the CSR again and re-watch.
                 Ok(Ok(Some(WatchEvent::Error(_)) | None)) | Ok(Ok(Some(WatchEvent::Bookmark(_)))) | Ok(Err(_)) => {
@@ -295,7 +311,9 @@ fn store_credentials(config: &BootstrapConfig, server: &str, bootstrap: &Kubecon
 
     let cluster = bootstrap.clusters.first().and_then(|c| c.cluster.as_ref());
     let ca = match cluster {
-        Some(c) if c.certificate_authority_data.is_some() => format!("    certificate-authority-data: {}\n", c.certificate_authority_data.clone().unwrap_or_default()),
+        Some(c) if c.certificate_authority_data.is_some() => {
+            format!("    certificate-authority-data: {}\n", c.certificate_authority_data.clone().unwrap_or_default())
+        }
         Some(c) if c.certificate_authority.is_some() => format!("    certificate-authority: {}\n", c.certificate_authority.clone().unwrap_or_default()),
         _ => String::new(),
     };
@@ -342,9 +360,7 @@ pub(crate) fn install_certificate(dir: &Path, certificate: &[u8], key_pem: &str)
 /// `2006-01-02-15-04-05`, the kubelet's certificate file stamp, in UTC.
 fn timestamp(t: SystemTime) -> String {
     let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
-    k8s_openapi::jiff::Timestamp::from_second(i64::try_from(secs).unwrap_or(0))
-        .map(|t| t.strftime("%Y-%m-%d-%H-%M-%S").to_string())
-        .unwrap_or_default()
+    k8s_openapi::jiff::Timestamp::from_second(i64::try_from(secs).unwrap_or(0)).map(|t| t.strftime("%Y-%m-%d-%H-%M-%S").to_string()).unwrap_or_default()
 }
 
 #[cfg(test)]

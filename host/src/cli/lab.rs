@@ -3,7 +3,7 @@
 //! authenticate with the user's kubeconfig (client certificate, token or exec plugin); a
 //! standalone agent asks for nothing.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Args;
 use http_body_util::BodyExt;
 use labkubelet::server::{TriggerRequest, TriggerResponse};

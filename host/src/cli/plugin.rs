@@ -1,11 +1,9 @@
 //! `labkubelet plugin …`: list, check, scaffold and watch runtime plugins.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use labkubelet::clock::Clock;
-use labkubelet::plugin::{
-    stock, watch_dir, Grants, LoadedPlugin, DEFAULT_PLUGIN, PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime,
-};
+use labkubelet::plugin::{DEFAULT_PLUGIN, Grants, LoadedPlugin, PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime, stock, watch_dir};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -91,12 +89,7 @@ impl LimitArgs {
         if self.plugin_memory_limit_mib == 0 {
             bail!("--plugin-memory-limit-mib must be at least 1");
         }
-        Ok(PluginPolicy {
-            call_deadline: self.plugin_call_timeout,
-            memory_limit: self.plugin_memory_limit_mib << 20,
-            grants,
-            ..PluginPolicy::default()
-        })
+        Ok(PluginPolicy { call_deadline: self.plugin_call_timeout, memory_limit: self.plugin_memory_limit_mib << 20, grants, ..PluginPolicy::default() })
     }
 }
 

@@ -1,14 +1,14 @@
 //! `labkubelet run`: the node agent, with the kubelet's flag names.
 
 use super::plugin::LimitArgs;
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Args;
 use k8s_openapi::api::core::v1::Taint;
 use labkubelet::agent::AgentConfig;
 use labkubelet::clock::Clock;
 use labkubelet::config::KubeletConfiguration;
 use labkubelet::node::status::StatusTimings;
-use labkubelet::plugin::{watch_dir, PluginCatalog, PluginEngine};
+use labkubelet::plugin::{PluginCatalog, PluginEngine, watch_dir};
 use labkubelet::pods::url_source::ManifestUrl;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -89,7 +89,11 @@ pub struct RunArgs {
 /// A valid node name: an RFC 1123 DNS subdomain.
 fn check_node_name(name: &str) -> anyhow::Result<()> {
     let label_ok = |l: &str| {
-        !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') && !l.starts_with('-') && !l.ends_with('-')
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
     };
     if name.len() > 253 || !name.split('.').all(label_ok) {
         bail!("node name {name:?} is not a valid DNS subdomain (lowercase letters, digits, '-' and '.'); pass --hostname-override");
@@ -150,7 +154,8 @@ fn manifest_url(args: &RunArgs, file: &KubeletConfiguration) -> anyhow::Result<O
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         bail!("--manifest-url {url:?} is not an http:// or https:// URL");
     }
-    let mut headers: Vec<(String, String)> = file.static_pod_url_header.iter().flatten().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
+    let mut headers: Vec<(String, String)> =
+        file.static_pod_url_header.iter().flatten().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
     headers.extend(parse_headers(&args.manifest_url_header)?);
     Ok(Some(ManifestUrl { url, headers }))
 }
@@ -229,7 +234,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     // Checked once flags and file are merged: a --config without staticPodPath has no pods either.
     if standalone && config.static_pod_path.is_none() && config.manifest_url.is_none() {
-        bail!("standalone mode (no --kubeconfig, no --bootstrap-kubeconfig) runs static pods only: pass --pod-manifest-path (try examples/manifests) or --manifest-url");
+        bail!(
+            "standalone mode (no --kubeconfig, no --bootstrap-kubeconfig) runs static pods only: pass --pod-manifest-path (try examples/manifests) or --manifest-url"
+        );
     }
     let healthz = if args.healthz_port == 0 {
         None
@@ -264,4 +271,3 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     result
 }
-

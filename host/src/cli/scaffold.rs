@@ -1,6 +1,6 @@
 //! `labkubelet plugin new`: a plugin crate a new user can build and drop in as it is.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 
 /// Where the SDK was when this binary was built.
@@ -20,9 +20,8 @@ pub fn new_plugin(name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> an
         bail!("{} already exists; choose another --path or remove it", dir.display());
     }
     let sdk = sdk.unwrap_or_else(|| PathBuf::from(BUILT_SDK));
-    let sdk = sdk
-        .canonicalize()
-        .with_context(|| format!("cannot find the labkubelet-guest SDK at {}; pass --sdk <labkubelet checkout>/guest-sdk", sdk.display()))?;
+    let sdk =
+        sdk.canonicalize().with_context(|| format!("cannot find the labkubelet-guest SDK at {}; pass --sdk <labkubelet checkout>/guest-sdk", sdk.display()))?;
     if !sdk.join("Cargo.toml").is_file() {
         bail!("{} is not the labkubelet-guest crate; pass --sdk <labkubelet checkout>/guest-sdk", sdk.display());
     }

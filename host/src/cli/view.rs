@@ -78,7 +78,8 @@ pub async fn show(mut started: UnboundedReceiver<Started>, standalone: bool) {
     let mut last: BTreeMap<String, String> = BTreeMap::new();
     loop {
         while let Ok(node) = started.try_recv() {
-            let access = if standalone { "standalone: no authentication, anyone on this machine may use it" } else { "authenticated and authorized by the cluster" };
+            let access =
+                if standalone { "standalone: no authentication, anyone on this machine may use it" } else { "authenticated and authorized by the cluster" };
             println!("node {}: kubelet API on https://{} ({access})", node.api.node, node.address);
             nodes.push(node);
         }

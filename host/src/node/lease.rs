@@ -63,14 +63,7 @@ impl NodeLease {
     /// A controller for `node`'s lease with `duration_seconds` (the kubelet's
     /// nodeLeaseDurationSeconds, 40 by default).
     pub fn new(client: kube::Client, node: &str, duration_seconds: i32, clock: Clock) -> Self {
-        NodeLease {
-            leases: Api::namespaced(client.clone(), NAMESPACE),
-            nodes: Api::all(client),
-            node: node.to_string(),
-            duration_seconds,
-            clock,
-            latest: None,
-        }
+        NodeLease { leases: Api::namespaced(client.clone(), NAMESPACE), nodes: Api::all(client), node: node.to_string(), duration_seconds, clock, latest: None }
     }
 
     /// How often the lease is renewed: a quarter of its duration.
@@ -157,15 +150,11 @@ impl NodeLease {
         if lease.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty()) {
             // Until the Node exists, the lease has no owner; it is set at a later renewal.
             if let Ok(node) = self.timed(self.nodes.get(&self.node)).await
-                && let Some(uid) = node.metadata.uid {
-                    lease.metadata.owner_references = Some(vec![OwnerReference {
-                        api_version: "v1".into(),
-                        kind: "Node".into(),
-                        name: self.node.clone(),
-                        uid,
-                        ..Default::default()
-                    }]);
-                }
+                && let Some(uid) = node.metadata.uid
+            {
+                lease.metadata.owner_references =
+                    Some(vec![OwnerReference { api_version: "v1".into(), kind: "Node".into(), name: self.node.clone(), uid, ..Default::default() }]);
+            }
         }
         lease
     }
@@ -194,7 +183,8 @@ impl NodeLease {
         match self.timed(self.leases.get_opt(&self.node)).await {
             Ok(Some(lease)) => Ok((lease, false)),
             Ok(None) => {
-                let fresh = Lease { metadata: ObjectMeta { name: Some(self.node.clone()), namespace: Some(NAMESPACE.into()), ..Default::default() }, spec: None };
+                let fresh =
+                    Lease { metadata: ObjectMeta { name: Some(self.node.clone()), namespace: Some(NAMESPACE.into()), ..Default::default() }, spec: None };
                 let lease = self.renewed(fresh).await;
                 let created = self.timed(self.leases.create(&PostParams::default(), &lease)).await.map_err(|e| self.error(e))?;
                 Ok((created, true))

@@ -3,7 +3,7 @@
 
 use super::conditions::node_conditions;
 use crate::clock::Clock;
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo, DaemonEndpoint, Taint};
+use k8s_openapi::api::core::v1::{DaemonEndpoint, Node, NodeAddress, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -109,15 +109,24 @@ pub fn initial_node(id: &NodeIdentity, now: Time, runtime_errors: &[String]) -> 
 /// status setters do. Returns the previous boot id when it changed: the node rebooted.
 pub async fn reconcile_node_info(nodes: &Api<Node>, id: &NodeIdentity, existing: &Node) -> Result<Option<String>, kube::Error> {
     let info = existing.status.as_ref().and_then(|s| s.node_info.clone()).unwrap_or_default();
-    let stale = info.boot_id != id.boot_id || info.container_runtime_version != id.container_runtime_version || info.kubelet_version != id.kubelet_version;
+    // The API server reaches the node at daemonEndpoints: a restart on another port
+    // (`--port 0`) must say so, as the kubelet's status setters do on every update.
+    let port = existing.status.as_ref().and_then(|s| s.daemon_endpoints.as_ref()).and_then(|d| d.kubelet_endpoint.as_ref()).map(|e| e.port);
+    let stale = info.boot_id != id.boot_id
+        || info.container_runtime_version != id.container_runtime_version
+        || info.kubelet_version != id.kubelet_version
+        || port != Some(id.port);
     if !stale {
         return Ok(None);
     }
-    let patch = serde_json::json!({"status": {"nodeInfo": {
-        "bootID": id.boot_id,
-        "containerRuntimeVersion": id.container_runtime_version,
-        "kubeletVersion": id.kubelet_version,
-    }}});
+    let patch = serde_json::json!({"status": {
+        "nodeInfo": {
+            "bootID": id.boot_id,
+            "containerRuntimeVersion": id.container_runtime_version,
+            "kubeletVersion": id.kubelet_version,
+        },
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": id.port}},
+    }});
     nodes.patch_status(&id.name, &PatchParams::default(), &Patch::Strategic(patch)).await?;
     Ok((!info.boot_id.is_empty() && info.boot_id != id.boot_id).then_some(info.boot_id))
 }
@@ -151,8 +160,7 @@ async fn try_register(nodes: &Api<Node>, id: &NodeIdentity, clock: &Clock, runti
             let existing = nodes.get(&id.name).await?;
             let labels = existing.metadata.labels.clone().unwrap_or_default();
             let annotations = existing.metadata.annotations.clone().unwrap_or_default();
-            let missing_labels: BTreeMap<String, String> =
-                id.default_labels().into_iter().filter(|(k, v)| labels.get(k) != Some(v)).collect();
+            let missing_labels: BTreeMap<String, String> = id.default_labels().into_iter().filter(|(k, v)| labels.get(k) != Some(v)).collect();
             let annotation_ok = annotations.get(ATTACH_DETACH_ANNOTATION).map(String::as_str) == Some("true");
             if missing_labels.is_empty() && annotation_ok {
                 tracing::info!(node = %id.name, "node was already registered");

@@ -9,8 +9,8 @@
 //! it changed or 5 minutes passed since the last report: the Lease is the heartbeat.
 
 use super::conditions::{node_conditions, transition_events};
-use crate::events::EventRecorder;
 use crate::clock::Clock;
+use crate::events::EventRecorder;
 use crate::runtime::pleg::PlegHealth;
 use crate::runtime::{ContainerRuntime, RuntimeCondition};
 use k8s_openapi::api::core::v1::{Node, NodeCondition};
@@ -152,7 +152,9 @@ impl NodeStatusLoop {
         let now = Instant::now();
         let failing = self.pleg.iter().filter_map(|p| p.check().err()).map(|e| format!("PLEG is not healthy: {e}")).collect();
         let errors = self.health.lock().await.errors(now, self.timings.runtime_down_after, failing);
-        let current = self.nodes.get_status(&self.node).await?;
+        // A node may read its Node but not `nodes/<name>/status` (the Node authorizer
+        // grants only update and patch on the status subresource), so it reads the Node.
+        let current = self.nodes.get(&self.node).await?;
         let previous = current.status.and_then(|s| s.conditions).unwrap_or_default();
         // The API keeps times at second precision: so does the comparison.
         let seconds = self.clock.now_nanos().div_euclid(1_000_000_000);
@@ -191,7 +193,12 @@ mod tests {
     use super::*;
 
     fn condition(t: &str, ok: bool, reason: &str) -> RuntimeCondition {
-        RuntimeCondition { condition_type: t.into(), status: ok, reason: reason.into(), message: if ok { String::new() } else { "cni config uninitialized".into() } }
+        RuntimeCondition {
+            condition_type: t.into(),
+            status: ok,
+            reason: reason.into(),
+            message: if ok { String::new() } else { "cni config uninitialized".into() },
+        }
     }
 
     #[test]
@@ -200,7 +207,10 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(h.errors(t0, Duration::from_secs(30), vec![]), ["container runtime status check may not have completed yet"]);
         h.observe(Ok(vec![condition("RuntimeReady", true, ""), condition("NetworkReady", false, "NetworkPluginNotReady")]), t0);
-        assert_eq!(h.errors(t0, Duration::from_secs(30), vec![]), ["container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:cni config uninitialized"]);
+        assert_eq!(
+            h.errors(t0, Duration::from_secs(30), vec![]),
+            ["container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:cni config uninitialized"]
+        );
         h.observe(Ok(vec![condition("RuntimeReady", true, ""), condition("NetworkReady", true, "")]), t0);
         assert!(h.errors(t0 + Duration::from_secs(29), Duration::from_secs(30), vec![]).is_empty());
         h.observe(Err("deadline exceeded".into()), t0 + Duration::from_secs(29));

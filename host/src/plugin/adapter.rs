@@ -2,7 +2,10 @@
 //! the pod (or owns the id), keeps one instance per plugin, moves an instance's state into
 //! its replacement when the plugin is swapped, and holds replies as plugins ask.
 
-use super::bindings::{exports::labkubelet::runtime::runtime::{Guest, PluginInfo}, Hold, HostState};
+use super::bindings::{
+    Hold, HostState,
+    exports::labkubelet::runtime::runtime::{Guest, PluginInfo},
+};
 use super::catalog::{PluginCatalog, PluginEvent};
 use super::engine::LoadedPlugin;
 use super::instance::{CallFuture, PluginInstance};
@@ -58,13 +61,7 @@ pub struct PluginRuntime {
 
 impl PluginRuntime {
     pub fn new(node: &str, catalog: Arc<PluginCatalog>, clock: Clock) -> Self {
-        PluginRuntime {
-            node: node.to_string(),
-            catalog,
-            clock,
-            slots: Mutex::new(BTreeMap::new()),
-            owners: Mutex::new(HashMap::new()),
-        }
+        PluginRuntime { node: node.to_string(), catalog, clock, slots: Mutex::new(BTreeMap::new()), owners: Mutex::new(HashMap::new()) }
     }
 
     pub fn node(&self) -> &str {
@@ -161,13 +158,7 @@ impl PluginRuntime {
     }
 
     /// Makes sure the slot runs `current`, moving the old instance's state into it.
-    async fn ensure<'g>(
-        &self,
-        guard: &'g mut Option<Running>,
-        current: Arc<LoadedPlugin>,
-        plugin: &str,
-        slot: &Slot,
-    ) -> Result<&'g mut Running, RuntimeError> {
+    async fn ensure<'g>(&self, guard: &'g mut Option<Running>, current: Arc<LoadedPlugin>, plugin: &str, slot: &Slot) -> Result<&'g mut Running, RuntimeError> {
         let stale = match guard.as_ref() {
             None => true,
             Some(r) => !Arc::ptr_eq(&r.plugin, &current) && r.refused != Some(current.fingerprint),
@@ -189,19 +180,15 @@ impl PluginRuntime {
     /// of the same plugin that refuses the state: it is refused and the old one serves on.
     async fn hand_over(&self, old: &mut Running, fresh: &mut PluginInstance, current: &LoadedPlugin, plugin: &str) -> bool {
         let imported = match old.instance.export_state().await {
-            Ok(state) => fresh.import_state(state).await.and_then(|r| {
-                r.map_err(|detail| RuntimeError::Trap { plugin: plugin.into(), method: "import-state", detail })
-            }),
+            Ok(state) => {
+                fresh.import_state(state).await.and_then(|r| r.map_err(|detail| RuntimeError::Trap { plugin: plugin.into(), method: "import-state", detail }))
+            }
             Err(e) => Err(e),
         };
         let still_loaded = self.catalog.get(&old.plugin.info.name).is_some_and(|p| p.fingerprint == current.fingerprint);
         match imported {
             Ok(()) => {
-                self.catalog.emit(PluginEvent::Migrated {
-                    node: self.node.clone(),
-                    name: current.info.name.clone(),
-                    version: current.info.version.clone(),
-                });
+                self.catalog.emit(PluginEvent::Migrated { node: self.node.clone(), name: current.info.name.clone(), version: current.info.version.clone() });
                 true
             }
             Err(e) if still_loaded => {
@@ -219,16 +206,7 @@ impl PluginRuntime {
     }
 
     async fn start(&self, plugin: &LoadedPlugin, slot_name: &str, slot: &Slot) -> Result<PluginInstance, RuntimeError> {
-        PluginInstance::start(
-            self.catalog.engine(),
-            &plugin.pre,
-            slot_name.into(),
-            plugin.config.clone(),
-            &self.node,
-            self.clock,
-            slot.release.clone(),
-        )
-        .await
+        PluginInstance::start(self.catalog.engine(), &plugin.pre, slot_name.into(), plugin.config.clone(), &self.node, self.clock, slot.release.clone()).await
     }
 
     async fn hold(&self, hold: Hold, slot: &Slot) {
@@ -311,12 +289,7 @@ impl PluginRuntime {
     }
 
     /// Lists over every active plugin, recording which plugin holds each id.
-    async fn list_everywhere<T, F>(
-        &self,
-        method: &'static str,
-        id: fn(&T) -> &String,
-        call: impl Fn() -> F,
-    ) -> Result<Vec<T>, RuntimeError>
+    async fn list_everywhere<T, F>(&self, method: &'static str, id: fn(&T) -> &String, call: impl Fn() -> F) -> Result<Vec<T>, RuntimeError>
     where
         F: for<'a> FnOnce(&'a Guest, &'a mut Store<HostState>) -> CallFuture<'a, Result<Vec<T>, WitRuntimeError>>,
     {
@@ -378,6 +351,9 @@ impl ContainerRuntime for PluginRuntime {
     }
 
     async fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String, RuntimeError> {
+        if let Some(message) = self.catalog.missing_scenario(&config.annotations) {
+            return Err(RuntimeError::Runtime { code: ErrorCode::Unavailable, message });
+        }
         let plugin = self.select(config);
         let config = config.clone();
         let id = self
@@ -397,7 +373,9 @@ impl ContainerRuntime for PluginRuntime {
     async fn remove_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
         let Ok(plugin) = self.owner(id).await else { return Ok(()) };
         let owned = id.to_string();
-        self.call(&plugin, "remove-pod-sandbox", move |g, s| Box::pin(async move { g.call_remove_pod_sandbox(s, &owned).await })).await?.map_err(runtime_error)?;
+        self.call(&plugin, "remove-pod-sandbox", move |g, s| Box::pin(async move { g.call_remove_pod_sandbox(s, &owned).await }))
+            .await?
+            .map_err(runtime_error)?;
         self.disown(id);
         Ok(())
     }
@@ -486,7 +464,9 @@ impl ContainerRuntime for PluginRuntime {
     async fn container_logs(&self, id: &str, since: Option<i64>, tail: Option<u32>) -> Result<Vec<LogLine>, RuntimeError> {
         let plugin = self.owner(id).await?;
         let id = id.to_string();
-        self.call(&plugin, "container-logs", move |g, s| Box::pin(async move { g.call_container_logs(s, &id, since, tail).await })).await?.map_err(runtime_error)
+        self.call(&plugin, "container-logs", move |g, s| Box::pin(async move { g.call_container_logs(s, &id, since, tail).await }))
+            .await?
+            .map_err(runtime_error)
     }
 
     async fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult, RuntimeError> {

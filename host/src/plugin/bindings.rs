@@ -2,8 +2,8 @@
 //! its imports: what a plugin may ask of the host, and nothing else.
 
 use crate::clock::Clock;
-use rand::rngs::SmallRng;
 use rand::RngCore;
+use rand::rngs::SmallRng;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

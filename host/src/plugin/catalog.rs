@@ -20,15 +20,39 @@ pub const DEFAULT_PLUGIN: &str = "healthy";
 /// Something that happened to the plugin set, for logs, Node events and `plugin watch`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PluginEvent {
-    Loaded { name: String, version: String, origin: String },
-    Replaced { name: String, old_version: String, version: String, origin: String },
+    Loaded {
+        name: String,
+        version: String,
+        origin: String,
+    },
+    Replaced {
+        name: String,
+        old_version: String,
+        version: String,
+        origin: String,
+    },
     /// A file was refused; `still_serving` names the plugin it loaded before, which serves on.
-    Refused { origin: String, error: String, still_serving: Option<String> },
-    Unloaded { name: String, origin: String },
+    Refused {
+        origin: String,
+        error: String,
+        still_serving: Option<String>,
+    },
+    Unloaded {
+        name: String,
+        origin: String,
+    },
     /// A node's instance took over the state of the instance it replaced.
-    Migrated { node: String, name: String, version: String },
+    Migrated {
+        node: String,
+        name: String,
+        version: String,
+    },
     /// A node's instance could not take over the old state: the old one keeps serving.
-    MigrationRefused { node: String, name: String, error: String },
+    MigrationRefused {
+        node: String,
+        name: String,
+        error: String,
+    },
 }
 
 impl std::fmt::Display for PluginEvent {
@@ -162,17 +186,25 @@ impl PluginCatalog {
         all
     }
 
+    /// Why a pod cannot have a sandbox yet: its `labkubelet.io/scenario` annotation names a
+    /// plugin that is not loaded. Like a pod whose RuntimeClass handler the node lacks, it
+    /// waits (its sandbox creation fails and is retried with back-off) instead of running
+    /// on another plugin, and is served by the named one as soon as that loads.
+    pub fn missing_scenario(&self, annotations: &[KeyValue]) -> Option<String> {
+        let name = annotations.iter().find(|kv| kv.key == SCENARIO_ANNOTATION)?.value.clone();
+        if name == DEFAULT_PLUGIN || self.read().by_name.contains_key(&name) {
+            return None;
+        }
+        let loaded: Vec<String> = self.plugins().iter().map(|p| p.name().to_string()).collect();
+        Some(format!("no runtime plugin {name:?} is loaded ({SCENARIO_ANNOTATION} names it; loaded: {}); the pod starts once it is", loaded.join(", ")))
+    }
+
     /// The plugin that serves a pod: the one its `labkubelet.io/scenario` annotation names,
     /// else the first (by name) whose selector matches its labels, else the default.
     pub fn select(&self, labels: &[KeyValue], annotations: &[KeyValue]) -> Arc<LoadedPlugin> {
         let loaded = self.read();
-        if let Some(name) = annotations.iter().find(|kv| kv.key == SCENARIO_ANNOTATION).map(|kv| kv.value.as_str()) {
-            if let Some(p) = loaded.by_name.get(name) {
-                return p.clone();
-            }
-            if name != DEFAULT_PLUGIN {
-                tracing::warn!(scenario = name, "a pod asks for a scenario plugin that is not loaded; {DEFAULT_PLUGIN} serves it");
-            }
+        if let Some(p) = annotations.iter().find(|kv| kv.key == SCENARIO_ANNOTATION).and_then(|kv| loaded.by_name.get(&kv.value)) {
+            return p.clone();
         }
         let map: BTreeMap<String, String> = labels.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
         let chosen = loaded.by_name.values().find(|p| !p.info.selector.trim().is_empty() && p.selector.matches(&map)).cloned();

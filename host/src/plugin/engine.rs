@@ -1,9 +1,9 @@
 //! One wasmtime engine per process: how plugins are compiled, checked against the WIT
 //! version, validated, and what limits every plugin call runs under.
 
-use super::bindings::{exports::labkubelet::runtime::runtime::PluginInfo, HostState, PluginPre, WIT_VERSION};
+use super::bindings::{HostState, PluginPre, WIT_VERSION, exports::labkubelet::runtime::runtime::PluginInfo};
 use super::instance::PluginInstance;
-use super::selector::{parse_selector, SelectorError};
+use super::selector::{SelectorError, parse_selector};
 use crate::clock::Clock;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -66,7 +66,9 @@ pub enum LoadError {
     Invalid { origin: String, detail: String },
     #[error("{origin}: does not export labkubelet:runtime/runtime; write it with the labkubelet-guest SDK or against wit/runtime.wit")]
     NotAPlugin { origin: String },
-    #[error("{origin}: built for labkubelet:runtime@{found}, but this labkubelet speaks labkubelet:runtime@{expected}; rebuild the plugin against this labkubelet's guest SDK")]
+    #[error(
+        "{origin}: built for labkubelet:runtime@{found}, but this labkubelet speaks labkubelet:runtime@{expected}; rebuild the plugin against this labkubelet's guest SDK"
+    )]
     VersionMismatch { origin: String, found: String, expected: &'static str },
     #[error("{origin}: imports what the host does not provide: {detail}")]
     Imports { origin: String, detail: String },
@@ -201,9 +203,7 @@ impl PluginEngine {
         // Plugins are small bookkeeping code whose calls cost is in the host's lifting of
         // values; what matters is how fast a swapped-in plugin compiles.
         config.cranelift_opt_level(wasmtime::OptLevel::None);
-        config
-            .enable_incremental_compilation(Arc::new(FunctionCache::default()))
-            .map_err(|e| anyhow::anyhow!("cannot enable the compilation cache: {e}"))?;
+        config.enable_incremental_compilation(Arc::new(FunctionCache::default())).map_err(|e| anyhow::anyhow!("cannot enable the compilation cache: {e}"))?;
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
@@ -218,13 +218,7 @@ impl PluginEngine {
                 ticking.increment_epoch();
             }
         })?;
-        Ok(Arc::new(PluginEngine {
-            engine,
-            linker,
-            policy,
-            compiled: Mutex::new(ComponentCache::default()),
-            _ticker: EpochTicker { stop },
-        }))
+        Ok(Arc::new(PluginEngine { engine, linker, policy, compiled: Mutex::new(ComponentCache::default()), _ticker: EpochTicker { stop } }))
     }
 
     pub fn policy(&self) -> &PluginPolicy {
@@ -262,10 +256,7 @@ impl PluginEngine {
             }
         };
         self.check_version(&component, &origin)?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Imports { origin: origin.clone(), detail: format!("{e:#}") })?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Imports { origin: origin.clone(), detail: format!("{e:#}") })?;
         let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Invalid { origin: origin.clone(), detail: format!("{e:#}") })?;
 
         let config: Arc<str> = config.into();
@@ -288,11 +279,7 @@ impl PluginEngine {
             .exports(&self.engine)
             .find_map(|(name, _)| name.strip_prefix(PREFIX).map(str::to_string))
             .ok_or_else(|| LoadError::NotAPlugin { origin: origin.to_string() })?;
-        if compatible(&found, WIT_VERSION) {
-            Ok(())
-        } else {
-            Err(LoadError::VersionMismatch { origin: origin.to_string(), found, expected: WIT_VERSION })
-        }
+        if compatible(&found, WIT_VERSION) { Ok(()) } else { Err(LoadError::VersionMismatch { origin: origin.to_string(), found, expected: WIT_VERSION }) }
     }
 }
 

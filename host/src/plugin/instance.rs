@@ -1,19 +1,22 @@
 //! One instance of a plugin: its store, and the discipline every call goes through — a
 //! deadline, a memory cap, and the reply holding a plugin asks for.
 
-use super::bindings::{exports::labkubelet::runtime::runtime::{Guest, PluginInfo}, Hold, HostState, Plugin, PluginPre};
+use super::bindings::{
+    Hold, HostState, Plugin, PluginPre,
+    exports::labkubelet::runtime::runtime::{Guest, PluginInfo},
+};
 use super::engine::PluginEngine;
 use crate::clock::Clock;
 use crate::runtime::RuntimeError;
-use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use rand::rngs::SmallRng;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::watch;
-use wasmtime::component::ResourceTable;
 use wasmtime::Store;
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// The future of one call into a plugin's exports.
@@ -44,8 +47,7 @@ impl PluginInstance {
                 wasi.env(key, value);
             }
             for (host, guest) in &grants.dirs {
-                wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
-                    .map_err(|e| trap(format!("cannot grant folder {}: {e}", host.display())))?;
+                wasi.preopened_dir(host, guest, FsPerms::ReadOnly).map_err(|e| trap(format!("cannot grant folder {}: {e}", host.display())))?;
             }
         }
         let seed: [u8; 32] = Sha256::new()
@@ -127,11 +129,7 @@ fn classify(store: &mut Store<HostState>, method: &'static str, e: wasmtime::Err
     if state.deadline_hit {
         return RuntimeError::Deadline { plugin, method, deadline: state.deadline };
     }
-    let mut detail = if state.memory_denied {
-        format!("memory limit of {} MiB reached", state.memory_limit >> 20)
-    } else {
-        format!("{e:#}")
-    };
+    let mut detail = if state.memory_denied { format!("memory limit of {} MiB reached", state.memory_limit >> 20) } else { format!("{e:#}") };
     if let Some(last) = state.last_error.take() {
         detail.push_str(&format!(" (last error it logged: {last})"));
     }

@@ -26,10 +26,10 @@ pub mod stock;
 pub mod watch;
 
 pub use adapter::{PluginRuntime, TriggerError, TriggerResult};
+pub use bindings::WIT_VERSION;
 pub use bindings::exports::labkubelet::runtime::runtime::PluginInfo;
 pub use bindings::labkubelet::runtime::types::TriggerAction;
-pub use bindings::WIT_VERSION;
-pub use catalog::{PluginCatalog, PluginEvent, DEFAULT_PLUGIN, SCENARIO_ANNOTATION};
+pub use catalog::{DEFAULT_PLUGIN, PluginCatalog, PluginEvent, SCENARIO_ANNOTATION};
 pub use engine::{Grants, LoadError, LoadedPlugin, PluginEngine, PluginPolicy};
-pub use selector::{parse_selector, SelectorError};
-pub use watch::{watch_dir, PluginWatcher, WatchError};
+pub use selector::{SelectorError, parse_selector};
+pub use watch::{PluginWatcher, WatchError, watch_dir};

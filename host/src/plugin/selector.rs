@@ -79,10 +79,7 @@ fn parse_requirement(r: &str) -> Result<Expression, String> {
 }
 
 fn value_set(text: &str) -> Result<BTreeSet<String>, String> {
-    let inner = text
-        .strip_prefix('(')
-        .and_then(|t| t.strip_suffix(')'))
-        .ok_or_else(|| format!("a value set must be in parentheses, got {text:?}"))?;
+    let inner = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')).ok_or_else(|| format!("a value set must be in parentheses, got {text:?}"))?;
     inner.split(',').map(|v| label_value(v.trim())).collect()
 }
 

@@ -44,7 +44,11 @@ pub fn quantity(text: &str, scale: f64) -> Option<i64> {
 
 fn requests(c: &Container) -> Usage {
     let get = |r: &str, scale| {
-        c.resources.as_ref().and_then(|res| res.requests.as_ref().and_then(|m| m.get(r)).or_else(|| res.limits.as_ref().and_then(|m| m.get(r)))).and_then(|q| quantity(&q.0, scale)).unwrap_or(0)
+        c.resources
+            .as_ref()
+            .and_then(|res| res.requests.as_ref().and_then(|m| m.get(r)).or_else(|| res.limits.as_ref().and_then(|m| m.get(r))))
+            .and_then(|q| quantity(&q.0, scale))
+            .unwrap_or(0)
     };
     Usage { cpu_millis: get("cpu", 1000.0), memory: get("memory", 1.0) }
 }
@@ -53,8 +57,14 @@ fn requests(c: &Container) -> Usage {
 /// request when that is more.
 pub fn pod_usage(pod: &Pod) -> Usage {
     let Some(spec) = &pod.spec else { return Usage::default() };
-    let sum = spec.containers.iter().map(requests).fold(Usage::default(), |a, b| Usage { cpu_millis: a.cpu_millis + b.cpu_millis, memory: a.memory + b.memory });
-    let init = spec.init_containers.iter().flatten().map(requests).fold(Usage::default(), |a, b| Usage { cpu_millis: a.cpu_millis.max(b.cpu_millis), memory: a.memory.max(b.memory) });
+    let sum =
+        spec.containers.iter().map(requests).fold(Usage::default(), |a, b| Usage { cpu_millis: a.cpu_millis + b.cpu_millis, memory: a.memory + b.memory });
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(requests)
+        .fold(Usage::default(), |a, b| Usage { cpu_millis: a.cpu_millis.max(b.cpu_millis), memory: a.memory.max(b.memory) });
     Usage { cpu_millis: sum.cpu_millis.max(init.cpu_millis), memory: sum.memory.max(init.memory) }
 }
 
@@ -128,7 +138,8 @@ mod tests {
     }
 
     fn pod(cpu: &str, selector: serde_json::Value) -> Pod {
-        serde_json::from_value(serde_json::json!({"spec": {"nodeSelector": selector, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}})).unwrap()
+        serde_json::from_value(serde_json::json!({"spec": {"nodeSelector": selector, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}))
+            .unwrap()
     }
 
     #[test]

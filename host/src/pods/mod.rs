@@ -24,7 +24,7 @@ pub mod workers;
 
 use crate::clock::Clock;
 use crate::events::EventRecorder;
-use crate::runtime::pleg::{Pleg, PlegHealth, POD_UID_LABEL};
+use crate::runtime::pleg::{POD_UID_LABEL, Pleg, PlegHealth};
 use crate::runtime::{ContainerRuntime, PodSandboxState};
 use admission::Admission;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};

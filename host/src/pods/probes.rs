@@ -106,7 +106,9 @@ impl ProbeManager {
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         let keep: Vec<(String, Kind)> = running
             .iter()
-            .flat_map(|t| [Kind::Liveness, Kind::Readiness, Kind::Startup].into_iter().filter(|k| k.of(&t.container).is_some()).map(|k| (t.container_id.clone(), k)))
+            .flat_map(|t| {
+                [Kind::Liveness, Kind::Readiness, Kind::Startup].into_iter().filter(|k| k.of(&t.container).is_some()).map(|k| (t.container_id.clone(), k))
+            })
             .collect();
         workers.retain(|(pod, id, kind), task| {
             let stays = pod != uid || keep.contains(&(id.clone(), *kind));
@@ -159,7 +161,9 @@ struct Worker {
 fn port(port: &IntOrString, c: &Container) -> u16 {
     match port {
         IntOrString::Int(n) => u16::try_from(*n).unwrap_or(0),
-        IntOrString::String(name) => c.ports.iter().flatten().find(|p| p.name.as_deref() == Some(name)).and_then(|p| u16::try_from(p.container_port).ok()).unwrap_or(0),
+        IntOrString::String(name) => {
+            c.ports.iter().flatten().find(|p| p.name.as_deref() == Some(name)).and_then(|p| u16::try_from(p.container_port).ok()).unwrap_or(0)
+        }
     }
 }
 
@@ -201,9 +205,9 @@ impl Worker {
     async fn probe_once(&self, action: &ProbeAction, timeout: Duration) -> Result<(), String> {
         let id = &self.target.container_id;
         let answer = match action {
-            ProbeAction::Exec(cmd) => tokio::time::timeout(timeout, self.runtime.exec_sync(id, cmd, timeout)).await.map(|r| {
-                r.map(|e| if e.exit_code == 0 { Ok(()) } else { Err(format!("{}{}", e.stdout, e.stderr)) })
-            }),
+            ProbeAction::Exec(cmd) => tokio::time::timeout(timeout, self.runtime.exec_sync(id, cmd, timeout))
+                .await
+                .map(|r| r.map(|e| if e.exit_code == 0 { Ok(()) } else { Err(format!("{}{}", e.stdout, e.stderr)) })),
             other => tokio::time::timeout(timeout, self.runtime.probe(id, self.kind.wit(), other))
                 .await
                 .map(|r| r.map(|p| if p.outcome == ProbeOutcome::Success { Ok(()) } else { Err(p.output) })),

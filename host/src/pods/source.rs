@@ -5,9 +5,9 @@
 use super::manager::PodManager;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use std::sync::Arc;
 
 /// Feeds the pods bound to `node` into the manager until the future is dropped.

@@ -7,13 +7,13 @@
 //! other manifests still load, and the pod it last described keeps running rather than
 //! being killed by a half-saved edit.
 
-use super::manager::{PodManager, CONFIG_MIRROR_ANNOTATION, CONFIG_SOURCE_ANNOTATION};
+use super::manager::{CONFIG_MIRROR_ANNOTATION, CONFIG_SOURCE_ANNOTATION, PodManager};
 use crate::clock::Clock;
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, PostParams};
 use notify::{EventKind, RecursiveMode};
-use notify_debouncer_full::{new_debouncer, DebounceEventResult};
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -282,7 +282,8 @@ mod tests {
 
     #[test]
     fn static_pods_are_defaulted_as_the_kubelet_does() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
+        let pod: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
         let a = static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/web.yaml")));
         assert_eq!(a.metadata.name.as_deref(), Some("web-node-1"));
         assert_eq!(a.metadata.namespace.as_deref(), Some("default"));
@@ -294,7 +295,11 @@ mod tests {
         assert_eq!((toleration.operator.as_deref(), toleration.effect.as_deref()), (Some("Exists"), Some("NoExecute")));
         let b = static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/other.yaml")));
         assert_ne!(a.metadata.uid, b.metadata.uid, "the file is part of the hash");
-        assert_eq!(a.metadata.uid, static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/web.yaml"))).metadata.uid, "the hash is stable");
+        assert_eq!(
+            a.metadata.uid,
+            static_pod(pod.clone(), "Node-1", ManifestSource::File(Path::new("/etc/manifests/web.yaml"))).metadata.uid,
+            "the hash is stable"
+        );
         let url = static_pod(pod, "Node-1", ManifestSource::Url("http://lab/pods"));
         assert_eq!(url.metadata.annotations.unwrap()[CONFIG_SOURCE_ANNOTATION], "http");
         assert!(url.spec.unwrap().tolerations.is_none(), "only a file's pods get the NoExecute toleration");
@@ -304,7 +309,11 @@ mod tests {
     fn a_broken_manifest_names_its_file_and_line_and_keeps_its_last_good_pod() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("web.yaml"), "metadata: {name: web}\nspec:\n  containers: [{name: c, image: nginx}]\n").unwrap();
-        std::fs::write(dir.path().join("db.json"), "{\"metadata\": {\"name\": \"db\"}, \"spec\": {\"containers\": [{\"name\": \"c\", \"image\": \"postgres\", \"newerField\": 1}]}}").unwrap();
+        std::fs::write(
+            dir.path().join("db.json"),
+            "{\"metadata\": {\"name\": \"db\"}, \"spec\": {\"containers\": [{\"name\": \"c\", \"image\": \"postgres\", \"newerField\": 1}]}}",
+        )
+        .unwrap();
         std::fs::write(dir.path().join(".swap"), "not a pod").unwrap();
         let mut source = FileSource::new(dir.path(), "n", Clock::new());
         let (pods, errors) = source.read();

@@ -6,13 +6,13 @@
 use super::inspect::RuntimePod;
 use super::manager::PodManager;
 use crate::runtime::{ContainerState as RuntimeState, ContainerStatus as RuntimeContainer};
+use crate::timeline::{Journal, What};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod,
-    PodCondition, PodIP, PodSpec, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP,
+    PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
-use crate::timeline::{Journal, What};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -267,7 +267,14 @@ pub fn api_status(i: &StatusInputs) -> PodStatus {
     } else if incomplete.is_empty() || any_started {
         condition("Initialized", true, None, None, &old_conditions, i.now)
     } else {
-        condition("Initialized", false, Some("ContainersNotInitialized"), Some(format!("containers with incomplete status: {}", go_list(&incomplete))), &old_conditions, i.now)
+        condition(
+            "Initialized",
+            false,
+            Some("ContainersNotInitialized"),
+            Some(format!("containers with incomplete status: {}", go_list(&incomplete))),
+            &old_conditions,
+            i.now,
+        )
     });
     let unready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
     let (ready, reason, message) = match phase.as_str() {
@@ -424,7 +431,10 @@ mod tests {
     use super::*;
 
     fn status(state: serde_json::Value, last: serde_json::Value) -> ContainerStatus {
-        serde_json::from_value(serde_json::json!({"name": "c", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": state, "lastState": last})).unwrap()
+        serde_json::from_value(
+            serde_json::json!({"name": "c", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": state, "lastState": last}),
+        )
+        .unwrap()
     }
 
     fn spec(policy: &str) -> PodSpec {
@@ -474,7 +484,9 @@ mod tests {
 
     #[test]
     fn qos_classes() {
-        let pod = |resources: serde_json::Value| -> PodSpec { serde_json::from_value(serde_json::json!({"containers": [{"name": "c", "resources": resources}]})).unwrap() };
+        let pod = |resources: serde_json::Value| -> PodSpec {
+            serde_json::from_value(serde_json::json!({"containers": [{"name": "c", "resources": resources}]})).unwrap()
+        };
         assert_eq!(qos_class(&pod(serde_json::json!({}))), "BestEffort");
         assert_eq!(qos_class(&pod(serde_json::json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
         assert_eq!(qos_class(&pod(serde_json::json!({"requests": {"cpu": "100m"}}))), "Burstable");

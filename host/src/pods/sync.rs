@@ -4,11 +4,11 @@
 //! liveness probe or a changed spec, compute the status and write it; and on deletion,
 //! stop everything within the grace period, write the final status and delete the pod.
 
-use super::backoff::{self, Backoff};
-use super::inspect::{inspect_pod, RuntimePod};
-use super::probes::ProbeTarget;
-use super::status::{api_status, rejected_status, restart_policy, StatusInputs, Waiting};
 use super::PodContext;
+use super::backoff::{self, Backoff};
+use super::inspect::{RuntimePod, inspect_pod};
+use super::probes::ProbeTarget;
+use super::status::{StatusInputs, Waiting, api_status, rejected_status, restart_policy};
 use crate::clock::go_duration;
 use crate::runtime::pleg::POD_UID_LABEL;
 use crate::runtime::{ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus as RuntimeContainer, KeyValue, PodSandboxConfig, PodSandboxMetadata};
@@ -78,7 +78,8 @@ fn spec_hash(c: &Container) -> String {
 /// The sandbox the kubelet asks for: the pod's labels plus the kubelet's own.
 pub fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
     let m = &pod.metadata;
-    let (name, namespace, uid) = (m.name.clone().unwrap_or_default(), m.namespace.clone().unwrap_or_else(|| "default".into()), m.uid.clone().unwrap_or_default());
+    let (name, namespace, uid) =
+        (m.name.clone().unwrap_or_default(), m.namespace.clone().unwrap_or_else(|| "default".into()), m.uid.clone().unwrap_or_default());
     let mut labels = m.labels.clone().unwrap_or_default();
     labels.insert("io.kubernetes.pod.name".into(), name.clone());
     labels.insert("io.kubernetes.pod.namespace".into(), namespace.clone());
@@ -150,7 +151,18 @@ pub struct PodSync {
 impl PodSync {
     pub fn new(ctx: Arc<PodContext>, uid: &str) -> Self {
         let backoff = Backoff::new(backoff::INITIAL, backoff::MAX, ctx.clock);
-        PodSync { ctx, uid: uid.to_string(), backoff, waiting: HashMap::new(), finished: false, last: None, runtime_retry: RUNTIME_RETRY, pull_errors: HashMap::new(), start_errors: HashMap::new(), wake: None }
+        PodSync {
+            ctx,
+            uid: uid.to_string(),
+            backoff,
+            waiting: HashMap::new(),
+            finished: false,
+            last: None,
+            runtime_retry: RUNTIME_RETRY,
+            pull_errors: HashMap::new(),
+            start_errors: HashMap::new(),
+            wake: None,
+        }
     }
 
     fn now(&self) -> i64 {
@@ -578,17 +590,18 @@ fn nanos(d: Duration) -> i64 {
 
 /// The grace period of a pod being stopped: the deletion's, else the spec's, else 30 s.
 fn grace_of(pod: &Pod) -> i64 {
-    pod.metadata
-        .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
-        .unwrap_or(30)
+    pod.metadata.deletion_grace_period_seconds.or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30)
 }
 
 /// Deletes a pod for good, as the kubelet does once it stopped: grace 0, uid precondition.
 pub async fn delete_pod(client: &kube::Client, pod: &Pod) -> Result<(), kube::Error> {
     let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.clone()) else { return Ok(()) };
     let pods: Api<Pod> = Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
-    let params = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..DeleteParams::default() };
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+        ..DeleteParams::default()
+    };
     match pods.delete(name, &params).await {
         Ok(_) => Ok(()),
         // Gone already, or a new pod under the same name: ours is deleted.

@@ -5,7 +5,7 @@
 //! not stop the pods.
 
 use super::manager::PodManager;
-use super::static_pods::{parse_pods, static_pod, FirstSeen, ManifestSource};
+use super::static_pods::{FirstSeen, ManifestSource, parse_pods, static_pod};
 use crate::clock::Clock;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -56,7 +56,10 @@ impl UrlSource {
             request = request.header(k, v);
         }
         let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
-        let response = tokio::time::timeout(FETCH_TIMEOUT, self.client.request(request)).await.map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))?.map_err(|e| e.to_string())?;
+        let response = tokio::time::timeout(FETCH_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("the server answered {status}"));

@@ -2,8 +2,8 @@
 //! another node. An update while a sync runs is not lost and not queued twice: the worker
 //! syncs once more with the latest copy of the pod when the current sync ends.
 
-use super::sync::{Next, PodSync};
 use super::PodContext;
+use super::sync::{Next, PodSync};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;

@@ -13,10 +13,9 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 pub use crate::plugin::bindings::labkubelet::runtime::types::{
-    Container, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ErrorCode,
-    ExecResult, HttpGetAction, Image, KeyValue, LogLine, LogStream, PodSandbox, PodSandboxConfig,
-    PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome,
-    ProbeResult, RuntimeCondition, TriggerTarget, VersionInfo,
+    Container, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ErrorCode, ExecResult, HttpGetAction, Image, KeyValue, LogLine, LogStream,
+    PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition,
+    TriggerTarget, VersionInfo,
 };
 
 /// Why a runtime call failed.

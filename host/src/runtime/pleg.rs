@@ -5,7 +5,7 @@
 //! with `PLEG is not healthy: pleg was last seen active <d> ago; threshold is 3m0s`.
 
 use super::{ContainerRuntime, ContainerState, PodSandboxState};
-use crate::clock::{go_duration, Clock};
+use crate::clock::{Clock, go_duration};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

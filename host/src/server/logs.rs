@@ -90,8 +90,7 @@ impl LogOptions {
                 "tail" => o.tail_lines = Some(parse_int(k, v)?),
                 "limitBytes" => o.limit_bytes = Some(parse_int(k, v)?),
                 "sinceTime" => {
-                    let t: k8s_openapi::jiff::Timestamp =
-                        v.parse().map_err(|_| LogError::Decode(format!("sinceTime: {v:?} is not an RFC 3339 time")))?;
+                    let t: k8s_openapi::jiff::Timestamp = v.parse().map_err(|_| LogError::Decode(format!("sinceTime: {v:?} is not an RFC 3339 time")))?;
                     o.since_time = Some(t.as_nanosecond() as i64);
                 }
                 _ => {}
@@ -222,14 +221,20 @@ mod tests {
         assert_eq!(container_id(&running, "x", false).unwrap_err().to_string(), "container \"x\" in pod \"web\" is not available");
         let pulling = pod(serde_json::json!({"containerStatuses": [{"name": "c", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}));
-        assert_eq!(container_id(&pulling, "c", false).unwrap_err().to_string(), "container \"c\" in pod \"web\" is waiting to start: trying and failing to pull image");
+        assert_eq!(
+            container_id(&pulling, "c", false).unwrap_err().to_string(),
+            "container \"c\" in pod \"web\" is waiting to start: trying and failing to pull image"
+        );
         assert_eq!(container_id(&pulling, "c", true).unwrap_err().to_string(), "previous terminated container \"c\" in pod \"web\" not found");
     }
 
     #[test]
     fn bad_options_name_the_parameter() {
         let q = |k: &str, v: &str| [(k.to_string(), v.to_string())].into();
-        assert_eq!(LogOptions::from_query(&q("follow", "yes")).unwrap_err().to_string(), "Unable to decode query: follow: \"yes\" is not a boolean (true or false)");
+        assert_eq!(
+            LogOptions::from_query(&q("follow", "yes")).unwrap_err().to_string(),
+            "Unable to decode query: follow: \"yes\" is not a boolean (true or false)"
+        );
         assert_eq!(LogOptions::from_query(&q("limitBytes", "0")).unwrap_err().status(), 422);
         assert_eq!(LogOptions::from_query(&q("tail", "all")).unwrap().tail_lines, None);
     }

@@ -15,15 +15,15 @@ pub mod auth;
 pub mod logs;
 pub mod tls;
 
-use crate::pods::PodContext;
 use crate::plugin::PluginRuntime;
+use crate::pods::PodContext;
 use crate::runtime::pleg::PlegHealth;
 use crate::runtime::{KeyValue, TriggerTarget};
 use crate::timeline::{Journal, What};
 use auth::{Access, Refusal, User};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -157,7 +157,12 @@ async fn running_pods(State(api): State<Arc<NodeApi>>) -> Response {
         .iter()
         .filter(|s| s.state == crate::runtime::PodSandboxState::Ready)
         .map(|s| Pod {
-            metadata: ObjectMeta { name: Some(s.metadata.name.clone()), namespace: Some(s.metadata.namespace.clone()), uid: Some(s.metadata.uid.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(s.metadata.name.clone()),
+                namespace: Some(s.metadata.namespace.clone()),
+                uid: Some(s.metadata.uid.clone()),
+                ..Default::default()
+            },
             spec: Some(PodSpec {
                 containers: containers
                     .iter()
@@ -172,7 +177,11 @@ async fn running_pods(State(api): State<Arc<NodeApi>>) -> Response {
     pod_list(items)
 }
 
-async fn container_logs(State(api): State<Arc<NodeApi>>, Path((namespace, name, container)): Path<(String, String, String)>, Query(query): Query<BTreeMap<String, String>>) -> Response {
+async fn container_logs(
+    State(api): State<Arc<NodeApi>>,
+    Path((namespace, name, container)): Path<(String, String, String)>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
     let refuse = |e: logs::LogError| text(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string());
     let options = match logs::LogOptions::from_query(&query) {
         Ok(o) => o,
@@ -257,7 +266,12 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
     } else {
         match serde_json::from_slice(&body) {
             Ok(r) => r,
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("the body is not a trigger request ({{\"pod\": \"ns/name\", \"container\": \"c\", \"args\": {{}}}}): {e}")),
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not a trigger request ({{\"pod\": \"ns/name\", \"container\": \"c\", \"args\": {{}}}}): {e}"),
+                );
+            }
         }
     };
     let answer = |code: StatusCode, result: &str, message: String, actions: Vec<String>| {
@@ -287,7 +301,11 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
     };
     crate::metrics::METRICS.triggers.with_label_values(&[&api.node, &plugin, &action, result]).inc();
     let pod = target.pod_name.as_ref().map(|n| format!("{}/{n}", target.pod_namespace.as_deref().unwrap_or("default")));
-    api.journal.record(api.pods.clock.now_nanos(), pod.as_deref(), What::Trigger { plugin: plugin.clone(), action: action.clone(), result: format!("{result}: {message}") });
+    api.journal.record(
+        api.pods.clock.now_nanos(),
+        pod.as_deref(),
+        What::Trigger { plugin: plugin.clone(), action: action.clone(), result: format!("{result}: {message}") },
+    );
     answer(code, result, message, actions)
 }
 
@@ -303,8 +321,7 @@ async fn timeline(State(api): State<Arc<NodeApi>>, Query(query): Query<BTreeMap<
 
 /// Which plugin serves a pod (the scenario annotation, else the selectors, else `healthy`).
 pub fn plugin_of(plugins: &PluginRuntime, pod: &Pod) -> String {
-    let kv = |m: &Option<BTreeMap<String, String>>| -> Vec<KeyValue> {
-        m.iter().flatten().map(|(k, v)| KeyValue { key: k.clone(), value: v.clone() }).collect()
-    };
+    let kv =
+        |m: &Option<BTreeMap<String, String>>| -> Vec<KeyValue> { m.iter().flatten().map(|(k, v)| KeyValue { key: k.clone(), value: v.clone() }).collect() };
     plugins.catalog().select(&kv(&pod.metadata.labels), &kv(&pod.metadata.annotations)).info.name.clone()
 }

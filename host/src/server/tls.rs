@@ -88,7 +88,8 @@ pub fn ca_file_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String>
 /// nothing, may stand in) but must chain to `client_ca` when given.
 pub fn server_config(cert: &ServingCertificate, client_ca: &[CertificateDer<'static>]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| TlsError::Rustls(e.to_string()))?;
     let builder = if client_ca.is_empty() {
         builder.with_no_client_auth()
     } else {

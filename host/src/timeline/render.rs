@@ -64,17 +64,24 @@ pub fn svg(timeline: &Timeline) -> String {
     }
     let height = TOP + LANE * lanes.len().max(1) as f64 + 60.0;
     let mut out = String::new();
+    let _ = write!(out, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#);
     let _ = write!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
+        r#"<rect width="100%" height="100%" fill="white"/><text x="10" y="24" font-size="16" font-weight="bold">labkubelet timeline: node {}</text>"#,
+        escape(&timeline.node)
     );
-    let _ = write!(out, r#"<rect width="100%" height="100%" fill="white"/><text x="10" y="24" font-size="16" font-weight="bold">labkubelet timeline: node {}</text>"#, escape(&timeline.node));
     let seconds = (end - start) as f64 / 1e9;
     let step = [1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0].into_iter().find(|s| seconds / s <= 12.0).unwrap_or(7200.0);
     let mut tick = 0.0;
     while tick <= seconds {
         let tx = x(start + (tick * 1e9) as i64);
-        let _ = write!(out, r##"<line x1="{tx:.1}" y1="{}" x2="{tx:.1}" y2="{}" stroke="#eeeeee"/><text x="{tx:.1}" y="{}" text-anchor="middle" fill="#666">+{tick}s</text>"##, TOP - 10.0, height - 40.0, TOP - 16.0);
+        let _ = write!(
+            out,
+            r##"<line x1="{tx:.1}" y1="{}" x2="{tx:.1}" y2="{}" stroke="#eeeeee"/><text x="{tx:.1}" y="{}" text-anchor="middle" fill="#666">+{tick}s</text>"##,
+            TOP - 10.0,
+            height - 40.0,
+            TOP - 16.0
+        );
         tick += step;
     }
     for (i, lane) in lanes.iter().enumerate() {
@@ -108,7 +115,8 @@ pub fn svg(timeline: &Timeline) -> String {
                 let Some(i) = e.pod.as_deref().and_then(lane_of) else { continue };
                 let y = TOP + LANE * i as f64 + 4.0;
                 let fill = if type_ == "Warning" { "#b00020" } else { "#333333" };
-                let _ = write!(out, r#"<circle cx="{ex:.1}" cy="{y:.1}" r="3.5" fill="{fill}"><title>{}: {}</title></circle>"#, escape(reason), escape(message));
+                let _ =
+                    write!(out, r#"<circle cx="{ex:.1}" cy="{y:.1}" r="3.5" fill="{fill}"><title>{}: {}</title></circle>"#, escape(reason), escape(message));
             }
             What::Trigger { plugin, action, result } => {
                 let _ = write!(
@@ -135,10 +143,22 @@ pub fn svg(timeline: &Timeline) -> String {
             What::Container { .. } => {}
         }
     }
-    let legend = [("#a0a0a0", "creating"), ("#2e9d4f", "running"), ("#e8912d", "waiting (back-off, pull error)"), ("#d63b3b", "terminated, error"), ("#3b6fd6", "terminated, exit 0")];
+    let legend = [
+        ("#a0a0a0", "creating"),
+        ("#2e9d4f", "running"),
+        ("#e8912d", "waiting (back-off, pull error)"),
+        ("#d63b3b", "terminated, error"),
+        ("#3b6fd6", "terminated, exit 0"),
+    ];
     for (i, (fill, text)) in legend.iter().enumerate() {
         let lx = 10.0 + 200.0 * i as f64;
-        let _ = write!(out, r#"<rect x="{lx}" y="{}" width="12" height="12" fill="{fill}"/><text x="{}" y="{}">{text}</text>"#, height - 16.0, lx + 16.0, height - 6.0);
+        let _ = write!(
+            out,
+            r#"<rect x="{lx}" y="{}" width="12" height="12" fill="{fill}"/><text x="{}" y="{}">{text}</text>"#,
+            height - 16.0,
+            lx + 16.0,
+            height - 6.0
+        );
     }
     out.push_str("</svg>\n");
     out

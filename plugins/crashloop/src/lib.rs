@@ -22,8 +22,7 @@ impl Default for CrashLoop {
 
 impl Scenario for CrashLoop {
     fn info(&self) -> Info {
-        Info::new("crashloop", env!("CARGO_PKG_VERSION"))
-            .describe("Containers exit with an error after a few seconds: CrashLoopBackOff.")
+        Info::new("crashloop", env!("CARGO_PKG_VERSION")).describe("Containers exit with an error after a few seconds: CrashLoopBackOff.")
     }
 
     fn configure(&mut self, config: &str) -> Result<(), String> {

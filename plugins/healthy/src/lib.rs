@@ -8,8 +8,7 @@ struct Healthy;
 
 impl Scenario for Healthy {
     fn info(&self) -> Info {
-        Info::new("healthy", env!("CARGO_PKG_VERSION"))
-            .describe("A container runtime where everything works.")
+        Info::new("healthy", env!("CARGO_PKG_VERSION")).describe("A container runtime where everything works.")
     }
 }
 

@@ -30,17 +30,13 @@ struct ImagePullFail {
 
 impl Scenario for ImagePullFail {
     fn info(&self) -> Info {
-        Info::new("image-pull-fail", env!("CARGO_PKG_VERSION"))
-            .describe("Pulls of matching images fail: ErrImagePull, then ImagePullBackOff.")
+        Info::new("image-pull-fail", env!("CARGO_PKG_VERSION")).describe("Pulls of matching images fail: ErrImagePull, then ImagePullBackOff.")
     }
 
     fn configure(&mut self, config: &str) -> Result<(), String> {
         let config: Config = parse_config(config)?;
-        self.patterns = config
-            .images
-            .iter()
-            .map(|p| Pattern::new(p).map_err(|e| format!("images: {p:?} is not a glob pattern: {e}")))
-            .collect::<Result<_, _>>()?;
+        self.patterns =
+            config.images.iter().map(|p| Pattern::new(p).map_err(|e| format!("images: {p:?} is not a glob pattern: {e}"))).collect::<Result<_, _>>()?;
         self.message = config.message;
         Ok(())
     }

@@ -20,8 +20,7 @@ impl Default for OomKill {
 
 impl Scenario for OomKill {
     fn info(&self) -> Info {
-        Info::new("oomkill", env!("CARGO_PKG_VERSION"))
-            .describe("Containers are OOMKilled (exit 137) after a while.")
+        Info::new("oomkill", env!("CARGO_PKG_VERSION")).describe("Containers are OOMKilled (exit 137) after a while.")
     }
 
     fn configure(&mut self, config: &str) -> Result<(), String> {
@@ -34,10 +33,7 @@ impl Scenario for OomKill {
     }
 
     fn start_logs(&mut self, c: &ContainerCtx) -> Vec<String> {
-        vec![
-            format!("{} started from image {}", c.name, c.image),
-            "allocating memory without bound...".into(),
-        ]
+        vec![format!("{} started from image {}", c.name, c.image), "allocating memory without bound...".into()]
     }
 }
 

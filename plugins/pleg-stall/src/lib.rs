@@ -56,11 +56,7 @@ impl Scenario for PlegStall {
         let now = rt.now();
         let (after, length) = (self.after, self.length);
         let w = self.window.get_or_insert_with(|| Window { start: now + after, end: now + after + length });
-        if method.is_list() && now >= w.start && now < w.end {
-            Reply::Delay(std::time::Duration::from_nanos((w.end - now).unsigned_abs()))
-        } else {
-            Reply::Now
-        }
+        if method.is_list() && now >= w.start && now < w.end { Reply::Delay(std::time::Duration::from_nanos((w.end - now).unsigned_abs())) } else { Reply::Now }
     }
 
     fn trigger(&mut self, rt: &mut FakeRuntime, action: &str, _t: &TriggerTarget, args: &[KeyValue]) -> Option<Result<String, TriggerError>> {

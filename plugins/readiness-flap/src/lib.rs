@@ -21,8 +21,7 @@ impl Default for ReadinessFlap {
 
 impl Scenario for ReadinessFlap {
     fn info(&self) -> Info {
-        Info::new("readiness-flap", env!("CARGO_PKG_VERSION"))
-            .describe("Readiness probes alternate between success and failure.")
+        Info::new("readiness-flap", env!("CARGO_PKG_VERSION")).describe("Readiness probes alternate between success and failure.")
     }
 
     fn configure(&mut self, config: &str) -> Result<(), String> {
@@ -40,14 +39,7 @@ impl Scenario for ReadinessFlap {
         }
         let since_start = host::now().saturating_sub(c.started_at.unwrap_or(0)).max(0);
         let period = (since_start / 1_000_000_000).unsigned_abs() / self.period_seconds;
-        if period % 2 == 0 {
-            up
-        } else {
-            ProbeResult {
-                outcome: ProbeOutcome::Failure,
-                output: "HTTP probe failed with statuscode: 503".into(),
-            }
-        }
+        if period.is_multiple_of(2) { up } else { ProbeResult { outcome: ProbeOutcome::Failure, output: "HTTP probe failed with statuscode: 503".into() } }
     }
 }
 

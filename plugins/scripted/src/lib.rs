@@ -167,10 +167,28 @@ fn method_name(m: Method) -> &'static str {
 }
 
 const CALL_NAMES: &[&str] = &[
-    "all", "list", "version", "status", "run-pod-sandbox", "stop-pod-sandbox", "remove-pod-sandbox",
-    "inspect-pod-sandbox", "list-pod-sandboxes", "create-container", "start-container",
-    "stop-container", "remove-container", "inspect-container", "list-containers", "pull-image",
-    "inspect-image", "list-images", "remove-image", "container-logs", "exec-sync", "probe",
+    "all",
+    "list",
+    "version",
+    "status",
+    "run-pod-sandbox",
+    "stop-pod-sandbox",
+    "remove-pod-sandbox",
+    "inspect-pod-sandbox",
+    "list-pod-sandboxes",
+    "create-container",
+    "start-container",
+    "stop-container",
+    "remove-container",
+    "inspect-container",
+    "list-containers",
+    "pull-image",
+    "inspect-image",
+    "list-images",
+    "remove-image",
+    "container-logs",
+    "exec-sync",
+    "probe",
 ];
 
 #[derive(Default, Serialize, Deserialize)]
@@ -191,13 +209,7 @@ fn fail(message: &str) -> RuntimeError {
 
 impl Scripted {
     fn container_rules<'a>(&'a self, c: &'a ContainerCtx) -> impl Iterator<Item = &'a Rule> + 'a {
-        let subject = Subject {
-            labels: &c.pod_labels,
-            namespace: &c.pod_namespace,
-            pod: &c.pod_name,
-            container: Some(&c.name),
-            image: Some(&c.image),
-        };
+        let subject = Subject { labels: &c.pod_labels, namespace: &c.pod_namespace, pod: &c.pod_name, container: Some(&c.name), image: Some(&c.image) };
         let matched: Vec<&Rule> = self.rules.iter().filter(|r| r.calls.is_empty() && r.selector.matches(&subject)).collect();
         matched.into_iter()
     }
@@ -205,8 +217,7 @@ impl Scripted {
 
 impl Scenario for Scripted {
     fn info(&self) -> Info {
-        Info::new("scripted", env!("CARGO_PKG_VERSION"))
-            .describe("Behaviour from declarative rules in scripted.yaml: no compiler needed.")
+        Info::new("scripted", env!("CARGO_PKG_VERSION")).describe("Behaviour from declarative rules in scripted.yaml: no compiler needed.")
     }
 
     fn configure(&mut self, config: &str) -> Result<(), String> {
@@ -242,13 +253,7 @@ impl Scenario for Scripted {
     }
 
     fn on_run_sandbox(&mut self, config: &PodSandboxConfig) -> Result<(), RuntimeError> {
-        let subject = Subject {
-            labels: &config.labels,
-            namespace: &config.metadata.namespace,
-            pod: &config.metadata.name,
-            container: None,
-            image: None,
-        };
+        let subject = Subject { labels: &config.labels, namespace: &config.metadata.namespace, pod: &config.metadata.name, container: None, image: None };
         let rule = self.rules.iter().find(|r| r.calls.is_empty() && r.fail_sandbox.is_some() && r.selector.matches(&subject));
         match rule.and_then(|r| r.fail_sandbox.as_deref()) {
             Some(message) => Err(fail(message)),
@@ -292,11 +297,7 @@ impl Scenario for Scripted {
     }
 
     fn on_stop(&mut self, c: &ContainerCtx) -> Stop {
-        if self.container_rules(c).any(|r| r.ignore_sigterm) {
-            Stop::IgnoresSigterm
-        } else {
-            Stop::Exits(Exit::completed())
-        }
+        if self.container_rules(c).any(|r| r.ignore_sigterm) { Stop::IgnoresSigterm } else { Stop::Exits(Exit::completed()) }
     }
 
     fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, _action: &ProbeAction) -> ProbeResult {
@@ -308,14 +309,9 @@ impl Scenario for Scripted {
         });
         let Some(rule) = rule else { return up };
         let ran = (host::now() - c.started_at.unwrap_or(0)).max(0) / NANOS;
-        let failing = rule.fail
-            || rule.fail_after_seconds.is_some_and(|s| ran >= s as i64)
-            || rule.flap_seconds.is_some_and(|s| s > 0 && (ran / s as i64) % 2 == 1);
-        if failing {
-            ProbeResult { outcome: ProbeOutcome::Failure, output: rule.output.clone() }
-        } else {
-            up
-        }
+        let failing =
+            rule.fail || rule.fail_after_seconds.is_some_and(|s| ran >= s as i64) || rule.flap_seconds.is_some_and(|s| s > 0 && (ran / s as i64) % 2 == 1);
+        if failing { ProbeResult { outcome: ProbeOutcome::Failure, output: rule.output.clone() } } else { up }
     }
 
     fn save(&self) -> serde_json::Value {

@@ -13,11 +13,12 @@
 //! The product is judged against a real API server, never against this double: where
 //! they differ, the double is wrong.
 
+mod authz;
 mod patch;
 mod rest;
 mod store;
 
-pub use rest::{ApiError, Resource, RESOURCES};
+pub use rest::{ApiError, RESOURCES, Resource};
 pub use store::Store;
 
 /// How many changes a watch can resume from before it gets 410 Gone.
@@ -25,15 +26,15 @@ pub fn store_history() -> usize {
     store::HISTORY
 }
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Query, Request};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use base64::Engine as _;
 use kube_core::SelectorExt;
 use rest::Target;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -108,16 +109,11 @@ impl ApiServer {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca_cert.der().clone())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).allow_unauthenticated().build()?;
         let tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(
-                vec![server_cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
-            )?;
+            .with_single_cert(vec![server_cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()))?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
 
         let shared = Arc::new(Shared {
@@ -320,7 +316,12 @@ fn parse_path(path: &str) -> Option<Path> {
     Some(Path { resource, namespace, name, subresource })
 }
 
-async fn handle(Extension(shared): Extension<Arc<Shared>>, Extension(peer): Extension<Peer>, Query(query): Query<BTreeMap<String, String>>, request: Request) -> Response {
+async fn handle(
+    Extension(shared): Extension<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    Query(query): Query<BTreeMap<String, String>>,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     shared.requests.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{} {}", parts.method, parts.uri));
@@ -398,7 +399,15 @@ fn authenticate(shared: &Shared, headers: &HeaderMap, peer: Option<Identity>) ->
     peer
 }
 
-async fn serve(shared: &Arc<Shared>, identity: &Identity, method: &Method, headers: &HeaderMap, query: &BTreeMap<String, String>, p: &Path, body: Bytes) -> Result<Response, ApiError> {
+async fn serve(
+    shared: &Arc<Shared>,
+    identity: &Identity,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &BTreeMap<String, String>,
+    p: &Path,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let r = p.resource;
     let namespace = p.namespace.clone().unwrap_or_default();
     if r.namespaced && p.namespace.is_none() && p.name.is_some() {
@@ -410,9 +419,28 @@ async fn serve(shared: &Arc<Shared>, identity: &Identity, method: &Method, heade
         }
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))
     };
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = match (method, p.name.is_some()) {
+        (&Method::GET, false) if watching => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "",
+    };
+    let attrs = authz::Attributes { verb, resource: r, subresource: p.subresource.as_deref(), namespace: &namespace, name: p.name.as_deref() };
+    authz::authorize(identity, &attrs)?;
+    // NodeRestriction checks owner references against the requesting node's uid.
+    let node_uid = authz::node_of(identity)
+        .and_then(|node| shared.store.get(&store::Key { resource: "nodes", namespace: String::new(), name: node.to_string() }))
+        .and_then(|n| n["metadata"]["uid"].as_str().map(str::to_string));
+    let admission = |old: Option<&Value>, new: Option<&Value>| authz::admit(identity, &attrs, node_uid.as_deref(), old, new);
     let Some(name) = p.name.as_deref() else {
         return match *method {
-            Method::GET if query.get("watch").is_some_and(|w| w == "true" || w == "1") => watch(shared, r, p.namespace.as_deref(), query),
+            Method::GET if watching => watch(shared, r, p.namespace.as_deref(), query),
             Method::GET => list(shared, r, p.namespace.as_deref(), query),
             Method::POST => {
                 let mut object = parse(&body)?;
@@ -423,13 +451,13 @@ async fn serve(shared: &Arc<Shared>, identity: &Identity, method: &Method, heade
                     object["spec"]["username"] = json!(identity.user);
                     object["spec"]["groups"] = json!(groups);
                 }
-                let created = rest::create(&shared.store, r, &namespace, object)?;
+                let created = rest::create(&shared.store, r, &namespace, object, &admission)?;
                 if r.plural == "certificatesigningrequests" && shared.auto_approve.load(std::sync::atomic::Ordering::Relaxed) && is_node_client_csr(&created) {
                     let name = created["metadata"]["name"].as_str().unwrap_or_default().to_string();
                     let t = Target { resource: r, namespace: "", name: &name };
                     let approval = json!({"status": {"conditions": [{"type": "Approved", "status": "True", "reason": "AutoApproved",
                         "message": "Auto approving kubelet client certificate after SubjectAccessReview.", "lastUpdateTime": rest::now()}]}});
-                    let approved = rest::patch(&shared.store, &t, Some("approval"), "application/merge-patch+json", approval)?;
+                    let approved = rest::patch(&shared.store, &t, Some("approval"), "application/merge-patch+json", approval, &rest::admit_all)?;
                     return Ok(json_response(StatusCode::CREATED, sign_if_approved(shared, &t, approved)?));
                 }
                 Ok(json_response(StatusCode::CREATED, created))
@@ -453,11 +481,14 @@ async fn serve(shared: &Arc<Shared>, identity: &Identity, method: &Method, heade
         return Ok(json_response(StatusCode::CREATED, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})));
     }
     let stored = match *method {
-        Method::GET => shared.store.get(&store::Key { resource: r.plural, namespace: namespace.clone(), name: name.to_string() }).ok_or_else(|| ApiError::not_found(r, name))?,
-        Method::PUT => rest::update(&shared.store, &t, sub, parse(&body)?)?,
+        Method::GET => shared
+            .store
+            .get(&store::Key { resource: r.plural, namespace: namespace.clone(), name: name.to_string() })
+            .ok_or_else(|| ApiError::not_found(r, name))?,
+        Method::PUT => rest::update(&shared.store, &t, sub, parse(&body)?, &admission)?,
         Method::PATCH => {
             let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
-            rest::patch(&shared.store, &t, sub, &content_type, parse(&body)?)?
+            rest::patch(&shared.store, &t, sub, &content_type, parse(&body)?, &admission)?
         }
         Method::DELETE => {
             let options = parse(&body)?;
@@ -465,9 +496,12 @@ async fn serve(shared: &Arc<Shared>, identity: &Identity, method: &Method, heade
             if let Some(g) = query.get("gracePeriodSeconds").and_then(|g| g.parse::<i64>().ok()) {
                 options["gracePeriodSeconds"] = json!(g);
             }
-            let (object, gone) = rest::delete(&shared.store, &t, &options)?;
+            let (object, gone) = rest::delete(&shared.store, &t, &options, &admission)?;
             if gone && r.plural != "pods" {
-                return Ok(json_response(StatusCode::OK, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": r.plural, "uid": object["metadata"]["uid"]}})));
+                return Ok(json_response(
+                    StatusCode::OK,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": r.plural, "uid": object["metadata"]["uid"]}}),
+                ));
             }
             object
         }
@@ -482,6 +516,9 @@ async fn serve(shared: &Arc<Shared>, identity: &Identity, method: &Method, heade
 /// What csrapproving's nodeclient recognizer accepts: the kubelet client signer, the usages
 /// of a client certificate, O=system:nodes and CN=system:node:<name>, from a bootstrap
 /// token (nodeclient) or from that node itself (selfnodeclient).
+/// The usages 1.20's signer and approver want in a kubelet client CSR (sorted): exactly these.
+const KUBELET_CLIENT_USAGES: [&str; 3] = ["client auth", "digital signature", "key encipherment"];
+
 fn is_node_client_csr(csr: &Value) -> bool {
     let spec = &csr["spec"];
     if spec["signerName"] != "kubernetes.io/kube-apiserver-client-kubelet" {
@@ -489,7 +526,7 @@ fn is_node_client_csr(csr: &Value) -> bool {
     }
     let mut usages: Vec<&str> = spec["usages"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     usages.sort_unstable();
-    if usages != ["client auth", "digital signature"] && usages != ["client auth", "digital signature", "key encipherment"] {
+    if usages != KUBELET_CLIENT_USAGES {
         return false;
     }
     let Some(pem) = spec["request"].as_str().and_then(|r| base64::engine::general_purpose::STANDARD.decode(r).ok()) else {
@@ -521,6 +558,15 @@ fn sign_if_approved(shared: &Shared, t: &Target, csr: Value) -> Result<Value, Ap
     if !approved || denied || csr["status"]["certificate"].is_string() {
         return Ok(csr);
     }
+    let mut usages: Vec<&str> = csr["spec"]["usages"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    usages.sort_unstable();
+    if csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet" && usages != KUBELET_CLIENT_USAGES {
+        // 1.20's signer: the CSR ends Approved,Failed.
+        let mut conditions = conditions;
+        conditions.push(json!({"type": "Failed", "status": "True", "reason": "SignerValidationFailure",
+            "message": format!("usages did not match [{}]", KUBELET_CLIENT_USAGES.join(" ")), "lastUpdateTime": rest::now()}));
+        return rest::patch(&shared.store, t, Some("status"), "application/merge-patch+json", json!({"status": {"conditions": conditions}}), &rest::admit_all);
+    }
     let request = csr["spec"]["request"].as_str().unwrap_or_default();
     let pem = base64::engine::general_purpose::STANDARD.decode(request).map_err(|e| ApiError::new(422, "Invalid", format!("spec.request: {e}")))?;
     let pem = String::from_utf8(pem).map_err(|e| ApiError::new(422, "Invalid", format!("spec.request: {e}")))?;
@@ -533,7 +579,7 @@ fn sign_if_approved(shared: &Shared, t: &Target, csr: Value) -> Result<Value, Ap
     let cert = params.signed_by(&shared.ca).map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
     let chain = format!("{}{}", cert.pem(), shared.ca_pem);
     let encoded = base64::engine::general_purpose::STANDARD.encode(chain);
-    rest::patch(&shared.store, t, Some("status"), "application/merge-patch+json", json!({"status": {"certificate": encoded}}))
+    rest::patch(&shared.store, t, Some("status"), "application/merge-patch+json", json!({"status": {"certificate": encoded}}), &rest::admit_all)
 }
 
 fn selectors_match(object: &Value, query: &BTreeMap<String, String>) -> Result<bool, ApiError> {
@@ -596,7 +642,9 @@ fn watch(shared: &Arc<Shared>, r: &'static Resource, namespace: Option<&str>, qu
     let query = query.clone();
     tokio::spawn(async move {
         let line = |kind: &str, object: &Value| Ok(Bytes::from(format!("{}\n", json!({"type": kind, "object": object}))));
-        let wanted = |e: &Event| e.key.resource == r.plural && namespace.as_ref().is_none_or(|ns| &e.key.namespace == ns) && selectors_match(&e.object, &query).unwrap_or(false);
+        let wanted = |e: &Event| {
+            e.key.resource == r.plural && namespace.as_ref().is_none_or(|ns| &e.key.namespace == ns) && selectors_match(&e.object, &query).unwrap_or(false)
+        };
         let mut last = match start {
             Start::Expired { oldest } => {
                 let status = ApiError::new(410, "Expired", format!("too old resource version: {} ({})", from.unwrap_or_default(), oldest - 1)).status();
@@ -642,5 +690,9 @@ fn watch(shared: &Arc<Shared>, r: &'static Resource, namespace: Option<&str>, qu
         }
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    Ok(Response::builder().status(StatusCode::OK).header("content-type", "application/json").body(body).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
 }

@@ -113,9 +113,7 @@ fn merge_list(field: &str, target: &mut Vec<Value>, patch: &[Value]) -> Result<(
         }
         Some(ListMerge::ByKey(merge_key)) => {
             for item in patch {
-                let id = item
-                    .get(merge_key)
-                    .ok_or_else(|| PatchError(format!("map: {item} does not contain declared merge key: {merge_key}")))?;
+                let id = item.get(merge_key).ok_or_else(|| PatchError(format!("map: {item} does not contain declared merge key: {merge_key}")))?;
                 let found = target.iter().position(|t| t.get(merge_key) == Some(id));
                 if item.get("$patch").and_then(Value::as_str) == Some("delete") {
                     if let Some(i) = found {
@@ -170,10 +168,13 @@ mod tests {
             "images": [{"names": ["b"]}]
         }});
         strategic_merge_patch(&mut node, &patch).unwrap();
-        assert_eq!(node, json!({"status": {"conditions": [
+        assert_eq!(
+            node,
+            json!({"status": {"conditions": [
             {"type": "Ready", "status": "True", "reason": "KubeletReady"},
             {"type": "MemoryPressure", "status": "False"}
-        ], "images": [{"names": ["b"]}]}}));
+        ], "images": [{"names": ["b"]}]}})
+        );
     }
 
     #[test]
@@ -183,8 +184,11 @@ mod tests {
         let patch = json!({"metadata": {"labels": {"a": null, "c": "3"}, "$deleteFromPrimitiveList/finalizers": ["x"]},
             "status": {"addresses": [{"type": "Hostname", "$patch": "delete"}]}});
         strategic_merge_patch(&mut obj, &patch).unwrap();
-        assert_eq!(obj, json!({"metadata": {"labels": {"b": "2", "c": "3"}, "finalizers": ["y"]},
-            "status": {"addresses": [{"type": "InternalIP", "address": "1"}]}}));
+        assert_eq!(
+            obj,
+            json!({"metadata": {"labels": {"b": "2", "c": "3"}, "finalizers": ["y"]},
+            "status": {"addresses": [{"type": "InternalIP", "address": "1"}]}})
+        );
         let err = strategic_merge_patch(&mut obj, &json!({"status": {"conditions": [{"status": "True"}]}})).unwrap_err();
         assert!(err.0.contains("does not contain declared merge key: type"), "{}", err.0);
     }

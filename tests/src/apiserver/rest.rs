@@ -4,7 +4,7 @@
 
 use super::patch::{json_patch, merge_patch, strategic_merge_patch};
 use super::store::{Key, Store};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// A resource the double serves.
 #[derive(Debug)]
@@ -70,7 +70,10 @@ impl ApiError {
     }
 
     fn already_exists(r: &Resource, name: &str) -> Self {
-        ApiError { details: json!({"name": name, "kind": r.plural}), ..ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", r.group_resource())) }
+        ApiError {
+            details: json!({"name": name, "kind": r.plural}),
+            ..ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", r.group_resource()))
+        }
     }
 
     fn conflict(r: &Resource, name: &str, why: &str) -> Self {
@@ -153,19 +156,36 @@ fn rv_of(object: &Value) -> Option<&str> {
 }
 
 /// POST: creates an object; the name may come from `generateName`.
-pub fn create(store: &Store, resource: &'static Resource, namespace: &str, mut body: Value) -> Result<Value, ApiError> {
+/// Admission control for one write: the stored object (none on create) and what it becomes
+/// (none on delete); an error refuses the write.
+pub type Admission<'a> = &'a dyn Fn(Option<&Value>, Option<&Value>) -> Result<(), ApiError>;
+
+/// Admits every write.
+pub fn admit_all(_: Option<&Value>, _: Option<&Value>) -> Result<(), ApiError> {
+    Ok(())
+}
+
+pub fn create(store: &Store, resource: &'static Resource, namespace: &str, mut body: Value, admission: Admission) -> Result<Value, ApiError> {
     if !body.is_object() {
         return Err(ApiError::bad_request("the body of the request was not a JSON object"));
     }
     let meta = body["metadata"].as_object().cloned().unwrap_or_default();
     if let Some(ns) = meta.get("namespace").and_then(Value::as_str)
-        && resource.namespaced && ns != namespace {
-            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
-        }
+        && resource.namespaced
+        && ns != namespace
+    {
+        return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+    }
     let name = match (meta.get("name").and_then(Value::as_str), meta.get("generateName").and_then(Value::as_str)) {
         (Some(n), _) if !n.is_empty() => n.to_string(),
         (_, Some(prefix)) => format!("{prefix}{}", &format!("{:x}", rand_u128())[..5]),
-        _ => return Err(ApiError::new(422, "Invalid", format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", resource.kind))),
+        _ => {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", resource.kind),
+            ));
+        }
     };
     body["apiVersion"] = json!(resource.api_version());
     body["kind"] = json!(resource.kind);
@@ -182,31 +202,41 @@ pub fn create(store: &Store, resource: &'static Resource, namespace: &str, mut b
     store
         .change(&target.key(), |current, _| match current {
             Some(_) => Err(ApiError::already_exists(resource, &name)),
-            None => Ok(Some(body)),
+            None => {
+                admission(None, Some(&body))?;
+                Ok(Some(body))
+            }
         })
         .map(|o| o.unwrap_or_default())
 }
 
 /// PUT on the object or its `/status` (or a CSR's `/approval`).
-pub fn update(store: &Store, t: &Target, subresource: Option<&str>, body: Value) -> Result<Value, ApiError> {
+pub fn update(store: &Store, t: &Target, subresource: Option<&str>, body: Value, admission: Admission) -> Result<Value, ApiError> {
     let wanted_rv = rv_of(&body).map(str::to_string);
     store
         .change(&t.key(), |current, _| {
             let current = current.ok_or_else(|| ApiError::not_found(t.resource, t.name))?;
             if let Some(rv) = &wanted_rv
-                && Some(rv.as_str()) != rv_of(current) {
-                    return Err(ApiError::conflict(t.resource, t.name, "the object has been modified; please apply your changes to the latest version and try again"));
-                }
+                && Some(rv.as_str()) != rv_of(current)
+            {
+                return Err(ApiError::conflict(
+                    t.resource,
+                    t.name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
             if body["metadata"]["uid"].as_str().is_some_and(|u| Some(u) != current["metadata"]["uid"].as_str()) {
                 return Err(ApiError::conflict(t.resource, t.name, "Precondition failed: UID in precondition does not match the UID in the object"));
             }
-            Ok(Some(admit(t.resource, subresource, current, body)))
+            let next = admit(t.resource, subresource, current, body);
+            admission(Some(current), Some(&next))?;
+            Ok(Some(next))
         })
         .map(|o| o.unwrap_or_default())
 }
 
 /// PATCH with the content type's semantics, then the same field rules as an update.
-pub fn patch(store: &Store, t: &Target, subresource: Option<&str>, content_type: &str, patch: Value) -> Result<Value, ApiError> {
+pub fn patch(store: &Store, t: &Target, subresource: Option<&str>, content_type: &str, patch: Value, admission: Admission) -> Result<Value, ApiError> {
     store
         .change(&t.key(), |current, _| {
             let current = current.ok_or_else(|| ApiError::not_found(t.resource, t.name))?;
@@ -229,7 +259,9 @@ pub fn patch(store: &Store, t: &Target, subresource: Option<&str>, content_type:
                     let has = current["metadata"]["uid"].as_str().unwrap_or_default();
                     return Err(ApiError::conflict(t.resource, t.name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {has}")));
                 }
-            Ok(Some(admit(t.resource, subresource, current, next)))
+            let next = admit(t.resource, subresource, current, next);
+            admission(Some(current), Some(&next))?;
+            Ok(Some(next))
         })
         .map(|o| o.unwrap_or_default())
 }
@@ -237,7 +269,11 @@ pub fn patch(store: &Store, t: &Target, subresource: Option<&str>, content_type:
 /// POST `pods/<name>/binding`, as the scheduler binds a pod: sets spec.nodeName (once) and
 /// the PodScheduled condition, as the API server's binding storage does.
 pub fn bind(store: &Store, t: &Target, binding: &Value) -> Result<(), ApiError> {
-    let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| ApiError::new(422, "Invalid", "Binding.target.name: Required value"))?.to_string();
+    let node = binding["target"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::new(422, "Invalid", "Binding.target.name: Required value"))?
+        .to_string();
     store.change(&t.key(), |current, _| {
         let current = current.ok_or_else(|| ApiError::not_found(t.resource, t.name))?;
         if let Some(has) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
@@ -289,10 +325,11 @@ fn admit(r: &Resource, subresource: Option<&str>, current: &Value, mut next: Val
 /// DELETE with DeleteOptions: preconditions, and the graceful deletion of pods bound to a
 /// node (deletionTimestamp set, the kubelet finishes the job with grace 0). Finalizers keep
 /// an object until they are removed.
-pub fn delete(store: &Store, t: &Target, options: &Value) -> Result<(Value, bool), ApiError> {
+pub fn delete(store: &Store, t: &Target, options: &Value, admission: Admission) -> Result<(Value, bool), ApiError> {
     let mut gone = false;
     let result = store.change(&t.key(), |current, _| {
         let current = current.ok_or_else(|| ApiError::not_found(t.resource, t.name))?;
+        admission(Some(current), None)?;
         let pre = &options["preconditions"];
         if let Some(uid) = pre["uid"].as_str() {
             let has = current["metadata"]["uid"].as_str().unwrap_or_default();
@@ -303,7 +340,11 @@ pub fn delete(store: &Store, t: &Target, options: &Value) -> Result<(Value, bool
         if let Some(rv) = pre["resourceVersion"].as_str() {
             let has = rv_of(current).unwrap_or_default();
             if rv != has {
-                return Err(ApiError::conflict(t.resource, t.name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {has}")));
+                return Err(ApiError::conflict(
+                    t.resource,
+                    t.name,
+                    &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {has}"),
+                ));
             }
         }
         let grace = options["gracePeriodSeconds"].as_i64().or_else(|| current["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30);

@@ -52,11 +52,7 @@ struct Inner {
 
 impl Inner {
     fn matching(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
-        self.objects
-            .iter()
-            .filter(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.objects.iter().filter(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns)).map(|(_, v)| v.clone()).collect()
     }
 }
 

@@ -1,0 +1,14 @@
+//! End-to-end tests: the `labkubelet` binary against a real control plane (etcd,
+//! kube-apiserver, kube-controller-manager and kube-scheduler with kubeadm's flags), each
+//! step of the README's cluster walk-through asserted as `kubectl` would show it. Every test
+//! ends by checking the API server's audit log: no request of its node, or of its bootstrap
+//! token, was refused.
+//!
+//! The binaries come from `tests/control-plane/install.sh` (or `LABKUBELET_E2E_ASSETS`);
+//! without them every test fails, saying how to install them.
+
+mod node;
+mod pods;
+mod rotation;
+mod static_pods;
+mod support;

@@ -1,0 +1,133 @@
+//! Pods on a lab node, as the README's walk-through runs them: scheduled by the real
+//! scheduler, a scenario plugin installed while the agent runs, `kubectl logs` through the
+//! API server, a trigger, an agent restart that keeps every container, graceful deletion,
+//! and a pod force-deleted while the agent was down.
+
+use crate::support::{Agent, cluster, event_reasons, eventually_with, labkubelet, pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
+use kube::api::{Api, DeleteParams, LogParams, PostParams};
+use std::time::Duration;
+
+fn container_status(pod: &Pod) -> Option<ContainerStatus> {
+    pod.status.as_ref()?.container_statuses.as_ref()?.first().cloned()
+}
+
+fn on_node(name: &str, node: &str, annotations: serde_json::Value) -> Pod {
+    pod(serde_json::json!({
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "nodeSelector": {"e2e": node},
+            "containers": [{"name": "app", "image": "nginx:1.25"}],
+        },
+    }))
+}
+
+/// The agent's own pod list, through the API server's node proxy.
+async fn node_proxy(client: &kube::Client, node: &str, path: &str) -> Option<serde_json::Value> {
+    let request = http::Request::get(format!("/api/v1/nodes/{node}/proxy/{path}")).body(Vec::new()).ok()?;
+    let text = client.request_text(request).await.ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+#[tokio::test]
+async fn pods_are_scheduled_run_crash_log_and_survive_an_agent_restart() {
+    let admin = cluster().admin().await.expect("admin client");
+    let mut agent = Agent::new("e2e-pods").await;
+    agent.start();
+    let nodes: Api<Node> = Api::all(admin.clone());
+    let node = agent.wait_ready(&nodes).await;
+    let port = node.status.and_then(|s| s.daemon_endpoints).and_then(|d| d.kubelet_endpoint).map_or(0, |e| e.port);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+
+    // kubectl run nginx: Pending -> ContainerCreating -> Running on the lab node.
+    pods.create(&PostParams::default(), &on_node("nginx", "e2e-pods", serde_json::json!({}))).await.expect("create nginx");
+    let nginx = eventually_with(&mut agent, "nginx Running and Ready", Duration::from_secs(60), async || {
+        let p = pods.get("nginx").await.ok()?;
+        let ready = p.status.as_ref()?.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+        (p.status.as_ref()?.phase.as_deref() == Some("Running") && ready).then_some(p)
+    })
+    .await;
+    assert_eq!(nginx.spec.as_ref().and_then(|s| s.node_name.as_deref()), Some("e2e-pods"), "bound by the scheduler");
+    let uid = nginx.metadata.uid.clone().unwrap_or_default();
+    let mut reasons: Vec<String> = eventually_with(&mut agent, "nginx's events", Duration::from_secs(30), async || {
+        let reasons: Vec<String> = event_reasons(&admin, "default", &uid).await.into_iter().map(|(r, _)| r).collect();
+        reasons.contains(&"Started".to_string()).then_some(reasons)
+    })
+    .await;
+    // The scheduler's event has a microsecond eventTime, the kubelet's second-precision
+    // timestamps: compare the kubelet's order, and that the scheduler's is there.
+    let scheduled = reasons.iter().position(|r| r == "Scheduled").map(|i| reasons.remove(i));
+    assert_eq!(scheduled.as_deref(), Some("Scheduled"), "kubectl describe pod nginx: the scheduler's event");
+    assert_eq!(reasons, ["Pulling", "Pulled", "Created", "Started"], "kubectl describe pod nginx");
+
+    // A scenario plugin dropped into the running agent's folder, then a pod that asks for it.
+    let (ok, out) = labkubelet(&["plugin", "install", "--plugin-dir", &agent.plugins().display().to_string()], &cluster().admin_kubeconfig());
+    assert!(ok, "plugin install: {out}");
+    let flaky = on_node("flaky", "e2e-pods", serde_json::json!({"labkubelet.io/scenario": "crashloop"}));
+    pods.create(&PostParams::default(), &flaky).await.expect("create flaky");
+    let crashing = eventually_with(&mut agent, "flaky in CrashLoopBackOff after two restarts", Duration::from_secs(120), async || {
+        let c = container_status(&pods.get("flaky").await.ok()?)?;
+        let waiting = c.state.as_ref()?.waiting.as_ref()?.reason.clone()?;
+        (waiting == "CrashLoopBackOff" && c.restart_count >= 2).then_some(c)
+    })
+    .await;
+    let last = crashing.last_state.and_then(|s| s.terminated).expect("lastState terminated");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
+
+    // kubectl logs, through the API server to the node's port with its kubelet client certificate.
+    let logs = pods.logs("nginx", &LogParams::default()).await.expect("kubectl logs nginx");
+    assert!(logs.contains("app started from image nginx:1.25"), "{logs}");
+    let previous = pods.logs("flaky", &LogParams { previous: true, ..LogParams::default() }).await.expect("kubectl logs flaky --previous");
+    assert!(previous.contains("app exited with code 1 (Error)"), "{previous}");
+
+    // labkubelet trigger, authenticated by the admin's kubeconfig: nginx's container dies with 137.
+    let root = agent.root.path().display().to_string();
+    let server = format!("https://127.0.0.1:{port}");
+    let (ok, out) =
+        labkubelet(&["trigger", "--root-dir", &root, "--server", &server, "healthy", "kill", "--pod", "nginx", "code=137"], &cluster().admin_kubeconfig());
+    assert!(ok && out.contains("accepted"), "trigger: {out}");
+    let restarted = eventually_with(&mut agent, "nginx restarted after the kill", Duration::from_secs(30), async || {
+        let c = container_status(&pods.get("nginx").await.ok()?)?;
+        (c.restart_count == 1 && c.ready).then_some(c)
+    })
+    .await;
+    assert_eq!(restarted.last_state.and_then(|s| s.terminated).map(|t| t.exit_code), Some(137));
+
+    // Ctrl-C and the same command again: the containers kept running, nothing restarted.
+    let before = container_status(&pods.get("nginx").await.expect("nginx")).expect("nginx's container");
+    let flaky_before = container_status(&pods.get("flaky").await.expect("flaky")).expect("flaky's container").restart_count;
+    agent.stop();
+    agent.start();
+    agent.wait_ready(&nodes).await;
+    eventually_with(&mut agent, "the restarted agent runs nginx", Duration::from_secs(30), async || {
+        let list = node_proxy(&admin, "e2e-pods", "pods").await?;
+        let running =
+            list["items"].as_array()?.iter().any(|p| p["metadata"]["name"] == "nginx" && p["status"]["containerStatuses"][0]["state"]["running"].is_object());
+        running.then_some(())
+    })
+    .await;
+    let after = container_status(&pods.get("nginx").await.expect("nginx")).expect("nginx's container");
+    assert_eq!((after.restart_count, &after.container_id), (before.restart_count, &before.container_id), "an agent restart is not a container restart");
+    let flaky_after = container_status(&pods.get("flaky").await.expect("flaky")).expect("flaky's container").restart_count;
+    assert!(flaky_after >= flaky_before, "restart counts never go back: {flaky_before} then {flaky_after}");
+
+    // kubectl delete pod nginx: Killing, then gone once the agent deleted it with grace 0.
+    pods.delete("nginx", &DeleteParams::default()).await.expect("delete nginx");
+    eventually_with(&mut agent, "nginx gone", Duration::from_secs(60), async || pods.get_opt("nginx").await.ok()?.is_none().then_some(())).await;
+    let killing = event_reasons(&admin, "default", &uid).await;
+    assert!(killing.iter().any(|(r, m)| r == "Killing" && m == "Stopping container app"), "{killing:?}");
+
+    // A pod force-deleted while the agent is down: its containers are stopped at the next start.
+    let flaky_uid = pods.get("flaky").await.expect("flaky").metadata.uid.unwrap_or_default();
+    agent.stop();
+    pods.delete("flaky", &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await.expect("force-delete flaky");
+    agent.start();
+    agent.wait_ready(&nodes).await;
+    eventually_with(&mut agent, "the orphaned pod's containers removed", Duration::from_secs(60), async || {
+        let running = node_proxy(&admin, "e2e-pods", "runningpods/").await?;
+        let items = running["items"].as_array()?.clone();
+        (!items.iter().any(|p| p["metadata"]["uid"] == flaky_uid.as_str())).then_some(())
+    })
+    .await;
+    agent.assert_no_refused_requests();
+}

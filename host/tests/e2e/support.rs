@@ -1,0 +1,174 @@
+//! What the end-to-end tests share: the control plane they run against, the agent as a user
+//! runs it (the `labkubelet` binary), and waits with deadlines.
+
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
+use kube::api::{Api, ListParams};
+use labkubelet_control_plane::process::Process;
+use labkubelet_control_plane::{BootstrapToken, ControlPlane, Settings};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_labkubelet");
+
+/// The suite's control plane. Client certificates live 10 minutes (5 after the 1.20
+/// signer's back-dating), so every node rotates its certificate during the suite, as a
+/// long-running kubelet does.
+pub fn cluster() -> &'static ControlPlane {
+    ControlPlane::shared_with(Settings { signing_duration: Duration::from_secs(600), ..Settings::default() })
+}
+
+/// One `labkubelet run` node, joined with a bootstrap token, stopped and started like a
+/// user does (Ctrl-C, then the same command).
+pub struct Agent {
+    pub node: String,
+    pub root: tempfile::TempDir,
+    pub token: BootstrapToken,
+    process: Option<Process>,
+    runs: usize,
+}
+
+impl Agent {
+    /// A node named `node`, labelled `e2e=<node>`, with an empty plugin folder and static pod
+    /// folder under its root dir. Not started.
+    pub async fn new(node: &str) -> Agent {
+        let token = cluster().bootstrap_token().await.expect("a bootstrap token");
+        let root = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(root.path().join("plugins")).expect("plugin folder");
+        std::fs::create_dir_all(root.path().join("manifests")).expect("manifest folder");
+        Agent { node: node.to_string(), root, token, process: None, runs: 0 }
+    }
+
+    pub fn plugins(&self) -> PathBuf {
+        self.root.path().join("plugins")
+    }
+
+    pub fn manifests(&self) -> PathBuf {
+        self.root.path().join("manifests")
+    }
+
+    /// The user the node's requests are made as.
+    pub fn user(&self) -> String {
+        format!("system:node:{}", self.node)
+    }
+
+    /// Runs the README's command for joining a cluster.
+    pub fn start(&mut self) {
+        assert!(self.process.is_none(), "{} is running already", self.node);
+        self.runs += 1;
+        let mut run = Command::new(BIN);
+        run.arg("run")
+            .arg("--bootstrap-kubeconfig")
+            .arg(&self.token.kubeconfig)
+            .arg("--root-dir")
+            .arg(self.root.path())
+            .args(["--hostname-override", &self.node, "--node-ip", "127.0.0.1", "--node-labels", &format!("e2e={}", self.node)])
+            .arg("--plugin-dir")
+            .arg(self.plugins())
+            .arg("--pod-manifest-path")
+            .arg(self.manifests())
+            .args(["--port", "0", "--healthz-port", "0"])
+            .env("RUST_LOG", "info,kube=warn,hyper=warn")
+            .env("NO_COLOR", "1")
+            .env_remove("KUBECONFIG");
+        let log = self.log();
+        self.process = Some(Process::spawn(&self.node, run, &log).expect("start labkubelet run"));
+    }
+
+    /// Ctrl-C.
+    pub fn stop(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.interrupt(Duration::from_secs(10));
+        }
+    }
+
+    /// The current run's log: in the control plane's folder, so it outlives a failed test.
+    pub fn log(&self) -> PathBuf {
+        cluster().dir.join(format!("agent-{}-{}.log", self.node, self.runs))
+    }
+
+    /// The end of the current run's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        labkubelet_control_plane::process::log_tail(&self.log(), 40)
+    }
+
+    /// Fails the test with the agent's log when the agent has exited.
+    pub fn check_running(&mut self) {
+        if let Some(p) = self.process.as_mut()
+            && let Some(status) = p.exited()
+        {
+            panic!("labkubelet run for {} exited ({status}):\n{}", self.node, self.log_tail());
+        }
+    }
+
+    /// Waits for the node's Ready condition to be True.
+    pub async fn wait_ready(&mut self, nodes: &Api<Node>) -> Node {
+        let name = self.node.clone();
+        eventually_with(self, &format!("node {name} Ready"), Duration::from_secs(90), async || {
+            let node = nodes.get_opt(&name).await.ok().flatten()?;
+            (condition(&node, "Ready")?.status == "True").then_some(node)
+        })
+        .await
+    }
+
+    /// Fails the test if the API server refused any request of this node or its token.
+    pub fn assert_no_refused_requests(&self) {
+        cluster().assert_no_refused_requests(&[&self.user(), &self.token.user]);
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A condition of a Node.
+pub fn condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {
+    node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
+}
+
+/// Polls `check` until it gives a value, for at most `within`; panics naming `what`.
+pub async fn eventually<T>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Like [`eventually`], failing at once with the agent's log when the agent exits, and
+/// showing the log when the deadline passes.
+pub async fn eventually_with<T>(agent: &mut Agent, what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        agent.check_running();
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {within:?}; the agent's log ends:\n{}", agent.log_tail());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Runs a `labkubelet` command as a user does, with `KUBECONFIG` set; returns (success, output).
+pub fn labkubelet(args: &[&str], kubeconfig: &Path) -> (bool, String) {
+    let out = Command::new(BIN).args(args).env("KUBECONFIG", kubeconfig).output().expect("run labkubelet");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A pod from JSON, for the tests' specs.
+pub fn pod(spec: serde_json::Value) -> Pod {
+    serde_json::from_value(spec).expect("a valid pod")
+}
+
+/// The reasons of the events about an object, oldest first.
+pub async fn event_reasons(client: &kube::Client, namespace: &str, uid: &str) -> Vec<(String, String)> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let mut list = events.list(&ListParams::default().fields(&format!("involvedObject.uid={uid}"))).await.map(|l| l.items).unwrap_or_default();
+    list.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0).or(e.event_time.clone().map(|t| t.0)));
+    list.into_iter().map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default())).collect()
+}
