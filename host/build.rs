@@ -35,11 +35,12 @@ fn main() {
     let sources_hash = hash_sources(&root);
     let prebuilt_dir = root.join(PREBUILT);
     let mut prebuilt_hash = std::fs::read_to_string(prebuilt_dir.join("SOURCES.sha256")).unwrap_or_default().trim().to_string();
+    let wasm_target = has_wasm_target();
     let from_source = match env::var("LABKUBELET_PLUGINS").as_deref() {
         Ok("source") => true,
         Ok("prebuilt") => false,
         Ok(other) => panic!("LABKUBELET_PLUGINS={other:?}: use `source` or `prebuilt`"),
-        Err(_) => has_wasm_target(),
+        Err(_) => wasm_target,
     };
     let out_dir = if from_source {
         let target_dir = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("plugins");
@@ -74,6 +75,8 @@ fn main() {
     generated.push_str(&format!("{:?};\n", out_dir.display().to_string()));
     generated.push_str("\n/// Whether the components in plugins/prebuilt were built from the sources of this build.\n");
     generated.push_str(&format!("pub const PREBUILT_CURRENT: bool = {};\n", prebuilt_hash == sources_hash));
+    generated.push_str("\n/// Whether the toolchain that built this has the wasm32-wasip2 target (plugins can be built).\n");
+    generated.push_str(&format!("pub const HAS_WASM_TARGET: bool = {wasm_target};\n"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("stock_plugins.rs");
     std::fs::write(&out, generated).expect("write stock_plugins.rs");
 }

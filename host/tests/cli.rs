@@ -85,12 +85,6 @@ fn list_shows_loaded_and_refused_plugins() {
     assert!(lines.iter().any(|l| l.contains("refused") && l.ends_with("broken.wasm")), "{out}");
 }
 
-/// Whether this toolchain has the standard library for wasm32-wasip2.
-fn has_wasm_target() -> bool {
-    let out = Command::new("rustc").args(["--print", "sysroot"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
-    Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("lib/rustlib/wasm32-wasip2/lib").is_dir()
-}
-
 #[test]
 fn a_scaffolded_plugin_is_built_and_picked_up_by_a_running_labkubelet() {
     let work = tempfile::tempdir().unwrap();
@@ -101,7 +95,7 @@ fn a_scaffolded_plugin_is_built_and_picked_up_by_a_running_labkubelet() {
 
     // Build as the README says; the shared target folder only saves time across runs.
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold-test");
-    if !has_wasm_target() {
+    if !labkubelet::plugin::stock::HAS_WASM_TARGET {
         // A toolchain without the target (the machines CI runs on) can only show that the
         // scaffold compiles against the SDK, for the host; the README tells plugin authors
         // to add the target.

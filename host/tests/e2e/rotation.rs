@@ -7,13 +7,8 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
+use labkubelet::bootstrap::rotation::validity;
 use std::time::{Duration, SystemTime};
-
-fn not_after(pem: &[u8]) -> SystemTime {
-    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem).expect("a PEM certificate");
-    let cert = parsed.parse_x509().expect("an X.509 certificate");
-    SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(cert.validity().not_after.timestamp()).expect("after 1970"))
-}
 
 #[tokio::test]
 async fn the_node_rotates_its_certificate_and_stays_ready_past_the_first_ones_expiry() {
@@ -22,8 +17,7 @@ async fn the_node_rotates_its_certificate_and_stays_ready_past_the_first_ones_ex
     agent.start();
     let nodes: Api<Node> = Api::all(admin.clone());
     agent.wait_ready(&nodes).await;
-    let first = std::fs::read(agent.root.path().join("pki").join("kubelet-client-current.pem")).expect("the node's certificate");
-    let expiry = not_after(&first);
+    let (_, expiry) = validity(&agent.root.path().join("pki").join("kubelet-client-current.pem")).expect("the node's certificate");
     let left = expiry.duration_since(SystemTime::now()).unwrap_or_default();
     assert!(left < Duration::from_secs(600), "the control plane issues short-lived certificates ({left:?} left)");
 

@@ -98,11 +98,6 @@ impl Assets {
     pub fn binary(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-
-    /// kubemark (the real kubelet with a fake runtime), when the folder has it.
-    pub fn kubemark(&self) -> Option<PathBuf> {
-        Some(self.dir.join("kubemark")).filter(|p| is_executable(p))
-    }
 }
 
 /// `$XDG_CACHE_HOME/kube-e2e/bin`, else `~/.cache/kube-e2e/bin`.

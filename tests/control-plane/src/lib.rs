@@ -63,7 +63,6 @@ pub struct ControlPlane {
     /// Kubeconfigs, certificates, logs and the audit log.
     pub dir: PathBuf,
     pki: Pki,
-    assets: Assets,
     // Kept so the processes live as long as the control plane.
     _processes: Vec<Process>,
 }
@@ -118,18 +117,6 @@ impl ControlPlane {
         client_for(&self.admin_kubeconfig()).await
     }
 
-    /// The cluster CA (PEM).
-    pub fn ca_pem(&self) -> &str {
-        &self.pki.ca_pem
-    }
-
-    /// A kubeconfig for `user` in `groups`, authenticated by a client certificate.
-    pub fn user_kubeconfig(&self, user: &str, groups: &[&str]) -> anyhow::Result<PathBuf> {
-        let file = self.dir.join(format!("user-{}.kubeconfig", user.replace(':', "-")));
-        self.pki.client_kubeconfig(&file, &self.server, user, groups)?;
-        Ok(file)
-    }
-
     /// A new bootstrap token in `system:bootstrappers:kubeadm:default-node-token`, whose
     /// node client CSRs the controller manager approves (kubeadm's bindings).
     pub async fn bootstrap_token(&self) -> anyhow::Result<BootstrapToken> {
@@ -166,16 +153,6 @@ impl ControlPlane {
         let refused = self.refused_requests(users);
         let shown: Vec<String> = refused.iter().map(ToString::to_string).collect();
         assert!(refused.is_empty(), "the API server refused {} request(s) of {users:?}:\n{}", refused.len(), shown.join("\n"));
-    }
-
-    /// kubemark (the real kubelet 1.20 with a fake runtime), when installed.
-    pub fn kubemark(&self) -> Option<PathBuf> {
-        self.assets.kubemark()
-    }
-
-    /// The path of a control-plane component's log (`etcd`, `kube-apiserver`, ...).
-    pub fn log(&self, component: &str) -> PathBuf {
-        self.dir.join(format!("{component}.log"))
     }
 }
 
@@ -228,7 +205,7 @@ fn start(settings: Settings) -> anyhow::Result<ControlPlane> {
     for _ in 0..3 {
         match start_processes(&assets, &settings, &dir, &pki, &runtime) {
             Ok((server, processes)) => {
-                return Ok(ControlPlane { server, version: assets.version, settings, dir, pki, assets, _processes: processes });
+                return Ok(ControlPlane { server, version: assets.version, settings, dir, pki, _processes: processes });
             }
             Err(e) if format!("{e:#}").contains("address already in use") => last = Some(e),
             Err(e) => return Err(e),
@@ -281,19 +258,29 @@ fn start_processes(assets: &Assets, settings: &Settings, dir: &Path, pki: &Pki, 
 
     let admin = dir.join("admin.kubeconfig");
     pki.client_kubeconfig(&admin, &server, "kubernetes-admin", &["system:masters"])?;
-    let wait = runtime.block_on(wait_ready(&admin, &mut processes));
-    wait?;
+    runtime.block_on(wait_ready(&admin, &mut processes))?;
 
-    let kcm_config = dir.join("controller-manager.kubeconfig");
-    pki.client_kubeconfig(&kcm_config, &server, "system:kube-controller-manager", &[])?;
-    let kcm_file = kcm_config.display().to_string();
-    let mut kcm = Command::new(assets.binary("kube-controller-manager"));
+    // Both run as their own user, on a secure port of their own, as kubeadm starts them.
+    let component = |binary: &str, user: &str, port: u16| -> anyhow::Result<Command> {
+        let kubeconfig = dir.join(format!("{binary}.kubeconfig"));
+        pki.client_kubeconfig(&kubeconfig, &server, user, &[])?;
+        let file = kubeconfig.display().to_string();
+        let mut command = Command::new(assets.binary(binary));
+        command.args([
+            format!("--kubeconfig={file}"),
+            format!("--authentication-kubeconfig={file}"),
+            format!("--authorization-kubeconfig={file}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            "--leader-elect=false".into(),
+        ]);
+        if assets.version.has_insecure_ports() {
+            command.arg("--port=0");
+        }
+        Ok(command)
+    };
+    let mut kcm = component("kube-controller-manager", "system:kube-controller-manager", kcm_port)?;
     kcm.args([
-        format!("--kubeconfig={kcm_file}"),
-        format!("--authentication-kubeconfig={kcm_file}"),
-        format!("--authorization-kubeconfig={kcm_file}"),
-        "--bind-address=127.0.0.1".into(),
-        format!("--secure-port={kcm_port}"),
         format!("--cluster-signing-cert-file={}", p("ca.crt")),
         format!("--cluster-signing-key-file={}", p("ca.key")),
         format!("--cluster-signing-duration={}s", settings.signing_duration.as_secs()),
@@ -302,24 +289,8 @@ fn start_processes(assets: &Assets, settings: &Settings, dir: &Path, pki: &Pki, 
         "--use-service-account-credentials=true".into(),
         "--controllers=*,bootstrapsigner,tokencleaner".into(),
         format!("--node-monitor-grace-period={}s", settings.node_monitor_grace_period.as_secs()),
-        "--leader-elect=false".into(),
     ]);
-    let scheduler_config = dir.join("scheduler.kubeconfig");
-    pki.client_kubeconfig(&scheduler_config, &server, "system:kube-scheduler", &[])?;
-    let scheduler_file = scheduler_config.display().to_string();
-    let mut scheduler = Command::new(assets.binary("kube-scheduler"));
-    scheduler.args([
-        format!("--kubeconfig={scheduler_file}"),
-        format!("--authentication-kubeconfig={scheduler_file}"),
-        format!("--authorization-kubeconfig={scheduler_file}"),
-        "--bind-address=127.0.0.1".into(),
-        format!("--secure-port={scheduler_port}"),
-        "--leader-elect=false".into(),
-    ]);
-    if assets.version.has_insecure_ports() {
-        kcm.arg("--port=0");
-        scheduler.arg("--port=0");
-    }
+    let scheduler = component("kube-scheduler", "system:kube-scheduler", scheduler_port)?;
     processes.push(Process::spawn("kube-controller-manager", kcm, &dir.join("kube-controller-manager.log"))?);
     processes.push(Process::spawn("kube-scheduler", scheduler, &dir.join("kube-scheduler.log"))?);
     runtime.block_on(bind_bootstrap_rbac(&admin))?;

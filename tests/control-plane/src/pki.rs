@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub struct Pki {
     dir: PathBuf,
     ca: Issuer<'static, KeyPair>,
-    pub ca_pem: String,
+    ca_pem: String,
 }
 
 impl Pki {

@@ -42,10 +42,6 @@ impl Process {
         log_tail(&self.log, lines)
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Stops it as Ctrl-C does (SIGINT); kills it when it has not ended within `grace`.
     pub fn interrupt(mut self, grace: std::time::Duration) -> std::process::ExitStatus {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap_or(0);

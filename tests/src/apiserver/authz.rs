@@ -37,14 +37,10 @@ impl Attributes<'_> {
         }
     }
 
-    fn group_resource(&self) -> String {
-        if self.resource.group.is_empty() { self.resource.plural.to_string() } else { format!("{}.{}", self.resource.plural, self.resource.group) }
-    }
-
     /// `pods "x" is forbidden: …`, the prefix of the server's Forbidden messages.
     fn forbidden(&self, name: Option<&str>, why: String) -> ApiError {
         let name = name.or(self.name).unwrap_or_default();
-        ApiError::new(403, "Forbidden", format!("{} \"{name}\" is forbidden: {why}", self.group_resource()))
+        ApiError::new(403, "Forbidden", format!("{} \"{name}\" is forbidden: {why}", self.resource.group_resource()))
     }
 }
 

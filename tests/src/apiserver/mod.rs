@@ -433,8 +433,9 @@ async fn serve(
     };
     let attrs = authz::Attributes { verb, resource: r, subresource: p.subresource.as_deref(), namespace: &namespace, name: p.name.as_deref() };
     authz::authorize(identity, &attrs)?;
-    // NodeRestriction checks owner references against the requesting node's uid.
+    // NodeRestriction checks a mirror pod's owner reference against the requesting node's uid.
     let node_uid = authz::node_of(identity)
+        .filter(|_| r.plural == "pods" && verb == "create")
         .and_then(|node| shared.store.get(&store::Key { resource: "nodes", namespace: String::new(), name: node.to_string() }))
         .and_then(|n| n["metadata"]["uid"].as_str().map(str::to_string));
     let admission = |old: Option<&Value>, new: Option<&Value>| authz::admit(identity, &attrs, node_uid.as_deref(), old, new);
@@ -519,14 +520,18 @@ async fn serve(
 /// The usages 1.20's signer and approver want in a kubelet client CSR (sorted): exactly these.
 const KUBELET_CLIENT_USAGES: [&str; 3] = ["client auth", "digital signature", "key encipherment"];
 
+fn has_kubelet_client_usages(csr: &Value) -> bool {
+    let mut usages: Vec<&str> = csr["spec"]["usages"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    usages.sort_unstable();
+    usages == KUBELET_CLIENT_USAGES
+}
+
 fn is_node_client_csr(csr: &Value) -> bool {
     let spec = &csr["spec"];
     if spec["signerName"] != "kubernetes.io/kube-apiserver-client-kubelet" {
         return false;
     }
-    let mut usages: Vec<&str> = spec["usages"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    usages.sort_unstable();
-    if usages != KUBELET_CLIENT_USAGES {
+    if !has_kubelet_client_usages(csr) {
         return false;
     }
     let Some(pem) = spec["request"].as_str().and_then(|r| base64::engine::general_purpose::STANDARD.decode(r).ok()) else {
@@ -558,9 +563,7 @@ fn sign_if_approved(shared: &Shared, t: &Target, csr: Value) -> Result<Value, Ap
     if !approved || denied || csr["status"]["certificate"].is_string() {
         return Ok(csr);
     }
-    let mut usages: Vec<&str> = csr["spec"]["usages"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    usages.sort_unstable();
-    if csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet" && usages != KUBELET_CLIENT_USAGES {
+    if csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet" && !has_kubelet_client_usages(&csr) {
         // 1.20's signer: the CSR ends Approved,Failed.
         let mut conditions = conditions;
         conditions.push(json!({"type": "Failed", "status": "True", "reason": "SignerValidationFailure",
