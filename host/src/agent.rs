@@ -63,6 +63,8 @@ pub struct AgentConfig {
     /// staticPodURL / `--manifest-url` and its headers.
     pub manifest_url: Option<crate::pods::url_source::ManifestUrl>,
     pub http_check_frequency: Duration,
+    /// Cancelled to stop the agent (Ctrl-C): each node saves its runtime state and returns.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// A node that is up: where its API listens, and what the API serves.
@@ -97,8 +99,8 @@ impl AgentConfig {
     }
 }
 
-/// Runs every node until one fails for good (its credentials cannot be had) or the future
-/// is dropped.
+/// Runs every node until one fails for good (its credentials cannot be had), the agent is
+/// stopped (`config.stop`) or the future is dropped.
 pub async fn run(config: AgentConfig, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
     let mut nodes = JoinSet::new();
     for (index, name) in config.nodes.clone().into_iter().enumerate() {
@@ -181,7 +183,8 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
         let api = node_api(name, &pods, &runtime, &events, spec, Access::Anonymous);
         let tls = server_config(&serving, &[])?;
         announce(config, address, &api);
-        tokio::join!(pods.run(), state.keep_saved(runtime.clone(), clock), crate::server::serve(listener, api, tls));
+        let tasks = async { tokio::join!(pods.run(), state.keep_saved(runtime.clone(), clock), crate::server::serve(listener, api, tls)) };
+        state.until_stopped(&runtime, &config.stop, tasks).await;
         return Ok(());
     }
 
@@ -241,7 +244,8 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
     };
     let rotation = rotate(bootstrap.clone(), client_for_rotation, connections, clock);
     let serve = crate::server::serve(listener, api, tls);
-    tokio::join!(lease.run(), status.run(), refusals, pods.run(), state.keep_saved(runtime.clone(), clock), rotation, serve);
+    let tasks = async { tokio::join!(lease.run(), status.run(), refusals, pods.run(), state.keep_saved(runtime.clone(), clock), rotation, serve) };
+    state.until_stopped(&runtime, &config.stop, tasks).await;
     Ok(())
 }
 

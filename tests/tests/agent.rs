@@ -152,3 +152,42 @@ async fn the_client_certificate_is_rotated_before_it_expires() {
     assert!(!agent.is_finished(), "the agent stopped: {:?}", agent.await);
     agent.abort();
 }
+
+/// A container runtime outlives its kubelet: what changed in the runtime just before the
+/// agent was stopped (Ctrl-C) is there when it starts again, not only what the periodic save
+/// had caught.
+#[tokio::test]
+async fn a_stopped_agent_saves_the_runtime_state_it_has_at_that_moment() {
+    use labkubelet::plugin::PluginRuntime;
+    use labkubelet::runtime::state::RuntimeStateDir;
+    use labkubelet::runtime::{ContainerRuntime, ContainerState};
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec:\n  containers: [{name: web, image: nginx:1.25}]\n";
+    std::fs::write(manifests.join("web.yaml"), pod).unwrap();
+    let (started, mut announced) = tokio::sync::mpsc::unbounded_channel();
+    let config = labkubelet::agent::AgentConfig {
+        standalone: true,
+        static_pod_path: Some(manifests),
+        started: Some(started),
+        ..agent_config(dir.path(), vec!["vm".into()], dir.path().join("unused"))
+    };
+    let stop = config.stop.clone();
+    let catalog = PluginCatalog::new(PluginEngine::new(PluginPolicy::default()).unwrap()).await.unwrap();
+    let agent = tokio::spawn(run(config, catalog.clone(), Clock::new()));
+    let runtime = announced.recv().await.expect("the node started").api.plugins.clone();
+    let running = labkubelet_tests::eventually("the static pod's container running", Duration::from_secs(30), async || {
+        runtime.list_containers().await.ok()?.into_iter().find(|c| c.state == ContainerState::Running)
+    })
+    .await;
+
+    runtime.stop_container(&running.id, Duration::ZERO).await.unwrap();
+    stop.cancel();
+    agent.await.unwrap().unwrap();
+
+    let restarted = PluginRuntime::new("vm", catalog, Clock::new());
+    RuntimeStateDir::new(dir.path(), "vm").restore(&restarted).await;
+    let status = restarted.container_status(&running.id).await.expect("the container is in the saved state");
+    assert_eq!(status.state, ContainerState::Exited, "the stop made just before Ctrl-C was saved");
+}

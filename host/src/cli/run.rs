@@ -231,6 +231,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         file_check_frequency: file.file_check_frequency.unwrap_or(labkubelet::pods::static_pods::FILE_CHECK_FREQUENCY),
         manifest_url: manifest_url(&args, &file)?,
         http_check_frequency: file.http_check_frequency.unwrap_or(labkubelet::pods::url_source::HTTP_CHECK_FREQUENCY),
+        stop: tokio_util::sync::CancellationToken::new(),
     };
     // Checked once flags and file are merged: a --config without staticPodPath has no pods either.
     if standalone && config.static_pod_path.is_none() && config.manifest_url.is_none() {
@@ -261,10 +262,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let view = super::view::show(started, standalone);
+    // Ctrl-C stops the nodes, which save their runtime state before the agent returns; a
+    // node still bootstrapping has nothing to save, so the agent gets a few seconds at most.
+    let stop = config.stop.clone();
+    let stopped = async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    };
     let result = tokio::select! {
         result = labkubelet::agent::run(config, catalog, Clock::new()) => result.map(|()| ExitCode::SUCCESS),
         _ = view => Ok(ExitCode::SUCCESS),
-        _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+        () = stopped => Ok(ExitCode::SUCCESS),
     };
     if let Some(h) = healthz {
         h.abort();

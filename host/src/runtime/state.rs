@@ -61,13 +61,27 @@ impl RuntimeStateDir {
     }
 
     /// Saves every period until dropped.
-    pub async fn keep_saved(self, runtime: Arc<PluginRuntime>, clock: Clock) {
+    pub async fn keep_saved(&self, runtime: Arc<PluginRuntime>, clock: Clock) {
         let mut last = HashMap::new();
         loop {
             clock.sleep(SAVE_PERIOD).await;
-            if let Err(e) = self.save(&runtime, &mut last).await {
-                tracing::warn!(node = %runtime.node(), dir = %self.dir.display(), "saving the runtime state: {e}");
-            }
+            self.save_logged(&runtime, &mut last).await;
+        }
+    }
+
+    /// Runs a node's `tasks` until `stop` is cancelled, then saves the state once more: a
+    /// container runtime outlives its kubelet, so a restarted agent must find every change,
+    /// also those of the last [`SAVE_PERIOD`].
+    pub async fn until_stopped(&self, runtime: &PluginRuntime, stop: &tokio_util::sync::CancellationToken, tasks: impl std::future::Future) {
+        tokio::select! {
+            _ = tasks => {}
+            () = stop.cancelled() => self.save_logged(runtime, &mut HashMap::new()).await,
+        }
+    }
+
+    async fn save_logged(&self, runtime: &PluginRuntime, last: &mut HashMap<String, Vec<u8>>) {
+        if let Err(e) = self.save(runtime, last).await {
+            tracing::warn!(node = %runtime.node(), dir = %self.dir.display(), "saving the runtime state: {e}");
         }
     }
 }
