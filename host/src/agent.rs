@@ -115,15 +115,15 @@ pub async fn run(config: AgentConfig, catalog: Arc<PluginCatalog>, clock: Clock)
 
 /// The machine as cAdvisor's MachineInfo shows it at `/spec/`.
 fn machine_spec(config: &AgentConfig, machine_id: &str, boot_id: &str) -> serde_json::Value {
-    let capacity = |k: &str, scale: f64| config.capacity.get(k).and_then(|q| crate::pods::admission::quantity(q, scale)).unwrap_or(0);
+    let capacity = |k: &str| config.capacity.get(k).and_then(|q| crate::pods::resources::Quantity::parse(q).ok()).map_or(0, |q| q.value());
     serde_json::json!({
-        "num_cores": capacity("cpu", 1.0),
+        "num_cores": capacity("cpu"),
         "cpu_frequency_khz": 0,
-        "memory_capacity": capacity("memory", 1.0),
+        "memory_capacity": capacity("memory"),
         "machine_id": machine_id,
         "system_uuid": machine_id,
         "boot_id": boot_id,
-        "filesystems": [{"device": "labkubelet", "capacity": capacity("ephemeral-storage", 1.0), "type": "vfs"}],
+        "filesystems": [{"device": "labkubelet", "capacity": capacity("ephemeral-storage"), "type": "vfs"}],
         "cloud_provider": "Unknown",
         "instance_type": "Unknown",
     })

@@ -188,6 +188,9 @@ fn run_explains_bad_flags() {
     let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "n1", "--node-labels", "nolabel"]].concat());
     assert!(!ok);
     assert!(out.contains("--node-labels \"nolabel\": expected key=value"), "{out}");
+    let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "n1", "--capacity", "cpu=2,memory=lots"]].concat());
+    assert!(!ok);
+    assert!(out.contains("--capacity \"memory=lots\": \"lots\" is not a resource quantity"), "{out}");
     let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "n1"]].concat());
     assert!(!ok);
     assert!(out.contains("/nonexistent"), "a missing bootstrap kubeconfig is named: {out}");

@@ -44,6 +44,11 @@ pub struct RunArgs {
     /// Default: 110, or maxPods from --config.
     #[arg(long)]
     max_pods: Option<u32>,
+    /// The node's size, what `kubectl describe node` shows as Capacity and Allocatable and
+    /// what pods are admitted against, e.g. cpu=2,memory=4Gi. Each resource given replaces
+    /// its default: cpu=100, memory=32Gi, ephemeral-storage=100Gi.
+    #[arg(long, value_delimiter = ',', value_name = "RESOURCE=QUANTITY,...")]
+    capacity: Vec<String>,
     /// A KubeletConfiguration file (kubelet.config.k8s.io/v1beta1); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -111,6 +116,21 @@ fn parse_labels(specs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
             Ok((k.to_string(), v.to_string()))
         })
         .collect()
+}
+
+fn parse_capacity(specs: &[String], max_pods: u32) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut capacity: BTreeMap<String, String> =
+        [("cpu", "100"), ("memory", "32Gi"), ("ephemeral-storage", "100Gi")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    capacity.insert("pods".to_string(), max_pods.to_string());
+    for s in specs.iter().filter(|s| !s.is_empty()) {
+        let (resource, quantity) = s.split_once('=').with_context(|| format!("--capacity {s:?}: expected resource=quantity, e.g. cpu=2"))?;
+        labkubelet::pods::resources::Quantity::parse(quantity).with_context(|| format!("--capacity {s:?}"))?;
+        if resource == "pods" {
+            bail!("--capacity {s:?}: the number of pods is set with --max-pods (or maxPods in --config)");
+        }
+        capacity.insert(resource.to_string(), quantity.to_string());
+    }
+    Ok(capacity)
 }
 
 fn parse_taints(specs: &[String]) -> anyhow::Result<Vec<Taint>> {
@@ -216,10 +236,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         node_ip: args.node_ip.clone(),
         node_labels: parse_labels(&args.node_labels)?,
         taints,
-        capacity: [("cpu", "100".to_string()), ("memory", "32Gi".to_string()), ("pods", max_pods.to_string()), ("ephemeral-storage", "100Gi".to_string())]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+        capacity: parse_capacity(&args.capacity, max_pods)?,
         lease_duration_seconds: file.node_lease_duration_seconds.unwrap_or(40),
         status,
         standalone,

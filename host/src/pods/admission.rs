@@ -3,6 +3,7 @@
 //! the node's allocatable pods, cpu and memory. A refused pod is Failed with the kubelet's
 //! reason (`NodeAffinity`, `OutOfpods`, `OutOfcpu`, `OutOfmemory`) and message.
 
+use super::resources::Quantity;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,44 +14,15 @@ pub struct Usage {
     pub memory: i64,
 }
 
-/// A resource quantity (`100m`, `2`, `1.5Gi`, `128Mi`, `1e3`) in units of `scale`
-/// (1000 for millicores of cpu, 1 for bytes). Kubernetes' Quantity is a string in
-/// k8s-openapi; this reads the suffixes that node and pod resources use.
-pub fn quantity(text: &str, scale: f64) -> Option<i64> {
-    let text = text.trim();
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let factor = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
-        _ => return None,
-    };
-    let value: f64 = number.parse().ok()?;
-    Some((value * factor * scale).ceil() as i64)
-}
-
 fn requests(c: &Container) -> Usage {
-    let get = |r: &str, scale| {
+    let get = |r: &str| {
         c.resources
             .as_ref()
             .and_then(|res| res.requests.as_ref().and_then(|m| m.get(r)).or_else(|| res.limits.as_ref().and_then(|m| m.get(r))))
-            .and_then(|q| quantity(&q.0, scale))
-            .unwrap_or(0)
+            .and_then(|q| Quantity::parse(&q.0).ok())
+            .unwrap_or_default()
     };
-    Usage { cpu_millis: get("cpu", 1000.0), memory: get("memory", 1.0) }
+    Usage { cpu_millis: get("cpu").milli_value(), memory: get("memory").value() }
 }
 
 /// A pod's effective requests: its containers' sum, or its largest init container's
@@ -99,11 +71,11 @@ impl Admission {
         }
         let usage = pod_usage(pod);
         let used = self.admitted.values().fold(Usage::default(), |a, b| Usage { cpu_millis: a.cpu_millis + b.cpu_millis, memory: a.memory + b.memory });
-        let capacity = |r: &str, scale| self.allocatable.get(r).and_then(|q| quantity(q, scale));
+        let capacity = |r: &str| self.allocatable.get(r).and_then(|q| Quantity::parse(q).ok());
         let checks = [
-            ("pods", 1, self.admitted.len() as i64, capacity("pods", 1.0)),
-            ("cpu", usage.cpu_millis, used.cpu_millis, capacity("cpu", 1000.0)),
-            ("memory", usage.memory, used.memory, capacity("memory", 1.0)),
+            ("pods", 1, self.admitted.len() as i64, capacity("pods").map(|q| q.value())),
+            ("cpu", usage.cpu_millis, used.cpu_millis, capacity("cpu").map(|q| q.milli_value())),
+            ("memory", usage.memory, used.memory, capacity("memory").map(|q| q.value())),
         ];
         for (resource, requested, used, capacity) in checks {
             if let Some(capacity) = capacity.filter(|c| requested > 0 && used + requested > *c) {
@@ -126,16 +98,6 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantities_read_as_kubernetes_writes_them() {
-        assert_eq!(quantity("100m", 1000.0), Some(100));
-        assert_eq!(quantity("2", 1000.0), Some(2000));
-        assert_eq!(quantity("32Gi", 1.0), Some(32 * 1024 * 1024 * 1024));
-        assert_eq!(quantity("1.5k", 1.0), Some(1500));
-        assert_eq!(quantity("1e3", 1.0), Some(1000));
-        assert_eq!(quantity("lots", 1.0), None);
-    }
 
     fn pod(cpu: &str, selector: serde_json::Value) -> Pod {
         serde_json::from_value(serde_json::json!({"spec": {"nodeSelector": selector, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}))

@@ -8,13 +8,14 @@
 //! - [`workers`]: one task per pod.
 //! - [`sync`]: what one sync of one pod does (syncPod).
 //! - [`status`]: the pod's API status and the status manager.
-//! - [`admission`], [`backoff`], [`probes`], [`inspect`]: the parts syncPod uses.
+//! - [`admission`], [`backoff`], [`probes`], [`inspect`], [`resources`]: the parts syncPod uses.
 
 pub mod admission;
 pub mod backoff;
 pub mod inspect;
 pub mod manager;
 pub mod probes;
+pub mod resources;
 pub mod source;
 pub mod static_pods;
 pub mod status;

@@ -233,7 +233,7 @@ impl PodSync {
         let admitted = self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).admit(&self.uid, &pod);
         if let Err(rejection) = admitted {
             self.event(&pod, None, "Warning", &rejection.reason, &rejection.message).await;
-            self.write_status(&pod, &rejected_status(&pod, &rejection.reason, &rejection.message)).await;
+            self.write_status(&pod, &rejected_status(&pod, &rejection.reason, &rejection.message, self.now())).await;
             self.finished = true;
             return Next::At(self.after(RESYNC));
         }

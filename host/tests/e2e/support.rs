@@ -24,6 +24,8 @@ pub struct Agent {
     pub node: String,
     pub root: tempfile::TempDir,
     pub token: BootstrapToken,
+    /// More `labkubelet run` flags.
+    pub flags: Vec<String>,
     process: Option<Process>,
     runs: usize,
 }
@@ -36,7 +38,7 @@ impl Agent {
         let root = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(root.path().join("plugins")).expect("plugin folder");
         std::fs::create_dir_all(root.path().join("manifests")).expect("manifest folder");
-        Agent { node: node.to_string(), root, token, process: None, runs: 0 }
+        Agent { node: node.to_string(), root, token, flags: Vec::new(), process: None, runs: 0 }
     }
 
     pub fn plugins(&self) -> PathBuf {
@@ -68,6 +70,7 @@ impl Agent {
             .arg("--pod-manifest-path")
             .arg(self.manifests())
             .args(["--port", "0", "--healthz-port", "0"])
+            .args(&self.flags)
             .env("RUST_LOG", "info,kube=warn,hyper=warn")
             .env("NO_COLOR", "1")
             .env_remove("KUBECONFIG");

@@ -138,6 +138,32 @@ impl ControlPlane {
         Ok(BootstrapToken { user: format!("system:bootstrap:{id}"), id, kubeconfig })
     }
 
+    /// A kubemark hollow node: the real kubelet of this release with a fake runtime, as a
+    /// reference to diff a lab node against. It joins as `system:node:<name>` with a
+    /// certificate from the cluster CA (kubemark does no TLS bootstrap), labelled
+    /// `e2e=<name>`; it ends with the calling thread.
+    pub fn hollow_node(&self, name: &str) -> anyhow::Result<Process> {
+        let kubemark = Assets::locate().map_err(anyhow::Error::msg)?.binary("kubemark");
+        anyhow::ensure!(
+            kubemark.is_file(),
+            "no kubemark in {}: run tests/control-plane/install.sh, which builds it with the control plane",
+            kubemark.display()
+        );
+        let kubeconfig = self.dir.join(format!("hollow-{name}.kubeconfig"));
+        self.pki.client_kubeconfig(&kubeconfig, &self.server, &format!("system:node:{name}"), &["system:nodes"])?;
+        let mut command = Command::new(kubemark);
+        command.args([
+            "--morph=kubelet".to_string(),
+            format!("--name={name}"),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--kubelet-port={}", free_port()?),
+            "--kubelet-read-only-port=0".to_string(),
+            format!("--node-labels=e2e={name}"),
+            "--kube-api-content-type=application/json".to_string(),
+        ]);
+        Process::spawn(&format!("hollow node {name}"), command, &self.dir.join(format!("hollow-{name}.log")))
+    }
+
     /// Every completed request so far.
     pub fn audit(&self) -> Vec<audit::AuditEvent> {
         audit::read(&self.dir.join("audit.log"))

@@ -1,23 +1,20 @@
-//! The pod's API status as the kubelet computes it (upstream generateAPIPodStatus, getPhase
-//! and the condition generators of pkg/kubelet/status), and the status manager that writes
-//! it to `pods/<name>/status` with the pod's uid as a precondition, skipping writes that
-//! would change nothing.
+//! The pod's API status as the kubelet computes it: upstream's generateAPIPodStatus,
+//! getPhase, the condition generators of pkg/kubelet/status/generate.go and what the prober
+//! manager's UpdatePodStatus sets (`ready`, `started`).
 
-use super::inspect::RuntimePod;
-use super::manager::PodManager;
+use super::time;
+use crate::pods::inspect::RuntimePod;
+use crate::pods::resources::qos_class;
 use crate::runtime::{ContainerState as RuntimeState, ContainerStatus as RuntimeContainer};
-use crate::timeline::{Journal, What};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP,
     PodSpec, PodStatus,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
-/// The pod conditions the kubelet owns; it keeps every other condition as it finds it.
-const OWNED_CONDITIONS: [&str; 4] = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady"];
+/// The pod conditions the kubelet owns (upstream PodConditionByKubelet); it keeps every
+/// other condition as it finds it.
+const OWNED_CONDITIONS: [&str; 5] = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"];
 
 /// Why a container that does not run is waiting: the last start error or back-off.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,11 +39,6 @@ pub struct StatusInputs<'a> {
     pub now: i64,
     /// The pod is being terminated: once all containers stopped, its phase is terminal.
     pub terminal: bool,
-}
-
-/// API time at second precision, as the server keeps it; `None` for 0 (not yet).
-pub fn time(nanos: i64) -> Option<Time> {
-    (nanos > 0).then(|| Time(k8s_openapi::jiff::Timestamp::from_second(nanos.div_euclid(1_000_000_000)).unwrap_or_default()))
 }
 
 fn terminated(i: &StatusInputs, c: &RuntimeContainer) -> ContainerState {
@@ -81,7 +73,13 @@ fn waiting(reason: &str, message: &str) -> ContainerState {
     }
 }
 
-fn container_status(i: &StatusInputs, spec: &Container, default_reason: &str) -> ContainerStatus {
+/// An init container that is not a sidecar (`restartPolicy: Always`) runs to completion:
+/// it is ready once it exited 0, never while it runs.
+fn runs_to_completion(spec: &Container, init: bool) -> bool {
+    init && spec.restart_policy.as_deref() != Some("Always")
+}
+
+fn container_status(i: &StatusInputs, spec: &Container, init: bool, default_reason: &str) -> ContainerStatus {
     let recorded = i.waiting.get(&spec.name);
     let mut s = ContainerStatus {
         name: spec.name.clone(),
@@ -107,7 +105,7 @@ fn container_status(i: &StatusInputs, spec: &Container, default_reason: &str) ->
             s.last_state = previous.or(s.last_state);
             let started = (i.started)(spec, &latest.id);
             s.started = Some(started);
-            s.ready = started && (i.ready)(spec, &latest.id);
+            s.ready = started && !runs_to_completion(spec, init) && (i.ready)(spec, &latest.id);
         }
         RuntimeState::Created => {
             s.state = Some(recorded.map_or_else(|| waiting(default_reason, ""), |w| waiting(&w.reason, &w.message)));
@@ -122,6 +120,7 @@ fn container_status(i: &StatusInputs, spec: &Container, default_reason: &str) ->
             None => {
                 s.state = Some(terminated(i, latest));
                 s.last_state = previous.or(s.last_state);
+                s.ready = runs_to_completion(spec, init) && latest.state == RuntimeState::Exited && latest.exit_code == 0;
             }
         },
     }
@@ -213,24 +212,13 @@ fn condition(type_: &str, ok: bool, reason: Option<&str>, message: Option<String
     }
 }
 
-/// The pod's QoS class from its requests and limits (upstream GetPodQOS, for cpu and memory).
-pub fn qos_class(spec: &PodSpec) -> &'static str {
-    let all: Vec<&Container> = spec.containers.iter().chain(spec.init_containers.iter().flatten()).collect();
-    let of = |c: &Container, limits: bool, r: &str| {
-        c.resources.as_ref().and_then(|res| if limits { res.limits.as_ref() } else { res.requests.as_ref() }).and_then(|m| m.get(r)).map(|q| q.0.clone())
-    };
-    let any = all.iter().any(|c| ["cpu", "memory"].iter().any(|r| of(c, true, r).is_some() || of(c, false, r).is_some()));
-    if !any {
-        return "BestEffort";
-    }
-    let guaranteed = all.iter().all(|c| {
-        ["cpu", "memory"].iter().all(|r| match (of(c, true, r), of(c, false, r)) {
-            (Some(limit), Some(request)) => limit == request,
-            (Some(_), None) => true,
-            _ => false,
-        })
-    });
-    if guaranteed { "Guaranteed" } else { "Burstable" }
+/// The conditions in the order the server keeps them after the kubelet's strategic merge
+/// patch (merge key `type`): those it has stay where they are, new ones go at the end. So
+/// the scheduler's `PodScheduled` stays first, as `kubectl describe` shows it.
+fn in_server_order(old: &[PodCondition], mut new: Vec<PodCondition>) -> Vec<PodCondition> {
+    let mut ordered: Vec<PodCondition> = old.iter().filter_map(|o| new.iter().position(|n| n.type_ == o.type_).map(|i| new.remove(i))).collect();
+    ordered.append(&mut new);
+    ordered
 }
 
 /// The conditions the kubelet does not own, as the server has them.
@@ -246,8 +234,10 @@ pub fn api_status(i: &StatusInputs) -> PodStatus {
     let old_conditions = old.conditions.clone().unwrap_or_default();
     let inits = spec.init_containers.clone().unwrap_or_default();
     let default_reason = if inits.is_empty() { "ContainerCreating" } else { "PodInitializing" };
-    let init_statuses: Vec<ContainerStatus> = inits.iter().map(|c| container_status(i, c, default_reason)).collect();
-    let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| container_status(i, c, default_reason)).collect();
+    // Init containers in the spec's order, the others by name (upstream convertToAPIContainerStatuses).
+    let init_statuses: Vec<ContainerStatus> = inits.iter().map(|c| container_status(i, c, true, default_reason)).collect();
+    let mut statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| container_status(i, c, false, default_reason)).collect();
+    statuses.sort_by(|a, b| a.name.cmp(&b.name));
     // A terminal phase never goes back.
     let phase = match old.phase.as_deref() {
         Some(p @ ("Succeeded" | "Failed")) => p.to_string(),
@@ -285,6 +275,11 @@ pub fn api_status(i: &StatusInputs) -> PodStatus {
     };
     conditions.push(condition("Ready", ready, reason, message.clone(), &old_conditions, i.now));
     conditions.push(condition("ContainersReady", ready, reason, message, &old_conditions, i.now));
+    // The pod is on this node, so it was scheduled: the kubelet says so even when the
+    // scheduler never saw the pod (`spec.nodeName`, static pods).
+    conditions.push(condition("PodScheduled", true, None, None, &old_conditions, i.now));
+
+    let conditions = in_server_order(&old_conditions, conditions);
 
     // A pod in the host's network namespace has the node's address.
     let ip = if spec.host_network == Some(true) {
@@ -303,126 +298,25 @@ pub fn api_status(i: &StatusInputs) -> PodStatus {
         init_container_statuses: (!inits.is_empty()).then_some(init_statuses),
         container_statuses: Some(statuses),
         // The API server sets the class at creation and refuses to change it.
-        qos_class: old.qos_class.clone().or_else(|| Some(qos_class(&spec).to_string())),
+        qos_class: old.qos_class.clone().or_else(|| Some(qos_class(&spec).as_str().to_string())),
         ..Default::default()
     }
 }
 
-/// The status of a pod the kubelet refused to run: Failed, with the reason and message of
-/// the admission check that refused it.
-pub fn rejected_status(pod: &Pod, reason: &str, message: &str) -> PodStatus {
+/// The status of a pod the kubelet refused to run (upstream rejectPod): Failed, with the
+/// reason and message of the admission check that refused it, its QoS class, and the start
+/// time the status manager gives every status it writes.
+pub fn rejected_status(pod: &Pod, reason: &str, message: &str, now: i64) -> PodStatus {
     let spec = pod.spec.clone().unwrap_or_default();
+    let old = pod.status.clone().unwrap_or_default();
     PodStatus {
+        start_time: old.start_time.or_else(|| time(now)),
         phase: Some("Failed".into()),
         reason: Some(reason.into()),
         message: Some(format!("Pod was rejected: {message}")),
         conditions: Some(foreign_conditions(pod)),
-        qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()).or_else(|| Some(qos_class(&spec).into())),
+        qos_class: old.qos_class.or_else(|| Some(qos_class(&spec).as_str().into())),
         ..Default::default()
-    }
-}
-
-/// Top-level status fields the kubelet sets only sometimes: removed when it no longer does.
-const OPTIONAL_FIELDS: [&str; 2] = ["reason", "message"];
-
-/// True when writing `new` over the server's `old` would change nothing the kubelet owns
-/// (both as JSON).
-fn unchanged(old: &serde_json::Value, new: &serde_json::Value) -> bool {
-    let Some(new) = new.as_object() else { return false };
-    new.iter().all(|(k, v)| old.get(k) == Some(v)) && OPTIONAL_FIELDS.iter().all(|k| new.contains_key(*k) || old.get(*k).is_none())
-}
-
-/// A container's state in a few words, for the timeline: state, reason, exit code.
-fn state_summary(c: &ContainerStatus) -> (String, String, Option<i32>) {
-    let state = c.state.clone().unwrap_or_default();
-    if let Some(w) = state.waiting {
-        ("Waiting".into(), w.reason.unwrap_or_default(), None)
-    } else if state.running.is_some() {
-        ("Running".into(), String::new(), None)
-    } else if let Some(t) = state.terminated {
-        ("Terminated".into(), t.reason.unwrap_or_default(), Some(t.exit_code))
-    } else {
-        ("Waiting".into(), String::new(), None)
-    }
-}
-
-fn all_containers(status: &PodStatus) -> impl Iterator<Item = &ContainerStatus> {
-    status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten())
-}
-
-/// The status manager of one node: the last status generated for each pod (what `/pods`
-/// shows, and the timeline's source of container changes), and the writer that puts it in
-/// the API.
-pub struct StatusWriter {
-    /// None for a standalone node.
-    client: Option<kube::Client>,
-    manager: Arc<PodManager>,
-    journal: Arc<Journal>,
-    cache: Mutex<HashMap<String, PodStatus>>,
-}
-
-impl StatusWriter {
-    pub fn new(client: Option<kube::Client>, manager: Arc<PodManager>, journal: Arc<Journal>) -> Self {
-        StatusWriter { client, manager, journal, cache: Mutex::new(HashMap::new()) }
-    }
-
-    /// Keeps the status generated for a pod; each container whose state, restart count or
-    /// readiness changed since the last one goes to the timeline.
-    pub fn remember(&self, pod: &Pod, status: &PodStatus, now: i64) {
-        let Some(uid) = pod.metadata.uid.as_deref() else { return };
-        let name = format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or(""));
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let before = cache.get(uid);
-        for c in all_containers(status) {
-            let previous = before.and_then(|b| all_containers(b).find(|p| p.name == c.name));
-            let summary = state_summary(c);
-            if previous.is_some_and(|p| state_summary(p) == summary && p.restart_count == c.restart_count && p.ready == c.ready) {
-                continue;
-            }
-            if previous.is_some_and(|p| c.restart_count > p.restart_count) {
-                crate::metrics::METRICS.container_restarts.with_label_values(&[pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")]).inc();
-            }
-            let (state, reason, exit_code) = summary;
-            let what = What::Container { container: c.name.clone(), state, reason, exit_code, restart_count: c.restart_count, ready: c.ready };
-            self.journal.record(now, Some(&name), what);
-        }
-        cache.insert(uid.to_string(), status.clone());
-    }
-
-    /// The status last generated for a pod.
-    pub fn cached(&self, uid: &str) -> Option<PodStatus> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(uid).cloned()
-    }
-
-    /// Forgets the pods `keep` says no.
-    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|uid, _| keep(uid));
-    }
-
-    /// Writes `status` to the pod unless the server has it already. The patch is a JSON
-    /// merge patch of the whole status (lists replaced, dropped fields set to null) carrying
-    /// the pod's uid, so a pod deleted and re-created under the same name is never written
-    /// to (the server answers 409). It has the effect of the kubelet's two-way strategic
-    /// merge patch. Returns whether it wrote.
-    pub async fn write(&self, pod: &Pod, status: &PodStatus) -> Result<bool, kube::Error> {
-        let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
-        let new = serde_json::to_value(status).unwrap_or_default();
-        if unchanged(&old, &new) {
-            return Ok(false);
-        }
-        let Some(client) = &self.client else { return Ok(false) };
-        let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.as_deref()) else { return Ok(false) };
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let mut body = serde_json::json!({"metadata": {"uid": uid}, "status": new});
-        for key in OPTIONAL_FIELDS {
-            if body["status"].get(key).is_none() && old.get(key).is_some() {
-                body["status"][key] = serde_json::Value::Null;
-            }
-        }
-        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let written = pods.patch_status(name, &PatchParams::default(), &Patch::Merge(body)).await?;
-        self.manager.observe(written);
-        Ok(true)
     }
 }
 
@@ -480,15 +374,5 @@ mod tests {
         });
         assert_eq!((status.pod_ip.as_deref(), status.host_ip.as_deref()), (Some("10.1.0.5"), Some("10.1.0.5")));
         assert_eq!(status.phase.as_deref(), Some("Pending"));
-    }
-
-    #[test]
-    fn qos_classes() {
-        let pod = |resources: serde_json::Value| -> PodSpec {
-            serde_json::from_value(serde_json::json!({"containers": [{"name": "c", "resources": resources}]})).unwrap()
-        };
-        assert_eq!(qos_class(&pod(serde_json::json!({}))), "BestEffort");
-        assert_eq!(qos_class(&pod(serde_json::json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
-        assert_eq!(qos_class(&pod(serde_json::json!({"requests": {"cpu": "100m"}}))), "Burstable");
     }
 }

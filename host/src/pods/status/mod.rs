@@ -1,0 +1,15 @@
+//! The pod's API status: what the kubelet computes ([`generate`]) and the status manager
+//! that keeps and writes it ([`writer`]).
+
+pub mod generate;
+pub mod writer;
+
+pub use generate::{StatusInputs, Waiting, api_status, phase, rejected_status, restart_policy};
+pub use writer::StatusWriter;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// API time at second precision, as the server keeps it; `None` for 0 (not yet).
+pub fn time(nanos: i64) -> Option<Time> {
+    (nanos > 0).then(|| Time(k8s_openapi::jiff::Timestamp::from_second(nanos.div_euclid(1_000_000_000)).unwrap_or_default()))
+}
