@@ -30,11 +30,14 @@
 //! [`bindings::exports::labkubelet::runtime::runtime::Guest`] yourself and export it with
 //! [`export_raw!`].
 
-mod fake;
+mod container;
+mod guest;
 pub mod host;
+mod runtime;
 mod scenario;
 
-pub use fake::{ContainerRecord, FakeRuntime, SandboxRecord};
+pub use container::*;
+pub use runtime::{ContainerRecord, FakeRuntime, SandboxRecord};
 pub use scenario::*;
 
 /// The generated bindings of the `labkubelet:runtime` WIT package.

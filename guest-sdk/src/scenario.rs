@@ -1,7 +1,8 @@
 //! The policy side of a plugin: the hooks a [`Scenario`] overrides, and the small types
 //! they answer with. Every hook defaults to what a healthy runtime does.
 
-use crate::fake::FakeRuntime;
+use crate::container::{ContainerCtx, Exit, Lifetime, Stop};
+use crate::runtime::FakeRuntime;
 use crate::{
     ExecResult, KeyValue, PodSandboxConfig, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError, TriggerAction, TriggerError,
     TriggerTarget,
@@ -42,62 +43,6 @@ impl Info {
         self.actions.push(TriggerAction { name: name.into(), description: description.into() });
         self
     }
-}
-
-/// How a container ends, as the runtime reports it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Exit {
-    pub code: i32,
-    /// `Completed`, `Error`, `OOMKilled`, ...
-    pub reason: String,
-    pub message: String,
-}
-
-impl Exit {
-    /// Exit code 0, reason `Completed`.
-    pub fn completed() -> Self {
-        Exit { code: 0, reason: "Completed".into(), message: String::new() }
-    }
-
-    /// A non-zero exit code, reason `Error`.
-    pub fn error(code: i32) -> Self {
-        Exit { code, reason: "Error".into(), message: String::new() }
-    }
-
-    /// Killed by the kernel's OOM killer: exit code 137, reason `OOMKilled`.
-    pub fn oom_killed() -> Self {
-        Exit { code: 137, reason: "OOMKilled".into(), message: String::new() }
-    }
-
-    pub fn with_message(mut self, message: &str) -> Self {
-        self.message = message.into();
-        self
-    }
-}
-
-/// What a started container does.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Lifetime {
-    /// Runs until it is stopped or killed.
-    Forever,
-    /// Exits by itself after this long.
-    ExitsAfter(Duration, Exit),
-}
-
-impl Lifetime {
-    pub fn exits_after(after: Duration, exit: Exit) -> Self {
-        Lifetime::ExitsAfter(after, exit)
-    }
-}
-
-/// What a container does when the kubelet stops it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Stop {
-    /// Exits on SIGTERM, at once.
-    Exits(Exit),
-    /// Ignores SIGTERM: the stop call takes the whole grace period, then the container is
-    /// SIGKILLed (exit code 137).
-    IgnoresSigterm,
 }
 
 /// The runtime call in progress, for [`Scenario::before_call`].
@@ -143,39 +88,6 @@ pub enum Reply {
     Hang,
 }
 
-/// A container as a scenario sees it: the container and the pod it belongs to.
-#[derive(Debug, Clone)]
-pub struct ContainerCtx {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    /// How many times this container of this pod was created before.
-    pub attempt: u32,
-    pub pod_name: String,
-    pub pod_namespace: String,
-    pub pod_uid: String,
-    pub pod_labels: Vec<KeyValue>,
-    pub pod_annotations: Vec<KeyValue>,
-    /// When the container started (host-clock ns), if it has.
-    pub started_at: Option<i64>,
-}
-
-impl ContainerCtx {
-    /// A label of the pod.
-    pub fn label(&self, key: &str) -> Option<&str> {
-        find(&self.pod_labels, key)
-    }
-
-    /// An annotation of the pod.
-    pub fn annotation(&self, key: &str) -> Option<&str> {
-        find(&self.pod_annotations, key)
-    }
-}
-
-pub(crate) fn find<'a>(pairs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    pairs.iter().find(|kv| kv.key == key).map(|kv| kv.value.as_str())
-}
-
 /// The conditions of a healthy runtime: RuntimeReady and NetworkReady true.
 pub fn ready_conditions() -> Vec<RuntimeCondition> {
     ["RuntimeReady", "NetworkReady"]
@@ -219,9 +131,10 @@ pub trait Scenario: 'static {
         Ok(())
     }
 
-    /// Decides how long a started container lives.
-    fn on_start(&mut self, _c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
-        Ok(Lifetime::Forever)
+    /// Decides how long a started container lives; by default
+    /// [`ContainerCtx::default_lifetime`] (init and Job containers complete, others run).
+    fn on_start(&mut self, c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
+        Ok(c.default_lifetime())
     }
 
     /// Log lines a container writes when it starts.

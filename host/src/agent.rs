@@ -222,7 +222,9 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
     announce(config, address, &api);
     let client_for_rotation = client.clone();
     let lease = NodeLease::new(client, name, config.lease_duration_seconds, clock);
-    let status = NodeStatusLoop::new(nodes, name, runtime.clone(), clock, config.status, events.clone()).with_pleg(pods.pleg_health());
+    let status = NodeStatusLoop::new(nodes, name, runtime.clone(), clock, config.status, events.clone())
+        .with_pleg(pods.pleg_health())
+        .with_pod_addresses(runtime.addresses().clone());
     // A refused plugin file is a Warning on every node; a refused state hand-over, on its node.
     let refusals = async {
         loop {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 pub mod apiserver;
+pub mod pod_lab;
 
 /// A plugin folder with a catalog over it, optionally watched.
 pub struct PluginLab {

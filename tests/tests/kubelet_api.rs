@@ -245,6 +245,25 @@ async fn triggers_reach_the_plugin_and_the_timeline_shows_the_crashloop() {
     assert_eq!(lab.trigger("healthy", "kill", json!({"pod": "default/ghost"})).await.1["result"], "no-such-pod");
     assert_eq!(lab.trigger("nosuch", "kill", json!({})).await.1["result"], "no-such-plugin");
     assert_eq!(lab.trigger("healthy", "kill", json!({"pod": "flaky", "args": {"code": "x"}})).await.1["result"], "invalid-argument");
+    // A trigger sent to a plugin that does not serve the pod says which one does.
+    lab.create("pulls", json!({"labkubelet.io/scenario": "image-pull-fail"})).await;
+    lab.until("pulls", "the pull fails", |p| format!("{:?}", p.status).contains("ErrImagePull")).await;
+    let (status, answer) = lab.trigger("healthy", "kill", json!({"pod": "pulls"})).await;
+    assert_eq!((status, answer["result"].as_str()), (404, Some("no-such-target")));
+    assert_eq!(
+        answer["message"],
+        "healthy runs no running container in pod default/pulls; pod default/pulls is served by image-pull-fail: \
+         labkubelet trigger image-pull-fail kill --pod default/pulls"
+    );
+    let (_, listed) = lab.get("/pods").await;
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("a pod list");
+    let served: Vec<(&str, &str)> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| (p["metadata"]["name"].as_str().unwrap_or(""), p["metadata"]["annotations"]["labkubelet.io/served-by"].as_str().unwrap_or("")))
+        .collect();
+    assert!(served.contains(&("pulls", "image-pull-fail")) && served.contains(&("flaky", "healthy")), "/pods: {served:?}");
 
     // Two kills: the first restart is immediate, the second waits out a 10 s back-off.
     lab.trigger("healthy", "kill", json!({"pod": "flaky", "args": {"code": "1"}})).await;

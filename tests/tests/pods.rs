@@ -3,205 +3,14 @@
 //! Time is tokio's paused clock, shared by the kubelet logic and the plugins, so minutes of
 //! back-off run in seconds; every wait is for a condition, with a (virtual) deadline.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, NodeCondition, Pod};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use labkubelet::clock::Clock;
-use labkubelet::events::EventRecorder;
-use labkubelet::node::register::register;
-use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
-use labkubelet::plugin::{PluginPolicy, PluginRuntime};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::DeleteParams;
 use labkubelet::pods::url_source::ManifestUrl;
-use labkubelet::pods::{NodePods, PodLifecycle};
-use labkubelet::runtime::state::RuntimeStateDir;
-use labkubelet_tests::apiserver::ApiServer;
-use labkubelet_tests::{PluginLab, eventually, node_identity};
+use labkubelet_tests::eventually;
+use labkubelet_tests::pod_lab::{NODE, PodLab, condition, container, phase, reasons, waiting_reason};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-
-const NODE: &str = "lab-node-1";
-
-/// A node's pod lifecycle over a plugin folder, against the double.
-struct PodLab {
-    _server: ApiServer,
-    client: kube::Client,
-    pods: Api<Pod>,
-    nodes: Api<Node>,
-    plugins: PluginLab,
-    manifests: Option<std::path::PathBuf>,
-    manifest_url: Option<ManifestUrl>,
-    /// The agent's root dir: the runtime state survives an agent restart there.
-    root: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
-    /// The runtime of the agent now running.
-    runtime: Arc<PluginRuntime>,
-}
-
-impl Drop for PodLab {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl PodLab {
-    /// Starts with these stock plugins and configuration files in the plugin folder.
-    async fn start(plugins: &[&str], files: &[(&str, &str)]) -> PodLab {
-        PodLab::with_manifests(plugins, files, None).await
-    }
-
-    /// Starts with a static pod folder too.
-    async fn with_manifests(plugins: &[&str], files: &[(&str, &str)], manifests: Option<&std::path::Path>) -> PodLab {
-        let server = ApiServer::start().await.expect("API double");
-        let client = server.admin().await;
-        let lab = PluginLab::new(PluginPolicy::default()).await;
-        for p in plugins {
-            lab.install(p);
-        }
-        for (file, text) in files {
-            lab.put(file, text.as_bytes());
-        }
-        lab.sync().await;
-        let nodes: Api<Node> = Api::all(client.clone());
-        register(&nodes, &node_identity(NODE), &Clock::new(), &[]).await;
-        // Replaced by the running agent's runtime below.
-        let placeholder = Arc::new(PluginRuntime::new(NODE, lab.catalog.clone(), Clock::new()));
-        let mut lab = PodLab {
-            pods: Api::namespaced(client.clone(), "default"),
-            nodes,
-            client,
-            _server: server,
-            plugins: lab,
-            manifests: manifests.map(std::path::Path::to_path_buf),
-            manifest_url: None,
-            root: tempfile::tempdir().expect("root dir"),
-            task: tokio::spawn(async {}),
-            runtime: placeholder,
-        };
-        (lab.task, lab.runtime) = lab.spawn_agent().await;
-        lab
-    }
-
-    /// Runs the node's pods and status loop (with PLEG's health in Ready) as the agent
-    /// does, restoring the runtime state a previous run saved.
-    async fn spawn_agent(&self) -> (tokio::task::JoinHandle<()>, Arc<PluginRuntime>) {
-        let clock = Clock::new();
-        let runtime = Arc::new(PluginRuntime::new(NODE, self.plugins.catalog.clone(), clock));
-        let state = RuntimeStateDir::new(self.root.path(), NODE);
-        state.restore(&runtime).await;
-        let events = Arc::new(EventRecorder::new(self.client.clone(), NODE, clock));
-        let node = NodePods {
-            node: NODE.into(),
-            node_ip: "10.1.0.5".into(),
-            labels: [("kubernetes.io/hostname".to_string(), NODE.to_string())].into(),
-            allocatable: [("cpu", "4"), ("memory", "8Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-            runtime_name: "labkubelet".into(),
-            static_pod_path: self.manifests.clone(),
-            file_check_frequency: Duration::from_secs(20),
-            manifest_url: self.manifest_url.clone(),
-            http_check_frequency: Duration::from_secs(20),
-        };
-        let lifecycle = PodLifecycle::new(node, Some(self.client.clone()), runtime.clone(), clock, events.clone());
-        let status = NodeStatusLoop::new(self.nodes.clone(), NODE, runtime.clone(), clock, StatusTimings::default(), events).with_pleg(lifecycle.pleg_health());
-        let task = tokio::spawn({
-            let runtime = runtime.clone();
-            async move {
-                tokio::join!(lifecycle.run(), status.run(), state.keep_saved(runtime, clock));
-            }
-        });
-        (task, runtime)
-    }
-
-    /// Stops the agent and starts it again, as `systemctl restart` would.
-    async fn restart_agent(&mut self) {
-        self.stop_agent().await;
-        (self.task, self.runtime) = self.spawn_agent().await;
-    }
-
-    async fn stop_agent(&mut self) {
-        self.task.abort();
-        if !self.task.is_finished() {
-            let _ = (&mut self.task).await;
-        }
-    }
-
-    /// Creates a pod and binds it to the node, as the scheduler does.
-    async fn create(&self, name: &str, annotations: serde_json::Value, spec: serde_json::Value) -> Pod {
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name, "annotations": annotations}, "spec": spec})).expect("pod");
-        let created = self.pods.create(&PostParams::default(), &pod).await.expect("create pod");
-        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}});
-        let request = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding"))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&binding).expect("binding"))
-            .expect("binding request");
-        self.client.request_text(request).await.expect("bind the pod");
-        created
-    }
-
-    /// The pod once `pred` holds, polling every 200 ms of virtual time for at most `within`.
-    async fn until(&self, name: &str, what: &str, within: Duration, pred: impl Fn(&Pod) -> bool) -> Pod {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut last = None;
-        loop {
-            if let Ok(p) = self.pods.get(name).await {
-                if pred(&p) {
-                    return p;
-                }
-                last = Some(p.status);
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{name} {what}: not within {within:?}; last status: {last:#?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Waits until the pod is gone from the API; `what` says what it means if it is not.
-    async fn gone(&self, name: &str, what: &str, within: Duration) {
-        eventually(what, within, async || self.pods.get_opt(name).await.ok()?.is_none().then_some(())).await
-    }
-
-    /// The node's Ready condition once `pred` holds.
-    async fn ready(&self, what: &str, within: Duration, pred: impl Fn(&NodeCondition) -> bool) -> NodeCondition {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let node = self.nodes.get(NODE).await.expect("node");
-            let ready = node.status.and_then(|s| s.conditions).unwrap_or_default().into_iter().find(|c| c.type_ == "Ready");
-            if let Some(c) = ready.filter(|c| pred(c)) {
-                return c;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "node Ready {what}: not within {within:?}");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-
-    /// The events about a pod, oldest first.
-    async fn events(&self, name: &str) -> Vec<Event> {
-        let all: Api<Event> = Api::namespaced(self.client.clone(), "default");
-        let mut events: Vec<Event> =
-            all.list(&ListParams::default()).await.expect("events").items.into_iter().filter(|e| e.involved_object.name.as_deref() == Some(name)).collect();
-        events.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0));
-        events
-    }
-}
-
-fn container<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
-    pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == name)
-}
-
-fn condition(pod: &Pod, type_: &str) -> Option<(String, Option<String>, Option<String>)> {
-    let c = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
-}
-
-fn reasons(events: &[Event]) -> Vec<String> {
-    events.iter().map(|e| e.reason.clone().unwrap_or_default()).collect()
-}
-
-fn waiting_reason(c: &ContainerStatus) -> Option<&str> {
-    c.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_pod_runs_with_the_kubelets_conditions_events_and_status() {
@@ -497,6 +306,30 @@ async fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_that_comes_back_a
     // The manifest goes: the pod stops and its mirror is deleted.
     std::fs::remove_file(manifests.path().join("web.yaml")).unwrap();
     lab.gone(&name, "the mirror pod outlived its manifest", Duration::from_secs(30)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_the_runtime_lost_is_shown_dead_and_counted_as_a_restart() {
+    let mut lab = PodLab::start(&[], &[]).await;
+    lab.create("web", json!({}), json!({"containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
+    let before = lab.until("web", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    // The agent stops and its saved runtime state is lost: the runtime starts empty, as after
+    // a reboot or a plugin that refused the old state.
+    lab.stop_agent().await;
+    std::fs::remove_dir_all(lab.root.path().join(NODE)).expect("remove the saved runtime state");
+    lab.restart_agent().await;
+    let after = lab
+        .until("web", "a new container with the restart counted", Duration::from_secs(60), |p| {
+            container(p, "app").is_some_and(|c| c.restart_count == 1 && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        })
+        .await;
+    let (old, new) = (container(&before, "app").unwrap(), container(&after, "app").unwrap());
+    assert_ne!(old.container_id, new.container_id);
+    let last = new.last_state.clone().and_then(|l| l.terminated).expect("lastState terminated");
+    assert_eq!(
+        (last.exit_code, last.reason.as_deref(), last.message.as_deref()),
+        (137, Some("ContainerStatusUnknown"), Some("The container could not be located when the pod was deleted.  The container used to be Running"))
+    );
 }
 
 #[tokio::test(start_paused = true)]

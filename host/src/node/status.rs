@@ -11,6 +11,7 @@
 use super::conditions::{node_conditions, transition_events};
 use crate::clock::Clock;
 use crate::events::EventRecorder;
+use crate::runtime::ipam::PodAddresses;
 use crate::runtime::pleg::PlegHealth;
 use crate::runtime::{ContainerRuntime, RuntimeCondition};
 use k8s_openapi::api::core::v1::{Node, NodeCondition};
@@ -103,6 +104,7 @@ pub struct NodeStatusLoop {
     last_report: Option<Instant>,
     events: Arc<EventRecorder>,
     pleg: Option<Arc<PlegHealth>>,
+    addresses: Option<Arc<PodAddresses>>,
 }
 
 /// Conditions compared without their heartbeat, which changes at every computation.
@@ -112,12 +114,30 @@ fn without_heartbeats(conditions: &[NodeCondition]) -> Vec<NodeCondition> {
 
 impl NodeStatusLoop {
     pub fn new(nodes: Api<Node>, node: &str, runtime: Arc<dyn ContainerRuntime>, clock: Clock, timings: StatusTimings, events: Arc<EventRecorder>) -> Self {
-        NodeStatusLoop { nodes, node: node.to_string(), runtime, clock, timings, health: Default::default(), last_report: None, events, pleg: None }
+        NodeStatusLoop {
+            nodes,
+            node: node.to_string(),
+            runtime,
+            clock,
+            timings,
+            health: Default::default(),
+            last_report: None,
+            events,
+            pleg: None,
+            addresses: None,
+        }
     }
 
     /// Makes PLEG's health part of Ready, as the kubelet's runtime state does.
     pub fn with_pleg(mut self, pleg: Arc<PlegHealth>) -> Self {
         self.pleg = Some(pleg);
+        self
+    }
+
+    /// Hands pod addresses out of the Node's `spec.podCIDR` once the controller manager
+    /// assigns one (`--allocate-node-cidrs`, as kind runs it).
+    pub fn with_pod_addresses(mut self, addresses: Arc<PodAddresses>) -> Self {
+        self.addresses = Some(addresses);
         self
     }
 
@@ -155,6 +175,9 @@ impl NodeStatusLoop {
         // A node may read its Node but not `nodes/<name>/status` (the Node authorizer
         // grants only update and patch on the status subresource), so it reads the Node.
         let current = self.nodes.get(&self.node).await?;
+        if let (Some(addresses), Some(cidr)) = (&self.addresses, current.spec.as_ref().and_then(|s| s.pod_cidr.as_deref())) {
+            addresses.set_range(cidr);
+        }
         let previous = current.status.and_then(|s| s.conditions).unwrap_or_default();
         // The API keeps times at second precision: so does the comparison.
         let seconds = self.clock.now_nanos().div_euclid(1_000_000_000);

@@ -10,6 +10,7 @@ use super::catalog::{PluginCatalog, PluginEvent};
 use super::engine::LoadedPlugin;
 use super::instance::{CallFuture, PluginInstance};
 use crate::clock::Clock;
+use crate::runtime::ipam::{POD_IP_ANNOTATION, PodAddresses};
 use crate::runtime::*;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -57,11 +58,56 @@ pub struct PluginRuntime {
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
     /// Which plugin holds each sandbox and container id.
     owners: Mutex<HashMap<String, String>>,
+    /// Which plugin holds each pod's sandboxes, by pod uid.
+    serving: Mutex<HashMap<String, String>>,
+    addresses: Arc<PodAddresses>,
+    /// The addresses of sandboxes that outlived an agent restart have been read.
+    addresses_known: tokio::sync::OnceCell<()>,
 }
 
 impl PluginRuntime {
     pub fn new(node: &str, catalog: Arc<PluginCatalog>, clock: Clock) -> Self {
-        PluginRuntime { node: node.to_string(), catalog, clock, slots: Mutex::new(BTreeMap::new()), owners: Mutex::new(HashMap::new()) }
+        PluginRuntime {
+            node: node.to_string(),
+            catalog,
+            clock,
+            slots: Mutex::new(BTreeMap::new()),
+            owners: Mutex::new(HashMap::new()),
+            serving: Mutex::new(HashMap::new()),
+            addresses: Arc::new(PodAddresses::default()),
+            addresses_known: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The plugin whose instance holds the pod's sandbox: the one that serves the pod now,
+    /// which after a swap or a removal may differ from the one a new pod would get.
+    pub fn serving(&self, pod_uid: &str) -> Option<String> {
+        self.serving.lock().unwrap_or_else(|p| p.into_inner()).get(pod_uid).cloned()
+    }
+
+    /// The node's pod addresses.
+    pub fn addresses(&self) -> &Arc<PodAddresses> {
+        &self.addresses
+    }
+
+    /// Reads the addresses of the sandboxes the plugins hold (after an agent restart they
+    /// hold some), once, before the first new one is handed out.
+    async fn know_addresses(&self) {
+        self.addresses_known
+            .get_or_init(|| async {
+                for sandbox in self.list_pod_sandboxes().await.unwrap_or_default() {
+                    if sandbox.state != PodSandboxState::Ready {
+                        continue;
+                    }
+                    let ip = self.pod_sandbox_status(&sandbox.id).await.ok().and_then(|s| s.ip.parse().ok());
+                    if let Some(ip) = ip
+                        && let Err(e) = self.addresses.record(&sandbox.id, ip)
+                    {
+                        tracing::warn!(node = %self.node, sandbox = %sandbox.id, "{e}");
+                    }
+                }
+            })
+            .await;
     }
 
     pub fn node(&self) -> &str {
@@ -89,8 +135,20 @@ impl PluginRuntime {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
     }
 
-    fn own(&self, id: &str, plugin: &str) {
-        self.owners.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), plugin.to_string());
+    /// Records the plugin of a new sandbox or container. An id another plugin holds is
+    /// refused: the host, not the plugins, keeps ids unique on a node.
+    fn claim(&self, id: &str, plugin: &str, what: &str) -> Result<(), RuntimeError> {
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        match owners.get(id) {
+            Some(holder) if holder != plugin => Err(RuntimeError::Runtime {
+                code: ErrorCode::Failed,
+                message: format!("plugin {plugin} gave its new {what} the id {id}, which plugin {holder} holds on this node; ids must be unique"),
+            }),
+            _ => {
+                owners.insert(id.to_string(), plugin.to_string());
+                Ok(())
+            }
+        }
     }
 
     fn disown(&self, id: &str) {
@@ -298,13 +356,20 @@ impl PluginRuntime {
             let listed = self.call(&plugin, method, call()).await?.map_err(runtime_error)?;
             // The hot path of every relist: one lock, and no allocation for known ids.
             let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-            for item in &listed {
-                if owners.get(id(item).as_str()) != Some(&plugin) {
-                    owners.insert(id(item).clone(), plugin.clone());
+            let others = all.len();
+            for item in listed {
+                match owners.get(id(&item).as_str()) {
+                    Some(holder) if *holder == plugin => {}
+                    Some(holder) if all[..others].iter().any(|seen: &T| id(seen) == id(&item)) => {
+                        tracing::warn!(node = %self.node, plugin, id = %id(&item), "plugin {holder} lists the same id; the first keeps it");
+                        continue;
+                    }
+                    _ => {
+                        owners.insert(id(&item).clone(), plugin.clone());
+                    }
                 }
+                all.push(item);
             }
-            drop(owners);
-            all.extend(listed);
         }
         Ok(all)
     }
@@ -355,19 +420,41 @@ impl ContainerRuntime for PluginRuntime {
             return Err(RuntimeError::Runtime { code: ErrorCode::Unavailable, message });
         }
         let plugin = self.select(config);
-        let config = config.clone();
-        let id = self
-            .call(&plugin, "run-pod-sandbox", move |g, s| Box::pin(async move { g.call_run_pod_sandbox(s, &config).await }))
-            .await?
-            .map_err(runtime_error)?;
-        self.own(&id, &plugin);
+        self.know_addresses().await;
+        let config_uid = config.metadata.uid.clone();
+        let pending = format!("new:{config_uid}:{}", config.metadata.attempt);
+        let offered = self.addresses.allocate(&pending);
+        let mut config = config.clone();
+        if let Some(ip) = offered {
+            config.annotations.push(KeyValue { key: POD_IP_ANNOTATION.into(), value: ip.to_string() });
+        }
+        let created = self.call(&plugin, "run-pod-sandbox", move |g, s| Box::pin(async move { g.call_run_pod_sandbox(s, &config).await })).await;
+        self.addresses.release(&pending);
+        let id = created?.map_err(runtime_error)?;
+        self.claim(&id, &plugin, "pod sandbox")?;
+        self.serving.lock().unwrap_or_else(|p| p.into_inner()).insert(config_uid, plugin.clone());
+        // The plugin may have chosen another address: it must be one no other sandbox holds.
+        let ip = self.pod_sandbox_status(&id).await.ok().and_then(|s| s.ip.parse().ok()).or(offered);
+        if let Some(ip) = ip
+            && let Err(taken) = self.addresses.record(&id, ip)
+        {
+            let _ = self.stop_pod_sandbox(&id).await;
+            let _ = self.remove_pod_sandbox(&id).await;
+            return Err(RuntimeError::Runtime {
+                code: ErrorCode::Failed,
+                message: format!("plugin {plugin} gave the new pod sandbox an address in use: {taken}"),
+            });
+        }
         Ok(id)
     }
 
     async fn stop_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
         let plugin = self.owner(id).await?;
-        let id = id.to_string();
-        self.call(&plugin, "stop-pod-sandbox", move |g, s| Box::pin(async move { g.call_stop_pod_sandbox(s, &id).await })).await?.map_err(runtime_error)
+        let owned = id.to_string();
+        self.call(&plugin, "stop-pod-sandbox", move |g, s| Box::pin(async move { g.call_stop_pod_sandbox(s, &owned).await })).await?.map_err(runtime_error)?;
+        // Stopping a sandbox tears its network down (CNI DEL): the address is free.
+        self.addresses.release(id);
+        Ok(())
     }
 
     async fn remove_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
@@ -377,6 +464,7 @@ impl ContainerRuntime for PluginRuntime {
             .await?
             .map_err(runtime_error)?;
         self.disown(id);
+        self.addresses.release(id);
         Ok(())
     }
 
@@ -387,7 +475,24 @@ impl ContainerRuntime for PluginRuntime {
     }
 
     async fn list_pod_sandboxes(&self) -> Result<Vec<PodSandbox>, RuntimeError> {
-        self.list_everywhere("list-pod-sandboxes", |s: &PodSandbox| &s.id, || |g, s| Box::pin(g.call_list_pod_sandboxes(s))).await
+        let listed = self.list_everywhere("list-pod-sandboxes", |s: &PodSandbox| &s.id, || |g, s| Box::pin(g.call_list_pod_sandboxes(s))).await?;
+        let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        let mut serving = self.serving.lock().unwrap_or_else(|p| p.into_inner());
+        serving.clear();
+        // The newest sandbox of a pod says who serves it.
+        let mut newest: HashMap<&str, i64> = HashMap::new();
+        for sandbox in &listed {
+            let uid = sandbox.metadata.uid.as_str();
+            if newest.get(uid).is_some_and(|at| *at > sandbox.created_at) {
+                continue;
+            }
+            newest.insert(uid, sandbox.created_at);
+            if let Some(plugin) = owners.get(&sandbox.id) {
+                serving.insert(uid.to_string(), plugin.clone());
+            }
+        }
+        drop((owners, serving));
+        Ok(listed)
     }
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String, RuntimeError> {
@@ -398,7 +503,7 @@ impl ContainerRuntime for PluginRuntime {
             .call(&plugin, "create-container", move |g, s| Box::pin(async move { g.call_create_container(s, &sandbox_id, &config).await }))
             .await?
             .map_err(runtime_error)?;
-        self.own(&id, &plugin);
+        self.claim(&id, &plugin, "container")?;
         Ok(id)
     }
 

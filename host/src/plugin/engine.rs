@@ -43,7 +43,8 @@ pub struct PluginPolicy {
     pub memory_limit: usize,
     /// Grants by plugin name.
     pub grants: BTreeMap<String, Grants>,
-    /// Seeds the plugins' randomness, together with the node and plugin names.
+    /// Seeds the plugins' randomness, together with the node and plugin names and the
+    /// instance's start: no two instances draw the same numbers.
     pub seed: u64,
 }
 

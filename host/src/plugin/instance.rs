@@ -27,6 +27,9 @@ pub(crate) struct PluginInstance {
     bindings: Plugin,
 }
 
+/// Instances started by this process, so no two get the same seed.
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl PluginInstance {
     /// Instantiates a plugin for a node. The instance sees only the host imports and what
     /// the operator granted this plugin by name.
@@ -50,11 +53,18 @@ impl PluginInstance {
                 wasi.preopened_dir(host, guest, FsPerms::ReadOnly).map_err(|e| trap(format!("cannot grant folder {}: {e}", host.display())))?;
             }
         }
+        // Every instance draws its own numbers: a replacement (a swap, an agent restart) that
+        // drew its predecessor's would hand out the ids and addresses it already gave.
+        let started = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let seed: [u8; 32] = Sha256::new()
             .chain_update(policy.seed.to_le_bytes())
             .chain_update(node.as_bytes())
             .chain_update([0])
             .chain_update(plugin.as_bytes())
+            .chain_update([0])
+            .chain_update(started.to_le_bytes())
+            .chain_update(clock.now_nanos().to_le_bytes())
+            .chain_update(std::process::id().to_le_bytes())
             .finalize()
             .into();
         let state = HostState {

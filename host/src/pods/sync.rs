@@ -20,6 +20,10 @@ use std::time::Duration;
 
 /// The annotation that tells whether a running container still matches its spec.
 const HASH_ANNOTATION: &str = "io.kubernetes.container.hash";
+/// The container's kind, for plugins: `init`, `sidecar` or `regular`.
+pub const CONTAINER_KIND_ANNOTATION: &str = "labkubelet.io/container-kind";
+/// The pod's restart policy, for plugins.
+pub const RESTART_POLICY_ANNOTATION: &str = "labkubelet.io/pod-restart-policy";
 /// The least grace a container gets when it is stopped, as upstream's killContainer.
 const MIN_GRACE_SECONDS: i64 = 2;
 /// Retry delays while the runtime fails (upstream: 100 ms doubling to 5 s).
@@ -93,8 +97,27 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
     }
 }
 
-fn container_config(pod: &Pod, c: &Container, restart_count: u32) -> ContainerConfig {
+/// The attempt of a container the runtime has no record of: the restart count the server
+/// has, plus one when that instance ran (it is gone, so this is a restart).
+fn restarts_seen(pod: &Pod, name: &str, init: bool) -> u32 {
+    let status = pod.status.as_ref().and_then(|s| if init { s.init_container_statuses.as_ref() } else { s.container_statuses.as_ref() });
+    let Some(c) = status.and_then(|list| list.iter().find(|c| c.name == name)) else { return 0 };
+    let ran = c.state.as_ref().is_some_and(|st| st.running.is_some() || st.terminated.is_some());
+    u32::try_from(c.restart_count).unwrap_or(0) + u32::from(ran)
+}
+
+/// What the runtime is told about a container. Besides the kubelet's labels and
+/// annotations, two of labkubelet's say what the container is part of, so a plugin can
+/// complete init containers and Jobs as a real process would: its kind (`init`, `sidecar`,
+/// `regular`) and the pod's restart policy.
+fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32) -> ContainerConfig {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let kind = match (init, c.restart_policy.as_deref()) {
+        (true, Some("Always")) => "sidecar",
+        (true, _) => "init",
+        (false, _) => "regular",
+    };
+    let policy = pod.spec.as_ref().map_or("Always", restart_policy);
     ContainerConfig {
         metadata: ContainerMetadata { name: c.name.clone(), attempt: restart_count },
         image: c.image.clone().unwrap_or_default(),
@@ -102,7 +125,12 @@ fn container_config(pod: &Pod, c: &Container, restart_count: u32) -> ContainerCo
         args: c.args.clone().unwrap_or_default(),
         env: c.env.iter().flatten().map(|e| KeyValue { key: e.name.clone(), value: e.value.clone().unwrap_or_default() }).collect(),
         labels: kv([("io.kubernetes.container.name".to_string(), c.name.clone()), (POD_UID_LABEL.to_string(), uid)]),
-        annotations: kv([(HASH_ANNOTATION.to_string(), spec_hash(c)), ("io.kubernetes.container.restartCount".to_string(), restart_count.to_string())]),
+        annotations: kv([
+            (HASH_ANNOTATION.to_string(), spec_hash(c)),
+            ("io.kubernetes.container.restartCount".to_string(), restart_count.to_string()),
+            (CONTAINER_KIND_ANNOTATION.to_string(), kind.to_string()),
+            (RESTART_POLICY_ANNOTATION.to_string(), policy.to_string()),
+        ]),
     }
 }
 
@@ -415,7 +443,9 @@ impl PodSync {
     /// instance of the container (if any) this one follows. Returns whether the runtime
     /// changed.
     async fn start(&mut self, pod: &Pod, c: &Container, init: bool, sandbox_id: &str, sandbox: &PodSandboxConfig, rt: &RuntimePod) -> bool {
-        let attempt = rt.latest(&c.name).map_or(0, |l| l.metadata.attempt + 1);
+        // The runtime counts attempts; one that lost the container (its plugin's state)
+        // carries on from the count the server has, as the kubelet does from its log folder.
+        let attempt = rt.latest(&c.name).map_or_else(|| restarts_seen(pod, &c.name, init), |l| l.metadata.attempt + 1);
         let image = c.image.clone().unwrap_or_default();
         let on = Some((c, init));
         if let Err(waiting) = self.pull(pod, c, init, &image, sandbox).await {
@@ -423,7 +453,7 @@ impl PodSync {
             return false;
         }
         let runtime = self.ctx.runtime.clone();
-        let id = match runtime.create_container(sandbox_id, &container_config(pod, c, attempt)).await {
+        let id = match runtime.create_container(sandbox_id, &container_config(pod, c, init, attempt)).await {
             Ok(id) => id,
             Err(e) => {
                 self.start_failed(pod, c, init, "CreateContainerError", &e).await;

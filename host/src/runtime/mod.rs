@@ -4,8 +4,9 @@
 //! what a plugin answers reaches the kubelet logic unchanged. [`ContainerRuntime`] is
 //! implemented over plugins by [`crate::plugin::PluginRuntime`]; tests may implement it
 //! directly. [`pleg`] relists it for the pod workers; [`state`] keeps its state across
-//! agent restarts.
+//! agent restarts; [`ipam`] gives its sandboxes their addresses.
 
+pub mod ipam;
 pub mod pleg;
 pub mod state;
 

@@ -141,9 +141,20 @@ fn pod_list(items: Vec<Pod>) -> Response {
     Json(serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})).into_response()
 }
 
+/// The node's pods as the kubelet has them, each annotated with the plugin that serves it
+/// ([`SERVED_BY_ANNOTATION`]).
 async fn pods(State(api): State<Arc<NodeApi>>) -> Response {
-    pod_list(api.pods.pods())
+    let mut pods = api.pods.pods();
+    for pod in &mut pods {
+        let plugin = plugin_of(&api.plugins, pod);
+        pod.metadata.annotations.get_or_insert_default().insert(SERVED_BY_ANNOTATION.into(), plugin);
+    }
+    pod_list(pods)
 }
+
+/// The annotation `/pods` adds to each pod: the plugin that serves it, as the terminal view's
+/// PLUGIN column shows it.
+pub const SERVED_BY_ANNOTATION: &str = "labkubelet.io/served-by";
 
 /// The pods the runtime has, as the kubelet's `/runningpods/` shows them: names, uids and
 /// containers, nothing of the spec beyond.
@@ -278,6 +289,8 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
         (code, Json(TriggerResponse { result: result.into(), message, actions })).into_response()
     };
     let mut target = TriggerTarget { pod_namespace: None, pod_name: None, container: request.container.clone() };
+    // The plugin that serves the targeted pod, when it is not the one asked.
+    let mut served_by = None;
     if let Some(pod) = &request.pod {
         let (namespace, name) = pod.split_once('/').unwrap_or(("default", pod));
         let Some(found) = api.pods.pod_by_name(namespace, name) else {
@@ -285,6 +298,7 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
         };
         target.pod_namespace = Some(namespace.to_string());
         target.pod_name = found.metadata.name.clone();
+        served_by = Some(plugin_of(&api.plugins, &found)).filter(|p| *p != plugin).map(|p| (p, format!("{namespace}/{name}")));
     }
     let args: Vec<KeyValue> = request.args.iter().map(|(k, v)| KeyValue { key: k.clone(), value: v.clone() }).collect();
     let outcome = api.plugins.trigger(&plugin, &action, &target, &args).await;
@@ -294,7 +308,11 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
         Ok(Err(TriggerError::UnknownAction(known))) => {
             (StatusCode::BAD_REQUEST, "unknown-action", format!("{plugin} has no action {action:?}; it has: {}", known.join(", ")), known)
         }
-        Ok(Err(TriggerError::NoSuchTarget(t))) => (StatusCode::NOT_FOUND, "no-such-target", format!("{plugin} runs no container matching {t}"), Vec::new()),
+        Ok(Err(TriggerError::NoSuchTarget(t))) => {
+            let hint =
+                served_by.map_or(String::new(), |(other, pod)| format!("; pod {pod} is served by {other}: labkubelet trigger {other} {action} --pod {pod}"));
+            (StatusCode::NOT_FOUND, "no-such-target", format!("{plugin} runs {t}{hint}"), Vec::new())
+        }
         Ok(Err(TriggerError::InvalidArgument(m))) => (StatusCode::BAD_REQUEST, "invalid-argument", m, Vec::new()),
         Err(e) if e.is_not_found() => (StatusCode::NOT_FOUND, "no-such-plugin", e.to_string(), Vec::new()),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, "runtime-error", e.to_string(), Vec::new()),
@@ -319,9 +337,24 @@ async fn timeline(State(api): State<Arc<NodeApi>>, Query(query): Query<BTreeMap<
     }
 }
 
-/// Which plugin serves a pod (the scenario annotation, else the selectors, else `healthy`).
+/// Which plugin serves a pod: the one whose instance holds its sandbox; before it has one,
+/// the one it will get (its scenario annotation, else the selectors, else `healthy`), or
+/// `<name> (not loaded)` while the plugin its annotation names is not there. The pods of a
+/// removed plugin keep running on the default one: `healthy (<name> removed)`.
 pub fn plugin_of(plugins: &PluginRuntime, pod: &Pod) -> String {
+    if let Some(serving) = pod.metadata.uid.as_deref().and_then(|uid| plugins.serving(uid)) {
+        // A removed plugin's pods keep their containers, run on by the default plugin.
+        if plugins.catalog().get(&serving).is_none() {
+            return format!("{} ({serving} removed)", plugins.catalog().default_plugin().info.name);
+        }
+        return serving;
+    }
     let kv =
         |m: &Option<BTreeMap<String, String>>| -> Vec<KeyValue> { m.iter().flatten().map(|(k, v)| KeyValue { key: k.clone(), value: v.clone() }).collect() };
-    plugins.catalog().select(&kv(&pod.metadata.labels), &kv(&pod.metadata.annotations)).info.name.clone()
+    let annotations = kv(&pod.metadata.annotations);
+    if plugins.catalog().missing_scenario(&annotations).is_some() {
+        let wanted = annotations.iter().find(|a| a.key == crate::plugin::SCENARIO_ANNOTATION).map_or("", |a| a.value.as_str());
+        return format!("{wanted} (not loaded)");
+    }
+    plugins.catalog().select(&kv(&pod.metadata.labels), &annotations).info.name.clone()
 }

@@ -14,3 +14,4 @@ mod pods;
 mod rotation;
 mod static_pods;
 mod support;
+mod workloads;

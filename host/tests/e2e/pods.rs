@@ -73,6 +73,20 @@ async fn pods_are_scheduled_run_crash_log_and_survive_an_agent_restart() {
     .await;
     let last = crashing.last_state.and_then(|s| s.terminated).expect("lastState terminated");
     assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
+    // The node's /pods says which plugin serves each pod, as the terminal view does.
+    let listed = node_proxy(&admin, "e2e-pods", "pods").await.expect("the node's /pods");
+    let served: Vec<(String, String)> = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                p["metadata"]["annotations"]["labkubelet.io/served-by"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(served.contains(&("flaky".into(), "crashloop".into())) && served.contains(&("nginx".into(), "healthy".into())), "{served:?}");
 
     // kubectl logs, through the API server to the node's port with its kubelet client certificate.
     let logs = pods.logs("nginx", &LogParams::default()).await.expect("kubectl logs nginx");

@@ -1,5 +1,7 @@
-//! The default runtime: every sandbox starts, every pull succeeds, every container runs
-//! until it is stopped. Serves every pod no other plugin claims.
+//! The default runtime: every sandbox starts, every pull succeeds; init containers and the
+//! containers of pods that are not restarted (Jobs) complete with exit code 0 after a short
+//! while (`initContainerSeconds`, `runToCompletionSeconds` in its configuration), every other
+//! container runs until it is stopped. Serves every pod no other plugin claims.
 
 use labkubelet_guest::*;
 

@@ -292,7 +292,7 @@ impl Scenario for Scripted {
                 let reason = e.reason.clone().unwrap_or_else(|| if e.code == 0 { "Completed".into() } else { "Error".into() });
                 Lifetime::exits_after(secs(e.after_seconds), Exit { code: e.code, reason, message: e.message.clone() })
             }
-            None => Lifetime::Forever,
+            None => c.default_lifetime(),
         })
     }
 

@@ -90,7 +90,7 @@ fn container_status(i: &StatusInputs, spec: &Container, init: bool, default_reas
     };
     let Some(latest) = i.runtime.latest(&spec.name) else {
         s.state = Some(recorded.map_or_else(|| waiting(default_reason, ""), |w| waiting(&w.reason, &w.message)));
-        return s;
+        return vanished(i, s, init, recorded.is_none());
     };
     s.restart_count = i32::try_from(latest.metadata.attempt).unwrap_or(i32::MAX);
     s.container_id = Some(format!("{}://{}", i.runtime_name, latest.id));
@@ -98,7 +98,7 @@ fn container_status(i: &StatusInputs, spec: &Container, init: bool, default_reas
         s.image = latest.image.clone();
     }
     s.image_id = latest.image_ref.clone();
-    let previous = i.runtime.previous(&spec.name).map(|p| terminated(i, p));
+    let previous = i.runtime.previous(&spec.name).map(|p| terminated(i, p)).or_else(|| lost_previous(i, &spec.name, init, &latest.id));
     match latest.state {
         RuntimeState::Running => {
             s.state = Some(ContainerState { running: Some(ContainerStateRunning { started_at: time(latest.started_at) }), ..Default::default() });
@@ -123,6 +123,63 @@ fn container_status(i: &StatusInputs, spec: &Container, init: bool, default_reas
                 s.ready = runs_to_completion(spec, init) && latest.state == RuntimeState::Exited && latest.exit_code == 0;
             }
         },
+    }
+    s
+}
+
+/// How the instance before `latest` ended, when the runtime no longer has it (it lost its
+/// state): what the server last showed of it. Upstream leaves `lastState` empty here once
+/// the new instance runs; labkubelet keeps it, so a replaced container always says how the
+/// old one ended.
+fn lost_previous(i: &StatusInputs, name: &str, init: bool, latest: &str) -> Option<ContainerState> {
+    let old = i.pod.status.as_ref().and_then(|st| if init { st.init_container_statuses.as_ref() } else { st.container_statuses.as_ref() })?;
+    let old = old.iter().find(|c| c.name == name)?;
+    let id = format!("{}://{latest}", i.runtime_name);
+    if old.container_id.as_deref() == Some(id.as_str()) {
+        return old.last_state.clone().filter(|l| l.terminated.is_some());
+    }
+    let state = old.state.clone().unwrap_or_default();
+    if state.terminated.is_some() {
+        return Some(state);
+    }
+    if old.last_state.as_ref().is_some_and(|l| l.terminated.is_some()) {
+        return old.last_state.clone();
+    }
+    state.running.map(|_| unknown_termination())
+}
+
+/// A container that was running and is gone without a trace (upstream's words and code).
+fn unknown_termination() -> ContainerState {
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: 137,
+            reason: Some("ContainerStatusUnknown".into()),
+            message: Some("The container could not be located when the pod was deleted.  The container used to be Running".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The status of a container the runtime has no record of, from what the server last had
+/// (upstream convertToAPIContainerStatuses): a terminated one stays as it was; one that was
+/// running died unseen (the runtime lost it): `lastState` says so, and unless the pod is
+/// being deleted the restart count goes up, as it will when the container is created again.
+fn vanished(i: &StatusInputs, mut s: ContainerStatus, init: bool, default_waiting: bool) -> ContainerStatus {
+    let old = i.pod.status.as_ref().and_then(|st| if init { st.init_container_statuses.as_ref() } else { st.container_statuses.as_ref() });
+    let Some(old) = old.and_then(|list| list.iter().find(|c| c.name == s.name)) else { return s };
+    let old_state = old.state.clone().unwrap_or_default();
+    if old_state.terminated.is_some() {
+        return old.clone();
+    }
+    s.restart_count = old.restart_count;
+    s.last_state = old.last_state.clone().or(s.last_state);
+    let had_termination = s.last_state.as_ref().is_some_and(|l| l.terminated.is_some());
+    if old_state.running.is_some() && default_waiting && !had_termination {
+        s.last_state = Some(unknown_termination());
+        if i.pod.metadata.deletion_timestamp.is_none() {
+            s.restart_count += 1;
+        }
     }
     s
 }

@@ -1,79 +1,24 @@
-//! The fake container runtime: all the CRI bookkeeping a plugin needs (ids, sandbox and
-//! container state machines, timestamps, images, logs, state export), asking a
-//! [`Scenario`] only for the decisions that make a lab scenario.
+//! The plugin's exports: the CRI calls of the WIT contract served by the [`FakeRuntime`],
+//! asking the exported [`Scenario`] for its decisions, and the configuration keys every
+//! plugin understands (`selector`, `initContainerSeconds`, `runToCompletionSeconds`).
 
 use crate::bindings::exports::labkubelet::runtime::runtime::Guest;
 use crate::bindings::labkubelet::runtime::types::{Container, ContainerStatus, Image, PluginInfo, PodSandbox, PodSandboxState, PodSandboxStatus, VersionInfo};
-use crate::scenario::{ContainerCtx, Exit, Lifetime, Method, Reply, Scenario, ScenarioExport, Stop, find};
+use crate::container::{Completion, ContainerCtx, Exit, Lifetime, Stop};
+use crate::runtime::{
+    ContainerRecord, FakeRuntime, ImageRecord, SandboxRecord, builtin_actions, builtin_trigger, digest_of, finish, normalize_image, not_found, repo_of,
+};
+use crate::scenario::{Method, Reply, Scenario, ScenarioExport};
 use crate::{
     ContainerConfig, ContainerState, ErrorCode, ExecResult, KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig, ProbeAction, ProbeKind, ProbeResult,
-    RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget, host,
+    RuntimeCondition, RuntimeError, TriggerError, TriggerTarget, host,
 };
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 /// Bumped when the exported state changes shape; an import of another format is refused.
 const STATE_FORMAT: u32 = 1;
-
-/// A pod sandbox the runtime holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SandboxRecord {
-    pub id: String,
-    pub config: PodSandboxConfig,
-    pub ready: bool,
-    pub created_at: i64,
-    pub ip: String,
-}
-
-/// A container the runtime holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ContainerRecord {
-    pub id: String,
-    pub sandbox_id: String,
-    pub config: ContainerConfig,
-    pub state: ContainerState,
-    pub created_at: i64,
-    pub started_at: i64,
-    pub finished_at: i64,
-    pub exit_code: i32,
-    pub reason: String,
-    pub message: String,
-    pub image_ref: String,
-    /// When and how the container will exit by itself.
-    pub planned_exit: Option<(i64, Exit)>,
-    pub logs: Vec<LogLine>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ImageRecord {
-    id: String,
-    name: String,
-    digest_ref: String,
-    size: u64,
-}
-
-/// Faults any plugin built on the fake runtime can be told to show by a lab trigger.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Faults {
-    hang: bool,
-    fail_pulls: Option<String>,
-}
-
-/// The runtime's bookkeeping. Scenario triggers get it to act on containers.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct FakeRuntime {
-    sandboxes: BTreeMap<String, SandboxRecord>,
-    containers: BTreeMap<String, ContainerRecord>,
-    images: BTreeMap<String, ImageRecord>,
-    next_ip: u32,
-    faults: Faults,
-    /// No planned exit comes before this: calls skip the scan of all containers until then.
-    #[serde(default)]
-    next_exit: Option<i64>,
-}
 
 #[derive(Serialize, Deserialize)]
 struct ExportedState {
@@ -82,161 +27,19 @@ struct ExportedState {
     scenario: serde_json::Value,
 }
 
-impl FakeRuntime {
-    /// Host-clock time now.
-    pub fn now(&self) -> i64 {
-        host::now()
-    }
-
-    pub fn sandboxes(&self) -> impl Iterator<Item = &SandboxRecord> {
-        self.sandboxes.values()
-    }
-
-    pub fn containers(&self) -> impl Iterator<Item = &ContainerRecord> {
-        self.containers.values()
-    }
-
-    /// The ids of containers whose pod and name match a trigger target.
-    pub fn matching(&self, target: &TriggerTarget) -> Vec<String> {
-        self.containers
-            .values()
-            .filter(|c| {
-                let pod = self.sandboxes.get(&c.sandbox_id).map(|s| &s.config.metadata);
-                let ns_ok = target.pod_namespace.as_ref().is_none_or(|ns| pod.is_some_and(|p| &p.namespace == ns));
-                let name_ok = target.pod_name.as_ref().is_none_or(|n| pod.is_some_and(|p| &p.name == n));
-                let ctr_ok = target.container.as_ref().is_none_or(|n| &c.config.metadata.name == n);
-                ns_ok && name_ok && ctr_ok
-            })
-            .map(|c| c.id.clone())
-            .collect()
-    }
-
-    /// The scenario's view of a container.
-    pub fn ctx(&self, id: &str) -> Option<ContainerCtx> {
-        let c = self.containers.get(id)?;
-        let pod = self.sandboxes.get(&c.sandbox_id);
-        let meta = pod.map(|s| s.config.metadata.clone());
-        Some(ContainerCtx {
-            id: c.id.clone(),
-            name: c.config.metadata.name.clone(),
-            image: c.config.image.clone(),
-            attempt: c.config.metadata.attempt,
-            pod_name: meta.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
-            pod_namespace: meta.as_ref().map(|m| m.namespace.clone()).unwrap_or_default(),
-            pod_uid: meta.map(|m| m.uid).unwrap_or_default(),
-            pod_labels: pod.map(|s| s.config.labels.clone()).unwrap_or_default(),
-            pod_annotations: pod.map(|s| s.config.annotations.clone()).unwrap_or_default(),
-            started_at: (c.started_at != 0).then_some(c.started_at),
-        })
-    }
-
-    /// Ends a running container now, as if its process died.
-    pub fn kill(&mut self, id: &str, exit: Exit) -> bool {
-        let now = self.now();
-        match self.containers.get_mut(id) {
-            Some(c) if c.state == ContainerState::Running => {
-                finish(c, now, exit);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Applies the exits whose time has come.
-    fn refresh(&mut self, now: i64) {
-        if self.next_exit.is_none_or(|t| now < t) {
-            return;
-        }
-        let mut next = None::<i64>;
-        for c in self.containers.values_mut() {
-            if c.state != ContainerState::Running {
-                continue;
-            }
-            if let Some((at, exit)) = c.planned_exit.clone() {
-                if at <= now {
-                    finish(c, at, exit);
-                } else {
-                    next = Some(next.map_or(at, |n| n.min(at)));
-                }
-            }
-        }
-        self.next_exit = next;
-    }
-
-    fn new_id(&self) -> String {
-        (0..4).map(|_| format!("{:016x}", host::random_u64())).collect()
-    }
-
-    fn container(&self, id: &str) -> Result<&ContainerRecord, RuntimeError> {
-        self.containers.get(id).ok_or_else(|| not_found("container", id))
-    }
-
-    fn container_mut(&mut self, id: &str) -> Result<&mut ContainerRecord, RuntimeError> {
-        self.containers.get_mut(id).ok_or_else(|| not_found("container", id))
-    }
-}
-
-fn finish(c: &mut ContainerRecord, at: i64, exit: Exit) {
-    c.state = ContainerState::Exited;
-    c.finished_at = at;
-    c.planned_exit = None;
-    c.logs.push(LogLine { time: at, stream: LogStream::Stderr, text: format!("{} exited with code {} ({})", c.config.metadata.name, exit.code, exit.reason) });
-    c.exit_code = exit.code;
-    c.reason = exit.reason;
-    c.message = exit.message;
-}
-
-fn not_found(kind: &str, id: &str) -> RuntimeError {
-    RuntimeError { code: ErrorCode::NotFound, message: format!("{kind} \"{id}\" not found") }
-}
-
-/// Image names as a registry resolves them: `nginx` is `docker.io/library/nginx:latest`.
-fn normalize_image(image: &str) -> String {
-    let (name, digest) = match image.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (image, None),
-    };
-    let first = name.split('/').next().unwrap_or(name);
-    let has_registry = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    let mut full = match (has_registry, name.contains('/')) {
-        (true, _) => name.to_string(),
-        (false, true) => format!("docker.io/{name}"),
-        (false, false) => format!("docker.io/library/{name}"),
-    };
-    let last = full.rsplit('/').next().unwrap_or("");
-    if digest.is_none() && !last.contains(':') {
-        full.push_str(":latest");
-    }
-    match digest {
-        Some(d) => format!("{full}@{d}"),
-        None => full,
-    }
-}
-
-/// A stable sha256-shaped digest of an image name, so the same image has the same id on every node.
-fn digest_of(name: &str) -> String {
-    (0u8..4)
-        .map(|salt| {
-            let mut h = DefaultHasher::new();
-            (salt, name).hash(&mut h);
-            format!("{:016x}", h.finish())
-        })
-        .collect()
-}
-
-fn repo_of(normalized: &str) -> &str {
-    let without_digest = normalized.split('@').next().unwrap_or(normalized);
-    match without_digest.rfind(':') {
-        Some(i) if !without_digest[i..].contains('/') => &without_digest[..i],
-        _ => without_digest,
-    }
-}
-
 struct Plugin {
     scenario: Box<dyn Scenario>,
     rt: FakeRuntime,
-    /// `selector` from the plugin's configuration: lets an operator retarget any plugin.
+    common: CommonConfig,
+}
+
+/// The configuration keys every plugin understands, taken out before the scenario gets the
+/// rest.
+#[derive(Debug, Default)]
+struct CommonConfig {
+    /// Lets an operator retarget any plugin.
     selector: Option<String>,
+    completion: Completion,
 }
 
 thread_local! {
@@ -248,30 +51,43 @@ fn with<T: ScenarioExport, R>(f: impl FnOnce(&mut Plugin) -> R) -> R {
         let mut slot = cell.borrow_mut();
         let plugin = slot.get_or_insert_with(|| {
             let mut scenario = T::build();
-            let (config, selector) = split_selector(host::config());
-            if let Err(e) = scenario.configure(&config) {
-                let message = format!("invalid plugin configuration: {e}");
-                host::log(LogLevel::Error, &message);
-                panic!("{message}");
-            }
-            Plugin { scenario, rt: FakeRuntime::default(), selector }
+            let configured = split_common(host::config()).and_then(|(config, common)| scenario.configure(&config).map(|()| common));
+            let common = match configured {
+                Ok(common) => common,
+                Err(e) => {
+                    let message = format!("invalid plugin configuration: {e}");
+                    host::log(LogLevel::Error, &message);
+                    panic!("{message}");
+                }
+            };
+            let mut rt = FakeRuntime::default();
+            rt.completion = common.completion;
+            Plugin { scenario, rt, common }
         });
         f(plugin)
     })
 }
 
-/// Takes the `selector` key, which every plugin understands, out of a JSON object
-/// configuration; the scenario gets the rest.
-fn split_selector(config: String) -> (String, Option<String>) {
+/// Takes the keys every plugin understands out of a JSON object configuration; the
+/// scenario gets the rest.
+fn split_common(config: String) -> Result<(String, CommonConfig), String> {
     let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(&config) else {
-        return (config, None);
+        return Ok((config, CommonConfig::default()));
     };
-    let selector = match map.remove("selector") {
-        Some(serde_json::Value::String(s)) => Some(s),
-        _ => None,
-    };
+    let mut common = CommonConfig::default();
+    match map.remove("selector") {
+        Some(serde_json::Value::String(s)) => common.selector = Some(s),
+        Some(other) => return Err(format!("selector must be a label selector in a string, like \"app=db\", not {other}")),
+        None => {}
+    }
+    for (key, field) in [("initContainerSeconds", &mut common.completion.init), ("runToCompletionSeconds", &mut common.completion.run_to_completion)] {
+        if let Some(value) = map.remove(key) {
+            let seconds = value.as_f64().filter(|s| *s >= 0.0 && s.is_finite());
+            *field = std::time::Duration::from_secs_f64(seconds.ok_or_else(|| format!("{key} must be a number of seconds, not {value}"))?);
+        }
+    }
     let rest = if map.is_empty() { String::new() } else { serde_json::Value::Object(map).to_string() };
-    (rest, selector)
+    Ok((rest, common))
 }
 
 /// Runs a CRI call: applies due exits, the built-in faults and the scenario's reply policy.
@@ -292,77 +108,19 @@ fn call<T: ScenarioExport, R>(method: Method, f: impl FnOnce(&mut Plugin) -> R) 
     })
 }
 
-fn builtin_actions() -> Vec<TriggerAction> {
-    [
-        ("kill", "the target containers die now (args: code=137, reason=Error)"),
-        ("hang", "every runtime call hangs until heal, like a deadlocked runtime"),
-        ("fail-pulls", "every image pull fails (args: message=...)"),
-        ("heal", "undo hang and fail-pulls, release held replies"),
-    ]
-    .into_iter()
-    .map(|(name, description)| TriggerAction { name: name.into(), description: description.into() })
-    .collect()
-}
-
-fn arg<'a>(args: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    find(args, key)
-}
-
-fn builtin_trigger(rt: &mut FakeRuntime, action: &str, target: &TriggerTarget, args: &[KeyValue], known: Vec<String>) -> Result<String, TriggerError> {
-    match action {
-        "kill" => {
-            let code = match arg(args, "code") {
-                Some(c) => c.parse::<i32>().map_err(|_| TriggerError::InvalidArgument(format!("code must be an integer, got {c:?}")))?,
-                None => 137,
-            };
-            let reason = arg(args, "reason").unwrap_or(if code == 0 { "Completed" } else { "Error" });
-            let exit = Exit { code, reason: reason.into(), message: String::new() };
-            let now = rt.now();
-            rt.refresh(now);
-            let killed: Vec<String> = rt.matching(target).into_iter().filter(|id| rt.kill(id, exit.clone())).collect();
-            if killed.is_empty() {
-                return Err(TriggerError::NoSuchTarget(describe_target(target)));
-            }
-            Ok(format!("killed {} container(s) with exit code {code}", killed.len()))
-        }
-        "hang" => {
-            rt.faults.hang = true;
-            Ok("runtime calls now hang until heal".into())
-        }
-        "fail-pulls" => {
-            let message = arg(args, "message").unwrap_or("rpc error: code = Unknown desc = failed to pull and unpack image: simulated by labkubelet");
-            rt.faults.fail_pulls = Some(message.into());
-            Ok("image pulls now fail until heal".into())
-        }
-        "heal" => {
-            rt.faults = Faults::default();
-            host::release_replies();
-            Ok("runtime healed".into())
-        }
-        _ => Err(TriggerError::UnknownAction(known)),
-    }
-}
-
-fn describe_target(t: &TriggerTarget) -> String {
-    let pod = match (&t.pod_namespace, &t.pod_name) {
-        (Some(ns), Some(n)) => format!("{ns}/{n}"),
-        (None, Some(n)) => n.clone(),
-        (Some(ns), None) => format!("{ns}/*"),
-        (None, None) => "*".into(),
-    };
-    match &t.container {
-        Some(c) => format!("no running container {c} in pod {pod}"),
-        None => format!("no running container in pod {pod}"),
-    }
-}
-
 impl<T: ScenarioExport> Guest for T {
     fn info() -> PluginInfo {
         with::<T, _>(|p| {
             let info = p.scenario.info();
             let mut actions = info.actions;
             actions.extend(builtin_actions());
-            PluginInfo { name: info.name, version: info.version, description: info.description, selector: p.selector.clone().unwrap_or(info.selector), actions }
+            PluginInfo {
+                name: info.name,
+                version: info.version,
+                description: info.description,
+                selector: p.common.selector.clone().unwrap_or(info.selector),
+                actions,
+            }
         })
     }
 
@@ -378,9 +136,7 @@ impl<T: ScenarioExport> Guest for T {
         call::<T, _>(Method::RunPodSandbox, |p| {
             p.scenario.on_run_sandbox(&config)?;
             let id = p.rt.new_id();
-            p.rt.next_ip += 1;
-            let n = p.rt.next_ip;
-            let ip = format!("10.88.{}.{}", (n / 250) % 256, n % 250 + 2);
+            let ip = p.rt.new_ip(&config);
             let created_at = host::now();
             p.rt.sandboxes.insert(id.clone(), SandboxRecord { id: id.clone(), config, ready: true, created_at, ip });
             Ok(id)
@@ -654,6 +410,7 @@ impl<T: ScenarioExport> Guest for T {
             }
             p.scenario.restore(imported.scenario)?;
             p.rt = imported.runtime;
+            p.rt.completion = p.common.completion;
             Ok(())
         })
     }
@@ -669,20 +426,4 @@ fn running_ctx(rt: &FakeRuntime, id: &str) -> Result<ContainerCtx, RuntimeError>
 
 fn to_image(i: &ImageRecord) -> Image {
     Image { id: i.id.clone(), repo_tags: vec![i.name.clone()], repo_digests: vec![i.digest_ref.clone()], size: i.size }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_names_resolve_like_a_registry() {
-        assert_eq!(normalize_image("nginx"), "docker.io/library/nginx:latest");
-        assert_eq!(normalize_image("nginx:1.25"), "docker.io/library/nginx:1.25");
-        assert_eq!(normalize_image("bitnami/redis"), "docker.io/bitnami/redis:latest");
-        assert_eq!(normalize_image("registry.k8s.io/pause:3.9"), "registry.k8s.io/pause:3.9");
-        assert_eq!(normalize_image("localhost:5000/app"), "localhost:5000/app:latest");
-        assert_eq!(repo_of("localhost:5000/app:v1"), "localhost:5000/app");
-        assert_eq!(repo_of("docker.io/library/nginx:1.25"), "docker.io/library/nginx");
-    }
 }

@@ -1,0 +1,167 @@
+//! What a scenario knows about a container and answers about it: the container in its pod
+//! ([`ContainerCtx`]), how long it lives ([`Lifetime`]), how it ends ([`Exit`], [`Stop`]).
+
+use crate::KeyValue;
+use std::time::Duration;
+
+/// The container annotation the host sets to say what kind of container it is: `init`,
+/// `sidecar` (an init container with `restartPolicy: Always`) or `regular`.
+pub const CONTAINER_KIND_ANNOTATION: &str = "labkubelet.io/container-kind";
+/// The container annotation the host sets to the pod's `restartPolicy`.
+pub const RESTART_POLICY_ANNOTATION: &str = "labkubelet.io/pod-restart-policy";
+/// The sandbox annotation that carries the pod IP the host allocated.
+pub const POD_IP_ANNOTATION: &str = "labkubelet.io/pod-ip";
+
+/// How a container ends, as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Exit {
+    pub code: i32,
+    /// `Completed`, `Error`, `OOMKilled`, ...
+    pub reason: String,
+    pub message: String,
+}
+
+impl Exit {
+    /// Exit code 0, reason `Completed`.
+    pub fn completed() -> Self {
+        Exit { code: 0, reason: "Completed".into(), message: String::new() }
+    }
+
+    /// A non-zero exit code, reason `Error`.
+    pub fn error(code: i32) -> Self {
+        Exit { code, reason: "Error".into(), message: String::new() }
+    }
+
+    /// Killed by the kernel's OOM killer: exit code 137, reason `OOMKilled`.
+    pub fn oom_killed() -> Self {
+        Exit { code: 137, reason: "OOMKilled".into(), message: String::new() }
+    }
+
+    pub fn with_message(mut self, message: &str) -> Self {
+        self.message = message.into();
+        self
+    }
+}
+
+/// What a started container does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lifetime {
+    /// Runs until it is stopped or killed.
+    Forever,
+    /// Exits by itself after this long.
+    ExitsAfter(Duration, Exit),
+}
+
+impl Lifetime {
+    pub fn exits_after(after: Duration, exit: Exit) -> Self {
+        Lifetime::ExitsAfter(after, exit)
+    }
+}
+
+/// What a container does when the kubelet stops it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// Exits on SIGTERM, at once.
+    Exits(Exit),
+    /// Ignores SIGTERM: the stop call takes the whole grace period, then the container is
+    /// SIGKILLed (exit code 137).
+    IgnoresSigterm,
+}
+
+/// Which part of the pod a container is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContainerKind {
+    /// One of `spec.containers`.
+    #[default]
+    Regular,
+    /// One of `spec.initContainers`: runs to completion before the next one starts.
+    Init,
+    /// An init container with `restartPolicy: Always`: runs beside the pod's containers.
+    Sidecar,
+}
+
+/// The pod's `restartPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// How long containers that finish run in a healthy runtime, set for every plugin by the
+/// `initContainerSeconds` and `runToCompletionSeconds` keys of its configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Completion {
+    /// Init containers exit 0 this long after they start (default 1 s).
+    pub init: Duration,
+    /// Containers of pods whose `restartPolicy` is `OnFailure` or `Never` (Jobs) exit 0 this
+    /// long after they start (default 5 s).
+    pub run_to_completion: Duration,
+}
+
+impl Default for Completion {
+    fn default() -> Self {
+        Completion { init: Duration::from_secs(1), run_to_completion: Duration::from_secs(5) }
+    }
+}
+
+/// A container as a scenario sees it: the container and the pod it belongs to.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerCtx {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    /// How many times this container of this pod was created before.
+    pub attempt: u32,
+    pub kind: ContainerKind,
+    pub restart_policy: RestartPolicy,
+    pub pod_name: String,
+    pub pod_namespace: String,
+    pub pod_uid: String,
+    pub pod_labels: Vec<KeyValue>,
+    pub pod_annotations: Vec<KeyValue>,
+    /// When the container started (host-clock ns), if it has.
+    pub started_at: Option<i64>,
+    /// How long finishing containers run, from the plugin's configuration.
+    pub completion: Completion,
+}
+
+impl ContainerCtx {
+    /// A label of the pod.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        find(&self.pod_labels, key)
+    }
+
+    /// An annotation of the pod.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        find(&self.pod_annotations, key)
+    }
+
+    /// What a healthy runtime's container does: an init container completes after
+    /// [`Completion::init`]; a container of a pod that is not restarted (`OnFailure`,
+    /// `Never`: a Job's) completes after [`Completion::run_to_completion`], as KWOK's
+    /// pod-complete stage does; every other one runs until it is stopped.
+    ///
+    /// ```
+    /// use labkubelet_guest::*;
+    /// let job = ContainerCtx { restart_policy: RestartPolicy::Never, ..Default::default() };
+    /// assert_eq!(job.default_lifetime(), Lifetime::exits_after(secs(5), Exit::completed()));
+    /// assert_eq!(ContainerCtx::default().default_lifetime(), Lifetime::Forever);
+    /// ```
+    pub fn default_lifetime(&self) -> Lifetime {
+        match (self.kind, self.restart_policy) {
+            (ContainerKind::Init, _) => Lifetime::exits_after(self.completion.init, Exit::completed()),
+            (ContainerKind::Regular, RestartPolicy::OnFailure | RestartPolicy::Never) => {
+                Lifetime::exits_after(self.completion.run_to_completion, Exit::completed())
+            }
+            _ => Lifetime::Forever,
+        }
+    }
+}
+
+pub(crate) fn find<'a>(pairs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    pairs.iter().find(|kv| kv.key == key).map(|kv| kv.value.as_str())
+}

@@ -1,0 +1,340 @@
+//! The fake container runtime's bookkeeping: sandbox, container and image records, their
+//! state machines and timestamps, ids and addresses, planned exits, and the lab actions
+//! every plugin offers (`kill`, `hang`, `fail-pulls`, `heal`).
+
+use crate::container::{
+    CONTAINER_KIND_ANNOTATION, Completion, ContainerCtx, ContainerKind, Exit, POD_IP_ANNOTATION, RESTART_POLICY_ANNOTATION, RestartPolicy, find,
+};
+use crate::{
+    ContainerConfig, ContainerState, ErrorCode, KeyValue, LogLine, LogStream, PodSandboxConfig, RuntimeError, TriggerAction, TriggerError, TriggerTarget, host,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// A pod sandbox the runtime holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: String,
+    pub config: PodSandboxConfig,
+    pub ready: bool,
+    pub created_at: i64,
+    pub ip: String,
+}
+
+/// A container the runtime holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub sandbox_id: String,
+    pub config: ContainerConfig,
+    pub state: ContainerState,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    pub image_ref: String,
+    /// When and how the container will exit by itself.
+    pub planned_exit: Option<(i64, Exit)>,
+    pub logs: Vec<LogLine>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ImageRecord {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) digest_ref: String,
+    pub(crate) size: u64,
+}
+
+/// Faults any plugin built on the fake runtime can be told to show by a lab trigger.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Faults {
+    pub(crate) hang: bool,
+    pub(crate) fail_pulls: Option<String>,
+}
+
+/// The runtime's bookkeeping. Scenario triggers get it to act on containers.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct FakeRuntime {
+    pub(crate) sandboxes: BTreeMap<String, SandboxRecord>,
+    pub(crate) containers: BTreeMap<String, ContainerRecord>,
+    pub(crate) images: BTreeMap<String, ImageRecord>,
+    next_ip: u32,
+    pub(crate) faults: Faults,
+    /// No planned exit comes before this: calls skip the scan of all containers until then.
+    #[serde(default)]
+    pub(crate) next_exit: Option<i64>,
+    /// How long finishing containers run: the plugin's configuration, not its state.
+    #[serde(skip)]
+    pub(crate) completion: Completion,
+}
+
+impl FakeRuntime {
+    /// Host-clock time now.
+    pub fn now(&self) -> i64 {
+        host::now()
+    }
+
+    pub fn sandboxes(&self) -> impl Iterator<Item = &SandboxRecord> {
+        self.sandboxes.values()
+    }
+
+    pub fn containers(&self) -> impl Iterator<Item = &ContainerRecord> {
+        self.containers.values()
+    }
+
+    /// The ids of containers whose pod and name match a trigger target.
+    pub fn matching(&self, target: &TriggerTarget) -> Vec<String> {
+        self.containers
+            .values()
+            .filter(|c| {
+                let pod = self.sandboxes.get(&c.sandbox_id).map(|s| &s.config.metadata);
+                let ns_ok = target.pod_namespace.as_ref().is_none_or(|ns| pod.is_some_and(|p| &p.namespace == ns));
+                let name_ok = target.pod_name.as_ref().is_none_or(|n| pod.is_some_and(|p| &p.name == n));
+                let ctr_ok = target.container.as_ref().is_none_or(|n| &c.config.metadata.name == n);
+                ns_ok && name_ok && ctr_ok
+            })
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    /// The scenario's view of a container.
+    pub fn ctx(&self, id: &str) -> Option<ContainerCtx> {
+        let c = self.containers.get(id)?;
+        let pod = self.sandboxes.get(&c.sandbox_id);
+        let meta = pod.map(|s| s.config.metadata.clone());
+        let annotation = |key: &str| find(&c.config.annotations, key);
+        Some(ContainerCtx {
+            id: c.id.clone(),
+            name: c.config.metadata.name.clone(),
+            image: c.config.image.clone(),
+            command: c.config.command.clone(),
+            args: c.config.args.clone(),
+            attempt: c.config.metadata.attempt,
+            kind: match annotation(CONTAINER_KIND_ANNOTATION) {
+                Some("init") => ContainerKind::Init,
+                Some("sidecar") => ContainerKind::Sidecar,
+                _ => ContainerKind::Regular,
+            },
+            restart_policy: match annotation(RESTART_POLICY_ANNOTATION) {
+                Some("OnFailure") => RestartPolicy::OnFailure,
+                Some("Never") => RestartPolicy::Never,
+                _ => RestartPolicy::Always,
+            },
+            pod_name: meta.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+            pod_namespace: meta.as_ref().map(|m| m.namespace.clone()).unwrap_or_default(),
+            pod_uid: meta.map(|m| m.uid).unwrap_or_default(),
+            pod_labels: pod.map(|s| s.config.labels.clone()).unwrap_or_default(),
+            pod_annotations: pod.map(|s| s.config.annotations.clone()).unwrap_or_default(),
+            started_at: (c.started_at != 0).then_some(c.started_at),
+            completion: self.completion,
+        })
+    }
+
+    /// Ends a running container now, as if its process died.
+    pub fn kill(&mut self, id: &str, exit: Exit) -> bool {
+        let now = self.now();
+        match self.containers.get_mut(id) {
+            Some(c) if c.state == ContainerState::Running => {
+                finish(c, now, exit);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Applies the exits whose time has come.
+    pub(crate) fn refresh(&mut self, now: i64) {
+        if self.next_exit.is_none_or(|t| now < t) {
+            return;
+        }
+        let mut next = None::<i64>;
+        for c in self.containers.values_mut() {
+            if c.state != ContainerState::Running {
+                continue;
+            }
+            if let Some((at, exit)) = c.planned_exit.clone() {
+                if at <= now {
+                    finish(c, at, exit);
+                } else {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+        }
+        self.next_exit = next;
+    }
+
+    /// A new sandbox or container id: 256 random bits, never one this runtime holds.
+    pub(crate) fn new_id(&self) -> String {
+        loop {
+            let id: String = (0..4).map(|_| format!("{:016x}", host::random_u64())).collect();
+            if !self.sandboxes.contains_key(&id) && !self.containers.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// A new sandbox's address: the one the host allocated ([`POD_IP_ANNOTATION`]), else the
+    /// next of this runtime's own.
+    pub(crate) fn new_ip(&mut self, config: &PodSandboxConfig) -> String {
+        if let Some(ip) = find(&config.annotations, POD_IP_ANNOTATION) {
+            return ip.to_string();
+        }
+        self.next_ip += 1;
+        let n = self.next_ip;
+        format!("10.88.{}.{}", (n / 250) % 256, n % 250 + 2)
+    }
+
+    pub(crate) fn container(&self, id: &str) -> Result<&ContainerRecord, RuntimeError> {
+        self.containers.get(id).ok_or_else(|| not_found("container", id))
+    }
+
+    pub(crate) fn container_mut(&mut self, id: &str) -> Result<&mut ContainerRecord, RuntimeError> {
+        self.containers.get_mut(id).ok_or_else(|| not_found("container", id))
+    }
+}
+
+pub(crate) fn finish(c: &mut ContainerRecord, at: i64, exit: Exit) {
+    c.state = ContainerState::Exited;
+    c.finished_at = at;
+    c.planned_exit = None;
+    c.logs.push(LogLine { time: at, stream: LogStream::Stderr, text: format!("{} exited with code {} ({})", c.config.metadata.name, exit.code, exit.reason) });
+    c.exit_code = exit.code;
+    c.reason = exit.reason;
+    c.message = exit.message;
+}
+
+pub(crate) fn not_found(kind: &str, id: &str) -> RuntimeError {
+    RuntimeError { code: ErrorCode::NotFound, message: format!("{kind} \"{id}\" not found") }
+}
+
+/// Image names as a registry resolves them: `nginx` is `docker.io/library/nginx:latest`.
+pub(crate) fn normalize_image(image: &str) -> String {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    let first = name.split('/').next().unwrap_or(name);
+    let has_registry = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let mut full = match (has_registry, name.contains('/')) {
+        (true, _) => name.to_string(),
+        (false, true) => format!("docker.io/{name}"),
+        (false, false) => format!("docker.io/library/{name}"),
+    };
+    let last = full.rsplit('/').next().unwrap_or("");
+    if digest.is_none() && !last.contains(':') {
+        full.push_str(":latest");
+    }
+    match digest {
+        Some(d) => format!("{full}@{d}"),
+        None => full,
+    }
+}
+
+/// A stable sha256-shaped digest of an image name, so the same image has the same id on every node.
+pub(crate) fn digest_of(name: &str) -> String {
+    (0u8..4)
+        .map(|salt| {
+            let mut h = DefaultHasher::new();
+            (salt, name).hash(&mut h);
+            format!("{:016x}", h.finish())
+        })
+        .collect()
+}
+
+pub(crate) fn repo_of(normalized: &str) -> &str {
+    let without_digest = normalized.split('@').next().unwrap_or(normalized);
+    match without_digest.rfind(':') {
+        Some(i) if !without_digest[i..].contains('/') => &without_digest[..i],
+        _ => without_digest,
+    }
+}
+
+pub(crate) fn builtin_actions() -> Vec<TriggerAction> {
+    [
+        ("kill", "the target containers die now (args: code=137, reason=Error)"),
+        ("hang", "every runtime call hangs until heal, like a deadlocked runtime"),
+        ("fail-pulls", "every image pull fails (args: message=...)"),
+        ("heal", "undo hang and fail-pulls, release held replies"),
+    ]
+    .into_iter()
+    .map(|(name, description)| TriggerAction { name: name.into(), description: description.into() })
+    .collect()
+}
+
+fn arg<'a>(args: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    find(args, key)
+}
+
+pub(crate) fn builtin_trigger(
+    rt: &mut FakeRuntime,
+    action: &str,
+    target: &TriggerTarget,
+    args: &[KeyValue],
+    known: Vec<String>,
+) -> Result<String, TriggerError> {
+    match action {
+        "kill" => {
+            let code = match arg(args, "code") {
+                Some(c) => c.parse::<i32>().map_err(|_| TriggerError::InvalidArgument(format!("code must be an integer, got {c:?}")))?,
+                None => 137,
+            };
+            let reason = arg(args, "reason").unwrap_or(if code == 0 { "Completed" } else { "Error" });
+            let exit = Exit { code, reason: reason.into(), message: String::new() };
+            let now = rt.now();
+            rt.refresh(now);
+            let killed: Vec<String> = rt.matching(target).into_iter().filter(|id| rt.kill(id, exit.clone())).collect();
+            if killed.is_empty() {
+                return Err(TriggerError::NoSuchTarget(describe_target(target)));
+            }
+            Ok(format!("killed {} container(s) with exit code {code}", killed.len()))
+        }
+        "hang" => {
+            rt.faults.hang = true;
+            Ok("runtime calls now hang until heal".into())
+        }
+        "fail-pulls" => {
+            let message = arg(args, "message").unwrap_or("rpc error: code = Unknown desc = failed to pull and unpack image: simulated by labkubelet");
+            rt.faults.fail_pulls = Some(message.into());
+            Ok("image pulls now fail until heal".into())
+        }
+        "heal" => {
+            rt.faults = Faults::default();
+            host::release_replies();
+            Ok("runtime healed".into())
+        }
+        _ => Err(TriggerError::UnknownAction(known)),
+    }
+}
+
+fn describe_target(t: &TriggerTarget) -> String {
+    let pod = match (&t.pod_namespace, &t.pod_name) {
+        (Some(ns), Some(n)) => format!("{ns}/{n}"),
+        (None, Some(n)) => n.clone(),
+        (Some(ns), None) => format!("{ns}/*"),
+        (None, None) => "*".into(),
+    };
+    match &t.container {
+        Some(c) => format!("no running container {c} in pod {pod}"),
+        None => format!("no running container in pod {pod}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names_resolve_like_a_registry() {
+        assert_eq!(normalize_image("nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(normalize_image("nginx:1.25"), "docker.io/library/nginx:1.25");
+        assert_eq!(normalize_image("bitnami/redis"), "docker.io/bitnami/redis:latest");
+        assert_eq!(normalize_image("registry.k8s.io/pause:3.9"), "registry.k8s.io/pause:3.9");
+        assert_eq!(normalize_image("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(repo_of("localhost:5000/app:v1"), "localhost:5000/app");
+        assert_eq!(repo_of("docker.io/library/nginx:1.25"), "docker.io/library/nginx");
+    }
+}

@@ -1,0 +1,209 @@
+//! A node's pod lifecycle against the API-server double, with virtual time: the agent's
+//! pod side, status loop and runtime state over a plugin folder, started, stopped and
+//! restarted as a user runs `labkubelet run`.
+
+use crate::apiserver::ApiServer;
+use crate::{PluginLab, eventually, node_identity};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, NodeCondition, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use labkubelet::clock::Clock;
+use labkubelet::events::EventRecorder;
+use labkubelet::node::register::register;
+use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
+use labkubelet::plugin::{PluginPolicy, PluginRuntime};
+use labkubelet::pods::url_source::ManifestUrl;
+use labkubelet::pods::{NodePods, PodLifecycle};
+use labkubelet::runtime::state::RuntimeStateDir;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const NODE: &str = "lab-node-1";
+
+/// A node's pod lifecycle over a plugin folder, against the double.
+pub struct PodLab {
+    _server: ApiServer,
+    pub client: kube::Client,
+    pub pods: Api<Pod>,
+    pub nodes: Api<Node>,
+    pub plugins: PluginLab,
+    pub manifests: Option<std::path::PathBuf>,
+    pub manifest_url: Option<ManifestUrl>,
+    /// The agent's root dir: the runtime state survives an agent restart there.
+    pub root: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+    /// Stops the running agent as Ctrl-C does: it saves the runtime state first.
+    stop: tokio_util::sync::CancellationToken,
+    /// The runtime of the agent now running.
+    pub runtime: Arc<PluginRuntime>,
+}
+
+impl Drop for PodLab {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PodLab {
+    /// Starts with these stock plugins and configuration files in the plugin folder.
+    pub async fn start(plugins: &[&str], files: &[(&str, &str)]) -> PodLab {
+        PodLab::with_manifests(plugins, files, None).await
+    }
+
+    /// Starts with a static pod folder too.
+    pub async fn with_manifests(plugins: &[&str], files: &[(&str, &str)], manifests: Option<&std::path::Path>) -> PodLab {
+        let server = ApiServer::start().await.expect("API double");
+        let client = server.admin().await;
+        let lab = PluginLab::new(PluginPolicy::default()).await;
+        for p in plugins {
+            lab.install(p);
+        }
+        for (file, text) in files {
+            lab.put(file, text.as_bytes());
+        }
+        lab.sync().await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        register(&nodes, &node_identity(NODE), &Clock::new(), &[]).await;
+        // Replaced by the running agent's runtime below.
+        let placeholder = Arc::new(PluginRuntime::new(NODE, lab.catalog.clone(), Clock::new()));
+        let mut lab = PodLab {
+            pods: Api::namespaced(client.clone(), "default"),
+            nodes,
+            client,
+            _server: server,
+            plugins: lab,
+            manifests: manifests.map(std::path::Path::to_path_buf),
+            manifest_url: None,
+            root: tempfile::tempdir().expect("root dir"),
+            task: tokio::spawn(async {}),
+            stop: tokio_util::sync::CancellationToken::new(),
+            runtime: placeholder,
+        };
+        (lab.task, lab.runtime, lab.stop) = lab.spawn_agent().await;
+        lab
+    }
+
+    /// Runs the node's pods and status loop (with PLEG's health in Ready) as the agent
+    /// does, restoring the runtime state a previous run saved.
+    pub async fn spawn_agent(&self) -> (tokio::task::JoinHandle<()>, Arc<PluginRuntime>, tokio_util::sync::CancellationToken) {
+        let clock = Clock::new();
+        let runtime = Arc::new(PluginRuntime::new(NODE, self.plugins.catalog.clone(), clock));
+        let state = RuntimeStateDir::new(self.root.path(), NODE);
+        state.restore(&runtime).await;
+        let events = Arc::new(EventRecorder::new(self.client.clone(), NODE, clock));
+        let node = NodePods {
+            node: NODE.into(),
+            node_ip: "10.1.0.5".into(),
+            labels: [("kubernetes.io/hostname".to_string(), NODE.to_string())].into(),
+            allocatable: [("cpu", "4"), ("memory", "8Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            runtime_name: "labkubelet".into(),
+            static_pod_path: self.manifests.clone(),
+            file_check_frequency: Duration::from_secs(20),
+            manifest_url: self.manifest_url.clone(),
+            http_check_frequency: Duration::from_secs(20),
+        };
+        let lifecycle = PodLifecycle::new(node, Some(self.client.clone()), runtime.clone(), clock, events.clone());
+        let status = NodeStatusLoop::new(self.nodes.clone(), NODE, runtime.clone(), clock, StatusTimings::default(), events).with_pleg(lifecycle.pleg_health());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn({
+            let (runtime, stop) = (runtime.clone(), stop.clone());
+            async move {
+                let tasks = async { tokio::join!(lifecycle.run(), status.run(), state.keep_saved(runtime.clone(), clock)) };
+                state.until_stopped(&runtime, &stop, tasks).await;
+            }
+        });
+        (task, runtime, stop)
+    }
+
+    /// Stops the agent and starts it again, as `systemctl restart` would.
+    pub async fn restart_agent(&mut self) {
+        self.stop_agent().await;
+        (self.task, self.runtime, self.stop) = self.spawn_agent().await;
+    }
+
+    /// Stops the agent as Ctrl-C does: the runtime state is saved, the tasks end.
+    pub async fn stop_agent(&mut self) {
+        self.stop.cancel();
+        if !self.task.is_finished() {
+            let _ = (&mut self.task).await;
+        }
+    }
+
+    /// Creates a pod and binds it to the node, as the scheduler does.
+    pub async fn create(&self, name: &str, annotations: serde_json::Value, spec: serde_json::Value) -> Pod {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name, "annotations": annotations}, "spec": spec})).expect("pod");
+        let created = self.pods.create(&PostParams::default(), &pod).await.expect("create pod");
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}});
+        let request = http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&binding).expect("binding"))
+            .expect("binding request");
+        self.client.request_text(request).await.expect("bind the pod");
+        created
+    }
+
+    /// The pod once `pred` holds, polling every 200 ms of virtual time for at most `within`.
+    pub async fn until(&self, name: &str, what: &str, within: Duration, pred: impl Fn(&Pod) -> bool) -> Pod {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut last = None;
+        loop {
+            if let Ok(p) = self.pods.get(name).await {
+                if pred(&p) {
+                    return p;
+                }
+                last = Some(p.status);
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name} {what}: not within {within:?}; last status: {last:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the pod is gone from the API; `what` says what it means if it is not.
+    pub async fn gone(&self, name: &str, what: &str, within: Duration) {
+        eventually(what, within, async || self.pods.get_opt(name).await.ok()?.is_none().then_some(())).await
+    }
+
+    /// The node's Ready condition once `pred` holds.
+    pub async fn ready(&self, what: &str, within: Duration, pred: impl Fn(&NodeCondition) -> bool) -> NodeCondition {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let node = self.nodes.get(NODE).await.expect("node");
+            let ready = node.status.and_then(|s| s.conditions).unwrap_or_default().into_iter().find(|c| c.type_ == "Ready");
+            if let Some(c) = ready.filter(|c| pred(c)) {
+                return c;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "node Ready {what}: not within {within:?}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// The events about a pod, oldest first.
+    pub async fn events(&self, name: &str) -> Vec<Event> {
+        let all: Api<Event> = Api::namespaced(self.client.clone(), "default");
+        let mut events: Vec<Event> =
+            all.list(&ListParams::default()).await.expect("events").items.into_iter().filter(|e| e.involved_object.name.as_deref() == Some(name)).collect();
+        events.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0));
+        events
+    }
+}
+
+pub fn container<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    pod.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == name)
+}
+
+pub fn condition(pod: &Pod, type_: &str) -> Option<(String, Option<String>, Option<String>)> {
+    let c = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+pub fn phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+pub fn reasons(events: &[Event]) -> Vec<String> {
+    events.iter().map(|e| e.reason.clone().unwrap_or_default()).collect()
+}
+
+pub fn waiting_reason(c: &ContainerStatus) -> Option<&str> {
+    c.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
+}
