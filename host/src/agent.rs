@@ -99,18 +99,68 @@ impl AgentConfig {
     }
 }
 
-/// Runs every node until one fails for good (its credentials cannot be had), the agent is
-/// stopped (`config.stop`) or the future is dropped.
+/// Runs every node until one fails for good (its credentials cannot be had, its port is
+/// taken), the agent is stopped (`config.stop`) or the future is dropped. A node that fails
+/// for a reason that passes starts again on its own; the others run on.
 pub async fn run(config: AgentConfig, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
     let mut nodes = JoinSet::new();
     for (index, name) in config.nodes.clone().into_iter().enumerate() {
         let (config, catalog) = (config.clone(), catalog.clone());
-        nodes.spawn(async move { run_node(&config, index, &name, catalog, clock).await.with_context(|| format!("node {name}")) });
+        nodes.spawn(async move { supervise(&config, index, &name, catalog, clock).await.with_context(|| format!("node {name}")) });
     }
     while let Some(done) = nodes.join_next().await {
         done.context("a node task panicked")??;
     }
     Ok(())
+}
+
+/// The file under `<root-dir>/<node>/` that says where the node's API listens, so
+/// `labkubelet trigger` and `timeline` need only `--root-dir`.
+pub const ENDPOINT_FILE: &str = "endpoint";
+
+/// Writes where the node's API listens (`https://127.0.0.1:<port>` for an API on every
+/// address): a file, so a client on this machine finds the agent.
+fn record_endpoint(root_dir: &std::path::Path, node: &str, address: SocketAddr) {
+    let host = if address.ip().is_unspecified() { std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST) } else { address.ip() };
+    let url = format!("https://{}\n", SocketAddr::new(host, address.port()));
+    let dir = root_dir.join(node);
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(ENDPOINT_FILE), url)) {
+        tracing::warn!(node, dir = %dir.display(), "cannot record where the node's API listens: {e}");
+    }
+}
+
+/// The first wait before a failed node starts again; it doubles up to [`RESTART_MAX`].
+const RESTART_FIRST: Duration = Duration::from_secs(1);
+const RESTART_MAX: Duration = Duration::from_secs(60);
+
+/// Runs a node, and runs it again after a back-off when it failed because the API server
+/// could not serve it (throttled past the retries, unavailable, unreachable), saying so.
+async fn supervise(config: &AgentConfig, index: usize, name: &str, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
+    let mut delay = RESTART_FIRST;
+    loop {
+        match run_node(config, index, name, catalog.clone(), clock).await {
+            Err(e) if passes(&e) && !config.stop.is_cancelled() => {
+                tracing::warn!(node = name, "{e:#}; starting the node again in {delay:?}");
+                crate::metrics::METRICS.node_restarts.with_label_values(&[name]).inc();
+                tokio::select! {
+                    () = clock.sleep(delay) => {}
+                    () = config.stop.cancelled() => return Ok(()),
+                }
+                delay = (delay * 2).min(RESTART_MAX);
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether a node's failure is the API server's, and may pass: a 429 or 5xx answer, or no
+/// answer at all.
+fn passes(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| match cause.downcast_ref::<kube::Error>() {
+        Some(kube::Error::Api(status)) => status.code == 429 || status.code >= 500,
+        Some(kube::Error::HyperError(_) | kube::Error::Service(_)) => true,
+        _ => matches!(cause.downcast_ref::<crate::bootstrap::BootstrapError>(), Some(crate::bootstrap::BootstrapError::Api(_))),
+    })
 }
 
 /// The machine as cAdvisor's MachineInfo shows it at `/spec/`.
@@ -135,6 +185,7 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
         if config.port == 0 { 0 } else { u16::try_from(usize::from(config.port) + index).context("the node's API port is above 65535; lower --port")? };
     let listener = crate::server::bind(SocketAddr::new(config.address, port)).await?;
     let address = listener.local_addr()?;
+    record_endpoint(&config.root_dir, name, address);
     let bootstrap = config.bootstrap_for(name);
 
     let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, catalog, clock));

@@ -4,6 +4,7 @@
 //! runtime would do. This crate is the embeddable library behind the `labkubelet` binary.
 //!
 //! - [`agent`]: N nodes in one process: credentials, registration, Lease, status, pods.
+//! - [`api_client`]: the API clients, which retry what a busy server throttled.
 //! - [`bootstrap`]: TLS bootstrap of the node's client certificate through a CSR, and its rotation.
 //! - [`config`]: the KubeletConfiguration file, for the fields that apply.
 //! - [`events`]: events as the kubelet's recorder writes them, repeats folded.
@@ -20,6 +21,7 @@
 //!   that implements the runtime trait over plugins.
 
 pub mod agent;
+pub mod api_client;
 pub mod bootstrap;
 pub mod clock;
 pub mod config;

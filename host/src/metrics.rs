@@ -34,6 +34,10 @@ pub struct Metrics {
     pub container_restarts: IntCounterVec,
     /// Lab triggers sent to plugins, by plugin, action and result.
     pub triggers: IntCounterVec,
+    /// API requests sent again after the server throttled them or could not serve them, by status.
+    pub api_retries: IntCounterVec,
+    /// Nodes started again after the API server failed them, by node.
+    pub node_restarts: IntCounterVec,
 }
 
 /// The metrics of this process.
@@ -95,6 +99,8 @@ impl Metrics {
             working_pods: gauge(&registry, "kubelet_working_pods", "Pods the pod workers are handling.", &["node"]),
             container_restarts: counter(&registry, "labkubelet_container_restarts_total", "Containers restarted by the kubelet logic.", &["node"]),
             triggers: counter(&registry, "labkubelet_triggers_total", "Lab triggers sent to plugins.", &["node", "plugin", "action", "result"]),
+            api_retries: counter(&registry, "labkubelet_api_retries_total", "API requests sent again after a 429, 502, 503 or 504 answer.", &["status"]),
+            node_restarts: counter(&registry, "labkubelet_node_restarts_total", "Nodes started again after the API server failed them.", &["node"]),
             registry,
         }
     }

@@ -200,3 +200,53 @@ fn run_explains_bad_flags() {
     assert!(!ok);
     assert!(out.contains(&format!("{}: unknown field `evictionHard`", config.display())), "{out}");
 }
+
+/// A standalone agent on a port of its choosing, with one static pod; ends with the test.
+fn standalone_agent(root: &Path) -> KillOnDrop {
+    let manifests = root.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec: {containers: [{name: app, image: nginx:1.25}]}\n";
+    std::fs::write(manifests.join("web.yaml"), pod).unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--root-dir", root.to_str().unwrap(), "--pod-manifest-path", manifests.to_str().unwrap()])
+        .args(["--hostname-override", "cli-node", "--port", "0", "--healthz-port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
+/// Polls `labkubelet trigger` until it gives an answer that `done` accepts.
+fn trigger_until(args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, out) = labkubelet(args);
+        if done(&out) {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "labkubelet {args:?}: no answer like that within 60 s; last: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn trigger_finds_the_agent_of_a_root_dir_and_says_when_the_certificate_is_anothers() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_agent_a, _agent_b) = (standalone_agent(a.path()), standalone_agent(b.path()));
+    // --root-dir alone: the agent recorded where it listens.
+    let root_a = a.path().to_str().unwrap();
+    let out = trigger_until(&["trigger", "--root-dir", root_a, "healthy", "kill", "--pod", "web-cli-node", "code=1"], |o| o.starts_with("accepted:"));
+    assert!(out.contains("killed 1 container(s) with exit code 1"), "{out}");
+    // Agent B's address with agent A's certificate.
+    let endpoint = b.path().join("cli-node").join("endpoint");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !endpoint.exists() {
+        assert!(Instant::now() < deadline, "agent B recorded no endpoint");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let server_b = std::fs::read_to_string(&endpoint).unwrap().trim().to_string();
+    let (ok, out) = labkubelet(&["trigger", "--root-dir", root_a, "--server", &server_b, "healthy", "kill"]);
+    assert!(!ok);
+    assert!(out.contains(&format!("the agent at {server_b} presents a certificate other than {root_a}/pki/kubelet.crt")), "{out}");
+}

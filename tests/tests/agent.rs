@@ -17,9 +17,12 @@ fn ready(node: &Node) -> bool {
     node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-async fn run_nodes(count: usize) {
+/// Runs `count` nodes in one agent until all are Ready and renew their Leases; the server
+/// starts with `faults` (throttling, say), which the agent must ride out without stopping.
+async fn run_nodes(count: usize, faults: Faults) {
     let server = ApiServer::start().await.unwrap();
     server.set_auto_approve(true);
+    server.set_faults(faults);
     let token = server.add_bootstrap_token("abcdef", "0123456789abcdef");
     let dir = tempfile::tempdir().unwrap();
     let bootstrap = dir.path().join("bootstrap-kubelet.conf");
@@ -36,8 +39,9 @@ async fn run_nodes(count: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         assert!(!agent.is_finished(), "the agent stopped: {:?}", agent.await);
-        let all = nodes.list(&ListParams::default()).await.unwrap().items;
-        let leased = leases.list(&ListParams::default()).await.unwrap().items.len();
+        // The test's own requests meet the server's faults too: a refused look is no answer.
+        let all = nodes.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+        let leased = leases.list(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or_default();
         if all.len() == count && all.iter().all(ready) && leased == count {
             break;
         }
@@ -62,8 +66,8 @@ async fn run_nodes(count: usize) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Each node authenticated with its own certificate: one CSR per node, all approved.
-    let csrs = server.requests().iter().filter(|r| r.starts_with("POST /apis/certificates.k8s.io/v1/certificatesigningrequests")).count();
-    assert_eq!(csrs, count);
+    let csrs: Api<CertificateSigningRequest> = Api::all(server.admin().await);
+    assert_eq!(csrs.list(&ListParams::default()).await.unwrap().items.len(), count);
     for name in &names {
         let node_config = dir.path().join("pki").join(name).join("kubelet.conf");
         let path = if count == 1 { dir.path().join("kubelet.conf") } else { node_config };
@@ -96,12 +100,58 @@ async fn run_nodes(count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_bootstraps_registers_and_turns_ready() {
-    run_nodes(1).await;
+    run_nodes(1, Faults::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_nodes_in_one_process_register_and_renew() {
-    run_nodes(100).await;
+    run_nodes(100, Faults::default()).await;
+}
+
+/// A server that answers the first 400 requests with 429 Too Many Requests (Retry-After: 1),
+/// as max-in-flight does when many clients start at once: every node retries its way
+/// through bootstrap and registration, and the agent never stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_nodes_start_through_a_throttling_server() {
+    let retried = labkubelet::metrics::METRICS.api_retries.with_label_values(&["429"]).get();
+    run_nodes(100, Faults { fail_next: Some((400, 429)), ..Faults::default() }).await;
+    // Some of the 429s went to the test's own looks; the agent's were sent again.
+    assert!(labkubelet::metrics::METRICS.api_retries.with_label_values(&["429"]).get() > retried, "the throttled requests were sent again");
+}
+
+/// A server that does not answer at all when the node starts: after a minute of waiting for
+/// it (as the kubelet's bootstrap waits) the node's start fails, the node starts again on
+/// its own (saying so), and once the server is back it joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_again_after_the_server_was_unreachable() {
+    let server = ApiServer::start().await.unwrap();
+    server.set_auto_approve(true);
+    let token = server.add_bootstrap_token("abcdef", "0123456789abcdef");
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("bootstrap-kubelet.conf");
+    std::fs::write(&bootstrap, server.kubeconfig_with_token(&token)).unwrap();
+    let config = agent_config(dir.path(), vec!["unreachable-0".to_string()], bootstrap);
+    let catalog = PluginCatalog::new(PluginEngine::new(PluginPolicy::default()).unwrap()).await.unwrap();
+    let restarts = || labkubelet::metrics::METRICS.node_restarts.with_label_values(&["unreachable-0"]).get();
+    server.set_faults(Faults { offline: true, ..Faults::default() });
+    let agent = tokio::spawn(run(config, catalog, Clock::new()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+    while restarts() == 0 {
+        assert!(!agent.is_finished(), "the agent stopped: {:?}", agent.await);
+        assert!(tokio::time::Instant::now() < deadline, "the node was not started again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.set_faults(Faults::default());
+    let nodes: Api<Node> = Api::all(server.admin().await);
+    loop {
+        assert!(!agent.is_finished(), "the agent stopped: {:?}", agent.await);
+        if nodes.get_opt("unreachable-0").await.ok().flatten().is_some_and(|n| ready(&n)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the node did not join once the server was back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.abort();
 }
 
 /// Certificates that live 20 s are rotated at 14–18 s by a CSR the node makes itself

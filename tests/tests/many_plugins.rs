@@ -30,6 +30,8 @@ enum Step {
     Reconfigure(&'static str, u64),
     /// A file that is not a component: refused, the loaded version serves on.
     Break(&'static str),
+    /// A configuration the plugin refuses: the loaded version serves on.
+    Misconfigure(&'static str),
     Remove(&'static str),
     /// A pod, with the scenario it asks for (none: the default plugin).
     Create(String, Option<&'static str>),
@@ -41,11 +43,12 @@ enum Step {
 fn random_step(rng: &mut SmallRng, pods: &[String], next_pod: &mut u32) -> Step {
     let plugin = PLUGINS[rng.random_range(0..PLUGINS.len())];
     let pod = (!pods.is_empty()).then(|| pods[rng.random_range(0..pods.len())].clone());
-    match (rng.random_range(0..12), pod) {
+    match (rng.random_range(0..13), pod) {
         (0, _) => Step::Install(plugin),
         (1, _) => Step::Reconfigure(plugin, rng.random_range(3..20)),
         (2, _) => Step::Break(plugin),
         (3, _) => Step::Remove(plugin),
+        (12, _) => Step::Misconfigure(plugin),
         (4, Some(pod)) => Step::Delete(pod),
         (5 | 6, Some(pod)) => Step::Kill(pod),
         (7, _) => Step::RestartAgent,
@@ -112,6 +115,7 @@ async fn run_sequence(seed: u64, steps: usize) {
                 let config = if *plugin == "healthy" { format!("runToCompletionSeconds: {seconds}\n") } else { format!("{key}: {seconds}\n") };
                 lab.plugins.put(&format!("{}.yaml", plugin.replace('-', "_")), config.as_bytes());
             }
+            Step::Misconfigure(plugin) => lab.plugins.put(&format!("{}.yaml", plugin.replace('-', "_")), b"noSuchField: 1\n"),
             Step::Break(plugin) => lab.plugins.put(&format!("{}.wasm", plugin.replace('-', "_")), b"not a component"),
             Step::Remove(plugin) => {
                 let _ = std::fs::remove_file(lab.plugins.path(&format!("{}.wasm", plugin.replace('-', "_"))));

@@ -95,7 +95,7 @@ pub async fn ensure_client_credentials(config: &BootstrapConfig) -> Result<Optio
     let kubeconfig = Kubeconfig::read_from(bootstrap).map_err(|e| bad(e.to_string()))?;
     let client_config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &KubeConfigOptions::default()).await.map_err(|e| bad(e.to_string()))?;
     let server = client_config.cluster_url.to_string();
-    let client = kube::Client::try_from(client_config).map_err(|e| bad(e.to_string()))?;
+    let client = crate::api_client::from_config(client_config).map_err(|e| bad(e.to_string()))?;
 
     std::fs::create_dir_all(&config.cert_dir).map_err(|e| cert_dir_error(&config.cert_dir, e))?;
     let key = load_or_create_key(&config.cert_dir)?;

@@ -231,7 +231,7 @@ pub async fn node_client(kubeconfig: &Path) -> anyhow::Result<(kube::Client, Con
     let config =
         kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default()).await.with_context(|| format!("using {}", kubeconfig.display()))?;
     let connections = Connections::default();
-    let Some(cert_file) = cert_file else { return Ok((kube::Client::try_from(config)?, connections)) };
+    let Some(cert_file) = cert_file else { return Ok((crate::api_client::from_config(config)?, connections)) };
     let mut tls = config.rustls_client_config()?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     tls.client_auth_cert_resolver = Arc::new(CurrentCertificate { path: PathBuf::from(cert_file), provider, loaded: Mutex::new(None) });
@@ -257,5 +257,5 @@ pub async fn node_client(kubeconfig: &Path) -> anyhow::Result<(kube::Client, Con
         .layer(config.extra_headers_layer()?)
         .map_err(|e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
         .service(client);
-    Ok((kube::Client::new(service, config.default_namespace), connections))
+    Ok((crate::api_client::client(service, config.default_namespace), connections))
 }

@@ -13,9 +13,10 @@ use std::process::ExitCode;
 /// Where the agent is and how to reach it.
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The agent's HTTP API.
-    #[arg(long, default_value = "https://127.0.0.1:10250")]
-    server: String,
+    /// The agent's HTTP API. Default: where the agent in --root-dir says it listens
+    /// (<root-dir>/<node>/endpoint), else https://127.0.0.1:10250.
+    #[arg(long)]
+    server: Option<String>,
     /// The agent's root folder, where its serving certificate is (<root-dir>/pki/kubelet.crt).
     #[arg(long, env = "LABKUBELET_ROOT_DIR")]
     root_dir: Option<PathBuf>,
@@ -62,11 +63,41 @@ pub struct TimelineArgs {
 }
 
 impl AgentArgs {
+    fn root(&self) -> PathBuf {
+        self.root_dir.clone().unwrap_or_else(super::run::default_root_dir)
+    }
+
+    /// --server, else the endpoint the agent recorded for --node (or for its one node).
+    fn server(&self) -> anyhow::Result<String> {
+        if let Some(server) = &self.server {
+            return Ok(server.clone());
+        }
+        let root = self.root();
+        let recorded: Vec<(String, PathBuf)> = match &self.node {
+            Some(node) => vec![(node.clone(), root.join(node).join(labkubelet::agent::ENDPOINT_FILE))],
+            None => std::fs::read_dir(&root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| (e.file_name().to_string_lossy().to_string(), e.path().join(labkubelet::agent::ENDPOINT_FILE)))
+                .filter(|(_, file)| file.is_file())
+                .collect(),
+        };
+        match recorded.as_slice() {
+            [(_, file)] => Ok(std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?.trim().to_string()),
+            [] => Ok("https://127.0.0.1:10250".to_string()),
+            several => {
+                let names: Vec<&str> = several.iter().map(|(n, _)| n.as_str()).collect();
+                bail!("{} holds several nodes ({}): pass --node, or --server", root.display(), names.join(", "))
+            }
+        }
+    }
+
     fn trusted(&self) -> anyhow::Result<PathBuf> {
         if let Some(file) = &self.certificate_authority {
             return Ok(file.clone());
         }
-        let root = self.root_dir.clone().unwrap_or_else(super::run::default_root_dir);
+        let root = self.root();
         let file = match &self.node {
             Some(node) => root.join("pki").join(node).join("kubelet.crt"),
             None => root.join("pki").join("kubelet.crt"),
@@ -89,7 +120,8 @@ impl AgentArgs {
             // $KUBECONFIG, else ~/.kube/config; none at all is fine for a standalone agent.
             None => kube::config::Kubeconfig::read().ok(),
         };
-        let server: http::Uri = self.server.parse().with_context(|| format!("--server {:?} is not a URL", self.server))?;
+        let shown = self.server()?;
+        let server: http::Uri = shown.parse().with_context(|| format!("--server {shown:?} is not a URL"))?;
         let mut config = match kubeconfig {
             Some(k) => kube::Config::from_custom_kubeconfig(k, &Default::default()).await.context("using the kubeconfig's credentials")?,
             None => kube::Config::new(server.clone()),
@@ -99,8 +131,21 @@ impl AgentArgs {
         (config.accept_invalid_certs, config.tls_server_name) = (false, None);
         let client = kube::Client::try_from(config).context("building the client")?;
         let request = http::Request::builder().method(method).uri(path).header("content-type", "application/json").body(kube::client::Body::from(body))?;
-        let url = format!("{}{path}", self.server.trim_end_matches('/'));
-        let response = client.send(request).await.with_context(|| format!("cannot reach the agent at {url}; is `labkubelet run` running?"))?;
+        let url = format!("{}{path}", shown.trim_end_matches('/'));
+        let response = match client.send(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                let e = anyhow::Error::new(e);
+                // Another agent (another root dir) on that port, or a certificate made since.
+                if format!("{e:#}").contains("invalid peer certificate") {
+                    bail!(
+                        "the agent at {shown} presents a certificate other than {}: it is not the agent of this --root-dir (or --node); pass the right --root-dir, or --server",
+                        trusted.display()
+                    );
+                }
+                return Err(e.context(format!("cannot reach the agent at {url}; is `labkubelet run` running?")));
+            }
+        };
         let status = response.status();
         let body = response.into_body().collect().await.context("reading the agent's answer")?.to_bytes();
         Ok((status, body))

@@ -34,9 +34,17 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
+    // Warnings, and what happens to the plugin set (loads, swaps, refusals), but not kube's
+    // own report of a failed request, which the command reports itself; colours only on a
+    // terminal, and never with NO_COLOR set.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,labkubelet::plugin::catalog=info,kube_client::client::builder=off")),
+        )
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

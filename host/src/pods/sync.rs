@@ -266,6 +266,16 @@ impl PodSync {
             return Next::At(self.after(RESYNC));
         }
 
+        // As syncPod does: the status goes out before the sandbox and the pulls, so a slow one
+        // shows as ContainerCreating (PodInitializing) for as long as it takes. A terminal
+        // status waits until the pod's containers and sandbox are stopped, below.
+        let early = self.status(&pod, &rt, false);
+        let pod = if matches!(early.phase.as_deref(), Some("Succeeded" | "Failed")) {
+            pod
+        } else {
+            self.write_status(&pod, &early).await;
+            Arc::new(Pod { status: Some(early), ..(*pod).clone() })
+        };
         let acted = self.run_pod(&pod, &rt).await;
         let rt = if acted { inspect_pod(&*self.ctx.runtime, &self.uid).await.unwrap_or(rt) } else { rt };
         self.sync_probes(&pod, &rt);

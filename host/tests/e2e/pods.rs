@@ -35,8 +35,7 @@ async fn pods_are_scheduled_run_crash_log_and_survive_an_agent_restart() {
     let mut agent = Agent::new("e2e-pods").await;
     agent.start();
     let nodes: Api<Node> = Api::all(admin.clone());
-    let node = agent.wait_ready(&nodes).await;
-    let port = node.status.and_then(|s| s.daemon_endpoints).and_then(|d| d.kubelet_endpoint).map_or(0, |e| e.port);
+    agent.wait_ready(&nodes).await;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
 
     // kubectl run nginx: Pending -> ContainerCreating -> Running on the lab node.
@@ -94,11 +93,10 @@ async fn pods_are_scheduled_run_crash_log_and_survive_an_agent_restart() {
     let previous = pods.logs("flaky", &LogParams { previous: true, ..LogParams::default() }).await.expect("kubectl logs flaky --previous");
     assert!(previous.contains("app exited with code 1 (Error)"), "{previous}");
 
-    // labkubelet trigger, authenticated by the admin's kubeconfig: nginx's container dies with 137.
+    // labkubelet trigger, authenticated by the admin's kubeconfig: nginx's container dies with
+    // 137. The agent listens on a port of its choosing; --root-dir alone finds it.
     let root = agent.root.path().display().to_string();
-    let server = format!("https://127.0.0.1:{port}");
-    let (ok, out) =
-        labkubelet(&["trigger", "--root-dir", &root, "--server", &server, "healthy", "kill", "--pod", "nginx", "code=137"], &cluster().admin_kubeconfig());
+    let (ok, out) = labkubelet(&["trigger", "--root-dir", &root, "healthy", "kill", "--pod", "nginx", "code=137"], &cluster().admin_kubeconfig());
     assert!(ok && out.contains("accepted"), "trigger: {out}");
     let restarted = eventually_with(&mut agent, "nginx restarted after the kill", Duration::from_secs(30), async || {
         let c = container_status(&pods.get("nginx").await.ok()?)?;
@@ -143,5 +141,36 @@ async fn pods_are_scheduled_run_crash_log_and_survive_an_agent_restart() {
         (!items.iter().any(|p| p["metadata"]["uid"] == flaky_uid.as_str())).then_some(())
     })
     .await;
+    agent.assert_no_refused_requests();
+}
+
+/// A pull that takes 15 s (the scripted plugin holds the reply): all the while the pod shows
+/// as a kubelet shows it, `Pending` with its container waiting `ContainerCreating`.
+#[tokio::test]
+async fn a_slow_pull_shows_container_creating_while_it_takes() {
+    let admin = cluster().admin().await.expect("admin client");
+    let mut agent = Agent::new("e2e-slow").await;
+    let (ok, out) = labkubelet(&["plugin", "install", "scripted", "--plugin-dir", &agent.plugins().display().to_string()], &cluster().admin_kubeconfig());
+    assert!(ok, "plugin install: {out}");
+    std::fs::write(agent.plugins().join("scripted.yaml"), "rules:\n  - calls: [pull-image]\n    delaySeconds: 15\n").expect("the rules file");
+    agent.start();
+    agent.wait_ready(&Api::<Node>::all(admin.clone())).await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+    pods.create(&PostParams::default(), &on_node("slow", "e2e-slow", serde_json::json!({"labkubelet.io/scenario": "scripted"}))).await.expect("create");
+    let creating = eventually_with(&mut agent, "slow Pending with its container ContainerCreating", Duration::from_secs(30), async || {
+        let p = pods.get("slow").await.ok()?;
+        let waiting = container_status(&p)?.state?.waiting?.reason?;
+        (p.status.as_ref()?.phase.as_deref() == Some("Pending") && waiting == "ContainerCreating").then_some(p)
+    })
+    .await;
+    assert!(creating.status.and_then(|s| s.start_time).is_some(), "the start time is set before the pull");
+    let started = eventually_with(&mut agent, "slow Running once the pull is done", Duration::from_secs(60), async || {
+        let p = pods.get("slow").await.ok()?;
+        (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
+    })
+    .await;
+    let uid = started.metadata.uid.unwrap_or_default();
+    let reasons: Vec<String> = event_reasons(&admin, "default", &uid).await.into_iter().map(|(r, _)| r).collect();
+    assert!(reasons.contains(&"Pulled".to_string()), "{reasons:?}");
     agent.assert_no_refused_requests();
 }
