@@ -104,9 +104,10 @@ impl AgentConfig {
 /// for a reason that passes starts again on its own; the others run on.
 pub async fn run(config: AgentConfig, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
     let mut nodes = JoinSet::new();
+    let startups = Arc::new(tokio::sync::Semaphore::new(STARTING_AT_ONCE));
     for (index, name) in config.nodes.clone().into_iter().enumerate() {
-        let (config, catalog) = (config.clone(), catalog.clone());
-        nodes.spawn(async move { supervise(&config, index, &name, catalog, clock).await.with_context(|| format!("node {name}")) });
+        let (config, catalog, startups) = (config.clone(), catalog.clone(), startups.clone());
+        nodes.spawn(async move { supervise(&config, index, &name, catalog, clock, &startups).await.with_context(|| format!("node {name}")) });
     }
     while let Some(done) = nodes.join_next().await {
         done.context("a node task panicked")??;
@@ -129,16 +130,27 @@ fn record_endpoint(root_dir: &std::path::Path, node: &str, address: SocketAddr) 
     }
 }
 
+/// How many nodes of a process bootstrap and register at the same time: a thousand nodes
+/// starting at once would each find the API server at its in-flight limit.
+const STARTING_AT_ONCE: usize = 50;
+
 /// The first wait before a failed node starts again; it doubles up to [`RESTART_MAX`].
 const RESTART_FIRST: Duration = Duration::from_secs(1);
 const RESTART_MAX: Duration = Duration::from_secs(60);
 
 /// Runs a node, and runs it again after a back-off when it failed because the API server
 /// could not serve it (throttled past the retries, unavailable, unreachable), saying so.
-async fn supervise(config: &AgentConfig, index: usize, name: &str, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
+async fn supervise(
+    config: &AgentConfig,
+    index: usize,
+    name: &str,
+    catalog: Arc<PluginCatalog>,
+    clock: Clock,
+    startups: &tokio::sync::Semaphore,
+) -> anyhow::Result<()> {
     let mut delay = RESTART_FIRST;
     loop {
-        match run_node(config, index, name, catalog.clone(), clock).await {
+        match run_node(config, index, name, catalog.clone(), clock, startups).await {
             Err(e) if passes(&e) && !config.stop.is_cancelled() => {
                 tracing::warn!(node = name, "{e:#}; starting the node again in {delay:?}");
                 crate::metrics::METRICS.node_restarts.with_label_values(&[name]).inc();
@@ -179,7 +191,14 @@ fn machine_spec(config: &AgentConfig, machine_id: &str, boot_id: &str) -> serde_
     })
 }
 
-async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
+async fn run_node(
+    config: &AgentConfig,
+    index: usize,
+    name: &str,
+    catalog: Arc<PluginCatalog>,
+    clock: Clock,
+    startups: &tokio::sync::Semaphore,
+) -> anyhow::Result<()> {
     // The port first: a port in use is the error a user sees at once, before anything else.
     let port =
         if config.port == 0 { 0 } else { u16::try_from(usize::from(config.port) + index).context("the node's API port is above 65535; lower --port")? };
@@ -239,6 +258,7 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
         return Ok(());
     }
 
+    let starting = startups.acquire().await.context("the agent is stopping")?;
     ensure_client_credentials(&bootstrap).await?;
     // The client reads the current certificate for each connection: rotation needs no
     // restart, only the connections of the old certificate closed.
@@ -255,6 +275,7 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, catalog: Arc<P
         Ok(None) => {}
         Err(e) => tracing::warn!(node = name, "updating the node's nodeInfo: {e}"),
     }
+    drop(starting);
     let conditions = registered.status.and_then(|s| s.conditions).unwrap_or_default();
     for reason in transition_events(&[], &conditions) {
         events.record(&node_ref, "Normal", reason, &format!("Node {name} status is now: {reason}")).await;
