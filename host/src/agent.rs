@@ -104,10 +104,10 @@ impl AgentConfig {
 /// for a reason that passes starts again on its own; the others run on.
 pub async fn run(config: AgentConfig, catalog: Arc<PluginCatalog>, clock: Clock) -> anyhow::Result<()> {
     let mut nodes = JoinSet::new();
-    let startups = Arc::new(tokio::sync::Semaphore::new(STARTING_AT_ONCE));
+    let process = Arc::new(Process { catalog, clock, startups: tokio::sync::Semaphore::new(STARTING_AT_ONCE) });
     for (index, name) in config.nodes.clone().into_iter().enumerate() {
-        let (config, catalog, startups) = (config.clone(), catalog.clone(), startups.clone());
-        nodes.spawn(async move { supervise(&config, index, &name, catalog, clock, &startups).await.with_context(|| format!("node {name}")) });
+        let (config, process) = (config.clone(), process.clone());
+        nodes.spawn(async move { supervise(&config, index, &name, &process).await.with_context(|| format!("node {name}")) });
     }
     while let Some(done) = nodes.join_next().await {
         done.context("a node task panicked")??;
@@ -130,6 +130,14 @@ fn record_endpoint(root_dir: &std::path::Path, node: &str, address: SocketAddr) 
     }
 }
 
+/// What the nodes of a process share.
+struct Process {
+    catalog: Arc<PluginCatalog>,
+    clock: Clock,
+    /// Permits to bootstrap and register, [`STARTING_AT_ONCE`] of them.
+    startups: tokio::sync::Semaphore,
+}
+
 /// How many nodes of a process bootstrap and register at the same time: a thousand nodes
 /// starting at once would each find the API server at its in-flight limit.
 const STARTING_AT_ONCE: usize = 50;
@@ -140,22 +148,15 @@ const RESTART_MAX: Duration = Duration::from_secs(60);
 
 /// Runs a node, and runs it again after a back-off when it failed because the API server
 /// could not serve it (throttled past the retries, unavailable, unreachable), saying so.
-async fn supervise(
-    config: &AgentConfig,
-    index: usize,
-    name: &str,
-    catalog: Arc<PluginCatalog>,
-    clock: Clock,
-    startups: &tokio::sync::Semaphore,
-) -> anyhow::Result<()> {
+async fn supervise(config: &AgentConfig, index: usize, name: &str, process: &Process) -> anyhow::Result<()> {
     let mut delay = RESTART_FIRST;
     loop {
-        match run_node(config, index, name, catalog.clone(), clock, startups).await {
+        match run_node(config, index, name, process).await {
             Err(e) if passes(&e) && !config.stop.is_cancelled() => {
                 tracing::warn!(node = name, "{e:#}; starting the node again in {delay:?}");
                 crate::metrics::METRICS.node_restarts.with_label_values(&[name]).inc();
                 tokio::select! {
-                    () = clock.sleep(delay) => {}
+                    () = process.clock.sleep(delay) => {}
                     () = config.stop.cancelled() => return Ok(()),
                 }
                 delay = (delay * 2).min(RESTART_MAX);
@@ -191,14 +192,8 @@ fn machine_spec(config: &AgentConfig, machine_id: &str, boot_id: &str) -> serde_
     })
 }
 
-async fn run_node(
-    config: &AgentConfig,
-    index: usize,
-    name: &str,
-    catalog: Arc<PluginCatalog>,
-    clock: Clock,
-    startups: &tokio::sync::Semaphore,
-) -> anyhow::Result<()> {
+async fn run_node(config: &AgentConfig, index: usize, name: &str, process: &Process) -> anyhow::Result<()> {
+    let clock = process.clock;
     // The port first: a port in use is the error a user sees at once, before anything else.
     let port =
         if config.port == 0 { 0 } else { u16::try_from(usize::from(config.port) + index).context("the node's API port is above 65535; lower --port")? };
@@ -207,7 +202,7 @@ async fn run_node(
     record_endpoint(&config.root_dir, name, address);
     let bootstrap = config.bootstrap_for(name);
 
-    let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, catalog, clock));
+    let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, process.catalog.clone(), clock));
     // The runtime kept running while the agent was down: carry on with its state.
     let state = RuntimeStateDir::new(&config.root_dir, name);
     let restored = state.restore(&runtime).await;
@@ -258,7 +253,7 @@ async fn run_node(
         return Ok(());
     }
 
-    let starting = startups.acquire().await.context("the agent is stopping")?;
+    let starting = process.startups.acquire().await.context("the agent is stopping")?;
     ensure_client_credentials(&bootstrap).await?;
     // The client reads the current certificate for each connection: rotation needs no
     // restart, only the connections of the old certificate closed.
