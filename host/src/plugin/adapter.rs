@@ -429,13 +429,19 @@ impl ContainerRuntime for PluginRuntime {
             config.annotations.push(KeyValue { key: POD_IP_ANNOTATION.into(), value: ip.to_string() });
         }
         let created = self.call(&plugin, "run-pod-sandbox", move |g, s| Box::pin(async move { g.call_run_pod_sandbox(s, &config).await })).await;
-        self.addresses.release(&pending);
-        let id = created?.map_err(runtime_error)?;
+        let id = match created.and_then(|c| c.map_err(runtime_error)) {
+            Ok(id) => id,
+            Err(e) => {
+                self.addresses.release(&pending);
+                return Err(e);
+            }
+        };
+        self.addresses.transfer(&pending, &id);
         self.claim(&id, &plugin, "pod sandbox")?;
         self.serving.lock().unwrap_or_else(|p| p.into_inner()).insert(config_uid, plugin.clone());
         // The plugin may have chosen another address: it must be one no other sandbox holds.
-        let ip = self.pod_sandbox_status(&id).await.ok().and_then(|s| s.ip.parse().ok()).or(offered);
-        if let Some(ip) = ip
+        let reported: Option<std::net::Ipv4Addr> = self.pod_sandbox_status(&id).await.ok().and_then(|s| s.ip.parse().ok());
+        if let Some(ip) = reported.filter(|ip| Some(*ip) != offered)
             && let Err(taken) = self.addresses.record(&id, ip)
         {
             let _ = self.stop_pod_sandbox(&id).await;

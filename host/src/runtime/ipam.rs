@@ -103,6 +103,15 @@ impl PodAddresses {
         Ok(())
     }
 
+    /// Moves the address held under one key to another (a sandbox's provisional key to its
+    /// id, once the runtime named it), with no moment in which it is free.
+    pub fn transfer(&self, from: &str, to: &str) {
+        let mut pool = self.pool();
+        if let Some(ip) = pool.held.remove(from) {
+            pool.held.insert(to.to_string(), ip);
+        }
+    }
+
     /// The sandbox's network is torn down: its address is free again.
     pub fn release(&self, sandbox: &str) {
         self.pool().held.remove(sandbox);
@@ -131,6 +140,8 @@ mod tests {
         assert_eq!(a.allocate("s5"), a.of("s5"), "a sandbox keeps its address");
         let taken = a.record("other", Ipv4Addr::new(10, 244, 1, 2)).unwrap_err();
         assert_eq!(taken.to_string(), "pod IP 10.244.1.2 is already held by pod sandbox s0");
+        a.transfer("s5", "sandbox-5");
+        assert_eq!((a.of("s5"), a.of("sandbox-5").map(|ip| ip.to_string())), (None, Some("10.244.1.3".to_string())));
         assert!(!a.set_range("not a cidr"));
     }
 }
