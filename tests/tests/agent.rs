@@ -19,18 +19,24 @@ fn ready(node: &Node) -> bool {
 
 /// Runs `count` nodes in one agent until all are Ready and renew their Leases; the server
 /// starts with `faults` (throttling, say), which the agent must ride out without stopping.
-async fn run_nodes(count: usize, faults: Faults) {
+/// A server with the auto-approver on, and an agent configuration for `names` that joins it
+/// with a bootstrap token, in a folder of its own.
+async fn joining(names: Vec<String>) -> (ApiServer, tempfile::TempDir, labkubelet::agent::AgentConfig, std::sync::Arc<PluginCatalog>) {
     let server = ApiServer::start().await.unwrap();
     server.set_auto_approve(true);
-    server.set_faults(faults);
     let token = server.add_bootstrap_token("abcdef", "0123456789abcdef");
     let dir = tempfile::tempdir().unwrap();
     let bootstrap = dir.path().join("bootstrap-kubelet.conf");
     std::fs::write(&bootstrap, server.kubeconfig_with_token(&token)).unwrap();
+    let config = agent_config(dir.path(), names, bootstrap);
+    let catalog = PluginCatalog::new(PluginEngine::new(PluginPolicy::default()).unwrap()).await.unwrap();
+    (server, dir, config, catalog)
+}
+
+async fn run_nodes(count: usize, faults: Faults) {
     let names: Vec<String> = (0..count).map(|i| format!("lab-node-{i}")).collect();
-    let config = agent_config(dir.path(), names.clone(), bootstrap);
-    let engine = PluginEngine::new(PluginPolicy::default()).unwrap();
-    let catalog = PluginCatalog::new(engine).await.unwrap();
+    let (server, dir, config, catalog) = joining(names.clone()).await;
+    server.set_faults(faults);
     let agent = tokio::spawn(run(config, catalog.clone(), Clock::new()));
 
     let c = server.admin().await;
@@ -124,14 +130,7 @@ async fn a_hundred_nodes_start_through_a_throttling_server() {
 /// its own (saying so), and once the server is back it joins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_starts_again_after_the_server_was_unreachable() {
-    let server = ApiServer::start().await.unwrap();
-    server.set_auto_approve(true);
-    let token = server.add_bootstrap_token("abcdef", "0123456789abcdef");
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = dir.path().join("bootstrap-kubelet.conf");
-    std::fs::write(&bootstrap, server.kubeconfig_with_token(&token)).unwrap();
-    let config = agent_config(dir.path(), vec!["unreachable-0".to_string()], bootstrap);
-    let catalog = PluginCatalog::new(PluginEngine::new(PluginPolicy::default()).unwrap()).await.unwrap();
+    let (server, _dir, config, catalog) = joining(vec!["unreachable-0".to_string()]).await;
     let restarts = || labkubelet::metrics::METRICS.node_restarts.with_label_values(&["unreachable-0"]).get();
     server.set_faults(Faults { offline: true, ..Faults::default() });
     let agent = tokio::spawn(run(config, catalog, Clock::new()));

@@ -113,12 +113,12 @@ async fn run_sequence(seed: u64, steps: usize) {
             Step::Reconfigure(plugin, seconds) => {
                 let key = if *plugin == "oomkill" { "afterSeconds" } else { "exitAfterSeconds" };
                 let config = if *plugin == "healthy" { format!("runToCompletionSeconds: {seconds}\n") } else { format!("{key}: {seconds}\n") };
-                lab.plugins.put(&format!("{}.yaml", plugin.replace('-', "_")), config.as_bytes());
+                lab.plugins.put(&format!("{plugin}.yaml"), config.as_bytes());
             }
-            Step::Misconfigure(plugin) => lab.plugins.put(&format!("{}.yaml", plugin.replace('-', "_")), b"noSuchField: 1\n"),
-            Step::Break(plugin) => lab.plugins.put(&format!("{}.wasm", plugin.replace('-', "_")), b"not a component"),
+            Step::Misconfigure(plugin) => lab.plugins.put(&format!("{plugin}.yaml"), b"noSuchField: 1\n"),
+            Step::Break(plugin) => lab.plugins.put(&format!("{plugin}.wasm"), b"not a component"),
             Step::Remove(plugin) => {
-                let _ = std::fs::remove_file(lab.plugins.path(&format!("{}.wasm", plugin.replace('-', "_"))));
+                let _ = std::fs::remove_file(lab.plugins.path(&format!("{plugin}.wasm")));
             }
             Step::Create(name, scenario) => {
                 let annotations = scenario.map_or(json!({}), |s| json!({SCENARIO_ANNOTATION: s}));

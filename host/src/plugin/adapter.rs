@@ -482,18 +482,22 @@ impl ContainerRuntime for PluginRuntime {
 
     async fn list_pod_sandboxes(&self) -> Result<Vec<PodSandbox>, RuntimeError> {
         let listed = self.list_everywhere("list-pod-sandboxes", |s: &PodSandbox| &s.id, || |g, s| Box::pin(g.call_list_pod_sandboxes(s))).await?;
+        // The newest sandbox of a pod says who serves it. Every relist runs this: entries are
+        // changed only where they differ.
         let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        let mut serving = self.serving.lock().unwrap_or_else(|p| p.into_inner());
-        serving.clear();
-        // The newest sandbox of a pod says who serves it.
-        let mut newest: HashMap<&str, i64> = HashMap::new();
+        let mut newest: HashMap<&str, (i64, Option<&String>)> = HashMap::new();
         for sandbox in &listed {
             let uid = sandbox.metadata.uid.as_str();
-            if newest.get(uid).is_some_and(|at| *at > sandbox.created_at) {
-                continue;
+            if newest.get(uid).is_none_or(|(at, _)| *at <= sandbox.created_at) {
+                newest.insert(uid, (sandbox.created_at, owners.get(&sandbox.id)));
             }
-            newest.insert(uid, sandbox.created_at);
-            if let Some(plugin) = owners.get(&sandbox.id) {
+        }
+        let mut serving = self.serving.lock().unwrap_or_else(|p| p.into_inner());
+        serving.retain(|uid, _| newest.get(uid.as_str()).is_some_and(|(_, plugin)| plugin.is_some()));
+        for (uid, (_, plugin)) in newest {
+            if let Some(plugin) = plugin
+                && serving.get(uid) != Some(plugin)
+            {
                 serving.insert(uid.to_string(), plugin.clone());
             }
         }

@@ -125,14 +125,16 @@ pub fn qos_class(spec: &PodSpec) -> QosClass {
     };
     for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
         for (name, q) in quantities(c, false) {
-            *requests.entry(name).or_default() = requests.get(name).copied().unwrap_or_default() + q;
+            let sum = requests.entry(name).or_default();
+            *sum = *sum + q;
         }
         let limited = quantities(c, true);
         if limited.len() < QOS_RESOURCES.len() {
             guaranteed = false;
         }
         for (name, q) in limited {
-            *limits.entry(name).or_default() = limits.get(name).copied().unwrap_or_default() + q;
+            let sum = limits.entry(name).or_default();
+            *sum = *sum + q;
         }
     }
     if requests.is_empty() && limits.is_empty() {

@@ -8,7 +8,7 @@ use super::PodContext;
 use super::backoff::{self, Backoff};
 use super::inspect::{RuntimePod, inspect_pod};
 use super::probes::ProbeTarget;
-use super::status::{StatusInputs, Waiting, api_status, rejected_status, restart_policy};
+use super::status::{StatusInputs, Waiting, api_status, rejected_status, restart_policy, server_container_status};
 use crate::clock::go_duration;
 use crate::runtime::pleg::POD_UID_LABEL;
 use crate::runtime::{ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus as RuntimeContainer, KeyValue, PodSandboxConfig, PodSandboxMetadata};
@@ -100,8 +100,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
 /// The attempt of a container the runtime has no record of: the restart count the server
 /// has, plus one when that instance ran (it is gone, so this is a restart).
 fn restarts_seen(pod: &Pod, name: &str, init: bool) -> u32 {
-    let status = pod.status.as_ref().and_then(|s| if init { s.init_container_statuses.as_ref() } else { s.container_statuses.as_ref() });
-    let Some(c) = status.and_then(|list| list.iter().find(|c| c.name == name)) else { return 0 };
+    let Some(c) = server_container_status(pod, name, init) else { return 0 };
     let ran = c.state.as_ref().is_some_and(|st| st.running.is_some() || st.terminated.is_some());
     u32::try_from(c.restart_count).unwrap_or(0) + u32::from(ran)
 }
@@ -269,13 +268,10 @@ impl PodSync {
         // As syncPod does: the status goes out before the sandbox and the pulls, so a slow one
         // shows as ContainerCreating (PodInitializing) for as long as it takes. A terminal
         // status waits until the pod's containers and sandbox are stopped, below.
+        // Once written, it is the status the rest of the sync starts from.
         let early = self.status(&pod, &rt, false);
-        let pod = if matches!(early.phase.as_deref(), Some("Succeeded" | "Failed")) {
-            pod
-        } else {
-            self.write_status(&pod, &early).await;
-            Arc::new(Pod { status: Some(early), ..(*pod).clone() })
-        };
+        let terminal = matches!(early.phase.as_deref(), Some("Succeeded" | "Failed"));
+        let pod = if !terminal && self.write_status(&pod, &early).await { Arc::new(Pod { status: Some(early), ..(*pod).clone() }) } else { pod };
         let acted = self.run_pod(&pod, &rt).await;
         let rt = if acted { inspect_pod(&*self.ctx.runtime, &self.uid).await.unwrap_or(rt) } else { rt };
         self.sync_probes(&pod, &rt);
@@ -308,11 +304,16 @@ impl PodSync {
         })
     }
 
-    async fn write_status(&mut self, pod: &Pod, status: &k8s_openapi::api::core::v1::PodStatus) {
-        if let Err(e) = self.ctx.write_status(pod, status).await {
-            tracing::warn!(pod = %pod_name(pod), "writing the pod status: {e}");
-            let retry = self.after(AFTER_ERROR);
-            self.wake_at(retry);
+    /// Writes the status unless the server has it already; true when it wrote.
+    async fn write_status(&mut self, pod: &Pod, status: &k8s_openapi::api::core::v1::PodStatus) -> bool {
+        match self.ctx.write_status(pod, status).await {
+            Ok(written) => written,
+            Err(e) => {
+                tracing::warn!(pod = %pod_name(pod), "writing the pod status: {e}");
+                let retry = self.after(AFTER_ERROR);
+                self.wake_at(retry);
+                false
+            }
         }
     }
 

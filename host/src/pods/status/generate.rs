@@ -127,13 +127,19 @@ fn container_status(i: &StatusInputs, spec: &Container, init: bool, default_reas
     s
 }
 
+/// A container's status as the server has it (the pod's last written status).
+pub fn server_container_status<'a>(pod: &'a Pod, name: &str, init: bool) -> Option<&'a ContainerStatus> {
+    let status = pod.status.as_ref()?;
+    let list = if init { status.init_container_statuses.as_ref() } else { status.container_statuses.as_ref() };
+    list?.iter().find(|c| c.name == name)
+}
+
 /// How the instance before `latest` ended, when the runtime no longer has it (it lost its
 /// state): what the server last showed of it. Upstream leaves `lastState` empty here once
 /// the new instance runs; labkubelet keeps it, so a replaced container always says how the
 /// old one ended.
 fn lost_previous(i: &StatusInputs, name: &str, init: bool, latest: &str) -> Option<ContainerState> {
-    let old = i.pod.status.as_ref().and_then(|st| if init { st.init_container_statuses.as_ref() } else { st.container_statuses.as_ref() })?;
-    let old = old.iter().find(|c| c.name == name)?;
+    let old = server_container_status(i.pod, name, init)?;
     let id = format!("{}://{latest}", i.runtime_name);
     if old.container_id.as_deref() == Some(id.as_str()) {
         return old.last_state.clone().filter(|l| l.terminated.is_some());
@@ -166,8 +172,7 @@ fn unknown_termination() -> ContainerState {
 /// running died unseen (the runtime lost it): `lastState` says so, and unless the pod is
 /// being deleted the restart count goes up, as it will when the container is created again.
 fn vanished(i: &StatusInputs, mut s: ContainerStatus, init: bool, default_waiting: bool) -> ContainerStatus {
-    let old = i.pod.status.as_ref().and_then(|st| if init { st.init_container_statuses.as_ref() } else { st.container_statuses.as_ref() });
-    let Some(old) = old.and_then(|list| list.iter().find(|c| c.name == s.name)) else { return s };
+    let Some(old) = server_container_status(i.pod, &s.name, init) else { return s };
     let old_state = old.state.clone().unwrap_or_default();
     if old_state.terminated.is_some() {
         return old.clone();

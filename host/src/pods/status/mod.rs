@@ -4,7 +4,7 @@
 pub mod generate;
 pub mod writer;
 
-pub use generate::{StatusInputs, Waiting, api_status, phase, rejected_status, restart_policy};
+pub use generate::{StatusInputs, Waiting, api_status, phase, rejected_status, restart_policy, server_container_status};
 pub use writer::StatusWriter;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
