@@ -1,14 +1,16 @@
 //! The plugin's exports: the CRI calls of the WIT contract served by the [`FakeRuntime`],
-//! asking the exported [`Scenario`] for its decisions, and the configuration keys every
-//! plugin understands (`selector`, `initContainerSeconds`, `runToCompletionSeconds`).
+//! asking the exported [`Scenario`] for its decisions and the calls' hold policy.
 
 use crate::bindings::exports::labkubelet::runtime::runtime::Guest;
-use crate::bindings::labkubelet::runtime::types::{Container, ContainerStatus, Image, PluginInfo, PodSandbox, PodSandboxState, PodSandboxStatus, VersionInfo};
-use crate::container::{Completion, ContainerCtx, Exit, Lifetime, Stop};
+use crate::bindings::labkubelet::runtime::types::{
+    ConfigError as WitConfigError, Container, ContainerStatus, Image, PluginConfig, PluginInfo, PodSandbox, PodSandboxState, PodSandboxStatus, VersionInfo,
+};
+use crate::config::{CommonConfig, ConfigError, ConfigFile};
+use crate::container::{ContainerCtx, Exit, Lifetime, Stop};
 use crate::runtime::{
     ContainerRecord, FakeRuntime, ImageRecord, SandboxRecord, builtin_actions, builtin_trigger, digest_of, finish, normalize_image, not_found, repo_of,
 };
-use crate::scenario::{Method, Reply, Scenario, ScenarioExport};
+use crate::scenario::{Call, Method, Reply, Scenario, ScenarioExport};
 use crate::{
     ContainerConfig, ContainerState, ErrorCode, ExecResult, KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig, ProbeAction, ProbeKind, ProbeResult,
     RuntimeCondition, RuntimeError, TriggerError, TriggerTarget, host,
@@ -33,13 +35,16 @@ struct Plugin {
     common: CommonConfig,
 }
 
-/// The configuration keys every plugin understands, taken out before the scenario gets the
-/// rest.
-#[derive(Debug, Default)]
-struct CommonConfig {
-    /// Lets an operator retarget any plugin.
-    selector: Option<String>,
-    completion: Completion,
+impl Plugin {
+    /// The scenario with its configuration, or the scenario's refusal of it.
+    fn configured<T: ScenarioExport>(config: &ConfigFile) -> Result<Plugin, ConfigError> {
+        let common = config.common()?;
+        let mut scenario = T::build();
+        scenario.configure(config)?;
+        let mut rt = FakeRuntime::default();
+        rt.completion = common.completion();
+        Ok(Plugin { scenario, rt, common })
+    }
 }
 
 thread_local! {
@@ -49,56 +54,63 @@ thread_local! {
 fn with<T: ScenarioExport, R>(f: impl FnOnce(&mut Plugin) -> R) -> R {
     PLUGIN.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let plugin = slot.get_or_insert_with(|| {
-            let mut scenario = T::build();
-            let configured = split_common(host::config()).and_then(|(config, common)| scenario.configure(&config).map(|()| common));
-            let common = match configured {
-                Ok(common) => common,
-                Err(e) => {
-                    let message = format!("invalid plugin configuration: {e}");
-                    host::log(LogLevel::Error, &message);
-                    panic!("{message}");
-                }
-            };
-            let mut rt = FakeRuntime::default();
-            rt.completion = common.completion;
-            Plugin { scenario, rt, common }
+        // The host configures every instance first; one it did not starts unconfigured.
+        let plugin = slot.get_or_insert_with(|| match Plugin::configured::<T>(&ConfigFile::default()) {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                let message = format!("the plugin refuses to run without a configuration: {e}");
+                host::log(LogLevel::Error, &message);
+                panic!("{message}");
+            }
         });
         f(plugin)
     })
 }
 
-/// Takes the keys every plugin understands out of a JSON object configuration; the
-/// scenario gets the rest.
-fn split_common(config: String) -> Result<(String, CommonConfig), String> {
-    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(&config) else {
-        return Ok((config, CommonConfig::default()));
-    };
-    let mut common = CommonConfig::default();
-    match map.remove("selector") {
-        Some(serde_json::Value::String(s)) => common.selector = Some(s),
-        Some(other) => return Err(format!("selector must be a label selector in a string, like \"app=db\", not {other}")),
-        None => {}
-    }
-    for (key, field) in [("initContainerSeconds", &mut common.completion.init), ("runToCompletionSeconds", &mut common.completion.run_to_completion)] {
-        if let Some(value) = map.remove(key) {
-            let seconds = value.as_f64().filter(|s| *s >= 0.0 && s.is_finite());
-            *field = std::time::Duration::from_secs_f64(seconds.ok_or_else(|| format!("{key} must be a number of seconds, not {value}"))?);
+/// What a call's arguments say it is about; [`call`] turns it into the scenario's [`Call`].
+enum Concerns<'a> {
+    Runtime,
+    Pod(&'a PodSandboxConfig),
+    Sandbox(&'a str),
+    NewContainer { sandbox: &'a str, config: &'a ContainerConfig },
+    Container(&'a str),
+    Image { image: &'a str, pod: Option<&'a PodSandboxConfig> },
+}
+
+impl Concerns<'_> {
+    fn resolve<'a>(&'a self, method: Method, rt: &'a FakeRuntime) -> Call<'a> {
+        let sandbox = |id: &str| rt.sandboxes.get(id).map(|s| &s.config);
+        let mut call = Call::new(method);
+        match *self {
+            Concerns::Runtime => {}
+            Concerns::Pod(config) => call.pod = Some(config),
+            Concerns::Sandbox(id) => call.pod = sandbox(id),
+            Concerns::NewContainer { sandbox: id, config } => {
+                call.pod = sandbox(id);
+                call.container = Some(rt.new_ctx(id, config));
+            }
+            Concerns::Container(id) => {
+                call.pod = rt.containers.get(id).and_then(|c| sandbox(&c.sandbox_id));
+                call.container = rt.ctx(id);
+            }
+            Concerns::Image { image, pod } => {
+                call.pod = pod;
+                call.image = Some(image);
+            }
         }
+        call
     }
-    let rest = if map.is_empty() { String::new() } else { serde_json::Value::Object(map).to_string() };
-    Ok((rest, common))
 }
 
 /// Runs a CRI call: applies due exits, the built-in faults and the scenario's reply policy.
-fn call<T: ScenarioExport, R>(method: Method, f: impl FnOnce(&mut Plugin) -> R) -> R {
+fn call<T: ScenarioExport, R>(method: Method, concerns: Concerns, f: impl FnOnce(&mut Plugin) -> R) -> R {
     with::<T, _>(|p| {
         let now = host::now();
         p.rt.refresh(now);
         if p.rt.faults.hang {
             host::hang_reply();
         } else {
-            match p.scenario.before_call(method, &p.rt) {
+            match p.scenario.before_call(&concerns.resolve(method, &p.rt), &p.rt) {
                 Reply::Now => {}
                 Reply::Delay(d) => host::delay_reply(d),
                 Reply::Hang => host::hang_reply(),
@@ -109,6 +121,12 @@ fn call<T: ScenarioExport, R>(method: Method, f: impl FnOnce(&mut Plugin) -> R) 
 }
 
 impl<T: ScenarioExport> Guest for T {
+    fn configure(config: PluginConfig) -> Result<(), WitConfigError> {
+        let plugin = Plugin::configured::<T>(&config.into()).map_err(WitConfigError::from)?;
+        PLUGIN.with(|cell| *cell.borrow_mut() = Some(plugin));
+        Ok(())
+    }
+
     fn info() -> PluginInfo {
         with::<T, _>(|p| {
             let info = p.scenario.info();
@@ -129,22 +147,22 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn status() -> Vec<RuntimeCondition> {
-        call::<T, _>(Method::Status, |p| p.scenario.conditions(&p.rt))
+        call::<T, _>(Method::Status, Concerns::Runtime, |p| p.scenario.conditions(&p.rt))
     }
 
     fn run_pod_sandbox(config: PodSandboxConfig) -> Result<String, RuntimeError> {
-        call::<T, _>(Method::RunPodSandbox, |p| {
+        call::<T, _>(Method::RunPodSandbox, Concerns::Pod(&config), |p| {
             p.scenario.on_run_sandbox(&config)?;
             let id = p.rt.new_id();
             let ip = p.rt.new_ip(&config);
             let created_at = host::now();
-            p.rt.sandboxes.insert(id.clone(), SandboxRecord { id: id.clone(), config, ready: true, created_at, ip });
+            p.rt.sandboxes.insert(id.clone(), SandboxRecord { id: id.clone(), config: config.clone(), ready: true, created_at, ip });
             Ok(id)
         })
     }
 
     fn stop_pod_sandbox(id: String) -> Result<(), RuntimeError> {
-        call::<T, _>(Method::StopPodSandbox, |p| {
+        call::<T, _>(Method::StopPodSandbox, Concerns::Sandbox(&id), |p| {
             let now = host::now();
             let sandbox = p.rt.sandboxes.get_mut(&id).ok_or_else(|| not_found("pod sandbox", &id))?;
             sandbox.ready = false;
@@ -158,7 +176,7 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn remove_pod_sandbox(id: String) -> Result<(), RuntimeError> {
-        call::<T, _>(Method::RemovePodSandbox, |p| {
+        call::<T, _>(Method::RemovePodSandbox, Concerns::Sandbox(&id), |p| {
             p.rt.containers.retain(|_, c| c.sandbox_id != id);
             // Removing what is already gone succeeds, as in the CRI.
             p.rt.sandboxes.remove(&id);
@@ -167,7 +185,7 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn inspect_pod_sandbox(id: String) -> Result<PodSandboxStatus, RuntimeError> {
-        call::<T, _>(Method::InspectPodSandbox, |p| {
+        call::<T, _>(Method::InspectPodSandbox, Concerns::Sandbox(&id), |p| {
             let s = p.rt.sandboxes.get(&id).ok_or_else(|| not_found("pod sandbox", &id))?;
             Ok(PodSandboxStatus {
                 id: s.id.clone(),
@@ -182,7 +200,7 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn list_pod_sandboxes() -> Result<Vec<PodSandbox>, RuntimeError> {
-        call::<T, _>(Method::ListPodSandboxes, |p| {
+        call::<T, _>(Method::ListPodSandboxes, Concerns::Runtime, |p| {
             Ok(p.rt
                 .sandboxes
                 .values()
@@ -199,7 +217,7 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn create_container(pod_sandbox_id: String, config: ContainerConfig) -> Result<String, RuntimeError> {
-        call::<T, _>(Method::CreateContainer, |p| {
+        call::<T, _>(Method::CreateContainer, Concerns::NewContainer { sandbox: &pod_sandbox_id, config: &config }, |p| {
             let sandbox = p.rt.sandboxes.get(&pod_sandbox_id).ok_or_else(|| not_found("pod sandbox", &pod_sandbox_id))?;
             if !sandbox.ready {
                 return Err(RuntimeError { code: ErrorCode::Failed, message: format!("pod sandbox {pod_sandbox_id} is not ready") });
@@ -213,8 +231,8 @@ impl<T: ScenarioExport> Guest for T {
             let id = p.rt.new_id();
             let record = ContainerRecord {
                 id: id.clone(),
-                sandbox_id: pod_sandbox_id,
-                config,
+                sandbox_id: pod_sandbox_id.clone(),
+                config: config.clone(),
                 state: ContainerState::Created,
                 created_at: host::now(),
                 started_at: 0,
@@ -237,7 +255,7 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn start_container(id: String) -> Result<(), RuntimeError> {
-        call::<T, _>(Method::StartContainer, |p| {
+        call::<T, _>(Method::StartContainer, Concerns::Container(&id), |p| {
             let c = p.rt.container(&id)?;
             if c.state != ContainerState::Created {
                 return Err(RuntimeError { code: ErrorCode::Failed, message: format!("container {id} is not in created state") });
@@ -262,7 +280,7 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn stop_container(id: String, timeout_seconds: i64) -> Result<(), RuntimeError> {
-        call::<T, _>(Method::StopContainer, |p| {
+        call::<T, _>(Method::StopContainer, Concerns::Container(&id), |p| {
             let ctx = p.rt.ctx(&id).ok_or_else(|| not_found("container", &id))?;
             if p.rt.container(&id)?.state != ContainerState::Running {
                 return Ok(());
@@ -282,14 +300,14 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn remove_container(id: String) -> Result<(), RuntimeError> {
-        call::<T, _>(Method::RemoveContainer, |p| {
+        call::<T, _>(Method::RemoveContainer, Concerns::Container(&id), |p| {
             p.rt.containers.remove(&id);
             Ok(())
         })
     }
 
     fn inspect_container(id: String) -> Result<ContainerStatus, RuntimeError> {
-        call::<T, _>(Method::InspectContainer, |p| {
+        call::<T, _>(Method::InspectContainer, Concerns::Container(&id), |p| {
             let c = p.rt.container(&id)?;
             Ok(ContainerStatus {
                 id: c.id.clone(),
@@ -311,7 +329,7 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn list_containers() -> Result<Vec<Container>, RuntimeError> {
-        call::<T, _>(Method::ListContainers, |p| {
+        call::<T, _>(Method::ListContainers, Concerns::Runtime, |p| {
             Ok(p.rt
                 .containers
                 .values()
@@ -331,7 +349,7 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn pull_image(image: String, pod: Option<PodSandboxConfig>) -> Result<String, RuntimeError> {
-        call::<T, _>(Method::PullImage, |p| {
+        call::<T, _>(Method::PullImage, Concerns::Image { image: &image, pod: pod.as_ref() }, |p| {
             if let Some(message) = &p.rt.faults.fail_pulls {
                 return Err(RuntimeError { code: ErrorCode::Failed, message: message.clone() });
             }
@@ -347,22 +365,22 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn inspect_image(image: String) -> Result<Option<Image>, RuntimeError> {
-        call::<T, _>(Method::InspectImage, |p| Ok(p.rt.images.get(&normalize_image(&image)).map(to_image)))
+        call::<T, _>(Method::InspectImage, Concerns::Image { image: &image, pod: None }, |p| Ok(p.rt.images.get(&normalize_image(&image)).map(to_image)))
     }
 
     fn list_images() -> Result<Vec<Image>, RuntimeError> {
-        call::<T, _>(Method::ListImages, |p| Ok(p.rt.images.values().map(to_image).collect()))
+        call::<T, _>(Method::ListImages, Concerns::Runtime, |p| Ok(p.rt.images.values().map(to_image).collect()))
     }
 
     fn remove_image(image: String) -> Result<(), RuntimeError> {
-        call::<T, _>(Method::RemoveImage, |p| {
+        call::<T, _>(Method::RemoveImage, Concerns::Image { image: &image, pod: None }, |p| {
             p.rt.images.remove(&normalize_image(&image));
             Ok(())
         })
     }
 
     fn container_logs(id: String, since: Option<i64>, tail: Option<u32>) -> Result<Vec<LogLine>, RuntimeError> {
-        call::<T, _>(Method::ContainerLogs, |p| {
+        call::<T, _>(Method::ContainerLogs, Concerns::Container(&id), |p| {
             let c = p.rt.container(&id)?;
             let lines: Vec<LogLine> = c.logs.iter().filter(|l| since.is_none_or(|s| l.time >= s)).cloned().collect();
             let skip = tail.map_or(0, |t| lines.len().saturating_sub(t as usize));
@@ -371,11 +389,11 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn exec_sync(id: String, cmd: Vec<String>, _timeout_seconds: i64) -> Result<ExecResult, RuntimeError> {
-        call::<T, _>(Method::ExecSync, |p| running_ctx(&p.rt, &id).map(|ctx| p.scenario.exec(&ctx, &cmd)))
+        call::<T, _>(Method::ExecSync, Concerns::Container(&id), |p| running_ctx(&p.rt, &id).map(|ctx| p.scenario.exec(&ctx, &cmd)))
     }
 
     fn probe(id: String, kind: ProbeKind, action: ProbeAction) -> Result<ProbeResult, RuntimeError> {
-        call::<T, _>(Method::Probe, |p| running_ctx(&p.rt, &id).map(|ctx| p.scenario.probe(&ctx, kind, &action)))
+        call::<T, _>(Method::Probe, Concerns::Container(&id), |p| running_ctx(&p.rt, &id).map(|ctx| p.scenario.probe(&ctx, kind, &action)))
     }
 
     fn trigger(action: String, target: TriggerTarget, args: Vec<KeyValue>) -> Result<String, TriggerError> {
@@ -410,7 +428,7 @@ impl<T: ScenarioExport> Guest for T {
             }
             p.scenario.restore(imported.scenario)?;
             p.rt = imported.runtime;
-            p.rt.completion = p.common.completion;
+            p.rt.completion = p.common.completion();
             Ok(())
         })
     }

@@ -1,4 +1,4 @@
-//! What the host gives a plugin: its clock, seeded randomness, logging, configuration and
+//! What the host gives a plugin: its clock, seeded randomness, logging and
 //! the means to hold a reply (a slow or hung runtime) without blocking anything.
 
 use crate::LogLevel;
@@ -19,11 +19,6 @@ pub fn random_u64() -> u64 {
 /// Logs into the host's tracing output.
 pub fn log(level: LogLevel, message: &str) {
     imports::log(level, message)
-}
-
-/// The plugin's configuration as JSON text, empty when there is none.
-pub fn config() -> String {
-    imports::config()
 }
 
 /// Holds the reply of the current call for `delay` of host-clock time.

@@ -26,16 +26,23 @@
 //! ```
 //!
 //! Build with `cargo build --release --target wasm32-wasip2` and drop the `.wasm` file into
-//! the agent's plugin folder. For full control, implement
+//! the agent's plugin folder. The [`cookbook`] has every hook with its signature and what it
+//! is for, and the common scenarios (slow pull, slow start, crash after N s, every Nth
+//! start, failing probes, a hung runtime, sandbox and pull failures) in Rust and as
+//! `scripted` rules. `cargo doc --open` in a crate made by `labkubelet plugin new` opens
+//! these pages. For full control, implement
 //! [`bindings::exports::labkubelet::runtime::runtime::Guest`] yourself and export it with
 //! [`export_raw!`].
 
+mod config;
 mod container;
+pub mod cookbook;
 mod guest;
 pub mod host;
 mod runtime;
 mod scenario;
 
+pub use config::{ConfigError, ConfigFile};
 pub use container::*;
 pub use runtime::{ContainerRecord, FakeRuntime, SandboxRecord};
 pub use scenario::*;
@@ -57,24 +64,6 @@ pub use bindings::labkubelet::runtime::types::{
     ContainerConfig, ContainerMetadata, ContainerState, ErrorCode, ExecResult, HttpGetAction, KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig,
     PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget,
 };
-
-/// Parses a plugin's configuration: the defaults when there is none, else the JSON the host
-/// handed over (YAML files arrive as JSON too). Errors name the field, for the refusal message.
-///
-/// ```
-/// #[derive(serde::Deserialize, Default)]
-/// #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-/// struct Config { after_seconds: u64 }
-/// let c: Config = labkubelet_guest::parse_config(r#"{"afterSeconds": 30}"#).unwrap();
-/// assert_eq!(c.after_seconds, 30);
-/// assert!(labkubelet_guest::parse_config::<Config>(r#"{"after": 30}"#).is_err());
-/// ```
-pub fn parse_config<T: serde::de::DeserializeOwned + Default>(config: &str) -> Result<T, String> {
-    if config.trim().is_empty() {
-        return Ok(T::default());
-    }
-    serde_json::from_str(config).map_err(|e| e.to_string())
-}
 
 /// A number of seconds as a [`std::time::Duration`], for short scenario code.
 pub fn secs(n: u64) -> std::time::Duration {

@@ -104,16 +104,27 @@ impl FakeRuntime {
     /// The scenario's view of a container.
     pub fn ctx(&self, id: &str) -> Option<ContainerCtx> {
         let c = self.containers.get(id)?;
-        let pod = self.sandboxes.get(&c.sandbox_id);
-        let meta = pod.map(|s| s.config.metadata.clone());
-        let annotation = |key: &str| find(&c.config.annotations, key);
-        Some(ContainerCtx {
-            id: c.id.clone(),
-            name: c.config.metadata.name.clone(),
-            image: c.config.image.clone(),
-            command: c.config.command.clone(),
-            args: c.config.args.clone(),
-            attempt: c.config.metadata.attempt,
+        let mut ctx = self.ctx_of(&c.config, self.sandboxes.get(&c.sandbox_id));
+        ctx.id = c.id.clone();
+        ctx.started_at = (c.started_at != 0).then_some(c.started_at);
+        Some(ctx)
+    }
+
+    /// The scenario's view of a container about to be created in a sandbox (it has no id yet).
+    pub(crate) fn new_ctx(&self, sandbox_id: &str, config: &ContainerConfig) -> ContainerCtx {
+        self.ctx_of(config, self.sandboxes.get(sandbox_id))
+    }
+
+    fn ctx_of(&self, config: &ContainerConfig, pod: Option<&SandboxRecord>) -> ContainerCtx {
+        let meta = pod.map(|s| &s.config.metadata);
+        let annotation = |key: &str| find(&config.annotations, key);
+        ContainerCtx {
+            id: String::new(),
+            name: config.metadata.name.clone(),
+            image: config.image.clone(),
+            command: config.command.clone(),
+            args: config.args.clone(),
+            attempt: config.metadata.attempt,
             kind: match annotation(CONTAINER_KIND_ANNOTATION) {
                 Some("init") => ContainerKind::Init,
                 Some("sidecar") => ContainerKind::Sidecar,
@@ -124,14 +135,14 @@ impl FakeRuntime {
                 Some("Never") => RestartPolicy::Never,
                 _ => RestartPolicy::Always,
             },
-            pod_name: meta.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
-            pod_namespace: meta.as_ref().map(|m| m.namespace.clone()).unwrap_or_default(),
-            pod_uid: meta.map(|m| m.uid).unwrap_or_default(),
+            pod_name: meta.map(|m| m.name.clone()).unwrap_or_default(),
+            pod_namespace: meta.map(|m| m.namespace.clone()).unwrap_or_default(),
+            pod_uid: meta.map(|m| m.uid.clone()).unwrap_or_default(),
             pod_labels: pod.map(|s| s.config.labels.clone()).unwrap_or_default(),
             pod_annotations: pod.map(|s| s.config.annotations.clone()).unwrap_or_default(),
-            started_at: (c.started_at != 0).then_some(c.started_at),
+            started_at: None,
             completion: self.completion,
-        })
+        }
     }
 
     /// Ends a running container now, as if its process died.

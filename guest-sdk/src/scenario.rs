@@ -1,6 +1,7 @@
 //! The policy side of a plugin: the hooks a [`Scenario`] overrides, and the small types
 //! they answer with. Every hook defaults to what a healthy runtime does.
 
+use crate::config::{ConfigError, ConfigFile};
 use crate::container::{ContainerCtx, Exit, Lifetime, Stop};
 use crate::runtime::FakeRuntime;
 use crate::{
@@ -71,9 +72,98 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every call of the contract.
+    pub const ALL: [Method; 20] = [
+        Method::Version,
+        Method::Status,
+        Method::RunPodSandbox,
+        Method::StopPodSandbox,
+        Method::RemovePodSandbox,
+        Method::InspectPodSandbox,
+        Method::ListPodSandboxes,
+        Method::CreateContainer,
+        Method::StartContainer,
+        Method::StopContainer,
+        Method::RemoveContainer,
+        Method::InspectContainer,
+        Method::ListContainers,
+        Method::PullImage,
+        Method::InspectImage,
+        Method::ListImages,
+        Method::RemoveImage,
+        Method::ContainerLogs,
+        Method::ExecSync,
+        Method::Probe,
+    ];
+
     /// The calls PLEG makes every second.
     pub fn is_list(self) -> bool {
         matches!(self, Method::ListPodSandboxes | Method::ListContainers | Method::ListImages)
+    }
+
+    /// The call's name in the WIT contract: `pull-image`, `start-container`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Version => "version",
+            Method::Status => "status",
+            Method::RunPodSandbox => "run-pod-sandbox",
+            Method::StopPodSandbox => "stop-pod-sandbox",
+            Method::RemovePodSandbox => "remove-pod-sandbox",
+            Method::InspectPodSandbox => "inspect-pod-sandbox",
+            Method::ListPodSandboxes => "list-pod-sandboxes",
+            Method::CreateContainer => "create-container",
+            Method::StartContainer => "start-container",
+            Method::StopContainer => "stop-container",
+            Method::RemoveContainer => "remove-container",
+            Method::InspectContainer => "inspect-container",
+            Method::ListContainers => "list-containers",
+            Method::PullImage => "pull-image",
+            Method::InspectImage => "inspect-image",
+            Method::ListImages => "list-images",
+            Method::RemoveImage => "remove-image",
+            Method::ContainerLogs => "container-logs",
+            Method::ExecSync => "exec-sync",
+            Method::Probe => "probe",
+        }
+    }
+}
+
+/// The runtime call in progress and what it concerns, for [`Scenario::before_call`].
+///
+/// ```
+/// use labkubelet_guest::*;
+/// # fn reply(call: &Call) -> Reply {
+/// // Pulls for pods labelled app=slow take 15 s.
+/// if call.method == Method::PullImage && call.pod_label("app") == Some("slow") {
+///     return Reply::Delay(secs(15));
+/// }
+/// Reply::Now
+/// # }
+/// assert_eq!(reply(&Call::new(Method::ListContainers)), Reply::Now);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Call<'a> {
+    pub method: Method,
+    /// The pod the call is for: the sandbox being run or named, the pod of the container
+    /// named, the pod a pull is for. `None` for the runtime-wide calls (lists, version).
+    pub pod: Option<&'a PodSandboxConfig>,
+    /// The container the call is for: the one named, or the one being created (its `id` is
+    /// empty then).
+    pub container: Option<ContainerCtx>,
+    /// The image being pulled, inspected or removed.
+    pub image: Option<&'a str>,
+}
+
+impl Call<'_> {
+    /// A call that concerns no pod, container or image.
+    pub fn new(method: Method) -> Self {
+        Call { method, pod: None, container: None, image: None }
+    }
+
+    /// A label of the call's pod.
+    pub fn pod_label(&self, key: &str) -> Option<&str> {
+        self.pod.and_then(|p| crate::container::find(&p.labels, key))
     }
 }
 
@@ -101,10 +191,11 @@ pub trait Scenario: 'static {
     /// Name, version, selector and extra actions.
     fn info(&self) -> Info;
 
-    /// Takes the plugin's configuration (JSON text, empty when there is none). The
-    /// `selector` key is taken out first: every plugin's selector can be set that way. An
-    /// error makes the host refuse the plugin with this message.
-    fn configure(&mut self, _config: &str) -> Result<(), String> {
+    /// Takes the plugin's configuration file, once, before any other hook: read it with
+    /// [`ConfigFile::parse`]. An error makes the host refuse the plugin, naming the file and the
+    /// line. The keys every plugin understands (`selector`, `initContainerSeconds`,
+    /// `runToCompletionSeconds`) are the SDK's: [`ConfigFile::parse`] skips them.
+    fn configure(&mut self, _config: &ConfigFile) -> Result<(), ConfigError> {
         Ok(())
     }
 
@@ -113,8 +204,9 @@ pub trait Scenario: 'static {
         ready_conditions()
     }
 
-    /// Called before every runtime call: answer now, later, or never.
-    fn before_call(&mut self, _method: Method, _rt: &FakeRuntime) -> Reply {
+    /// Called before every runtime call, with the pod and container it concerns: answer
+    /// now, later ([`Reply::Delay`]: a slow pull, a slow start), or never ([`Reply::Hang`]).
+    fn before_call(&mut self, _call: &Call, _rt: &FakeRuntime) -> Reply {
         Reply::Now
     }
 

@@ -349,7 +349,8 @@ fn journal_plugin_events(runtime: &PluginRuntime, events: &EventRecorder) {
                         _ => false,
                     };
                     if !about_another_node {
-                        journal.record(clock.now_nanos(), None, crate::timeline::What::Plugin { message: event.to_string() });
+                        let refused = matches!(event, PluginEvent::Refused { .. } | PluginEvent::MigrationRefused { .. });
+                        journal.record(clock.now_nanos(), None, crate::timeline::What::Plugin { message: event.to_string(), refused });
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

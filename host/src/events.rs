@@ -67,7 +67,9 @@ impl EventRecorder {
     pub async fn record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) {
         let pod = (object.kind.as_deref() == Some("Pod"))
             .then(|| format!("{}/{}", object.namespace.as_deref().unwrap_or("default"), object.name.as_deref().unwrap_or("")));
-        let what = What::Event { type_: type_.into(), reason: reason.into(), message: message.into() };
+        // `spec.containers{app}`, `spec.initContainers{migrate}`: the container the event is about.
+        let container = object.field_path.as_deref().and_then(|f| f.split_once('{')).and_then(|(_, rest)| rest.strip_suffix('}')).map(str::to_string);
+        let what = What::Event { type_: type_.into(), reason: reason.into(), message: message.into(), container };
         self.journal.record(self.clock.now_nanos(), pod.as_deref(), what);
         let Some(client) = &self.client else {
             tracing::info!(node = %self.host, object = ?object.name, type_, reason, "{message}");

@@ -47,6 +47,24 @@ impl Lines {
 
 struct KillOnDrop(std::process::Child);
 
+/// Runs labkubelet with its output read line by line; it ends with the test.
+fn spawn_lines(args: &[&str]) -> (Lines, KillOnDrop) {
+    let mut child = Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let lines = Lines::of(child.stdout.take().unwrap());
+    (lines, KillOnDrop(child))
+}
+
+/// Waits for the agent of `root` to record where its node listens; returns the address.
+fn endpoint_of(root: &Path) -> String {
+    let endpoint = root.join("cli-node").join("endpoint");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !endpoint.exists() {
+        assert!(Instant::now() < deadline, "the agent of {} recorded no endpoint", root.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::read_to_string(&endpoint).unwrap().trim().to_string()
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -72,6 +90,70 @@ fn check_explains_what_a_component_serves_or_why_it_is_refused() {
 }
 
 #[test]
+fn check_places_a_typo_in_a_rules_file_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("scripted.yaml");
+    let text = "# every third start of app=slow exits 2\nrules:\n  - match: { labels: { app: slow } }\n    calls: [pull-image]\n    delaySeconds: 15\n  - match: { labels: { app: slow }, everyNthStart: 3 }\n    exitt: { afterSeconds: 10, code: 2 }\n";
+    std::fs::write(&rules, text).unwrap();
+    // No component beside it: the stock plugin of its name checks it.
+    let (ok, out) = labkubelet(&["plugin", "check", rules.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    let expected = format!(
+        "refused: {}:7:5: rules[1]: unknown field `exitt`, expected one of `match`, `failPull`, `failSandbox`, `failCreate`, `failStart`, `exit`, `ignoreSigterm`, `probes`, `calls`, `delaySeconds`, `afterSeconds`, `forSeconds` (the configuration of builtin:scripted)\n",
+        rules.display()
+    );
+    assert_eq!(out, expected);
+
+    std::fs::write(&rules, text.replace("exitt:", "exit:")).unwrap();
+    let (ok, out) = labkubelet(&["plugin", "check", rules.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("\nconfiguration: {} (accepted)\n", rules.display())), "{out}");
+
+    // Beside its component, the component checks it, and a run refuses it in the same words.
+    labkubelet::plugin::stock::install("scripted", dir.path()).unwrap();
+    std::fs::write(&rules, text).unwrap();
+    let (_, out) = labkubelet(&["plugin", "check", rules.to_str().unwrap()]);
+    assert!(out.ends_with(&format!("(the configuration of {})\n", dir.path().join("scripted.wasm").display())), "{out}");
+    let (ok, list) = labkubelet(&["plugin", "list", "--plugin-dir", dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(list.contains(&format!("    {}:7:5: rules[1]: unknown field `exitt`", rules.display())), "{list}");
+    assert!(!list.contains("wasm backtrace") && !list.contains("unreachable"), "{list}");
+
+    let (ok, out) = labkubelet(&["plugin", "check", dir.path().join("nothing.yaml").to_str().unwrap()]);
+    assert!(!ok && out.contains("cannot read"), "{out}");
+    std::fs::write(dir.path().join("mine.json"), "{}").unwrap();
+    let (ok, out) = labkubelet(&["plugin", "check", dir.path().join("mine.json").to_str().unwrap()]);
+    assert!(!ok && out.contains("no stock plugin named \"mine\""), "{out}");
+}
+
+/// The `scripted` form of every recipe in the SDK's cookbook, as a newcomer would paste it, and
+/// the example rules file.
+#[test]
+fn every_scripted_recipe_in_the_cookbook_is_accepted() {
+    let cookbook = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/src/cookbook.rs")).unwrap();
+    let mut recipes: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in cookbook.lines().map(|l| l.strip_prefix("//!").unwrap_or(l).strip_prefix(' ').unwrap_or("")) {
+        match (&mut current, line) {
+            (None, "```yaml") => current = Some(String::new()),
+            (Some(_), "```") => recipes.extend(current.take()),
+            (Some(text), line) => text.push_str(&format!("{line}\n")),
+            (None, _) => {}
+        }
+    }
+    assert!(recipes.len() >= 8, "found {} scripted recipes", recipes.len());
+    // And the rules file the standalone lab starts with.
+    recipes.push(std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/scripted.yaml")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scripted.yaml");
+    for recipe in recipes {
+        std::fs::write(&file, &recipe).unwrap();
+        let (ok, out) = labkubelet(&["plugin", "check", file.to_str().unwrap()]);
+        assert!(ok, "{recipe}\n{out}");
+    }
+}
+
+#[test]
 fn list_shows_loaded_and_refused_plugins() {
     let dir = tempfile::tempdir().unwrap();
     labkubelet::plugin::stock::install("oomkill", dir.path()).unwrap();
@@ -92,6 +174,14 @@ fn a_scaffolded_plugin_is_built_and_picked_up_by_a_running_labkubelet() {
     let (ok, out) = labkubelet(&["plugin", "new", "slow-start", "--path", crate_dir.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert!(out.contains("cargo build --release --target wasm32-wasip2"), "{out}");
+    // It builds anywhere: the SDK is written beside it, nothing points into this checkout.
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains(r#"labkubelet-guest = { path = "sdk/labkubelet-guest" }"#), "{manifest}");
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().canonicalize().unwrap();
+    for file in ["Cargo.toml", "sdk/labkubelet-guest/Cargo.toml"] {
+        let text = std::fs::read_to_string(crate_dir.join(file)).unwrap();
+        assert!(!text.contains(checkout.to_str().unwrap()) && !text.contains("workspace = true"), "{file}: {text}");
+    }
 
     // Build as the README says; the shared target folder only saves time across runs.
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold-test");
@@ -101,6 +191,7 @@ fn a_scaffolded_plugin_is_built_and_picked_up_by_a_running_labkubelet() {
         // to add the target.
         let check = Command::new(env!("CARGO")).arg("build").current_dir(&crate_dir).env("CARGO_TARGET_DIR", &target).output().unwrap();
         assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+        scaffold_docs_have_the_cookbook(&crate_dir, &target);
         eprintln!("no wasm32-wasip2 target in this toolchain: built the scaffold for the host only, not loaded into an agent");
         return;
     }
@@ -113,14 +204,12 @@ fn a_scaffolded_plugin_is_built_and_picked_up_by_a_running_labkubelet() {
         .output()
         .unwrap();
     assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    scaffold_docs_have_the_cookbook(&crate_dir, &target);
     let built = target.join("wasm32-wasip2/release/slow_start.wasm");
 
     let plugins = work.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
-    let mut child =
-        Command::new(BIN).args(["plugin", "watch", "--plugin-dir", plugins.to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut lines = Lines::of(child.stdout.take().unwrap());
-    let _guard = KillOnDrop(child);
+    let (mut lines, _guard) = spawn_lines(&["plugin", "watch", "--plugin-dir", plugins.to_str().unwrap()]);
     lines.wait_for(|l| l.starts_with("watching "), Duration::from_secs(60));
 
     std::fs::copy(&built, plugins.join("slow-start.wasm")).unwrap();
@@ -134,6 +223,19 @@ fn a_scaffolded_plugin_is_built_and_picked_up_by_a_running_labkubelet() {
 
     std::fs::remove_file(plugins.join("slow-start.wasm")).unwrap();
     lines.wait_for(|l| l.starts_with("unloaded slow-start"), Duration::from_secs(30));
+}
+
+/// The reference the scaffold's README points at: `cargo doc -p labkubelet-guest` in the crate.
+fn scaffold_docs_have_the_cookbook(crate_dir: &Path, target: &Path) {
+    let doc = Command::new(env!("CARGO"))
+        .args(["doc", "--no-deps", "-p", "labkubelet-guest"])
+        .current_dir(crate_dir)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap();
+    assert!(doc.status.success(), "{}", String::from_utf8_lossy(&doc.stderr));
+    let cookbook = std::fs::read_to_string(target.join("doc/labkubelet_guest/cookbook/index.html")).unwrap();
+    assert!(cookbook.contains("Every Nth start fails") && cookbook.contains("before_call"), "the cookbook page lacks its recipes");
 }
 
 #[test]
@@ -239,14 +341,103 @@ fn trigger_finds_the_agent_of_a_root_dir_and_says_when_the_certificate_is_anothe
     let out = trigger_until(&["trigger", "--root-dir", root_a, "healthy", "kill", "--pod", "web-cli-node", "code=1"], |o| o.starts_with("accepted:"));
     assert!(out.contains("killed 1 container(s) with exit code 1"), "{out}");
     // Agent B's address with agent A's certificate.
-    let endpoint = b.path().join("cli-node").join("endpoint");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !endpoint.exists() {
-        assert!(Instant::now() < deadline, "agent B recorded no endpoint");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let server_b = std::fs::read_to_string(&endpoint).unwrap().trim().to_string();
+    let server_b = endpoint_of(b.path());
     let (ok, out) = labkubelet(&["trigger", "--root-dir", root_a, "--server", &server_b, "healthy", "kill"]);
     assert!(!ok);
     assert!(out.contains(&format!("the agent at {server_b} presents a certificate other than {root_a}/pki/kubelet.crt")), "{out}");
+}
+
+#[test]
+fn run_prints_plugin_changes_and_plugin_list_asks_the_running_agent() {
+    let root = tempfile::tempdir().unwrap();
+    let (manifests, plugins) = (root.path().join("manifests"), root.path().join("plugins"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default, annotations: {labkubelet.io/scenario: scripted}}\nspec: {containers: [{name: app, image: nginx:1.25}]}\n";
+    std::fs::write(manifests.join("web.yaml"), pod).unwrap();
+    std::fs::create_dir_all(&plugins).unwrap();
+    labkubelet::plugin::stock::install("scripted", &plugins).unwrap();
+    let (root_dir, manifests_dir, plugin_dir) = (root.path().to_str().unwrap(), manifests.to_str().unwrap(), plugins.to_str().unwrap());
+    let (mut lines, _agent) = spawn_lines(&[
+        "run",
+        "--root-dir",
+        root_dir,
+        "--pod-manifest-path",
+        manifests_dir,
+        "--plugin-dir",
+        plugin_dir,
+        "--hostname-override",
+        "cli-node",
+        "--port",
+        "0",
+        "--healthz-port",
+        "0",
+    ]);
+    lines.wait_for(|l| l.starts_with("node cli-node: kubelet API on https://"), Duration::from_secs(60));
+
+    let listed = trigger_until(&["plugin", "list", "--root-dir", root_dir], |o| o.lines().any(|l| l.starts_with("scripted ") && l.contains(" 1     serving")));
+    assert!(listed.starts_with("node cli-node\nNAME"), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("healthy ") && l.contains("(every other pod)") && l.ends_with("builtin:healthy")), "{listed}");
+
+    let rules = plugins.join("scripted.yaml");
+    std::fs::write(&rules, "rules:\n  - exitt: { afterSeconds: 1 }\n").unwrap();
+    let refused = lines.wait_for(|l| l.contains(" plugin refused "), Duration::from_secs(60));
+    let why = format!("{}:2:5: rules[0]: unknown field `exitt`", rules.display());
+    assert!(refused.contains(&why) && refused.ends_with("; scripted keeps serving as before"), "{refused}");
+    let (ok, listed) = labkubelet(&["plugin", "list", "--root-dir", root_dir]);
+    assert!(!ok, "a refused file makes list fail: {listed}");
+    let at = listed
+        .lines()
+        .position(|l| l.starts_with("(scripted)") && l.contains(" refused ") && l.ends_with(&plugins.join("scripted.wasm").display().to_string()));
+    let error = at.and_then(|i| listed.lines().nth(i + 1)).unwrap_or_default();
+    assert!(error.starts_with(&format!("    {why}")), "the refused file and, under it, why: {listed}");
+
+    std::fs::write(&rules, "rules: []\n").unwrap();
+    let swapped = lines.wait_for(|l| l.contains(" plugin swapped scripted "), Duration::from_secs(60));
+    assert!(swapped.ends_with(&format!("from {}", plugins.join("scripted.wasm").display())), "{swapped}");
+}
+
+/// One HTTP/1.1 GET on a plain connection: the status line and the body.
+fn http_get(address: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+}
+
+#[test]
+fn timeline_serve_gives_the_projector_a_page_that_redraws_itself() {
+    let root = tempfile::tempdir().unwrap();
+    let _agent = standalone_agent(root.path());
+    endpoint_of(root.path());
+    let (mut lines, _serving) = spawn_lines(&["timeline", "--root-dir", root.path().to_str().unwrap(), "--serve", "127.0.0.1:0"]);
+    let line = lines.wait_for(|l| l.starts_with("the live timeline of "), Duration::from_secs(30));
+    let address = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_string();
+
+    let (status, page) = http_get(&address, "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(page.contains(r#"fetch("/timeline.svg""#) && page.contains("setInterval(refresh, 2000)"), "{page}");
+    let (status, picture) = http_get(&address, "/timeline.svg");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{picture}");
+    assert!(picture.starts_with("<svg") && picture.contains("labkubelet timeline: node cli-node"), "{picture}");
+}
+
+#[test]
+fn new_inside_a_checkout_scaffolds_beside_it() {
+    let work = tempfile::tempdir().unwrap();
+    let checkout = work.path().join("labkubelet");
+    std::fs::create_dir_all(checkout.join("wit")).unwrap();
+    std::fs::create_dir_all(checkout.join("guest-sdk")).unwrap();
+    std::fs::create_dir_all(checkout.join("examples/plugins")).unwrap();
+    std::fs::write(checkout.join("wit/runtime.wit"), "").unwrap();
+    std::fs::write(checkout.join("guest-sdk/Cargo.toml"), "").unwrap();
+    let out = Command::new(BIN).args(["plugin", "new", "beside"]).current_dir(checkout.join("examples/plugins")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(work.path().join("beside/Cargo.toml").is_file(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!checkout.join("examples/plugins/beside").exists());
+    // Anywhere else: in the current folder.
+    let out = Command::new(BIN).args(["plugin", "new", "here"]).current_dir(work.path()).output().unwrap();
+    assert!(out.status.success() && work.path().join("here/src/lib.rs").is_file(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -6,7 +6,7 @@
 //! Run with `cargo bench -p labkubelet-tests --bench plugin_host` (a release build); add
 //! `-- reload`, `-- calls` or `-- memory` to run one section.
 
-use labkubelet::plugin::{PluginEvent, PluginPolicy, PluginRuntime, stock};
+use labkubelet::plugin::{ConfigFile, PluginEvent, PluginPolicy, PluginRuntime, stock};
 use labkubelet::runtime::ContainerRuntime;
 use labkubelet_tests::*;
 use std::time::{Duration, Instant};
@@ -119,7 +119,7 @@ fn main() {
                         async move {
                             let bytes = with_custom_section(stock::component(name).unwrap(), &tag);
                             let started = Instant::now();
-                            engine.load(bytes, String::new(), name.into()).await.unwrap();
+                            engine.load(bytes, ConfigFile::none(), name.into()).await.unwrap();
                             started.elapsed()
                         }
                     };
@@ -132,7 +132,7 @@ fn main() {
                     // a modified plugin does.
                     let engine = labkubelet::plugin::PluginEngine::new(PluginPolicy::default()).unwrap();
                     let another = if name == "healthy" { "crashloop" } else { "healthy" };
-                    engine.load(stock::component(another).unwrap().to_vec(), String::new(), another.into()).await.unwrap();
+                    engine.load(stock::component(another).unwrap().to_vec(), ConfigFile::none(), another.into()).await.unwrap();
                     other.push(timed(&engine, format!("other-{round}")).await);
                 }
                 let ms = |v: Vec<Duration>| median(v).as_secs_f64() * 1e3;

@@ -290,8 +290,23 @@ async fn triggers_reach_the_plugin_and_the_timeline_shows_the_crashloop() {
     let triggers = timeline.entries.iter().filter(|e| matches!(&e.what, What::Trigger { action, .. } if action == "kill")).count();
     assert!(triggers >= 2, "the kills are on the timeline");
     assert!(timeline.entries.iter().any(|e| matches!(&e.what, What::Event { reason, .. } if reason == "BackOff")), "events are on the timeline");
+    let refused: std::collections::BTreeSet<&str> = timeline
+        .entries
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Trigger { result, accepted: false, .. } => result.split(':').next(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        ["invalid-argument", "no-such-plugin", "no-such-pod", "no-such-target", "unknown-action"].into(),
+        "every refused trigger is on the timeline"
+    );
     let (status, svg) = lab.get("/timeline?format=svg").await;
     assert!(status == 200 && svg.starts_with("<svg") && svg.contains("default/flaky"), "{svg}");
+    assert!(svg.contains(">✕ explode: unknown-action<") && svg.contains(">⚡ kill<"), "refused and accepted triggers are marked apart: {svg}");
+    assert!(svg.contains(">exit 1 Error<") || svg.contains("<path class=\"exit\""), "the kills' exits are marked: {svg}");
     assert_eq!(lab.get("/timeline?format=png").await.0, 400);
 }
 
@@ -329,4 +344,19 @@ async fn a_standalone_node_serves_its_static_pods_on_localhost_to_anyone() {
     .await;
     assert_eq!(list["items"][0]["metadata"]["name"], "web-solo");
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+
+    // Its start time is the kubelet's from the first sync on, through every later one: a
+    // standalone pod has no API copy to keep it, the status manager keeps it.
+    let started_at = list["items"][0]["status"]["startTime"].clone();
+    assert!(started_at.is_string(), "{list}");
+    let kill: http::Uri = format!("https://127.0.0.1:{}/trigger/healthy/kill", started.address.port()).parse().expect("uri");
+    let answer = client.request(http::Request::post(kill).body(http_body_util::Empty::new()).expect("request")).await.expect("trigger");
+    assert_eq!(answer.status(), 200);
+    let list = eventually("the killed container restarts", Duration::from_secs(30), async || {
+        let body = client.get(uri.clone()).await.ok()?.into_body().collect().await.ok()?.to_bytes();
+        let list: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (list["items"][0]["status"]["containerStatuses"][0]["restartCount"] == 1 && list["items"][0]["status"]["phase"] == "Running").then_some(list)
+    })
+    .await;
+    assert_eq!(list["items"][0]["status"]["startTime"], started_at, "the start time moved: {list}");
 }

@@ -523,7 +523,7 @@ async fn a_pod_whose_scenario_is_not_loaded_waits_for_it_instead_of_running_on_a
     assert_eq!(
         failed.message.as_deref(),
         Some(
-            "Failed to create pod sandbox: no runtime plugin \"crashloop\" is loaded (labkubelet.io/scenario names it; loaded: healthy); the pod starts once it is"
+            "Failed to create pod sandbox: no runtime plugin \"crashloop\" is loaded (labkubelet.io/scenario names it; loaded: healthy); \"crashloop\" is a stock plugin not in the plugin folder: labkubelet plugin install --plugin-dir <dir> crashloop; the pod starts once it is"
         )
     );
     assert!(!events.iter().any(|e| e.reason.as_deref() == Some("Started")), "no other plugin ran it: {:?}", reasons(&events));
@@ -534,4 +534,21 @@ async fn a_pod_whose_scenario_is_not_loaded_waits_for_it_instead_of_running_on_a
     let crashed = lab.until("flaky", "crashing under crashloop", Duration::from_secs(120), |p| container(p, "app").is_some_and(|c| c.restart_count >= 1)).await;
     let last = container(&crashed, "app").and_then(|c| c.last_state.clone()).and_then(|s| s.terminated).expect("lastState");
     assert_eq!(last.exit_code, 1);
+
+    // A misspelt name is answered with the near miss.
+    lab.create("typo", json!({"labkubelet.io/scenario": "crash-loop"}), json!({"containers": [{"name": "app", "image": "busybox:1.36"}]})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let message = loop {
+        let events = lab.events("typo").await;
+        if let Some(m) = events.iter().find(|e| e.reason.as_deref() == Some("FailedCreatePodSandBox")).and_then(|e| e.message.clone()) {
+            break m;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no FailedCreatePodSandBox for typo: {:?}", reasons(&events));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        message
+            .contains("no runtime plugin \"crash-loop\" is loaded (labkubelet.io/scenario names it; loaded: crashloop, healthy); did you mean \"crashloop\"?"),
+        "{message}"
+    );
 }

@@ -223,6 +223,44 @@ rules:
     assert_eq!(hung.await.unwrap().unwrap().len(), 2);
 }
 
+/// The lab: "pods labelled app=slow pull for 15 s; every third start exits 2 after 10 s".
+#[tokio::test(start_paused = true)]
+async fn scripted_call_rules_match_the_pod_and_start_rules_count_attempts() {
+    let lab = PluginLab::new(PluginPolicy::default()).await;
+    lab.install("scripted");
+    let rules = "selector: lab=slow\nrules:\n  - match: { labels: { app: slow } }\n    calls: [pull-image]\n    delaySeconds: 15\n  - match: { labels: { app: slow }, everyNthStart: 3 }\n    exit: { afterSeconds: 10, code: 2 }\n";
+    std::fs::write(lab.path("scripted.yaml"), rules).unwrap();
+    lab.sync().await;
+    let node = lab.node("node-1");
+    let slow = pod("slow-0", None, &[("lab", "slow"), ("app", "slow")]);
+    let other = pod("other-0", None, &[("lab", "slow"), ("app", "fast")]);
+
+    let started = tokio::time::Instant::now();
+    node.pull_image("busybox", Some(&other)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO, "a pull for another pod is not held");
+    node.pull_image("busybox", Some(&slow)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(15), "the pull for app=slow is held 15 s");
+    let listed = tokio::time::Instant::now();
+    node.list_containers().await.unwrap();
+    assert_eq!(listed.elapsed(), Duration::ZERO, "runtime-wide calls concern no pod: the rule does not hold them");
+
+    let sandbox = node.run_pod_sandbox(&slow).await.unwrap();
+    let mut exits = Vec::new();
+    for attempt in 0..6 {
+        let mut config = container("main", "busybox");
+        config.metadata.attempt = attempt;
+        let id = node.create_container(&sandbox, &config).await.unwrap();
+        node.start_container(&id).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let s = node.container_status(&id).await.unwrap();
+        exits.push((s.state, s.exit_code));
+        node.remove_container(&id).await.unwrap();
+    }
+    let runs = (ContainerState::Running, 0);
+    let fails = (ContainerState::Exited, 2);
+    assert_eq!(exits, [runs, runs, fails, runs, runs, fails], "the 3rd and 6th starts exit 2 after 10 s");
+}
+
 #[tokio::test]
 async fn pods_are_served_by_annotation_then_selector_then_default() {
     let lab = PluginLab::new(PluginPolicy::default()).await;

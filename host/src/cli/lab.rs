@@ -55,6 +55,10 @@ pub struct TimelineArgs {
     /// json, svg or html.
     #[arg(long, default_value = "json")]
     format: String,
+    /// Serves a page for the projector that redraws the timeline every 2 s, on this address
+    /// (default 127.0.0.1:8088), until Ctrl-C.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8088", conflicts_with_all = ["format", "output"])]
+    serve: Option<std::net::SocketAddr>,
     /// Write to this file instead of the standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -111,7 +115,7 @@ impl AgentArgs {
     /// Sends one request to the agent and returns the status and body. kube's client does
     /// the work: the kubeconfig's user (certificate, token, exec plugin) with the agent as
     /// the server and its serving certificate as the only root.
-    async fn request(&self, method: http::Method, path: &str, body: Vec<u8>) -> anyhow::Result<(http::StatusCode, bytes::Bytes)> {
+    pub(super) async fn request(&self, method: http::Method, path: &str, body: Vec<u8>) -> anyhow::Result<(http::StatusCode, bytes::Bytes)> {
         let trusted = self.trusted()?;
         let pem = std::fs::read(&trusted).with_context(|| format!("reading {}", trusted.display()))?;
         let roots = labkubelet::server::tls::ca_file_certs(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", trusted.display()))?;
@@ -170,6 +174,9 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn timeline(args: TimelineArgs) -> anyhow::Result<ExitCode> {
+    if let Some(address) = args.serve {
+        return serve_timeline(args.agent, address).await;
+    }
     if !matches!(args.format.as_str(), "json" | "svg" | "html") {
         bail!("--format {:?}: use json, svg or html", args.format);
     }
@@ -187,5 +194,36 @@ pub async fn timeline(args: TimelineArgs) -> anyhow::Result<ExitCode> {
             std::io::stdout().write_all(&body)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The live page and the picture it fetches, the picture asked of the agent at each fetch
+/// with the user's credentials (a browser has neither the agent's certificate nor them).
+async fn serve_timeline(agent: AgentArgs, address: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    use axum::response::IntoResponse;
+    let server = agent.server()?;
+    let agent = std::sync::Arc::new(agent);
+    let picture = move || {
+        let agent = agent.clone();
+        async move {
+            match agent.request(http::Method::GET, "/timeline?format=svg", Vec::new()).await {
+                Ok((status, body)) if status.is_success() => ([(http::header::CONTENT_TYPE, "image/svg+xml")], body).into_response(),
+                Ok((status, body)) => {
+                    (http::StatusCode::BAD_GATEWAY, format!("the agent answered {status}: {}", String::from_utf8_lossy(&body).trim())).into_response()
+                }
+                Err(e) => (http::StatusCode::BAD_GATEWAY, format!("{e:#}")).into_response(),
+            }
+        }
+    };
+    let page = labkubelet::timeline::render::live_html(&server, "/timeline.svg");
+    let router = axum::Router::new()
+        .route("/", axum::routing::get(move || async move { axum::response::Html(page) }))
+        .route("/timeline.svg", axum::routing::get(picture));
+    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}; choose another with --serve ADDR"))?;
+    println!("the live timeline of {server} is on http://{}/ (Ctrl-C stops)", listener.local_addr()?);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or_default() })
+        .await
+        .context("serving the live timeline")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -30,7 +30,7 @@ enum Command {
     Timeline(Box<lab::TimelineArgs>),
     /// Inspect, validate, scaffold and watch runtime plugins.
     #[command(subcommand)]
-    Plugin(plugin::PluginCommand),
+    Plugin(Box<plugin::PluginCommand>),
 }
 
 pub fn main() -> ExitCode {
@@ -56,7 +56,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Plugin(command) => plugin::run(command).await,
+            Command::Plugin(command) => plugin::run(*command).await,
             Command::Run(args) => run::run(*args).await,
             Command::Trigger(args) => lab::trigger(*args).await,
             Command::Timeline(args) => lab::timeline(*args).await,

@@ -3,7 +3,10 @@
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use labkubelet::clock::Clock;
-use labkubelet::plugin::{DEFAULT_PLUGIN, Grants, LoadedPlugin, PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime, stock, watch_dir};
+use labkubelet::plugin::{
+    ConfigFile, DEFAULT_PLUGIN, Grants, LoadedPlugin, PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime, stock, watch_dir,
+};
+use labkubelet::server::PluginsResponse;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,15 +14,21 @@ use std::time::Duration;
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// Lists the plugins a folder would serve: name, version, selector, file, state.
+    /// Lists the plugins a running agent serves (name, version, selector, pods, source) and
+    /// the files it refused; with --plugin-dir, the plugins that folder would serve.
     List {
+        /// Loads this folder here instead of asking the agent.
         #[arg(long, value_name = "DIR")]
-        plugin_dir: PathBuf,
+        plugin_dir: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        agent: super::lab::AgentArgs,
     },
-    /// Loads and validates a component; prints what it serves, or why it is refused.
+    /// Loads and validates a component, or a configuration file against the component
+    /// beside it (or the stock plugin of its name); prints what it serves, or why it is refused.
     Check {
+        /// A `.wasm` component, or a `.yaml`/`.yml`/`.json` configuration file.
         file: PathBuf,
         #[command(flatten)]
         limits: LimitArgs,
@@ -28,10 +37,12 @@ pub enum PluginCommand {
     New {
         /// The plugin's name: lowercase letters, digits and '-'.
         name: String,
-        /// Where to create the crate (default: ./NAME).
+        /// Where to create the crate (default: ./NAME; beside the checkout when run inside a
+        /// labkubelet checkout).
         #[arg(long)]
         path: Option<PathBuf>,
-        /// The labkubelet-guest SDK crate (default: the one this labkubelet was built from).
+        /// A labkubelet-guest SDK crate to build against (default: the SDK built into this
+        /// labkubelet, written into the crate's `sdk/` folder).
         #[arg(long, value_name = "DIR")]
         sdk: Option<PathBuf>,
     },
@@ -95,13 +106,15 @@ impl LimitArgs {
 
 pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
-        PluginCommand::List { plugin_dir, limits } => list(plugin_dir, limits).await,
+        PluginCommand::List { plugin_dir: Some(dir), limits, .. } => list(dir, limits).await,
+        PluginCommand::List { plugin_dir: None, agent, .. } => list_served(agent).await,
         PluginCommand::Check { file, limits } => check(file, limits).await,
         PluginCommand::New { name, path, sdk } => {
             let dir = super::scaffold::new_plugin(&name, path, sdk)?;
             println!("created plugin crate {} in {}", name, dir.display());
             println!("build it:   cd {} && cargo build --release --target wasm32-wasip2", dir.display());
             println!("use it:     cp target/wasm32-wasip2/release/{}.wasm <plugin-dir>/", name.replace('-', "_"));
+            println!("read:       cargo doc --open -p labkubelet-guest   (every hook, and a cookbook of scenarios)");
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Watch { plugin_dir, stock, limits } => {
@@ -142,13 +155,17 @@ async fn catalog(limits: &LimitArgs) -> anyhow::Result<Arc<PluginCatalog>> {
     Ok(PluginCatalog::new(engine).await?)
 }
 
-fn row(p: &LoadedPlugin) -> String {
-    let selector = match p.info.selector.as_str() {
-        _ if p.info.name == DEFAULT_PLUGIN => "(every other pod)",
+/// A plugin's selector as the listings show it.
+fn shown_selector<'a>(name: &str, selector: &'a str) -> &'a str {
+    match selector {
+        _ if name == DEFAULT_PLUGIN => "(every other pod)",
         "" => "(annotation only)",
         s => s,
-    };
-    format!("{:<18} {:<9} {:<26} {:<8} {}", p.info.name, p.info.version, selector, "loaded", p.origin)
+    }
+}
+
+fn row(p: &LoadedPlugin) -> String {
+    format!("{:<18} {:<9} {:<26} {:<8} {}", p.info.name, p.info.version, shown_selector(&p.info.name, &p.info.selector), "loaded", p.origin)
 }
 
 async fn list(dir: PathBuf, limits: LimitArgs) -> anyhow::Result<ExitCode> {
@@ -171,18 +188,43 @@ async fn list(dir: PathBuf, limits: LimitArgs) -> anyhow::Result<ExitCode> {
     Ok(if refused { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
+/// What the running agent serves, as it answers `/plugins`.
+async fn list_served(agent: super::lab::AgentArgs) -> anyhow::Result<ExitCode> {
+    let (status, body) = agent.request(http::Method::GET, "/plugins", Vec::new()).await?;
+    let served: PluginsResponse = match serde_json::from_slice(&body) {
+        Ok(served) if status.is_success() => served,
+        _ => bail!("the agent answered {status}: {}", String::from_utf8_lossy(&body).trim()),
+    };
+    println!("node {}", served.node);
+    println!("{:<18} {:<9} {:<26} {:<5} {:<8} SOURCE", "NAME", "VERSION", "SELECTOR", "PODS", "STATE");
+    for p in &served.plugins {
+        println!("{:<18} {:<9} {:<26} {:<5} {:<8} {}", p.name, p.version, shown_selector(&p.name, &p.selector), p.pods, "serving", p.origin);
+    }
+    for r in &served.refused {
+        let name = r.still_serving.as_deref().map_or("-".to_string(), |n| format!("({n})"));
+        println!("{name:<18} {:<9} {:<26} {:<5} {:<8} {}\n    {}", "-", "-", "-", "refused", r.file, r.error);
+    }
+    Ok(if served.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 async fn check(file: PathBuf, limits: LimitArgs) -> anyhow::Result<ExitCode> {
     let engine = PluginEngine::new(limits.policy()?)?;
-    let (bytes, config) = match labkubelet::plugin::catalog::read_plugin(&file) {
+    let (bytes, config, origin) = match component_and_config(&file) {
         Ok(read) => read,
         Err(e) => {
             println!("refused: {e}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    match engine.load(bytes, config, file.display().to_string()).await {
+    match engine.load(bytes, config.clone(), origin).await {
         Ok(p) => {
-            println!("ok: {} {} — {}", p.info.name, p.info.version, p.info.description);
+            match p.info.description.as_str() {
+                "" => println!("ok: {} {}", p.info.name, p.info.version),
+                description => println!("ok: {} {} — {description}", p.info.name, p.info.version),
+            }
+            if let Some(path) = &config.path {
+                println!("configuration: {} (accepted)", path.display());
+            }
             let serves = if p.info.selector.is_empty() { "none by label".to_string() } else { p.info.selector.clone() };
             println!("serves: pods annotated labkubelet.io/scenario: {}; by label: {serves}", p.info.name);
             println!("actions:");
@@ -195,6 +237,32 @@ async fn check(file: PathBuf, limits: LimitArgs) -> anyhow::Result<ExitCode> {
             println!("refused: {e}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// What `plugin check FILE` loads: a component with the configuration beside it, or a
+/// configuration file with the component beside it (else the stock plugin of its name).
+fn component_and_config(file: &std::path::Path) -> Result<(Vec<u8>, ConfigFile, String), String> {
+    let is_config = file.extension().is_some_and(|e| e == "json" || e == "yaml" || e == "yml");
+    if !is_config {
+        let (bytes, config) = labkubelet::plugin::catalog::read_plugin(file).map_err(|e| e.to_string())?;
+        return Ok((bytes, config, file.display().to_string()));
+    }
+    let config = ConfigFile::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let component = file.with_extension("wasm");
+    if component.is_file() {
+        let bytes = std::fs::read(&component).map_err(|e| format!("cannot read {}: {e}", component.display()))?;
+        return Ok((bytes, config, component.display().to_string()));
+    }
+    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    match stock::component(&stem) {
+        Some(bytes) => Ok((bytes.to_vec(), config, format!("builtin:{stem}"))),
+        None => Err(format!(
+            "{}: no {} beside it and no stock plugin named {stem:?}; a configuration file is named after its plugin ({})",
+            file.display(),
+            component.display(),
+            stock::names().collect::<Vec<_>>().join(", ")
+        )),
     }
 }
 

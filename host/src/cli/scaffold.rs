@@ -1,10 +1,26 @@
-//! `labkubelet plugin new`: a plugin crate a new user can build and drop in as it is.
+//! `labkubelet plugin new`: a plugin crate a new user can build and drop in as it is, anywhere:
+//! the guest SDK this binary was built with is written beside it (`sdk/`), so the crate needs
+//! neither this checkout nor a registry release of the SDK.
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 
-/// Where the SDK was when this binary was built.
-const BUILT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
+/// The guest SDK's sources, as this binary was built with them.
+const SDK_SOURCES: &[(&str, &str)] = &[
+    ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
+    ("src/config.rs", include_str!("../../../guest-sdk/src/config.rs")),
+    ("src/container.rs", include_str!("../../../guest-sdk/src/container.rs")),
+    ("src/cookbook.rs", include_str!("../../../guest-sdk/src/cookbook.rs")),
+    ("src/guest.rs", include_str!("../../../guest-sdk/src/guest.rs")),
+    ("src/host.rs", include_str!("../../../guest-sdk/src/host.rs")),
+    ("src/runtime.rs", include_str!("../../../guest-sdk/src/runtime.rs")),
+    ("src/scenario.rs", include_str!("../../../guest-sdk/src/scenario.rs")),
+];
+const SDK_MANIFEST: &str = include_str!("../../../guest-sdk/Cargo.toml");
+const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
+/// The versions the SDK was tested with; cargo drops what the plugin does not use.
+const WORKSPACE_LOCK: &str = include_str!("../../../Cargo.lock");
+const WIT: &str = include_str!("../../../wit/runtime.wit");
 
 pub fn new_plugin(name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let valid = !name.is_empty()
@@ -15,22 +31,93 @@ pub fn new_plugin(name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> an
     if !valid {
         bail!("plugin name {name:?} is not valid: use lowercase letters, digits and '-', starting with a letter");
     }
-    let dir = path.unwrap_or_else(|| PathBuf::from(name));
+    let dir = path.unwrap_or_else(|| default_dir(name));
     if dir.exists() {
         bail!("{} already exists; choose another --path or remove it", dir.display());
     }
-    let sdk = sdk.unwrap_or_else(|| PathBuf::from(BUILT_SDK));
-    let sdk =
-        sdk.canonicalize().with_context(|| format!("cannot find the labkubelet-guest SDK at {}; pass --sdk <labkubelet checkout>/guest-sdk", sdk.display()))?;
-    if !sdk.join("Cargo.toml").is_file() {
-        bail!("{} is not the labkubelet-guest crate; pass --sdk <labkubelet checkout>/guest-sdk", sdk.display());
-    }
+    let sdk_dependency = match sdk {
+        Some(sdk) => {
+            let sdk = sdk
+                .canonicalize()
+                .with_context(|| format!("cannot find the labkubelet-guest SDK at {}; pass --sdk <labkubelet checkout>/guest-sdk", sdk.display()))?;
+            if !sdk.join("Cargo.toml").is_file() {
+                bail!("{} is not the labkubelet-guest crate; pass --sdk <labkubelet checkout>/guest-sdk", sdk.display());
+            }
+            sdk.display().to_string()
+        }
+        None => {
+            write_sdk(&dir.join("sdk"))?;
+            "sdk/labkubelet-guest".to_string()
+        }
+    };
     std::fs::create_dir_all(dir.join("src")).with_context(|| format!("cannot create {}", dir.display()))?;
-    write(&dir.join("Cargo.toml"), &cargo_toml(name, &sdk))?;
+    write(&dir.join("Cargo.toml"), &cargo_toml(name, &sdk_dependency))?;
+    write(&dir.join("Cargo.lock"), WORKSPACE_LOCK)?;
     write(&dir.join("rust-toolchain.toml"), TOOLCHAIN)?;
     write(&dir.join("src/lib.rs"), &lib_rs(name))?;
+    write(&dir.join("README.md"), &readme(name))?;
     write(&dir.join(".gitignore"), "/target\n")?;
     Ok(dir)
+}
+
+/// `./NAME`, except inside a labkubelet checkout (where the five-minute lab runs): beside it,
+/// so a plugin is not left among the checkout's files.
+fn default_dir(name: &str) -> PathBuf {
+    let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let checkout = here.ancestors().find(|d| d.join("wit/runtime.wit").is_file() && d.join("guest-sdk/Cargo.toml").is_file());
+    match checkout.and_then(Path::parent) {
+        Some(beside) => beside.join(name),
+        None => PathBuf::from(name),
+    }
+}
+
+/// The SDK crate and the WIT package it is generated from, as `dir/labkubelet-guest` and `dir/wit`.
+fn write_sdk(dir: &Path) -> anyhow::Result<()> {
+    let crate_dir = dir.join("labkubelet-guest");
+    std::fs::create_dir_all(crate_dir.join("src")).with_context(|| format!("cannot create {}", crate_dir.display()))?;
+    std::fs::create_dir_all(dir.join("wit")).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (path, text) in SDK_SOURCES {
+        write(&crate_dir.join(path), text)?;
+    }
+    write(&crate_dir.join("Cargo.toml"), &sdk_manifest()?)?;
+    write(&dir.join("wit/runtime.wit"), WIT)
+}
+
+/// The SDK's manifest outside the workspace: what it inherits from the workspace, written out.
+fn sdk_manifest() -> anyhow::Result<String> {
+    let mut out = String::new();
+    for line in SDK_MANIFEST.lines() {
+        let key = line.split(['=', '.']).next().unwrap_or_default().trim();
+        let inherited = line.replace(' ', "").ends_with(".workspace=true") || line.replace(' ', "").ends_with("{workspace=true}");
+        let resolved = if !inherited {
+            line.to_string()
+        } else if line.contains(".workspace") {
+            let value = workspace_value("[workspace.package]", key).with_context(|| format!("the workspace sets no package.{key}"))?;
+            format!("{key} = {value}")
+        } else {
+            let value = workspace_value("[workspace.dependencies]", key).with_context(|| format!("the workspace has no dependency {key}"))?;
+            format!("{key} = {value}")
+        };
+        out.push_str(&resolved);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// `key = value` in a section of the workspace manifest, as written there.
+fn workspace_value(section: &str, key: &str) -> Option<String> {
+    let mut in_section = false;
+    for line in WORKSPACE_MANIFEST.lines() {
+        if line.starts_with('[') {
+            in_section = line.trim() == section;
+        } else if in_section
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == key
+        {
+            return Some(v.trim().to_string());
+        }
+    }
+    None
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -39,7 +126,7 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
 
 const TOOLCHAIN: &str = "[toolchain]\nchannel = \"1.95.0\"\ntargets = [\"wasm32-wasip2\"]\nprofile = \"minimal\"\n";
 
-fn cargo_toml(name: &str, sdk: &Path) -> String {
+fn cargo_toml(name: &str, sdk: &str) -> String {
     format!(
         r#"[package]
 name = "{name}"
@@ -60,8 +147,7 @@ opt-level = "s"
 lto = true
 strip = true
 panic = "abort"
-"#,
-        sdk = sdk.display().to_string()
+"#
     )
 }
 
@@ -91,4 +177,45 @@ impl Scenario for Plugin {{
 export_scenario!(Plugin);
 "#
     )
+}
+
+fn readme(name: &str) -> String {
+    format!(
+        r#"# {name}
+
+A labkubelet runtime plugin. `src/lib.rs` is the scenario; `sdk/` is the labkubelet guest SDK
+it is built against (the one of the labkubelet that made this crate).
+
+- Build: `cargo build --release --target wasm32-wasip2` (once: `rustup target add wasm32-wasip2`).
+- Use: copy `target/wasm32-wasip2/release/{file}.wasm` into the agent's plugin folder; it is
+  loaded while the agent runs, and reloaded on every new build you copy.
+- Check: `labkubelet plugin check target/wasm32-wasip2/release/{file}.wasm`.
+- The SDK's reference, every hook with what it is for, and a cookbook of the common
+  scenarios: `cargo doc --open -p labkubelet-guest` (the cookbook is under `cookbook`).
+"#,
+        file = name.replace('-', "_")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_manifest_inherits_nothing_from_the_workspace() {
+        let manifest = sdk_manifest().unwrap();
+        assert!(!manifest.contains("workspace = true") && !manifest.contains(".workspace"), "{manifest}");
+        assert!(manifest.contains(&format!("version = \"{}\"", env!("CARGO_PKG_VERSION"))), "{manifest}");
+        assert!(manifest.contains("wit-bindgen = {"), "{manifest}");
+    }
+
+    #[test]
+    fn every_sdk_source_file_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/src");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| format!("src/{}", e.unwrap().file_name().to_string_lossy())).collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = SDK_SOURCES.iter().map(|(p, _)| p.to_string()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk);
+    }
 }

@@ -1,14 +1,20 @@
 //! The terminal view of `labkubelet run`: the nodes' pods as `kubectl get pods -w` shows
-//! them (name, ready, status, restarts, age) and the plugin serving each. On a terminal the
-//! table is redrawn every second; otherwise each change is printed as a line.
+//! them (name, ready, status, restarts, age), the plugin serving each, and the plugins
+//! loaded, swapped and refused. On a terminal the table is redrawn every second, under it the
+//! latest plugin changes; otherwise each change is printed as a line.
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use labkubelet::agent::Started;
+use labkubelet::plugin::PluginEvent;
 use labkubelet::server::plugin_of;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Duration;
+use tokio::sync::broadcast;
 use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How many plugin changes the terminal view keeps under the table.
+const PLUGIN_CHANGES_SHOWN: usize = 5;
 
 /// `READY` as kubectl prints it.
 fn ready(pod: &Pod) -> String {
@@ -76,12 +82,26 @@ pub async fn show(mut started: UnboundedReceiver<Started>, standalone: bool) {
     let mut nodes: Vec<Started> = Vec::new();
     let terminal = std::io::stdout().is_terminal();
     let mut last: BTreeMap<String, String> = BTreeMap::new();
+    // The nodes of a process share one plugin catalog: its changes are watched once.
+    let mut plugin_events: Option<broadcast::Receiver<PluginEvent>> = None;
+    let mut plugin_changes: Vec<String> = Vec::new();
     loop {
         while let Ok(node) = started.try_recv() {
             let access =
                 if standalone { "standalone: no authentication, anyone on this machine may use it" } else { "authenticated and authorized by the cluster" };
             println!("node {}: kubelet API on https://{} ({access})", node.api.node, node.address);
+            plugin_events.get_or_insert_with(|| node.api.plugins.catalog().subscribe());
             nodes.push(node);
+        }
+        for change in plugin_events.as_mut().map(drain).unwrap_or_default() {
+            let line = format!("{} plugin {change}", k8s_openapi::jiff::Zoned::now().strftime("%H:%M:%S"));
+            if terminal {
+                plugin_changes.push(line);
+                let excess = plugin_changes.len().saturating_sub(PLUGIN_CHANGES_SHOWN);
+                plugin_changes.drain(..excess);
+            } else {
+                println!("{line}");
+            }
         }
         let now = k8s_openapi::jiff::Timestamp::now().as_second();
         let mut rows = Vec::new();
@@ -99,6 +119,12 @@ pub async fn show(mut started: UnboundedReceiver<Started>, standalone: bool) {
             for (_, (name, ready, status, restarts, age, plugin, node)) in &rows {
                 screen.push_str(&format!("{name:<40} {ready:<6} {status:<26} {restarts:<9} {age:<8} {plugin:<16} {node}\n"));
             }
+            if !plugin_changes.is_empty() {
+                screen.push('\n');
+                for change in &plugin_changes {
+                    screen.push_str(&format!("{change}\n"));
+                }
+            }
             screen.push_str("\nCtrl-C stops the agent. In another terminal: labkubelet trigger <plugin> kill --pod <name>; labkubelet timeline --format html > timeline.html\n");
             print!("{screen}");
         } else {
@@ -112,5 +138,17 @@ pub async fn show(mut started: UnboundedReceiver<Started>, standalone: bool) {
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The plugin changes since the last look, in words; a lag is said, not hidden.
+fn drain(events: &mut broadcast::Receiver<PluginEvent>) -> Vec<String> {
+    let mut changes = Vec::new();
+    loop {
+        match events.try_recv() {
+            Ok(event) => changes.push(event.to_string()),
+            Err(broadcast::error::TryRecvError::Lagged(n)) => changes.push(format!("changes missed: {n}")),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => return changes,
+        }
     }
 }

@@ -264,7 +264,14 @@ impl PluginRuntime {
     }
 
     async fn start(&self, plugin: &LoadedPlugin, slot_name: &str, slot: &Slot) -> Result<PluginInstance, RuntimeError> {
-        PluginInstance::start(self.catalog.engine(), &plugin.pre, slot_name.into(), plugin.config.clone(), &self.node, self.clock, slot.release.clone()).await
+        let mut instance = PluginInstance::start(self.catalog.engine(), &plugin.pre, slot_name.into(), &self.node, self.clock, slot.release.clone()).await?;
+        // The plugin took this configuration when it was loaded: a refusal now is its fault.
+        instance.configure(&plugin.config).await?.map_err(|e| RuntimeError::Trap {
+            plugin: slot_name.into(),
+            method: "configure",
+            detail: format!("it refuses the configuration it accepted when loaded: {}", plugin.config.describe(&e)),
+        })?;
+        Ok(instance)
     }
 
     async fn hold(&self, hold: Hold, slot: &Slot) {

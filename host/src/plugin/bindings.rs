@@ -21,7 +21,7 @@ wasmtime::component::bindgen!({
 use self::labkubelet::runtime::types::LogLevel;
 
 /// The WIT package version this host speaks.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// How the reply of the call in progress is to be held, as the plugin asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,7 +51,6 @@ pub(crate) struct HostState {
     pub(crate) node: Arc<str>,
     pub(crate) clock: Clock,
     pub(crate) rng: SmallRng,
-    pub(crate) config: Arc<str>,
     pub(crate) release: Arc<watch::Sender<u64>>,
     pub(crate) memory_limit: usize,
     pub(crate) deadline: Duration,
@@ -134,10 +133,6 @@ impl self::labkubelet::runtime::host::Host for HostState {
                 self.last_error = Some(message);
             }
         }
-    }
-
-    fn config(&mut self) -> String {
-        self.config.to_string()
     }
 
     fn delay_reply(&mut self, millis: u64) {

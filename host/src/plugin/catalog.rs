@@ -2,6 +2,7 @@
 //! folder — new and changed components are loaded and swapped in, refused ones leave the
 //! old plugin serving, removed ones are unloaded.
 
+use super::config_file::ConfigFile;
 use super::engine::{LoadError, LoadedPlugin, PluginEngine};
 use super::stock;
 use crate::runtime::KeyValue;
@@ -81,6 +82,18 @@ struct FileEntry {
     fingerprint: [u8; 32],
     /// The plugin this file serves, if it ever loaded.
     serving: Option<String>,
+    /// Why its present content was refused, if it was.
+    refused: Option<String>,
+}
+
+/// A refused file of the plugin folder, as the catalog last saw it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedFile {
+    pub file: String,
+    pub error: String,
+    /// The plugin it loaded before, which serves on.
+    pub still_serving: Option<String>,
 }
 
 #[derive(Default)]
@@ -103,7 +116,7 @@ impl PluginCatalog {
     /// A catalog holding only the built-in default plugin.
     pub async fn new(engine: Arc<PluginEngine>) -> Result<Arc<Self>, LoadError> {
         let bytes = stock::component(DEFAULT_PLUGIN).unwrap_or_default().to_vec();
-        let builtin_default = engine.load(bytes, String::new(), format!("builtin:{DEFAULT_PLUGIN}")).await?;
+        let builtin_default = engine.load(bytes, ConfigFile::none(), format!("builtin:{DEFAULT_PLUGIN}")).await?;
         let (events, _) = broadcast::channel(256);
         Ok(Arc::new(PluginCatalog {
             engine,
@@ -186,6 +199,19 @@ impl PluginCatalog {
         all
     }
 
+    /// The files of the plugin folder whose present content was refused.
+    pub fn refused(&self) -> Vec<RefusedFile> {
+        let loaded = self.read();
+        loaded
+            .by_file
+            .iter()
+            .filter_map(|(path, e)| {
+                let error = e.refused.clone()?;
+                Some(RefusedFile { file: path.display().to_string(), error, still_serving: e.serving.clone() })
+            })
+            .collect()
+    }
+
     /// Why a pod cannot have a sandbox yet: its `labkubelet.io/scenario` annotation names a
     /// plugin that is not loaded. Like a pod whose RuntimeClass handler the node lacks, it
     /// waits (its sandbox creation fails and is retried with back-off) instead of running
@@ -196,7 +222,15 @@ impl PluginCatalog {
             return None;
         }
         let loaded: Vec<String> = self.plugins().iter().map(|p| p.name().to_string()).collect();
-        Some(format!("no runtime plugin {name:?} is loaded ({SCENARIO_ANNOTATION} names it; loaded: {}); the pod starts once it is", loaded.join(", ")))
+        let hint = if let Some(near) = near_miss(&name, loaded.iter().map(String::as_str)) {
+            format!("; did you mean {near:?}?")
+        } else if let Some(stock) = near_miss(&name, stock::names()) {
+            let what = if stock == name { format!("{stock:?} is a stock plugin") } else { format!("did you mean the stock plugin {stock:?}? It is") };
+            format!("; {what} not in the plugin folder: labkubelet plugin install --plugin-dir <dir> {stock}")
+        } else {
+            String::new()
+        };
+        Some(format!("no runtime plugin {name:?} is loaded ({SCENARIO_ANNOTATION} names it; loaded: {}){hint}; the pod starts once it is", loaded.join(", ")))
     }
 
     /// The plugin that serves a pod: the one its `labkubelet.io/scenario` annotation names,
@@ -265,11 +299,7 @@ impl PluginCatalog {
             return None;
         }
         let serving = previous.and_then(|p| p.serving);
-        let (bytes, config) = match files.parse() {
-            Ok(parsed) => parsed,
-            Err(error) => return Some(self.refuse(path, Some(fingerprint), error)),
-        };
-        let plugin = match self.engine.load(bytes, config, origin.clone()).await {
+        let plugin = match self.engine.load(files.component, files.config, origin.clone()).await {
             Ok(p) => p,
             Err(e) => return Some(self.refuse(path, Some(fingerprint), e)),
         };
@@ -285,7 +315,7 @@ impl PluginCatalog {
             loaded.by_name.remove(old_name);
         }
         let old = loaded.by_name.insert(name.clone(), plugin.clone());
-        loaded.by_file.insert(path.to_path_buf(), FileEntry { fingerprint, serving: Some(name.clone()) });
+        loaded.by_file.insert(path.to_path_buf(), FileEntry { fingerprint, serving: Some(name.clone()), refused: None });
         let version = plugin.info.version.clone();
         Some(match old {
             Some(old) => PluginEvent::Replaced { name, old_version: old.info.version.clone(), version, origin },
@@ -299,10 +329,21 @@ impl PluginCatalog {
         let mut loaded = self.write();
         let serving = loaded.by_file.get(path).and_then(|e| e.serving.clone());
         if let Some(fingerprint) = fingerprint {
-            loaded.by_file.insert(path.to_path_buf(), FileEntry { fingerprint, serving: serving.clone() });
+            loaded.by_file.insert(path.to_path_buf(), FileEntry { fingerprint, serving: serving.clone(), refused: Some(error.to_string()) });
         }
         PluginEvent::Refused { origin: path.display().to_string(), error: error.to_string(), still_serving: serving }
     }
+}
+
+/// The name a misspelt one was meant to be (`oom-kill` for `oomkill`): the same but for case
+/// and dashes, else the nearest within two edits.
+fn near_miss<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let bare = |s: &str| s.to_lowercase().replace(['-', '_'], "");
+    candidates
+        .map(|c| (if bare(c) == bare(name) { 0 } else { strsim::levenshtein(c, name) }, c))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
 }
 
 /// The `*.wasm` files of a folder, dotfiles excluded, no recursion.
@@ -319,18 +360,16 @@ fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Reads a plugin file and its configuration (`<stem>.json`, `.yaml` or `.yml` next to it)
-/// as JSON text, YAML converted.
-pub fn read_plugin(path: &Path) -> Result<(Vec<u8>, String), LoadError> {
-    PluginFiles::read(path)?.parse()
+/// Reads a plugin file and its configuration (`<stem>.json`, `.yaml` or `.yml` next to it).
+pub fn read_plugin(path: &Path) -> Result<(Vec<u8>, ConfigFile), LoadError> {
+    let files = PluginFiles::read(path)?;
+    Ok((files.component, files.config))
 }
 
 /// A component and its configuration file as they are on disk.
 struct PluginFiles {
-    origin: String,
     component: Vec<u8>,
-    /// The configuration file and its text.
-    config: Option<(PathBuf, String)>,
+    config: ConfigFile,
 }
 
 impl PluginFiles {
@@ -338,40 +377,18 @@ impl PluginFiles {
         let origin = component.display().to_string();
         let unreadable = |detail: String| LoadError::Unreadable { origin: origin.clone(), detail };
         let bytes = std::fs::read(component).map_err(|e| unreadable(e.to_string()))?;
-        let mut config = None;
-        for ext in ["json", "yaml", "yml"] {
-            let path = component.with_extension(ext);
-            if path.exists() {
-                let text = std::fs::read_to_string(&path).map_err(|e| unreadable(format!("{}: {e}", path.display())))?;
-                config = Some((path, text));
-                break;
-            }
-        }
-        Ok(PluginFiles { origin, component: bytes, config })
+        let config = ConfigFile::beside(component).map_err(|e| unreadable(format!("its configuration: {e}")))?;
+        Ok(PluginFiles { component: bytes, config })
     }
 
     /// What decides whether a file needs loading again: the component and its configuration.
     fn fingerprint(&self) -> [u8; 32] {
         let mut hash = Sha256::new().chain_update(&self.component).chain_update([0]);
-        if let Some((path, text)) = &self.config {
+        if let Some(path) = &self.config.path {
             hash.update(path.as_os_str().as_encoded_bytes());
             hash.update([0]);
-            hash.update(text.as_bytes());
+            hash.update(self.config.text.as_bytes());
         }
         hash.finalize().into()
-    }
-
-    /// The component and its configuration as JSON text.
-    fn parse(self) -> Result<(Vec<u8>, String), LoadError> {
-        let Some((path, text)) = self.config else { return Ok((self.component, String::new())) };
-        let shown = path.display().to_string();
-        let invalid = |detail: String| LoadError::Config { origin: self.origin.clone(), config: shown.clone(), detail };
-        let value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?
-        } else {
-            serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?
-        };
-        let config = if value.is_null() { String::new() } else { value.to_string() };
-        Ok((self.component, config))
     }
 }

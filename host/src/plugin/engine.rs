@@ -2,9 +2,11 @@
 //! version, validated, and what limits every plugin call runs under.
 
 use super::bindings::{HostState, PluginPre, WIT_VERSION, exports::labkubelet::runtime::runtime::PluginInfo};
+use super::config_file::ConfigFile;
 use super::instance::PluginInstance;
 use super::selector::{SelectorError, parse_selector};
 use crate::clock::Clock;
+use crate::runtime::RuntimeError;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -75,8 +77,10 @@ pub enum LoadError {
     Imports { origin: String, detail: String },
     #[error("{origin}: failed when asked for its info: {detail}")]
     InfoFailed { origin: String, detail: String },
-    #[error("{origin}: invalid configuration {config}: {detail}")]
-    Config { origin: String, config: String, detail: String },
+    /// The configuration file is not valid, or the plugin refused it; `place` is
+    /// `<file>:<line>:<column>: <message>`.
+    #[error("{place} (the configuration of {origin})")]
+    Config { origin: String, place: String },
     #[error("{origin}: plugin name {name:?} is not valid: {why}")]
     BadName { origin: String, name: String, why: String },
     #[error("{origin}: {source}")]
@@ -94,7 +98,7 @@ pub struct LoadedPlugin {
     pub fingerprint: [u8; 32],
     pub(crate) selector: kube_core::Selector,
     pub(crate) pre: PluginPre<HostState>,
-    pub(crate) config: Arc<str>,
+    pub(crate) config: ConfigFile,
 }
 
 impl LoadedPlugin {
@@ -230,13 +234,14 @@ impl PluginEngine {
     /// component of a compatible WIT version, link against the host, and answer `info`
     /// within its deadline with a valid name and selector.
     ///
-    /// `config` is the plugin's configuration text and `config_origin` the file it came
-    /// from (for messages).
-    pub async fn load(&self, bytes: Vec<u8>, config: String, origin: String) -> Result<Arc<LoadedPlugin>, LoadError> {
+    /// `config` is the plugin's configuration file, given to the plugin first; its refusal
+    /// refuses the plugin, placed in the file.
+    pub async fn load(&self, bytes: Vec<u8>, config: ConfigFile, origin: String) -> Result<Arc<LoadedPlugin>, LoadError> {
         let mut hasher = Sha256::new();
         hasher.update(&bytes);
         let code_hash: [u8; 32] = hasher.finalize().into();
-        let fingerprint: [u8; 32] = Sha256::new().chain_update(code_hash).chain_update(config.as_bytes()).finalize().into();
+        let fingerprint: [u8; 32] = Sha256::new().chain_update(code_hash).chain_update(config.text.as_bytes()).finalize().into();
+        config.check_syntax().map_err(|place| LoadError::Config { origin: origin.clone(), place })?;
 
         let cached = self.compiled.lock().ok().and_then(|c| c.get(&code_hash));
         let component = match cached {
@@ -260,14 +265,13 @@ impl PluginEngine {
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Imports { origin: origin.clone(), detail: format!("{e:#}") })?;
         let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Invalid { origin: origin.clone(), detail: format!("{e:#}") })?;
 
-        let config: Arc<str> = config.into();
         let (release, _) = watch::channel(0);
         // Until it says its name, a plugin is known by its file.
         let probe_name: Arc<str> = std::path::Path::new(&origin).file_name().map_or(origin.as_str().into(), |f| f.to_string_lossy().into());
-        let mut instance = PluginInstance::start(self, &pre, probe_name, config.clone(), "validation", Clock::new(), Arc::new(release))
-            .await
-            .map_err(|e| LoadError::InfoFailed { origin: origin.clone(), detail: e.to_string() })?;
-        let info = instance.info().await.map_err(|e| LoadError::InfoFailed { origin: origin.clone(), detail: e.to_string() })?;
+        let failed = |e: RuntimeError| LoadError::InfoFailed { origin: origin.clone(), detail: e.to_string() };
+        let mut instance = PluginInstance::start(self, &pre, probe_name, "validation", Clock::new(), Arc::new(release)).await.map_err(failed)?;
+        instance.configure(&config).await.map_err(failed)?.map_err(|e| LoadError::Config { origin: origin.clone(), place: config.describe(&e) })?;
+        let info = instance.info().await.map_err(failed)?;
         validate_name(&info.name).map_err(|why| LoadError::BadName { origin: origin.clone(), name: info.name.clone(), why })?;
         let selector = parse_selector(&info.selector).map_err(|source| LoadError::BadSelector { origin: origin.clone(), source })?;
         Ok(Arc::new(LoadedPlugin { info, origin, fingerprint, selector, pre, config }))

@@ -1,10 +1,12 @@
 //! One instance of a plugin: its store, and the discipline every call goes through — a
 //! deadline, a memory cap, and the reply holding a plugin asks for.
 
+use super::bindings::labkubelet::runtime::types::ConfigError;
 use super::bindings::{
     Hold, HostState, Plugin, PluginPre,
     exports::labkubelet::runtime::runtime::{Guest, PluginInfo},
 };
+use super::config_file::ConfigFile;
 use super::engine::PluginEngine;
 use crate::clock::Clock;
 use crate::runtime::RuntimeError;
@@ -37,7 +39,6 @@ impl PluginInstance {
         engine: &PluginEngine,
         pre: &PluginPre<HostState>,
         plugin: Arc<str>,
-        config: Arc<str>,
         node: &str,
         clock: Clock,
         release: Arc<watch::Sender<u64>>,
@@ -74,7 +75,6 @@ impl PluginInstance {
             node: node.into(),
             clock,
             rng: SmallRng::from_seed(seed),
-            config,
             release,
             memory_limit: policy.memory_limit,
             deadline: policy.call_deadline,
@@ -119,6 +119,13 @@ impl PluginInstance {
 
     pub(crate) async fn info(&mut self) -> Result<PluginInfo, RuntimeError> {
         Ok(self.call("info", |g, s| Box::pin(g.call_info(s))).await?.0)
+    }
+
+    /// Gives the instance its configuration, as the first call; the plugin's refusal is
+    /// returned as it gave it.
+    pub(crate) async fn configure(&mut self, config: &ConfigFile) -> Result<Result<(), ConfigError>, RuntimeError> {
+        let config = config.to_wit();
+        Ok(self.call("configure", move |g, s| Box::pin(async move { g.call_configure(s, &config).await })).await?.0)
     }
 
     pub(crate) async fn export_state(&mut self) -> Result<Vec<u8>, RuntimeError> {

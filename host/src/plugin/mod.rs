@@ -19,6 +19,7 @@
 pub mod adapter;
 pub(crate) mod bindings;
 pub mod catalog;
+pub mod config_file;
 pub mod engine;
 mod instance;
 mod selector;
@@ -30,6 +31,7 @@ pub use bindings::WIT_VERSION;
 pub use bindings::exports::labkubelet::runtime::runtime::PluginInfo;
 pub use bindings::labkubelet::runtime::types::TriggerAction;
 pub use catalog::{DEFAULT_PLUGIN, PluginCatalog, PluginEvent, SCENARIO_ANNOTATION};
+pub use config_file::ConfigFile;
 pub use engine::{Grants, LoadError, LoadedPlugin, PluginEngine, PluginPolicy};
 pub use selector::{SelectorError, parse_selector};
 pub use watch::{PluginWatcher, WatchError, watch_dir};

@@ -291,6 +291,17 @@ impl PodSync {
 
     fn status(&self, pod: &Pod, rt: &RuntimePod, terminal: bool) -> k8s_openapi::api::core::v1::PodStatus {
         let probes = &self.ctx.probes;
+        // The start time and transition times carry on from the status the kubelet generated
+        // last when the pod's own copy lacks them (a standalone pod has no API copy), as
+        // upstream's status manager takes its cached status as the old one.
+        let with_last;
+        let pod = match self.ctx.status.cached(&self.uid) {
+            Some(last) if pod.status.as_ref().is_none_or(|s| s.start_time.is_none()) => {
+                with_last = Pod { status: Some(last), ..pod.clone() };
+                &with_last
+            }
+            _ => pod,
+        };
         api_status(&StatusInputs {
             pod,
             runtime: rt,

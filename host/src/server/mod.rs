@@ -16,6 +16,7 @@ pub mod logs;
 pub mod tls;
 
 use crate::plugin::PluginRuntime;
+use crate::plugin::catalog::RefusedFile;
 use crate::pods::PodContext;
 use crate::runtime::pleg::PlegHealth;
 use crate::runtime::{KeyValue, TriggerTarget};
@@ -81,6 +82,7 @@ fn router(api: Arc<NodeApi>) -> Router {
         .route("/spec", get(spec))
         .route("/trigger/{plugin}/{action}", post(trigger))
         .route("/timeline", get(timeline))
+        .route("/plugins", get(plugins))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
         .layer(axum::middleware::from_fn_with_state(api.clone(), authorize))
         .with_state(api)
@@ -294,7 +296,11 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
     if let Some(pod) = &request.pod {
         let (namespace, name) = pod.split_once('/').unwrap_or(("default", pod));
         let Some(found) = api.pods.pod_by_name(namespace, name) else {
-            return answer(StatusCode::NOT_FOUND, "no-such-pod", format!("no pod {namespace}/{name} on node {}", api.node), Vec::new());
+            let message = format!("no pod {namespace}/{name} on node {}", api.node);
+            let what = What::Trigger { plugin: plugin.clone(), action: action.clone(), result: format!("no-such-pod: {message}"), accepted: false };
+            api.journal.record(api.pods.clock.now_nanos(), None, what);
+            crate::metrics::METRICS.triggers.with_label_values(&[&api.node, &plugin, &action, "no-such-pod"]).inc();
+            return answer(StatusCode::NOT_FOUND, "no-such-pod", message, Vec::new());
         };
         target.pod_namespace = Some(namespace.to_string());
         target.pod_name = found.metadata.name.clone();
@@ -322,9 +328,46 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
     api.journal.record(
         api.pods.clock.now_nanos(),
         pod.as_deref(),
-        What::Trigger { plugin: plugin.clone(), action: action.clone(), result: format!("{result}: {message}") },
+        What::Trigger { plugin: plugin.clone(), action: action.clone(), result: format!("{result}: {message}"), accepted: result == "accepted" },
     );
     answer(code, result, message, actions)
+}
+
+/// What the node serves: `labkubelet plugin list --root-dir` prints it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PluginsResponse {
+    pub node: String,
+    pub plugins: Vec<ServedPlugin>,
+    /// Files of the plugin folder whose present content was refused.
+    pub refused: Vec<RefusedFile>,
+}
+
+/// A plugin the node can serve pods with, and how many it serves now.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServedPlugin {
+    pub name: String,
+    pub version: String,
+    pub selector: String,
+    /// The file it came from, or `builtin:<name>`.
+    pub origin: String,
+    pub pods: usize,
+}
+
+async fn plugins(State(api): State<Arc<NodeApi>>) -> Json<PluginsResponse> {
+    let catalog = api.plugins.catalog();
+    let serving: Vec<String> = api.pods.pods().iter().map(|pod| plugin_of(&api.plugins, pod)).collect();
+    let plugins = catalog
+        .plugins()
+        .iter()
+        .map(|p| ServedPlugin {
+            name: p.info.name.clone(),
+            version: p.info.version.clone(),
+            selector: p.info.selector.clone(),
+            origin: p.origin.clone(),
+            pods: serving.iter().filter(|s| **s == p.info.name).count(),
+        })
+        .collect();
+    Json(PluginsResponse { node: api.node.to_string(), plugins, refused: catalog.refused() })
 }
 
 async fn timeline(State(api): State<Arc<NodeApi>>, Query(query): Query<BTreeMap<String, String>>) -> Response {

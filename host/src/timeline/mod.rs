@@ -52,11 +52,26 @@ pub enum What {
         type_: String,
         reason: String,
         message: String,
+        /// The container it is about (from the event's `fieldPath`), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
     },
     /// The plugin set changed (loaded, swapped, refused, unloaded).
-    Plugin { message: String },
+    Plugin {
+        message: String,
+        /// A refused file or state: nothing changed.
+        #[serde(default)]
+        refused: bool,
+    },
     /// A lab trigger and the plugin's answer.
-    Trigger { plugin: String, action: String, result: String },
+    Trigger {
+        plugin: String,
+        action: String,
+        /// `accepted: <what was done>`, or why not (`no-such-pod: ...`).
+        result: String,
+        #[serde(default)]
+        accepted: bool,
+    },
 }
 
 /// A node's timeline as exported.
@@ -71,7 +86,7 @@ pub struct Timeline {
 /// ```
 /// use labkubelet::timeline::{Journal, What};
 /// let journal = Journal::new("node-1");
-/// journal.record(1_000, Some("default/web"), What::Plugin { message: "loaded crashloop".into() });
+/// journal.record(1_000, Some("default/web"), What::Plugin { message: "loaded crashloop".into(), refused: false });
 /// assert_eq!(journal.export().entries.len(), 1);
 /// ```
 pub struct Journal {

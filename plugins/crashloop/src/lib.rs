@@ -25,8 +25,8 @@ impl Scenario for CrashLoop {
         Info::new("crashloop", env!("CARGO_PKG_VERSION")).describe("Containers exit with an error after a few seconds: CrashLoopBackOff.")
     }
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        *self = parse_config(config)?;
+    fn configure(&mut self, file: &ConfigFile) -> Result<(), ConfigError> {
+        *self = file.parse()?;
         Ok(())
     }
 

@@ -33,8 +33,8 @@ impl Scenario for ImagePullFail {
         Info::new("image-pull-fail", env!("CARGO_PKG_VERSION")).describe("Pulls of matching images fail: ErrImagePull, then ImagePullBackOff.")
     }
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        let config: Config = parse_config(config)?;
+    fn configure(&mut self, file: &ConfigFile) -> Result<(), ConfigError> {
+        let config: Config = file.parse()?;
         self.patterns =
             config.images.iter().map(|p| Pattern::new(p).map_err(|e| format!("images: {p:?} is not a glob pattern: {e}"))).collect::<Result<_, _>>()?;
         self.message = config.message;

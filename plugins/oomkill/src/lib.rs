@@ -23,8 +23,8 @@ impl Scenario for OomKill {
         Info::new("oomkill", env!("CARGO_PKG_VERSION")).describe("Containers are OOMKilled (exit 137) after a while.")
     }
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        *self = parse_config(config)?;
+    fn configure(&mut self, file: &ConfigFile) -> Result<(), ConfigError> {
+        *self = file.parse()?;
         Ok(())
     }
 

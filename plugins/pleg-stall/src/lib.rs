@@ -45,18 +45,22 @@ impl Scenario for PlegStall {
             .action("stall", "list calls hang from now for stallForSeconds (args: seconds=N)")
     }
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        let c: Config = parse_config(config)?;
-        self.after = i64::try_from(c.stall_after_seconds).map_err(|e| e.to_string())? * NANOS;
-        self.length = i64::try_from(c.stall_for_seconds).map_err(|e| e.to_string())? * NANOS;
+    fn configure(&mut self, file: &ConfigFile) -> Result<(), ConfigError> {
+        let c: Config = file.parse()?;
+        self.after = i64::try_from(c.stall_after_seconds).map_err(|e| ConfigError::new(e.to_string()))? * NANOS;
+        self.length = i64::try_from(c.stall_for_seconds).map_err(|e| ConfigError::new(e.to_string()))? * NANOS;
         Ok(())
     }
 
-    fn before_call(&mut self, method: Method, rt: &FakeRuntime) -> Reply {
+    fn before_call(&mut self, call: &Call, rt: &FakeRuntime) -> Reply {
         let now = rt.now();
         let (after, length) = (self.after, self.length);
         let w = self.window.get_or_insert_with(|| Window { start: now + after, end: now + after + length });
-        if method.is_list() && now >= w.start && now < w.end { Reply::Delay(std::time::Duration::from_nanos((w.end - now).unsigned_abs())) } else { Reply::Now }
+        if call.method.is_list() && now >= w.start && now < w.end {
+            Reply::Delay(std::time::Duration::from_nanos((w.end - now).unsigned_abs()))
+        } else {
+            Reply::Now
+        }
     }
 
     fn trigger(&mut self, rt: &mut FakeRuntime, action: &str, _t: &TriggerTarget, args: &[KeyValue]) -> Option<Result<String, TriggerError>> {

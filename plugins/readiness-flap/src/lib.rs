@@ -24,8 +24,8 @@ impl Scenario for ReadinessFlap {
         Info::new("readiness-flap", env!("CARGO_PKG_VERSION")).describe("Readiness probes alternate between success and failure.")
     }
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        *self = parse_config(config)?;
+    fn configure(&mut self, file: &ConfigFile) -> Result<(), ConfigError> {
+        *self = file.parse()?;
         if self.period_seconds == 0 {
             return Err("periodSeconds must be at least 1".into());
         }

@@ -12,10 +12,18 @@
 //!   - match: { pod: "net-*" }
 //!     failSandbox: "failed to setup network for sandbox"
 //!     probes: { readiness: { flapSeconds: 10 } }
-//!   - calls: [list]                 # a call rule: hang (or delay) runtime calls
+//!   - match: { labels: { app: slow }, everyNthStart: 3 }
+//!     exit: { afterSeconds: 10, code: 2 }   # every third start exits 2 after 10 s
+//!   - match: { labels: { app: slow } }
+//!     calls: [pull-image]           # a call rule: its pulls take 15 s
+//!     delaySeconds: 15
+//!   - calls: [list]                 # hang (or delay) runtime calls, here PLEG's lists
 //!     afterSeconds: 60
 //!     forSeconds: 240
 //! ```
+//!
+//! A call rule with a `match` applies to the calls about a matching pod (or container or
+//! image); one without applies to every call it names, the runtime-wide ones too.
 //!
 //! For each decision the first rule that matches and says something about it wins.
 
@@ -64,6 +72,8 @@ struct Match {
     pod: Option<String>,
     container: Option<String>,
     image: Option<String>,
+    /// Only every Nth start of a container: 3 matches its 3rd, 6th, 9th ... start.
+    every_nth_start: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +124,34 @@ struct Subject<'a> {
     pod: &'a str,
     container: Option<&'a str>,
     image: Option<&'a str>,
+    /// How many times the container was started before.
+    attempt: Option<u32>,
+}
+
+impl<'a> Subject<'a> {
+    fn of_pod(pod: &'a PodSandboxConfig) -> Self {
+        Subject { labels: &pod.labels, namespace: &pod.metadata.namespace, pod: &pod.metadata.name, container: None, image: None, attempt: None }
+    }
+
+    fn of_container(c: &'a ContainerCtx) -> Self {
+        Subject {
+            labels: &c.pod_labels,
+            namespace: &c.pod_namespace,
+            pod: &c.pod_name,
+            container: Some(&c.name),
+            image: Some(&c.image),
+            attempt: Some(c.attempt),
+        }
+    }
+
+    /// What a runtime call concerns; `None` for the runtime-wide calls (lists, version).
+    fn of_call(call: &'a Call) -> Option<Self> {
+        match (&call.container, call.pod) {
+            (Some(c), _) => Some(Subject::of_container(c)),
+            (None, Some(pod)) => Some(Subject { image: call.image, ..Subject::of_pod(pod) }),
+            (None, None) => None,
+        }
+    }
 }
 
 fn glob_matches(pattern: &Option<String>, value: Option<&str>) -> bool {
@@ -131,65 +169,34 @@ impl Match {
             && glob_matches(&self.pod, Some(s.pod))
             && glob_matches(&self.container, s.container)
             && glob_matches(&self.image, s.image)
+            && self.every_nth_start.is_none_or(|n| s.attempt.is_some_and(|a| (a + 1) % n == 0))
+    }
+
+    /// Matches whatever it is compared with.
+    fn is_empty(&self) -> bool {
+        self.labels.is_empty() && [&self.namespace, &self.pod, &self.container, &self.image].iter().all(|p| p.is_none()) && self.every_nth_start.is_none()
     }
 
     fn validate(&self) -> Result<(), String> {
         for p in [&self.namespace, &self.pod, &self.container, &self.image].into_iter().flatten() {
             Pattern::new(p).map_err(|e| format!("match: {p:?} is not a glob pattern: {e}"))?;
         }
+        if self.every_nth_start == Some(0) {
+            return Err("match.everyNthStart: 0 matches no start; use 1 for every start, 3 for every third".into());
+        }
         Ok(())
     }
 }
 
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::Version => "version",
-        Method::Status => "status",
-        Method::RunPodSandbox => "run-pod-sandbox",
-        Method::StopPodSandbox => "stop-pod-sandbox",
-        Method::RemovePodSandbox => "remove-pod-sandbox",
-        Method::InspectPodSandbox => "inspect-pod-sandbox",
-        Method::ListPodSandboxes => "list-pod-sandboxes",
-        Method::CreateContainer => "create-container",
-        Method::StartContainer => "start-container",
-        Method::StopContainer => "stop-container",
-        Method::RemoveContainer => "remove-container",
-        Method::InspectContainer => "inspect-container",
-        Method::ListContainers => "list-containers",
-        Method::PullImage => "pull-image",
-        Method::InspectImage => "inspect-image",
-        Method::ListImages => "list-images",
-        Method::RemoveImage => "remove-image",
-        Method::ContainerLogs => "container-logs",
-        Method::ExecSync => "exec-sync",
-        Method::Probe => "probe",
-    }
+/// What a call rule's `calls` may name: a call of the contract, `list` (the calls PLEG makes
+/// every second) or `all`.
+fn call_named(name: &str, method: Method) -> bool {
+    name == "all" || name == method.name() || (name == "list" && method.is_list())
 }
 
-const CALL_NAMES: &[&str] = &[
-    "all",
-    "list",
-    "version",
-    "status",
-    "run-pod-sandbox",
-    "stop-pod-sandbox",
-    "remove-pod-sandbox",
-    "inspect-pod-sandbox",
-    "list-pod-sandboxes",
-    "create-container",
-    "start-container",
-    "stop-container",
-    "remove-container",
-    "inspect-container",
-    "list-containers",
-    "pull-image",
-    "inspect-image",
-    "list-images",
-    "remove-image",
-    "container-logs",
-    "exec-sync",
-    "probe",
-];
+fn known_call(name: &str) -> bool {
+    name == "all" || name == "list" || Method::ALL.iter().any(|m| m.name() == name)
+}
 
 #[derive(Default, Serialize, Deserialize)]
 struct State {
@@ -209,7 +216,7 @@ fn fail(message: &str) -> RuntimeError {
 
 impl Scripted {
     fn container_rules<'a>(&'a self, c: &'a ContainerCtx) -> impl Iterator<Item = &'a Rule> + 'a {
-        let subject = Subject { labels: &c.pod_labels, namespace: &c.pod_namespace, pod: &c.pod_name, container: Some(&c.name), image: Some(&c.image) };
+        let subject = Subject::of_container(c);
         let matched: Vec<&Rule> = self.rules.iter().filter(|r| r.calls.is_empty() && r.selector.matches(&subject)).collect();
         matched.into_iter()
     }
@@ -220,24 +227,26 @@ impl Scenario for Scripted {
         Info::new("scripted", env!("CARGO_PKG_VERSION")).describe("Behaviour from declarative rules in scripted.yaml: no compiler needed.")
     }
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        let config: Config = parse_config(config)?;
+    fn configure(&mut self, file: &ConfigFile) -> Result<(), ConfigError> {
+        let config: Config = file.parse()?;
         for (i, rule) in config.rules.iter().enumerate() {
-            rule.selector.validate().map_err(|e| format!("rules[{i}].{e}"))?;
-            if let Some(bad) = rule.calls.iter().find(|c| !CALL_NAMES.contains(&c.as_str())) {
-                return Err(format!("rules[{i}].calls: unknown call {bad:?}; known: {}", CALL_NAMES.join(", ")));
+            rule.selector.validate().map_err(|e| ConfigError::new(format!("rules[{i}].{e}")))?;
+            if let Some(bad) = rule.calls.iter().find(|c| !known_call(c)) {
+                let known: Vec<&str> = ["all", "list"].into_iter().chain(Method::ALL.iter().map(|m| m.name())).collect();
+                return Err(format!("rules[{i}].calls: unknown call {bad:?}; known: {}", known.join(", ")).into());
             }
         }
         self.rules = config.rules;
         Ok(())
     }
 
-    fn before_call(&mut self, method: Method, rt: &FakeRuntime) -> Reply {
+    fn before_call(&mut self, call: &Call, rt: &FakeRuntime) -> Reply {
         let now = rt.now();
         let started = *self.state.started.get_or_insert(now);
-        let name = method_name(method);
+        let subject = Subject::of_call(call);
         for rule in self.rules.iter().filter(|r| !r.calls.is_empty()) {
-            let applies = rule.calls.iter().any(|c| c == "all" || c == name || (c == "list" && method.is_list()));
+            let applies = rule.calls.iter().any(|c| call_named(c, call.method))
+                && (rule.selector.is_empty() || subject.as_ref().is_some_and(|s| rule.selector.matches(s)));
             let from = started + rule.after_seconds.unwrap_or(0) as i64 * NANOS;
             let until = rule.for_seconds.map(|f| from + f as i64 * NANOS);
             if !applies || now < from || until.is_some_and(|u| now >= u) {
@@ -253,7 +262,7 @@ impl Scenario for Scripted {
     }
 
     fn on_run_sandbox(&mut self, config: &PodSandboxConfig) -> Result<(), RuntimeError> {
-        let subject = Subject { labels: &config.labels, namespace: &config.metadata.namespace, pod: &config.metadata.name, container: None, image: None };
+        let subject = Subject::of_pod(config);
         let rule = self.rules.iter().find(|r| r.calls.is_empty() && r.fail_sandbox.is_some() && r.selector.matches(&subject));
         match rule.and_then(|r| r.fail_sandbox.as_deref()) {
             Some(message) => Err(fail(message)),
@@ -268,6 +277,7 @@ impl Scenario for Scripted {
             pod: pod.map(|p| p.metadata.name.as_str()).unwrap_or(""),
             container: None,
             image: Some(image),
+            attempt: None,
         };
         let rule = self.rules.iter().find(|r| r.calls.is_empty() && r.fail_pull.is_some() && r.selector.matches(&subject));
         match rule.and_then(|r| r.fail_pull.as_deref()) {

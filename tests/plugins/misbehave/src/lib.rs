@@ -7,11 +7,18 @@
 use labkubelet_guest::*;
 
 #[derive(Default)]
-struct Misbehave;
+struct Misbehave {
+    config: String,
+}
 
 impl Scenario for Misbehave {
+    fn configure(&mut self, file: &ConfigFile) -> Result<(), ConfigError> {
+        self.config = file.text().to_string();
+        Ok(())
+    }
+
     fn info(&self) -> Info {
-        let config = host::config();
+        let config = &self.config;
         if config.contains("trap-in-info") {
             panic!("misbehave was told to trap in info");
         }
@@ -47,7 +54,7 @@ impl Scenario for Misbehave {
     }
 
     fn restore(&mut self, _state: serde_json::Value) -> Result<(), String> {
-        if host::config().contains("refuse-state") {
+        if self.config.contains("refuse-state") {
             return Err("this version cannot take the old state".into());
         }
         Ok(())

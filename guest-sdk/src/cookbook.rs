@@ -1,0 +1,325 @@
+//! Recipes: the scenarios labs ask for most, each as a Rust [`Scenario`](crate::Scenario) and
+//! as rules for the stock `scripted` plugin (its `scripted.yaml`, no compiler needed).
+//!
+//! Which hook a recipe needs:
+//!
+//! | hook | signature | use it for |
+//! |---|---|---|
+//! | [`info`](crate::Scenario::info) | `(&self) -> Info` | the plugin's name, version, selector, extra actions |
+//! | [`configure`](crate::Scenario::configure) | `(&mut self, &ConfigFile) -> Result<(), ConfigError>` | reading the file beside the plugin: [`ConfigFile::parse`](crate::ConfigFile::parse) |
+//! | [`conditions`](crate::Scenario::conditions) | `(&mut self, &FakeRuntime) -> Vec<RuntimeCondition>` | RuntimeReady / NetworkReady false: the node turns NotReady |
+//! | [`before_call`](crate::Scenario::before_call) | `(&mut self, &Call, &FakeRuntime) -> Reply` | slow or hung calls: slow pulls, slow starts, a deadlocked runtime |
+//! | [`on_pull`](crate::Scenario::on_pull) | `(&mut self, &str, Option<&PodSandboxConfig>) -> Result<(), RuntimeError>` | pulls that fail: ErrImagePull, ImagePullBackOff |
+//! | [`on_run_sandbox`](crate::Scenario::on_run_sandbox) | `(&mut self, &PodSandboxConfig) -> Result<(), RuntimeError>` | sandboxes that cannot be made: FailedCreatePodSandBox |
+//! | [`on_create`](crate::Scenario::on_create) | `(&mut self, &ContainerCtx) -> Result<(), RuntimeError>` | CreateContainerError |
+//! | [`on_start`](crate::Scenario::on_start) | `(&mut self, &ContainerCtx) -> Result<Lifetime, RuntimeError>` | how long a container runs and how it exits: crashes, OOM kills, every Nth start |
+//! | [`start_logs`](crate::Scenario::start_logs) | `(&mut self, &ContainerCtx) -> Vec<String>` | what `kubectl logs` shows |
+//! | [`on_stop`](crate::Scenario::on_stop) | `(&mut self, &ContainerCtx) -> Stop` | containers that ignore SIGTERM |
+//! | [`probe`](crate::Scenario::probe) | `(&mut self, &ContainerCtx, ProbeKind, &ProbeAction) -> ProbeResult` | failing or flapping liveness, readiness, startup probes |
+//! | [`exec`](crate::Scenario::exec) | `(&mut self, &ContainerCtx, &[String]) -> ExecResult` | what `kubectl exec` answers |
+//! | [`trigger`](crate::Scenario::trigger) | `(&mut self, &mut FakeRuntime, &str, &TriggerTarget, &[KeyValue]) -> Option<Result<String, TriggerError>>` | lab actions of your own (`labkubelet trigger`) |
+//! | [`save`](crate::Scenario::save) / [`restore`](crate::Scenario::restore) | `(&self) -> serde_json::Value` / `(&mut self, Value) -> Result<(), String>` | scenario state kept across reloads |
+//!
+//! Every recipe's Rust builds as it is (`cargo build --release --target wasm32-wasip2`); every
+//! `scripted` form is checked by `labkubelet plugin check scripted.yaml`.
+//!
+//! # Slow image pull
+//!
+//! Pulls for pods labelled `app=slow` take 15 s: `kubectl get pods` shows `ContainerCreating`
+//! meanwhile, then the `Pulled` event says how long it took.
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct SlowPull;
+//!
+//! impl Scenario for SlowPull {
+//!     fn info(&self) -> Info {
+//!         Info::new("slow-pull", "0.1.0").serves("app=slow")
+//!     }
+//!     fn before_call(&mut self, call: &Call, _rt: &FakeRuntime) -> Reply {
+//!         if call.method == Method::PullImage && call.pod_label("app") == Some("slow") { Reply::Delay(secs(15)) } else { Reply::Now }
+//!     }
+//! }
+//!
+//! export_scenario!(SlowPull);
+//! ```
+//!
+//! ```yaml
+//! rules:
+//!   - match: { labels: { app: slow } }
+//!     calls: [pull-image]
+//!     delaySeconds: 15
+//! ```
+//!
+//! # Slow start
+//!
+//! Containers of pods labelled `app=slow` take 20 s to start.
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct SlowStart;
+//!
+//! impl Scenario for SlowStart {
+//!     fn info(&self) -> Info {
+//!         Info::new("slow-start", "0.1.0").serves("app=slow")
+//!     }
+//!     fn before_call(&mut self, call: &Call, _rt: &FakeRuntime) -> Reply {
+//!         if call.method == Method::StartContainer { Reply::Delay(secs(20)) } else { Reply::Now }
+//!     }
+//! }
+//!
+//! export_scenario!(SlowStart);
+//! ```
+//!
+//! ```yaml
+//! rules:
+//!   - match: { labels: { app: slow } }
+//!     calls: [start-container]
+//!     delaySeconds: 20
+//! ```
+//!
+//! # Crash after N seconds
+//!
+//! Containers exit with code 1 after 10 s: `Error`, then `CrashLoopBackOff` with the kubelet's
+//! back-off (10 s, 20 s, 40 s ... 5 min).
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct Crash;
+//!
+//! impl Scenario for Crash {
+//!     fn info(&self) -> Info {
+//!         Info::new("crash", "0.1.0").serves("app=web")
+//!     }
+//!     fn on_start(&mut self, _c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
+//!         Ok(Lifetime::exits_after(secs(10), Exit::error(1)))
+//!     }
+//! }
+//!
+//! export_scenario!(Crash);
+//! ```
+//!
+//! ```yaml
+//! rules:
+//!   - match: { labels: { app: web } }
+//!     exit: { afterSeconds: 10, code: 1 }
+//! ```
+//!
+//! # Every Nth start fails
+//!
+//! Every third start exits 2 after 10 s; the others run. [`ContainerCtx::attempt`](crate::ContainerCtx::attempt)
+//! counts the starts before this one (the pod's `restartCount`).
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct EveryThird;
+//!
+//! impl Scenario for EveryThird {
+//!     fn info(&self) -> Info {
+//!         Info::new("every-third", "0.1.0").serves("app=flaky")
+//!     }
+//!     fn on_start(&mut self, c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
+//!         Ok(if (c.attempt + 1) % 3 == 0 { Lifetime::exits_after(secs(10), Exit::error(2)) } else { c.default_lifetime() })
+//!     }
+//! }
+//!
+//! export_scenario!(EveryThird);
+//! ```
+//!
+//! ```yaml
+//! rules:
+//!   - match: { labels: { app: flaky }, everyNthStart: 3 }
+//!     exit: { afterSeconds: 10, code: 2 }
+//! ```
+//!
+//! # Failing probes
+//!
+//! Readiness fails once a container has run 30 s (the pod leaves the Service's endpoints);
+//! liveness fails from the start (the kubelet restarts the container, `Unhealthy` events).
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct SickProbes;
+//!
+//! impl Scenario for SickProbes {
+//!     fn info(&self) -> Info {
+//!         Info::new("sick-probes", "0.1.0").serves("app=sick")
+//!     }
+//!     fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, _action: &ProbeAction) -> ProbeResult {
+//!         let ran = host::now() - c.started_at.unwrap_or(0);
+//!         let failing = match kind {
+//!             ProbeKind::Readiness => ran >= 30_000_000_000,
+//!             ProbeKind::Liveness => true,
+//!             ProbeKind::Startup => false,
+//!         };
+//!         if failing {
+//!             ProbeResult { outcome: ProbeOutcome::Failure, output: "HTTP probe failed with statuscode: 500".into() }
+//!         } else {
+//!             ProbeResult { outcome: ProbeOutcome::Success, output: String::new() }
+//!         }
+//!     }
+//! }
+//!
+//! export_scenario!(SickProbes);
+//! ```
+//!
+//! ```yaml
+//! rules:
+//!   - match: { labels: { app: sick } }
+//!     probes:
+//!       readiness: { failAfterSeconds: 30 }
+//!       liveness: { fail: true, output: "HTTP probe failed with statuscode: 500" }
+//! ```
+//!
+//! # A hung runtime
+//!
+//! A minute after the plugin loads, the calls PLEG makes every second hang for 4 minutes: PLEG
+//! turns unhealthy and the node `NotReady` ("PLEG is not healthy"), then recovers. The built-in
+//! `hang` and `heal` actions do it on cue instead (`labkubelet trigger <plugin> hang`).
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct Deadlock {
+//!     first_call: Option<i64>,
+//! }
+//!
+//! impl Scenario for Deadlock {
+//!     fn info(&self) -> Info {
+//!         Info::new("deadlock", "0.1.0")
+//!     }
+//!     fn before_call(&mut self, call: &Call, rt: &FakeRuntime) -> Reply {
+//!         let now = rt.now();
+//!         let from = *self.first_call.get_or_insert(now) + 60_000_000_000;
+//!         let until = from + 240_000_000_000;
+//!         if call.method.is_list() && (from..until).contains(&now) {
+//!             Reply::Delay(std::time::Duration::from_nanos((until - now) as u64))
+//!         } else {
+//!             Reply::Now
+//!         }
+//!     }
+//! }
+//!
+//! export_scenario!(Deadlock);
+//! ```
+//!
+//! ```yaml
+//! rules:
+//!   - calls: [list]
+//!     afterSeconds: 60
+//!     forSeconds: 240
+//! ```
+//!
+//! # Sandbox failure
+//!
+//! The pod's sandbox cannot be made: `FailedCreatePodSandBox` events, the pod stays
+//! `ContainerCreating`.
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct NoNetwork;
+//!
+//! impl Scenario for NoNetwork {
+//!     fn info(&self) -> Info {
+//!         Info::new("no-network", "0.1.0").serves("app=net")
+//!     }
+//!     fn on_run_sandbox(&mut self, _config: &PodSandboxConfig) -> Result<(), RuntimeError> {
+//!         Err(RuntimeError { code: ErrorCode::Failed, message: "failed to setup network for sandbox: plugin type=\"bridge\" failed".into() })
+//!     }
+//! }
+//!
+//! export_scenario!(NoNetwork);
+//! ```
+//!
+//! ```yaml
+//! rules:
+//!   - match: { labels: { app: net } }
+//!     failSandbox: "failed to setup network for sandbox: plugin type=\"bridge\" failed"
+//! ```
+//!
+//! # A failing pull
+//!
+//! Pulls of `private/*` images fail: `ErrImagePull`, then `ImagePullBackOff`.
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct Private;
+//!
+//! impl Scenario for Private {
+//!     fn info(&self) -> Info {
+//!         Info::new("private-images", "0.1.0").serves("lab=pulls")
+//!     }
+//!     fn on_pull(&mut self, image: &str, _pod: Option<&PodSandboxConfig>) -> Result<(), RuntimeError> {
+//!         if image.starts_with("private/") {
+//!             return Err(RuntimeError { code: ErrorCode::NotFound, message: format!("pull access denied for {image}, repository does not exist") });
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_scenario!(Private);
+//! ```
+//!
+//! ```yaml
+//! rules:
+//!   - match: { image: "private/*" }
+//!     failPull: "pull access denied, repository does not exist"
+//! ```
+//!
+//! # Settings from the configuration file
+//!
+//! A plugin's own keys, with defaults, read by [`ConfigFile::parse`](crate::ConfigFile::parse);
+//! a typo is refused with its line and column in the file.
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(serde::Deserialize)]
+//! #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+//! struct Settings {
+//!     after_seconds: u64,
+//!     exit_code: i32,
+//! }
+//!
+//! impl Default for Settings {
+//!     fn default() -> Self {
+//!         Settings { after_seconds: 10, exit_code: 1 }
+//!     }
+//! }
+//!
+//! #[derive(Default)]
+//! struct Configurable {
+//!     settings: Option<Settings>,
+//! }
+//!
+//! impl Scenario for Configurable {
+//!     fn info(&self) -> Info {
+//!         Info::new("configurable", "0.1.0")
+//!     }
+//!     fn configure(&mut self, file: &ConfigFile) -> Result<(), ConfigError> {
+//!         self.settings = Some(file.parse()?);
+//!         Ok(())
+//!     }
+//!     fn on_start(&mut self, _c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
+//!         let s = self.settings.get_or_insert_with(Settings::default);
+//!         Ok(Lifetime::exits_after(secs(s.after_seconds), Exit::error(s.exit_code)))
+//!     }
+//! }
+//!
+//! export_scenario!(Configurable);
+//! ```
