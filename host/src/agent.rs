@@ -43,6 +43,9 @@ pub struct AgentConfig {
     pub taints: Vec<Taint>,
     pub capacity: BTreeMap<String, String>,
     pub lease_duration_seconds: i32,
+    /// The rate limits of a node's API client and event client (`None`: none).
+    pub api_throttle: Option<crate::api_client::Throttle>,
+    pub event_throttle: Option<crate::api_client::Throttle>,
     pub status: StatusTimings,
     /// No cluster: static pods only, no credentials, Node, Lease or events in an API, and
     /// the HTTP API on `address` (localhost) open to anyone.
@@ -257,8 +260,11 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, process: &Proc
     ensure_client_credentials(&bootstrap).await?;
     // The client reads the current certificate for each connection: rotation needs no
     // restart, only the connections of the old certificate closed.
-    let (client, connections) = node_client(&bootstrap.kubeconfig).await?;
-    let events = Arc::new(EventRecorder::new(client.clone(), name, clock));
+    // The heartbeats (Lease, node status) go unthrottled, as the kubelet's heartbeat client;
+    // everything else waits its turn as the kubelet's kubeAPIQPS and eventRecordQPS make it.
+    let (heartbeat, connections) = node_client(&bootstrap.kubeconfig).await?;
+    let client = crate::api_client::throttled(&heartbeat, config.api_throttle);
+    let events = Arc::new(EventRecorder::new(crate::api_client::throttled(&heartbeat, config.event_throttle), name, clock));
     journal_plugin_events(&runtime, &events);
     let node_ref = EventRecorder::node_ref(name);
     let mut plugin_events = runtime.catalog().subscribe();
@@ -288,8 +294,8 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, process: &Proc
     let api = node_api(name, &pods, &runtime, &events, spec, Access::Cluster { client: client.clone() });
     announce(config, address, &api);
     let client_for_rotation = client.clone();
-    let lease = NodeLease::new(client, name, config.lease_duration_seconds, clock);
-    let status = NodeStatusLoop::new(nodes, name, runtime.clone(), clock, config.status, events.clone())
+    let lease = NodeLease::new(heartbeat.clone(), name, config.lease_duration_seconds, clock);
+    let status = NodeStatusLoop::new(kube::Api::all(heartbeat), name, runtime.clone(), clock, config.status, events.clone())
         .with_pleg(pods.pleg_health())
         .with_pod_addresses(runtime.addresses().clone());
     // A refused plugin file is a Warning on every node; a refused state hand-over, on its node.

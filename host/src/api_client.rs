@@ -2,7 +2,9 @@
 //! throttled (429 Too Many Requests, as max-in-flight answers when many clients start at
 //! once) or could not serve (502, 503, 504) is sent again, after the `Retry-After` the
 //! server asked for or an exponential back-off, up to client-go's 10 retries; other answers
-//! go to the caller as they are.
+//! go to the caller as they are. Like a kubelet's, a node's clients also limit themselves
+//! ([`Throttle`]): its API client to `kubeAPIQPS`/`kubeAPIBurst`, its event client to
+//! `eventRecordQPS`/`eventBurst`; its heartbeats (Lease, node status) are not limited.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -80,6 +82,80 @@ impl<B> Policy<Request<Body>, Response<B>, BoxError> for ApiRetry {
     }
 }
 
+/// client-go's client-side rate limit: a token bucket of `burst` requests, refilled at `qps`
+/// a second. A request waits for a token before it is sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    pub qps: f64,
+    pub burst: u32,
+}
+
+impl Throttle {
+    /// The kubelet's defaults, for its API client (kubeAPIQPS 5, kubeAPIBurst 10) and its
+    /// event client (eventRecordQPS 5, eventBurst 10).
+    pub const KUBELET: Throttle = Throttle { qps: 5.0, burst: 10 };
+
+    /// A KubeletConfiguration's QPS and burst as the kubelet reads them: unset or 0 are the
+    /// defaults, a negative QPS is no limit.
+    ///
+    /// ```
+    /// use labkubelet::api_client::Throttle;
+    /// assert_eq!(Throttle::from_config(None, None), Some(Throttle::KUBELET));
+    /// assert_eq!(Throttle::from_config(Some(50), Some(100)), Some(Throttle { qps: 50.0, burst: 100 }));
+    /// assert_eq!(Throttle::from_config(Some(-1), None), None);
+    /// ```
+    pub fn from_config(qps: Option<i32>, burst: Option<i32>) -> Option<Throttle> {
+        let qps = match qps.unwrap_or(0) {
+            0 => Throttle::KUBELET.qps,
+            q if q < 0 => return None,
+            q => f64::from(q),
+        };
+        let burst = burst.and_then(|b| u32::try_from(b).ok()).filter(|b| *b > 0).unwrap_or(Throttle::KUBELET.burst);
+        Some(Throttle { qps, burst })
+    }
+
+    fn quota(self) -> Option<governor::Quota> {
+        let period = Duration::from_secs_f64(1.0 / self.qps.max(f64::MIN_POSITIVE));
+        Some(governor::Quota::with_period(period)?.allow_burst(std::num::NonZeroU32::new(self.burst.max(1))?))
+    }
+}
+
+/// `client` limited to `throttle`, sharing its connections; `None` is `client` as it is.
+pub fn throttled(client: &kube::Client, throttle: Option<Throttle>) -> kube::Client {
+    match throttle.and_then(Throttle::quota) {
+        Some(quota) => {
+            let limiter = std::sync::Arc::new(governor::RateLimiter::direct(quota));
+            kube::Client::new(ThrottledService { client: client.clone(), limiter }, client.default_namespace().to_string())
+        }
+        None => client.clone(),
+    }
+}
+
+/// Sends each request through a node's client once the bucket has a token for it.
+#[derive(Clone)]
+struct ThrottledService {
+    client: kube::Client,
+    limiter: std::sync::Arc<governor::DefaultDirectRateLimiter>,
+}
+
+impl tower::Service<Request<Body>> for ThrottledService {
+    type Response = Response<Body>;
+    type Error = kube::Error;
+    type Future = futures_util::future::BoxFuture<'static, Result<Response<Body>, kube::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let (client, limiter) = (self.client.clone(), self.limiter.clone());
+        Box::pin(async move {
+            limiter.until_ready().await;
+            client.send(request).await
+        })
+    }
+}
+
 /// A client over `service` whose throttled requests are retried.
 pub fn client<S, B>(service: S, default_namespace: String) -> kube::Client
 where
@@ -109,6 +185,18 @@ mod tests {
             response = response.header("retry-after", seconds);
         }
         Ok(response.body(()).unwrap_or_default())
+    }
+
+    #[test]
+    fn the_bucket_holds_burst_requests_and_refills_at_qps() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let limiter = governor::RateLimiter::direct_with_clock(Throttle::KUBELET.quota().unwrap(), clock.clone());
+        assert_eq!((0..20).filter(|_| limiter.check().is_ok()).count(), 10, "a burst of 10");
+        clock.advance(Duration::from_millis(200));
+        assert!(limiter.check().is_ok(), "5 a second: one more after 200 ms");
+        assert!(limiter.check().is_err());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!((0..20).filter(|_| limiter.check().is_ok()).count(), 5);
     }
 
     #[tokio::test(start_paused = true)]

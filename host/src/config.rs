@@ -23,6 +23,16 @@ pub struct KubeletConfiguration {
     #[serde(default, deserialize_with = "go_duration")]
     pub node_status_report_frequency: Option<Duration>,
     pub node_lease_duration_seconds: Option<i32>,
+    /// The node's API client's rate limit (default 5 a second, a burst of 10; a negative QPS
+    /// is none). The Lease and node status are not limited, as the kubelet's heartbeats are not.
+    #[serde(rename = "kubeAPIQPS")]
+    pub kube_api_qps: Option<i32>,
+    #[serde(rename = "kubeAPIBurst")]
+    pub kube_api_burst: Option<i32>,
+    /// The event client's rate limit (default 5 a second, a burst of 10).
+    #[serde(rename = "eventRecordQPS")]
+    pub event_record_qps: Option<i32>,
+    pub event_burst: Option<i32>,
     pub max_pods: Option<u32>,
     pub register_with_taints: Option<Vec<Taint>>,
     /// The HTTP API port.
@@ -146,6 +156,8 @@ mod tests {
         assert_eq!(c.file_check_frequency, Some(Duration::from_secs(5)));
         assert_eq!((c.static_pod_url.as_deref(), c.http_check_frequency), (Some("http://lab/pods"), Some(Duration::from_secs(30))));
         assert_eq!(c.static_pod_url_header.unwrap()["Authorization"], ["Bearer x"]);
+        let c = load("kubeAPIQPS: 50\nkubeAPIBurst: 100\neventRecordQPS: -1\neventBurst: 20\n").unwrap();
+        assert_eq!((c.kube_api_qps, c.kube_api_burst, c.event_record_qps, c.event_burst), (Some(50), Some(100), Some(-1), Some(20)));
     }
 
     #[test]

@@ -206,6 +206,8 @@ pub fn agent_config(dir: &std::path::Path, nodes: Vec<String>, bootstrap: std::p
         taints: vec![],
         capacity: [("cpu", "100"), ("memory", "32Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
         lease_duration_seconds: 4,
+        api_throttle: Some(labkubelet::api_client::Throttle::KUBELET),
+        event_throttle: Some(labkubelet::api_client::Throttle::KUBELET),
         status: labkubelet::node::status::StatusTimings { update: std::time::Duration::from_millis(500), ..labkubelet::node::status::StatusTimings::default() },
         standalone: false,
         address: std::net::Ipv4Addr::LOCALHOST.into(),

@@ -240,3 +240,18 @@ async fn a_stopped_agent_saves_the_runtime_state_it_has_at_that_moment() {
     let status = restarted.container_status(&running.id).await.expect("the container is in the saved state");
     assert_eq!(status.state, ContainerState::Exited, "the stop made just before Ctrl-C was saved");
 }
+
+/// kubeAPIQPS 5 and kubeAPIBurst 10: ten requests go at once, the next five take a second.
+#[tokio::test]
+async fn a_nodes_api_client_keeps_to_kube_api_qps_and_burst() {
+    let server = ApiServer::start().await.unwrap();
+    let client = labkubelet::api_client::throttled(&server.admin().await, Some(labkubelet::api_client::Throttle::KUBELET));
+    let nodes: Api<Node> = Api::all(client);
+    let started = std::time::Instant::now();
+    for _ in 0..15 {
+        nodes.list(&ListParams::default()).await.unwrap();
+    }
+    assert!(started.elapsed() >= Duration::from_millis(950), "15 requests in {:?}: the bucket of 10 refills at 5 a second", started.elapsed());
+    let lists = server.requests().iter().filter(|r| r.starts_with("GET /api/v1/nodes")).count();
+    assert_eq!(lists, 15, "every request is sent, none dropped");
+}

@@ -552,3 +552,19 @@ async fn a_pod_whose_scenario_is_not_loaded_waits_for_it_instead_of_running_on_a
         "{message}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_condition_another_writer_adds_survives_the_kubelets_status_writes() {
+    let lab = PodLab::start(&[], &[]).await;
+    lab.create("gated", json!({}), json!({"containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
+    lab.until("gated", "running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    let gate = json!({"status": {"conditions": [{"type": "example.com/LabGate", "status": "True", "reason": "Opened"}]}});
+    lab.pods.patch_status("gated", &kube::api::PatchParams::default(), &kube::api::Patch::Strategic(gate)).await.expect("another writer's condition");
+
+    let target = labkubelet::runtime::TriggerTarget { pod_namespace: Some("default".into()), pod_name: Some("gated".into()), container: None };
+    lab.runtime.trigger("healthy", "kill", &target, &[]).await.expect("plugin").expect("kill");
+    let restarted =
+        lab.until("gated", "restarted and ready", Duration::from_secs(60), |p| container(p, "app").is_some_and(|c| c.restart_count == 1 && c.ready)).await;
+    assert_eq!(condition(&restarted, "example.com/LabGate"), Some(("True".into(), Some("Opened".into()), None)), "{:?}", restarted.status);
+    assert_eq!(condition(&restarted, "Ready").map(|c| c.0), Some("True".into()));
+}

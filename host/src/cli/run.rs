@@ -238,6 +238,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         taints,
         capacity: parse_capacity(&args.capacity, max_pods)?,
         lease_duration_seconds: file.node_lease_duration_seconds.unwrap_or(40),
+        api_throttle: labkubelet::api_client::Throttle::from_config(file.kube_api_qps, file.kube_api_burst),
+        event_throttle: labkubelet::api_client::Throttle::from_config(file.event_record_qps, file.event_burst),
         status,
         standalone,
         address: args.address.unwrap_or(if standalone { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() }),

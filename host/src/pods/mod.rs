@@ -99,14 +99,14 @@ impl PodContext {
         Arc::new(view)
     }
 
-    /// Writes a pod's status to the API: a static pod's to its mirror pod.
+    /// Writes a pod's status to the API: a static pod's to its mirror pod. The conditions
+    /// other writers set on the API's copy are kept, as upstream's `mergePodStatus` keeps them.
     pub async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<bool, kube::Error> {
-        self.status.remember(pod, status, self.clock.now_nanos());
-        if !is_static(pod) {
-            return self.status.write(pod, status).await;
-        }
-        match self.current_mirror(pod) {
-            Some(mirror) => self.status.write(&mirror, status).await,
+        let target = if is_static(pod) { self.current_mirror(pod) } else { Some(Arc::new(pod.clone())) };
+        let status = status::with_others_conditions(target.as_ref().and_then(|t| t.status.as_ref()), status);
+        self.status.remember(pod, &status, self.clock.now_nanos());
+        match target {
+            Some(target) => self.status.write(&target, &status).await,
             None => Ok(false),
         }
     }

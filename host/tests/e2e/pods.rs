@@ -174,3 +174,38 @@ async fn a_slow_pull_shows_container_creating_while_it_takes() {
     assert!(reasons.contains(&"Pulled".to_string()), "{reasons:?}");
     agent.assert_no_refused_requests();
 }
+
+/// A condition another writer adds to a pod (a controller's readiness gate, the taint manager's
+/// `DisruptionTarget`) is not the kubelet's to drop: its status writes leave it alone, as the
+/// kubelet's strategic merge patch does.
+#[tokio::test]
+async fn a_condition_another_writer_adds_survives_the_kubelets_status_writes() {
+    let admin = cluster().admin().await.expect("admin client");
+    let mut agent = Agent::new("e2e-conditions").await;
+    agent.start();
+    agent.wait_ready(&Api::<Node>::all(admin.clone())).await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+    pods.create(&PostParams::default(), &on_node("gated", "e2e-conditions", serde_json::json!({}))).await.expect("create");
+    eventually_with(&mut agent, "gated Running", Duration::from_secs(60), async || {
+        let p = pods.get("gated").await.ok()?;
+        (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+
+    // A controller sets its own condition, as kubectl patch --subresource=status would.
+    let condition = serde_json::json!({"status": {"conditions": [{"type": "example.com/LabGate", "status": "True", "reason": "Opened"}]}});
+    pods.patch_status("gated", &kube::api::PatchParams::default(), &kube::api::Patch::Strategic(condition)).await.expect("add a condition");
+    // The kubelet writes the pod's status again: its container is killed and restarted.
+    let root = agent.root.path().display().to_string();
+    let (ok, out) = labkubelet(&["trigger", "--root-dir", &root, "healthy", "kill", "--pod", "gated", "code=137"], &cluster().admin_kubeconfig());
+    assert!(ok && out.contains("accepted"), "trigger: {out}");
+    let restarted = eventually_with(&mut agent, "gated restarted and Ready again", Duration::from_secs(60), async || {
+        let p = pods.get("gated").await.ok()?;
+        let ready = p.status.as_ref()?.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+        (container_status(&p)?.restart_count == 1 && ready).then_some(p)
+    })
+    .await;
+    let types: Vec<String> = restarted.status.and_then(|s| s.conditions).into_iter().flatten().map(|c| c.type_).collect();
+    assert!(types.contains(&"example.com/LabGate".to_string()), "the other writer's condition was dropped: {types:?}");
+    agent.assert_no_refused_requests();
+}

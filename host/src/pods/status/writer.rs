@@ -1,16 +1,40 @@
 //! The status manager's writing half: the last status generated for each pod (what `/pods`
-//! shows, and the timeline's source of container changes), and the patch that puts it in
-//! the API with the pod's uid as a precondition, skipped when it would change nothing.
+//! shows, and the timeline's source of container changes), and the strategic merge patch
+//! that puts it in the API with the pod's uid as a precondition, skipped when it would change
+//! nothing, leaving the conditions other writers own as the server has them.
 
 use crate::pods::manager::PodManager;
 use crate::timeline::{Journal, What};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodStatus};
 use kube::api::{Api, Patch, PatchParams};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Top-level status fields the kubelet sets only sometimes: removed when it no longer does.
 const OPTIONAL_FIELDS: [&str; 2] = ["reason", "message"];
+
+/// The pod conditions the kubelet owns (upstream's `PodConditionsByKubelet`, with
+/// `PodReadyToStartContainers` of 1.29); the others belong to other writers.
+const KUBELET_CONDITIONS: [&str; 5] = ["PodScheduled", "Ready", "Initialized", "ContainersReady", "PodReadyToStartContainers"];
+
+fn kubelets(c: &PodCondition) -> bool {
+    KUBELET_CONDITIONS.contains(&c.type_.as_str())
+}
+
+/// The status generated with the conditions of other writers the server's copy has, all in
+/// the server's order, as upstream's `mergePodStatus` makes it.
+pub fn with_others_conditions(server: Option<&PodStatus>, generated: &PodStatus) -> PodStatus {
+    let ours: Vec<&PodCondition> = generated.conditions.iter().flatten().collect();
+    let theirs = server.and_then(|s| s.conditions.as_ref()).into_iter().flatten();
+    let mut conditions: Vec<PodCondition> =
+        theirs.filter_map(|c| if kubelets(c) { ours.iter().find(|o| o.type_ == c.type_).map(|o| (*o).clone()) } else { Some(c.clone()) }).collect();
+    for c in ours {
+        if !conditions.iter().any(|m| m.type_ == c.type_) {
+            conditions.push(c.clone());
+        }
+    }
+    PodStatus { conditions: (generated.conditions.is_some() || !conditions.is_empty()).then_some(conditions), ..generated.clone() }
+}
 
 /// True when writing `new` over the server's `old` would change nothing the kubelet owns
 /// (both as JSON).
@@ -86,11 +110,12 @@ impl StatusWriter {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|uid, _| keep(uid));
     }
 
-    /// Writes `status` to the pod unless the server has it already. The patch is a JSON
-    /// merge patch of the whole status (lists replaced, dropped fields set to null) carrying
-    /// the pod's uid, so a pod deleted and re-created under the same name is never written
-    /// to (the server answers 409). It has the effect of the kubelet's two-way strategic
-    /// merge patch. Returns whether it wrote.
+    /// Writes `status` to the pod unless the server has it already. The patch is the
+    /// kubelet's strategic merge patch: the kubelet's conditions merged by type (other
+    /// writers' untouched), addresses merged by ip with the ones gone deleted, the container
+    /// statuses replaced, dropped fields set to null; it carries the pod's uid, so a pod
+    /// deleted and re-created under the same name is never written to (the server answers
+    /// 409). Returns whether it wrote.
     pub async fn write(&self, pod: &Pod, status: &PodStatus) -> Result<bool, kube::Error> {
         let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
         let new = serde_json::to_value(status).unwrap_or_default();
@@ -100,15 +125,68 @@ impl StatusWriter {
         let Some(client) = &self.client else { return Ok(false) };
         let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.as_deref()) else { return Ok(false) };
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let ours: Vec<&PodCondition> = status.conditions.iter().flatten().filter(|c| kubelets(c)).collect();
         let mut body = serde_json::json!({"metadata": {"uid": uid}, "status": new});
+        body["status"]["conditions"] = serde_json::to_value(ours).unwrap_or_default();
         for key in OPTIONAL_FIELDS {
             if body["status"].get(key).is_none() && old.get(key).is_some() {
                 body["status"][key] = serde_json::Value::Null;
             }
         }
+        for list in ["podIPs", "hostIPs"] {
+            let gone: Vec<serde_json::Value> = old[list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|ip| !new[list].as_array().is_some_and(|now| now.contains(ip)))
+                .map(|ip| serde_json::json!({"ip": ip["ip"], "$patch": "delete"}))
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            match body["status"][list].as_array_mut() {
+                Some(items) => items.extend(gone),
+                None => body["status"][list] = serde_json::Value::Array(gone),
+            }
+        }
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let written = pods.patch_status(name, &PatchParams::default(), &Patch::Merge(body)).await?;
+        let written = pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(body)).await?;
         self.manager.observe(written);
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(type_: &str, status: &str) -> PodCondition {
+        PodCondition { type_: type_.into(), status: status.into(), ..Default::default() }
+    }
+
+    fn types(s: &PodStatus) -> Vec<(String, String)> {
+        s.conditions.iter().flatten().map(|c| (c.type_.clone(), c.status.clone())).collect()
+    }
+
+    #[test]
+    fn other_writers_conditions_stay_where_the_server_has_them() {
+        let server = PodStatus {
+            conditions: Some(vec![condition("PodScheduled", "True"), condition("example.com/Gate", "True"), condition("Ready", "False")]),
+            ..Default::default()
+        };
+        let generated = PodStatus {
+            conditions: Some(vec![condition("Initialized", "True"), condition("Ready", "True"), condition("PodScheduled", "True")]),
+            ..Default::default()
+        };
+        let merged = with_others_conditions(Some(&server), &generated);
+        let expected = [("PodScheduled", "True"), ("example.com/Gate", "True"), ("Ready", "True"), ("Initialized", "True")];
+        assert_eq!(types(&merged), expected.map(|(t, s)| (t.to_string(), s.to_string())));
+        // A kubelet condition the kubelet no longer generates is not kept from the server.
+        let fewer = PodStatus { conditions: Some(vec![condition("PodScheduled", "True")]), ..Default::default() };
+        assert_eq!(
+            types(&with_others_conditions(Some(&server), &fewer)),
+            [("PodScheduled", "True"), ("example.com/Gate", "True")].map(|(t, s)| (t.to_string(), s.to_string()))
+        );
+        assert_eq!(types(&with_others_conditions(None, &generated)), types(&generated));
     }
 }
