@@ -9,7 +9,7 @@
 //! event client). The kubelet's event reasons and messages are asserted in `pods`.
 
 use crate::diff::{Allowed, Difference, diff, explain, normalise};
-use crate::support::{Agent, cluster, condition, eventually, eventually_with};
+use crate::support::{Agent, cluster, condition, eventually, eventually_with, labkubelet};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
@@ -172,6 +172,11 @@ async fn pods_and_nodes_look_as_the_real_kubelet_shows_them() {
     let mut agent = Agent::new(LAB).await;
     // kubemark's fake machine: 1 core, 3840 MiB.
     agent.flags = vec!["--capacity".into(), "cpu=1,memory=3840Mi".into()];
+    // The init container runs long enough to be seen running, as kubemark's runs on: with the
+    // kubelet's client-side limit (5 writes a second) a one-second run may never reach the API.
+    let (ok, out) = labkubelet(&["plugin", "install", "healthy", "--plugin-dir", &agent.plugins().display().to_string()], &cluster().admin_kubeconfig());
+    assert!(ok, "plugin install: {out}");
+    std::fs::write(agent.plugins().join("healthy.yaml"), "initContainerSeconds: 120\n").expect("healthy's configuration");
     agent.start();
     let nodes: Api<Node> = Api::all(admin.clone());
     let lab_node = agent.wait_ready(&nodes).await;

@@ -21,6 +21,20 @@ fn kubelets(c: &PodCondition) -> bool {
     KUBELET_CONDITIONS.contains(&c.type_.as_str())
 }
 
+/// One of the kubelet's conditions as the patch carries it: merged by type into the server's,
+/// so what the server's has and this one no longer has (the reason and message of a
+/// condition that turned true) is set to null, as a two-way strategic merge patch does.
+fn condition_patch(condition: &PodCondition, old_status: &serde_json::Value) -> serde_json::Value {
+    let mut patch = serde_json::to_value(condition).unwrap_or_default();
+    let server = old_status["conditions"].as_array().into_iter().flatten().find(|c| c["type"].as_str() == Some(condition.type_.as_str()));
+    if let (Some(server), Some(fields)) = (server.and_then(|c| c.as_object()), patch.as_object_mut()) {
+        for key in server.keys() {
+            fields.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    patch
+}
+
 /// The status generated with the conditions of other writers the server's copy has, all in
 /// the server's order, as upstream's `mergePodStatus` makes it.
 pub fn with_others_conditions(server: Option<&PodStatus>, generated: &PodStatus) -> PodStatus {
@@ -125,9 +139,9 @@ impl StatusWriter {
         let Some(client) = &self.client else { return Ok(false) };
         let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.as_deref()) else { return Ok(false) };
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let ours: Vec<&PodCondition> = status.conditions.iter().flatten().filter(|c| kubelets(c)).collect();
         let mut body = serde_json::json!({"metadata": {"uid": uid}, "status": new});
-        body["status"]["conditions"] = serde_json::to_value(ours).unwrap_or_default();
+        body["status"]["conditions"] =
+            serde_json::Value::Array(status.conditions.iter().flatten().filter(|c| kubelets(c)).map(|c| condition_patch(c, &old)).collect());
         for key in OPTIONAL_FIELDS {
             if body["status"].get(key).is_none() && old.get(key).is_some() {
                 body["status"][key] = serde_json::Value::Null;
