@@ -243,8 +243,7 @@ async fn check(file: PathBuf, limits: LimitArgs) -> anyhow::Result<ExitCode> {
 /// What `plugin check FILE` loads: a component with the configuration beside it, or a
 /// configuration file with the component beside it (else the stock plugin of its name).
 fn component_and_config(file: &std::path::Path) -> Result<(Vec<u8>, ConfigFile, String), String> {
-    let is_config = file.extension().is_some_and(|e| e == "json" || e == "yaml" || e == "yml");
-    if !is_config {
+    if !ConfigFile::is_config_path(file) {
         let (bytes, config) = labkubelet::plugin::catalog::read_plugin(file).map_err(|e| e.to_string())?;
         return Ok((bytes, config, file.display().to_string()));
     }

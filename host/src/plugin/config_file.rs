@@ -34,6 +34,11 @@ impl ConfigFile {
         Ok(ConfigFile::new(path, std::fs::read_to_string(path)?))
     }
 
+    /// Whether `path` names a configuration file rather than a component.
+    pub fn is_config_path(path: &Path) -> bool {
+        path.extension().is_some_and(|e| EXTENSIONS.iter().any(|x| e == *x))
+    }
+
     /// The configuration file beside a component, if there is one.
     pub fn beside(component: &Path) -> std::io::Result<Self> {
         for ext in EXTENSIONS {

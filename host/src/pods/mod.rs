@@ -102,11 +102,15 @@ impl PodContext {
     /// Writes a pod's status to the API: a static pod's to its mirror pod. The conditions
     /// other writers set on the API's copy are kept, as upstream's `mergePodStatus` keeps them.
     pub async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<bool, kube::Error> {
-        let target = if is_static(pod) { self.current_mirror(pod) } else { Some(Arc::new(pod.clone())) };
-        let status = status::with_others_conditions(target.as_ref().and_then(|t| t.status.as_ref()), status);
+        let mirror = is_static(pod).then(|| self.current_mirror(pod));
+        let target = match &mirror {
+            Some(mirror) => mirror.as_deref(),
+            None => Some(pod),
+        };
+        let status = status::with_others_conditions(target.and_then(|t| t.status.as_ref()), status);
         self.status.remember(pod, &status, self.clock.now_nanos());
         match target {
-            Some(target) => self.status.write(&target, &status).await,
+            Some(target) => self.status.write(target, &status).await,
             None => Ok(false),
         }
     }

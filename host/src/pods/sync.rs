@@ -295,12 +295,13 @@ impl PodSync {
         // last when the pod's own copy lacks them (a standalone pod has no API copy), as
         // upstream's status manager takes its cached status as the old one.
         let with_last;
-        let pod = match self.ctx.status.cached(&self.uid) {
-            Some(last) if pod.status.as_ref().is_none_or(|s| s.start_time.is_none()) => {
+        let without_start = pod.status.as_ref().is_none_or(|s| s.start_time.is_none());
+        let pod = match without_start.then(|| self.ctx.status.cached(&self.uid)).flatten() {
+            Some(last) => {
                 with_last = Pod { status: Some(last), ..pod.clone() };
                 &with_last
             }
-            _ => pod,
+            None => pod,
         };
         api_status(&StatusInputs {
             pod,

@@ -125,7 +125,6 @@ fn lanes(entries: &[Entry]) -> Vec<Lane<'_>> {
                     pull.1 = Some(e.time);
                 }
             }
-            What::Event { .. } => {}
             _ => {}
         }
     }
