@@ -4,10 +4,12 @@
 //! the node's HTTP API. A standalone node (no cluster) runs its static pods and serves its
 //! API on localhost, and nothing else.
 
-use crate::bootstrap::rotation::{node_client, rotate};
+use crate::api_client::connections::node_client;
+use crate::bootstrap::rotation::rotate;
 use crate::bootstrap::{BootstrapConfig, ensure_client_credentials};
 use crate::clock::Clock;
 use crate::events::EventRecorder;
+use crate::node::actions::{NodeControl, Restart};
 use crate::node::conditions::transition_events;
 use crate::node::lease::NodeLease;
 use crate::node::register::{NodeIdentity, reconcile_node_info, register};
@@ -15,10 +17,12 @@ use crate::node::status::{NodeStatusLoop, StatusTimings};
 use crate::plugin::{PluginCatalog, PluginEvent, PluginRuntime};
 use crate::pods::{NodePods, PodLifecycle};
 use crate::runtime::ContainerRuntime;
+use crate::runtime::outage::WithOutage;
 use crate::runtime::state::RuntimeStateDir;
 use crate::server::NodeApi;
 use crate::server::auth::Access;
 use crate::server::tls::{ServingCertificate, cluster_ca, server_config};
+use crate::timeline::Journal;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, Taint};
 use std::collections::BTreeMap;
@@ -149,12 +153,39 @@ const STARTING_AT_ONCE: usize = 50;
 const RESTART_FIRST: Duration = Duration::from_secs(1);
 const RESTART_MAX: Duration = Duration::from_secs(60);
 
-/// Runs a node, and runs it again after a back-off when it failed because the API server
-/// could not serve it (throttled past the retries, unavailable, unreachable), saying so.
+/// What a node keeps across the runs of its kubelet logic: where its API listens, its
+/// timeline, and the faults and restarts a lab gave it.
+struct NodeHome {
+    listener: tokio::net::TcpListener,
+    journal: Arc<Journal>,
+    control: Arc<NodeControl>,
+}
+
+/// How a run of a node's kubelet logic ended.
+enum Ended {
+    /// The agent is stopping.
+    Stopped,
+    /// A lab restarted the kubelet or rebooted the node: run it again at once.
+    Restarted(Restart),
+}
+
+/// Runs a node, and runs it again: at once when a lab restarts its kubelet or reboots it,
+/// and after a back-off when it failed because the API server could not serve it
+/// (throttled past the retries, unavailable, unreachable), saying so.
 async fn supervise(config: &AgentConfig, index: usize, name: &str, process: &Process) -> anyhow::Result<()> {
+    // The port first: a port in use is the error a user sees at once, before anything else.
+    let port =
+        if config.port == 0 { 0 } else { u16::try_from(usize::from(config.port) + index).context("the node's API port is above 65535; lower --port")? };
+    let listener = crate::server::bind(SocketAddr::new(config.address, port)).await?;
+    record_endpoint(&config.root_dir, name, listener.local_addr()?);
+    let home = NodeHome { listener, journal: Arc::new(Journal::new(name)), control: Arc::new(NodeControl::default()) };
     let mut delay = RESTART_FIRST;
     loop {
-        match run_node(config, index, name, process).await {
+        match run_node(config, name, process, &home).await {
+            Ok(Ended::Restarted(restart)) => {
+                tracing::info!(node = name, "{}", if restart == Restart::Reboot { "the node reboots" } else { "the kubelet restarts" });
+                delay = RESTART_FIRST;
+            }
             Err(e) if passes(&e) && !config.stop.is_cancelled() => {
                 tracing::warn!(node = name, "{e:#}; starting the node again in {delay:?}");
                 crate::metrics::METRICS.node_restarts.with_label_values(&[name]).inc();
@@ -164,9 +195,29 @@ async fn supervise(config: &AgentConfig, index: usize, name: &str, process: &Pro
                 }
                 delay = (delay * 2).min(RESTART_MAX);
             }
-            done => return done,
+            Ok(Ended::Stopped) => return Ok(()),
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// Runs a node's `tasks` until the agent stops or a lab restarts the node, then keeps the
+/// runtime's state for the next run (a runtime outlives its kubelet) or, for a reboot,
+/// forgets it.
+async fn run_until_ended(config: &AgentConfig, home: &NodeHome, state: &RuntimeStateDir, runtime: &PluginRuntime, tasks: impl std::future::Future) -> Ended {
+    let ended = tokio::select! {
+        _ = tasks => Ended::Stopped,
+        () = config.stop.cancelled() => Ended::Stopped,
+        restart = home.control.restart_asked() => Ended::Restarted(restart),
+    };
+    match ended {
+        Ended::Restarted(Restart::Reboot) => {
+            state.forget();
+            next_boot(&config.root_dir, runtime.node());
+        }
+        _ => state.save_now(runtime).await,
+    }
+    ended
 }
 
 /// Whether a node's failure is the API server's, and may pass: a 429 or 5xx answer, or no
@@ -195,14 +246,9 @@ fn machine_spec(config: &AgentConfig, machine_id: &str, boot_id: &str) -> serde_
     })
 }
 
-async fn run_node(config: &AgentConfig, index: usize, name: &str, process: &Process) -> anyhow::Result<()> {
+async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &NodeHome) -> anyhow::Result<Ended> {
     let clock = process.clock;
-    // The port first: a port in use is the error a user sees at once, before anything else.
-    let port =
-        if config.port == 0 { 0 } else { u16::try_from(usize::from(config.port) + index).context("the node's API port is above 65535; lower --port")? };
-    let listener = crate::server::bind(SocketAddr::new(config.address, port)).await?;
-    let address = listener.local_addr()?;
-    record_endpoint(&config.root_dir, name, address);
+    let address = home.listener.local_addr()?;
     let bootstrap = config.bootstrap_for(name);
 
     let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, process.catalog.clone(), clock));
@@ -212,8 +258,10 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, process: &Proc
     if !restored.is_empty() {
         tracing::info!(node = name, plugins = ?restored, "restored the runtime state saved by the previous run");
     }
+    // The kubelet logic sees the runtime through the node's outages.
+    let cri: Arc<dyn ContainerRuntime> = Arc::new(WithOutage::new(runtime.clone(), home.control.outage().clone()));
     let version = runtime.version().await?;
-    let (machine, boot) = (machine_id(name), machine_id(&format!("{name}/{}", host_boot_id())));
+    let (machine, boot) = (machine_id(name), boot_id(&config.root_dir, name));
     let id = NodeIdentity {
         name: name.to_string(),
         hostname: name.to_string(),
@@ -245,15 +293,20 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, process: &Proc
     let spec = machine_spec(config, &machine, &boot);
 
     if config.standalone {
-        let events = Arc::new(EventRecorder::standalone(name, clock));
-        journal_plugin_events(&runtime, &events);
-        let pods = PodLifecycle::new(node_pods, None, runtime.clone(), clock, events.clone());
-        let api = node_api(name, &pods, &runtime, &events, spec, Access::Anonymous);
+        let events = Arc::new(EventRecorder::standalone(name, clock).with_journal(home.journal.clone()));
+        let pods = PodLifecycle::new(node_pods, None, cri, clock, events.clone());
+        let api = node_api(name, &pods, &runtime, &events, spec, Access::Anonymous, &home.control);
         let tls = server_config(&serving, &[])?;
         announce(config, address, &api);
-        let tasks = async { tokio::join!(pods.run(), state.keep_saved(runtime.clone(), clock), crate::server::serve(listener, api, tls)) };
-        state.until_stopped(&runtime, &config.stop, tasks).await;
-        return Ok(());
+        let tasks = async {
+            tokio::join!(
+                pods.run(),
+                journal_plugin_events(&runtime, &events),
+                state.keep_saved(runtime.clone(), clock),
+                crate::server::serve(&home.listener, api, tls)
+            )
+        };
+        return Ok(run_until_ended(config, home, &state, &runtime, tasks).await);
     }
 
     let starting = process.startups.acquire().await.context("the agent is stopping")?;
@@ -262,10 +315,12 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, process: &Proc
     // restart, only the connections of the old certificate closed.
     // The heartbeats (Lease, node status) go unthrottled, as the kubelet's heartbeat client;
     // everything else waits its turn as the kubelet's kubeAPIQPS and eventRecordQPS make it.
-    let (heartbeat, connections) = node_client(&bootstrap.kubeconfig).await?;
+    // A partition cuts the kubelet's clients; the node's HTTP API asks the API server who may
+    // use it over a client of its own, so the lab can still heal the node.
+    let (heartbeat, connections) = node_client(&bootstrap.kubeconfig, Some(home.control.link())).await?;
+    let (access, access_connections) = node_client(&bootstrap.kubeconfig, None).await?;
     let client = crate::api_client::throttled(&heartbeat, config.api_throttle);
-    let events = Arc::new(EventRecorder::new(crate::api_client::throttled(&heartbeat, config.event_throttle), name, clock));
-    journal_plugin_events(&runtime, &events);
+    let events = Arc::new(EventRecorder::new(crate::api_client::throttled(&heartbeat, config.event_throttle), name, clock).with_journal(home.journal.clone()));
     let node_ref = EventRecorder::node_ref(name);
     let mut plugin_events = runtime.catalog().subscribe();
     events.record(&node_ref, "Normal", "Starting", "Starting kubelet.").await;
@@ -282,7 +337,7 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, process: &Proc
         events.record(&node_ref, "Normal", reason, &format!("Node {name} status is now: {reason}")).await;
     }
 
-    let pods = PodLifecycle::new(node_pods, Some(client.clone()), runtime.clone(), clock, events.clone());
+    let pods = PodLifecycle::new(node_pods, Some(client.clone()), cri.clone(), clock, events.clone());
     let client_ca = match &config.client_ca_file {
         Some(file) => {
             let pem = std::fs::read(file).with_context(|| format!("--client-ca-file {}", file.display()))?;
@@ -291,11 +346,11 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, process: &Proc
         None => cluster_ca(&bootstrap.kubeconfig).await?,
     };
     let tls = server_config(&serving, &client_ca)?;
-    let api = node_api(name, &pods, &runtime, &events, spec, Access::Cluster { client: client.clone() });
+    let api = node_api(name, &pods, &runtime, &events, spec, Access::Cluster { client: access }, &home.control);
     announce(config, address, &api);
     let client_for_rotation = client.clone();
     let lease = NodeLease::new(heartbeat.clone(), name, config.lease_duration_seconds, clock);
-    let status = NodeStatusLoop::new(kube::Api::all(heartbeat), name, runtime.clone(), clock, config.status, events.clone())
+    let status = NodeStatusLoop::new(kube::Api::all(heartbeat), name, cri, clock, config.status, events.clone())
         .with_pleg(pods.pleg_health())
         .with_pod_addresses(runtime.addresses().clone());
     // A refused plugin file is a Warning on every node; a refused state hand-over, on its node.
@@ -317,14 +372,22 @@ async fn run_node(config: &AgentConfig, index: usize, name: &str, process: &Proc
             }
         }
     };
-    let rotation = rotate(bootstrap.clone(), client_for_rotation, connections, clock);
-    let serve = crate::server::serve(listener, api, tls);
-    let tasks = async { tokio::join!(lease.run(), status.run(), refusals, pods.run(), state.keep_saved(runtime.clone(), clock), rotation, serve) };
-    state.until_stopped(&runtime, &config.stop, tasks).await;
-    Ok(())
+    let rotation = rotate(bootstrap.clone(), client_for_rotation, vec![connections, access_connections], clock);
+    let serve = crate::server::serve(&home.listener, api, tls);
+    let journal = journal_plugin_events(&runtime, &events);
+    let tasks = async { tokio::join!(lease.run(), status.run(), refusals, journal, pods.run(), state.keep_saved(runtime.clone(), clock), rotation, serve) };
+    Ok(run_until_ended(config, home, &state, &runtime, tasks).await)
 }
 
-fn node_api(name: &str, pods: &PodLifecycle, runtime: &Arc<PluginRuntime>, events: &EventRecorder, spec: serde_json::Value, access: Access) -> Arc<NodeApi> {
+fn node_api(
+    name: &str,
+    pods: &PodLifecycle,
+    runtime: &Arc<PluginRuntime>,
+    events: &EventRecorder,
+    spec: serde_json::Value,
+    access: Access,
+    control: &Arc<NodeControl>,
+) -> Arc<NodeApi> {
     Arc::new(NodeApi {
         node: name.to_string(),
         pods: pods.context(),
@@ -333,6 +396,7 @@ fn node_api(name: &str, pods: &PodLifecycle, runtime: &Arc<PluginRuntime>, event
         pleg: pods.pleg_health(),
         spec,
         access,
+        control: control.clone(),
     })
 }
 
@@ -342,32 +406,54 @@ fn announce(config: &AgentConfig, address: SocketAddr, api: &Arc<NodeApi>) {
     }
 }
 
-/// Every change of the plugin set goes to the node's timeline.
-fn journal_plugin_events(runtime: &PluginRuntime, events: &EventRecorder) {
+/// Puts every change of the plugin set on the node's timeline, until dropped.
+async fn journal_plugin_events(runtime: &PluginRuntime, events: &EventRecorder) {
     let mut changes = runtime.catalog().subscribe();
-    let (journal, node, clock) = (events.journal().clone(), runtime.node().to_string(), runtime.clock());
-    tokio::spawn(async move {
-        loop {
-            match changes.recv().await {
-                Ok(event) => {
-                    let about_another_node = match &event {
-                        PluginEvent::Migrated { node: n, .. } | PluginEvent::MigrationRefused { node: n, .. } => *n != node,
-                        _ => false,
-                    };
-                    if !about_another_node {
-                        let refused = matches!(event, PluginEvent::Refused { .. } | PluginEvent::MigrationRefused { .. });
-                        journal.record(clock.now_nanos(), None, crate::timeline::What::Plugin { message: event.to_string(), refused });
-                    }
+    let (journal, node, clock) = (events.journal(), runtime.node(), runtime.clock());
+    loop {
+        match changes.recv().await {
+            Ok(event) => {
+                let about_another_node = match &event {
+                    PluginEvent::Migrated { node: n, .. } | PluginEvent::MigrationRefused { node: n, .. } => n != node,
+                    _ => false,
+                };
+                if !about_another_node {
+                    let refused = matches!(event, PluginEvent::Refused { .. } | PluginEvent::MigrationRefused { .. });
+                    journal.record(clock.now_nanos(), None, crate::timeline::What::Plugin { message: event.to_string(), refused });
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
         }
-    });
+    }
 }
 
-/// The machine's boot id: a node's boot id derives from it, so restarting the agent is not
-/// a reboot, and rebooting the machine is.
+/// The file under `<root-dir>/<node>/` that counts the node's lab reboots.
+const BOOTS_FILE: &str = "boots";
+
+/// How many times a lab rebooted the node.
+fn boots(root_dir: &std::path::Path, node: &str) -> u64 {
+    std::fs::read_to_string(root_dir.join(node).join(BOOTS_FILE)).ok().and_then(|b| b.trim().parse().ok()).unwrap_or(0)
+}
+
+/// A node's boot id: from the machine's, so restarting the agent is not a reboot and
+/// rebooting the machine is, and from the reboots a lab made.
+fn boot_id(root_dir: &std::path::Path, node: &str) -> String {
+    match boots(root_dir, node) {
+        0 => machine_id(&format!("{node}/{}", host_boot_id())),
+        n => machine_id(&format!("{node}/{}/{n}", host_boot_id())),
+    }
+}
+
+/// Counts one more reboot of the node, so its next run has a new boot id.
+fn next_boot(root_dir: &std::path::Path, node: &str) {
+    let file = root_dir.join(node).join(BOOTS_FILE);
+    if let Err(e) = std::fs::write(&file, format!("{}\n", boots(root_dir, node) + 1)) {
+        tracing::warn!(node, file = %file.display(), "counting the reboot (the boot id stays): {e}");
+    }
+}
+
+/// The machine's boot id.
 fn host_boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|b| b.trim().to_string()).unwrap_or_default()
 }

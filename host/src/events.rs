@@ -49,6 +49,13 @@ impl EventRecorder {
         }
     }
 
+    /// The recorder, adding its events to `journal` (a node's timeline outlives a restart
+    /// of its kubelet logic).
+    pub fn with_journal(mut self, journal: Arc<Journal>) -> Self {
+        self.journal = journal;
+        self
+    }
+
     /// The node's timeline, which every recorded event is added to.
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal

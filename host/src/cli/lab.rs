@@ -1,4 +1,5 @@
-//! `labkubelet trigger` and `labkubelet timeline`: clients of a running agent's HTTP API.
+//! `labkubelet trigger`, `labkubelet node` and `labkubelet timeline`: clients of a running
+//! agent's HTTP API.
 //! They trust the agent's serving certificate (read from its certificate folder) and
 //! authenticate with the user's kubeconfig (client certificate, token or exec plugin); a
 //! standalone agent asks for nothing.
@@ -46,6 +47,15 @@ pub struct TriggerArgs {
     /// Arguments of the action: key=value (kill takes code=137 reason=OOMKilled).
     #[arg(value_name = "KEY=VALUE")]
     args: Vec<String>,
+    #[command(flatten)]
+    agent: AgentArgs,
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// partition (cut the node off the API server), heal (end every fault), kubelet-restart,
+    /// reboot, runtime-down, network-down.
+    action: labkubelet::node::actions::NodeAction,
     #[command(flatten)]
     agent: AgentArgs,
 }
@@ -164,12 +174,23 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     }
     let path = format!("/trigger/{}/{}", args.plugin, args.action);
     let (status, body) = args.agent.request(http::Method::POST, &path, serde_json::to_vec(&request)?).await?;
-    match serde_json::from_slice::<TriggerResponse>(&body) {
+    print_answer(status, &body)
+}
+
+pub async fn node_action(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let path = format!("/node/{}", args.action.name());
+    let (status, body) = args.agent.request(http::Method::POST, &path, Vec::new()).await?;
+    print_answer(status, &body)
+}
+
+/// Prints what the agent answered to an action; fails unless it was accepted.
+fn print_answer(status: http::StatusCode, body: &[u8]) -> anyhow::Result<ExitCode> {
+    match serde_json::from_slice::<TriggerResponse>(body) {
         Ok(answer) => {
             println!("{}: {}", answer.result, answer.message);
             Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Err(_) => bail!("the agent answered {status}: {}", String::from_utf8_lossy(&body).trim()),
+        Err(_) => bail!("the agent answered {status}: {}", String::from_utf8_lossy(body).trim()),
     }
 }
 

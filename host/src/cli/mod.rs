@@ -26,6 +26,9 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Sends a lab action (kill, hang, fail-pulls, heal, ...) to a plugin of a running agent.
     Trigger(Box<lab::TriggerArgs>),
+    /// Does something to a whole node of a running agent: partition, heal, kubelet-restart,
+    /// reboot, runtime-down, network-down.
+    Node(Box<lab::NodeArgs>),
     /// Exports what happened to each pod of a running agent: JSON, SVG or HTML.
     Timeline(Box<lab::TimelineArgs>),
     /// Inspect, validate, scaffold and watch runtime plugins.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(command) => plugin::run(*command).await,
             Command::Run(args) => run::run(*args).await,
             Command::Trigger(args) => lab::trigger(*args).await,
+            Command::Node(args) => lab::node_action(*args).await,
             Command::Timeline(args) => lab::timeline(*args).await,
         }
     });

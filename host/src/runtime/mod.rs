@@ -4,9 +4,11 @@
 //! what a plugin answers reaches the kubelet logic unchanged. [`ContainerRuntime`] is
 //! implemented over plugins by [`crate::plugin::PluginRuntime`]; tests may implement it
 //! directly. [`pleg`] relists it for the pod workers; [`state`] keeps its state across
-//! agent restarts; [`ipam`] gives its sandboxes their addresses.
+//! agent restarts; [`ipam`] gives its sandboxes their addresses; [`outage`] takes it down
+//! for a lab.
 
 pub mod ipam;
+pub mod outage;
 pub mod pleg;
 pub mod state;
 

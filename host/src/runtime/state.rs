@@ -75,7 +75,22 @@ impl RuntimeStateDir {
     pub async fn until_stopped(&self, runtime: &PluginRuntime, stop: &tokio_util::sync::CancellationToken, tasks: impl std::future::Future) {
         tokio::select! {
             _ = tasks => {}
-            () = stop.cancelled() => self.save_logged(runtime, &mut HashMap::new()).await,
+            () = stop.cancelled() => self.save_now(runtime).await,
+        }
+    }
+
+    /// Saves every plugin's state now, logging a failure.
+    pub async fn save_now(&self, runtime: &PluginRuntime) {
+        self.save_logged(runtime, &mut HashMap::new()).await;
+    }
+
+    /// Forgets the saved state, as a reboot ends every sandbox and container: the next run
+    /// starts with an empty runtime.
+    pub fn forget(&self) {
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(dir = %self.dir.display(), "forgetting the runtime state: {e}"),
         }
     }
 

@@ -8,13 +8,14 @@
 //! - [`logs`]: `/containerLogs` and its PodLogOptions.
 //!
 //! Endpoints: `/healthz`, `/pods`, `/runningpods/`, `/containerLogs/{ns}/{pod}/{container}`,
-//! `/metrics`, `/spec/`, and for labs `POST /trigger/{plugin}/{action}` and
-//! `/timeline` (`?format=json|svg|html`).
+//! `/metrics`, `/spec/`, and for labs `POST /trigger/{plugin}/{action}`,
+//! `POST /node/{action}`, `/plugins` and `/timeline` (`?format=json|svg|html`).
 
 pub mod auth;
 pub mod logs;
 pub mod tls;
 
+use crate::node::actions::{NodeAction, NodeControl};
 use crate::plugin::PluginRuntime;
 use crate::plugin::catalog::RefusedFile;
 use crate::pods::PodContext;
@@ -46,6 +47,8 @@ pub struct NodeApi {
     /// `/spec/`: the machine as cAdvisor's MachineInfo describes it.
     pub spec: serde_json::Value,
     pub access: Access,
+    /// The lab's actions on the whole node.
+    pub control: Arc<NodeControl>,
 }
 
 /// The verified client certificate's user on a connection, if it showed one.
@@ -81,6 +84,7 @@ fn router(api: Arc<NodeApi>) -> Router {
         .route("/spec/", get(spec))
         .route("/spec", get(spec))
         .route("/trigger/{plugin}/{action}", post(trigger))
+        .route("/node/{action}", post(node_action))
         .route("/timeline", get(timeline))
         .route("/plugins", get(plugins))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
@@ -89,7 +93,7 @@ fn router(api: Arc<NodeApi>) -> Router {
 }
 
 /// Serves a node's API on `listener` over TLS until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, api: Arc<NodeApi>, tls: Arc<rustls::ServerConfig>) {
+pub async fn serve(listener: &tokio::net::TcpListener, api: Arc<NodeApi>, tls: Arc<rustls::ServerConfig>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let router = router(api.clone());
     loop {
@@ -331,6 +335,18 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
         What::Trigger { plugin: plugin.clone(), action: action.clone(), result: format!("{result}: {message}"), accepted: result == "accepted" },
     );
     answer(code, result, message, actions)
+}
+
+/// `POST /node/{action}`: a lab action on the whole node (`labkubelet node partition`).
+async fn node_action(State(api): State<Arc<NodeApi>>, Path(action): Path<String>) -> Response {
+    let (code, result, message, actions) = match action.parse::<NodeAction>() {
+        Ok(known) => (StatusCode::OK, "accepted", api.control.apply(known), Vec::new()),
+        Err(e) => (StatusCode::BAD_REQUEST, "unknown-action", e.to_string(), NodeAction::ALL.map(|a| a.name().to_string()).to_vec()),
+    };
+    crate::metrics::METRICS.triggers.with_label_values(&[&api.node, "node", &action, result]).inc();
+    let what = What::Trigger { plugin: "node".into(), action, result: format!("{result}: {message}"), accepted: result == "accepted" };
+    api.journal.record(api.pods.clock.now_nanos(), None, what);
+    (code, Json(TriggerResponse { result: result.into(), message, actions })).into_response()
 }
 
 /// What the node serves: `labkubelet plugin list --root-dir` prints it.

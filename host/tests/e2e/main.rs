@@ -10,6 +10,7 @@
 mod diff;
 mod differential;
 mod node;
+mod node_actions;
 mod pods;
 mod rotation;
 mod static_pods;

@@ -6,6 +6,9 @@
 //! ([`Throttle`]): its API client to `kubeAPIQPS`/`kubeAPIBurst`, its event client to
 //! `eventRecordQPS`/`eventBurst`; its heartbeats (Lease, node status) are not limited.
 //!
+//! [`connections`]: how a node's clients connect (the current client certificate, and a
+//! link a lab can cut).
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let config = kube::Config::infer().await?;
@@ -13,6 +16,8 @@
 //! # let _ = client;
 //! # Ok(()) }
 //! ```
+
+pub mod connections;
 
 use http::{Request, Response, StatusCode};
 use kube::client::Body;

@@ -1,0 +1,177 @@
+//! Lab actions on a whole node (`labkubelet node <action>`, `POST /node/{action}`): cut it
+//! off the API server and reconnect it, restart its kubelet, reboot it, take its runtime or
+//! its pod network down. What the cluster then does (the node turns `Unknown`, is tainted,
+//! its pods are evicted) is the control plane's own doing.
+
+use crate::api_client::connections::Link;
+use crate::runtime::outage::Outage;
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc};
+
+/// What a lab can do to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAction {
+    /// The node stops talking to the API server (Lease, status, pod status, watches); its
+    /// containers keep running.
+    Partition,
+    /// Ends every fault: reconnects a partitioned node, brings its runtime and network back.
+    Heal,
+    /// The kubelet logic starts again; containers keep running, no restart is counted.
+    KubeletRestart,
+    /// A new boot: every sandbox and container gone, a new boot id, pods started again.
+    Reboot,
+    /// The container runtime stops answering.
+    RuntimeDown,
+    /// The pod network goes: the runtime reports `NetworkReady=false`.
+    NetworkDown,
+}
+
+impl NodeAction {
+    pub const ALL: [NodeAction; 6] =
+        [NodeAction::Partition, NodeAction::Heal, NodeAction::KubeletRestart, NodeAction::Reboot, NodeAction::RuntimeDown, NodeAction::NetworkDown];
+
+    /// The action's name on the command line and in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeAction::Partition => "partition",
+            NodeAction::Heal => "heal",
+            NodeAction::KubeletRestart => "kubelet-restart",
+            NodeAction::Reboot => "reboot",
+            NodeAction::RuntimeDown => "runtime-down",
+            NodeAction::NetworkDown => "network-down",
+        }
+    }
+}
+
+/// A name that is no node action.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("no node action {0:?}; the actions are: {names}", names = NodeAction::ALL.map(NodeAction::name).join(", "))]
+pub struct UnknownAction(pub String);
+
+impl std::str::FromStr for NodeAction {
+    type Err = UnknownAction;
+
+    /// ```
+    /// use labkubelet::node::actions::NodeAction;
+    /// assert_eq!("kubelet-restart".parse(), Ok(NodeAction::KubeletRestart));
+    /// assert!("reset".parse::<NodeAction>().unwrap_err().to_string().contains("partition, heal"));
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NodeAction::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| UnknownAction(s.to_string()))
+    }
+}
+
+/// A start of the node's kubelet logic that a lab asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// The kubelet process restarts: the runtime keeps its state.
+    Kubelet,
+    /// The machine reboots: the runtime starts empty, with a new boot id.
+    Reboot,
+}
+
+/// The faults a node has, and the restarts asked of it: made once per node and kept across
+/// the restarts of its kubelet logic (a partition outlives a kubelet restart).
+///
+/// ```
+/// use labkubelet::node::actions::{NodeAction, NodeControl};
+/// let control = NodeControl::default();
+/// assert_eq!(control.apply(NodeAction::Partition), "the node is cut off from the API server; its containers keep running");
+/// assert!(control.link().is_cut());
+/// assert_eq!(control.apply(NodeAction::Heal), "healed: the node is connected to the API server again");
+/// ```
+pub struct NodeControl {
+    link: Link,
+    outage: Arc<Outage>,
+    restarts: mpsc::UnboundedSender<Restart>,
+    asked: Mutex<mpsc::UnboundedReceiver<Restart>>,
+}
+
+impl Default for NodeControl {
+    fn default() -> Self {
+        let (restarts, asked) = mpsc::unbounded_channel();
+        NodeControl { link: Link::default(), outage: Arc::default(), restarts, asked: Mutex::new(asked) }
+    }
+}
+
+impl NodeControl {
+    /// The link the node's kubelet clients use.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// What takes the node's runtime and network down.
+    pub fn outage(&self) -> &Arc<Outage> {
+        &self.outage
+    }
+
+    /// Does what the action says; returns what was done, for the user.
+    pub fn apply(&self, action: NodeAction) -> String {
+        match action {
+            NodeAction::Partition if self.link.cut() => "the node is cut off from the API server; its containers keep running".into(),
+            NodeAction::Partition => "the node is partitioned already".into(),
+            NodeAction::Heal => {
+                let mut healed: Vec<&str> = Vec::new();
+                if self.link.restore() {
+                    healed.push("the node is connected to the API server again");
+                }
+                for part in self.outage.restore() {
+                    healed.push(if part == "runtime" { "the container runtime is back" } else { "the pod network is back" });
+                }
+                if healed.is_empty() { "nothing to heal: the node has no fault".into() } else { format!("healed: {}", healed.join(", ")) }
+            }
+            NodeAction::KubeletRestart => {
+                self.ask(Restart::Kubelet);
+                "the kubelet restarts; its containers keep running".into()
+            }
+            NodeAction::Reboot => {
+                self.ask(Restart::Reboot);
+                "the node reboots: every container stops, and its pods start again after the boot".into()
+            }
+            NodeAction::RuntimeDown if self.outage.runtime_down() => "the container runtime is down".into(),
+            NodeAction::RuntimeDown => "the container runtime is down already".into(),
+            NodeAction::NetworkDown if self.outage.network_down() => "the pod network is down".into(),
+            NodeAction::NetworkDown => "the pod network is down already".into(),
+        }
+    }
+
+    fn ask(&self, restart: Restart) {
+        // The receiver lives as long as `self`.
+        let _ = self.restarts.send(restart);
+    }
+
+    /// Waits for the next restart a lab asks for.
+    pub async fn restart_asked(&self) -> Restart {
+        match self.asked.lock().await.recv().await {
+            Some(restart) => restart,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_a_name_that_parses_back() {
+        for action in NodeAction::ALL {
+            assert_eq!(action.name().parse(), Ok(action));
+        }
+    }
+
+    #[tokio::test]
+    async fn heal_ends_every_fault_and_restarts_are_handed_over_in_order() {
+        let control = NodeControl::default();
+        assert_eq!(control.apply(NodeAction::Heal), "nothing to heal: the node has no fault");
+        control.apply(NodeAction::RuntimeDown);
+        control.apply(NodeAction::Partition);
+        assert_eq!(control.apply(NodeAction::Partition), "the node is partitioned already");
+        assert_eq!(control.apply(NodeAction::Heal), "healed: the node is connected to the API server again, the container runtime is back");
+        assert!(!control.link().is_cut());
+        control.apply(NodeAction::Reboot);
+        control.apply(NodeAction::KubeletRestart);
+        assert_eq!(control.restart_asked().await, Restart::Reboot);
+        assert_eq!(control.restart_asked().await, Restart::Kubelet);
+    }
+}
