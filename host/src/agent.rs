@@ -9,6 +9,7 @@ use crate::bootstrap::rotation::rotate;
 use crate::bootstrap::{BootstrapConfig, ensure_client_credentials};
 use crate::clock::Clock;
 use crate::events::EventRecorder;
+use crate::eviction::EvictionManager;
 use crate::node::actions::{NodeControl, Restart};
 use crate::node::conditions::transition_events;
 use crate::node::lease::NodeLease;
@@ -70,6 +71,8 @@ pub struct AgentConfig {
     /// staticPodURL / `--manifest-url` and its headers.
     pub manifest_url: Option<crate::pods::url_source::ManifestUrl>,
     pub http_check_frequency: Duration,
+    /// The eviction manager's thresholds.
+    pub eviction: crate::eviction::EvictionConfig,
     /// Cancelled to stop the agent (Ctrl-C): each node saves its runtime state and returns.
     pub stop: tokio_util::sync::CancellationToken,
 }
@@ -295,12 +298,14 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     if config.standalone {
         let events = Arc::new(EventRecorder::standalone(name, clock).with_journal(home.journal.clone()));
         let pods = PodLifecycle::new(node_pods, None, cri, clock, events.clone());
+        let eviction = EvictionManager::new(pods.context(), config.eviction.clone(), config.capacity.clone(), home.control.squeezed().clone());
         let api = node_api(name, &pods, &runtime, &events, spec, Access::Anonymous, &home.control);
         let tls = server_config(&serving, &[])?;
         announce(config, address, &api);
         let tasks = async {
             tokio::join!(
                 pods.run(),
+                eviction.run(),
                 journal_plugin_events(&runtime, &events),
                 state.keep_saved(runtime.clone(), clock),
                 crate::server::serve(&home.listener, api, tls)
@@ -338,6 +343,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     }
 
     let pods = PodLifecycle::new(node_pods, Some(client.clone()), cri.clone(), clock, events.clone());
+    let eviction = EvictionManager::new(pods.context(), config.eviction.clone(), config.capacity.clone(), home.control.squeezed().clone());
     let client_ca = match &config.client_ca_file {
         Some(file) => {
             let pem = std::fs::read(file).with_context(|| format!("--client-ca-file {}", file.display()))?;
@@ -352,6 +358,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     let lease = NodeLease::new(heartbeat.clone(), name, config.lease_duration_seconds, clock);
     let status = NodeStatusLoop::new(kube::Api::all(heartbeat), name, cri, clock, config.status, events.clone())
         .with_pleg(pods.pleg_health())
+        .with_pressure(eviction.pressure())
         .with_pod_addresses(runtime.addresses().clone());
     // A refused plugin file is a Warning on every node; a refused state hand-over, on its node.
     let refusals = async {
@@ -375,7 +382,9 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     let rotation = rotate(bootstrap.clone(), client_for_rotation, vec![connections, access_connections], clock);
     let serve = crate::server::serve(&home.listener, api, tls);
     let journal = journal_plugin_events(&runtime, &events);
-    let tasks = async { tokio::join!(lease.run(), status.run(), refusals, journal, pods.run(), state.keep_saved(runtime.clone(), clock), rotation, serve) };
+    let tasks = async {
+        tokio::join!(lease.run(), status.run(), refusals, journal, pods.run(), eviction.run(), state.keep_saved(runtime.clone(), clock), rotation, serve)
+    };
     Ok(run_until_ended(config, home, &state, &runtime, tasks).await)
 }
 

@@ -53,6 +53,12 @@ pub struct KubeletConfiguration {
     /// How often the static pod URL is fetched (e.g. `20s`).
     #[serde(default, deserialize_with = "go_duration")]
     pub http_check_frequency: Option<Duration>,
+    /// Hard eviction thresholds: a signal to what must stay available (`memory.available:
+    /// 100Mi`, `nodefs.available: 10%`); replaces the defaults.
+    pub eviction_hard: Option<std::collections::BTreeMap<String, String>>,
+    /// How long a pressure condition stays after its threshold is no longer met (`5m0s`).
+    #[serde(default, deserialize_with = "go_duration")]
+    pub eviction_pressure_transition_period: Option<Duration>,
 }
 
 /// `authentication` in a KubeletConfiguration: only the client CA applies.

@@ -8,6 +8,7 @@
 //! - [`bootstrap`]: TLS bootstrap of the node's client certificate through a CSR, and its rotation.
 //! - [`config`]: the KubeletConfiguration file, for the fields that apply.
 //! - [`events`]: events as the kubelet's recorder writes them, repeats folded.
+//! - [`eviction`]: the eviction manager: hard thresholds, pressure conditions, evictions.
 //! - [`clock`]: the one clock the kubelet logic and the plugins share (virtual in tests).
 //! - [`node`]: the Node: registration, conditions, status loop, Lease.
 //! - [`pods`]: the pod lifecycle: sources, pod workers, syncPod, status manager, probes.
@@ -26,6 +27,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod config;
 pub mod events;
+pub mod eviction;
 pub mod metrics;
 pub mod node;
 pub mod plugin;

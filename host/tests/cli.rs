@@ -297,10 +297,14 @@ fn run_explains_bad_flags() {
     assert!(!ok);
     assert!(out.contains("/nonexistent"), "a missing bootstrap kubeconfig is named: {out}");
     let config = dir.path().join("kubelet-config.yaml");
-    std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nevictionHard: {}\n").unwrap();
+    std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n").unwrap();
     let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "n1", "--config", config.to_str().unwrap()]].concat());
     assert!(!ok);
-    assert!(out.contains(&format!("{}: unknown field `evictionHard`", config.display())), "{out}");
+    assert!(out.contains(&format!("{}: unknown field `cgroupDriver`", config.display())), "{out}");
+    std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nevictionHard: {memory.free: 1Gi}\n").unwrap();
+    let (ok, out) = labkubelet(&[&boot[..], &["--hostname-override", "n1", "--config", config.to_str().unwrap()]].concat());
+    assert!(!ok);
+    assert!(out.contains("evictionHard: unknown signal \"memory.free\"; the signals are memory.available"), "{out}");
 }
 
 /// A standalone agent on a port of its choosing, with one static pod; ends with the test.
@@ -440,4 +444,24 @@ fn new_inside_a_checkout_scaffolds_beside_it() {
     // Anywhere else: in the current folder.
     let out = Command::new(BIN).args(["plugin", "new", "here"]).current_dir(work.path()).output().unwrap();
     assert!(out.status.success() && work.path().join("here/src/lib.rs").is_file(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn node_actions_are_sent_to_the_agent_and_journaled_and_a_wrong_one_lists_them() {
+    let root = tempfile::tempdir().unwrap();
+    let _agent = standalone_agent(root.path());
+    let dir = root.path().to_str().unwrap();
+    let out = trigger_until(&["node", "--root-dir", dir, "network-down"], |o| o.starts_with("accepted:"));
+    assert_eq!(out.trim(), "accepted: the pod network is down");
+    let (ok, out) = labkubelet(&["node", "--root-dir", dir, "network-down"]);
+    assert!(ok && out.contains("the pod network is down already"), "{out}");
+    let (ok, out) = labkubelet(&["node", "--root-dir", dir, "unplug"]);
+    assert!(!ok);
+    assert!(out.contains("no node action \"unplug\"; the actions are: partition, heal, kubelet-restart, reboot"), "{out}");
+    let (ok, out) = labkubelet(&["node", "--root-dir", dir, "heal"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "accepted: healed: the pod network is back");
+    let (ok, timeline) = labkubelet(&["timeline", "--root-dir", dir]);
+    assert!(ok, "{timeline}");
+    assert!(timeline.contains(r#""plugin":"node","action":"network-down","result":"accepted: the pod network is down""#), "{timeline}");
 }

@@ -218,6 +218,7 @@ pub fn agent_config(dir: &std::path::Path, nodes: Vec<String>, bootstrap: std::p
         file_check_frequency: std::time::Duration::from_secs(20),
         manifest_url: None,
         http_check_frequency: std::time::Duration::from_secs(20),
+        eviction: Default::default(),
         stop: Default::default(),
     }
 }

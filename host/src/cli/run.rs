@@ -118,6 +118,19 @@ fn parse_labels(specs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
+/// `evictionHard` and `evictionPressureTransitionPeriod` from --config, else the kubelet's defaults.
+fn eviction_config(file: &labkubelet::config::KubeletConfiguration) -> anyhow::Result<labkubelet::eviction::EvictionConfig> {
+    let defaults = labkubelet::eviction::EvictionConfig::default();
+    let hard = match &file.eviction_hard {
+        Some(hard) => labkubelet::eviction::thresholds::parse(hard).context("--config")?,
+        None => defaults.hard,
+    };
+    Ok(labkubelet::eviction::EvictionConfig {
+        hard,
+        pressure_transition_period: file.eviction_pressure_transition_period.unwrap_or(defaults.pressure_transition_period),
+    })
+}
+
 fn parse_capacity(specs: &[String], max_pods: u32) -> anyhow::Result<BTreeMap<String, String>> {
     let mut capacity: BTreeMap<String, String> =
         [("cpu", "100"), ("memory", "32Gi"), ("ephemeral-storage", "100Gi")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -250,6 +263,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         file_check_frequency: file.file_check_frequency.unwrap_or(labkubelet::pods::static_pods::FILE_CHECK_FREQUENCY),
         manifest_url: manifest_url(&args, &file)?,
         http_check_frequency: file.http_check_frequency.unwrap_or(labkubelet::pods::url_source::HTTP_CHECK_FREQUENCY),
+        eviction: eviction_config(&file)?,
         stop: tokio_util::sync::CancellationToken::new(),
     };
     // Checked once flags and file are merged: a --config without staticPodPath has no pods either.

@@ -1,9 +1,11 @@
 //! Lab actions on a whole node (`labkubelet node <action>`, `POST /node/{action}`): cut it
 //! off the API server and reconnect it, restart its kubelet, reboot it, take its runtime or
-//! its pod network down. What the cluster then does (the node turns `Unknown`, is tainted,
+//! its pod network down, make memory, disk or PIDs short. What the cluster then does (the node turns `Unknown`, is tainted,
 //! its pods are evicted) is the control plane's own doing.
 
 use crate::api_client::connections::Link;
+use crate::eviction::Conditions;
+use crate::eviction::thresholds::Condition;
 use crate::runtime::outage::Outage;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc};
@@ -24,11 +26,26 @@ pub enum NodeAction {
     RuntimeDown,
     /// The pod network goes: the runtime reports `NetworkReady=false`.
     NetworkDown,
+    /// Something outside the pods takes the node's memory, but half the eviction threshold.
+    MemoryPressure,
+    /// The same for the node's filesystem.
+    DiskPressure,
+    /// The same for its PIDs.
+    PidPressure,
 }
 
 impl NodeAction {
-    pub const ALL: [NodeAction; 6] =
-        [NodeAction::Partition, NodeAction::Heal, NodeAction::KubeletRestart, NodeAction::Reboot, NodeAction::RuntimeDown, NodeAction::NetworkDown];
+    pub const ALL: [NodeAction; 9] = [
+        NodeAction::Partition,
+        NodeAction::Heal,
+        NodeAction::KubeletRestart,
+        NodeAction::Reboot,
+        NodeAction::RuntimeDown,
+        NodeAction::NetworkDown,
+        NodeAction::MemoryPressure,
+        NodeAction::DiskPressure,
+        NodeAction::PidPressure,
+    ];
 
     /// The action's name on the command line and in the API.
     pub fn name(self) -> &'static str {
@@ -39,6 +56,9 @@ impl NodeAction {
             NodeAction::Reboot => "reboot",
             NodeAction::RuntimeDown => "runtime-down",
             NodeAction::NetworkDown => "network-down",
+            NodeAction::MemoryPressure => "memory-pressure",
+            NodeAction::DiskPressure => "disk-pressure",
+            NodeAction::PidPressure => "pid-pressure",
         }
     }
 }
@@ -83,6 +103,7 @@ pub enum Restart {
 pub struct NodeControl {
     link: Link,
     outage: Arc<Outage>,
+    squeezed: Arc<Conditions>,
     restarts: mpsc::UnboundedSender<Restart>,
     asked: Mutex<mpsc::UnboundedReceiver<Restart>>,
 }
@@ -90,7 +111,7 @@ pub struct NodeControl {
 impl Default for NodeControl {
     fn default() -> Self {
         let (restarts, asked) = mpsc::unbounded_channel();
-        NodeControl { link: Link::default(), outage: Arc::default(), restarts, asked: Mutex::new(asked) }
+        NodeControl { link: Link::default(), outage: Arc::default(), squeezed: Arc::default(), restarts, asked: Mutex::new(asked) }
     }
 }
 
@@ -103,6 +124,11 @@ impl NodeControl {
     /// What takes the node's runtime and network down.
     pub fn outage(&self) -> &Arc<Outage> {
         &self.outage
+    }
+
+    /// The resources a lab made short, for the eviction manager.
+    pub fn squeezed(&self) -> &Arc<Conditions> {
+        &self.squeezed
     }
 
     /// Does what the action says; returns what was done, for the user.
@@ -118,6 +144,13 @@ impl NodeControl {
                 for part in self.outage.restore() {
                     healed.push(if part == "runtime" { "the container runtime is back" } else { "the pod network is back" });
                 }
+                for (condition, freed) in
+                    [(Condition::Memory, "memory is free again"), (Condition::Disk, "disk space is free again"), (Condition::Pid, "PIDs are free again")]
+                {
+                    if self.squeezed.set(condition, false) {
+                        healed.push(freed);
+                    }
+                }
                 if healed.is_empty() { "nothing to heal: the node has no fault".into() } else { format!("healed: {}", healed.join(", ")) }
             }
             NodeAction::KubeletRestart => {
@@ -132,6 +165,16 @@ impl NodeControl {
             NodeAction::RuntimeDown => "the container runtime is down already".into(),
             NodeAction::NetworkDown if self.outage.network_down() => "the pod network is down".into(),
             NodeAction::NetworkDown => "the pod network is down already".into(),
+            NodeAction::MemoryPressure => self.squeeze(Condition::Memory, "memory"),
+            NodeAction::DiskPressure => self.squeeze(Condition::Disk, "disk space"),
+            NodeAction::PidPressure => self.squeeze(Condition::Pid, "PIDs"),
+        }
+    }
+
+    fn squeeze(&self, condition: Condition, what: &str) -> String {
+        match self.squeezed.set(condition, true) {
+            false => format!("the node runs short of {what}: the eviction manager reclaims it within 10 s"),
+            true => format!("the node is short of {what} already"),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The node conditions the kubelet sets, with its exact types, reasons and messages.
 //! Upstream: pkg/kubelet/nodestatus/setters.go.
 
+use crate::eviction::Conditions;
+use crate::eviction::thresholds::Condition;
 use k8s_openapi::api::core::v1::NodeCondition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -15,13 +17,22 @@ pub fn ready_message(errors: &[String]) -> Option<String> {
 }
 
 /// The four conditions, updating `previous`: lastHeartbeatTime is now, lastTransitionTime
-/// changes only when a status flips.
-pub fn node_conditions(now: Time, runtime_errors: &[String], previous: &[NodeCondition]) -> Vec<NodeCondition> {
+/// changes only when a status flips. The pressure conditions are the eviction manager's.
+pub fn node_conditions(now: Time, runtime_errors: &[String], pressure: &Conditions, previous: &[NodeCondition]) -> Vec<NodeCondition> {
     let ready = ready_message(runtime_errors);
     let wanted: [(&str, &str, &str, String); 4] = [
-        ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available".into()),
-        ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure".into()),
-        ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available".into()),
+        match pressure.get(Condition::Memory) {
+            false => ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available".into()),
+            true => ("MemoryPressure", "True", "KubeletHasInsufficientMemory", "kubelet has insufficient memory available".into()),
+        },
+        match pressure.get(Condition::Disk) {
+            false => ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure".into()),
+            true => ("DiskPressure", "True", "KubeletHasDiskPressure", "kubelet has disk pressure".into()),
+        },
+        match pressure.get(Condition::Pid) {
+            false => ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available".into()),
+            true => ("PIDPressure", "True", "KubeletHasInsufficientPID", "kubelet has insufficient PID available".into()),
+        },
         match ready {
             None => ("Ready", "True", "KubeletReady", "kubelet is posting ready status".into()),
             Some(message) => ("Ready", "False", "KubeletNotReady", message),
@@ -84,12 +95,13 @@ mod tests {
 
     #[test]
     fn ready_follows_the_runtime_and_transitions_only_on_a_flip() {
-        let first = node_conditions(at(100), &["container runtime status check may not have completed yet".into()], &[]);
+        let none = Conditions::default();
+        let first = node_conditions(at(100), &["container runtime status check may not have completed yet".into()], &none, &[]);
         let ready = first.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("False", Some("KubeletNotReady")));
         assert_eq!(ready.message.as_deref(), Some("container runtime status check may not have completed yet"));
 
-        let second = node_conditions(at(110), &[], &first);
+        let second = node_conditions(at(110), &[], &none, &first);
         let ready = second.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!((ready.status.as_str(), ready.message.as_deref()), ("True", Some("kubelet is posting ready status")));
         assert_eq!(ready.last_transition_time, Some(at(110)));
@@ -99,9 +111,24 @@ mod tests {
         let errors = ["container runtime is down".to_string(), "PLEG is not healthy: pleg was last seen active 3m5s ago; threshold is 3m0s".to_string()];
         assert_eq!(transition_events(&[], &first), ["NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID"]);
         assert_eq!(transition_events(&first, &second), ["NodeReady"]);
-        let third = node_conditions(at(120), &errors, &second);
+        let third = node_conditions(at(120), &errors, &none, &second);
         assert_eq!(transition_events(&second, &third), ["NodeNotReady"]);
         let ready = third.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.message.as_deref(), Some("[container runtime is down, PLEG is not healthy: pleg was last seen active 3m5s ago; threshold is 3m0s]"));
+    }
+
+    #[test]
+    fn pressure_shows_with_the_kubelets_reasons_and_events() {
+        let pressure = Conditions::default();
+        let calm = node_conditions(at(100), &[], &pressure, &[]);
+        pressure.set(Condition::Memory, true);
+        let short = node_conditions(at(110), &[], &pressure, &calm);
+        let memory = short.iter().find(|c| c.type_ == "MemoryPressure").unwrap();
+        assert_eq!(
+            (memory.status.as_str(), memory.reason.as_deref(), memory.message.as_deref()),
+            ("True", Some("KubeletHasInsufficientMemory"), Some("kubelet has insufficient memory available"))
+        );
+        assert_eq!(memory.last_transition_time, Some(at(110)));
+        assert_eq!(transition_events(&calm, &short), ["NodeHasInsufficientMemory"]);
     }
 }

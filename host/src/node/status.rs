@@ -105,6 +105,7 @@ pub struct NodeStatusLoop {
     events: Arc<EventRecorder>,
     pleg: Option<Arc<PlegHealth>>,
     addresses: Option<Arc<PodAddresses>>,
+    pressure: Arc<crate::eviction::Conditions>,
 }
 
 /// Conditions compared without their heartbeat, which changes at every computation.
@@ -125,12 +126,19 @@ impl NodeStatusLoop {
             events,
             pleg: None,
             addresses: None,
+            pressure: Arc::default(),
         }
     }
 
     /// Makes PLEG's health part of Ready, as the kubelet's runtime state does.
     pub fn with_pleg(mut self, pleg: Arc<PlegHealth>) -> Self {
         self.pleg = Some(pleg);
+        self
+    }
+
+    /// Shows the eviction manager's pressure conditions.
+    pub fn with_pressure(mut self, pressure: Arc<crate::eviction::Conditions>) -> Self {
+        self.pressure = pressure;
         self
     }
 
@@ -182,7 +190,7 @@ impl NodeStatusLoop {
         // The API keeps times at second precision: so does the comparison.
         let seconds = self.clock.now_nanos().div_euclid(1_000_000_000);
         let time = Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap_or_default());
-        let conditions = node_conditions(time, &errors, &previous);
+        let conditions = node_conditions(time, &errors, &self.pressure, &previous);
         let changed = without_heartbeats(&previous) != without_heartbeats(&conditions);
         let due = self.last_report.is_none_or(|at| now.duration_since(at) >= self.timings.report);
         if !changed && !due {

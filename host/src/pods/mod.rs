@@ -77,6 +77,10 @@ pub struct PodContext {
     /// The API server; None for a standalone node, whose pods all come from manifests.
     client: Option<kube::Client>,
     pub status: StatusWriter,
+    /// The pods the eviction manager evicted, by uid, with the message their status shows.
+    evictions: Mutex<std::collections::HashMap<String, String>>,
+    /// Wakes a pod's worker.
+    wake: mpsc::UnboundedSender<String>,
 }
 
 fn is_static(pod: &Pod) -> bool {
@@ -84,6 +88,27 @@ fn is_static(pod: &Pod) -> bool {
 }
 
 impl PodContext {
+    /// Evicts a pod: its worker stops it and writes phase `Failed`, reason `Evicted` and
+    /// `message`.
+    pub fn evict(&self, uid: &str, message: String) {
+        self.evictions.lock().unwrap_or_else(|p| p.into_inner()).insert(uid.to_string(), message);
+        let _ = self.wake.send(uid.to_string());
+    }
+
+    pub fn is_evicted(&self, uid: &str) -> bool {
+        self.eviction_of(uid).is_some()
+    }
+
+    /// The message of the pod's eviction, if it was evicted.
+    pub fn eviction_of(&self, uid: &str) -> Option<String> {
+        self.evictions.lock().unwrap_or_else(|p| p.into_inner()).get(uid).cloned()
+    }
+
+    /// Forgets the eviction of a pod that is gone.
+    fn forget_eviction(&self, uid: &str) {
+        self.evictions.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+    }
+
     /// The mirror pod that stands for this static pod now, if there is one.
     fn current_mirror(&self, pod: &Pod) -> Option<Arc<Pod>> {
         self.manager.mirror(pod).filter(|m| manager::mirror_of(m) == pod.metadata.uid.as_deref() && m.metadata.deletion_timestamp.is_none())
@@ -219,7 +244,7 @@ impl PodLifecycle {
         let ctx = Arc::new(PodContext {
             node: node.node,
             node_ip: node.node_ip,
-            probes: ProbeManager::new(runtime.clone(), clock, events.clone(), wake),
+            probes: ProbeManager::new(runtime.clone(), clock, events.clone(), wake.clone()),
             runtime,
             runtime_name: node.runtime_name,
             clock,
@@ -228,6 +253,8 @@ impl PodLifecycle {
             manager,
             admission: Mutex::new(Admission::new(node.labels, node.allocatable)),
             client,
+            evictions: Mutex::default(),
+            wake,
         });
         PodLifecycle { ctx, pleg, pleg_events, changed, woken, files, url }
     }

@@ -225,6 +225,7 @@ impl PodSync {
                 }
             }
             self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
+            self.ctx.forget_eviction(&self.uid);
             return Next::Done;
         };
         self.last = Some(pod.clone());
@@ -250,6 +251,9 @@ impl PodSync {
         }
         // The pod as the API has it: a static pod's status lives on its mirror pod.
         let pod = self.ctx.api_view(&pod);
+        if let Some(message) = self.ctx.eviction_of(&self.uid) {
+            return self.evicted(&pod, &rt, message).await;
+        }
         if self.finished {
             return Next::At(self.after(RESYNC));
         }
@@ -617,6 +621,22 @@ impl PodSync {
         for s in &rt.sandboxes {
             let _ = self.ctx.runtime.remove_pod_sandbox(&s.id).await;
         }
+    }
+
+    /// An evicted pod: stopped at once (a hard threshold gives no grace), and failed with the
+    /// eviction's reason and message, as upstream's `killPodFunc` writes it. Each sync
+    /// after that finds nothing to stop and writes only when the status changed.
+    async fn evicted(&mut self, pod: &Pod, rt: &RuntimePod, message: String) -> Next {
+        self.ctx.probes.stop(&self.uid);
+        let stopped = self.stop_all(pod, rt, 0, false).await;
+        let mut status = self.status(pod, &stopped, false);
+        status.phase = Some("Failed".into());
+        status.reason = Some(crate::eviction::REASON.into());
+        status.message = Some(message);
+        self.write_status(pod, &status).await;
+        self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
+        let resync = self.after(RESYNC);
+        Next::At(self.wake.map_or(resync, |w| w.min(resync)))
     }
 
     /// A pod with a deletionTimestamp: stop it within its grace period, write its final

@@ -157,3 +157,103 @@ async fn a_reboot_shows_a_new_boot_id_and_restarts_every_pod_a_kubelet_restart_n
     assert_eq!(restarted.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running"));
     agent.assert_no_refused_requests();
 }
+
+#[tokio::test]
+async fn memory_pressure_sets_the_condition_taints_the_node_and_evicts_best_effort_first() {
+    let admin = cluster().admin().await.expect("admin client");
+    let mut agent = Agent::new("e2e-memory").await;
+    // A short transition period, so the test sees the pressure end too (the kubelet's is 5 min).
+    let config = agent.root.path().join("kubelet.yaml");
+    std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nevictionPressureTransitionPeriod: 15s\n")
+        .expect("write the config");
+    agent.flags = vec!["--config".into(), config.display().to_string()];
+    agent.start();
+    let nodes: Api<Node> = Api::all(admin.clone());
+    agent.wait_ready(&nodes).await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+    let resources = serde_json::json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}});
+    let guaranteed = pod(serde_json::json!({
+        "metadata": {"name": "guaranteed"},
+        "spec": {"nodeSelector": {"e2e": "e2e-memory"}, "containers": [{"name": "app", "image": "nginx:1.25", "resources": resources}]},
+    }));
+    let best_effort = pod(serde_json::json!({
+        "metadata": {"name": "best-effort"},
+        "spec": {"nodeSelector": {"e2e": "e2e-memory"}, "containers": [{"name": "app", "image": "nginx:1.25"}]},
+    }));
+    for p in [&guaranteed, &best_effort] {
+        pods.create(&PostParams::default(), p).await.expect("create a pod");
+    }
+    for name in ["guaranteed", "best-effort"] {
+        eventually_with(&mut agent, &format!("{name} Running"), Duration::from_secs(60), async || running(&pods.get(name).await.ok()?).then_some(())).await;
+    }
+
+    let out = node_action(&agent, "memory-pressure");
+    assert!(out.contains("accepted: the node runs short of memory"), "{out}");
+    // kubectl describe node: MemoryPressure True, and the controller manager's taint.
+    let node = eventually_with(&mut agent, "MemoryPressure True and the memory-pressure taint", Duration::from_secs(60), async || {
+        let node = nodes.get("e2e-memory").await.ok()?;
+        let tainted = taints(&node).contains(&("node.kubernetes.io/memory-pressure".to_string(), "NoSchedule".to_string()));
+        (condition(&node, "MemoryPressure")?.status == "True" && tainted).then_some(node)
+    })
+    .await;
+    let memory = condition(&node, "MemoryPressure").cloned().unwrap_or_default();
+    assert_eq!(
+        (memory.reason.as_deref(), memory.message.as_deref()),
+        (Some("KubeletHasInsufficientMemory"), Some("kubelet has insufficient memory available"))
+    );
+
+    // kubectl get pods: best-effort Evicted, guaranteed Running.
+    let message = "The node was low on resource: memory. Container app was using 64Mi, which exceeds its request of 0. ";
+    let evicted = eventually_with(&mut agent, "best-effort Evicted", Duration::from_secs(60), async || {
+        let p = pods.get("best-effort").await.ok()?;
+        (p.status.as_ref()?.reason.as_deref() == Some("Evicted")).then_some(p)
+    })
+    .await;
+    let status = evicted.status.clone().unwrap_or_default();
+    assert_eq!((status.phase.as_deref(), status.message.as_deref()), (Some("Failed"), Some(message)));
+    assert!(running(&pods.get("guaranteed").await.expect("guaranteed")), "the Guaranteed pod runs on");
+    let uid = evicted.metadata.uid.clone().unwrap_or_default();
+    let events = event_reasons(&admin, "default", &uid).await;
+    assert!(events.contains(&("Evicted".to_string(), message.to_string())), "kubectl describe pod best-effort: {events:?}");
+    let node_events = event_reasons(&admin, "default", "e2e-memory").await;
+    assert!(node_events.contains(&("EvictionThresholdMet".to_string(), "Attempting to reclaim memory".to_string())), "{node_events:?}");
+
+    // The eviction freed enough: the pressure ends after the transition period, the taint goes.
+    eventually_with(&mut agent, "MemoryPressure False and no taint", Duration::from_secs(90), async || {
+        let node = nodes.get("e2e-memory").await.ok()?;
+        let tainted = taints(&node).iter().any(|(k, _)| k == "node.kubernetes.io/memory-pressure");
+        (condition(&node, "MemoryPressure")?.status == "False" && !tainted).then_some(())
+    })
+    .await;
+    assert!(running(&pods.get("guaranteed").await.expect("guaranteed")), "the Guaranteed pod was never evicted");
+    let out = node_action(&agent, "heal");
+    assert!(out.contains("memory is free again"), "{out}");
+    agent.assert_no_refused_requests();
+}
+
+#[tokio::test]
+async fn a_lost_network_or_runtime_turns_the_node_not_ready_with_the_kubelets_message_until_healed() {
+    let admin = cluster().admin().await.expect("admin client");
+    let mut agent = Agent::new("e2e-outage").await;
+    agent.start();
+    let nodes: Api<Node> = Api::all(admin.clone());
+    agent.wait_ready(&nodes).await;
+    for (action, message) in [
+        (
+            "network-down",
+            "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized",
+        ),
+        ("runtime-down", "container runtime is down"),
+    ] {
+        node_action(&agent, action);
+        let ready = eventually_with(&mut agent, &format!("NotReady after {action}"), Duration::from_secs(60), async || {
+            let ready = condition(&nodes.get("e2e-outage").await.ok()?, "Ready")?.clone();
+            (ready.status == "False").then_some(ready)
+        })
+        .await;
+        assert_eq!((ready.reason.as_deref(), ready.message.as_deref()), (Some("KubeletNotReady"), Some(message)), "after {action}");
+        node_action(&agent, "heal");
+        agent.wait_ready(&nodes).await;
+    }
+    agent.assert_no_refused_requests();
+}

@@ -1,0 +1,220 @@
+//! The kubelet's eviction manager, on hard thresholds: every 10 s it observes what the node
+//! has left (memory, filesystem, PIDs), sets the pressure conditions the node status shows
+//! (`MemoryPressure`, `DiskPressure`, `PIDPressure`, held for the pressure transition
+//! period after the threshold is no longer met), and while a threshold is met evicts one pod
+//! a round in upstream's order: phase `Failed`, reason `Evicted`, the kubelet's message.
+//! Upstream: pkg/kubelet/eviction/eviction_manager.go.
+//!
+//! What the node uses is modelled: each running container uses what the pod's
+//! `labkubelet.io/memory-usage` (or `disk-usage`) annotation says, else its request, else
+//! its limit, else a little (64Mi of memory, 10Mi of disk) and one process. A lab makes a
+//! resource short with `labkubelet node memory-pressure` (`disk-pressure`, `pid-pressure`):
+//! something outside the pods then takes all but half the threshold, until `heal`.
+//!
+//! - [`thresholds`]: signals and `evictionHard`.
+//! - [`rank`]: the order of eviction and the message.
+
+pub mod rank;
+pub mod thresholds;
+
+use crate::pods::PodContext;
+use crate::pods::resources::Quantity;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use rank::{Candidate, ContainerUsage};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use thresholds::{Condition, Signal, Threshold};
+
+/// The reason of an evicted pod's status and event.
+pub const REASON: &str = "Evicted";
+/// How often the manager observes the node (upstream's `monitoringInterval`).
+const MONITORING_INTERVAL: Duration = Duration::from_secs(10);
+/// The annotations that say what each container of a pod uses.
+pub const MEMORY_USAGE_ANNOTATION: &str = "labkubelet.io/memory-usage";
+pub const DISK_USAGE_ANNOTATION: &str = "labkubelet.io/disk-usage";
+/// What a container that requests and limits nothing uses.
+const DEFAULT_MEMORY: i64 = 64 << 20;
+const DEFAULT_DISK: i64 = 10 << 20;
+/// The node's inodes and PIDs (the kernel's `pid_max` on 64-bit Linux).
+const INODES: i64 = 1_000_000;
+const PIDS: i64 = 4_194_304;
+
+/// `evictionHard` and `evictionPressureTransitionPeriod`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvictionConfig {
+    pub hard: Vec<Threshold>,
+    pub pressure_transition_period: Duration,
+}
+
+impl Default for EvictionConfig {
+    fn default() -> Self {
+        EvictionConfig { hard: thresholds::defaults(), pressure_transition_period: Duration::from_secs(300) }
+    }
+}
+
+/// One flag per pressure condition.
+#[derive(Debug, Default)]
+pub struct Conditions {
+    memory: AtomicBool,
+    disk: AtomicBool,
+    pid: AtomicBool,
+}
+
+impl Conditions {
+    fn flag(&self, condition: Condition) -> &AtomicBool {
+        match condition {
+            Condition::Memory => &self.memory,
+            Condition::Disk => &self.disk,
+            Condition::Pid => &self.pid,
+        }
+    }
+
+    /// Whether the condition holds.
+    pub fn get(&self, condition: Condition) -> bool {
+        self.flag(condition).load(Ordering::SeqCst)
+    }
+
+    /// Sets the condition; returns whether it held before.
+    pub fn set(&self, condition: Condition, on: bool) -> bool {
+        self.flag(condition).swap(on, Ordering::SeqCst)
+    }
+}
+
+/// The pods of one node, observed and evicted under pressure.
+pub struct EvictionManager {
+    ctx: Arc<PodContext>,
+    config: EvictionConfig,
+    capacity: BTreeMap<String, String>,
+    /// The resources a lab made short.
+    squeezed: Arc<Conditions>,
+    /// The pressure conditions the node status shows.
+    pressure: Arc<Conditions>,
+    /// What a squeeze takes outside the pods, per signal, fixed when the squeeze began.
+    taken: HashMap<Signal, i64>,
+    /// When each condition's threshold was last met.
+    last_met: HashMap<Condition, std::time::Instant>,
+}
+
+impl EvictionManager {
+    pub fn new(ctx: Arc<PodContext>, config: EvictionConfig, capacity: BTreeMap<String, String>, squeezed: Arc<Conditions>) -> Self {
+        EvictionManager { ctx, config, capacity, squeezed, pressure: Arc::default(), taken: HashMap::new(), last_met: HashMap::new() }
+    }
+
+    /// The node's pressure conditions, for its status.
+    pub fn pressure(&self) -> Arc<Conditions> {
+        self.pressure.clone()
+    }
+
+    /// Runs until dropped.
+    pub async fn run(mut self) {
+        loop {
+            self.synchronize().await;
+            self.ctx.clock.sleep(MONITORING_INTERVAL).await;
+        }
+    }
+
+    fn capacity_of(&self, signal: Signal) -> i64 {
+        let capacity = |resource: &str| self.capacity.get(resource).and_then(|q| Quantity::parse(q).ok()).map_or(0, |q| q.value());
+        match signal {
+            Signal::MemoryAvailable => capacity("memory"),
+            Signal::NodeFsAvailable | Signal::ImageFsAvailable => capacity("ephemeral-storage"),
+            Signal::NodeFsInodesFree => INODES,
+            Signal::PidAvailable => PIDS,
+        }
+    }
+
+    /// One round: observe, set the conditions, evict at most one pod.
+    pub async fn synchronize(&mut self) {
+        // An evicted pod frees what it used, also before its worker has stopped it.
+        let pods: Vec<Pod> =
+            self.ctx.pods().into_iter().filter(|p| is_active(p) && !self.ctx.is_evicted(p.metadata.uid.as_deref().unwrap_or_default())).collect();
+        let now = std::time::Instant::now();
+        let mut met = Vec::new();
+        for threshold in self.config.hard.clone() {
+            let signal = threshold.signal;
+            let capacity = self.capacity_of(signal);
+            let used: i64 = pods.iter().map(|p| candidate(p, signal).containers.iter().map(|c| c.usage).sum::<i64>()).sum();
+            let floor = threshold.amount.of(capacity);
+            let taken = if self.squeezed.get(signal.condition()) {
+                *self.taken.entry(signal).or_insert_with(|| (capacity - used - floor / 2).max(0))
+            } else {
+                self.taken.remove(&signal);
+                0
+            };
+            if capacity - used - taken < floor {
+                met.push(signal);
+                self.last_met.insert(signal.condition(), now);
+            }
+        }
+        for condition in [Condition::Memory, Condition::Disk, Condition::Pid] {
+            let within = self.last_met.get(&condition).is_some_and(|t| now.duration_since(*t) < self.config.pressure_transition_period);
+            self.pressure.set(condition, within);
+        }
+        let Some(&signal) = met.first() else { return };
+        let node = crate::events::EventRecorder::node_ref(&self.ctx.node);
+        self.ctx.events.record(&node, "Warning", "EvictionThresholdMet", &format!("Attempting to reclaim {}", signal.resource())).await;
+        let mut candidates: Vec<Candidate> = pods.iter().filter(|p| !is_critical(p)).map(|p| candidate(p, signal)).collect();
+        rank::rank(signal, &mut candidates);
+        let Some(first) = candidates.first() else { return };
+        let Some(pod) = pods.iter().find(|p| p.metadata.uid.as_deref() == Some(&first.uid)) else { return };
+        let message = rank::message(signal, first);
+        tracing::info!(node = %self.ctx.node, pod = %first.name, "evicting: {message}");
+        self.ctx.events.record(&crate::pods::sync::pod_ref(pod, None), "Warning", REASON, &message).await;
+        self.ctx.evict(&first.uid, message);
+    }
+}
+
+/// A pod that runs and may be evicted: neither finished nor being deleted.
+fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// Static pods and pods at system-critical priority are never evicted.
+fn is_critical(pod: &Pod) -> bool {
+    const SYSTEM_CRITICAL: i32 = 2_000_000_000;
+    crate::pods::manager::source_of(pod) != "api" || pod.spec.as_ref().and_then(|s| s.priority).is_some_and(|p| p >= SYSTEM_CRITICAL)
+}
+
+/// What the pod's running containers use of the signal's resource.
+fn candidate(pod: &Pod, signal: Signal) -> Candidate {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let running: Vec<String> = pod
+        .status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .map(|c| c.name.clone())
+        .collect();
+    let annotation = |key: &str| pod.metadata.annotations.as_ref()?.get(key).and_then(|q| Quantity::parse(q).ok()).map(|q| q.value());
+    let containers = spec
+        .containers
+        .iter()
+        .filter(|c| running.contains(&c.name))
+        .map(|c| {
+            let (usage, request) = match signal {
+                Signal::MemoryAvailable => (annotation(MEMORY_USAGE_ANNOTATION), requested(c, "memory")),
+                Signal::NodeFsAvailable | Signal::ImageFsAvailable => (annotation(DISK_USAGE_ANNOTATION), requested(c, "ephemeral-storage")),
+                Signal::NodeFsInodesFree | Signal::PidAvailable => (Some(1), None),
+            };
+            let default = if signal == Signal::MemoryAvailable { DEFAULT_MEMORY } else { DEFAULT_DISK };
+            let usage = usage.or(request).or_else(|| limited(c, signal)).unwrap_or(default);
+            ContainerUsage { name: c.name.clone(), usage, request: request.unwrap_or(0) }
+        })
+        .collect();
+    let name = format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or_default());
+    Candidate { uid: pod.metadata.uid.clone().unwrap_or_default(), name, priority: spec.priority.unwrap_or(0), containers }
+}
+
+fn requested(c: &Container, resource: &str) -> Option<i64> {
+    let q = c.resources.as_ref()?.requests.as_ref()?.get(resource)?;
+    Quantity::parse(&q.0).ok().map(|q| q.value())
+}
+
+fn limited(c: &Container, signal: Signal) -> Option<i64> {
+    let resource = if signal == Signal::MemoryAvailable { "memory" } else { "ephemeral-storage" };
+    let q = c.resources.as_ref()?.limits.as_ref()?.get(resource)?;
+    Quantity::parse(&q.0).ok().map(|q| q.value())
+}
