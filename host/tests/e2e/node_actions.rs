@@ -2,8 +2,8 @@
 //! controller, the taint manager and `kubectl` show when a node is cut off, healed,
 //! rebooted, or has its kubelet restarted.
 
-use crate::support::{Agent, cluster, condition, event_reasons, eventually_with, labkubelet, pod};
-use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
+use crate::support::{Agent, cluster, condition, container_status, event_reasons, eventually_with, labkubelet, pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
 
@@ -22,10 +22,6 @@ fn evicted_soon(name: &str, node: &str) -> Pod {
             "containers": [{"name": "app", "image": "nginx:1.25"}],
         },
     }))
-}
-
-fn container_status(pod: &Pod) -> Option<ContainerStatus> {
-    pod.status.as_ref()?.container_statuses.as_ref()?.first().cloned()
 }
 
 fn running(pod: &Pod) -> bool {

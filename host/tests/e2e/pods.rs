@@ -3,14 +3,10 @@
 //! API server, a trigger, an agent restart that keeps every container, graceful deletion,
 //! and a pod force-deleted while the agent was down.
 
-use crate::support::{Agent, cluster, event_reasons, eventually_with, labkubelet, pod};
-use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
+use crate::support::{Agent, cluster, container_status, event_reasons, eventually_with, labkubelet, pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, LogParams, PostParams};
 use std::time::Duration;
-
-fn container_status(pod: &Pod) -> Option<ContainerStatus> {
-    pod.status.as_ref()?.container_statuses.as_ref()?.first().cloned()
-}
 
 fn on_node(name: &str, node: &str, annotations: serde_json::Value) -> Pod {
     pod(serde_json::json!({
