@@ -570,3 +570,26 @@ async fn a_condition_another_writer_adds_survives_the_kubelets_status_writes() {
     // it had while false.
     assert_eq!(condition(&restarted, "Ready"), Some(("True".into(), None, None)), "{:?}", restarted.status);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_agent_probes_no_more() {
+    // oomkill is this binary's only pod with it: its probe count is this test's alone.
+    let mut lab = PodLab::start(&["oomkill"], &[("oomkill.json", "{\"afterSeconds\": 36000}")]).await;
+    let probe = json!({"tcpSocket": {"port": 80}, "periodSeconds": 1});
+    lab.create(
+        "probed",
+        json!({"labkubelet.io/scenario": "oomkill"}),
+        json!({"containers": [{"name": "app", "image": "nginx:1.25", "readinessProbe": probe}]}),
+    )
+    .await;
+    lab.until("probed", "Ready", Duration::from_secs(60), |p| condition(p, "Ready").is_some_and(|c| c.0 == "True")).await;
+    let probes = || labkubelet::metrics::METRICS.runtime_operations_duration.with_label_values(&[NODE, "oomkill", "probe"]).get_sample_count();
+    let running = probes();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(probes() > running, "the readiness probe runs every second");
+    lab.stop_agent().await;
+    let stopped = probes();
+    // No condition to await for something that must not happen: ten probe periods.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(probes(), stopped, "a probe task outlived the agent's pod lifecycle");
+}

@@ -269,9 +269,11 @@ impl PodLifecycle {
         self.pleg.health()
     }
 
-    /// Runs until the future is dropped.
+    /// Runs until the future is dropped; the pod workers and probe tasks end with it (a
+    /// kubelet restart starts them again over the runtime the next run has).
     pub async fn run(self) {
         let PodLifecycle { ctx, pleg, mut pleg_events, mut changed, mut woken, files, url } = self;
+        let _probes = StopProbesOnDrop(ctx.clone());
         let workers = Arc::new(PodWorkers::new(ctx.clone()));
         let api = async {
             match ctx.client.clone() {
@@ -305,6 +307,16 @@ impl PodLifecycle {
             }
         };
         tokio::join!(api, files, url, pleg.run(), dispatch, housekeeping(ctx.clone(), workers.clone()));
+    }
+}
+
+/// Ends the probe tasks with the pod lifecycle, as [`PodWorkers`] ends the pod workers:
+/// the node's HTTP API may keep the context alive longer.
+struct StopProbesOnDrop(Arc<PodContext>);
+
+impl Drop for StopProbesOnDrop {
+    fn drop(&mut self) {
+        self.0.probes.stop_all();
     }
 }
 

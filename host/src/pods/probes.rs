@@ -145,6 +145,14 @@ impl ProbeManager {
     pub fn stop(&self, uid: &str) {
         self.sync(uid, Vec::new());
     }
+
+    /// Stops every probe task: the node's pod lifecycle ended.
+    pub fn stop_all(&self) {
+        for task in self.workers.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, task)| task) {
+            task.abort();
+        }
+        self.results.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 struct Worker {
