@@ -291,9 +291,6 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
             }
         }
     };
-    let answer = |code: StatusCode, result: &str, message: String, actions: Vec<String>| {
-        (code, Json(TriggerResponse { result: result.into(), message, actions })).into_response()
-    };
     let mut target = TriggerTarget { pod_namespace: None, pod_name: None, container: request.container.clone() };
     // The plugin that serves the targeted pod, when it is not the one asked.
     let mut served_by = None;
@@ -301,10 +298,7 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
         let (namespace, name) = pod.split_once('/').unwrap_or(("default", pod));
         let Some(found) = api.pods.pod_by_name(namespace, name) else {
             let message = format!("no pod {namespace}/{name} on node {}", api.node);
-            let what = What::Trigger { plugin: plugin.clone(), action: action.clone(), result: format!("no-such-pod: {message}"), accepted: false };
-            api.journal.record(api.pods.clock.now_nanos(), None, what);
-            crate::metrics::METRICS.triggers.with_label_values(&[&api.node, &plugin, &action, "no-such-pod"]).inc();
-            return answer(StatusCode::NOT_FOUND, "no-such-pod", message, Vec::new());
+            return answer_action(&api, &plugin, &action, None, (StatusCode::NOT_FOUND, "no-such-pod", message, Vec::new()));
         };
         target.pod_namespace = Some(namespace.to_string());
         target.pod_name = found.metadata.name.clone();
@@ -313,7 +307,7 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
     let args: Vec<KeyValue> = request.args.iter().map(|(k, v)| KeyValue { key: k.clone(), value: v.clone() }).collect();
     let outcome = api.plugins.trigger(&plugin, &action, &target, &args).await;
     use crate::plugin::TriggerError;
-    let (code, result, message, actions) = match outcome {
+    let outcome = match outcome {
         Ok(Ok(message)) => (StatusCode::OK, "accepted", message, Vec::new()),
         Ok(Err(TriggerError::UnknownAction(known))) => {
             (StatusCode::BAD_REQUEST, "unknown-action", format!("{plugin} has no action {action:?}; it has: {}", known.join(", ")), known)
@@ -327,26 +321,30 @@ async fn trigger(State(api): State<Arc<NodeApi>>, Path((plugin, action)): Path<(
         Err(e) if e.is_not_found() => (StatusCode::NOT_FOUND, "no-such-plugin", e.to_string(), Vec::new()),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, "runtime-error", e.to_string(), Vec::new()),
     };
-    crate::metrics::METRICS.triggers.with_label_values(&[&api.node, &plugin, &action, result]).inc();
     let pod = target.pod_name.as_ref().map(|n| format!("{}/{n}", target.pod_namespace.as_deref().unwrap_or("default")));
-    api.journal.record(
-        api.pods.clock.now_nanos(),
-        pod.as_deref(),
-        What::Trigger { plugin: plugin.clone(), action: action.clone(), result: format!("{result}: {message}"), accepted: result == "accepted" },
-    );
-    answer(code, result, message, actions)
+    answer_action(&api, &plugin, &action, pod.as_deref(), outcome)
+}
+
+/// What became of a lab action: the HTTP code, the result (`accepted`, `unknown-action`,
+/// ...), the message, and the actions there are when the one asked for is not.
+type ActionOutcome = (StatusCode, &'static str, String, Vec<String>);
+
+/// Counts a lab action, puts it on the timeline (on its pod's lane, if it has one) and
+/// answers it.
+fn answer_action(api: &NodeApi, plugin: &str, action: &str, pod: Option<&str>, (code, result, message, actions): ActionOutcome) -> Response {
+    crate::metrics::METRICS.triggers.with_label_values(&[&api.node, plugin, action, result]).inc();
+    let what = What::Trigger { plugin: plugin.into(), action: action.into(), result: format!("{result}: {message}"), accepted: result == "accepted" };
+    api.journal.record(api.pods.clock.now_nanos(), pod, what);
+    (code, Json(TriggerResponse { result: result.into(), message, actions })).into_response()
 }
 
 /// `POST /node/{action}`: a lab action on the whole node (`labkubelet node partition`).
 async fn node_action(State(api): State<Arc<NodeApi>>, Path(action): Path<String>) -> Response {
-    let (code, result, message, actions) = match action.parse::<NodeAction>() {
+    let outcome = match action.parse::<NodeAction>() {
         Ok(known) => (StatusCode::OK, "accepted", api.control.apply(known), Vec::new()),
         Err(e) => (StatusCode::BAD_REQUEST, "unknown-action", e.to_string(), NodeAction::ALL.map(|a| a.name().to_string()).to_vec()),
     };
-    crate::metrics::METRICS.triggers.with_label_values(&[&api.node, "node", &action, result]).inc();
-    let what = What::Trigger { plugin: "node".into(), action, result: format!("{result}: {message}"), accepted: result == "accepted" };
-    api.journal.record(api.pods.clock.now_nanos(), None, what);
-    (code, Json(TriggerResponse { result: result.into(), message, actions })).into_response()
+    answer_action(&api, "node", &action, None, outcome)
 }
 
 /// What the node serves: `labkubelet plugin list --root-dir` prints it.
