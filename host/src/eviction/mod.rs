@@ -180,41 +180,41 @@ fn is_critical(pod: &Pod) -> bool {
 
 /// What the pod's running containers use of the signal's resource.
 fn candidate(pod: &Pod, signal: Signal) -> Candidate {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let running: Vec<String> = pod
+    let running: Vec<&str> = pod
         .status
         .iter()
         .flat_map(|s| s.container_statuses.iter().flatten())
         .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
-        .map(|c| c.name.clone())
+        .map(|c| c.name.as_str())
         .collect();
-    let annotation = |key: &str| pod.metadata.annotations.as_ref()?.get(key).and_then(|q| Quantity::parse(q).ok()).map(|q| q.value());
+    // Inodes and PIDs are counted, one a container; memory and disk are measured.
+    let measured = match signal {
+        Signal::MemoryAvailable => Some((MEMORY_USAGE_ANNOTATION, DEFAULT_MEMORY)),
+        Signal::NodeFsAvailable | Signal::ImageFsAvailable => Some((DISK_USAGE_ANNOTATION, DEFAULT_DISK)),
+        Signal::NodeFsInodesFree | Signal::PidAvailable => None,
+    };
+    let annotated = measured.and_then(|(key, _)| pod.metadata.annotations.as_ref()?.get(key)).and_then(|q| Quantity::parse(q).ok()).map(|q| q.value());
+    let spec = pod.spec.as_ref();
     let containers = spec
-        .containers
         .iter()
-        .filter(|c| running.contains(&c.name))
+        .flat_map(|s| &s.containers)
+        .filter(|c| running.contains(&c.name.as_str()))
         .map(|c| {
-            let (usage, request) = match signal {
-                Signal::MemoryAvailable => (annotation(MEMORY_USAGE_ANNOTATION), requested(c, "memory")),
-                Signal::NodeFsAvailable | Signal::ImageFsAvailable => (annotation(DISK_USAGE_ANNOTATION), requested(c, "ephemeral-storage")),
-                Signal::NodeFsInodesFree | Signal::PidAvailable => (Some(1), None),
+            let request = declared(c, false, signal.resource());
+            let usage = match measured {
+                Some((_, default)) => annotated.or(request).or_else(|| declared(c, true, signal.resource())).unwrap_or(default),
+                None => 1,
             };
-            let default = if signal == Signal::MemoryAvailable { DEFAULT_MEMORY } else { DEFAULT_DISK };
-            let usage = usage.or(request).or_else(|| limited(c, signal)).unwrap_or(default);
             ContainerUsage { name: c.name.clone(), usage, request: request.unwrap_or(0) }
         })
         .collect();
     let name = format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or_default());
-    Candidate { uid: pod.metadata.uid.clone().unwrap_or_default(), name, priority: spec.priority.unwrap_or(0), containers }
+    Candidate { uid: pod.metadata.uid.clone().unwrap_or_default(), name, priority: spec.and_then(|s| s.priority).unwrap_or(0), containers }
 }
 
-fn requested(c: &Container, resource: &str) -> Option<i64> {
-    let q = c.resources.as_ref()?.requests.as_ref()?.get(resource)?;
-    Quantity::parse(&q.0).ok().map(|q| q.value())
-}
-
-fn limited(c: &Container, signal: Signal) -> Option<i64> {
-    let resource = if signal == Signal::MemoryAvailable { "memory" } else { "ephemeral-storage" };
-    let q = c.resources.as_ref()?.limits.as_ref()?.get(resource)?;
+/// What a container requests (or, with `limits`, limits) of a resource, if it says.
+fn declared(c: &Container, limits: bool, resource: &str) -> Option<i64> {
+    let resources = c.resources.as_ref()?;
+    let q = if limits { resources.limits.as_ref() } else { resources.requests.as_ref() }?.get(resource)?;
     Quantity::parse(&q.0).ok().map(|q| q.value())
 }
