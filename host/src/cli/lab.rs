@@ -54,7 +54,7 @@ pub struct TriggerArgs {
 #[derive(Args)]
 pub struct NodeArgs {
     /// partition (cut the node off the API server), heal (end every fault), kubelet-restart,
-    /// reboot, runtime-down, network-down.
+    /// reboot, runtime-down, network-down, memory-pressure, disk-pressure, pid-pressure.
     action: labkubelet::node::actions::NodeAction,
     #[command(flatten)]
     agent: AgentArgs,

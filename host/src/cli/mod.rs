@@ -27,7 +27,7 @@ enum Command {
     /// Sends a lab action (kill, hang, fail-pulls, heal, ...) to a plugin of a running agent.
     Trigger(Box<lab::TriggerArgs>),
     /// Does something to a whole node of a running agent: partition, heal, kubelet-restart,
-    /// reboot, runtime-down, network-down.
+    /// reboot, runtime-down, network-down, memory-pressure, disk-pressure, pid-pressure.
     Node(Box<lab::NodeArgs>),
     /// Exports what happened to each pod of a running agent: JSON, SVG or HTML.
     Timeline(Box<lab::TimelineArgs>),
