@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Stock plugins, by crate name.
-const STOCK: &[&str] = &["healthy", "crashloop", "oomkill", "image-pull-fail", "pleg-stall", "readiness-flap", "scripted"];
+const STOCK: &[&str] =
+    &["healthy", "crashloop", "oomkill", "image-pull-fail", "pleg-stall", "readiness-flap", "scripted", "node-partition", "node-reboot", "memory-pressure"];
 /// Plugins only the tests use.
 const TEST_ONLY: &[&str] = &["misbehave"];
 /// What the plugins are built from; `plugins/prebuilt` itself is left out.

@@ -9,6 +9,9 @@ use std::time::Duration;
 pub const CONTAINER_KIND_ANNOTATION: &str = "labkubelet.io/container-kind";
 /// The container annotation the host sets to the pod's `restartPolicy`.
 pub const RESTART_POLICY_ANNOTATION: &str = "labkubelet.io/pod-restart-policy";
+/// The container annotation the host sets to the container's memory limit in bytes, when it
+/// has one.
+pub const MEMORY_LIMIT_ANNOTATION: &str = "labkubelet.io/memory-limit";
 /// The sandbox annotation that carries the pod IP the host allocated.
 pub const POD_IP_ANNOTATION: &str = "labkubelet.io/pod-ip";
 
@@ -68,6 +71,24 @@ pub enum Stop {
     IgnoresSigterm,
 }
 
+/// What a running container uses of the node, as the eviction manager reads it. A `None`
+/// leaves the figure to the host, which models it from the pod (its
+/// `labkubelet.io/memory-usage` annotation, its request, its limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// The memory working set, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// What the container's writable layer and logs take of the node's filesystem, in bytes.
+    pub disk_bytes: Option<u64>,
+}
+
+impl Usage {
+    /// Uses this much memory; the disk is left to the host.
+    pub fn memory(bytes: u64) -> Self {
+        Usage { memory_bytes: Some(bytes), disk_bytes: None }
+    }
+}
+
 /// Which part of the pod a container is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ContainerKind {
@@ -125,6 +146,8 @@ pub struct ContainerCtx {
     pub pod_annotations: Vec<KeyValue>,
     /// When the container started (host-clock ns), if it has.
     pub started_at: Option<i64>,
+    /// The container's memory limit in bytes, if it has one: where its cgroup OOM-kills it.
+    pub memory_limit: Option<u64>,
     /// How long finishing containers run, from the plugin's configuration.
     pub completion: Completion,
 }

@@ -16,6 +16,7 @@
 //! | [`start_logs`](crate::Scenario::start_logs) | `(&mut self, &ContainerCtx) -> Vec<String>` | what `kubectl logs` shows |
 //! | [`on_stop`](crate::Scenario::on_stop) | `(&mut self, &ContainerCtx) -> Stop` | containers that ignore SIGTERM |
 //! | [`probe`](crate::Scenario::probe) | `(&mut self, &ContainerCtx, ProbeKind, &ProbeAction) -> ProbeResult` | failing or flapping liveness, readiness, startup probes |
+//! | [`usage`](crate::Scenario::usage) | `(&mut self, &ContainerCtx) -> Usage` | what a container uses of the node's memory and disk: leaks, evictions under pressure |
 //! | [`exec`](crate::Scenario::exec) | `(&mut self, &ContainerCtx, &[String]) -> ExecResult` | what `kubectl exec` answers |
 //! | [`trigger`](crate::Scenario::trigger) | `(&mut self, &mut FakeRuntime, &str, &TriggerTarget, &[KeyValue]) -> Option<Result<String, TriggerError>>` | lab actions of your own (`labkubelet trigger`) |
 //! | [`save`](crate::Scenario::save) / [`restore`](crate::Scenario::restore) | `(&self) -> serde_json::Value` / `(&mut self, Value) -> Result<(), String>` | scenario state kept across reloads |
@@ -280,6 +281,63 @@
 //!   - match: { image: "private/*" }
 //!     failPull: "pull access denied, repository does not exist"
 //! ```
+//!
+//! # A node cut off on cue
+//!
+//! A minute after a pod annotated `labkubelet.io/scenario: cut-after-a-minute` starts, its
+//! node stops talking to the API server, and five minutes later it is back. An
+//! [`OnSchedule`](crate::OnSchedule) scenario asks the host for each action of its
+//! [`NodeScript`](crate::NodeScript) when it is due (checked at every call; PLEG relists
+//! every second), and serves its pods as `healthy` does. Any action of `labkubelet node`
+//! works the same: `Reboot`, `MemoryPressure`, `RuntimeDown`, ... A scenario of another
+//! kind asks with [`host::node_action`](crate::host::node_action).
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct CutAfterAMinute;
+//!
+//! impl NodeScenario for CutAfterAMinute {
+//!     fn info(&self) -> Info {
+//!         Info::new("cut-after-a-minute", "0.1.0")
+//!     }
+//!     fn script(&self, _config: &ConfigFile) -> Result<NodeScript, ConfigError> {
+//!         Ok(NodeScript::new(vec![(secs(60), NodeAction::Partition), (secs(360), NodeAction::Heal)]))
+//!     }
+//! }
+//!
+//! export_scenario!(OnSchedule<CutAfterAMinute>);
+//! ```
+//!
+//! (no `scripted` form)
+//!
+//! # A container that leaks memory
+//!
+//! What a container uses is the host's to model unless the plugin says: here it grows by
+//! 100Mi a second, until the eviction manager evicts its pod under memory pressure (the stock
+//! `memory-pressure` plugin also OOM-kills it at its limit).
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct Leak;
+//!
+//! impl Scenario for Leak {
+//!     fn info(&self) -> Info {
+//!         Info::new("leak", "0.1.0")
+//!     }
+//!     fn usage(&mut self, c: &ContainerCtx) -> Usage {
+//!         let seconds = c.started_at.map_or(0, |at| (host::now() - at) / 1_000_000_000);
+//!         Usage::memory(u64::try_from(seconds).unwrap_or(0) * (100 << 20))
+//!     }
+//! }
+//!
+//! export_scenario!(Leak);
+//! ```
+//!
+//! (no `scripted` form)
 //!
 //! # Settings from the configuration file
 //!

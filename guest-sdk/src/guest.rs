@@ -3,7 +3,8 @@
 
 use crate::bindings::exports::labkubelet::runtime::runtime::Guest;
 use crate::bindings::labkubelet::runtime::types::{
-    ConfigError as WitConfigError, Container, ContainerStatus, Image, PluginConfig, PluginInfo, PodSandbox, PodSandboxState, PodSandboxStatus, VersionInfo,
+    ConfigError as WitConfigError, Container, ContainerStats, ContainerStatus, Image, PluginConfig, PluginInfo, PodSandbox, PodSandboxState, PodSandboxStatus,
+    VersionInfo,
 };
 use crate::config::{CommonConfig, ConfigError, ConfigFile};
 use crate::container::{ContainerCtx, Exit, Lifetime, Stop};
@@ -343,6 +344,19 @@ impl<T: ScenarioExport> Guest for T {
                     created_at: c.created_at,
                     labels: c.config.labels.clone(),
                     annotations: c.config.annotations.clone(),
+                })
+                .collect())
+        })
+    }
+
+    fn list_container_stats() -> Result<Vec<ContainerStats>, RuntimeError> {
+        call::<T, _>(Method::ListContainerStats, Concerns::Runtime, |p| {
+            let running: Vec<ContainerCtx> = p.rt.containers.values().filter(|c| c.state == ContainerState::Running).filter_map(|c| p.rt.ctx(&c.id)).collect();
+            Ok(running
+                .into_iter()
+                .map(|c| {
+                    let usage = p.scenario.usage(&c);
+                    ContainerStats { id: c.id, memory_working_set_bytes: usage.memory_bytes, writable_layer_bytes: usage.disk_bytes }
                 })
                 .collect())
         })

@@ -1,8 +1,8 @@
-//! What the host gives a plugin: its clock, seeded randomness, logging and
-//! the means to hold a reply (a slow or hung runtime) without blocking anything.
+//! What the host gives a plugin: its clock, seeded randomness, logging, the means to hold
+//! a reply (a slow or hung runtime) without blocking anything, and its node's lab actions.
 
-use crate::LogLevel;
 use crate::bindings::labkubelet::runtime::host as imports;
+use crate::{LogLevel, NodeAction};
 use std::time::Duration;
 
 /// Host-clock wall time in nanoseconds since the Unix epoch. Use this rather than
@@ -34,4 +34,16 @@ pub fn hang_reply() {
 /// Releases every held reply.
 pub fn release_replies() {
     imports::release_replies()
+}
+
+/// Asks the host for a node action on this plugin's node (a partition, a reboot, memory
+/// pressure, `heal`), done once the call in progress returns: how a scenario scripts what
+/// `labkubelet node <action>` does.
+///
+/// ```no_run
+/// use labkubelet_guest::{NodeAction, host};
+/// host::node_action(NodeAction::Partition);
+/// ```
+pub fn node_action(action: NodeAction) {
+    imports::act_on_node(action)
 }

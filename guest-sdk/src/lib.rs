@@ -39,11 +39,13 @@ mod container;
 pub mod cookbook;
 mod guest;
 pub mod host;
+mod node_script;
 mod runtime;
 mod scenario;
 
 pub use config::{ConfigError, ConfigFile};
 pub use container::*;
+pub use node_script::{NodeScenario, NodeScript, OnSchedule};
 pub use runtime::{ContainerRecord, FakeRuntime, SandboxRecord};
 pub use scenario::*;
 
@@ -61,8 +63,9 @@ pub mod bindings {
 
 pub use bindings::export_raw;
 pub use bindings::labkubelet::runtime::types::{
-    ContainerConfig, ContainerMetadata, ContainerState, ErrorCode, ExecResult, HttpGetAction, KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig,
-    PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget,
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStats, ErrorCode, ExecResult, HttpGetAction, KeyValue, LogLevel, LogLine, LogStream,
+    NodeAction, PodSandboxConfig, PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError, TriggerAction,
+    TriggerError, TriggerTarget,
 };
 
 /// A number of seconds as a [`std::time::Duration`], for short scenario code.

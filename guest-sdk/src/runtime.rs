@@ -3,7 +3,8 @@
 //! every plugin offers (`kill`, `hang`, `fail-pulls`, `heal`).
 
 use crate::container::{
-    CONTAINER_KIND_ANNOTATION, Completion, ContainerCtx, ContainerKind, Exit, POD_IP_ANNOTATION, RESTART_POLICY_ANNOTATION, RestartPolicy, find,
+    CONTAINER_KIND_ANNOTATION, Completion, ContainerCtx, ContainerKind, Exit, MEMORY_LIMIT_ANNOTATION, POD_IP_ANNOTATION, RESTART_POLICY_ANNOTATION,
+    RestartPolicy, find,
 };
 use crate::{
     ContainerConfig, ContainerState, ErrorCode, KeyValue, LogLine, LogStream, PodSandboxConfig, RuntimeError, TriggerAction, TriggerError, TriggerTarget, host,
@@ -141,6 +142,7 @@ impl FakeRuntime {
             pod_labels: pod.map(|s| s.config.labels.clone()).unwrap_or_default(),
             pod_annotations: pod.map(|s| s.config.annotations.clone()).unwrap_or_default(),
             started_at: None,
+            memory_limit: annotation(MEMORY_LIMIT_ANNOTATION).and_then(|l| l.parse().ok()),
             completion: self.completion,
         }
     }

@@ -2,7 +2,7 @@
 //! they answer with. Every hook defaults to what a healthy runtime does.
 
 use crate::config::{ConfigError, ConfigFile};
-use crate::container::{ContainerCtx, Exit, Lifetime, Stop};
+use crate::container::{ContainerCtx, Exit, Lifetime, Stop, Usage};
 use crate::runtime::FakeRuntime;
 use crate::{
     ExecResult, KeyValue, PodSandboxConfig, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError, TriggerAction, TriggerError,
@@ -62,6 +62,7 @@ pub enum Method {
     RemoveContainer,
     InspectContainer,
     ListContainers,
+    ListContainerStats,
     PullImage,
     InspectImage,
     ListImages,
@@ -73,7 +74,7 @@ pub enum Method {
 
 impl Method {
     /// Every call of the contract.
-    pub const ALL: [Method; 20] = [
+    pub const ALL: [Method; 21] = [
         Method::Version,
         Method::Status,
         Method::RunPodSandbox,
@@ -87,6 +88,7 @@ impl Method {
         Method::RemoveContainer,
         Method::InspectContainer,
         Method::ListContainers,
+        Method::ListContainerStats,
         Method::PullImage,
         Method::InspectImage,
         Method::ListImages,
@@ -117,6 +119,7 @@ impl Method {
             Method::RemoveContainer => "remove-container",
             Method::InspectContainer => "inspect-container",
             Method::ListContainers => "list-containers",
+            Method::ListContainerStats => "list-container-stats",
             Method::PullImage => "pull-image",
             Method::InspectImage => "inspect-image",
             Method::ListImages => "list-images",
@@ -236,6 +239,12 @@ pub trait Scenario: 'static {
 
     fn on_stop(&mut self, _c: &ContainerCtx) -> Stop {
         Stop::Exits(Exit::completed())
+    }
+
+    /// What a running container uses of the node, asked every 10 s by the eviction manager;
+    /// by default the host models it.
+    fn usage(&mut self, _c: &ContainerCtx) -> Usage {
+        Usage::default()
     }
 
     /// Answers a liveness, readiness or startup probe.

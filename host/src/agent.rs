@@ -152,6 +152,9 @@ struct Process {
 /// starting at once would each find the API server at its in-flight limit.
 const STARTING_AT_ONCE: usize = 50;
 
+/// How many node actions a node's plugins may have asked for and not yet had done.
+const NODE_ACTIONS_QUEUED: usize = 16;
+
 /// The first wait before a failed node starts again; it doubles up to [`RESTART_MAX`].
 const RESTART_FIRST: Duration = Duration::from_secs(1);
 const RESTART_MAX: Duration = Duration::from_secs(60);
@@ -254,7 +257,9 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     let address = home.listener.local_addr()?;
     let bootstrap = config.bootstrap_for(name);
 
-    let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, process.catalog.clone(), clock));
+    let (asks, asked) = tokio::sync::mpsc::channel(NODE_ACTIONS_QUEUED);
+    let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, process.catalog.clone(), clock).with_node_actions(asks));
+    let plugin_actions = crate::node::actions::do_asked(&home.control, asked, &home.journal, clock, name);
     // The runtime kept running while the agent was down: carry on with its state.
     let state = RuntimeStateDir::new(&config.root_dir, name);
     let restored = state.restore(&runtime).await;
@@ -306,6 +311,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
             tokio::join!(
                 pods.run(),
                 eviction.run(),
+                plugin_actions,
                 journal_plugin_events(&runtime, &events),
                 state.keep_saved(runtime.clone(), clock),
                 crate::server::serve(&home.listener, api, tls)
@@ -383,7 +389,18 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     let serve = crate::server::serve(&home.listener, api, tls);
     let journal = journal_plugin_events(&runtime, &events);
     let tasks = async {
-        tokio::join!(lease.run(), status.run(), refusals, journal, pods.run(), eviction.run(), state.keep_saved(runtime.clone(), clock), rotation, serve)
+        tokio::join!(
+            lease.run(),
+            status.run(),
+            refusals,
+            journal,
+            pods.run(),
+            eviction.run(),
+            plugin_actions,
+            state.keep_saved(runtime.clone(), clock),
+            rotation,
+            serve
+        )
     };
     Ok(run_until_ended(config, home, &state, &runtime, tasks).await)
 }

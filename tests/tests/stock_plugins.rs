@@ -1,7 +1,7 @@
 //! Each stock plugin driven through the CRI lifecycle, with the scenario timing checked in
 //! virtual time.
 
-use labkubelet::plugin::{PluginPolicy, TriggerError};
+use labkubelet::plugin::{PluginPolicy, PluginRuntime, TriggerError};
 use labkubelet::runtime::*;
 use labkubelet_tests::*;
 use std::time::Duration;
@@ -21,7 +21,7 @@ async fn lab_with(plugins: &[&str]) -> PluginLab {
 // Paused time: crashloop and oomkill containers must not exit on their own in between.
 #[tokio::test(start_paused = true)]
 async fn every_stock_plugin_runs_the_cri_lifecycle() {
-    let names = ["healthy", "crashloop", "oomkill", "pleg-stall", "readiness-flap", "scripted"];
+    let names = ["healthy", "crashloop", "oomkill", "pleg-stall", "readiness-flap", "scripted", "node-partition", "node-reboot", "memory-pressure"];
     let lab = lab_with(&names).await;
     let node = lab.node("node-1");
     for name in names {
@@ -87,6 +87,89 @@ async fn oomkill_kills_with_137_oomkilled_after_30s() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     let s = node.container_status(&id).await.unwrap();
     assert_eq!((s.state, s.exit_code, s.reason.as_str()), (ContainerState::Exited, 137, "OOMKilled"));
+}
+
+/// The node actions a node's plugins ask for, as they arrive.
+fn asked_actions(lab: &PluginLab) -> (PluginRuntime, tokio::sync::mpsc::Receiver<labkubelet::plugin::AskedAction>) {
+    let (asks, asked) = tokio::sync::mpsc::channel(16);
+    (lab.node("node-1").with_node_actions(asks), asked)
+}
+
+#[tokio::test(start_paused = true)]
+async fn node_partition_asks_for_a_partition_then_heal_on_its_schedule() {
+    use labkubelet::node::actions::NodeAction;
+    let lab = PluginLab::new(PluginPolicy::default()).await;
+    lab.install("node-partition");
+    std::fs::write(lab.path("node-partition.json"), r#"{"afterSeconds": 5, "forSeconds": 10}"#).unwrap();
+    lab.sync().await;
+    let (node, mut asked) = asked_actions(&lab);
+    start_pod(&node, &pod("cut", Some("node-partition"), &[]), "nginx").await;
+    // PLEG's relist, once a second.
+    let mut seen = Vec::new();
+    for second in 1..=20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        node.list_containers().await.unwrap();
+        while let Ok(a) = asked.try_recv() {
+            assert_eq!(&*a.plugin, "node-partition");
+            seen.push((second, a.action));
+        }
+    }
+    assert_eq!(seen, [(5, NodeAction::Partition), (15, NodeAction::Heal)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn node_reboot_asks_for_one_reboot_per_instance_and_a_kubelet_restart_keeps_its_schedule() {
+    use labkubelet::node::actions::NodeAction;
+    let lab = PluginLab::new(PluginPolicy::default()).await;
+    lab.install("node-reboot");
+    std::fs::write(
+        lab.path("node-reboot.yaml"),
+        "afterSeconds: 4
+",
+    )
+    .unwrap();
+    lab.sync().await;
+    let (node, mut asked) = asked_actions(&lab);
+    start_pod(&node, &pod("boots", Some("node-reboot"), &[]), "nginx").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    node.list_containers().await.unwrap();
+    // A kubelet restart: the next run's runtime takes over the state, and the schedule.
+    let saved = node.export_states().await;
+    let (restarted, mut asked_again) = asked_actions(&lab);
+    assert!(restarted.import_states(saved).await.is_empty());
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        restarted.list_containers().await.unwrap();
+    }
+    assert!(asked.try_recv().is_err(), "nothing is due before 4 s");
+    assert_eq!(asked_again.try_recv().map(|a| a.action), Ok(NodeAction::Reboot));
+    assert!(asked_again.try_recv().is_err(), "one reboot per boot");
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_pressure_containers_grow_and_are_oom_killed_at_their_limit() {
+    let lab = lab_with(&["memory-pressure"]).await;
+    let node = lab.node("node-1");
+    let (_, unlimited) = start_pod(&node, &pod("leak", Some("memory-pressure"), &[]), "leaky").await;
+    let working_set = async |id: &str| node.list_container_stats().await.unwrap().into_iter().find(|s| s.id == id).and_then(|s| s.memory_working_set_bytes);
+    assert_eq!(working_set(&unlimited).await, Some(16 << 20));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(working_set(&unlimited).await, Some((16 + 2560) << 20), "16Mi and 256Mi a second");
+
+    // With a 1040Mi limit (the annotation the host sets from the pod's limits), the cgroup
+    // kills it 4 s in.
+    let pod = pod("limited", Some("memory-pressure"), &[]);
+    let sandbox = node.run_pod_sandbox(&pod).await.unwrap();
+    let mut config = container("main", "leaky");
+    config.annotations.push(KeyValue { key: "labkubelet.io/memory-limit".into(), value: (1040u64 << 20).to_string() });
+    let limited = node.create_container(&sandbox, &config).await.unwrap();
+    node.start_container(&limited).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3_900)).await;
+    assert_eq!(node.container_status(&limited).await.unwrap().state, ContainerState::Running);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = node.container_status(&limited).await.unwrap();
+    assert_eq!((s.state, s.exit_code, s.reason.as_str()), (ContainerState::Exited, 137, "OOMKilled"));
+    assert_eq!(working_set(&limited).await, None, "a container that exited uses nothing");
 }
 
 #[tokio::test(start_paused = true)]

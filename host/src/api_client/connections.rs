@@ -140,7 +140,16 @@ where
         }
         let closed = self.connections.track();
         let connecting = self.inner.call(uri);
-        Box::pin(async move { Ok(Closable { io: connecting.await?, closed: Box::pin(closed.cancelled_owned()) }) })
+        let link = self.link.clone();
+        Box::pin(async move {
+            let io = connecting.await?;
+            // A cut while this connection was being made closed the connections tracked before
+            // it: this one is refused here instead.
+            if link.as_ref().is_some_and(Link::is_cut) {
+                return Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, PARTITIONED).into());
+            }
+            Ok(Closable { io, closed: Box::pin(closed.cancelled_owned()) })
+        })
     }
 }
 

@@ -13,6 +13,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("src/cookbook.rs", include_str!("../../../guest-sdk/src/cookbook.rs")),
     ("src/guest.rs", include_str!("../../../guest-sdk/src/guest.rs")),
     ("src/host.rs", include_str!("../../../guest-sdk/src/host.rs")),
+    ("src/node_script.rs", include_str!("../../../guest-sdk/src/node_script.rs")),
     ("src/runtime.rs", include_str!("../../../guest-sdk/src/runtime.rs")),
     ("src/scenario.rs", include_str!("../../../guest-sdk/src/scenario.rs")),
 ];

@@ -5,9 +5,10 @@
 //! a round in upstream's order: phase `Failed`, reason `Evicted`, the kubelet's message.
 //! Upstream: pkg/kubelet/eviction/eviction_manager.go.
 //!
-//! What the node uses is modelled: each running container uses what the pod's
+//! What the node uses: each running container uses what its plugin says
+//! (`list-container-stats`, as the kubelet reads CRI stats), else what the pod's
 //! `labkubelet.io/memory-usage` (or `disk-usage`) annotation says, else its request, else
-//! its limit, else a little (64Mi of memory, 10Mi of disk) and one process. A lab makes a
+//! its limit, else a little (64Mi of memory, 10Mi of disk), and one process. A lab makes a
 //! resource short with `labkubelet node memory-pressure` (`disk-pressure`, `pid-pressure`):
 //! something outside the pods then takes all but half the threshold, until `heal`.
 //!
@@ -17,13 +18,15 @@
 pub mod rank;
 pub mod thresholds;
 
+use crate::node::pressure::Conditions;
 use crate::pods::PodContext;
+use crate::pods::admission::is_critical;
 use crate::pods::resources::Quantity;
+use crate::runtime::ContainerStats;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use rank::{Candidate, ContainerUsage};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use thresholds::{Condition, Signal, Threshold};
 
@@ -54,34 +57,6 @@ impl Default for EvictionConfig {
     }
 }
 
-/// One flag per pressure condition.
-#[derive(Debug, Default)]
-pub struct Conditions {
-    memory: AtomicBool,
-    disk: AtomicBool,
-    pid: AtomicBool,
-}
-
-impl Conditions {
-    fn flag(&self, condition: Condition) -> &AtomicBool {
-        match condition {
-            Condition::Memory => &self.memory,
-            Condition::Disk => &self.disk,
-            Condition::Pid => &self.pid,
-        }
-    }
-
-    /// Whether the condition holds.
-    pub fn get(&self, condition: Condition) -> bool {
-        self.flag(condition).load(Ordering::SeqCst)
-    }
-
-    /// Sets the condition; returns whether it held before.
-    pub fn set(&self, condition: Condition, on: bool) -> bool {
-        self.flag(condition).swap(on, Ordering::SeqCst)
-    }
-}
-
 /// The pods of one node, observed and evicted under pressure.
 pub struct EvictionManager {
     ctx: Arc<PodContext>,
@@ -89,8 +64,6 @@ pub struct EvictionManager {
     capacity: BTreeMap<String, String>,
     /// The resources a lab made short.
     squeezed: Arc<Conditions>,
-    /// The pressure conditions the node status shows.
-    pressure: Arc<Conditions>,
     /// What a squeeze takes outside the pods, per signal, fixed when the squeeze began.
     taken: HashMap<Signal, i64>,
     /// When each condition's threshold was last met.
@@ -99,12 +72,12 @@ pub struct EvictionManager {
 
 impl EvictionManager {
     pub fn new(ctx: Arc<PodContext>, config: EvictionConfig, capacity: BTreeMap<String, String>, squeezed: Arc<Conditions>) -> Self {
-        EvictionManager { ctx, config, capacity, squeezed, pressure: Arc::default(), taken: HashMap::new(), last_met: HashMap::new() }
+        EvictionManager { ctx, config, capacity, squeezed, taken: HashMap::new(), last_met: HashMap::new() }
     }
 
-    /// The node's pressure conditions, for its status.
+    /// The node's pressure conditions, for its status (admission reads them too).
     pub fn pressure(&self) -> Arc<Conditions> {
-        self.pressure.clone()
+        self.ctx.pressure.clone()
     }
 
     /// Runs until dropped.
@@ -130,12 +103,19 @@ impl EvictionManager {
         // An evicted pod frees what it used, also before its worker has stopped it.
         let pods: Vec<Pod> =
             self.ctx.pods().into_iter().filter(|p| is_active(p) && !self.ctx.is_evicted(p.metadata.uid.as_deref().unwrap_or_default())).collect();
+        let stats: HashMap<String, ContainerStats> = match self.ctx.runtime.list_container_stats().await {
+            Ok(listed) => listed.into_iter().map(|s| (s.id.clone(), s)).collect(),
+            Err(e) => {
+                tracing::debug!(node = %self.ctx.node, "the runtime's container stats: {e}; what the containers use is modelled");
+                HashMap::new()
+            }
+        };
         let now = std::time::Instant::now();
         let mut met = Vec::new();
         for threshold in self.config.hard.clone() {
             let signal = threshold.signal;
             let capacity = self.capacity_of(signal);
-            let used: i64 = pods.iter().map(|p| candidate(p, signal).containers.iter().map(|c| c.usage).sum::<i64>()).sum();
+            let used: i64 = pods.iter().map(|p| candidate(p, signal, &stats).containers.iter().map(|c| c.usage).sum::<i64>()).sum();
             let floor = threshold.amount.of(capacity);
             let taken = if self.squeezed.get(signal.condition()) {
                 *self.taken.entry(signal).or_insert_with(|| (capacity - used - floor / 2).max(0))
@@ -148,14 +128,14 @@ impl EvictionManager {
                 self.last_met.insert(signal.condition(), now);
             }
         }
-        for condition in [Condition::Memory, Condition::Disk, Condition::Pid] {
+        for condition in Condition::ALL {
             let within = self.last_met.get(&condition).is_some_and(|t| now.duration_since(*t) < self.config.pressure_transition_period);
-            self.pressure.set(condition, within);
+            self.ctx.pressure.set(condition, within);
         }
         let Some(&signal) = met.first() else { return };
         let node = crate::events::EventRecorder::node_ref(&self.ctx.node);
         self.ctx.events.record(&node, "Warning", "EvictionThresholdMet", &format!("Attempting to reclaim {}", signal.resource())).await;
-        let mut candidates: Vec<Candidate> = pods.iter().filter(|p| !is_critical(p)).map(|p| candidate(p, signal)).collect();
+        let mut candidates: Vec<Candidate> = pods.iter().filter(|p| !is_critical(p)).map(|p| candidate(p, signal, &stats)).collect();
         rank::rank(signal, &mut candidates);
         let Some(first) = candidates.first() else { return };
         let Some(pod) = pods.iter().find(|p| p.metadata.uid.as_deref() == Some(&first.uid)) else { return };
@@ -172,20 +152,18 @@ fn is_active(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
-/// Static pods and pods at system-critical priority are never evicted.
-fn is_critical(pod: &Pod) -> bool {
-    const SYSTEM_CRITICAL: i32 = 2_000_000_000;
-    crate::pods::manager::source_of(pod) != "api" || pod.spec.as_ref().and_then(|s| s.priority).is_some_and(|p| p >= SYSTEM_CRITICAL)
-}
-
 /// What the pod's running containers use of the signal's resource.
-fn candidate(pod: &Pod, signal: Signal) -> Candidate {
-    let running: Vec<&str> = pod
+fn candidate(pod: &Pod, signal: Signal, stats: &HashMap<String, ContainerStats>) -> Candidate {
+    // By container name: the runtime's stats of it, if it has them.
+    let running: HashMap<&str, Option<&ContainerStats>> = pod
         .status
         .iter()
         .flat_map(|s| s.container_statuses.iter().flatten())
         .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
-        .map(|c| c.name.as_str())
+        .map(|c| {
+            let id = c.container_id.as_deref().and_then(|id| id.split_once("://")).map(|(_, id)| id);
+            (c.name.as_str(), id.and_then(|id| stats.get(id)))
+        })
         .collect();
     // Inodes and PIDs are counted, one a container; memory and disk are measured.
     let measured = match signal {
@@ -198,11 +176,21 @@ fn candidate(pod: &Pod, signal: Signal) -> Candidate {
     let containers = spec
         .iter()
         .flat_map(|s| &s.containers)
-        .filter(|c| running.contains(&c.name.as_str()))
-        .map(|c| {
+        .filter_map(|c| running.get(c.name.as_str()).map(|stats| (c, stats)))
+        .map(|(c, stats)| {
             let request = declared(c, false, signal.resource());
+            let reported = stats.and_then(|s| match signal {
+                Signal::MemoryAvailable => s.memory_working_set_bytes,
+                Signal::NodeFsAvailable | Signal::ImageFsAvailable => s.writable_layer_bytes,
+                Signal::NodeFsInodesFree | Signal::PidAvailable => None,
+            });
             let usage = match measured {
-                Some((_, default)) => annotated.or(request).or_else(|| declared(c, true, signal.resource())).unwrap_or(default),
+                Some((_, default)) => reported
+                    .map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX))
+                    .or(annotated)
+                    .or(request)
+                    .or_else(|| declared(c, true, signal.resource()))
+                    .unwrap_or(default),
                 None => 1,
             };
             ContainerUsage { name: c.name.clone(), usage, request: request.unwrap_or(0) }

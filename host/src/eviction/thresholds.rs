@@ -2,6 +2,7 @@
 //! them (`memory.available: 100Mi`, `nodefs.available: 10%`). Upstream:
 //! pkg/kubelet/eviction/api/types.go and `ParseThresholdConfig`.
 
+pub use crate::node::pressure::Condition;
 use crate::pods::resources::Quantity;
 use std::collections::BTreeMap;
 
@@ -47,14 +48,6 @@ impl Signal {
             Signal::PidAvailable => "pids",
         }
     }
-}
-
-/// The pressure conditions of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Condition {
-    Memory,
-    Disk,
-    Pid,
 }
 
 /// How much of a signal must stay available.

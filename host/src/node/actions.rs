@@ -3,36 +3,17 @@
 //! its pod network down, make memory, disk or PIDs short. What the cluster then does (the node turns `Unknown`, is tainted,
 //! its pods are evicted) is the control plane's own doing.
 
+use super::pressure::{Condition, Conditions};
 use crate::api_client::connections::Link;
-use crate::eviction::Conditions;
-use crate::eviction::thresholds::Condition;
+use crate::plugin::AskedAction;
 use crate::runtime::outage::Outage;
+use crate::timeline::{Journal, What};
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc};
 
-/// What a lab can do to a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeAction {
-    /// The node stops talking to the API server (Lease, status, pod status, watches); its
-    /// containers keep running.
-    Partition,
-    /// Ends every fault: reconnects a partitioned node, brings its runtime and network back.
-    Heal,
-    /// The kubelet logic starts again; containers keep running, no restart is counted.
-    KubeletRestart,
-    /// A new boot: every sandbox and container gone, a new boot id, pods started again.
-    Reboot,
-    /// The container runtime stops answering.
-    RuntimeDown,
-    /// The pod network goes: the runtime reports `NetworkReady=false`.
-    NetworkDown,
-    /// Something outside the pods takes the node's memory, but half the eviction threshold.
-    MemoryPressure,
-    /// The same for the node's filesystem.
-    DiskPressure,
-    /// The same for its PIDs.
-    PidPressure,
-}
+/// What a lab can do to a node: the WIT contract's `node-action`, so a plugin asks for the
+/// same actions as the command line.
+pub use crate::plugin::bindings::labkubelet::runtime::types::NodeAction;
 
 impl NodeAction {
     pub const ALL: [NodeAction; 9] = [
@@ -192,6 +173,23 @@ impl NodeControl {
     }
 }
 
+/// Does the node actions the node's plugins ask for, until the plugins are gone, putting
+/// each on the timeline as asked by its plugin.
+pub async fn do_asked(control: &NodeControl, mut asked: mpsc::Receiver<AskedAction>, journal: &Journal, clock: crate::clock::Clock, node: &str) {
+    while let Some(AskedAction { plugin, action }) = asked.recv().await {
+        let done = control.apply(action);
+        tracing::info!(node, plugin = %plugin, action = action.name(), "{done}");
+        crate::metrics::METRICS.triggers.with_label_values(&[node, "node", action.name(), "accepted"]).inc();
+        let what = What::Trigger {
+            plugin: "node".into(),
+            action: action.name().into(),
+            result: format!("accepted: {done} (asked by plugin {plugin})"),
+            accepted: true,
+        };
+        journal.record(clock.now_nanos(), None, what);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +214,27 @@ mod tests {
         control.apply(NodeAction::KubeletRestart);
         assert_eq!(control.restart_asked().await, Restart::Reboot);
         assert_eq!(control.restart_asked().await, Restart::Kubelet);
+    }
+
+    #[tokio::test]
+    async fn actions_asked_by_a_plugin_are_done_and_put_on_the_timeline_with_its_name() {
+        let control = NodeControl::default();
+        let journal = Journal::new("lab-node-1");
+        let (asks, asked) = mpsc::channel(4);
+        asks.send(AskedAction { plugin: "node-partition".into(), action: NodeAction::Partition }).await.unwrap();
+        drop(asks);
+        do_asked(&control, asked, &journal, crate::clock::Clock::new(), "lab-node-1").await;
+        assert!(control.link().is_cut());
+        let entries = journal.export().entries;
+        let [entry] = entries.as_slice() else { panic!("one entry: {entries:?}") };
+        assert_eq!(
+            entry.what,
+            What::Trigger {
+                plugin: "node".into(),
+                action: "partition".into(),
+                result: "accepted: the node is cut off from the API server; its containers keep running (asked by plugin node-partition)".into(),
+                accepted: true,
+            }
+        );
     }
 }

@@ -1,8 +1,7 @@
 //! The node conditions the kubelet sets, with its exact types, reasons and messages.
 //! Upstream: pkg/kubelet/nodestatus/setters.go.
 
-use crate::eviction::Conditions;
-use crate::eviction::thresholds::Condition;
+use super::pressure::{Condition, Conditions};
 use k8s_openapi::api::core::v1::NodeCondition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 

@@ -85,7 +85,7 @@ pub fn initial_node(id: &NodeIdentity, now: Time, runtime_errors: &[String]) -> 
             ]),
             allocatable: Some(capacity.clone()),
             capacity: Some(capacity),
-            conditions: Some(node_conditions(now, runtime_errors, &crate::eviction::Conditions::default(), &[])),
+            conditions: Some(node_conditions(now, runtime_errors, &super::pressure::Conditions::default(), &[])),
             daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: id.port }) }),
             node_info: Some(NodeSystemInfo {
                 machine_id: id.machine_id.clone(),

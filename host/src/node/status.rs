@@ -105,7 +105,7 @@ pub struct NodeStatusLoop {
     events: Arc<EventRecorder>,
     pleg: Option<Arc<PlegHealth>>,
     addresses: Option<Arc<PodAddresses>>,
-    pressure: Arc<crate::eviction::Conditions>,
+    pressure: Arc<super::pressure::Conditions>,
 }
 
 /// Conditions compared without their heartbeat, which changes at every computation.
@@ -137,7 +137,7 @@ impl NodeStatusLoop {
     }
 
     /// Shows the eviction manager's pressure conditions.
-    pub fn with_pressure(mut self, pressure: Arc<crate::eviction::Conditions>) -> Self {
+    pub fn with_pressure(mut self, pressure: Arc<super::pressure::Conditions>) -> Self {
         self.pressure = pressure;
         self
     }

@@ -3,7 +3,7 @@
 //! its replacement when the plugin is swapped, and holds replies as plugins ask.
 
 use super::bindings::{
-    Hold, HostState,
+    AskedAction, Hold, HostState,
     exports::labkubelet::runtime::runtime::{Guest, PluginInfo},
 };
 use super::catalog::{PluginCatalog, PluginEvent};
@@ -63,6 +63,8 @@ pub struct PluginRuntime {
     addresses: Arc<PodAddresses>,
     /// The addresses of sandboxes that outlived an agent restart have been read.
     addresses_known: tokio::sync::OnceCell<()>,
+    /// Where the node actions its plugins ask for go.
+    node_actions: Option<tokio::sync::mpsc::Sender<AskedAction>>,
 }
 
 impl PluginRuntime {
@@ -76,7 +78,15 @@ impl PluginRuntime {
             serving: Mutex::new(HashMap::new()),
             addresses: Arc::new(PodAddresses::default()),
             addresses_known: tokio::sync::OnceCell::new(),
+            node_actions: None,
         }
+    }
+
+    /// Sends the node actions its plugins ask for (`act-on-node`) to `asks`; without it they
+    /// are dropped.
+    pub fn with_node_actions(mut self, asks: tokio::sync::mpsc::Sender<AskedAction>) -> Self {
+        self.node_actions = Some(asks);
+        self
     }
 
     /// The plugin whose instance holds the pod's sandbox: the one that serves the pod now,
@@ -264,7 +274,16 @@ impl PluginRuntime {
     }
 
     async fn start(&self, plugin: &LoadedPlugin, slot_name: &str, slot: &Slot) -> Result<PluginInstance, RuntimeError> {
-        let mut instance = PluginInstance::start(self.catalog.engine(), &plugin.pre, slot_name.into(), &self.node, self.clock, slot.release.clone()).await?;
+        let mut instance = PluginInstance::start(
+            self.catalog.engine(),
+            &plugin.pre,
+            slot_name.into(),
+            &self.node,
+            self.clock,
+            slot.release.clone(),
+            self.node_actions.clone(),
+        )
+        .await?;
         // The plugin took this configuration when it was loaded: a refusal now is its fault.
         instance.configure(&plugin.config).await?.map_err(|e| RuntimeError::Trap {
             plugin: slot_name.into(),
@@ -553,6 +572,17 @@ impl ContainerRuntime for PluginRuntime {
 
     async fn list_containers(&self) -> Result<Vec<Container>, RuntimeError> {
         self.list_everywhere("list-containers", |c: &Container| &c.id, || |g, s| Box::pin(g.call_list_containers(s))).await
+    }
+
+    /// Each plugin speaks for its own containers only.
+    async fn list_container_stats(&self) -> Result<Vec<ContainerStats>, RuntimeError> {
+        let mut all = Vec::new();
+        for plugin in self.active() {
+            let listed = self.call(&plugin, "list-container-stats", |g, s| Box::pin(g.call_list_container_stats(s))).await?.map_err(runtime_error)?;
+            let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+            all.extend(listed.into_iter().filter(|s| owners.get(&s.id) == Some(&plugin)));
+        }
+        Ok(all)
     }
 
     async fn pull_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError> {

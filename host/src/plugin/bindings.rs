@@ -18,10 +18,10 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-use self::labkubelet::runtime::types::LogLevel;
+use self::labkubelet::runtime::types::{LogLevel, NodeAction};
 
 /// The WIT package version this host speaks.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 /// How the reply of the call in progress is to be held, as the plugin asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,6 +42,17 @@ impl Hold {
     }
 }
 
+/// A node action a plugin asked for, on its way to the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AskedAction {
+    pub plugin: Arc<str>,
+    pub action: NodeAction,
+}
+
+/// Where an instance's node actions go; none for an instance that serves no node (the one
+/// that validates a plugin).
+pub(crate) type NodeActionAsks = Option<tokio::sync::mpsc::Sender<AskedAction>>;
+
 /// Everything a plugin's store holds: its WASI context (empty unless granted), limits,
 /// identity, and the per-call bookkeeping the deadline and reply holding need.
 pub(crate) struct HostState {
@@ -52,6 +63,7 @@ pub(crate) struct HostState {
     pub(crate) clock: Clock,
     pub(crate) rng: SmallRng,
     pub(crate) release: Arc<watch::Sender<u64>>,
+    pub(crate) node_actions: NodeActionAsks,
     pub(crate) memory_limit: usize,
     pub(crate) deadline: Duration,
     pub(crate) call_started: Option<std::time::Instant>,
@@ -145,5 +157,18 @@ impl self::labkubelet::runtime::host::Host for HostState {
 
     fn release_replies(&mut self) {
         self.release.send_modify(|generation| *generation += 1);
+    }
+
+    /// Queued, not done: the action may end the very run this call belongs to. The queue is
+    /// short, so a plugin that asks in a loop loses the excess rather than filling memory.
+    fn act_on_node(&mut self, action: NodeAction) {
+        let (plugin, node) = (&*self.plugin, &*self.node);
+        let Some(asks) = &self.node_actions else {
+            tracing::debug!(plugin, node, ?action, "no node takes this instance's node actions: ignored");
+            return;
+        };
+        if let Err(e) = asks.try_send(AskedAction { plugin: self.plugin.clone(), action }) {
+            tracing::warn!(plugin, node, ?action, "the node action is dropped: {e}");
+        }
     }
 }

@@ -269,7 +269,7 @@ impl PluginEngine {
         // Until it says its name, a plugin is known by its file.
         let probe_name: Arc<str> = std::path::Path::new(&origin).file_name().map_or(origin.as_str().into(), |f| f.to_string_lossy().into());
         let failed = |e: RuntimeError| LoadError::InfoFailed { origin: origin.clone(), detail: e.to_string() };
-        let mut instance = PluginInstance::start(self, &pre, probe_name, "validation", Clock::new(), Arc::new(release)).await.map_err(failed)?;
+        let mut instance = PluginInstance::start(self, &pre, probe_name, "validation", Clock::new(), Arc::new(release), None).await.map_err(failed)?;
         instance.configure(&config).await.map_err(failed)?.map_err(|e| LoadError::Config { origin: origin.clone(), place: config.describe(&e) })?;
         let info = instance.info().await.map_err(failed)?;
         validate_name(&info.name).map_err(|why| LoadError::BadName { origin: origin.clone(), name: info.name.clone(), why })?;

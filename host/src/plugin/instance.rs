@@ -3,7 +3,7 @@
 
 use super::bindings::labkubelet::runtime::types::ConfigError;
 use super::bindings::{
-    Hold, HostState, Plugin, PluginPre,
+    Hold, HostState, NodeActionAsks, Plugin, PluginPre,
     exports::labkubelet::runtime::runtime::{Guest, PluginInfo},
 };
 use super::config_file::ConfigFile;
@@ -42,6 +42,7 @@ impl PluginInstance {
         node: &str,
         clock: Clock,
         release: Arc<watch::Sender<u64>>,
+        node_actions: NodeActionAsks,
     ) -> Result<Self, RuntimeError> {
         let policy = &engine.policy;
         let trap = |detail: String| RuntimeError::Trap { plugin: plugin.to_string(), method: "instantiate", detail };
@@ -76,6 +77,7 @@ impl PluginInstance {
             clock,
             rng: SmallRng::from_seed(seed),
             release,
+            node_actions,
             memory_limit: policy.memory_limit,
             deadline: policy.call_deadline,
             call_started: None,

@@ -27,9 +27,9 @@ pub mod stock;
 pub mod watch;
 
 pub use adapter::{PluginRuntime, TriggerError, TriggerResult};
-pub use bindings::WIT_VERSION;
 pub use bindings::exports::labkubelet::runtime::runtime::PluginInfo;
 pub use bindings::labkubelet::runtime::types::TriggerAction;
+pub use bindings::{AskedAction, WIT_VERSION};
 pub use catalog::{DEFAULT_PLUGIN, PluginCatalog, PluginEvent, SCENARIO_ANNOTATION};
 pub use config_file::ConfigFile;
 pub use engine::{Grants, LoadError, LoadedPlugin, PluginEngine, PluginPolicy};

@@ -1,11 +1,15 @@
-//! Pod admission, as the kubelet's predicate admit handler decides it before a pod runs:
-//! the node selector must match the node's labels, and the pod must fit in what is left of
-//! the node's allocatable pods, cpu and memory. A refused pod is Failed with the kubelet's
-//! reason (`NodeAffinity`, `OutOfpods`, `OutOfcpu`, `OutOfmemory`) and message.
+//! Pod admission, as the kubelet's admit handlers decide it before a pod runs: first the
+//! eviction manager's (a node under pressure takes no new pod, or under memory pressure
+//! alone no new BestEffort pod; critical pods always), then the predicates (the node
+//! selector must match the node's labels, and the pod must fit in what is left of the
+//! node's allocatable pods, cpu and memory). A refused pod is Failed with the kubelet's
+//! reason (`Evicted`, `NodeAffinity`, `OutOfpods`, `OutOfcpu`, `OutOfmemory`) and message.
 
-use super::resources::Quantity;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use super::resources::{QosClass, Quantity, qos_class};
+use crate::node::pressure::{Condition, Conditions};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// What a pod takes from the node: cpu in millicores, memory in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,11 +44,13 @@ pub fn pod_usage(pod: &Pod) -> Usage {
     Usage { cpu_millis: sum.cpu_millis.max(init.cpu_millis), memory: sum.memory.max(init.memory) }
 }
 
-/// The node's side of admission: its labels, what it can hold, and the pods it admitted.
+/// The node's side of admission: its labels, what it can hold, its pressure conditions, and
+/// the pods it admitted.
 #[derive(Debug, Default)]
 pub struct Admission {
     pub labels: BTreeMap<String, String>,
     pub allocatable: BTreeMap<String, String>,
+    pressure: Arc<Conditions>,
     admitted: HashMap<String, Usage>,
 }
 
@@ -56,14 +62,17 @@ pub struct Rejection {
 }
 
 impl Admission {
-    pub fn new(labels: BTreeMap<String, String>, allocatable: BTreeMap<String, String>) -> Self {
-        Admission { labels, allocatable, admitted: HashMap::new() }
+    pub fn new(labels: BTreeMap<String, String>, allocatable: BTreeMap<String, String>, pressure: Arc<Conditions>) -> Self {
+        Admission { labels, allocatable, pressure, admitted: HashMap::new() }
     }
 
     /// Admits the pod (remembering what it takes) or says why not.
     pub fn admit(&mut self, uid: &str, pod: &Pod) -> Result<(), Rejection> {
         if self.admitted.contains_key(uid) {
             return Ok(());
+        }
+        if let Some(rejection) = self.under_pressure(pod) {
+            return Err(rejection);
         }
         let selector = pod.spec.as_ref().and_then(|s| s.node_selector.clone()).unwrap_or_default();
         if selector.iter().any(|(k, v)| self.labels.get(k) != Some(v)) {
@@ -89,10 +98,47 @@ impl Admission {
         Ok(())
     }
 
+    /// The eviction manager's answer (upstream's `managerImpl.Admit`).
+    fn under_pressure(&self, pod: &Pod) -> Option<Rejection> {
+        let held = self.pressure.held();
+        if held.is_empty() || is_critical(pod) {
+            return None;
+        }
+        if held == [Condition::Memory] {
+            let spec = pod.spec.as_ref()?;
+            if qos_class(spec) != QosClass::BestEffort || tolerates_memory_pressure(spec) {
+                return None;
+            }
+        }
+        let types: Vec<&str> = held.into_iter().map(Condition::type_name).collect();
+        Some(Rejection { reason: crate::eviction::REASON.into(), message: format!("The node had condition: [{}]. ", types.join(" ")) })
+    }
+
     /// The pod no longer takes anything: it finished or is gone.
     pub fn release(&mut self, uid: &str) {
         self.admitted.remove(uid);
     }
+}
+
+/// Static and mirror pods, and pods at system-critical priority: admitted under pressure and
+/// never evicted (upstream's `IsCriticalPod`).
+pub fn is_critical(pod: &Pod) -> bool {
+    const SYSTEM_CRITICAL: i32 = 2_000_000_000;
+    super::manager::source_of(pod) != "api" || pod.spec.as_ref().and_then(|s| s.priority).is_some_and(|p| p >= SYSTEM_CRITICAL)
+}
+
+/// Whether a toleration of the pod tolerates `node.kubernetes.io/memory-pressure:NoSchedule`.
+fn tolerates_memory_pressure(spec: &PodSpec) -> bool {
+    const KEY: &str = "node.kubernetes.io/memory-pressure";
+    spec.tolerations.iter().flatten().any(|t| {
+        let effect = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "NoSchedule");
+        let exists = t.operator.as_deref() == Some("Exists");
+        let key = match t.key.as_deref() {
+            None | Some("") => exists,
+            Some(k) => k == KEY,
+        };
+        effect && key && (exists || t.value.as_deref().is_none_or(str::is_empty))
+    })
 }
 
 #[cfg(test)]
@@ -107,7 +153,7 @@ mod tests {
     #[test]
     fn pods_that_do_not_fit_are_refused_with_the_kubelets_words() {
         let allocatable = [("cpu", "1"), ("memory", "1Gi"), ("pods", "2")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut a = Admission::new([("disk".to_string(), "ssd".to_string())].into(), allocatable);
+        let mut a = Admission::new([("disk".to_string(), "ssd".to_string())].into(), allocatable, Arc::default());
         assert_eq!(a.admit("a", &pod("600m", serde_json::json!({"disk": "ssd"}))), Ok(()));
         let e = a.admit("b", &pod("600m", serde_json::json!({}))).unwrap_err();
         assert_eq!((e.reason.as_str(), e.message.as_str()), ("OutOfcpu", "Node didn't have enough resource: cpu, requested: 600, used: 600, capacity: 1000"));
@@ -118,5 +164,30 @@ mod tests {
         assert_eq!(e.message, "Node didn't have enough resource: pods, requested: 1, used: 2, capacity: 2");
         a.release("a");
         assert_eq!(a.admit("e", &pod("1m", serde_json::json!({}))), Ok(()));
+    }
+
+    fn best_effort(tolerations: serde_json::Value, priority: Option<i32>) -> Pod {
+        serde_json::from_value(serde_json::json!({"spec": {"tolerations": tolerations, "priority": priority, "containers": [{"name": "c"}]}})).unwrap()
+    }
+
+    #[test]
+    fn a_node_under_pressure_refuses_new_pods_as_the_eviction_manager_does() {
+        let pressure = Arc::new(Conditions::default());
+        let mut a = Admission::new(BTreeMap::new(), BTreeMap::new(), pressure.clone());
+        assert_eq!(a.admit("before", &best_effort(serde_json::json!([]), None)), Ok(()));
+        pressure.set(Condition::Memory, true);
+        let e = a.admit("best-effort", &best_effort(serde_json::json!([]), None)).unwrap_err();
+        assert_eq!((e.reason.as_str(), e.message.as_str()), ("Evicted", "The node had condition: [MemoryPressure]. "));
+        assert_eq!(a.admit("before", &best_effort(serde_json::json!([]), None)), Ok(()), "an admitted pod stays admitted");
+        assert_eq!(a.admit("burstable", &pod("100m", serde_json::json!({}))), Ok(()));
+        let tolerating = serde_json::json!([{"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"}]);
+        assert_eq!(a.admit("tolerating", &best_effort(tolerating, None)), Ok(()));
+        let other = serde_json::json!([{"key": "node.kubernetes.io/disk-pressure", "operator": "Exists"}]);
+        assert!(a.admit("other-toleration", &best_effort(other, None)).is_err());
+        assert_eq!(a.admit("critical", &best_effort(serde_json::json!([]), Some(2_000_001_000))), Ok(()));
+        // Any other pressure refuses every pod but a critical one.
+        pressure.set(Condition::Disk, true);
+        let e = a.admit("burstable-too", &pod("100m", serde_json::json!({}))).unwrap_err();
+        assert_eq!(e.message, "The node had condition: [MemoryPressure DiskPressure]. ");
     }
 }

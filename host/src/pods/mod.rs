@@ -74,6 +74,8 @@ pub struct PodContext {
     pub manager: Arc<PodManager>,
     pub probes: ProbeManager,
     pub admission: Mutex<Admission>,
+    /// The node's pressure conditions: the eviction manager sets them, admission reads them.
+    pub pressure: Arc<crate::node::pressure::Conditions>,
     /// The API server; None for a standalone node, whose pods all come from manifests.
     client: Option<kube::Client>,
     pub status: StatusWriter,
@@ -241,6 +243,7 @@ impl PodLifecycle {
             }
         });
         let journal = events.journal().clone();
+        let pressure = Arc::new(crate::node::pressure::Conditions::default());
         let ctx = Arc::new(PodContext {
             node: node.node,
             node_ip: node.node_ip,
@@ -251,7 +254,8 @@ impl PodLifecycle {
             events,
             status: StatusWriter::new(client.clone(), manager.clone(), journal),
             manager,
-            admission: Mutex::new(Admission::new(node.labels, node.allocatable)),
+            admission: Mutex::new(Admission::new(node.labels, node.allocatable, pressure.clone())),
+            pressure,
             client,
             evictions: Mutex::default(),
             wake,

@@ -24,6 +24,9 @@ const HASH_ANNOTATION: &str = "io.kubernetes.container.hash";
 pub const CONTAINER_KIND_ANNOTATION: &str = "labkubelet.io/container-kind";
 /// The pod's restart policy, for plugins.
 pub const RESTART_POLICY_ANNOTATION: &str = "labkubelet.io/pod-restart-policy";
+/// The container's memory limit in bytes, when it has one, for plugins: what the CRI's
+/// `memory_limit_in_bytes` tells a runtime, so a plugin can OOM-kill at the limit.
+pub const MEMORY_LIMIT_ANNOTATION: &str = "labkubelet.io/memory-limit";
 /// The least grace a container gets when it is stopped, as upstream's killContainer.
 const MIN_GRACE_SECONDS: i64 = 2;
 /// Retry delays while the runtime fails (upstream: 100 ms doubling to 5 s).
@@ -106,9 +109,10 @@ fn restarts_seen(pod: &Pod, name: &str, init: bool) -> u32 {
 }
 
 /// What the runtime is told about a container. Besides the kubelet's labels and
-/// annotations, two of labkubelet's say what the container is part of, so a plugin can
-/// complete init containers and Jobs as a real process would: its kind (`init`, `sidecar`,
-/// `regular`) and the pod's restart policy.
+/// annotations, labkubelet's say what the container is part of, so a plugin can complete
+/// init containers and Jobs as a real process would: its kind (`init`, `sidecar`,
+/// `regular`) and the pod's restart policy; and its memory limit, where the cgroup would
+/// OOM-kill it.
 fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32) -> ContainerConfig {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let kind = match (init, c.restart_policy.as_deref()) {
@@ -117,6 +121,16 @@ fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32) ->
         (false, _) => "regular",
     };
     let policy = pod.spec.as_ref().map_or("Always", restart_policy);
+    let mut annotations = vec![
+        (HASH_ANNOTATION.to_string(), spec_hash(c)),
+        ("io.kubernetes.container.restartCount".to_string(), restart_count.to_string()),
+        (CONTAINER_KIND_ANNOTATION.to_string(), kind.to_string()),
+        (RESTART_POLICY_ANNOTATION.to_string(), policy.to_string()),
+    ];
+    let memory_limit = c.resources.as_ref().and_then(|r| r.limits.as_ref()?.get("memory")).and_then(|q| crate::pods::resources::Quantity::parse(&q.0).ok());
+    if let Some(limit) = memory_limit {
+        annotations.push((MEMORY_LIMIT_ANNOTATION.to_string(), limit.value().to_string()));
+    }
     ContainerConfig {
         metadata: ContainerMetadata { name: c.name.clone(), attempt: restart_count },
         image: c.image.clone().unwrap_or_default(),
@@ -124,12 +138,7 @@ fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32) ->
         args: c.args.clone().unwrap_or_default(),
         env: c.env.iter().flatten().map(|e| KeyValue { key: e.name.clone(), value: e.value.clone().unwrap_or_default() }).collect(),
         labels: kv([("io.kubernetes.container.name".to_string(), c.name.clone()), (POD_UID_LABEL.to_string(), uid)]),
-        annotations: kv([
-            (HASH_ANNOTATION.to_string(), spec_hash(c)),
-            ("io.kubernetes.container.restartCount".to_string(), restart_count.to_string()),
-            (CONTAINER_KIND_ANNOTATION.to_string(), kind.to_string()),
-            (RESTART_POLICY_ANNOTATION.to_string(), policy.to_string()),
-        ]),
+        annotations: kv(annotations),
     }
 }
 

@@ -16,9 +16,9 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 pub use crate::plugin::bindings::labkubelet::runtime::types::{
-    Container, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ErrorCode, ExecResult, HttpGetAction, Image, KeyValue, LogLine, LogStream,
-    PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition,
-    TriggerTarget, VersionInfo,
+    Container, ContainerConfig, ContainerMetadata, ContainerState, ContainerStats, ContainerStatus, ErrorCode, ExecResult, HttpGetAction, Image, KeyValue,
+    LogLine, LogStream, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult,
+    RuntimeCondition, TriggerTarget, VersionInfo,
 };
 
 /// Why a runtime call failed.
@@ -68,6 +68,8 @@ pub trait ContainerRuntime: Send + Sync {
     async fn remove_container(&self, id: &str) -> Result<(), RuntimeError>;
     async fn container_status(&self, id: &str) -> Result<ContainerStatus, RuntimeError>;
     async fn list_containers(&self) -> Result<Vec<Container>, RuntimeError>;
+    /// What the running containers use, as far as the runtime says (CRI ListContainerStats).
+    async fn list_container_stats(&self) -> Result<Vec<ContainerStats>, RuntimeError>;
 
     async fn pull_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError>;
     async fn image_status(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<Option<Image>, RuntimeError>;

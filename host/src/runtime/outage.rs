@@ -163,6 +163,11 @@ impl ContainerRuntime for WithOutage {
         self.inner.list_containers().await
     }
 
+    async fn list_container_stats(&self) -> Result<Vec<ContainerStats>, RuntimeError> {
+        self.outage.runtime_is_down()?;
+        self.inner.list_container_stats().await
+    }
+
     async fn pull_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError> {
         self.outage.runtime_is_down()?;
         self.inner.pull_image(image, pod).await

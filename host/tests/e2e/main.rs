@@ -13,6 +13,7 @@ mod node;
 mod node_actions;
 mod pods;
 mod rotation;
+mod scenarios;
 mod static_pods;
 mod support;
 mod workloads;

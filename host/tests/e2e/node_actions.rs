@@ -158,7 +158,7 @@ async fn a_reboot_shows_a_new_boot_id_and_restarts_every_pod_a_kubelet_restart_n
 }
 
 #[tokio::test]
-async fn memory_pressure_sets_the_condition_taints_the_node_and_evicts_best_effort_first() {
+async fn memory_pressure_sets_the_condition_taints_the_node_refuses_best_effort_pods_and_evicts_them_first() {
     let admin = cluster().admin().await.expect("admin client");
     let mut agent = Agent::new("e2e-memory").await;
     // A short transition period, so the test sees the pressure end too (the kubelet's is 5 min).
@@ -170,6 +170,37 @@ async fn memory_pressure_sets_the_condition_taints_the_node_and_evicts_best_effo
     let nodes: Api<Node> = Api::all(admin.clone());
     agent.wait_ready(&nodes).await;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+
+    // Under pressure with nothing to evict, the node refuses a new BestEffort pod (one bound
+    // to it by name: the scheduler keeps pods off the tainted node).
+    node_action(&agent, "memory-pressure");
+    eventually_with(&mut agent, "MemoryPressure True on an empty node", Duration::from_secs(60), async || {
+        (condition(&nodes.get("e2e-memory").await.ok()?, "MemoryPressure")?.status == "True").then_some(())
+    })
+    .await;
+    let late = pod(serde_json::json!({
+        "metadata": {"name": "late"},
+        "spec": {"nodeName": "e2e-memory", "containers": [{"name": "app", "image": "nginx:1.25"}]},
+    }));
+    pods.create(&PostParams::default(), &late).await.expect("create late");
+    let rejected = eventually_with(&mut agent, "late rejected", Duration::from_secs(30), async || {
+        let p = pods.get("late").await.ok()?;
+        (p.status.as_ref()?.phase.as_deref() == Some("Failed")).then_some(p)
+    })
+    .await;
+    let status = rejected.status.clone().unwrap_or_default();
+    let refusal = "The node had condition: [MemoryPressure]. ";
+    assert_eq!((status.reason.as_deref(), status.message.clone()), (Some("Evicted"), Some(format!("Pod was rejected: {refusal}"))));
+    let uid = rejected.metadata.uid.clone().unwrap_or_default();
+    assert!(event_reasons(&admin, "default", &uid).await.contains(&("Evicted".to_string(), refusal.to_string())));
+    node_action(&agent, "heal");
+    eventually_with(&mut agent, "MemoryPressure False after heal", Duration::from_secs(60), async || {
+        let node = nodes.get("e2e-memory").await.ok()?;
+        let tainted = taints(&node).iter().any(|(k, _)| k == "node.kubernetes.io/memory-pressure");
+        (condition(&node, "MemoryPressure")?.status == "False" && !tainted).then_some(())
+    })
+    .await;
+
     let resources = serde_json::json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}});
     let guaranteed = pod(serde_json::json!({
         "metadata": {"name": "guaranteed"},
