@@ -422,6 +422,19 @@ impl<T: ScenarioExport> Guest for T {
         })
     }
 
+    fn reboot() {
+        with::<T, _>(|p| {
+            let now = host::now();
+            p.rt.refresh(now);
+            for c in p.rt.containers.values_mut().filter(|c| c.state == ContainerState::Running) {
+                finish(c, now, Exit { code: 255, reason: "Unknown".into(), message: String::new() });
+            }
+            for s in p.rt.sandboxes.values_mut() {
+                s.ready = false;
+            }
+        })
+    }
+
     fn export_state() -> Vec<u8> {
         with::<T, _>(|p| {
             let state = ExportedState { format: STATE_FORMAT, runtime: std::mem::take(&mut p.rt), scenario: p.scenario.save() };

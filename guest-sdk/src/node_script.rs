@@ -71,8 +71,7 @@ pub trait NodeScenario: Default + 'static {
 
 /// A [`Scenario`] that serves its pods as `healthy` does and asks for the node actions of
 /// its [`NodeScenario`]'s schedule when they are due. The schedule is kept with the plugin's
-/// state, so a kubelet restart or a reload carries on with it; a reboot, which forgets the
-/// runtime, starts it again.
+/// state, so a kubelet restart, a reboot or a reload carries on with it.
 ///
 /// ```
 /// use labkubelet_guest::*;

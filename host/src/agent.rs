@@ -208,8 +208,8 @@ async fn supervise(config: &AgentConfig, index: usize, name: &str, process: &Pro
 }
 
 /// Runs a node's `tasks` until the agent stops or a lab restarts the node, then keeps the
-/// runtime's state for the next run (a runtime outlives its kubelet) or, for a reboot,
-/// forgets it.
+/// runtime's state for the next run: a runtime outlives its kubelet, and after a reboot it
+/// still has its records, with every container exited and every sandbox not ready.
 async fn run_until_ended(config: &AgentConfig, home: &NodeHome, state: &RuntimeStateDir, runtime: &PluginRuntime, tasks: impl std::future::Future) -> Ended {
     let ended = tokio::select! {
         _ = tasks => Ended::Stopped,
@@ -218,7 +218,8 @@ async fn run_until_ended(config: &AgentConfig, home: &NodeHome, state: &RuntimeS
     };
     match ended {
         Ended::Restarted(Restart::Reboot) => {
-            state.forget();
+            runtime.reboot().await;
+            state.save_now(runtime).await;
             next_boot(&config.root_dir, runtime.node());
         }
         _ => state.save_now(runtime).await,

@@ -118,7 +118,7 @@ async fn node_partition_asks_for_a_partition_then_heal_on_its_schedule() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn node_reboot_asks_for_one_reboot_per_instance_and_a_kubelet_restart_keeps_its_schedule() {
+async fn node_reboot_asks_for_one_reboot_and_a_kubelet_restart_keeps_its_schedule() {
     use labkubelet::node::actions::NodeAction;
     let lab = PluginLab::new(PluginPolicy::default()).await;
     lab.install("node-reboot");
@@ -143,7 +143,23 @@ async fn node_reboot_asks_for_one_reboot_per_instance_and_a_kubelet_restart_keep
     }
     assert!(asked.try_recv().is_err(), "nothing is due before 4 s");
     assert_eq!(asked_again.try_recv().map(|a| a.action), Ok(NodeAction::Reboot));
-    assert!(asked_again.try_recv().is_err(), "one reboot per boot");
+    assert!(asked_again.try_recv().is_err(), "one reboot");
+
+    // The reboot: the container exits as containerd shows it after a boot, the sandbox is not
+    // ready, and the schedule, done, asks for no other reboot.
+    restarted.reboot().await;
+    let after = restarted.export_states().await;
+    let (booted, mut asked_after) = asked_actions(&lab);
+    assert!(booted.import_states(after).await.is_empty());
+    let container = booted.list_containers().await.unwrap().pop().expect("the container's record");
+    let status = booted.container_status(&container.id).await.unwrap();
+    assert_eq!((status.state, status.exit_code, status.reason.as_str()), (ContainerState::Exited, 255, "Unknown"));
+    assert_eq!(booted.list_pod_sandboxes().await.unwrap().pop().map(|s| s.state), Some(PodSandboxState::NotReady));
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        booted.list_containers().await.unwrap();
+    }
+    assert!(asked_after.try_recv().is_err(), "no second reboot");
 }
 
 #[tokio::test(start_paused = true)]

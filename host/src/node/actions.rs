@@ -67,7 +67,7 @@ impl std::str::FromStr for NodeAction {
 pub enum Restart {
     /// The kubelet process restarts: the runtime keeps its state.
     Kubelet,
-    /// The machine reboots: the runtime starts empty, with a new boot id.
+    /// The machine reboots: every container ends, every sandbox is not ready, the boot id is new.
     Reboot,
 }
 

@@ -327,6 +327,16 @@ impl PluginRuntime {
         states
     }
 
+    /// Tells every plugin instance on this node that the machine rebooted: their containers
+    /// end and their sandboxes are not ready, as containerd finds them after a boot.
+    pub async fn reboot(&self) {
+        for plugin in self.active() {
+            if let Err(e) = self.call(&plugin, "reboot", |g, s| Box::pin(g.call_reboot(s))).await {
+                tracing::warn!(node = %self.node, plugin, "rebooting the runtime: {e}");
+            }
+        }
+    }
+
     /// Starts the named plugins' instances with saved state. A plugin that is no longer
     /// loaded, or refuses the state, is reported and starts empty when first used.
     pub async fn import_states(&self, states: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {

@@ -84,16 +84,6 @@ impl RuntimeStateDir {
         self.save_logged(runtime, &mut HashMap::new()).await;
     }
 
-    /// Forgets the saved state, as a reboot ends every sandbox and container: the next run
-    /// starts with an empty runtime.
-    pub fn forget(&self) {
-        match std::fs::remove_dir_all(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(dir = %self.dir.display(), "forgetting the runtime state: {e}"),
-        }
-    }
-
     async fn save_logged(&self, runtime: &PluginRuntime, last: &mut HashMap<String, Vec<u8>>) {
         if let Err(e) = self.save(runtime, last).await {
             tracing::warn!(node = %runtime.node(), dir = %self.dir.display(), "saving the runtime state: {e}");

@@ -151,9 +151,12 @@ async fn a_reboot_shows_a_new_boot_id_and_restarts_every_pod_a_kubelet_restart_n
     })
     .await;
     assert_eq!(restarted.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running"));
-    // The runtime lost the old container: the kubelet shows it as a container it cannot locate.
+    // containerd after a boot: the old container exited 255, Unknown; the sandbox changed.
     let last = container_status(&restarted).and_then(|c| c.last_state?.terminated).expect("lastState terminated");
-    assert_eq!((last.exit_code, last.reason.as_deref()), (137, Some("ContainerStatusUnknown")), "{last:?}");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (255, Some("Unknown")), "{last:?}");
+    let uid = restarted.metadata.uid.clone().unwrap_or_default();
+    let changed = ("SandboxChanged".to_string(), "Pod sandbox changed, it will be killed and re-created.".to_string());
+    assert!(event_reasons(&admin, "default", &uid).await.contains(&changed), "kubectl describe pod rebooted");
     agent.assert_no_refused_requests();
 }
 

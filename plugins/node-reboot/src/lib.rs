@@ -1,9 +1,7 @@
 //! A node that reboots. `afterSeconds` after this plugin's first pod starts on a node, the
-//! node reboots: every container and sandbox is gone, the boot id is new, the kubelet
-//! records `Rebooted`, and every pod starts again with its restart count one higher. The
-//! plugin's pod starts again too, and a reboot forgets the schedule with the rest of the
-//! runtime, so the node reboots every `afterSeconds` or so while the pod is bound to it:
-//! delete the pod to stop it. A kubelet restart keeps the schedule.
+//! node reboots, once: every container exits (255, `Unknown`, as containerd shows one after
+//! a boot), the boot id is new, the kubelet records `Rebooted`, finds every sandbox changed
+//! (`SandboxChanged`) and starts every pod again with its restart count one higher.
 //!
 //! Serves the pods annotated `labkubelet.io/scenario: node-reboot` as `healthy` does.
 //! Configuration: `{"afterSeconds": 60}`.
