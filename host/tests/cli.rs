@@ -446,6 +446,62 @@ fn new_inside_a_checkout_scaffolds_beside_it() {
     assert!(out.status.success() && work.path().join("here/src/lib.rs").is_file(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The view after a reboot shows the node's pods of the new boot only (it showed the old run's
+/// beside them, a line each second in turn).
+#[test]
+fn the_view_after_a_reboot_shows_the_pods_of_the_new_boot_only() {
+    let root = tempfile::tempdir().unwrap();
+    let manifests = root.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("web.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec: {containers: [{name: app, image: nginx:1.25}]}\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--root-dir", root.path().to_str().unwrap(), "--pod-manifest-path", manifests.to_str().unwrap()])
+        .args(["--hostname-override", "view-node", "--port", "0", "--healthz-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _agent = KillOnDrop(child);
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The view's line for the pod: name, ready, status, restarts, plugin, node.
+    let restarts = |line: &str| -> Option<String> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.first() == Some(&"web-view-node")).then(|| fields.get(3).map(|s| s.to_string()).unwrap_or_default())
+    };
+    let next_web = || loop {
+        let line = seen.recv_timeout(Duration::from_secs(60)).expect("a line of the view within 60 s");
+        if let Some(count) = restarts(&line) {
+            return (line, count);
+        }
+    };
+    while next_web().0.split_whitespace().nth(2) != Some("Running") {}
+    let dir = root.path().to_str().unwrap();
+    trigger_until(&["node", "--root-dir", dir, "reboot"], |o| o.starts_with("accepted:"));
+    while next_web().1 != "1" {}
+    // A change after the reboot, to see what the view printed meanwhile: until it shows, no line
+    // of the old boot's pod.
+    trigger_until(&["trigger", "--root-dir", dir, "healthy", "kill", "--pod", "web-view-node"], |o| o.starts_with("accepted:"));
+    loop {
+        let (line, count) = next_web();
+        assert_ne!(count, "0", "the old boot's pod, shown after the reboot: {line}");
+        if count == "2" {
+            break;
+        }
+    }
+}
+
 #[test]
 fn node_actions_are_sent_to_the_agent_and_journaled_and_a_wrong_one_lists_them() {
     let root = tempfile::tempdir().unwrap();

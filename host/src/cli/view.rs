@@ -91,7 +91,12 @@ pub async fn show(mut started: UnboundedReceiver<Started>, standalone: bool) {
                 if standalone { "standalone: no authentication, anyone on this machine may use it" } else { "authenticated and authorized by the cluster" };
             println!("node {}: kubelet API on https://{} ({access})", node.api.node, node.address);
             plugin_events.get_or_insert_with(|| node.api.plugins.catalog().subscribe());
-            nodes.push(node);
+            // A kubelet restart or a reboot starts a node again: its new run replaces the old one,
+            // whose pods would otherwise show on beside the new.
+            match nodes.iter_mut().find(|n| n.api.node == node.api.node) {
+                Some(old) => *old = node,
+                None => nodes.push(node),
+            }
         }
         for change in plugin_events.as_mut().map(drain).unwrap_or_default() {
             let line = format!("{} plugin {change}", k8s_openapi::jiff::Zoned::now().strftime("%H:%M:%S"));

@@ -2,7 +2,7 @@
 //! controller, the taint manager and `kubectl` show when a node is cut off, healed,
 //! rebooted, or has its kubelet restarted.
 
-use crate::support::{Agent, cluster, condition, container_status, event_reasons, eventually_with, labkubelet, pod};
+use crate::support::{Agent, boot_id, cluster, condition, container_status, event_reasons, eventually_with, labkubelet, pod, rebooted};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
@@ -113,7 +113,6 @@ async fn a_reboot_shows_a_new_boot_id_and_restarts_every_pod_a_kubelet_restart_n
     let mut agent = Agent::new("e2e-reboot").await;
     agent.start();
     let nodes: Api<Node> = Api::all(admin.clone());
-    let boot_id = |node: &Node| node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.boot_id.clone()).unwrap_or_default();
     let first_boot = boot_id(&agent.wait_ready(&nodes).await);
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
     pods.create(&PostParams::default(), &evicted_soon("rebooted", "e2e-reboot")).await.expect("create rebooted");
@@ -135,16 +134,7 @@ async fn a_reboot_shows_a_new_boot_id_and_restarts_every_pod_a_kubelet_restart_n
 
     // reboot: a new boot id, the kubelet's Rebooted event, the container started again.
     node_action(&agent, "reboot");
-    let node = eventually_with(&mut agent, "a new boot id", Duration::from_secs(60), async || {
-        let node = nodes.get("e2e-reboot").await.ok()?;
-        (boot_id(&node) != first_boot).then_some(node)
-    })
-    .await;
-    let rebooted = format!("Node e2e-reboot has been rebooted, boot id: {}", boot_id(&node));
-    eventually_with(&mut agent, "the Rebooted event", Duration::from_secs(30), async || {
-        event_reasons(&admin, "default", "e2e-reboot").await.into_iter().any(|(r, m)| r == "Rebooted" && m == rebooted).then_some(())
-    })
-    .await;
+    rebooted(&mut agent, &admin, &first_boot).await;
     let restarted = eventually_with(&mut agent, "rebooted Running again with restartCount 1", Duration::from_secs(60), async || {
         let pod = pods.get("rebooted").await.ok()?;
         (running(&pod) && container_status(&pod)?.restart_count == 1).then_some(pod)
@@ -164,11 +154,7 @@ async fn a_reboot_shows_a_new_boot_id_and_restarts_every_pod_a_kubelet_restart_n
 async fn memory_pressure_sets_the_condition_taints_the_node_refuses_best_effort_pods_and_evicts_them_first() {
     let admin = cluster().admin().await.expect("admin client");
     let mut agent = Agent::new("e2e-memory").await;
-    // A short transition period, so the test sees the pressure end too (the kubelet's is 5 min).
-    let config = agent.root.path().join("kubelet.yaml");
-    std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nevictionPressureTransitionPeriod: 15s\n")
-        .expect("write the config");
-    agent.flags = vec!["--config".into(), config.display().to_string()];
+    agent.short_pressure_transition();
     agent.start();
     let nodes: Api<Node> = Api::all(admin.clone());
     agent.wait_ready(&nodes).await;

@@ -1,7 +1,7 @@
 //! The stock node scenarios (plugins that script what `labkubelet node <action>` does)
 //! against the real control plane: a pod annotated with the scenario starts it on its node.
 
-use crate::support::{Agent, cluster, condition, container_status, event_reasons, eventually_with, labkubelet, pod};
+use crate::support::{Agent, boot_id, cluster, condition, container_status, event_reasons, eventually_with, labkubelet, pod, rebooted};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
@@ -22,20 +22,13 @@ fn scenario_pod(name: &str, node: &str, scenario: Option<&str>, resources: serde
     }))
 }
 
-fn boot_id(node: &Node) -> String {
-    node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.boot_id.clone()).unwrap_or_default()
-}
-
 #[tokio::test]
 async fn memory_pressure_leaks_until_the_kubelet_evicts_the_pod_or_its_limit_kills_it() {
     let admin = cluster().admin().await.expect("admin client");
     let mut agent = Agent::new("e2e-leak").await;
     // 2Gi a second fills the default 32Gi in 16 s.
     install(&agent, "memory-pressure", r#"{"leakMiBPerSecond": 2048}"#);
-    let config = agent.root.path().join("kubelet.yaml");
-    std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nevictionPressureTransitionPeriod: 15s\n")
-        .expect("write the config");
-    agent.flags = vec!["--config".into(), config.display().to_string()];
+    agent.short_pressure_transition();
     agent.start();
     let nodes: Api<Node> = Api::all(admin.clone());
     agent.wait_ready(&nodes).await;
@@ -113,16 +106,7 @@ async fn node_reboot_reboots_the_node_of_its_pod_and_the_kubelet_starts_its_pods
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
     pods.create(&PostParams::default(), &scenario_pod("rebooter", "e2e-reboots", Some("node-reboot"), serde_json::json!({}))).await.expect("create");
 
-    let node = eventually_with(&mut agent, "a new boot id", Duration::from_secs(60), async || {
-        let node = nodes.get("e2e-reboots").await.ok()?;
-        (boot_id(&node) != first_boot).then_some(node)
-    })
-    .await;
-    let rebooted = format!("Node e2e-reboots has been rebooted, boot id: {}", boot_id(&node));
-    eventually_with(&mut agent, "the Rebooted event", Duration::from_secs(30), async || {
-        event_reasons(&admin, "default", "e2e-reboots").await.into_iter().any(|(r, m)| r == "Rebooted" && m == rebooted).then_some(())
-    })
-    .await;
+    rebooted(&mut agent, &admin, &first_boot).await;
     // Its pod starts again after the boot, one restart up, the old container as containerd
     // shows it after a boot.
     let restarted = eventually_with(&mut agent, "rebooter Running again with restartCount 1", Duration::from_secs(60), async || {

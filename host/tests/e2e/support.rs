@@ -41,6 +41,15 @@ impl Agent {
         Agent { node: node.to_string(), root, token, flags: Vec::new(), process: None, runs: 0 }
     }
 
+    /// Runs the agent with an `evictionPressureTransitionPeriod` of 15 s (the kubelet's is
+    /// 5 min), so a test sees a pressure condition end.
+    pub fn short_pressure_transition(&mut self) {
+        let config = self.root.path().join("kubelet.yaml");
+        std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nevictionPressureTransitionPeriod: 15s\n")
+            .expect("write the config");
+        self.flags = vec!["--config".into(), config.display().to_string()];
+    }
+
     pub fn plugins(&self) -> PathBuf {
         self.root.path().join("plugins")
     }
@@ -179,4 +188,27 @@ pub async fn event_reasons(client: &kube::Client, namespace: &str, uid: &str) ->
     let mut list = events.list(&ListParams::default().fields(&format!("involvedObject.uid={uid}"))).await.map(|l| l.items).unwrap_or_default();
     list.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0).or(e.event_time.clone().map(|t| t.0)));
     list.into_iter().map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default())).collect()
+}
+
+/// The node's boot id, as `kubectl get node -o yaml` shows it.
+pub fn boot_id(node: &Node) -> String {
+    node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.boot_id.clone()).unwrap_or_default()
+}
+
+/// Waits for the agent's node to come back from a reboot: a boot id other than `before`, and
+/// the kubelet's `Rebooted` event naming it. Returns the node.
+pub async fn rebooted(agent: &mut Agent, client: &kube::Client, before: &str) -> Node {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let name = agent.node.clone();
+    let node = eventually_with(agent, "a new boot id", Duration::from_secs(60), async || {
+        let node = nodes.get(&name).await.ok()?;
+        (boot_id(&node) != before).then_some(node)
+    })
+    .await;
+    let message = format!("Node {name} has been rebooted, boot id: {}", boot_id(&node));
+    eventually_with(agent, "the Rebooted event", Duration::from_secs(30), async || {
+        event_reasons(client, "default", &name).await.into_iter().any(|(r, m)| r == "Rebooted" && m == message).then_some(())
+    })
+    .await;
+    node
 }
