@@ -304,7 +304,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     if config.standalone {
         let events = Arc::new(EventRecorder::standalone(name, clock).with_journal(home.journal.clone()));
         let pods = PodLifecycle::new(node_pods, None, cri, clock, events.clone());
-        let eviction = EvictionManager::new(pods.context(), config.eviction.clone(), config.capacity.clone(), home.control.squeezed().clone());
+        let eviction = eviction_manager(config, home, &pods);
         let api = node_api(name, &pods, &runtime, &events, spec, Access::Anonymous, &home.control);
         let tls = server_config(&serving, &[])?;
         announce(config, address, &api);
@@ -350,7 +350,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     }
 
     let pods = PodLifecycle::new(node_pods, Some(client.clone()), cri.clone(), clock, events.clone());
-    let eviction = EvictionManager::new(pods.context(), config.eviction.clone(), config.capacity.clone(), home.control.squeezed().clone());
+    let eviction = eviction_manager(config, home, &pods);
     let client_ca = match &config.client_ca_file {
         Some(file) => {
             let pem = std::fs::read(file).with_context(|| format!("--client-ca-file {}", file.display()))?;
@@ -404,6 +404,12 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
         )
     };
     Ok(run_until_ended(config, home, &state, &runtime, tasks).await)
+}
+
+/// The node's eviction manager over its pods, with the thresholds configured and the squeezes
+/// a lab makes.
+fn eviction_manager(config: &AgentConfig, home: &NodeHome, pods: &PodLifecycle) -> EvictionManager {
+    EvictionManager::new(pods.context(), config.eviction.clone(), config.capacity.clone(), home.control.squeezed().clone())
 }
 
 fn node_api(

@@ -112,7 +112,7 @@ impl EvictionManager {
         };
         let now = std::time::Instant::now();
         let mut met = Vec::new();
-        for threshold in self.config.hard.clone() {
+        for &threshold in &self.config.hard {
             let signal = threshold.signal;
             let capacity = self.capacity_of(signal);
             let used: i64 = pods.iter().map(|p| candidate(p, signal, &stats).containers.iter().map(|c| c.usage).sum::<i64>()).sum();
@@ -165,13 +165,15 @@ fn candidate(pod: &Pod, signal: Signal, stats: &HashMap<String, ContainerStats>)
             (c.name.as_str(), id.and_then(|id| stats.get(id)))
         })
         .collect();
-    // Inodes and PIDs are counted, one a container; memory and disk are measured.
-    let measured = match signal {
-        Signal::MemoryAvailable => Some((MEMORY_USAGE_ANNOTATION, DEFAULT_MEMORY)),
-        Signal::NodeFsAvailable | Signal::ImageFsAvailable => Some((DISK_USAGE_ANNOTATION, DEFAULT_DISK)),
+    // Inodes and PIDs are counted, one a container; memory and disk are measured: the
+    // runtime's figure, the annotation, and what a container with none uses.
+    type Reported = fn(&ContainerStats) -> Option<u64>;
+    let measured: Option<(&str, i64, Reported)> = match signal {
+        Signal::MemoryAvailable => Some((MEMORY_USAGE_ANNOTATION, DEFAULT_MEMORY, |s| s.memory_working_set_bytes)),
+        Signal::NodeFsAvailable | Signal::ImageFsAvailable => Some((DISK_USAGE_ANNOTATION, DEFAULT_DISK, |s| s.writable_layer_bytes)),
         Signal::NodeFsInodesFree | Signal::PidAvailable => None,
     };
-    let annotated = measured.and_then(|(key, _)| pod.metadata.annotations.as_ref()?.get(key)).and_then(|q| Quantity::parse(q).ok()).map(|q| q.value());
+    let annotated = measured.and_then(|(key, _, _)| pod.metadata.annotations.as_ref()?.get(key)).and_then(|q| Quantity::parse(q).ok()).map(|q| q.value());
     let spec = pod.spec.as_ref();
     let containers = spec
         .iter()
@@ -179,13 +181,9 @@ fn candidate(pod: &Pod, signal: Signal, stats: &HashMap<String, ContainerStats>)
         .filter_map(|c| running.get(c.name.as_str()).map(|stats| (c, stats)))
         .map(|(c, stats)| {
             let request = declared(c, false, signal.resource());
-            let reported = stats.and_then(|s| match signal {
-                Signal::MemoryAvailable => s.memory_working_set_bytes,
-                Signal::NodeFsAvailable | Signal::ImageFsAvailable => s.writable_layer_bytes,
-                Signal::NodeFsInodesFree | Signal::PidAvailable => None,
-            });
             let usage = match measured {
-                Some((_, default)) => reported
+                Some((_, default, reported)) => stats
+                    .and_then(reported)
                     .map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX))
                     .or(annotated)
                     .or(request)
@@ -196,7 +194,7 @@ fn candidate(pod: &Pod, signal: Signal, stats: &HashMap<String, ContainerStats>)
             ContainerUsage { name: c.name.clone(), usage, request: request.unwrap_or(0) }
         })
         .collect();
-    let name = format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or_default());
+    let name = crate::pods::manager::full_name(pod);
     Candidate { uid: pod.metadata.uid.clone().unwrap_or_default(), name, priority: spec.and_then(|s| s.priority).unwrap_or(0), containers }
 }
 

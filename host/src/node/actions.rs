@@ -7,7 +7,7 @@ use super::pressure::{Condition, Conditions};
 use crate::api_client::connections::Link;
 use crate::plugin::AskedAction;
 use crate::runtime::outage::Outage;
-use crate::timeline::{Journal, What};
+use crate::timeline::Journal;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc};
 
@@ -179,20 +179,14 @@ pub async fn do_asked(control: &NodeControl, mut asked: mpsc::Receiver<AskedActi
     while let Some(AskedAction { plugin, action }) = asked.recv().await {
         let done = control.apply(action);
         tracing::info!(node, plugin = %plugin, action = action.name(), "{done}");
-        crate::metrics::METRICS.triggers.with_label_values(&[node, "node", action.name(), "accepted"]).inc();
-        let what = What::Trigger {
-            plugin: "node".into(),
-            action: action.name().into(),
-            result: format!("accepted: {done} (asked by plugin {plugin})"),
-            accepted: true,
-        };
-        journal.record(clock.now_nanos(), None, what);
+        journal.lab_action(clock.now_nanos(), None, "node", action.name(), "accepted", &format!("{done} (asked by plugin {plugin})"));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timeline::What;
 
     #[test]
     fn every_action_has_a_name_that_parses_back() {

@@ -3,7 +3,7 @@
 //! its replacement when the plugin is swapped, and holds replies as plugins ask.
 
 use super::bindings::{
-    AskedAction, Hold, HostState,
+    AskedAction, Hold, HostState, NodeActionAsks,
     exports::labkubelet::runtime::runtime::{Guest, PluginInfo},
 };
 use super::catalog::{PluginCatalog, PluginEvent};
@@ -64,7 +64,7 @@ pub struct PluginRuntime {
     /// The addresses of sandboxes that outlived an agent restart have been read.
     addresses_known: tokio::sync::OnceCell<()>,
     /// Where the node actions its plugins ask for go.
-    node_actions: Option<tokio::sync::mpsc::Sender<AskedAction>>,
+    node_actions: NodeActionAsks,
 }
 
 impl PluginRuntime {

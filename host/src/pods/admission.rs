@@ -124,7 +124,7 @@ impl Admission {
 /// never evicted (upstream's `IsCriticalPod`).
 pub fn is_critical(pod: &Pod) -> bool {
     const SYSTEM_CRITICAL: i32 = 2_000_000_000;
-    super::manager::source_of(pod) != "api" || pod.spec.as_ref().and_then(|s| s.priority).is_some_and(|p| p >= SYSTEM_CRITICAL)
+    super::manager::is_static(pod) || pod.spec.as_ref().and_then(|s| s.priority).is_some_and(|p| p >= SYSTEM_CRITICAL)
 }
 
 /// Whether a toleration of the pod tolerates `node.kubernetes.io/memory-pressure:NoSchedule`.

@@ -42,6 +42,11 @@ pub fn source_of(pod: &Pod) -> &str {
     pod.metadata.annotations.as_ref().and_then(|a| a.get(CONFIG_SOURCE_ANNOTATION)).map_or("api", String::as_str)
 }
 
+/// A static pod (from a manifest file or URL), or its mirror: not the API server's.
+pub fn is_static(pod: &Pod) -> bool {
+    source_of(pod) != "api"
+}
+
 impl PodManager {
     /// A manager and the receiver of the uids of pods that changed.
     pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<String>) {

@@ -29,7 +29,7 @@ use crate::runtime::pleg::{POD_UID_LABEL, Pleg, PlegHealth};
 use crate::runtime::{ContainerRuntime, PodSandboxState};
 use admission::Admission;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use manager::PodManager;
+use manager::{PodManager, is_static};
 use probes::ProbeManager;
 use status::StatusWriter;
 use std::collections::BTreeMap;
@@ -83,10 +83,6 @@ pub struct PodContext {
     evictions: Mutex<std::collections::HashMap<String, String>>,
     /// Wakes a pod's worker.
     wake: mpsc::UnboundedSender<String>,
-}
-
-fn is_static(pod: &Pod) -> bool {
-    manager::source_of(pod) != "api"
 }
 
 impl PodContext {

@@ -21,7 +21,7 @@ use crate::plugin::catalog::RefusedFile;
 use crate::pods::PodContext;
 use crate::runtime::pleg::PlegHealth;
 use crate::runtime::{KeyValue, TriggerTarget};
-use crate::timeline::{Journal, What};
+use crate::timeline::Journal;
 use auth::{Access, Refusal, User};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -332,9 +332,7 @@ type ActionOutcome = (StatusCode, &'static str, String, Vec<String>);
 /// Counts a lab action, puts it on the timeline (on its pod's lane, if it has one) and
 /// answers it.
 fn answer_action(api: &NodeApi, plugin: &str, action: &str, pod: Option<&str>, (code, result, message, actions): ActionOutcome) -> Response {
-    crate::metrics::METRICS.triggers.with_label_values(&[&api.node, plugin, action, result]).inc();
-    let what = What::Trigger { plugin: plugin.into(), action: action.into(), result: format!("{result}: {message}"), accepted: result == "accepted" };
-    api.journal.record(api.pods.clock.now_nanos(), pod, what);
+    api.journal.lab_action(api.pods.clock.now_nanos(), pod, plugin, action, result, &message);
     (code, Json(TriggerResponse { result: result.into(), message, actions })).into_response()
 }
 

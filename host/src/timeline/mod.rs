@@ -107,6 +107,15 @@ impl Journal {
         entries.push_back(Entry { time, pod: pod.map(str::to_string), what });
     }
 
+    /// A lab action (a plugin's trigger, a node action) and what became of it (`accepted`,
+    /// `unknown-action`, ...): counted in the trigger metric and put on the timeline, on its
+    /// pod's lane if it has one.
+    pub fn lab_action(&self, time: i64, pod: Option<&str>, plugin: &str, action: &str, result: &str, message: &str) {
+        crate::metrics::METRICS.triggers.with_label_values(&[&self.node, plugin, action, result]).inc();
+        let what = What::Trigger { plugin: plugin.into(), action: action.into(), result: format!("{result}: {message}"), accepted: result == "accepted" };
+        self.record(time, pod, what);
+    }
+
     /// The entries so far, oldest first.
     pub fn export(&self) -> Timeline {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
