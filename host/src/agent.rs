@@ -335,18 +335,18 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     let events = Arc::new(EventRecorder::new(crate::api_client::throttled(&heartbeat, config.event_throttle), name, clock).with_journal(home.journal.clone()));
     let node_ref = EventRecorder::node_ref(name);
     let mut plugin_events = runtime.catalog().subscribe();
-    events.record(&node_ref, "Normal", "Starting", "Starting kubelet.").await;
+    events.record(&node_ref, "Normal", "Starting", "Starting kubelet.");
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
     let registered = register(&nodes, &id, &clock, &["container runtime status check may not have completed yet".to_string()]).await;
     match reconcile_node_info(&nodes, &id, &registered).await {
-        Ok(Some(_)) => events.record(&node_ref, "Warning", "Rebooted", &format!("Node {name} has been rebooted, boot id: {}", id.boot_id)).await,
+        Ok(Some(_)) => events.record(&node_ref, "Warning", "Rebooted", &format!("Node {name} has been rebooted, boot id: {}", id.boot_id)),
         Ok(None) => {}
         Err(e) => tracing::warn!(node = name, "updating the node's nodeInfo: {e}"),
     }
     drop(starting);
     let conditions = registered.status.and_then(|s| s.conditions).unwrap_or_default();
     for reason in transition_events(&[], &conditions) {
-        events.record(&node_ref, "Normal", reason, &format!("Node {name} status is now: {reason}")).await;
+        events.record(&node_ref, "Normal", reason, &format!("Node {name} status is now: {reason}"));
     }
 
     let pods = PodLifecycle::new(node_pods, Some(client.clone()), cri.clone(), clock, events.clone());
@@ -378,7 +378,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
                         _ => false,
                     };
                     if ours {
-                        events.record(&node_ref, "Warning", "PluginRefused", &event.to_string()).await;
+                        events.record(&node_ref, "Warning", "PluginRefused", &event.to_string());
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -1,7 +1,8 @@
 //! Events as the kubelet's recorder writes them: source `kubelet` on this host, and repeats
 //! of the same event folded into one with a growing count and a new lastTimestamp, as
 //! client-go's event correlator does, rather than a new Event each time. Every event also
-//! goes to the node's [`Journal`] (the timeline); a standalone node has only that.
+//! goes to the node's [`Journal`] (the timeline); a standalone node has only that. As
+//! client-go's broadcaster, recording queues the event for a writer task and returns.
 
 use crate::timeline::{Journal, What};
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
@@ -9,44 +10,49 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::Mutex;
+use tokio::sync::mpsc;
 
 /// What makes two events the same: namespace, involved object, type, reason, message.
 type EventKey = (String, String, String, String, String);
 
-/// Writes events for one node's kubelet.
+/// How many events wait for the writer before new ones are dropped, as client-go's
+/// broadcaster (`maxQueuedEvents`) drops them rather than block the kubelet.
+const QUEUED_EVENTS: usize = 1000;
+
+/// One event on its way to the API server.
+struct Queued {
+    object: ObjectReference,
+    type_: String,
+    reason: String,
+    message: String,
+    /// When it was recorded, in nanoseconds since the Unix epoch.
+    at: i64,
+}
+
+/// Records events for one node's kubelet. Recording never waits for the API server: the
+/// event goes to the journal at once and to a queue that a writer task of its own drains,
+/// so a slow API server delays events, never the pod workers that record them.
 pub struct EventRecorder {
-    /// None for a standalone node: there is no API server to write to.
-    client: Option<kube::Client>,
+    /// The writer's queue; None for a standalone node: there is no API server to write to.
+    queue: Option<mpsc::Sender<Queued>>,
     journal: Arc<Journal>,
     host: String,
     clock: crate::clock::Clock,
-    /// The events written so far: their names and counts.
-    seen: Mutex<HashMap<EventKey, (String, i32)>>,
-    /// The time part of the last event name: names stay unique when two events are
-    /// recorded in the same nanosecond, which a paused test clock makes common.
-    last_name_nanos: Mutex<i64>,
 }
 
 impl EventRecorder {
+    /// A recorder whose events the API server gets from a task this starts (inside a tokio
+    /// runtime); the task ends once the recorder is dropped and the queue is written.
     pub fn new(client: kube::Client, host: &str, clock: crate::clock::Clock) -> Self {
-        Self::with_client(Some(client), host, clock)
+        let (queue, queued) = mpsc::channel(QUEUED_EVENTS);
+        let writer = EventWriter { client, host: host.to_string(), seen: HashMap::new(), last_name_nanos: 0 };
+        tokio::spawn(writer.run(queued));
+        EventRecorder { queue: Some(queue), ..Self::standalone(host, clock) }
     }
 
     /// A recorder with no API server: events go to the journal and the log only.
     pub fn standalone(host: &str, clock: crate::clock::Clock) -> Self {
-        Self::with_client(None, host, clock)
-    }
-
-    fn with_client(client: Option<kube::Client>, host: &str, clock: crate::clock::Clock) -> Self {
-        EventRecorder {
-            client,
-            journal: Arc::new(Journal::new(host)),
-            host: host.to_string(),
-            clock,
-            seen: Mutex::new(HashMap::new()),
-            last_name_nanos: Mutex::new(0),
-        }
+        EventRecorder { queue: None, journal: Arc::new(Journal::new(host)), host: host.to_string(), clock }
     }
 
     /// The recorder, adding its events to `journal` (a node's timeline outlives a restart
@@ -66,39 +72,59 @@ impl EventRecorder {
         ObjectReference { kind: Some("Node".into()), name: Some(node.into()), uid: Some(node.into()), ..Default::default() }
     }
 
-    fn now(&self) -> Time {
-        Time(k8s_openapi::jiff::Timestamp::from_second(self.clock.now_nanos().div_euclid(1_000_000_000)).unwrap_or_default())
-    }
-
-    /// Records an event; failures are logged, never returned: events are best effort.
-    pub async fn record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) {
+    /// Records an event: on the timeline now, in the API server when the writer gets to it.
+    /// Events are best effort: a failed write is logged, and a full queue drops the event.
+    pub fn record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) {
+        let at = self.clock.now_nanos();
         let pod = (object.kind.as_deref() == Some("Pod"))
             .then(|| format!("{}/{}", object.namespace.as_deref().unwrap_or("default"), object.name.as_deref().unwrap_or("")));
         // `spec.containers{app}`, `spec.initContainers{migrate}`: the container the event is about.
         let container = object.field_path.as_deref().and_then(|f| f.split_once('{')).and_then(|(_, rest)| rest.strip_suffix('}')).map(str::to_string);
         let what = What::Event { type_: type_.into(), reason: reason.into(), message: message.into(), container };
-        self.journal.record(self.clock.now_nanos(), pod.as_deref(), what);
-        let Some(client) = &self.client else {
+        self.journal.record(at, pod.as_deref(), what);
+        let Some(queue) = &self.queue else {
             tracing::info!(node = %self.host, object = ?object.name, type_, reason, "{message}");
             return;
         };
-        if let Err(e) = self.try_record(client, object, type_, reason, message).await {
-            tracing::warn!(reason, "could not record an event: {e}");
+        let queued = Queued { object: object.clone(), type_: type_.into(), reason: reason.into(), message: message.into(), at };
+        if queue.try_send(queued).is_err() {
+            tracing::warn!(node = %self.host, reason, "the event queue is full: an event is dropped");
+        }
+    }
+}
+
+/// Writes one node's events in the order they were recorded, folding repeats into one.
+struct EventWriter {
+    client: kube::Client,
+    host: String,
+    /// The events written so far: their names and counts.
+    seen: HashMap<EventKey, (String, i32)>,
+    /// The time part of the last event name: names stay unique when two events are
+    /// recorded in the same nanosecond, which a paused test clock makes common.
+    last_name_nanos: i64,
+}
+
+impl EventWriter {
+    async fn run(mut self, mut queued: mpsc::Receiver<Queued>) {
+        while let Some(event) = queued.recv().await {
+            if let Err(e) = self.write(&event).await {
+                tracing::warn!(node = %self.host, reason = event.reason, "could not record an event: {e}");
+            }
         }
     }
 
-    async fn try_record(&self, client: &kube::Client, object: &ObjectReference, type_: &str, reason: &str, message: &str) -> Result<(), kube::Error> {
+    async fn write(&mut self, e: &Queued) -> Result<(), kube::Error> {
+        let object = &e.object;
         let namespace = object.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
-        let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         // As client-go's aggregation key: the object without its resourceVersion, which
         // changes with every write to the pod.
         let o = object;
         let involved = format!("{:?}/{:?}/{:?}/{:?}/{:?}", o.kind, o.name, o.uid, o.api_version, o.field_path);
-        let key: EventKey = (namespace, involved, type_.to_string(), reason.to_string(), message.to_string());
-        let mut seen = self.seen.lock().await;
-        let now = self.now();
-        if let Some((name, count)) = seen.get_mut(&key) {
-            let patch = serde_json::json!({"count": *count + 1, "lastTimestamp": now, "message": message});
+        let key: EventKey = (namespace, involved, e.type_.clone(), e.reason.clone(), e.message.clone());
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(e.at.div_euclid(1_000_000_000)).unwrap_or_default());
+        if let Some((name, count)) = self.seen.get_mut(&key) {
+            let patch = serde_json::json!({"count": *count + 1, "lastTimestamp": now, "message": e.message});
             match events.patch(name, &PatchParams::default(), &Patch::Strategic(patch)).await {
                 Ok(_) => {
                     *count += 1;
@@ -108,18 +134,14 @@ impl EventRecorder {
                 Err(e) => return Err(e),
             }
         }
-        let nanos = {
-            let mut last = self.last_name_nanos.lock().await;
-            *last = self.clock.now_nanos().max(*last + 1);
-            *last
-        };
-        let name = format!("{}.{nanos:x}", object.name.clone().unwrap_or_default());
+        self.last_name_nanos = e.at.max(self.last_name_nanos + 1);
+        let name = format!("{}.{:x}", object.name.clone().unwrap_or_default(), self.last_name_nanos);
         let event = Event {
             metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(key.0.clone()), ..Default::default() },
             involved_object: object.clone(),
-            type_: Some(type_.into()),
-            reason: Some(reason.into()),
-            message: Some(message.into()),
+            type_: Some(e.type_.clone()),
+            reason: Some(e.reason.clone()),
+            message: Some(e.message.clone()),
             count: Some(1),
             first_timestamp: Some(now.clone()),
             last_timestamp: Some(now),
@@ -129,7 +151,7 @@ impl EventRecorder {
             ..Default::default()
         };
         events.create(&PostParams::default(), &event).await?;
-        seen.insert(key, (name, 1));
+        self.seen.insert(key, (name, 1));
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ pub const NODE: &str = "lab-node-1";
 
 /// A node's pod lifecycle over a plugin folder, against the double.
 pub struct PodLab {
-    _server: ApiServer,
+    server: ApiServer,
     pub client: kube::Client,
     pub pods: Api<Pod>,
     pub nodes: Api<Node>,
@@ -70,7 +70,7 @@ impl PodLab {
             pods: Api::namespaced(client.clone(), "default"),
             nodes,
             client,
-            _server: server,
+            server,
             plugins: lab,
             manifests: manifests.map(std::path::Path::to_path_buf),
             manifest_url: None,
@@ -113,6 +113,11 @@ impl PodLab {
             }
         });
         (task, runtime, stop)
+    }
+
+    /// Injects faults into what the API server double serves from now on.
+    pub fn set_faults(&self, faults: crate::apiserver::Faults) {
+        self.server.set_faults(faults);
     }
 
     /// Stops the agent and starts it again, as `systemctl restart` would.

@@ -593,3 +593,104 @@ async fn a_stopped_agent_probes_no_more() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(probes(), stopped, "a probe task outlived the agent's pod lifecycle");
 }
+
+/// The count a metric line of `kubelet_...{labels} value` gives, summed over the lines that
+/// have every label asked for.
+fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_lists_its_runtime_once_a_relist_however_many_pods_sync() {
+    use labkubelet::{clock::Clock, events::EventRecorder, metrics::METRICS, plugin::PluginPolicy, plugin::PluginRuntime, pods::NodePods, pods::PodLifecycle};
+    // A node of its own, so its metrics are this test's alone.
+    const NODE: &str = "relist-counting-node";
+    const PODS: usize = 8;
+    let manifests = tempfile::tempdir().unwrap();
+    for i in 0..PODS {
+        let manifest = format!(
+            "metadata: {{name: crash-{i}, annotations: {{labkubelet.io/scenario: crashloop}}}}\nspec:\n  containers: [{{name: app, image: busybox:1.36}}]\n"
+        );
+        labkubelet_tests::put(manifests.path(), &format!("crash-{i}.yaml"), manifest.as_bytes());
+    }
+    let plugins = labkubelet_tests::PluginLab::new(PluginPolicy::default()).await;
+    plugins.install("crashloop");
+    plugins.sync().await;
+    let clock = Clock::new();
+    let runtime = Arc::new(PluginRuntime::new(NODE, plugins.catalog.clone(), clock));
+    let node = NodePods {
+        node: NODE.into(),
+        node_ip: "10.1.0.9".into(),
+        labels: Default::default(),
+        allocatable: [("cpu", "4"), ("memory", "8Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        runtime_name: "labkubelet".into(),
+        static_pod_path: Some(manifests.path().to_path_buf()),
+        file_check_frequency: Duration::from_secs(20),
+        manifest_url: None,
+        http_check_frequency: Duration::from_secs(20),
+    };
+    let lifecycle = PodLifecycle::new(node, None, runtime, clock, Arc::new(EventRecorder::standalone(NODE, clock)));
+    let ctx = lifecycle.context();
+    let task = tokio::spawn(lifecycle.run());
+    // Each crash, back-off and restart is several syncs of its pod.
+    eventually("every pod restarted three times", Duration::from_secs(300), async || {
+        let pods = ctx.pods();
+        let restarts = |p: &Pod| p.status.as_ref()?.container_statuses.as_ref()?.first().map(|c| c.restart_count);
+        (pods.len() == PODS && pods.iter().all(|p| restarts(p).is_some_and(|r| r >= 3))).then_some(())
+    })
+    .await;
+    task.abort();
+
+    let metrics = METRICS.render(Some(NODE));
+    let node = format!("node=\"{NODE}\"");
+    let relists = metric_sum(&metrics, "kubelet_pleg_relist_duration_seconds_count", &[&node]);
+    let calls = |method: &str| metric_sum(&metrics, "kubelet_runtime_operations_duration_seconds_count", &[&node, &format!("operation_type=\"{method}\"")]);
+    let (starts, lists) = (calls("start-container"), calls("list-containers"));
+    assert!(relists >= 30.0, "PLEG relisted every second of the run: {relists}");
+    assert!(starts >= 4.0 * PODS as f64, "every start is a sync of its own, and there were more in between: {starts} starts");
+    // The runtime adapter lists too when it is asked about an id it does not know: one it
+    // removed between a relist's list and its inspection, which a busy machine makes likelier.
+    let bound = relists * 1.25 + 2.0;
+    assert!(lists <= bound, "the runtime's containers were listed {lists} times in {relists} relists: the pod workers list it themselves");
+    assert!(calls("list-pod-sandboxes") <= bound, "the sandboxes were listed {} times in {relists} relists", calls("list-pod-sandboxes"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_api_server_for_events_delays_the_events_not_the_pod() {
+    let lab = PodLab::start(&[], &[]).await;
+    let slow = Duration::from_secs(120);
+    lab.set_faults(labkubelet_tests::apiserver::Faults { slow: Some(("/events".into(), slow)), ..Default::default() });
+    let created = tokio::time::Instant::now();
+    lab.create("web", json!({}), json!({"containers": [{"name": "web", "image": "nginx:1.25"}]})).await;
+    lab.until("web", "is Running and Ready", Duration::from_secs(30), |p| phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.0 == "True")).await;
+    assert!(created.elapsed() < slow, "the pod waited for its events to be written: {:?}", created.elapsed());
+    // The events come, in the order they happened, once the server takes them.
+    let events = eventually("the pod's events are written", Duration::from_secs(600), async || {
+        let events = lab.events("web").await;
+        (events.len() >= 4).then_some(events)
+    })
+    .await;
+    assert_eq!(reasons(&events), ["Pulling", "Pulled", "Created", "Started"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_api_server_for_pod_status_delays_the_writes_not_the_restarts() {
+    use labkubelet::runtime::ContainerRuntime;
+    let lab = PodLab::start(&["crashloop"], &[]).await;
+    lab.create("crash", json!({"labkubelet.io/scenario": "crashloop"}), json!({"containers": [{"name": "app", "image": "busybox:1.36"}]})).await;
+    lab.until("crash", "is Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    lab.set_faults(labkubelet_tests::apiserver::Faults { slow: Some(("/pods/crash/status".into(), Duration::from_secs(300))), ..Default::default() });
+    // Crash after 5 s, back-off 10 s, crash, back-off 20 s: the second restart is due 40 s in,
+    // whatever the status writes wait for.
+    eventually("the container is restarted twice", Duration::from_secs(90), async || {
+        let containers = lab.runtime.list_containers().await.ok()?;
+        containers.iter().any(|c| c.metadata.attempt >= 2).then_some(())
+    })
+    .await;
+    lab.set_faults(labkubelet_tests::apiserver::Faults::default());
+    // The newest status reaches the API once the server takes writes again.
+    lab.until("crash", "shows the restarts", Duration::from_secs(600), |p| container(p, "app").is_some_and(|c| c.restart_count >= 2)).await;
+}

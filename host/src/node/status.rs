@@ -205,7 +205,7 @@ impl NodeStatusLoop {
         self.last_report = Some(now);
         let node = EventRecorder::node_ref(&self.node);
         for reason in transition_events(&previous, &conditions) {
-            self.events.record(&node, "Normal", reason, &format!("Node {} status is now: {reason}", self.node)).await;
+            self.events.record(&node, "Normal", reason, &format!("Node {} status is now: {reason}", self.node));
         }
         Ok(true)
     }

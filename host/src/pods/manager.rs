@@ -153,4 +153,10 @@ impl PodManager {
     pub fn mirror(&self, pod: &Pod) -> Option<Arc<Pod>> {
         self.mirrors.read().unwrap_or_else(|p| p.into_inner()).get(&full_name(pod)).cloned()
     }
+
+    /// The mirror pod that stands for this static pod now, if there is one: of this version
+    /// of the manifest, and not being deleted.
+    pub fn current_mirror(&self, pod: &Pod) -> Option<Arc<Pod>> {
+        self.mirror(pod).filter(|m| mirror_of(m) == pod.metadata.uid.as_deref() && m.metadata.deletion_timestamp.is_none())
+    }
 }

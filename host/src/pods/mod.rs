@@ -6,14 +6,16 @@
 //!   manifest files and a manifest URL (static pods, with mirror pods in the API).
 //! - [`manager`]: the pods this node should run, from every source.
 //! - [`workers`]: one task per pod.
-//! - [`sync`]: what one sync of one pod does (syncPod).
+//! - [`plan`]: what a sync should do to the runtime (computePodActions), a pure function.
+//! - [`sync`]: what one sync of one pod does (syncPod), carrying the plan out.
 //! - [`status`]: the pod's API status and the status manager.
-//! - [`admission`], [`backoff`], [`probes`], [`inspect`], [`resources`]: the parts syncPod uses.
+//! - [`admission`], [`backoff`], [`probes`], [`resources`]: the parts syncPod uses; it reads
+//!   the runtime from PLEG's [`crate::runtime::pod_cache`].
 
 pub mod admission;
 pub mod backoff;
-pub mod inspect;
 pub mod manager;
+pub mod plan;
 pub mod probes;
 pub mod resources;
 pub mod source;
@@ -25,7 +27,8 @@ pub mod workers;
 
 use crate::clock::Clock;
 use crate::events::EventRecorder;
-use crate::runtime::pleg::{POD_UID_LABEL, Pleg, PlegHealth};
+use crate::runtime::pleg::{Pleg, PlegHealth};
+use crate::runtime::pod_cache::PodCache;
 use crate::runtime::{ContainerRuntime, PodSandboxState};
 use admission::Admission;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -68,6 +71,8 @@ pub struct PodContext {
     pub node: String,
     pub node_ip: String,
     pub runtime: Arc<dyn ContainerRuntime>,
+    /// What PLEG's last relist found of each pod: the workers' view of the runtime.
+    pub pod_cache: Arc<PodCache>,
     pub runtime_name: String,
     pub clock: Clock,
     pub events: Arc<EventRecorder>,
@@ -107,45 +112,32 @@ impl PodContext {
         self.evictions.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }
 
-    /// The mirror pod that stands for this static pod now, if there is one.
-    fn current_mirror(&self, pod: &Pod) -> Option<Arc<Pod>> {
-        self.manager.mirror(pod).filter(|m| manager::mirror_of(m) == pod.metadata.uid.as_deref() && m.metadata.deletion_timestamp.is_none())
-    }
-
     /// The pod as the API shows it: a static pod's own spec with its mirror's status.
     pub fn api_view(&self, pod: &Arc<Pod>) -> Arc<Pod> {
         if !is_static(pod) {
             return pod.clone();
         }
         let mut view = (**pod).clone();
-        view.status = self.current_mirror(pod).and_then(|m| m.status.clone());
+        view.status = self.manager.current_mirror(pod).and_then(|m| m.status.clone());
         Arc::new(view)
     }
 
-    /// Writes a pod's status to the API: a static pod's to its mirror pod. The conditions
-    /// other writers set on the API's copy are kept, as upstream's `mergePodStatus` keeps them.
-    pub async fn write_status(&self, pod: &Pod, status: &PodStatus) -> Result<bool, kube::Error> {
-        let mirror = is_static(pod).then(|| self.current_mirror(pod));
-        let target = match &mirror {
-            Some(mirror) => mirror.as_deref(),
-            None => Some(pod),
-        };
-        let status = status::with_others_conditions(target.and_then(|t| t.status.as_ref()), status);
-        self.status.remember(pod, &status, self.clock.now_nanos());
-        match target {
-            Some(target) => self.status.write(target, &status).await,
-            None => Ok(false),
-        }
+    /// Sets a pod's status: `/pods` shows it at once, the status manager's task writes it
+    /// to the API (a static pod's to its mirror pod), keeping the conditions other writers
+    /// set on the API's copy, as upstream's `mergePodStatus` keeps them. With `delete`, the
+    /// pod finished terminating and is deleted once the status is written.
+    pub fn set_status(&self, pod: &Arc<Pod>, status: &PodStatus, delete: bool) {
+        self.status.set(pod, status, self.clock.now_nanos(), delete);
     }
 
     /// Deletes a pod that finished terminating; for a static pod, its mirror.
     pub async fn delete(&self, pod: &Pod) -> Result<(), kube::Error> {
         let Some(client) = &self.client else { return Ok(()) };
         if !is_static(pod) {
-            return sync::delete_pod(client, pod).await;
+            return status::delete_pod(client, pod).await;
         }
         match self.manager.mirror(pod) {
-            Some(mirror) => sync::delete_pod(client, &mirror).await,
+            Some(mirror) => status::delete_pod(client, &mirror).await,
             None => Ok(()),
         }
     }
@@ -154,11 +146,11 @@ impl PodContext {
     /// was deleted (`kubectl delete`) or mirrors another version of the manifest.
     pub async fn ensure_mirror(&self, pod: &Pod) -> Result<(), kube::Error> {
         let Some(client) = &self.client else { return Ok(()) };
-        if !is_static(pod) || self.current_mirror(pod).is_some() {
+        if !is_static(pod) || self.manager.current_mirror(pod).is_some() {
             return Ok(());
         }
         if let Some(stale) = self.manager.mirror(pod) {
-            sync::delete_pod(client, &stale).await?;
+            status::delete_pod(client, &stale).await?;
         }
         static_pods::create_mirror(client, &self.node, pod).await
     }
@@ -245,6 +237,7 @@ impl PodLifecycle {
             node_ip: node.node_ip,
             probes: ProbeManager::new(runtime.clone(), clock, events.clone(), wake.clone()),
             runtime,
+            pod_cache: pleg.cache(),
             runtime_name: node.runtime_name,
             clock,
             events,
@@ -306,7 +299,7 @@ impl PodLifecycle {
                 }
             }
         };
-        tokio::join!(api, files, url, pleg.run(), dispatch, housekeeping(ctx.clone(), workers.clone()));
+        tokio::join!(api, files, url, pleg.run(), dispatch, ctx.status.run(), housekeeping(ctx.clone(), workers.clone()));
     }
 }
 
@@ -321,7 +314,8 @@ impl Drop for StopProbesOnDrop {
 }
 
 /// Stops and removes the sandboxes and containers of pods that no source has and no worker
-/// handles (left from before an agent restart, say), once the API source has listed.
+/// handles (left from before an agent restart, say), once the API source has listed. What
+/// there is comes from the pod cache: housekeeping lists nothing itself.
 async fn housekeeping(ctx: Arc<PodContext>, workers: Arc<PodWorkers>) {
     loop {
         ctx.clock.sleep(HOUSEKEEPING).await;
@@ -331,24 +325,22 @@ async fn housekeeping(ctx: Arc<PodContext>, workers: Arc<PodWorkers>) {
         if !ctx.manager.synced() {
             continue;
         }
-        let Ok(sandboxes) = ctx.runtime.list_pod_sandboxes().await else { continue };
-        for s in sandboxes {
-            let ours = s.labels.iter().any(|l| l.key == POD_UID_LABEL);
-            let uid = &s.metadata.uid;
-            if !ours || ctx.manager.get(uid).is_some() || workers.has(uid) {
+        for (uid, orphan) in ctx.pod_cache.pods() {
+            if ctx.manager.get(&uid).is_some() || workers.has(&uid) {
                 continue;
             }
-            tracing::info!(node = %ctx.node, pod = %s.metadata.name, "removing the sandbox of a pod this node no longer has");
-            if let Ok(containers) = ctx.runtime.list_containers().await {
-                for c in containers.iter().filter(|c| c.pod_sandbox_id == s.id) {
-                    let _ = ctx.runtime.stop_container(&c.id, Duration::from_secs(2)).await;
-                    let _ = ctx.runtime.remove_container(&c.id).await;
+            let name = orphan.sandboxes.first().map(|s| s.metadata.name.as_str()).unwrap_or(&uid);
+            tracing::info!(node = %ctx.node, pod = name, "removing the sandboxes and containers of a pod this node no longer has");
+            for c in &orphan.containers {
+                let _ = ctx.runtime.stop_container(&c.id, Duration::from_secs(2)).await;
+                let _ = ctx.runtime.remove_container(&c.id).await;
+            }
+            for s in &orphan.sandboxes {
+                if s.state == PodSandboxState::Ready {
+                    let _ = ctx.runtime.stop_pod_sandbox(&s.id).await;
                 }
+                let _ = ctx.runtime.remove_pod_sandbox(&s.id).await;
             }
-            if s.state == PodSandboxState::Ready {
-                let _ = ctx.runtime.stop_pod_sandbox(&s.id).await;
-            }
-            let _ = ctx.runtime.remove_pod_sandbox(&s.id).await;
         }
     }
 }

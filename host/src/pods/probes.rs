@@ -251,7 +251,7 @@ impl Worker {
                 let ok = outcome.is_ok();
                 if let Err(output) = outcome {
                     let message = format!("{} probe failed: {output}", self.kind.title());
-                    self.events.record(&self.target.object, "Warning", "Unhealthy", &message).await;
+                    self.events.record(&self.target.object, "Warning", "Unhealthy", &message);
                 }
                 streak = if last == Some(ok) { streak + 1 } else { 1 };
                 last = Some(ok);

@@ -1,25 +1,25 @@
 //! Syncing one pod, as the kubelet's syncPod and the runtime manager's SyncPod do: admit
 //! it, make its sandbox, pull images by policy, run init containers in order and then the
 //! containers, restart what died by restart policy and back-off, restart on a failed
-//! liveness probe or a changed spec, compute the status and write it; and on deletion,
-//! stop everything within the grace period, write the final status and delete the pod.
+//! liveness probe or a changed spec, and compute the status for the status manager; and on
+//! deletion, stop everything within the grace period and hand over the final status, after
+//! which the status manager deletes the pod. A sync reads the runtime from PLEG's pod cache,
+//! and neither events nor status writes wait for the API server.
 
 use super::PodContext;
 use super::backoff::{self, Backoff};
-use super::inspect::{RuntimePod, inspect_pod};
+use super::plan::{HASH_ANNOTATION, RestartPolicy, compute_pod_actions, spec_hash};
 use super::probes::ProbeTarget;
-use super::status::{StatusInputs, Waiting, api_status, rejected_status, restart_policy, server_container_status};
+use super::status::{StatusInputs, Waiting, api_status, rejected_status, server_container_status};
 use crate::clock::go_duration;
 use crate::runtime::pleg::POD_UID_LABEL;
+use crate::runtime::pod_cache::{Made, Relist, RuntimePod};
 use crate::runtime::{ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus as RuntimeContainer, KeyValue, PodSandboxConfig, PodSandboxMetadata};
 use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
-use kube::api::{Api, DeleteParams, Preconditions};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The annotation that tells whether a running container still matches its spec.
-const HASH_ANNOTATION: &str = "io.kubernetes.container.hash";
 /// The container's kind, for plugins: `init`, `sidecar` or `regular`.
 pub const CONTAINER_KIND_ANNOTATION: &str = "labkubelet.io/container-kind";
 /// The pod's restart policy, for plugins.
@@ -75,13 +75,6 @@ fn kv(pairs: impl IntoIterator<Item = (String, String)>) -> Vec<KeyValue> {
     pairs.into_iter().map(|(key, value)| KeyValue { key, value }).collect()
 }
 
-/// A short, stable hash of what a change to restarts the container: image, command, args, env.
-fn spec_hash(c: &Container) -> String {
-    use sha2::{Digest, Sha256};
-    let text = serde_json::json!([c.image, c.command, c.args, c.env]).to_string();
-    Sha256::digest(text.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect()
-}
-
 /// The sandbox the kubelet asks for: the pod's labels plus the kubelet's own.
 pub fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
     let m = &pod.metadata;
@@ -120,7 +113,7 @@ fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32) ->
         (true, _) => "init",
         (false, _) => "regular",
     };
-    let policy = pod.spec.as_ref().map_or("Always", restart_policy);
+    let policy = pod.spec.as_ref().map_or(RestartPolicy::Always, RestartPolicy::of).as_str();
     let mut annotations = vec![
         (HASH_ANNOTATION.to_string(), spec_hash(c)),
         ("io.kubernetes.container.restartCount".to_string(), restart_count.to_string()),
@@ -156,15 +149,6 @@ fn pull_policy(c: &Container) -> &str {
     }
 }
 
-/// Whether a dead container is started again under the pod's restart policy.
-fn restarts(policy: &str, exit_code: i32) -> bool {
-    match policy {
-        "Never" => false,
-        "OnFailure" => exit_code != 0,
-        _ => true,
-    }
-}
-
 /// One pod's kubelet-side memory between syncs.
 pub struct PodSync {
     ctx: Arc<PodContext>,
@@ -182,6 +166,10 @@ pub struct PodSync {
     pull_errors: HashMap<String, (i64, String)>,
     /// Soonest wake-up asked for during this sync.
     wake: Option<i64>,
+    /// The relist whose view the next sync reads: one begun after the last sync ended.
+    since: Relist,
+    /// What this sync created, which the view it started from lacks.
+    made: Made,
 }
 
 impl PodSync {
@@ -198,6 +186,8 @@ impl PodSync {
             pull_errors: HashMap::new(),
             start_errors: HashMap::new(),
             wake: None,
+            since: Relist::FIRST,
+            made: Made::default(),
         }
     }
 
@@ -213,21 +203,48 @@ impl PodSync {
         self.now().saturating_add(nanos(d))
     }
 
-    async fn event(&self, pod: &Pod, container: Option<(&Container, bool)>, type_: &str, reason: &str, message: &str) {
+    fn event(&self, pod: &Pod, container: Option<(&Container, bool)>, type_: &str, reason: &str, message: &str) {
         let field = container.map(|(c, init)| field_path(c, init));
-        self.ctx.events.record(&pod_ref(pod, field), type_, reason, message).await;
+        self.ctx.events.record(&pod_ref(pod, field), type_, reason, message);
     }
 
-    /// Syncs the pod once; `None` means it is gone from every source.
-    pub async fn sync(&mut self, pod: Option<Arc<Pod>>) -> Next {
+    /// Syncs the pod once, from a view of the runtime PLEG took after the last sync ended
+    /// (waiting for it, a relist period at most), and with the pod as its sources have it
+    /// then.
+    pub async fn sync(&mut self) -> Next {
         self.wake = None;
+        self.made = Made::default();
+        let cached = self.ctx.pod_cache.newer_than(&self.uid, self.since).await;
+        let pod = self.ctx.manager.get(&self.uid);
+        let next = match cached {
+            Ok(rt) => {
+                self.runtime_retry = RUNTIME_RETRY;
+                self.sync_with(pod, &rt).await
+            }
+            Err(e) if pod.is_none() => {
+                // Its sandboxes and containers are left to housekeeping.
+                tracing::warn!(uid = %self.uid, "reading a deleted pod from the runtime: {e}");
+                self.sync_with(None, &RuntimePod::default()).await
+            }
+            Err(e) => {
+                tracing::warn!(uid = %self.uid, "reading the pod from the runtime: {e}");
+                let retry = self.runtime_retry;
+                self.runtime_retry = (retry * 2).min(RUNTIME_RETRY_MAX);
+                Next::At(self.after(retry))
+            }
+        };
+        self.since = self.ctx.pod_cache.after_now();
+        next
+    }
+
+    /// One sync of the pod over the runtime's view `rt`; `None` means it is gone from every
+    /// source.
+    async fn sync_with(&mut self, pod: Option<Arc<Pod>>, rt: &RuntimePod) -> Next {
         let Some(pod) = pod else {
             if let Some(last) = self.last.take() {
                 self.ctx.probes.stop(&self.uid);
-                if let Ok(rt) = inspect_pod(&*self.ctx.runtime, &self.uid).await {
-                    let stopped = self.stop_all(&last, &rt, 0, false).await;
-                    self.remove_from_runtime(&stopped).await;
-                }
+                let stopped = self.stop_all(&last, rt, 0, false).await;
+                self.remove_from_runtime(&stopped).await;
                 // A static pod whose manifest is gone takes its mirror pod with it.
                 if let Err(e) = self.ctx.delete(&last).await {
                     tracing::warn!(pod = %pod_name(&last), "deleting the mirror pod: {e}");
@@ -238,20 +255,8 @@ impl PodSync {
             return Next::Done;
         };
         self.last = Some(pod.clone());
-        let rt = match inspect_pod(&*self.ctx.runtime, &self.uid).await {
-            Ok(rt) => {
-                self.runtime_retry = RUNTIME_RETRY;
-                rt
-            }
-            Err(e) => {
-                tracing::warn!(pod = %pod_name(&pod), "reading the pod from the runtime: {e}");
-                let retry = self.runtime_retry;
-                self.runtime_retry = (retry * 2).min(RUNTIME_RETRY_MAX);
-                return Next::At(self.after(retry));
-            }
-        };
         if pod.metadata.deletion_timestamp.is_some() {
-            return self.terminate(&pod, &rt).await;
+            return self.terminate(&pod, rt).await;
         }
         if let Err(e) = self.ctx.ensure_mirror(&pod).await {
             tracing::warn!(pod = %pod_name(&pod), "creating the mirror pod: {e}");
@@ -261,7 +266,7 @@ impl PodSync {
         // The pod as the API has it: a static pod's status lives on its mirror pod.
         let pod = self.ctx.api_view(&pod);
         if let Some(message) = self.ctx.eviction_of(&self.uid) {
-            return self.evicted(&pod, &rt, message).await;
+            return self.evicted(&pod, rt, message).await;
         }
         if self.finished {
             return Next::At(self.after(RESYNC));
@@ -272,8 +277,8 @@ impl PodSync {
         }
         let admitted = self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).admit(&self.uid, &pod);
         if let Err(rejection) = admitted {
-            self.event(&pod, None, "Warning", &rejection.reason, &rejection.message).await;
-            self.write_status(&pod, &rejected_status(&pod, &rejection.reason, &rejection.message, self.now())).await;
+            self.event(&pod, None, "Warning", &rejection.reason, &rejection.message);
+            self.set_status(&pod, &rejected_status(&pod, &rejection.reason, &rejection.message, self.now()));
             self.finished = true;
             return Next::At(self.after(RESYNC));
         }
@@ -281,23 +286,29 @@ impl PodSync {
         // As syncPod does: the status goes out before the sandbox and the pulls, so a slow one
         // shows as ContainerCreating (PodInitializing) for as long as it takes. A terminal
         // status waits until the pod's containers and sandbox are stopped, below.
-        // Once written, it is the status the rest of the sync starts from.
-        let early = self.status(&pod, &rt, false);
+        // Once set, it is the status the rest of the sync starts from.
+        let early = self.status(&pod, rt, false);
         let terminal = matches!(early.phase.as_deref(), Some("Succeeded" | "Failed"));
-        let pod = if !terminal && self.write_status(&pod, &early).await { Arc::new(Pod { status: Some(early), ..(*pod).clone() }) } else { pod };
-        let acted = self.run_pod(&pod, &rt).await;
-        let rt = if acted { inspect_pod(&*self.ctx.runtime, &self.uid).await.unwrap_or(rt) } else { rt };
-        self.sync_probes(&pod, &rt);
-        let mut status = self.status(&pod, &rt, false);
+        let pod = if terminal {
+            pod
+        } else {
+            self.set_status(&pod, &early);
+            Arc::new(Pod { status: Some(early), ..(*pod).clone() })
+        };
+        let acted = self.run_pod(&pod, rt).await;
+        let refreshed = if acted { rt.refreshed(&*self.ctx.runtime, &self.made).await.ok() } else { None };
+        let rt = refreshed.as_ref().unwrap_or(rt);
+        self.sync_probes(&pod, rt);
+        let mut status = self.status(&pod, rt, false);
         if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
             // A terminal pod keeps nothing running and takes nothing from the node.
             self.ctx.probes.stop(&self.uid);
-            let stopped = self.stop_all(&pod, &rt, grace_of(&pod), false).await;
+            let stopped = self.stop_all(&pod, rt, grace_of(&pod), false).await;
             self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
             self.finished = true;
             status = self.status(&pod, &stopped, false);
         }
-        self.write_status(&pod, &status).await;
+        self.set_status(&pod, &status);
         let resync = self.after(RESYNC);
         Next::At(self.wake.map_or(resync, |w| w.min(resync)))
     }
@@ -329,17 +340,9 @@ impl PodSync {
         })
     }
 
-    /// Writes the status unless the server has it already; true when it wrote.
-    async fn write_status(&mut self, pod: &Pod, status: &k8s_openapi::api::core::v1::PodStatus) -> bool {
-        match self.ctx.write_status(pod, status).await {
-            Ok(written) => written,
-            Err(e) => {
-                tracing::warn!(pod = %pod_name(pod), "writing the pod status: {e}");
-                let retry = self.after(AFTER_ERROR);
-                self.wake_at(retry);
-                false
-            }
-        }
+    /// Hands the status to the status manager, which writes it unless the server has it.
+    fn set_status(&self, pod: &Arc<Pod>, status: &k8s_openapi::api::core::v1::PodStatus) {
+        self.ctx.set_status(pod, status, false);
     }
 
     fn sync_probes(&self, pod: &Pod, rt: &RuntimePod) {
@@ -361,29 +364,34 @@ impl PodSync {
         self.ctx.probes.sync(&self.uid, targets);
     }
 
-    /// Brings the runtime towards the spec. Returns whether it changed anything.
+    /// Brings the runtime towards the spec, as [`compute_pod_actions`] plans it. Returns
+    /// whether it changed anything.
     async fn run_pod(&mut self, pod: &Pod, rt: &RuntimePod) -> bool {
         let Some(spec) = pod.spec.clone() else { return false };
-        let policy = restart_policy(&spec).to_string();
+        let probes = &self.ctx.probes;
+        let plan = compute_pod_actions(&spec, rt, &|id| probes.failed(id));
         let mut acted = false;
-        let (sandbox_id, sandbox) = match rt.ready_sandbox() {
-            Some(s) => (s.id.clone(), sandbox_config(pod, s.metadata.attempt)),
-            None => {
-                if !rt.sandboxes.is_empty() {
-                    self.event(pod, None, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.").await;
+        let (sandbox_id, sandbox) = match (&plan.sandbox, rt.ready_sandbox()) {
+            (None, Some(s)) => (s.id.clone(), sandbox_config(pod, s.metadata.attempt)),
+            (Some(new), _) => {
+                if new.changed {
+                    self.event(pod, None, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.");
                     self.stop_running(pod, rt).await;
                 }
                 if let Some(end) = self.backoff.expiry_since_update("sandbox") {
                     self.wake_at(end);
-                    return !rt.sandboxes.is_empty();
+                    return new.changed;
                 }
-                let attempt = u32::try_from(rt.sandboxes.len()).unwrap_or(u32::MAX);
-                let config = sandbox_config(pod, attempt);
+                let config = sandbox_config(pod, new.attempt);
                 match self.ctx.runtime.run_pod_sandbox(&config).await {
-                    Ok(id) => (id, config),
+                    Ok(id) => {
+                        self.made.sandboxes.push(id.clone());
+                        acted = true;
+                        (id, config)
+                    }
                     Err(e) => {
                         let message = format!("Failed to create pod sandbox: {e}");
-                        self.event(pod, None, "Warning", "FailedCreatePodSandBox", &message).await;
+                        self.event(pod, None, "Warning", "FailedCreatePodSandBox", &message);
                         self.backoff.next("sandbox", self.now());
                         if let Some(end) = self.backoff.expiry_since_update("sandbox") {
                             self.wake_at(end);
@@ -392,60 +400,25 @@ impl PodSync {
                     }
                 }
             }
+            (None, None) => return false,
         };
-        let fresh_sandbox = rt.ready_sandbox().is_none();
-        acted |= fresh_sandbox;
-        // In a new sandbox every container starts afresh; restart counts carry on.
-        let instances = |name: &str| if fresh_sandbox { None } else { rt.latest(name) };
-
-        for c in spec.init_containers.iter().flatten() {
-            let latest = instances(&c.name);
-            match latest.map(|l| (l.state, l.exit_code)) {
-                Some((ContainerState::Exited, 0)) => continue,
-                // A failed init container runs again unless the policy is Never.
-                Some((ContainerState::Exited | ContainerState::Unknown, _)) => {
-                    if policy != "Never" {
-                        acted |= self.restart_with_backoff(pod, c, true, &sandbox_id, &sandbox, rt).await;
-                    }
-                }
-                Some(_) => {}
-                None => acted |= self.start(pod, c, true, &sandbox_id, &sandbox, rt).await,
-            }
-            return acted;
+        let find = |name: &str, init: bool| {
+            let list = if init { spec.init_containers.as_deref().unwrap_or_default() } else { &spec.containers[..] };
+            list.iter().find(|c| c.name == name)
+        };
+        for kill in &plan.kill {
+            let (Some(c), Some(running)) = (find(&kill.name, false), rt.containers.iter().find(|c| c.id == kill.id)) else { continue };
+            self.event(pod, Some((c, false)), "Normal", "Killing", &kill.message);
+            self.stop_container(pod, running, grace_of(pod)).await;
+            acted = true;
         }
-
-        for c in &spec.containers {
-            let latest = instances(&c.name);
-            match latest {
-                None => acted |= self.start(pod, c, false, &sandbox_id, &sandbox, rt).await,
-                Some(l) if l.state == ContainerState::Running => {
-                    let changed = l.annotations.iter().find(|a| a.key == HASH_ANNOTATION).is_some_and(|a| a.value != spec_hash(c));
-                    let reason = if changed {
-                        Some(format!("Container {} definition changed, will be restarted", c.name))
-                    } else {
-                        self.ctx.probes.failed(&l.id).map(|probe| format!("Container {} failed {probe} probe, will be restarted", c.name))
-                    };
-                    let Some(message) = reason else { continue };
-                    self.event(pod, Some((c, false)), "Normal", "Killing", &message).await;
-                    self.stop_container(pod, l, grace_of(pod)).await;
-                    acted = true;
-                    if changed || policy != "Never" {
-                        acted |= self.start(pod, c, false, &sandbox_id, &sandbox, rt).await;
-                    }
-                }
-                Some(l) if matches!(l.state, ContainerState::Exited | ContainerState::Unknown) => {
-                    if restarts(&policy, l.exit_code) {
-                        acted |= self.restart_with_backoff(pod, c, false, &sandbox_id, &sandbox, rt).await;
-                    }
-                }
-                // Created but never started: its start failed. It is retried like a crash,
-                // with a new container and the restart back-off.
-                Some(_) => {
-                    if policy != "Never" {
-                        acted |= self.restart_with_backoff(pod, c, false, &sandbox_id, &sandbox, rt).await;
-                    }
-                }
-            }
+        for start in &plan.start {
+            let Some(c) = find(&start.name, start.init) else { continue };
+            acted |= if start.after_backoff {
+                self.restart_with_backoff(pod, c, start.init, &sandbox_id, &sandbox, rt).await
+            } else {
+                self.start(pod, c, start.init, &sandbox_id, &sandbox, rt).await
+            };
         }
         acted
     }
@@ -466,7 +439,7 @@ impl PodSync {
             let message = format!("back-off {delay} restarting failed container={} pod={}", c.name, pod_name(pod));
             self.waiting.insert(c.name.clone(), Waiting { reason: "CrashLoopBackOff".into(), message });
             let event = format!("Back-off restarting failed container {} in pod {}", c.name, pod_name(pod));
-            self.event(pod, Some((c, init)), "Warning", "BackOff", &event).await;
+            self.event(pod, Some((c, init)), "Warning", "BackOff", &event);
             self.wake_at(end);
             return false;
         }
@@ -490,19 +463,22 @@ impl PodSync {
         }
         let runtime = self.ctx.runtime.clone();
         let id = match runtime.create_container(sandbox_id, &container_config(pod, c, init, attempt)).await {
-            Ok(id) => id,
+            Ok(id) => {
+                self.made.containers.push(id.clone());
+                id
+            }
             Err(e) => {
                 self.start_failed(pod, c, init, "CreateContainerError", &e).await;
                 return false;
             }
         };
-        self.event(pod, on, "Normal", "Created", &format!("Created container: {}", c.name)).await;
+        self.event(pod, on, "Normal", "Created", &format!("Created container: {}", c.name));
         self.remove_old_instances(&c.name, rt).await;
         if let Err(e) = runtime.start_container(&id).await {
             self.start_failed(pod, c, init, "RunContainerError", &e).await;
             return true;
         }
-        self.event(pod, on, "Normal", "Started", &format!("Started container {}", c.name)).await;
+        self.event(pod, on, "Normal", "Started", &format!("Started container {}", c.name));
         self.waiting.remove(&c.name);
         self.start_errors.remove(&c.name);
         true
@@ -510,7 +486,7 @@ impl PodSync {
 
     /// Records a failed create or start as the kubelet shows it, and comes back soon.
     async fn start_failed(&mut self, pod: &Pod, c: &Container, init: bool, reason: &str, e: &crate::runtime::RuntimeError) {
-        self.event(pod, Some((c, init)), "Warning", "Failed", &format!("Error: {e}")).await;
+        self.event(pod, Some((c, init)), "Warning", "Failed", &format!("Error: {e}"));
         self.waiting.insert(c.name.clone(), Waiting { reason: reason.into(), message: e.to_string() });
         self.start_errors.insert(c.name.clone(), self.now());
         let retry = self.after(AFTER_ERROR);
@@ -524,18 +500,18 @@ impl PodSync {
         let present = match runtime.image_status(image, Some(sandbox)).await {
             Ok(found) => found.is_some(),
             Err(e) => {
-                self.event(pod, on, "Warning", "Failed", &format!("Error: {e}")).await;
+                self.event(pod, on, "Warning", "Failed", &format!("Error: {e}"));
                 return Err(Waiting { reason: "ErrImagePull".into(), message: e.to_string() });
             }
         };
         let policy = pull_policy(c);
         if present && policy != "Always" {
-            self.event(pod, on, "Normal", "Pulled", &format!("Container image \"{image}\" already present on machine")).await;
+            self.event(pod, on, "Normal", "Pulled", &format!("Container image \"{image}\" already present on machine"));
             return Ok(());
         }
         if policy == "Never" {
             let message = format!("Container image \"{image}\" is not present with pull policy of Never");
-            self.event(pod, on, "Warning", "ErrImageNeverPull", &message).await;
+            self.event(pod, on, "Warning", "ErrImageNeverPull", &message);
             return Err(Waiting { reason: "ErrImageNeverPull".into(), message });
         }
         let key = format!("pull/{image}");
@@ -548,26 +524,26 @@ impl PodSync {
                 return Err(Waiting { reason: "ErrImagePull".into(), message });
             }
             let message = format!("Back-off pulling image \"{image}\"");
-            self.event(pod, on, "Normal", "BackOff", &message).await;
-            self.event(pod, on, "Warning", "Failed", "Error: ImagePullBackOff").await;
+            self.event(pod, on, "Normal", "BackOff", &message);
+            self.event(pod, on, "Warning", "Failed", "Error: ImagePullBackOff");
             self.wake_at(end);
             return Err(Waiting { reason: "ImagePullBackOff".into(), message });
         }
-        self.event(pod, on, "Normal", "Pulling", &format!("Pulling image \"{image}\"")).await;
+        self.event(pod, on, "Normal", "Pulling", &format!("Pulling image \"{image}\""));
         let started = self.now();
         match runtime.pull_image(image, Some(sandbox)).await {
             Ok(_) => {
                 let took = go_duration(Duration::from_nanos(u64::try_from(self.now() - started).unwrap_or(0)));
                 let size = runtime.image_status(image, Some(sandbox)).await.ok().flatten().map_or(0, |i| i.size);
                 let message = format!("Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {size} bytes.");
-                self.event(pod, on, "Normal", "Pulled", &message).await;
+                self.event(pod, on, "Normal", "Pulled", &message);
                 Ok(())
             }
             Err(e) => {
                 self.backoff.next(&key, self.now());
                 self.pull_errors.insert(key, (self.now(), e.to_string()));
-                self.event(pod, on, "Warning", "Failed", &format!("Failed to pull image \"{image}\": {e}")).await;
-                self.event(pod, on, "Warning", "Failed", "Error: ErrImagePull").await;
+                self.event(pod, on, "Warning", "Failed", &format!("Failed to pull image \"{image}\": {e}"));
+                self.event(pod, on, "Warning", "Failed", "Error: ErrImagePull");
                 let retry = self.after(AFTER_ERROR);
                 self.wake_at(retry);
                 Err(Waiting { reason: "ErrImagePull".into(), message: e.to_string() })
@@ -578,10 +554,11 @@ impl PodSync {
     /// Once a new instance exists, keeps the one before it (it is `lastState`, and what
     /// `kubectl logs --previous` reads) and removes older ones, as the kubelet's container
     /// GC does. `rt` is the pod as it was before the new instance.
-    async fn remove_old_instances(&self, name: &str, rt: &RuntimePod) {
+    async fn remove_old_instances(&mut self, name: &str, rt: &RuntimePod) {
         for old in rt.instances(name).into_iter().skip(1) {
-            if let Err(e) = self.ctx.runtime.remove_container(&old.id).await {
-                tracing::debug!("removing an old container instance: {e}");
+            match self.ctx.runtime.remove_container(&old.id).await {
+                Ok(()) => self.made.removed.push(old.id.clone()),
+                Err(e) => tracing::debug!("removing an old container instance: {e}"),
             }
         }
     }
@@ -609,7 +586,7 @@ impl PodSync {
             let on = init.or_else(|| spec.containers.iter().find(|s| s.name == name).map(|s| (s.clone(), false)));
             async move {
                 if announce && let Some((spec, init)) = &on {
-                    self.event(pod, Some((spec, *init)), "Normal", "Killing", &format!("Stopping container {name}")).await;
+                    self.event(pod, Some((spec, *init)), "Normal", "Killing", &format!("Stopping container {name}"));
                 }
                 self.stop_container(pod, c, grace).await;
             }
@@ -620,7 +597,7 @@ impl PodSync {
                 tracing::warn!(pod = %pod_name(pod), "stopping a sandbox: {e}");
             }
         }
-        inspect_pod(&*self.ctx.runtime, &self.uid).await.unwrap_or_else(|_| rt.clone())
+        rt.refreshed(&*self.ctx.runtime, &self.made).await.unwrap_or_else(|_| rt.clone())
     }
 
     async fn remove_from_runtime(&self, rt: &RuntimePod) {
@@ -635,31 +612,28 @@ impl PodSync {
     /// An evicted pod: stopped at once (a hard threshold gives no grace), and failed with the
     /// eviction's reason and message, as upstream's `killPodFunc` writes it. Each sync
     /// after that finds nothing to stop and writes only when the status changed.
-    async fn evicted(&mut self, pod: &Pod, rt: &RuntimePod, message: String) -> Next {
+    async fn evicted(&mut self, pod: &Arc<Pod>, rt: &RuntimePod, message: String) -> Next {
         self.ctx.probes.stop(&self.uid);
         let stopped = self.stop_all(pod, rt, 0, false).await;
         let mut status = self.status(pod, &stopped, false);
         status.phase = Some("Failed".into());
         status.reason = Some(crate::eviction::REASON.into());
         status.message = Some(message);
-        self.write_status(pod, &status).await;
+        self.set_status(pod, &status);
         self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
         let resync = self.after(RESYNC);
         Next::At(self.wake.map_or(resync, |w| w.min(resync)))
     }
 
-    /// A pod with a deletionTimestamp: stop it within its grace period, write its final
-    /// status, and delete it for good with grace 0 and its uid as a precondition.
-    async fn terminate(&mut self, pod: &Pod, rt: &RuntimePod) -> Next {
+    /// A pod with a deletionTimestamp: stop it within its grace period, and hand its final
+    /// status to the status manager, which writes it and then deletes the pod for good with
+    /// grace 0 and its uid as a precondition.
+    async fn terminate(&mut self, pod: &Arc<Pod>, rt: &RuntimePod) -> Next {
         self.ctx.probes.stop(&self.uid);
         let rt = self.stop_all(pod, rt, grace_of(pod), true).await;
         let status = self.status(pod, &rt, true);
-        self.write_status(pod, &status).await;
+        self.ctx.set_status(pod, &status, true);
         self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
-        if let Err(e) = self.ctx.delete(pod).await {
-            tracing::warn!(pod = %pod_name(pod), "deleting the pod: {e}");
-            return Next::At(self.after(AFTER_ERROR));
-        }
         self.remove_from_runtime(&rt).await;
         self.last = None;
         Next::Done
@@ -673,21 +647,4 @@ fn nanos(d: Duration) -> i64 {
 /// The grace period of a pod being stopped: the deletion's, else the spec's, else 30 s.
 fn grace_of(pod: &Pod) -> i64 {
     pod.metadata.deletion_grace_period_seconds.or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30)
-}
-
-/// Deletes a pod for good, as the kubelet does once it stopped: grace 0, uid precondition.
-pub async fn delete_pod(client: &kube::Client, pod: &Pod) -> Result<(), kube::Error> {
-    let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.clone()) else { return Ok(()) };
-    let pods: Api<Pod> = Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
-    let params = DeleteParams {
-        grace_period_seconds: Some(0),
-        preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
-        ..DeleteParams::default()
-    };
-    match pods.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        // Gone already, or a new pod under the same name: ours is deleted.
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err(e),
-    }
 }

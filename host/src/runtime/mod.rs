@@ -3,13 +3,14 @@
 //! The vocabulary (sandboxes, containers, images, conditions) is the WIT contract's, so
 //! what a plugin answers reaches the kubelet logic unchanged. [`ContainerRuntime`] is
 //! implemented over plugins by [`crate::plugin::PluginRuntime`]; tests may implement it
-//! directly. [`pleg`] relists it for the pod workers; [`state`] keeps its state across
+//! directly. [`pleg`] relists it into the [`pod_cache`] the pod workers read; [`state`] keeps its state across
 //! agent restarts; [`ipam`] gives its sandboxes their addresses; [`outage`] takes it down
 //! for a lab.
 
 pub mod ipam;
 pub mod outage;
 pub mod pleg;
+pub mod pod_cache;
 pub mod state;
 
 use async_trait::async_trait;

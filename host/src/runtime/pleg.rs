@@ -1,12 +1,14 @@
 //! PLEG, the pod lifecycle event generator (upstream pkg/kubelet/pleg/generic.go): relists
-//! the runtime every second, compares each container's state with the previous relist, and
-//! tells the pod workers which pods changed. Its health feeds the node's Ready condition: a
+//! the runtime every second, compares each container's state with the previous relist,
+//! inspects the pods that changed into the [`PodCache`], and then tells the pod workers
+//! which pods changed. Its health feeds the node's Ready condition: a
 //! relist that has not completed for 3 minutes (a hung runtime) makes the node NotReady
 //! with `PLEG is not healthy: pleg was last seen active <d> ago; threshold is 3m0s`.
 
+use super::pod_cache::{PodCache, inspect};
 use super::{ContainerRuntime, ContainerState, PodSandboxState};
 use crate::clock::{Clock, go_duration};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -80,6 +82,9 @@ pub struct Pleg {
     health: Arc<PlegHealth>,
     events: mpsc::Sender<PlegEvent>,
     seen: Seen,
+    cache: Arc<PodCache>,
+    /// Pods whose inspection failed: inspected again at the next relist.
+    reinspect: HashSet<String>,
 }
 
 impl Pleg {
@@ -87,11 +92,19 @@ impl Pleg {
     pub fn new(node: &str, runtime: Arc<dyn ContainerRuntime>, clock: Clock) -> (Self, mpsc::Receiver<PlegEvent>) {
         let (events, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let health = Arc::new(PlegHealth { last_relist: Mutex::new(None), threshold: RELIST_THRESHOLD });
-        (Pleg { node: node.to_string(), runtime, clock, period: RELIST_PERIOD, health, events, seen: HashMap::new() }, rx)
+        let cache = Arc::new(PodCache::default());
+        let pleg =
+            Pleg { node: node.to_string(), runtime, clock, period: RELIST_PERIOD, health, events, seen: HashMap::new(), cache, reinspect: HashSet::new() };
+        (pleg, rx)
     }
 
     pub fn health(&self) -> Arc<PlegHealth> {
         self.health.clone()
+    }
+
+    /// The pod cache this PLEG fills, which the pod workers read.
+    pub fn cache(&self) -> Arc<PodCache> {
+        self.cache.clone()
     }
 
     /// Relists every period until the receiver is dropped.
@@ -107,9 +120,11 @@ impl Pleg {
         }
     }
 
-    /// One relist: lists sandboxes and containers, and sends an event per change.
+    /// One relist: lists sandboxes and containers, inspects the pods that changed into the
+    /// cache, and sends an event per change.
     pub async fn relist(&mut self) -> Result<(), super::RuntimeError> {
         let started = Instant::now();
+        let relist = self.cache.begin();
         let sandboxes = self.runtime.list_pod_sandboxes().await?;
         let containers = self.runtime.list_containers().await?;
         *self.health.last_relist.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
@@ -152,6 +167,10 @@ impl Pleg {
                 events.push(PlegEvent { pod_uid: uid.clone(), kind: PlegEventKind::ContainerRemoved, id: id.clone() });
             }
         }
+        let mut changed: HashSet<String> = std::mem::take(&mut self.reinspect);
+        changed.extend(events.iter().map(|e| e.pod_uid.clone()));
+        self.update_cache(changed, &now).await;
+        self.cache.relisted(relist);
         self.seen = now;
         for event in events {
             if self.events.try_send(event).is_err() {
@@ -160,5 +179,30 @@ impl Pleg {
             }
         }
         Ok(())
+    }
+
+    /// Inspects the pods that changed, by the ids this relist found of them, into the cache.
+    async fn update_cache(&mut self, changed: HashSet<String>, now: &Seen) {
+        let mut ids: HashMap<&str, (Vec<&str>, Vec<&str>)> = changed.iter().map(|uid| (uid.as_str(), Default::default())).collect();
+        for (id, (uid, state)) in now {
+            if let Some((sandboxes, containers)) = ids.get_mut(uid.as_str()) {
+                match state {
+                    SeenState::Sandbox(_) => sandboxes.push(id),
+                    SeenState::Container(_) => containers.push(id),
+                }
+            }
+        }
+        for (uid, (sandboxes, containers)) in ids {
+            if sandboxes.is_empty() && containers.is_empty() {
+                self.cache.remove(uid);
+                continue;
+            }
+            let found = inspect(&*self.runtime, &sandboxes, &containers).await;
+            if let Err(e) = &found {
+                tracing::warn!(node = %self.node, pod = uid, "PLEG could not inspect a pod: {e}");
+                self.reinspect.insert(uid.to_string());
+            }
+            self.cache.set(uid, found);
+        }
     }
 }

@@ -52,6 +52,8 @@ pub struct Identity {
 #[derive(Debug, Default, Clone)]
 pub struct Faults {
     pub latency: Duration,
+    /// Requests whose path contains the text wait this long more (a slow resource).
+    pub slow: Option<(String, Duration)>,
     /// The next this-many requests fail with this status code (429 carries Retry-After: 1).
     pub fail_next: Option<(u32, u16)>,
     /// Every connection is dropped, as if the server were down.
@@ -328,6 +330,9 @@ async fn handle(
     let faults = shared.faults.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
+    }
+    if let Some((_, wait)) = faults.slow.as_ref().filter(|(part, _)| path.contains(part.as_str())) {
+        tokio::time::sleep(*wait).await;
     }
     if let Some((n, code)) = faults.fail_next {
         let mut f = shared.faults.lock().unwrap_or_else(|p| p.into_inner());

@@ -3,8 +3,9 @@
 //! manager's UpdatePodStatus sets (`ready`, `started`).
 
 use super::time;
-use crate::pods::inspect::RuntimePod;
+use crate::pods::plan::RestartPolicy;
 use crate::pods::resources::qos_class;
+use crate::runtime::pod_cache::RuntimePod;
 use crate::runtime::{ContainerState as RuntimeState, ContainerStatus as RuntimeContainer};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP,
@@ -189,10 +190,6 @@ fn vanished(i: &StatusInputs, mut s: ContainerStatus, init: bool, default_waitin
     s
 }
 
-pub fn restart_policy(spec: &PodSpec) -> &str {
-    spec.restart_policy.as_deref().unwrap_or("Always")
-}
-
 /// The pod phase from its container statuses (upstream getPhase).
 pub fn phase(spec: &PodSpec, init: &[ContainerStatus], containers: &[ContainerStatus], terminal: bool) -> &'static str {
     let (mut pending_init, mut failed_init) = (0, 0);
@@ -228,8 +225,8 @@ pub fn phase(spec: &PodSpec, init: &[ContainerStatus], containers: &[ContainerSt
             waiting += 1;
         }
     }
-    let policy = restart_policy(spec);
-    if failed_init > 0 && policy == "Never" {
+    let policy = RestartPolicy::of(spec);
+    if failed_init > 0 && policy == RestartPolicy::Never {
         return "Failed";
     }
     if pending_init > 0 || waiting > 0 {
@@ -242,13 +239,13 @@ pub fn phase(spec: &PodSpec, init: &[ContainerStatus], containers: &[ContainerSt
         if terminal {
             return if stopped == succeeded { "Succeeded" } else { "Failed" };
         }
-        if policy == "Always" {
+        if policy == RestartPolicy::Always {
             return "Running";
         }
         if stopped == succeeded {
             return "Succeeded";
         }
-        if policy == "Never" {
+        if policy == RestartPolicy::Never {
             return "Failed";
         }
         return "Running";

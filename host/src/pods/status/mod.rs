@@ -4,8 +4,8 @@
 pub mod generate;
 pub mod writer;
 
-pub use generate::{StatusInputs, Waiting, api_status, phase, rejected_status, restart_policy, server_container_status};
-pub use writer::{StatusWriter, with_others_conditions};
+pub use generate::{StatusInputs, Waiting, api_status, phase, rejected_status, server_container_status};
+pub use writer::{StatusWriter, delete_pod, with_others_conditions};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 

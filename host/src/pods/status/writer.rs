@@ -1,14 +1,26 @@
-//! The status manager's writing half: the last status generated for each pod (what `/pods`
-//! shows, and the timeline's source of container changes), and the strategic merge patch
-//! that puts it in the API with the pod's uid as a precondition, skipped when it would change
-//! nothing, leaving the conditions other writers own as the server has them.
+//! The status manager (upstream pkg/kubelet/status): the last status generated for each pod
+//! (what `/pods` shows, and the timeline's source of container changes), and a task of its
+//! own that puts it in the API, so a slow API server delays status writes, never the pod
+//! workers. A write is the kubelet's strategic merge patch against the server's copy, with
+//! the pod's uid as a precondition, skipped when it would change nothing, leaving the
+//! conditions other writers own as the server has them; a pod that finished terminating is
+//! deleted once its final status is written.
 
-use crate::pods::manager::PodManager;
+use crate::pods::manager::{PodManager, is_static};
 use crate::timeline::{Journal, What};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodStatus};
-use kube::api::{Api, Patch, PatchParams};
-use std::collections::HashMap;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How soon a write that failed is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+/// The most statuses of one pod waiting at once: the oldest, so each state a pod passes
+/// through is written in order while the server keeps up, and the newest, which replaces
+/// the ones between while it does not.
+const QUEUED_PER_POD: usize = 2;
 
 /// Top-level status fields the kubelet sets only sometimes: removed when it no longer does.
 const OPTIONAL_FIELDS: [&str; 2] = ["reason", "message"];
@@ -75,25 +87,109 @@ fn all_containers(status: &PodStatus) -> impl Iterator<Item = &ContainerStatus> 
     status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten())
 }
 
-/// The status manager of one node: the last status generated for each pod (what `/pods`
-/// shows, and the timeline's source of container changes), and the writer that puts it in
-/// the API.
+/// A status waiting to be written.
+struct Pending {
+    uid: String,
+    /// The pod as the kubelet has it (a static pod's own copy: its status goes to its mirror).
+    pod: Arc<Pod>,
+    status: PodStatus,
+    /// The pod finished terminating: once this status is written, the pod is deleted.
+    delete: bool,
+}
+
+/// The status manager of one node: the last status generated for each pod, and the
+/// statuses waiting for [`StatusWriter::run`] to write them.
 pub struct StatusWriter {
-    /// None for a standalone node.
+    /// None for a standalone node: nothing is written.
     client: Option<kube::Client>,
     manager: Arc<PodManager>,
     journal: Arc<Journal>,
     cache: Mutex<HashMap<String, PodStatus>>,
+    /// In the order they were set.
+    pending: Mutex<VecDeque<Pending>>,
+    queued: Notify,
 }
 
 impl StatusWriter {
     pub fn new(client: Option<kube::Client>, manager: Arc<PodManager>, journal: Arc<Journal>) -> Self {
-        StatusWriter { client, manager, journal, cache: Mutex::new(HashMap::new()) }
+        StatusWriter { client, manager, journal, cache: Mutex::default(), pending: Mutex::default(), queued: Notify::new() }
+    }
+
+    /// Takes the status the kubelet generated for a pod: kept for `/pods` and the timeline
+    /// at once, written to the API (a static pod's to its mirror) by the writer task. With
+    /// `delete`, the pod finished terminating and is deleted once this is written.
+    pub fn set(&self, pod: &Arc<Pod>, status: &PodStatus, now: i64, delete: bool) {
+        let target = self.target(pod);
+        let status = with_others_conditions(target.as_ref().and_then(|t| t.status.as_ref()), status);
+        self.remember(pod, &status, now);
+        let Some(uid) = pod.metadata.uid.clone() else { return };
+        if self.client.is_none() {
+            return;
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let newest = Pending { uid, pod: pod.clone(), status, delete };
+        let queued: Vec<usize> = pending.iter().enumerate().filter(|(_, p)| p.uid == newest.uid).map(|(i, _)| i).collect();
+        match queued.last() {
+            Some(&last) if queued.len() >= QUEUED_PER_POD => {
+                let delete = pending[last].delete || newest.delete;
+                pending[last] = Pending { delete, ..newest };
+            }
+            _ => pending.push_back(newest),
+        }
+        drop(pending);
+        self.queued.notify_one();
+    }
+
+    /// Writes what [`StatusWriter::set`] queued, in order. A write the server could not take
+    /// is tried again a second later, before the ones after it; one it refused (a 4xx answer
+    /// other than 429) is dropped, since sending it again would not help, and the pod's next
+    /// sync sets a status again.
+    pub async fn run(&self) {
+        let Some(client) = self.client.clone() else { return };
+        loop {
+            let next = self.pending.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+            let Some(pending) = next else {
+                self.queued.notified().await;
+                continue;
+            };
+            match self.write_pending(&client, &pending).await {
+                Ok(()) => {}
+                Err(kube::Error::Api(s)) if (400..500).contains(&s.code) && s.code != 429 => {
+                    tracing::warn!(pod = %crate::pods::manager::full_name(&pending.pod), "the API server refused the pod status: {}", s.message);
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %crate::pods::manager::full_name(&pending.pod), "writing the pod status: {e}");
+                    self.pending.lock().unwrap_or_else(|p| p.into_inner()).push_front(pending);
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    }
+
+    /// Where a pod's status goes, as the server has it now: the pod, or a static pod's
+    /// current mirror (none until the mirror exists).
+    fn target(&self, pod: &Pod) -> Option<Arc<Pod>> {
+        if is_static(pod) {
+            return self.manager.current_mirror(pod);
+        }
+        pod.metadata.uid.as_deref().and_then(|uid| self.manager.get(uid))
+    }
+
+    async fn write_pending(&self, client: &kube::Client, pending: &Pending) -> Result<(), kube::Error> {
+        // The server's copy may have moved on since the status was set: the patch is made
+        // against the newest one.
+        let Some(target) = self.target(&pending.pod) else { return Ok(()) };
+        let status = with_others_conditions(target.status.as_ref(), &pending.status);
+        self.write(client, &target, &status).await?;
+        if pending.delete {
+            delete_pod(client, &target).await?;
+        }
+        Ok(())
     }
 
     /// Keeps the status generated for a pod; each container whose state, restart count or
     /// readiness changed since the last one goes to the timeline.
-    pub fn remember(&self, pod: &Pod, status: &PodStatus, now: i64) {
+    fn remember(&self, pod: &Pod, status: &PodStatus, now: i64) {
         let Some(uid) = pod.metadata.uid.as_deref() else { return };
         let name = format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or(""));
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -129,15 +225,14 @@ impl StatusWriter {
     /// writers' untouched), addresses merged by ip with the ones gone deleted, the container
     /// statuses replaced, dropped fields set to null; it carries the pod's uid, so a pod
     /// deleted and re-created under the same name is never written to (the server answers
-    /// 409). Returns whether it wrote.
-    pub async fn write(&self, pod: &Pod, status: &PodStatus) -> Result<bool, kube::Error> {
+    /// 409).
+    async fn write(&self, client: &kube::Client, pod: &Pod, status: &PodStatus) -> Result<(), kube::Error> {
         let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
         let new = serde_json::to_value(status).unwrap_or_default();
         if unchanged(&old, &new) {
-            return Ok(false);
+            return Ok(());
         }
-        let Some(client) = &self.client else { return Ok(false) };
-        let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.as_deref()) else { return Ok(false) };
+        let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.as_deref()) else { return Ok(()) };
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let mut body = serde_json::json!({"metadata": {"uid": uid}, "status": new});
         body["status"]["conditions"] =
@@ -164,9 +259,32 @@ impl StatusWriter {
             }
         }
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let written = pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(body)).await?;
-        self.manager.observe(written);
-        Ok(true)
+        match pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(body)).await {
+            Ok(written) => {
+                self.manager.observe(written);
+                Ok(())
+            }
+            // Gone, or a new pod under the same name: there is nothing of ours to write to.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Deletes a pod for good, as the kubelet does once it stopped: grace 0, uid precondition.
+pub async fn delete_pod(client: &kube::Client, pod: &Pod) -> Result<(), kube::Error> {
+    let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.clone()) else { return Ok(()) };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+        ..DeleteParams::default()
+    };
+    match pods.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        // Gone already, or a new pod under the same name: ours is deleted.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
