@@ -130,7 +130,8 @@ impl PodContext {
         self.status.set(pod, status, self.clock.now_nanos(), delete);
     }
 
-    /// Deletes a pod that finished terminating; for a static pod, its mirror.
+    /// Deletes a pod that is gone from its source; for a static pod, its mirror. (A pod that
+    /// finished terminating is deleted by the status manager, once its final status is in.)
     pub async fn delete(&self, pod: &Pod) -> Result<(), kube::Error> {
         let Some(client) = &self.client else { return Ok(()) };
         if !is_static(pod) {
