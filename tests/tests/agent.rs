@@ -10,7 +10,7 @@ use labkubelet::agent::run;
 use labkubelet::clock::Clock;
 use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginPolicy};
 use labkubelet_tests::agent_config;
-use labkubelet_tests::apiserver::{ApiServer, Faults};
+use labkubelet_tests::apiserver::{ApiServer, Failures, Faults};
 use std::time::Duration;
 
 fn ready(node: &Node) -> bool {
@@ -120,7 +120,7 @@ async fn a_hundred_nodes_in_one_process_register_and_renew() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_nodes_start_through_a_throttling_server() {
     let retried = labkubelet::metrics::METRICS.api_retries.with_label_values(&["429"]).get();
-    run_nodes(100, Faults { fail_next: Some((400, 429)), ..Faults::default() }).await;
+    run_nodes(100, Faults { failing: vec![Failures::next(400, 429)], ..Faults::default() }).await;
     // Some of the 429s went to the test's own looks; the agent's were sent again.
     assert!(labkubelet::metrics::METRICS.api_retries.with_label_values(&["429"]).get() > retried, "the throttled requests were sent again");
 }
@@ -254,4 +254,118 @@ async fn a_nodes_api_client_keeps_to_kube_api_qps_and_burst() {
     assert!(started.elapsed() >= Duration::from_millis(950), "15 requests in {:?}: the bucket of 10 refills at 5 a second", started.elapsed());
     let lists = server.requests().iter().filter(|r| r.starts_with("GET /api/v1/nodes")).count();
     assert_eq!(lists, 15, "every request is sent, none dropped");
+}
+
+/// The paths a node uses, as the double's request lines show them, each with what uses it.
+/// The test's own looks are made so that none matches (lists across namespaces, pods by
+/// name).
+const START_PATHS: [(&str, &str); 3] = [
+    ("the bootstrap's CSR and its watch", "/certificatesigningrequests"),
+    ("registration", "POST /api/v1/nodes"),
+    ("the pod watch", "fieldSelector=spec.nodeName"),
+];
+const RUNNING_PATHS: [(&str, &str); 5] = [
+    ("the node and its status", "/api/v1/nodes/burst-0"),
+    ("the Lease", "/namespaces/kube-node-lease/leases"),
+    ("the pod's status", "/namespaces/default/pods/web/status"),
+    ("events", "/namespaces/default/events"),
+    ("the mirror pod's creation", "POST /api/v1/namespaces/kube-system/pods"),
+];
+
+/// A burst of `count` failures on each path.
+fn bursts(paths: &[(&str, &str)], count: u32, code: u16) -> Faults {
+    Faults { failing: paths.iter().map(|(_, matching)| Failures::on(matching, count, code)).collect(), ..Faults::default() }
+}
+
+/// Waits until every burst has been spent (on the node's requests: no look of the test's
+/// matches), failing with the paths still untouched.
+async fn spent(server: &ApiServer, paths: &[(&str, &str)], within: Duration) {
+    labkubelet_tests::eventually(&format!("every burst spent on {paths:?}"), within, async || {
+        server.faults().failing.iter().all(|f| f.count == 0).then_some(())
+    })
+    .await;
+}
+
+/// A 429 storm (`Retry-After: 1`, as max-in-flight answers) and then a 503 burst on every
+/// path a node uses to the API server — bootstrap, the CSR watch, registration, node status,
+/// the Lease, the pod watch, pod status, events, mirror pods — first while the node starts,
+/// then while it runs a pod and a static pod: each is retried, the node turns and stays
+/// Ready, the pods run and go as asked, and neither the node nor the agent starts over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_and_a_5xx_burst_on_every_path_end_with_the_node_ready() {
+    use k8s_openapi::api::core::v1::{Event, Pod};
+    use kube::api::{DeleteParams, PostParams};
+    for code in [429, 503] {
+        let (server, dir, mut config, catalog) = joining(vec!["burst-0".to_string()]).await;
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).unwrap();
+        let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: static, namespace: kube-system}\nspec:\n  containers: [{name: app, image: nginx:1.25}]\n";
+        std::fs::write(manifests.join("static.yaml"), manifest).unwrap();
+        config.static_pod_path = Some(manifests);
+        let c = server.admin().await;
+        let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+        let web: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {"nodeName": "burst-0", "containers": [{"name": "web", "image": "nginx:1.25"}], "terminationGracePeriodSeconds": 1}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &web).await.unwrap();
+        // Within client-go's 10 retries of one request: ridden out by retrying, no loop fails.
+        let count = if code == 429 { 8 } else { 4 };
+        let restarts = || labkubelet::metrics::METRICS.node_restarts.with_label_values(&["burst-0"]).get();
+        let restarts_before = restarts();
+        server.set_faults(bursts(&[START_PATHS.as_slice(), RUNNING_PATHS.as_slice()].concat(), count, code));
+        let agent = tokio::spawn(run(config, catalog, Clock::new()));
+
+        let nodes: Api<Node> = Api::all(c.clone());
+        let all_pods: Api<Pod> = Api::all(c.clone());
+        let events: Api<Event> = Api::all(c.clone());
+        let leases: Api<Lease> = Api::all(c.clone());
+        let running = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        let mirror = async || {
+            let listed = all_pods.list(&ListParams::default()).await.ok()?.items;
+            listed.into_iter().find(|p| p.metadata.name.as_deref() == Some("static-burst-0") && running(p))
+        };
+        let within = Duration::from_secs(120);
+        labkubelet_tests::eventually(&format!("{code}s: the node Ready"), within, async || {
+            nodes.list(&ListParams::default()).await.ok()?.items.iter().any(|n| n.metadata.name.as_deref() == Some("burst-0") && ready(n)).then_some(())
+        })
+        .await;
+        labkubelet_tests::eventually(&format!("{code}s: the pod Running"), within, async || pods.get("web").await.ok().filter(running)).await;
+        let first_mirror = labkubelet_tests::eventually(&format!("{code}s: the mirror pod Running"), within, mirror).await;
+        labkubelet_tests::eventually(&format!("{code}s: the pod's Started event"), within, async || {
+            let listed = events.list(&ListParams::default()).await.ok()?.items;
+            listed.into_iter().find(|e| e.reason.as_deref() == Some("Started") && e.involved_object.name.as_deref() == Some("web"))
+        })
+        .await;
+        spent(&server, &[START_PATHS.as_slice(), RUNNING_PATHS.as_slice()].concat(), within).await;
+
+        // While it runs: the Lease, the node status, the pod's last status and the mirror
+        // pod made again all meet a burst.
+        server.set_faults(bursts(&RUNNING_PATHS, count, code));
+        pods.delete("web", &DeleteParams::default()).await.unwrap();
+        let mirrors: Api<Pod> = Api::namespaced(c.clone(), "kube-system");
+        mirrors.delete("static-burst-0", &DeleteParams::default()).await.unwrap();
+        let renewed = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_nanosecond()).unwrap_or(0);
+        spent(&server, &RUNNING_PATHS, within).await;
+        let after_bursts = leases.list(&ListParams::default()).await.unwrap().items.iter().map(renewed).max().unwrap_or(0);
+        labkubelet_tests::eventually(&format!("{code}s: the Lease renewed after the burst"), within, async || {
+            (leases.list(&ListParams::default()).await.ok()?.items.iter().map(renewed).max()? > after_bursts).then_some(())
+        })
+        .await;
+        labkubelet_tests::eventually(&format!("{code}s: the pod deleted by its node"), within, async || {
+            pods.get_opt("web").await.ok()?.is_none().then_some(())
+        })
+        .await;
+        let again = labkubelet_tests::eventually(&format!("{code}s: the mirror pod made again"), within, async || {
+            mirror().await.filter(|p| p.metadata.uid != first_mirror.metadata.uid)
+        })
+        .await;
+        assert!(again.metadata.uid.is_some());
+        let node = nodes.list(&ListParams::default()).await.unwrap().items.into_iter().find(|n| n.metadata.name.as_deref() == Some("burst-0")).unwrap();
+        assert!(ready(&node), "{code}s: the node stays Ready");
+        assert_eq!(restarts(), restarts_before, "{code}s: the node never started over");
+        assert!(!agent.is_finished(), "{code}s: the agent stopped: {:?}", agent.await);
+        agent.abort();
+    }
 }

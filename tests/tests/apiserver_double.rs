@@ -6,7 +6,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use labkubelet_tests::apiserver::{ApiServer, Faults};
+use labkubelet_tests::apiserver::{ApiServer, Failures, Faults};
 use serde_json::json;
 
 async fn client(kubeconfig: &str) -> kube::Client {
@@ -218,10 +218,18 @@ async fn an_approved_kubelet_csr_gets_a_certificate_from_the_ca() {
 async fn injected_faults_fail_requests_until_they_are_used_up() {
     let server = ApiServer::start().await.unwrap();
     let nodes: Api<Node> = Api::all(server.admin().await);
-    server.set_faults(Faults { fail_next: Some((2, 503)), ..Faults::default() });
+    server.set_faults(Faults { failing: vec![Failures::next(2, 503)], ..Faults::default() });
     assert_eq!(api_error(nodes.list(&ListParams::default()).await.unwrap_err()).code, 503);
     assert_eq!(api_error(nodes.list(&ListParams::default()).await.unwrap_err()).code, 503);
     nodes.list(&ListParams::default()).await.unwrap();
+    // A burst on one path fails only the requests that match it.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(server.admin().await);
+    server.set_faults(Faults { failing: vec![Failures::on("GET /api/v1/nodes", 1, 429)], ..Faults::default() });
+    namespaces.list(&ListParams::default()).await.unwrap();
+    let throttled = api_error(nodes.list(&ListParams::default()).await.unwrap_err());
+    assert_eq!((throttled.code, throttled.reason.as_str()), (429, "TooManyRequests"));
+    nodes.list(&ListParams::default()).await.unwrap();
+    assert_eq!(server.faults().failing[0].count, 0, "the burst is used up");
     server.set_faults(Faults { offline: true, ..Faults::default() });
     assert!(matches!(nodes.list(&ListParams::default()).await.unwrap_err(), kube::Error::HyperError(_) | kube::Error::Service(_)));
     server.set_faults(Faults::default());

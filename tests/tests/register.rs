@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PostParams};
 use labkubelet::clock::Clock;
 use labkubelet::node::register::{NodeIdentity, reconcile_node_info, register};
-use labkubelet_tests::apiserver::{ApiServer, Faults};
+use labkubelet_tests::apiserver::{ApiServer, Failures, Faults};
 use serde_json::json;
 use std::time::Duration;
 
@@ -85,7 +85,7 @@ async fn an_existing_node_gets_its_default_labels_back_and_keeps_the_rest() {
 async fn registration_retries_until_the_api_server_answers() {
     let server = ApiServer::start().await.unwrap();
     let nodes: Api<Node> = Api::all(server.admin().await);
-    server.set_faults(Faults { fail_next: Some((3, 503)), ..Faults::default() });
+    server.set_faults(Faults { failing: vec![Failures::next(3, 503)], ..Faults::default() });
     let started = tokio::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(30), register(&nodes, &identity(), &Clock::new(), &[])).await.expect("registered");
     // 100 + 200 + 400 ms of back-off before the fourth try.

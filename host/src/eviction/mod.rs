@@ -88,13 +88,15 @@ impl EvictionManager {
         }
     }
 
-    fn capacity_of(&self, signal: Signal) -> i64 {
-        let capacity = |resource: &str| self.capacity.get(resource).and_then(|q| Quantity::parse(q).ok()).map_or(0, |q| q.value());
+    /// What the node has of the signal's resource; none when its capacity does not say, and
+    /// then the signal is not observed, as a kubelet skips a signal its stats lack.
+    fn capacity_of(&self, signal: Signal) -> Option<i64> {
+        let capacity = |resource: &str| self.capacity.get(resource).and_then(|q| Quantity::parse(q).ok()).map(|q| q.value());
         match signal {
             Signal::MemoryAvailable => capacity("memory"),
             Signal::NodeFsAvailable | Signal::ImageFsAvailable => capacity("ephemeral-storage"),
-            Signal::NodeFsInodesFree => INODES,
-            Signal::PidAvailable => PIDS,
+            Signal::NodeFsInodesFree => Some(INODES),
+            Signal::PidAvailable => Some(PIDS),
         }
     }
 
@@ -114,7 +116,7 @@ impl EvictionManager {
         let mut met = Vec::new();
         for &threshold in &self.config.hard {
             let signal = threshold.signal;
-            let capacity = self.capacity_of(signal);
+            let Some(capacity) = self.capacity_of(signal) else { continue };
             let used: i64 = pods.iter().map(|p| candidate(p, signal, &stats).containers.iter().map(|c| c.usage).sum::<i64>()).sum();
             let floor = threshold.amount.of(capacity);
             let taken = if self.squeezed.get(signal.condition()) {

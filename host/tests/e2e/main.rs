@@ -17,3 +17,9 @@ mod scenarios;
 mod static_pods;
 mod support;
 mod workloads;
+
+/// Client certificates live 10 minutes (5 after the 1.20 signer's back-dating), so every
+/// node rotates its certificate during the suite, as a long-running kubelet does.
+fn settings() -> labkubelet_control_plane::Settings {
+    labkubelet_control_plane::Settings { signing_duration: std::time::Duration::from_secs(600), ..Default::default() }
+}

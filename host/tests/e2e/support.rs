@@ -4,18 +4,16 @@
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
 use kube::api::{Api, ListParams};
 use labkubelet_control_plane::process::Process;
-use labkubelet_control_plane::{BootstrapToken, ControlPlane, Settings};
+use labkubelet_control_plane::{BootstrapToken, ControlPlane};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_labkubelet");
 
-/// The suite's control plane. Client certificates live 10 minutes (5 after the 1.20
-/// signer's back-dating), so every node rotates its certificate during the suite, as a
-/// long-running kubelet does.
+/// The suite's control plane, set up as the test binary's `settings()` says.
 pub fn cluster() -> &'static ControlPlane {
-    ControlPlane::shared_with(Settings { signing_duration: Duration::from_secs(600), ..Settings::default() })
+    ControlPlane::shared_with(crate::settings())
 }
 
 /// One `labkubelet run` node, joined with a bootstrap token, stopped and started like a

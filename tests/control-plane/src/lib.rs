@@ -46,11 +46,16 @@ pub struct Settings {
     pub signing_duration: Duration,
     /// `--node-monitor-grace-period` (kubeadm: 40 s).
     pub node_monitor_grace_period: Duration,
+    /// `--max-requests-inflight` and `--max-mutating-requests-inflight` (kubeadm: the
+    /// defaults, 400 and 200). Set, the server also runs without API Priority and Fairness
+    /// (`--enable-priority-and-fairness=false`, as before 1.20), so a request over a limit is
+    /// answered 429 with `Retry-After: 1` at once instead of waiting in a queue first.
+    pub max_in_flight: Option<(u32, u32)>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { signing_duration: Duration::from_secs(365 * 24 * 3600), node_monitor_grace_period: Duration::from_secs(40) }
+        Settings { signing_duration: Duration::from_secs(365 * 24 * 3600), node_monitor_grace_period: Duration::from_secs(40), max_in_flight: None }
     }
 }
 
@@ -279,6 +284,13 @@ fn start_processes(assets: &Assets, settings: &Settings, dir: &Path, pki: &Pki, 
     ]);
     if assets.version.has_insecure_ports() {
         apiserver.arg("--insecure-port=0");
+    }
+    if let Some((all, mutating)) = settings.max_in_flight {
+        apiserver.args([
+            format!("--max-requests-inflight={all}"),
+            format!("--max-mutating-requests-inflight={mutating}"),
+            "--enable-priority-and-fairness=false".into(),
+        ]);
     }
     processes.push(Process::spawn("kube-apiserver", apiserver, &dir.join("kube-apiserver.log"))?);
 

@@ -7,8 +7,8 @@
 //! patch types, graceful pod deletion, list and watch with field and label selectors,
 //! watches resumed from a resourceVersion and 410 Gone when it is too old, bearer-token
 //! (including bootstrap tokens) and client-certificate authentication, and a CSR signer
-//! that issues certificates for approved requests. Tests can inject faults: latency, a
-//! number of failures with a given status code, and going offline.
+//! that issues certificates for approved requests. Tests can inject faults: latency, bursts
+//! of failures (429, 5xx) on the requests that match, and going offline.
 //!
 //! The product is judged against a real API server, never against this double: where
 //! they differ, the double is wrong.
@@ -48,14 +48,36 @@ pub struct Identity {
     pub groups: Vec<String>,
 }
 
+/// A burst of failed requests: the next `count` requests whose "METHOD path?query" contains
+/// `matching` fail with `code`. A 429 carries `Retry-After: 1`, as max-in-flight's does.
+#[derive(Debug, Clone)]
+pub struct Failures {
+    pub matching: String,
+    pub count: u32,
+    pub code: u16,
+}
+
+impl Failures {
+    /// The next `count` requests, whatever they ask.
+    pub fn next(count: u32, code: u16) -> Failures {
+        Failures { matching: String::new(), count, code }
+    }
+
+    /// The next `count` requests that contain `matching` ("POST /api/v1/nodes", "watch=true").
+    pub fn on(matching: &str, count: u32, code: u16) -> Failures {
+        Failures { matching: matching.to_string(), count, code }
+    }
+}
+
 /// Faults the double injects into the requests it serves.
 #[derive(Debug, Default, Clone)]
 pub struct Faults {
     pub latency: Duration,
     /// Requests whose path contains the text wait this long more (a slow resource).
     pub slow: Option<(String, Duration)>,
-    /// The next this-many requests fail with this status code (429 carries Retry-After: 1).
-    pub fail_next: Option<(u32, u16)>,
+    /// Requests that fail, each burst counted down on its own (the first that matches a
+    /// request takes it).
+    pub failing: Vec<Failures>,
     /// Every connection is dropped, as if the server were down.
     pub offline: bool,
 }
@@ -258,6 +280,11 @@ impl ApiServer {
         *self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
     }
 
+    /// The faults as they are now: what is left of each burst.
+    pub fn faults(&self) -> Faults {
+        self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Every request served so far, as "METHOD path?query".
     pub fn requests(&self) -> Vec<String> {
         self.shared.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -326,7 +353,8 @@ async fn handle(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
-    shared.requests.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{} {}", parts.method, parts.uri));
+    let line = format!("{} {}", parts.method, parts.uri);
+    shared.requests.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
     let faults = shared.faults.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
@@ -334,11 +362,8 @@ async fn handle(
     if let Some((_, wait)) = faults.slow.as_ref().filter(|(part, _)| path.contains(part.as_str())) {
         tokio::time::sleep(*wait).await;
     }
-    if let Some((n, code)) = faults.fail_next {
-        let mut f = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
-        f.fail_next = if n > 1 { Some((n - 1, code)) } else { None };
-        let reason = if code == 429 { "TooManyRequests" } else { "InternalError" };
-        return error(ApiError::new(code, reason, "injected by the test double"));
+    if let Some(code) = take_failure(&shared, &line) {
+        return injected_failure(code);
     }
     if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
         return "ok".into_response();
@@ -365,6 +390,25 @@ async fn handle(
     };
     let result = serve(&shared, &identity, &parts.method, &parts.headers, &query, &target, body).await;
     result.unwrap_or_else(error)
+}
+
+/// The status code of the burst that takes this request, if one does.
+fn take_failure(shared: &Shared, line: &str) -> Option<u16> {
+    let mut faults = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
+    let burst = faults.failing.iter_mut().find(|f| f.count > 0 && line.contains(f.matching.as_str()))?;
+    burst.count -= 1;
+    Some(burst.code)
+}
+
+/// What the API server answers when it throttles (429, with `Retry-After`, as max-in-flight
+/// does) or cannot serve a request.
+fn injected_failure(code: u16) -> Response {
+    let (reason, message) = match code {
+        429 => ("TooManyRequests", "Too many requests, please try again later."),
+        503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
+        _ => ("InternalError", "injected by the test double"),
+    };
+    error(ApiError::new(code, reason, message))
 }
 
 /// A TokenReview or SubjectAccessReview with its status filled in, as the API server answers
