@@ -38,6 +38,10 @@ pub struct Metrics {
     pub api_retries: IntCounterVec,
     /// Nodes started again after the API server failed them, by node.
     pub node_restarts: IntCounterVec,
+    /// API requests answered (each attempt of a retried one), by method, resource and status
+    /// code (`error`: no answer), as client-go's `rest_client_requests_total` with the
+    /// resource added: what a node costs the API server.
+    pub api_requests: IntCounterVec,
 }
 
 /// The metrics of this process.
@@ -101,6 +105,12 @@ impl Metrics {
             triggers: counter(&registry, "labkubelet_triggers_total", "Lab triggers sent to plugins.", &["node", "plugin", "action", "result"]),
             api_retries: counter(&registry, "labkubelet_api_retries_total", "API requests sent again after a 429, 502, 503 or 504 answer.", &["status"]),
             node_restarts: counter(&registry, "labkubelet_node_restarts_total", "Nodes started again after the API server failed them.", &["node"]),
+            api_requests: counter(
+                &registry,
+                "labkubelet_api_requests_total",
+                "API requests answered, by method, resource and status code.",
+                &["method", "resource", "code"],
+            ),
             registry,
         }
     }

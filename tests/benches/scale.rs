@@ -23,8 +23,8 @@ use labkubelet::clock::Clock;
 use labkubelet::metrics::METRICS;
 use labkubelet::node::status::StatusTimings;
 use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginPolicy};
-use labkubelet_control_plane::ControlPlane;
-use std::collections::HashMap;
+use labkubelet_control_plane::{ControlPlane, Settings};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,14 +34,61 @@ fn rss_kib() -> u64 {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
-/// CPU time this process has used (user + system).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU time a process has used (user + system); `pid` "self" is this one.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
     Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// CPU time used so far by this process (the agent, and the bench's own few requests) and by
+/// each process of the control plane: on two cores they share, what limits is what is busy.
+fn cpu_use(cluster: &ControlPlane) -> Vec<(String, Duration)> {
+    let mut used = vec![("labkubelet".to_string(), cpu_time("self"))];
+    used.extend(cluster.process_ids().into_iter().map(|(name, pid)| (name.to_string(), cpu_time(&pid.to_string()))));
+    used
+}
+
+/// The cores each process used between two [`cpu_use`] samples `elapsed` apart.
+fn cores(before: &[(String, Duration)], after: &[(String, Duration)], elapsed: Duration) -> Vec<(String, f64)> {
+    before.iter().zip(after).map(|((name, b), (_, a))| (name.clone(), a.saturating_sub(*b).as_secs_f64() / elapsed.as_secs_f64())).collect()
+}
+
+fn print_cores(title: &str, cores: &[(String, f64)]) {
+    let each: Vec<String> = cores.iter().map(|(name, c)| format!("{name} {c:.3}")).collect();
+    println!("{title:<27}{} (cores)", each.join(", "));
+}
+
+/// The API requests the agent has had answered, by method and resource: (all, throttled).
+fn requests() -> BTreeMap<(String, String), (u64, u64)> {
+    let text = METRICS.render(None);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).map(|s| s.samples).unwrap_or_default();
+    let mut counted = BTreeMap::new();
+    for sample in scrape.iter().filter(|s| s.metric == "labkubelet_api_requests_total") {
+        let prometheus_parse::Value::Counter(n) = sample.value else { continue };
+        let label = |name: &str| sample.labels.get(name).unwrap_or_default().to_string();
+        let entry: &mut (u64, u64) = counted.entry((label("method"), label("resource"))).or_default();
+        entry.0 += n as u64;
+        if label("code") == "429" {
+            entry.1 += n as u64;
+        }
+    }
+    counted
+}
+
+/// The requests sent between two [`requests`] samples, per `unit` (a node, a pod).
+fn print_requests(title: &str, before: &BTreeMap<(String, String), (u64, u64)>, after: &BTreeMap<(String, String), (u64, u64)>, units: usize) {
+    println!("{title}");
+    for ((method, resource), (all, throttled)) in after {
+        let (was, was_throttled) = before.get(&(method.clone(), resource.clone())).copied().unwrap_or_default();
+        let (n, t) = (all - was, throttled - was_throttled);
+        if n > 0 {
+            println!("    {method:<7}{resource:<26}{n:>9} ({:.2} each), {t} answered 429", n as f64 / units.max(1) as f64);
+        }
+    }
 }
 
 fn ready(node: &Node) -> bool {
@@ -73,7 +120,8 @@ fn main() -> anyhow::Result<()> {
     let count = numbers.first().copied().unwrap_or(1000);
     let pods_per_node = numbers.get(1).copied().unwrap_or(0);
     let pods_per_second = numbers.get(2).copied().unwrap_or(50).max(1);
-    let cluster = ControlPlane::shared();
+    // kubeadm's API server: no audit log, which would cost it a write per request.
+    let cluster = ControlPlane::shared_with(Settings { audit: false, ..Settings::default() });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let token = cluster.bootstrap_token().await?;
@@ -106,14 +154,17 @@ fn main() -> anyhow::Result<()> {
         };
 
         // An idle minute: the nodes only renew Leases and post status.
-        let (cpu_before, idle_started) = (cpu_time(), Instant::now());
+        let started_requests = requests();
+        let (cpu_before, idle_started, idle_requests) = (cpu_use(cluster), Instant::now(), requests());
         let mut idle_ages = Vec::new();
         while idle_started.elapsed() < Duration::from_secs(60) {
             idle_ages.extend(lease_ages(&leases).await);
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
         idle_ages.sort();
-        let idle_cpu = cpu_time().saturating_sub(cpu_before).as_secs_f64() / idle_started.elapsed().as_secs_f64();
+        let idle_cores = cores(&cpu_before, &cpu_use(cluster), idle_started.elapsed());
+        let idle_cpu = idle_cores.first().map_or(0.0, |(_, c)| *c);
+        let idle_ended_requests = requests();
         let rss = rss_kib().saturating_sub(rss_before);
         let retried: u64 = ["429", "502", "503", "504"].iter().map(|s| METRICS.api_retries.with_label_values(&[s]).get()).sum();
         let restarts: u64 = (0..count).map(|i| METRICS.node_restarts.with_label_values(&[&format!("scale-{i}")]).get()).sum();
@@ -121,12 +172,15 @@ fn main() -> anyhow::Result<()> {
         println!("all Ready after            {:.1} s", all_ready.as_secs_f64());
         println!("memory (RSS growth)        {} MiB, {} KiB per node", rss / 1024, rss / count as u64);
         println!("idle CPU                   {:.3} cores, {:.2} millicores per node", idle_cpu, idle_cpu * 1000.0 / count as f64);
+        print_cores("idle CPU by process", &idle_cores);
         let (worst, p99) = (quantile(&idle_ages, 1.0), quantile(&idle_ages, 0.99));
         println!("Lease age (60 s idle)      worst {:.1} s, p99 {:.1} s", worst.as_secs_f64(), p99.as_secs_f64());
         println!("requests retried           {retried} (429, 502, 503, 504)");
         println!("nodes started again        {restarts}");
+        print_requests("requests to start, per node", &BTreeMap::new(), &started_requests, count);
+        print_requests("requests in the idle minute, per node", &idle_requests, &idle_ended_requests, count);
         if pods_per_node > 0 {
-            run_pods(&admin, &leases, count * pods_per_node, pods_per_second, rss_before).await?;
+            run_pods(cluster, &admin, &leases, count * pods_per_node, pods_per_second, rss_before).await?;
             let retried: u64 = ["429", "502", "503", "504"].iter().map(|s| METRICS.api_retries.with_label_values(&[s]).get()).sum();
             let restarts: u64 = (0..count).map(|i| METRICS.node_restarts.with_label_values(&[&format!("scale-{i}")]).get()).sum();
             println!("requests retried (total)   {retried}");
@@ -141,12 +195,13 @@ fn main() -> anyhow::Result<()> {
 /// Creates `total` pods at `per_second` through the scheduler and waits until each is
 /// Running, printing startup latency (creation to Running seen on a watch), busy CPU, RSS and
 /// Lease ages meanwhile.
-async fn run_pods(admin: &kube::Client, leases: &Api<Lease>, total: usize, per_second: usize, rss_before: u64) -> anyhow::Result<()> {
+async fn run_pods(cluster: &ControlPlane, admin: &kube::Client, leases: &Api<Lease>, total: usize, per_second: usize, rss_before: u64) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let running: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let scheduled: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let watch = tokio::spawn({
-        let (pods, running) = (pods.clone(), running.clone());
+        let (pods, running, scheduled) = (pods.clone(), running.clone(), scheduled.clone());
         async move {
             let config = watcher::Config::default().labels("bench=scale");
             let mut events = std::pin::pin!(watcher(pods, config));
@@ -155,6 +210,11 @@ async fn run_pods(admin: &kube::Client, leases: &Api<Lease>, total: usize, per_s
                     Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
                     _ => continue,
                 };
+                if pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
+                    && let Some(name) = pod.metadata.name.clone()
+                {
+                    scheduled.lock().unwrap_or_else(|p| p.into_inner()).entry(name).or_insert_with(Instant::now);
+                }
                 if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
                     && let Some(name) = pod.metadata.name
                 {
@@ -163,7 +223,7 @@ async fn run_pods(admin: &kube::Client, leases: &Api<Lease>, total: usize, per_s
             }
         }
     });
-    let (cpu_before, started) = (cpu_time(), Instant::now());
+    let (cpu_before, started, requests_before) = (cpu_use(cluster), Instant::now(), requests());
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
     let mut ages = Vec::new();
     let mut last_sample = Instant::now();
@@ -199,11 +259,18 @@ async fn run_pods(admin: &kube::Client, leases: &Api<Lease>, total: usize, per_s
         ages.extend(lease_ages(leases).await);
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
-    let busy_cpu = cpu_time().saturating_sub(cpu_before).as_secs_f64() / started.elapsed().as_secs_f64();
+    let busy_cores = cores(&cpu_before, &cpu_use(cluster), started.elapsed());
+    let requests_after = requests();
     watch.abort();
     let (created, running) = (created.lock().unwrap_or_else(|p| p.into_inner()).clone(), running.lock().unwrap_or_else(|p| p.into_inner()).clone());
-    let mut startup: Vec<Duration> = running.iter().filter_map(|(name, at)| Some(at.saturating_duration_since(*created.get(name)?))).collect();
-    startup.sort();
+    let scheduled = scheduled.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let between = |from: &HashMap<String, Instant>, to: &HashMap<String, Instant>| {
+        let mut took: Vec<Duration> = to.iter().filter_map(|(name, at)| Some(at.saturating_duration_since(*from.get(name)?))).collect();
+        took.sort();
+        took
+    };
+    let startup = between(&created, &running);
+    let (to_schedule, to_run) = (between(&created, &scheduled), between(&scheduled, &running));
     ages.sort();
     let rss = rss_kib().saturating_sub(rss_before);
     println!("pods                       {total} at {per_second}/s (created in {:.1} s)", created_after.as_secs_f64());
@@ -214,7 +281,11 @@ async fn run_pods(admin: &kube::Client, leases: &Api<Lease>, total: usize, per_s
         quantile(&startup, 0.99).as_secs_f64(),
         quantile(&startup, 1.0).as_secs_f64()
     );
-    println!("busy CPU                   {busy_cpu:.3} cores");
+    let p = |d: &[Duration]| format!("p50 {:.2} s, p99 {:.2} s", quantile(d, 0.5).as_secs_f64(), quantile(d, 0.99).as_secs_f64());
+    println!("  of which: scheduling     {} (creation to bound, the scheduler's part)", p(&to_schedule));
+    println!("  of which: the node       {} (bound to Running, the kubelet's part)", p(&to_run));
+    print_cores("busy CPU by process", &busy_cores);
+    print_requests("requests for the pods, per pod", &requests_before, &requests_after, total);
     println!("memory with pods (RSS)     {} MiB", rss / 1024);
     println!("Lease age meanwhile        worst {:.1} s, p99 {:.1} s", quantile(&ages, 1.0).as_secs_f64(), quantile(&ages, 0.99).as_secs_f64());
     Ok(())

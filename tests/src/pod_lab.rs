@@ -120,6 +120,11 @@ impl PodLab {
         self.server.set_faults(faults);
     }
 
+    /// The API server double the node talks to.
+    pub fn server(&self) -> &ApiServer {
+        &self.server
+    }
+
     /// Stops the agent and starts it again, as `systemctl restart` would.
     pub async fn restart_agent(&mut self) {
         self.stop_agent().await;

@@ -13,6 +13,11 @@ use labkubelet_tests::agent_config;
 use labkubelet_tests::apiserver::{ApiServer, Failures, Faults};
 use std::time::Duration;
 
+/// When a Lease was last renewed, in nanoseconds (0: never).
+fn renewed_at(lease: &Lease) -> i128 {
+    lease.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_nanosecond()).unwrap_or(0)
+}
+
 fn ready(node: &Node) -> bool {
     node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
 }
@@ -60,7 +65,6 @@ async fn run_nodes(count: usize, faults: Faults) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Every lease is renewed again (a 4 s lease is renewed every second).
-    let renewed_at = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_nanosecond()).unwrap_or(0);
     let first: std::collections::BTreeMap<String, i128> =
         leases.list(&ListParams::default()).await.unwrap().items.iter().map(|l| (l.metadata.name.clone().unwrap(), renewed_at(l))).collect();
     loop {
@@ -71,6 +75,12 @@ async fn run_nodes(count: usize, faults: Faults) {
         assert!(tokio::time::Instant::now() < deadline, "not every lease was renewed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The nodes speak HTTP/2, as a kubelet does to an API server that offers it: the Lease
+    // renewals, the pod watch and the rest share a connection.
+    let node_requests: Vec<(String, http::Version)> =
+        server.requests_with_versions().into_iter().filter(|(line, _)| line.contains("/leases/") || line.contains("fieldSelector=spec.nodeName")).collect();
+    assert!(!node_requests.is_empty());
+    assert!(node_requests.iter().all(|(_, v)| *v == http::Version::HTTP_2), "requests over HTTP/1: {node_requests:?}");
     // Each node authenticated with its own certificate: one CSR per node, all approved.
     let csrs: Api<CertificateSigningRequest> = Api::all(server.admin().await);
     assert_eq!(csrs.list(&ListParams::default()).await.unwrap().items.len(), count);
@@ -192,10 +202,9 @@ async fn the_client_certificate_is_rotated_before_it_expires() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.set_faults(Faults::default());
     let leases: Api<Lease> = Api::namespaced(c, "kube-node-lease");
-    let renewed = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_nanosecond()).unwrap_or(0);
-    let before = renewed(&leases.get("lab-node-0").await.unwrap());
+    let before = renewed_at(&leases.get("lab-node-0").await.unwrap());
     labkubelet_tests::eventually("a renewal with the rotated certificate", Duration::from_secs(20), async || {
-        (renewed(&leases.get("lab-node-0").await.ok()?) > before).then_some(())
+        (renewed_at(&leases.get("lab-node-0").await.ok()?) > before).then_some(())
     })
     .await;
     assert!(!agent.is_finished(), "the agent stopped: {:?}", agent.await);
@@ -277,13 +286,18 @@ fn bursts(paths: &[(&str, &str)], count: u32, code: u16) -> Faults {
     Faults { failing: paths.iter().map(|(_, matching)| Failures::on(matching, count, code)).collect(), ..Faults::default() }
 }
 
-/// Waits until every burst has been spent (on the node's requests: no look of the test's
-/// matches), failing with the paths still untouched.
-async fn spent(server: &ApiServer, paths: &[(&str, &str)], within: Duration) {
-    labkubelet_tests::eventually(&format!("every burst spent on {paths:?}"), within, async || {
-        server.faults().failing.iter().all(|f| f.count == 0).then_some(())
-    })
-    .await;
+/// Waits until every burst has been spent (on the node's requests: none of the test's
+/// matches), failing with the ones left.
+async fn spent(server: &ApiServer, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left: Vec<(String, u32)> = server.faults().failing.into_iter().filter(|f| f.count > 0).map(|f| (f.matching, f.count)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bursts not spent within {within:?} (request, failures left): {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A 429 storm (`Retry-After: 1`, as max-in-flight answers) and then a 503 burst on every
@@ -314,7 +328,8 @@ async fn a_429_storm_and_a_5xx_burst_on_every_path_end_with_the_node_ready() {
         let count = if code == 429 { 8 } else { 4 };
         let restarts = || labkubelet::metrics::METRICS.node_restarts.with_label_values(&["burst-0"]).get();
         let restarts_before = restarts();
-        server.set_faults(bursts(&[START_PATHS.as_slice(), RUNNING_PATHS.as_slice()].concat(), count, code));
+        let every_path = [START_PATHS.as_slice(), RUNNING_PATHS.as_slice()].concat();
+        server.set_faults(bursts(&every_path, count, code));
         let agent = tokio::spawn(run(config, catalog, Clock::new()));
 
         let nodes: Api<Node> = Api::all(c.clone());
@@ -338,7 +353,7 @@ async fn a_429_storm_and_a_5xx_burst_on_every_path_end_with_the_node_ready() {
             listed.into_iter().find(|e| e.reason.as_deref() == Some("Started") && e.involved_object.name.as_deref() == Some("web"))
         })
         .await;
-        spent(&server, &[START_PATHS.as_slice(), RUNNING_PATHS.as_slice()].concat(), within).await;
+        spent(&server, within).await;
 
         // While it runs: the Lease, the node status, the pod's last status and the mirror
         // pod made again all meet a burst.
@@ -346,11 +361,10 @@ async fn a_429_storm_and_a_5xx_burst_on_every_path_end_with_the_node_ready() {
         pods.delete("web", &DeleteParams::default()).await.unwrap();
         let mirrors: Api<Pod> = Api::namespaced(c.clone(), "kube-system");
         mirrors.delete("static-burst-0", &DeleteParams::default()).await.unwrap();
-        let renewed = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.as_nanosecond()).unwrap_or(0);
-        spent(&server, &RUNNING_PATHS, within).await;
-        let after_bursts = leases.list(&ListParams::default()).await.unwrap().items.iter().map(renewed).max().unwrap_or(0);
+        spent(&server, within).await;
+        let after_bursts = leases.list(&ListParams::default()).await.unwrap().items.iter().map(renewed_at).max().unwrap_or(0);
         labkubelet_tests::eventually(&format!("{code}s: the Lease renewed after the burst"), within, async || {
-            (leases.list(&ListParams::default()).await.ok()?.items.iter().map(renewed).max()? > after_bursts).then_some(())
+            (leases.list(&ListParams::default()).await.ok()?.items.iter().map(renewed_at).max()? > after_bursts).then_some(())
         })
         .await;
         labkubelet_tests::eventually(&format!("{code}s: the pod deleted by its node"), within, async || {

@@ -571,6 +571,25 @@ async fn a_condition_another_writer_adds_survives_the_kubelets_status_writes() {
     assert_eq!(condition(&restarted, "Ready"), Some(("True".into(), None, None)), "{:?}", restarted.status);
 }
 
+/// An older API server drops the status fields it does not know (1.20: `hostIPs`), so the
+/// kubelet's status never equals the server's copy: a running pod that does not change is
+/// still written once, not again at every 10-second resync.
+#[tokio::test(start_paused = true)]
+async fn a_status_an_older_server_keeps_in_part_is_not_written_again_at_every_resync() {
+    let lab = PodLab::start(&[], &[]).await;
+    lab.server().forget_field("pods", "status.hostIPs");
+    lab.create("steady", json!({}), json!({"containers": [{"name": "app", "image": "nginx:1.25"}]})).await;
+    let running = lab
+        .until("steady", "Running and Ready", Duration::from_secs(30), |p| phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.0 == "True"))
+        .await;
+    assert_eq!(running.status.and_then(|s| s.host_ips), None, "the server kept a field it does not know");
+    let writes = || lab.server().requests().iter().filter(|r| r.starts_with("PATCH /api/v1/namespaces/default/pods/steady/status")).count();
+    let written = writes();
+    // No condition to await for something that must not happen: six resyncs.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(writes(), written, "the unchanged status was written again");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stopped_agent_probes_no_more() {
     // oomkill is this binary's only pod with it: its probe count is this test's alone.
@@ -662,7 +681,14 @@ async fn a_node_lists_its_runtime_once_a_relist_however_many_pods_sync() {
 async fn a_slow_api_server_for_events_delays_the_events_not_the_pod() {
     let lab = PodLab::start(&[], &[]).await;
     let slow = Duration::from_secs(120);
-    lab.set_faults(labkubelet_tests::apiserver::Faults { slow: Some(("/events".into(), slow)), ..Default::default() });
+    // The node's own events come first: written before the server turns slow, or the pod's
+    // would wait behind them.
+    eventually("the node's events are written", Duration::from_secs(30), async || {
+        reasons(&lab.events(labkubelet_tests::pod_lab::NODE).await).contains(&"NodeReady".to_string()).then_some(())
+    })
+    .await;
+    // The node's writes are slow, not the test's looks: each look would take as long.
+    lab.set_faults(labkubelet_tests::apiserver::Faults { slow: Some(("POST /api/v1/namespaces/default/events".into(), slow)), ..Default::default() });
     let created = tokio::time::Instant::now();
     lab.create("web", json!({}), json!({"containers": [{"name": "web", "image": "nginx:1.25"}]})).await;
     lab.until("web", "is Running and Ready", Duration::from_secs(30), |p| phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.0 == "True")).await;

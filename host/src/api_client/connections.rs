@@ -2,7 +2,8 @@
 //! certificate `kubelet-client-current.pem` points at then, so a rotated certificate needs
 //! no restart, only the connections made with the old one closed ([`Connections`]); and the
 //! node's link to the API server can be cut and restored ([`Link`]), as a lab's
-//! `labkubelet node partition` and `heal` do.
+//! `labkubelet node partition` and `heal` do. Connections speak HTTP/2 where the server
+//! offers it, as client-go's do.
 
 use kube::client::ConfigExt;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -201,6 +202,10 @@ impl<T: hyper_util::client::legacy::connect::Connection> hyper_util::client::leg
     }
 }
 
+/// client-go's `ReadIdleTimeout` and `PingTimeout` of its HTTP/2 transport.
+const HTTP2_PING_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+const HTTP2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// An API client of a node over `link` (none: a link never cut). When the kubeconfig names
 /// a client certificate file (as the bootstrap writes it), each new connection presents
 /// the certificate the file holds then; [`Connections::close_all`] ends the connections made
@@ -224,15 +229,24 @@ pub async fn node_client(kubeconfig: &Path, link: Option<&Link>) -> anyhow::Resu
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(config.connect_timeout);
-    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+    // HTTP/2 when the server offers it, as client-go: a node's watch, Lease, status and
+    // events share one connection instead of one each.
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_all_versions().wrap_connector(http);
     // The timeouts kube's own client has: a half-open connection must not hang a renewal.
     let closing = ClosingConnector { inner: https, connections: connections.clone(), link: link.cloned() };
     let mut timed = hyper_timeout::TimeoutConnector::new(closing);
     timed.set_connect_timeout(config.connect_timeout);
     timed.set_read_timeout(config.read_timeout);
     timed.set_write_timeout(config.write_timeout);
-    let client: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(timed);
+    // client-go's HTTP/2 health check: a connection silent for 30 s is pinged, and closed
+    // when no answer comes within 15 s, so one dead connection does not hang every request
+    // of the node.
+    let client: hyper_util::client::legacy::Client<_, kube::client::Body> = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .http2_keep_alive_interval(HTTP2_PING_AFTER)
+        .http2_keep_alive_timeout(HTTP2_PING_TIMEOUT)
+        .http2_keep_alive_while_idle(true)
+        .build(timed);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)

@@ -62,10 +62,42 @@ fn retry_after<B>(response: &Response<B>) -> Option<Duration> {
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
+/// The resource a request path names, with its subresource: `pods/status` for
+/// `/api/v1/namespaces/default/pods/web/status`, `leases` for a Lease, `nodes` for the
+/// node list; what the API server's audit log calls `objectRef.resource`.
+///
+/// ```
+/// use labkubelet::api_client::resource_of;
+/// assert_eq!(resource_of("/api/v1/namespaces/default/pods/web/status"), "pods/status");
+/// assert_eq!(resource_of("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1"), "leases");
+/// assert_eq!(resource_of("/api/v1/nodes"), "nodes");
+/// assert_eq!(resource_of("/api/v1/namespaces/kube-system"), "namespaces");
+/// assert_eq!(resource_of("/version"), "version");
+/// ```
+pub fn resource_of(path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let rest = match segments.first() {
+        Some(&"api") => segments.get(2..),
+        Some(&"apis") => segments.get(3..),
+        _ => Some(&segments[..]),
+    };
+    let mut rest = rest.unwrap_or_default();
+    if rest.len() > 2 && rest[0] == "namespaces" {
+        rest = &rest[2..];
+    }
+    match rest {
+        [resource, _, sub, ..] => format!("{resource}/{sub}"),
+        [resource, ..] => (*resource).to_string(),
+        [] => String::new(),
+    }
+}
+
 impl<B> Policy<Request<Body>, Response<B>, BoxError> for ApiRetry {
     type Future = tokio::time::Sleep;
 
-    fn retry(&mut self, _request: &mut Request<Body>, result: &mut Result<Response<B>, BoxError>) -> Option<Self::Future> {
+    fn retry(&mut self, request: &mut Request<Body>, result: &mut Result<Response<B>, BoxError>) -> Option<Self::Future> {
+        let code = result.as_ref().map_or_else(|_| "error".to_string(), |r| r.status().as_u16().to_string());
+        crate::metrics::METRICS.api_requests.with_label_values(&[request.method().as_str(), &resource_of(request.uri().path()), &code]).inc();
         let Ok(response) = result else { return None };
         if !retryable(response.status()) || self.retries >= MAX_RETRIES {
             return None;

@@ -47,6 +47,36 @@ pub fn is_static(pod: &Pod) -> bool {
     source_of(pod) != "api"
 }
 
+/// What a watch event says about a pod the manager may hold already.
+#[derive(Debug, PartialEq)]
+enum Change {
+    /// A version older than the one held: the server's answer to a status write can come
+    /// before the watch event of an earlier write.
+    Stale,
+    /// The status alone changed (the kubelet's own writes, another writer's conditions):
+    /// kept, with nothing for the worker to do, as upstream's `HandlePodReconcile`.
+    StatusOnly,
+    /// New, or its spec or metadata changed: the worker syncs it.
+    Changed,
+}
+
+fn resource_version(pod: &Pod) -> Option<u64> {
+    pod.metadata.resource_version.as_deref()?.parse().ok()
+}
+
+/// How `new` differs from `known`. resourceVersions are compared as numbers where both are
+/// (etcd's are), and are otherwise taken as newer.
+fn change(known: Option<&Pod>, new: &Pod) -> Change {
+    let Some(known) = known.filter(|k| k.metadata.uid == new.metadata.uid) else { return Change::Changed };
+    if let (Some(held), Some(seen)) = (resource_version(known), resource_version(new))
+        && seen < held
+    {
+        return Change::Stale;
+    }
+    let metadata = |p: &Pod| k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { resource_version: None, managed_fields: None, ..p.metadata.clone() };
+    if known.spec == new.spec && metadata(known) == metadata(new) { Change::StatusOnly } else { Change::Changed }
+}
+
 impl PodManager {
     /// A manager and the receiver of the uids of pods that changed.
     pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<String>) {
@@ -62,16 +92,32 @@ impl PodManager {
         self.mirrors.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A pod was added or changed. A mirror pod wakes the static pod it mirrors.
+    /// A pod was added or changed; its worker is woken unless only its status changed. A
+    /// mirror pod wakes the static pod it mirrors.
     pub fn apply(&self, pod: Pod) {
         if let Some(hash) = mirror_of(&pod).map(str::to_string) {
-            self.mirrors_mut().insert(full_name(&pod), Arc::new(pod));
-            let _ = self.changed.send(hash);
+            let mut mirrors = self.mirrors_mut();
+            let name = full_name(&pod);
+            let change = change(mirrors.get(&name).map(|m| &**m), &pod);
+            if change != Change::Stale {
+                mirrors.insert(name, Arc::new(pod));
+            }
+            drop(mirrors);
+            if change == Change::Changed {
+                let _ = self.changed.send(hash);
+            }
             return;
         }
         let Some(uid) = uid_of(&pod).map(str::to_string) else { return };
-        self.write().insert(uid.clone(), Arc::new(pod));
-        let _ = self.changed.send(uid);
+        let mut pods = self.write();
+        let change = change(pods.get(&uid).map(|p| &**p), &pod);
+        if change != Change::Stale {
+            pods.insert(uid.clone(), Arc::new(pod));
+        }
+        drop(pods);
+        if change == Change::Changed {
+            let _ = self.changed.send(uid);
+        }
     }
 
     /// A pod is gone from its source.
@@ -126,11 +172,17 @@ impl PodManager {
     /// worker wrote it.
     pub fn observe(&self, pod: Pod) {
         if mirror_of(&pod).is_some() {
-            self.mirrors_mut().insert(full_name(&pod), Arc::new(pod));
+            let mut mirrors = self.mirrors_mut();
+            let name = full_name(&pod);
+            if change(mirrors.get(&name).map(|m| &**m), &pod) != Change::Stale {
+                mirrors.insert(name, Arc::new(pod));
+            }
             return;
         }
         let Some(uid) = uid_of(&pod).map(str::to_string) else { return };
-        if let Some(known) = self.write().get_mut(&uid) {
+        if let Some(known) = self.write().get_mut(&uid)
+            && change(Some(known), &pod) != Change::Stale
+        {
             *known = Arc::new(pod);
         }
     }
@@ -158,5 +210,48 @@ impl PodManager {
     /// of the manifest, and not being deleted.
     pub fn current_mirror(&self, pod: &Pod) -> Option<Arc<Pod>> {
         self.mirror(pod).filter(|m| mirror_of(m) == pod.metadata.uid.as_deref() && m.metadata.deletion_timestamp.is_none())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(resource_version: &str, image: &str, phase: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1", "resourceVersion": resource_version},
+            "spec": {"containers": [{"name": "web", "image": image}]},
+            "status": {"phase": phase},
+        }))
+        .expect("a pod")
+    }
+
+    fn phase(manager: &PodManager) -> Option<String> {
+        manager.get("u1")?.status.as_ref()?.phase.clone()
+    }
+
+    #[test]
+    fn a_status_change_is_kept_without_waking_the_worker_and_a_spec_change_wakes_it() {
+        let (manager, mut woken) = PodManager::new();
+        manager.apply(pod("10", "nginx:1.25", "Pending"));
+        assert_eq!(woken.try_recv().ok().as_deref(), Some("u1"), "a new pod is synced");
+        manager.apply(pod("11", "nginx:1.25", "Running"));
+        assert_eq!(phase(&manager).as_deref(), Some("Running"));
+        assert!(woken.try_recv().is_err(), "a change of status alone is nothing to sync");
+        manager.apply(pod("12", "nginx:1.26", "Running"));
+        assert_eq!(woken.try_recv().ok().as_deref(), Some("u1"), "a new image is");
+    }
+
+    #[test]
+    fn a_watch_event_older_than_the_answer_to_a_write_is_ignored() {
+        let (manager, mut woken) = PodManager::new();
+        manager.apply(pod("10", "nginx:1.25", "Pending"));
+        let _ = woken.try_recv();
+        manager.observe(pod("12", "nginx:1.25", "Running"));
+        manager.apply(pod("11", "nginx:1.25", "Pending"));
+        assert_eq!(phase(&manager).as_deref(), Some("Running"), "the watch's older copy replaced the newer one");
+        manager.apply(pod("13", "nginx:1.25", "Running"));
+        assert_eq!(manager.get("u1").and_then(|p| p.metadata.resource_version.clone()).as_deref(), Some("13"));
+        assert!(woken.try_recv().is_err());
     }
 }

@@ -146,7 +146,11 @@ async fn a_reboot_shows_a_new_boot_id_and_restarts_every_pod_a_kubelet_restart_n
     assert_eq!((last.exit_code, last.reason.as_deref()), (255, Some("Unknown")), "{last:?}");
     let uid = restarted.metadata.uid.clone().unwrap_or_default();
     let changed = ("SandboxChanged".to_string(), "Pod sandbox changed, it will be killed and re-created.".to_string());
-    assert!(event_reasons(&admin, "default", &uid).await.contains(&changed), "kubectl describe pod rebooted");
+    // Events are written by a task of their own: the status may be there first.
+    eventually_with(&mut agent, "SandboxChanged in kubectl describe pod rebooted", Duration::from_secs(30), async || {
+        event_reasons(&admin, "default", &uid).await.contains(&changed).then_some(())
+    })
+    .await;
     agent.assert_no_refused_requests();
 }
 

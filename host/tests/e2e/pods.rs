@@ -205,3 +205,35 @@ async fn a_condition_another_writer_adds_survives_the_kubelets_status_writes() {
     assert!(types.contains(&"example.com/LabGate".to_string()), "the other writer's condition was dropped: {types:?}");
     agent.assert_no_refused_requests();
 }
+
+/// A running pod whose state does not change is not written again at every sync: the
+/// status the kubelet generates carries fields a 1.20 API server does not know (`hostIPs`),
+/// so the server's copy never equals it, and comparing with that copy alone made every
+/// 10-second resync a write — 0.2 writes a second per pod, the load that starved the Leases
+/// of a thousand nodes with ten pods each.
+#[tokio::test]
+async fn a_running_pods_status_is_written_when_it_changes_not_at_every_resync() {
+    let admin = cluster().admin().await.expect("admin client");
+    let mut agent = Agent::new("e2e-quiet").await;
+    agent.start();
+    agent.wait_ready(&Api::<Node>::all(admin.clone())).await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+    pods.create(&PostParams::default(), &on_node("quiet", "e2e-quiet", serde_json::json!({}))).await.expect("create");
+    eventually_with(&mut agent, "quiet Running and Ready", Duration::from_secs(60), async || {
+        let p = pods.get("quiet").await.ok()?;
+        let ready = p.status.as_ref()?.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+        (p.status.as_ref()?.phase.as_deref() == Some("Running") && ready).then_some(())
+    })
+    .await;
+
+    let user = agent.user();
+    let by_node =
+        |verb: &str, uri: &str| cluster().audit().iter().filter(|e| e.user.username == user && e.verb == verb && e.request_uri.starts_with(uri)).count();
+    let writes = || by_node("patch", "/api/v1/namespaces/default/pods/quiet/status");
+    let renewals = || by_node("update", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/e2e-quiet");
+    let (written, renewed) = (writes(), renewals());
+    // Three Lease renewals (one each 10 s) span at least two of the pod's resyncs.
+    eventually_with(&mut agent, "three Lease renewals", Duration::from_secs(60), async || (renewals() >= renewed + 3).then_some(())).await;
+    assert_eq!(writes(), written, "the status of a pod that did not change was written again");
+    agent.assert_no_refused_requests();
+}

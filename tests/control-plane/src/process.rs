@@ -32,6 +32,10 @@ impl Process {
         Ok(Process { name: name.to_string(), log: log.to_path_buf(), child })
     }
 
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The exit status, when the process has ended.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()

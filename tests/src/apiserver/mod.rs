@@ -73,7 +73,8 @@ impl Failures {
 #[derive(Debug, Default, Clone)]
 pub struct Faults {
     pub latency: Duration,
-    /// Requests whose path contains the text wait this long more (a slow resource).
+    /// Requests whose "METHOD path?query" line contains the text wait this long more (a
+    /// slow resource).
     pub slow: Option<(String, Duration)>,
     /// Requests that fail, each burst counted down on its own (the first that matches a
     /// request takes it).
@@ -88,7 +89,8 @@ struct Shared {
     faults: Mutex<Faults>,
     ca: rcgen::Issuer<'static, rcgen::KeyPair>,
     ca_pem: String,
-    requests: Mutex<Vec<String>>,
+    /// Each request line, with the HTTP version it came over.
+    requests: Mutex<Vec<(String, http::Version)>>,
     /// Tells open connections the server went offline.
     offline: tokio::sync::watch::Sender<bool>,
     /// The csrapproving controller with the nodeclient roles bound to bootstrap tokens.
@@ -98,6 +100,8 @@ struct Shared {
     /// RBAC in short: (user or group, `resource/subresource`) pairs SubjectAccessReviews
     /// allow; `system:masters` may do anything.
     grants: Mutex<Vec<(String, String)>>,
+    /// Fields this server does not know, by resource: dropped from what it is sent.
+    unknown_fields: Mutex<Vec<(String, Vec<String>)>>,
 }
 
 /// A running API-server double. Dropping it stops it.
@@ -134,10 +138,12 @@ impl ApiServer {
         roots.add(ca_cert.der().clone())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).allow_unauthenticated().build()?;
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
             .with_single_cert(vec![server_cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()))?;
+        // As kube-apiserver: HTTP/2 to a client that offers it, HTTP/1.1 to one that does not.
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
 
         let shared = Arc::new(Shared {
@@ -151,6 +157,7 @@ impl ApiServer {
             auto_approve: std::sync::atomic::AtomicBool::new(false),
             signing_duration: Mutex::new(Duration::from_secs(365 * 86_400)),
             grants: Mutex::new(Vec::new()),
+            unknown_fields: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -271,6 +278,14 @@ impl ApiServer {
         *self.shared.signing_duration.lock().unwrap_or_else(|p| p.into_inner()) = d;
     }
 
+    /// Makes the server one that does not know `field` (dotted, `status.hostIPs`) of
+    /// `resource` (its plural), as an older API server: it drops the field from every
+    /// object it is sent, and never has it.
+    pub fn forget_field(&self, resource: &str, field: &str) {
+        let path = field.split('.').map(str::to_string).collect();
+        self.shared.unknown_fields.lock().unwrap_or_else(|p| p.into_inner()).push((resource.to_string(), path));
+    }
+
     pub fn set_auto_approve(&self, on: bool) {
         self.shared.auto_approve.store(on, std::sync::atomic::Ordering::Relaxed);
     }
@@ -287,6 +302,11 @@ impl ApiServer {
 
     /// Every request served so far, as "METHOD path?query".
     pub fn requests(&self) -> Vec<String> {
+        self.shared.requests.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(line, _)| line.clone()).collect()
+    }
+
+    /// Every request served so far, with the HTTP version it came over.
+    pub fn requests_with_versions(&self) -> Vec<(String, http::Version)> {
         self.shared.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -353,14 +373,18 @@ async fn handle(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
-    let line = format!("{} {}", parts.method, parts.uri);
-    shared.requests.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
-    let faults = shared.faults.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    if !faults.latency.is_zero() {
-        tokio::time::sleep(faults.latency).await;
+    // An HTTP/2 request's URI has the scheme and authority too: the line shows the path.
+    let line = format!("{} {}", parts.method, parts.uri.path_and_query().map_or(path.as_str(), |p| p.as_str()));
+    shared.requests.lock().unwrap_or_else(|p| p.into_inner()).push((line.clone(), parts.version));
+    let (latency, slow) = {
+        let faults = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
+        (faults.latency, faults.slow.as_ref().filter(|(part, _)| line.contains(part.as_str())).map(|(_, wait)| *wait))
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
-    if let Some((_, wait)) = faults.slow.as_ref().filter(|(part, _)| path.contains(part.as_str())) {
-        tokio::time::sleep(*wait).await;
+    if let Some(wait) = slow {
+        tokio::time::sleep(wait).await;
     }
     if let Some(code) = take_failure(&shared, &line) {
         return injected_failure(code);
@@ -466,7 +490,15 @@ async fn serve(
         if body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))
+        let mut value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))?;
+        for (_, path) in shared.unknown_fields.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|(resource, _)| resource == r.plural) {
+            if let Some((last, parents)) = path.split_last()
+                && let Some(object) = parents.iter().try_fold(&mut value, |v, key| v.get_mut(key.as_str())).and_then(Value::as_object_mut)
+            {
+                object.remove(last);
+            }
+        }
+        Ok(value)
     };
     let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     let verb = match (method, p.name.is_some()) {

@@ -87,6 +87,23 @@ fn all_containers(status: &PodStatus) -> impl Iterator<Item = &ContainerStatus> 
     status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten())
 }
 
+/// A status the server took: digests of what was sent and of what it kept. An older server
+/// drops fields it does not know (a 1.20 one, `hostIPs`), so what it keeps never equals
+/// what was sent. Digests, not the statuses: ten thousand pods' statuses twice over are
+/// tens of MiB.
+#[derive(PartialEq)]
+struct Written {
+    sent: u64,
+    kept: u64,
+}
+
+fn digest(status: &serde_json::Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    status.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
 /// A status waiting to be written.
 struct Pending {
     uid: String,
@@ -105,6 +122,9 @@ pub struct StatusWriter {
     manager: Arc<PodManager>,
     journal: Arc<Journal>,
     cache: Mutex<HashMap<String, PodStatus>>,
+    /// Each pod's last write (a static pod's to its mirror): the status sent, and the status
+    /// the server answered with.
+    written: Mutex<HashMap<String, Written>>,
     /// In the order they were set.
     pending: Mutex<VecDeque<Pending>>,
     queued: Notify,
@@ -112,7 +132,7 @@ pub struct StatusWriter {
 
 impl StatusWriter {
     pub fn new(client: Option<kube::Client>, manager: Arc<PodManager>, journal: Arc<Journal>) -> Self {
-        StatusWriter { client, manager, journal, cache: Mutex::default(), pending: Mutex::default(), queued: Notify::new() }
+        StatusWriter { client, manager, journal, cache: Mutex::default(), written: Mutex::default(), pending: Mutex::default(), queued: Notify::new() }
     }
 
     /// Takes the status the kubelet generated for a pod: kept for `/pods` and the timeline
@@ -180,7 +200,7 @@ impl StatusWriter {
         // against the newest one.
         let Some(target) = self.target(&pending.pod) else { return Ok(()) };
         let status = with_others_conditions(target.status.as_ref(), &pending.status);
-        self.write(client, &target, &status).await?;
+        self.write(client, &pending.uid, &target, &status).await?;
         if pending.delete {
             delete_pod(client, &target).await?;
         }
@@ -218,21 +238,26 @@ impl StatusWriter {
     /// Forgets the pods `keep` says no.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|uid, _| keep(uid));
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).retain(|uid, _| keep(uid));
     }
 
-    /// Writes `status` to the pod unless the server has it already. The patch is the
+    /// Writes `status` to the pod (the kubelet's pod `kubelet_uid`, or its mirror) unless the
+    /// server has it already: its copy holds what it
+    /// is sent, or it is the copy the server kept of this very status when it was last
+    /// sent (upstream compares with its own last write the same way). The patch is the
     /// kubelet's strategic merge patch: the kubelet's conditions merged by type (other
     /// writers' untouched), addresses merged by ip with the ones gone deleted, the container
     /// statuses replaced, dropped fields set to null; it carries the pod's uid, so a pod
     /// deleted and re-created under the same name is never written to (the server answers
     /// 409).
-    async fn write(&self, client: &kube::Client, pod: &Pod, status: &PodStatus) -> Result<(), kube::Error> {
+    async fn write(&self, client: &kube::Client, kubelet_uid: &str, pod: &Pod, status: &PodStatus) -> Result<(), kube::Error> {
         let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
         let new = serde_json::to_value(status).unwrap_or_default();
-        if unchanged(&old, &new) {
+        let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.as_deref()) else { return Ok(()) };
+        let kept_already = self.written.lock().unwrap_or_else(|p| p.into_inner()).get(kubelet_uid) == Some(&Written { sent: digest(&new), kept: digest(&old) });
+        if kept_already || unchanged(&old, &new) {
             return Ok(());
         }
-        let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.as_deref()) else { return Ok(()) };
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let mut body = serde_json::json!({"metadata": {"uid": uid}, "status": new});
         body["status"]["conditions"] =
@@ -261,6 +286,8 @@ impl StatusWriter {
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         match pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(body)).await {
             Ok(written) => {
+                let kept = digest(&serde_json::to_value(written.status.clone().unwrap_or_default()).unwrap_or_default());
+                self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(kubelet_uid.to_string(), Written { sent: digest(&new), kept });
                 self.manager.observe(written);
                 Ok(())
             }
