@@ -3,6 +3,7 @@
 //! here too, so the status manager compares with what the server has.
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
@@ -73,8 +74,52 @@ fn change(known: Option<&Pod>, new: &Pod) -> Change {
     {
         return Change::Stale;
     }
-    let metadata = |p: &Pod| k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { resource_version: None, managed_fields: None, ..p.metadata.clone() };
-    if known.spec == new.spec && metadata(known) == metadata(new) { Change::StatusOnly } else { Change::Changed }
+    if known.spec == new.spec && same_but_version(&known.metadata, &new.metadata) { Change::StatusOnly } else { Change::Changed }
+}
+
+/// Whether two ObjectMetas are equal but for resourceVersion and managedFields, which every
+/// write changes. Field by field rather than on copies: this runs for every watch event,
+/// and the destructuring fails to compile when ObjectMeta gains a field.
+fn same_but_version(a: &ObjectMeta, b: &ObjectMeta) -> bool {
+    let ObjectMeta {
+        annotations,
+        creation_timestamp,
+        deletion_grace_period_seconds,
+        deletion_timestamp,
+        finalizers,
+        generate_name,
+        generation,
+        labels,
+        managed_fields: _,
+        name,
+        namespace,
+        owner_references,
+        resource_version: _,
+        self_link,
+        uid,
+    } = a;
+    *annotations == b.annotations
+        && *creation_timestamp == b.creation_timestamp
+        && *deletion_grace_period_seconds == b.deletion_grace_period_seconds
+        && *deletion_timestamp == b.deletion_timestamp
+        && *finalizers == b.finalizers
+        && *generate_name == b.generate_name
+        && *generation == b.generation
+        && *labels == b.labels
+        && *name == b.name
+        && *namespace == b.namespace
+        && *owner_references == b.owner_references
+        && *self_link == b.self_link
+        && *uid == b.uid
+}
+
+/// Puts `pod` under `key` unless it is older than the copy held there; says how it differs.
+fn store(pods: &mut HashMap<String, Arc<Pod>>, key: String, pod: Pod) -> Change {
+    let change = change(pods.get(&key).map(|p| &**p), &pod);
+    if change != Change::Stale {
+        pods.insert(key, Arc::new(pod));
+    }
+    change
 }
 
 impl PodManager {
@@ -95,28 +140,15 @@ impl PodManager {
     /// A pod was added or changed; its worker is woken unless only its status changed. A
     /// mirror pod wakes the static pod it mirrors.
     pub fn apply(&self, pod: Pod) {
-        if let Some(hash) = mirror_of(&pod).map(str::to_string) {
-            let mut mirrors = self.mirrors_mut();
+        let (woken, change) = if let Some(hash) = mirror_of(&pod).map(str::to_string) {
             let name = full_name(&pod);
-            let change = change(mirrors.get(&name).map(|m| &**m), &pod);
-            if change != Change::Stale {
-                mirrors.insert(name, Arc::new(pod));
-            }
-            drop(mirrors);
-            if change == Change::Changed {
-                let _ = self.changed.send(hash);
-            }
-            return;
-        }
-        let Some(uid) = uid_of(&pod).map(str::to_string) else { return };
-        let mut pods = self.write();
-        let change = change(pods.get(&uid).map(|p| &**p), &pod);
-        if change != Change::Stale {
-            pods.insert(uid.clone(), Arc::new(pod));
-        }
-        drop(pods);
+            (hash, store(&mut self.mirrors_mut(), name, pod))
+        } else {
+            let Some(uid) = uid_of(&pod).map(str::to_string) else { return };
+            (uid.clone(), store(&mut self.write(), uid, pod))
+        };
         if change == Change::Changed {
-            let _ = self.changed.send(uid);
+            let _ = self.changed.send(woken);
         }
     }
 
@@ -172,18 +204,14 @@ impl PodManager {
     /// worker wrote it.
     pub fn observe(&self, pod: Pod) {
         if mirror_of(&pod).is_some() {
-            let mut mirrors = self.mirrors_mut();
             let name = full_name(&pod);
-            if change(mirrors.get(&name).map(|m| &**m), &pod) != Change::Stale {
-                mirrors.insert(name, Arc::new(pod));
-            }
+            store(&mut self.mirrors_mut(), name, pod);
             return;
         }
         let Some(uid) = uid_of(&pod).map(str::to_string) else { return };
-        if let Some(known) = self.write().get_mut(&uid)
-            && change(Some(known), &pod) != Change::Stale
-        {
-            *known = Arc::new(pod);
+        let mut pods = self.write();
+        if pods.contains_key(&uid) {
+            store(&mut pods, uid, pod);
         }
     }
 

@@ -171,22 +171,29 @@ async fn a_slow_pull_shows_container_creating_while_it_takes() {
     agent.assert_no_refused_requests();
 }
 
+/// An agent running one node `node`, Ready, and the pod `name` on it, Running and Ready.
+async fn one_running_pod(node: &str, name: &str) -> (Agent, Api<Pod>) {
+    let admin = cluster().admin().await.expect("admin client");
+    let mut agent = Agent::new(node).await;
+    agent.start();
+    agent.wait_ready(&Api::<Node>::all(admin.clone())).await;
+    let pods: Api<Pod> = Api::namespaced(admin, "default");
+    pods.create(&PostParams::default(), &on_node(name, node, serde_json::json!({}))).await.expect("create");
+    eventually_with(&mut agent, &format!("{name} Running and Ready"), Duration::from_secs(60), async || {
+        let p = pods.get(name).await.ok()?;
+        let ready = p.status.as_ref()?.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+        (p.status.as_ref()?.phase.as_deref() == Some("Running") && ready).then_some(())
+    })
+    .await;
+    (agent, pods)
+}
+
 /// A condition another writer adds to a pod (a controller's readiness gate, the taint manager's
 /// `DisruptionTarget`) is not the kubelet's to drop: its status writes leave it alone, as the
 /// kubelet's strategic merge patch does.
 #[tokio::test]
 async fn a_condition_another_writer_adds_survives_the_kubelets_status_writes() {
-    let admin = cluster().admin().await.expect("admin client");
-    let mut agent = Agent::new("e2e-conditions").await;
-    agent.start();
-    agent.wait_ready(&Api::<Node>::all(admin.clone())).await;
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
-    pods.create(&PostParams::default(), &on_node("gated", "e2e-conditions", serde_json::json!({}))).await.expect("create");
-    eventually_with(&mut agent, "gated Running", Duration::from_secs(60), async || {
-        let p = pods.get("gated").await.ok()?;
-        (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(())
-    })
-    .await;
+    let (mut agent, pods) = one_running_pod("e2e-conditions", "gated").await;
 
     // A controller sets its own condition, as kubectl patch --subresource=status would.
     let condition = serde_json::json!({"status": {"conditions": [{"type": "example.com/LabGate", "status": "True", "reason": "Opened"}]}});
@@ -213,19 +220,7 @@ async fn a_condition_another_writer_adds_survives_the_kubelets_status_writes() {
 /// of a thousand nodes with ten pods each.
 #[tokio::test]
 async fn a_running_pods_status_is_written_when_it_changes_not_at_every_resync() {
-    let admin = cluster().admin().await.expect("admin client");
-    let mut agent = Agent::new("e2e-quiet").await;
-    agent.start();
-    agent.wait_ready(&Api::<Node>::all(admin.clone())).await;
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
-    pods.create(&PostParams::default(), &on_node("quiet", "e2e-quiet", serde_json::json!({}))).await.expect("create");
-    eventually_with(&mut agent, "quiet Running and Ready", Duration::from_secs(60), async || {
-        let p = pods.get("quiet").await.ok()?;
-        let ready = p.status.as_ref()?.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
-        (p.status.as_ref()?.phase.as_deref() == Some("Running") && ready).then_some(())
-    })
-    .await;
-
+    let (mut agent, _pods) = one_running_pod("e2e-quiet", "quiet").await;
     let user = agent.user();
     let by_node =
         |verb: &str, uri: &str| cluster().audit().iter().filter(|e| e.user.username == user && e.verb == verb && e.request_uri.starts_with(uri)).count();

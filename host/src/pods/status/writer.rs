@@ -97,6 +97,11 @@ struct Written {
     kept: u64,
 }
 
+/// A pod's status as JSON (none: an empty one), as the patch is made from it.
+fn status_json(pod: &Pod) -> serde_json::Value {
+    pod.status.as_ref().map_or_else(|| serde_json::to_value(PodStatus::default()), serde_json::to_value).unwrap_or_default()
+}
+
 fn digest(status: &serde_json::Value) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
@@ -242,20 +247,23 @@ impl StatusWriter {
     }
 
     /// Writes `status` to the pod (the kubelet's pod `kubelet_uid`, or its mirror) unless the
-    /// server has it already: its copy holds what it
-    /// is sent, or it is the copy the server kept of this very status when it was last
-    /// sent (upstream compares with its own last write the same way). The patch is the
+    /// server has it already: its copy holds what it is sent, or it is the copy the server
+    /// kept of this very status when it was last sent (upstream compares with its own last
+    /// write the same way). The patch is the
     /// kubelet's strategic merge patch: the kubelet's conditions merged by type (other
     /// writers' untouched), addresses merged by ip with the ones gone deleted, the container
     /// statuses replaced, dropped fields set to null; it carries the pod's uid, so a pod
     /// deleted and re-created under the same name is never written to (the server answers
     /// 409).
     async fn write(&self, client: &kube::Client, kubelet_uid: &str, pod: &Pod, status: &PodStatus) -> Result<(), kube::Error> {
-        let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
+        let old = status_json(pod);
         let new = serde_json::to_value(status).unwrap_or_default();
         let (Some(name), Some(uid)) = (pod.metadata.name.as_deref(), pod.metadata.uid.as_deref()) else { return Ok(()) };
-        let kept_already = self.written.lock().unwrap_or_else(|p| p.into_inner()).get(kubelet_uid) == Some(&Written { sent: digest(&new), kept: digest(&old) });
-        if kept_already || unchanged(&old, &new) {
+        if unchanged(&old, &new) {
+            return Ok(());
+        }
+        let sent = digest(&new);
+        if self.written.lock().unwrap_or_else(|p| p.into_inner()).get(kubelet_uid) == Some(&Written { sent, kept: digest(&old) }) {
             return Ok(());
         }
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -286,8 +294,8 @@ impl StatusWriter {
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         match pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(body)).await {
             Ok(written) => {
-                let kept = digest(&serde_json::to_value(written.status.clone().unwrap_or_default()).unwrap_or_default());
-                self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(kubelet_uid.to_string(), Written { sent: digest(&new), kept });
+                let kept = digest(&status_json(&written));
+                self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(kubelet_uid.to_string(), Written { sent, kept });
                 self.manager.observe(written);
                 Ok(())
             }
