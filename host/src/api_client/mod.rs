@@ -28,8 +28,9 @@ use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker
 use tower::retry::{Policy, RetryLayer};
 use tower::util::rng::HasherRng;
 
-/// client-go's `maxRetries` for throttled requests.
-const MAX_RETRIES: u32 = 10;
+/// client-go's `maxRetries` for throttled requests: a request answered 429 this many
+/// times more goes to its caller with the last answer.
+pub const MAX_RETRIES: u32 = 10;
 /// The longest `Retry-After` honoured; longer asks are cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Requests waiting for the client's one connection pool at once.
