@@ -187,7 +187,8 @@ async fn supervise(config: &AgentConfig, index: usize, name: &str, process: &Pro
     let home = NodeHome { listener, journal: Arc::new(Journal::new(name)), control: Arc::new(NodeControl::default()) };
     let mut delay = RESTART_FIRST;
     loop {
-        match run_node(config, name, process, &home).await {
+        // A run on the heap: the supervisor's future, spawned for each node, stays small.
+        match Box::pin(run_node(config, name, process, &home)).await {
             Ok(Ended::Restarted(restart)) => {
                 tracing::info!(node = name, "{}", if restart == Restart::Reboot { "the node reboots" } else { "the kubelet restarts" });
                 delay = RESTART_FIRST;
@@ -308,7 +309,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
         let api = node_api(name, &pods, &runtime, &events, spec, Access::Anonymous, &home.control);
         let tls = server_config(&serving, &[])?;
         announce(config, address, &api);
-        let tasks = async {
+        let tasks = Box::pin(async {
             tokio::join!(
                 pods.run(),
                 eviction.run(),
@@ -317,7 +318,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
                 state.keep_saved(runtime.clone(), clock),
                 crate::server::serve(&home.listener, api, tls)
             )
-        };
+        });
         return Ok(run_until_ended(config, home, &state, &runtime, tasks).await);
     }
 
@@ -389,7 +390,9 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     let rotation = rotate(bootstrap.clone(), client_for_rotation, vec![connections, access_connections], clock);
     let serve = crate::server::serve(&home.listener, api, tls);
     let journal = journal_plugin_events(&runtime, &events);
-    let tasks = async {
+    // On the heap, as the standalone node's: moved into run_until_ended, the join of every
+    // task of the node would otherwise take its room twice in this future.
+    let tasks = Box::pin(async {
         tokio::join!(
             lease.run(),
             status.run(),
@@ -402,7 +405,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
             rotation,
             serve
         )
-    };
+    });
     Ok(run_until_ended(config, home, &state, &runtime, tasks).await)
 }
 

@@ -34,7 +34,8 @@ struct Queued {
 /// so a slow API server delays events, never the pod workers that record them.
 pub struct EventRecorder {
     /// The writer's queue; None for a standalone node: there is no API server to write to.
-    queue: Option<mpsc::Sender<Queued>>,
+    /// Boxed: the queue allocates room for its events 32 at a time.
+    queue: Option<mpsc::Sender<Box<Queued>>>,
     journal: Arc<Journal>,
     host: String,
     clock: crate::clock::Clock,
@@ -86,7 +87,7 @@ impl EventRecorder {
             tracing::info!(node = %self.host, object = ?object.name, type_, reason, "{message}");
             return;
         };
-        let queued = Queued { object: object.clone(), type_: type_.into(), reason: reason.into(), message: message.into(), at };
+        let queued = Box::new(Queued { object: object.clone(), type_: type_.into(), reason: reason.into(), message: message.into(), at });
         if queue.try_send(queued).is_err() {
             tracing::warn!(node = %self.host, reason, "the event queue is full: an event is dropped");
         }
@@ -105,7 +106,7 @@ struct EventWriter {
 }
 
 impl EventWriter {
-    async fn run(mut self, mut queued: mpsc::Receiver<Queued>) {
+    async fn run(mut self, mut queued: mpsc::Receiver<Box<Queued>>) {
         while let Some(event) = queued.recv().await {
             if let Err(e) = self.write(&event).await {
                 tracing::warn!(node = %self.host, reason = event.reason, "could not record an event: {e}");

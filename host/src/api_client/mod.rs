@@ -194,17 +194,17 @@ impl tower::Service<Request<Body>> for ThrottledService {
     }
 }
 
-/// A client over `service` whose throttled requests are retried.
+/// A client over `service` whose throttled requests are retried. `service` is cloned for
+/// each retry, so it needs no queue of its own: kube's client has one in front of it (a
+/// queue per client costs a node 10 KiB before it sends anything).
 pub fn client<S, B>(service: S, default_namespace: String) -> kube::Client
 where
-    S: tower::Service<Request<Body>, Response = Response<B>> + Send + 'static,
+    S: tower::Service<Request<Body>, Response = Response<B>, Error = BoxError> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send + Sync,
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let service = tower::ServiceBuilder::new().layer(RetryLayer::new(ApiRetry::default())).layer(BufferLayer::new(QUEUE)).service(service);
-    kube::Client::new(service, default_namespace)
+    kube::Client::new(tower::ServiceBuilder::new().layer(RetryLayer::new(ApiRetry::default())).service(service), default_namespace)
 }
 
 /// kube's client for `config`, with throttled requests retried.

@@ -47,7 +47,8 @@ pub async fn rotate(config: BootstrapConfig, client: kube::Client, connections: 
         let mut backoff = Duration::from_secs(2);
         let mut failures = 0;
         loop {
-            match renew(&config, &client).await {
+            // On the heap while it runs: the months between rotations cost only the sleep.
+            match Box::pin(renew(&config, &client)).await {
                 Ok(name) => {
                     let closed: usize = connections.iter().map(Connections::close_all).sum();
                     tracing::info!(node = %config.node_name, csr = %name, closed, "client certificate rotated; closed the connections opened with the old one");

@@ -95,7 +95,8 @@ impl NodeLease {
     pub async fn run(mut self) {
         loop {
             let started = std::time::Instant::now();
-            let renewed = self.renew().await;
+            // On the heap while it runs: between renewals the task keeps only its sleep.
+            let renewed = Box::pin(self.renew()).await;
             let result = if renewed.is_ok() { "success" } else { "error" };
             crate::metrics::METRICS.lease_renew_duration.with_label_values(&[&self.node, result]).observe(started.elapsed().as_secs_f64());
             if let Err(e) = renewed {

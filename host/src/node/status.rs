@@ -167,7 +167,8 @@ impl NodeStatusLoop {
         let checks = self.spawn_runtime_checks();
         let _stop_checks = AbortOnDrop(checks);
         loop {
-            if let Err(e) = self.sync().await {
+            // On the heap while it runs: between updates the task keeps only its sleep.
+            if let Err(e) = Box::pin(self.sync()).await {
                 tracing::warn!(node = %self.node, "updating node status: {e}");
             }
             self.clock.sleep_jittered(self.timings.update, 0.04).await;

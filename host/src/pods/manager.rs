@@ -113,11 +113,18 @@ fn same_but_version(a: &ObjectMeta, b: &ObjectMeta) -> bool {
         && *uid == b.uid
 }
 
+/// A pod as the manager holds it: without its managedFields, which the kubelet never reads
+/// and which take more memory than the rest of a small pod (a tree of maps per writer).
+fn held(mut pod: Pod) -> Arc<Pod> {
+    pod.metadata.managed_fields = None;
+    Arc::new(pod)
+}
+
 /// Puts `pod` under `key` unless it is older than the copy held there; says how it differs.
 fn store(pods: &mut HashMap<String, Arc<Pod>>, key: String, pod: Pod) -> Change {
     let change = change(pods.get(&key).map(|p| &**p), &pod);
     if change != Change::Stale {
-        pods.insert(key, Arc::new(pod));
+        pods.insert(key, held(pod));
     }
     change
 }
@@ -178,13 +185,13 @@ impl PodManager {
             let mut changed: Vec<String> = mirrors.iter().filter_map(mirror_of).map(str::to_string).collect();
             let mut known = self.mirrors_mut();
             changed.extend(known.values().filter_map(|m| mirror_of(m)).map(str::to_string));
-            *known = mirrors.into_iter().map(|m| (full_name(&m), Arc::new(m))).collect();
+            *known = mirrors.into_iter().map(|m| (full_name(&m), held(m))).collect();
             drop(known);
             for hash in changed {
                 let _ = self.changed.send(hash);
             }
         }
-        let fresh: HashMap<String, Arc<Pod>> = pods.into_iter().filter_map(|p| Some((uid_of(&p)?.to_string(), Arc::new(p)))).collect();
+        let fresh: HashMap<String, Arc<Pod>> = pods.into_iter().filter_map(|p| Some((uid_of(&p)?.to_string(), held(p)))).collect();
         let mut changed: Vec<String> = fresh.keys().cloned().collect();
         {
             let mut pods = self.write();
@@ -268,6 +275,25 @@ mod tests {
         assert!(woken.try_recv().is_err(), "a change of status alone is nothing to sync");
         manager.apply(pod("12", "nginx:1.26", "Running"));
         assert_eq!(woken.try_recv().ok().as_deref(), Some("u1"), "a new image is");
+    }
+
+    #[test]
+    fn pods_are_held_without_their_managed_fields_from_every_way_in() {
+        let (manager, _woken) = PodManager::new();
+        let with_fields = |rv: &str| {
+            let mut p = pod(rv, "nginx:1.25", "Pending");
+            let fields = serde_json::json!([{"manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]);
+            p.metadata.managed_fields = serde_json::from_value(fields).ok();
+            assert!(p.metadata.managed_fields.is_some());
+            p
+        };
+        let fields = |m: &PodManager| m.get("u1").map(|p| p.metadata.managed_fields.is_some());
+        manager.replace("api", vec![with_fields("9")]);
+        assert_eq!(fields(&manager), Some(false), "listed");
+        manager.apply(with_fields("10"));
+        assert_eq!(fields(&manager), Some(false), "watched");
+        manager.observe(with_fields("11"));
+        assert_eq!(fields(&manager), Some(false), "answered to a write");
     }
 
     #[test]

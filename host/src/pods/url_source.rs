@@ -78,7 +78,8 @@ impl UrlSource {
     pub async fn run(mut self, manager: Arc<PodManager>, period: Duration) {
         let mut failing = false;
         loop {
-            match self.fetch().await {
+            // On the heap while it runs: between fetches the task keeps only its sleep.
+            match Box::pin(self.fetch()).await {
                 Ok(pods) => {
                     failing = false;
                     manager.replace("http", pods);

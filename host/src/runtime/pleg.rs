@@ -110,7 +110,8 @@ impl Pleg {
     /// Relists every period until the receiver is dropped.
     pub async fn run(mut self) {
         loop {
-            if let Err(e) = self.relist().await {
+            // On the heap while it runs: between relists the task keeps only its sleep.
+            if let Err(e) = Box::pin(self.relist()).await {
                 tracing::warn!("PLEG relist failed: {e}");
             }
             if self.events.is_closed() {

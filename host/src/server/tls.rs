@@ -84,6 +84,9 @@ pub fn ca_file_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String>
     Ok(certs)
 }
 
+/// The TLS sessions a node's API keeps for clients to resume.
+const SESSIONS: usize = 8;
+
 /// The server's TLS configuration: client certificates are optional (a bearer token, or
 /// nothing, may stand in) but must chain to `client_ca` when given.
 pub fn server_config(cert: &ServingCertificate, client_ca: &[CertificateDer<'static>]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
@@ -105,5 +108,8 @@ pub fn server_config(cert: &ServingCertificate, client_ca: &[CertificateDer<'sta
     };
     let mut config = builder.with_single_cert(cert.certs()?, cert.key()?).map_err(|e| TlsError::Rustls(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // rustls's default cache of 256 sessions is allocated up front, 6 KiB for each of a
+    // process's thousand nodes; few clients ever talk to a node, and fewer resume.
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSIONS);
     Ok(Arc::new(config))
 }

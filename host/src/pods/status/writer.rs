@@ -177,7 +177,8 @@ impl StatusWriter {
                 self.queued.notified().await;
                 continue;
             };
-            match self.write_pending(&client, &pending).await {
+            // On the heap while it runs: an idle writer keeps only its wait.
+            match Box::pin(self.write_pending(&client, &pending)).await {
                 Ok(()) => {}
                 Err(kube::Error::Api(s)) if (400..500).contains(&s.code) && s.code != 429 => {
                     tracing::warn!(pod = %crate::pods::manager::full_name(&pending.pod), "the API server refused the pod status: {}", s.message);
