@@ -4,7 +4,7 @@
 //! the node's HTTP API. A standalone node (no cluster) runs its static pods and serves its
 //! API on localhost, and nothing else.
 
-use crate::api_client::connections::node_client;
+use crate::api_client::connections::{OnDemandClient, node_client};
 use crate::bootstrap::rotation::rotate;
 use crate::bootstrap::{BootstrapConfig, ensure_client_credentials};
 use crate::clock::Clock;
@@ -329,9 +329,10 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     // The heartbeats (Lease, node status) go unthrottled, as the kubelet's heartbeat client;
     // everything else waits its turn as the kubelet's kubeAPIQPS and eventRecordQPS make it.
     // A partition cuts the kubelet's clients; the node's HTTP API asks the API server who may
-    // use it over a client of its own, so the lab can still heal the node.
+    // use it over a client of its own (made when first asked), so the lab can still heal the node.
     let (heartbeat, connections) = node_client(&bootstrap.kubeconfig, Some(home.control.link())).await?;
-    let (access, access_connections) = node_client(&bootstrap.kubeconfig, None).await?;
+    let access = OnDemandClient::new(&bootstrap.kubeconfig);
+    let access_connections = access.connections();
     let client = crate::api_client::throttled(&heartbeat, config.api_throttle);
     let events = Arc::new(EventRecorder::new(crate::api_client::throttled(&heartbeat, config.event_throttle), name, clock).with_journal(home.journal.clone()));
     let node_ref = EventRecorder::node_ref(name);

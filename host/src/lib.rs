@@ -22,6 +22,7 @@
 //!   that implements the runtime trait over plugins.
 
 pub mod agent;
+pub mod allocator;
 pub mod api_client;
 pub mod bootstrap;
 pub mod clock;

@@ -2,6 +2,8 @@
 
 mod cli;
 
+labkubelet::process_allocator!();
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }

@@ -28,6 +28,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+// The allocator the labkubelet binary runs nodes with: its memory is what is measured.
+labkubelet::process_allocator!();
+
 /// The resident memory of this process, in KiB.
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -211,12 +211,44 @@ const HTTP2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// the certificate the file holds then; [`Connections::close_all`] ends the connections made
 /// so far.
 pub async fn node_client(kubeconfig: &Path, link: Option<&Link>) -> anyhow::Result<(kube::Client, Connections)> {
+    let connections = link.map_or_else(Connections::default, |l| l.connections.clone());
+    Ok((connect(kubeconfig, link, connections.clone()).await?, connections))
+}
+
+/// A node's client over no link (never cut), made at its first use: the node's HTTP API
+/// asks the API server who may use it only when someone calls with a token or a
+/// certificate, and most nodes of a thousand are never called.
+#[derive(Clone)]
+pub struct OnDemandClient {
+    kubeconfig: PathBuf,
+    connections: Connections,
+    client: Arc<tokio::sync::OnceCell<kube::Client>>,
+}
+
+impl OnDemandClient {
+    /// The client `kubeconfig` will make; nothing is read or connected yet.
+    pub fn new(kubeconfig: &Path) -> OnDemandClient {
+        OnDemandClient { kubeconfig: kubeconfig.to_path_buf(), connections: Connections::default(), client: Arc::default() }
+    }
+
+    /// The connections the client opens, closed when the certificate rotates.
+    pub fn connections(&self) -> Connections {
+        self.connections.clone()
+    }
+
+    /// The client, made now if it was not yet; a failure is tried again at the next use.
+    pub async fn get(&self) -> anyhow::Result<kube::Client> {
+        let made = self.client.get_or_try_init(|| connect(&self.kubeconfig, None, self.connections.clone())).await?;
+        Ok(made.clone())
+    }
+}
+
+async fn connect(kubeconfig: &Path, link: Option<&Link>, connections: Connections) -> anyhow::Result<kube::Client> {
     use anyhow::Context;
     let parsed = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
     let cert_file = parsed.auth_infos.first().and_then(|a| a.auth_info.as_ref()).and_then(|a| a.client_certificate.clone());
     let config =
         kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default()).await.with_context(|| format!("using {}", kubeconfig.display()))?;
-    let connections = link.map_or_else(Connections::default, |l| l.connections.clone());
     let mut tls = config.rustls_client_config()?;
     if let Some(cert_file) = cert_file {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -233,7 +265,7 @@ pub async fn node_client(kubeconfig: &Path, link: Option<&Link>) -> anyhow::Resu
     // events share one connection instead of one each.
     let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_all_versions().wrap_connector(http);
     // The timeouts kube's own client has: a half-open connection must not hang a renewal.
-    let closing = ClosingConnector { inner: https, connections: connections.clone(), link: link.cloned() };
+    let closing = ClosingConnector { inner: https, connections, link: link.cloned() };
     let mut timed = hyper_timeout::TimeoutConnector::new(closing);
     timed.set_connect_timeout(config.connect_timeout);
     timed.set_read_timeout(config.read_timeout);
@@ -253,5 +285,5 @@ pub async fn node_client(kubeconfig: &Path, link: Option<&Link>) -> anyhow::Resu
         .layer(config.extra_headers_layer()?)
         .map_err(|e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
         .service(client);
-    Ok((super::client(service, config.default_namespace), connections))
+    Ok(super::client(service, config.default_namespace))
 }

@@ -82,7 +82,7 @@ pub enum Refusal {
 #[derive(Clone)]
 pub enum Access {
     /// The cluster decides: TokenReview and SubjectAccessReview through the node's client.
-    Cluster { client: kube::Client },
+    Cluster { client: crate::api_client::connections::OnDemandClient },
     /// Standalone: localhost only, anyone allowed.
     Anonymous,
 }
@@ -95,12 +95,16 @@ impl Access {
             Access::Anonymous => return Ok(certificate_user.unwrap_or_else(User::anonymous)),
             Access::Cluster { client } => client,
         };
+        let client = client.get().await.map_err(|e| {
+            tracing::warn!("no client to ask the API server who calls: {e:#}");
+            Refusal::Unauthenticated
+        })?;
         if let Some(user) = certificate_user {
             return Ok(user);
         }
         let Some(token) = bearer else { return Err(Refusal::Unauthenticated) };
         let review = TokenReview { spec: TokenReviewSpec { token: Some(token.to_string()), ..Default::default() }, ..Default::default() };
-        let reviewed = Api::<TokenReview>::all(client.clone()).create(&PostParams::default(), &review).await.map_err(|e| {
+        let reviewed = Api::<TokenReview>::all(client).create(&PostParams::default(), &review).await.map_err(|e| {
             tracing::warn!("TokenReview failed: {e}");
             Refusal::Unauthenticated
         })?;
@@ -131,7 +135,11 @@ impl Access {
             ..Default::default()
         };
         let (verb, subresource) = (attrs.verb, attrs.subresource);
-        match Api::<SubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &review).await {
+        let client = client.get().await.map_err(|e| {
+            tracing::warn!("no client to ask the API server who may: {e:#}");
+            Refusal::Error { user: user.name.clone(), verb, subresource }
+        })?;
+        match Api::<SubjectAccessReview>::all(client).create(&PostParams::default(), &review).await {
             Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => Ok(()),
             Ok(_) => Err(Refusal::Forbidden { user: user.name.clone(), verb, subresource }),
             Err(e) => {
