@@ -4,7 +4,7 @@
 //! A thousand nodes starting at once allocate and free a great deal (TLS handshakes, CSRs,
 //! first lists); glibc's malloc keeps that memory resident long after, spread over an arena
 //! per thread. Measured with the scale bench, 200 idle nodes: 409 KiB of RSS per node with
-//! glibc, 330 KiB with jemalloc as set here.
+//! glibc, 327 KiB with jemalloc as set here.
 
 #[doc(hidden)]
 pub use tikv_jemallocator::Jemalloc;

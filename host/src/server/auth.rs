@@ -95,14 +95,14 @@ impl Access {
             Access::Anonymous => return Ok(certificate_user.unwrap_or_else(User::anonymous)),
             Access::Cluster { client } => client,
         };
-        let client = client.get().await.map_err(|e| {
-            tracing::warn!("no client to ask the API server who calls: {e:#}");
-            Refusal::Unauthenticated
-        })?;
         if let Some(user) = certificate_user {
             return Ok(user);
         }
         let Some(token) = bearer else { return Err(Refusal::Unauthenticated) };
+        let client = client.get().await.map_err(|e| {
+            tracing::warn!("no client to ask the API server who calls: {e:#}");
+            Refusal::Unauthenticated
+        })?;
         let review = TokenReview { spec: TokenReviewSpec { token: Some(token.to_string()), ..Default::default() }, ..Default::default() };
         let reviewed = Api::<TokenReview>::all(client).create(&PostParams::default(), &review).await.map_err(|e| {
             tracing::warn!("TokenReview failed: {e}");
