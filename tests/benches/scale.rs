@@ -37,6 +37,31 @@ fn rss_kib() -> u64 {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
+/// Where the allocator's memory is, in KiB: (bytes the program holds, pages the allocator
+/// keeps resident for them). The difference is fragmentation and pages not yet returned.
+fn heap_kib() -> (u64, u64) {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    if epoch::advance().is_err() {
+        return (0, 0);
+    }
+    let kib = |bytes: Result<usize, _>| bytes.map_or(0, |b| b as u64 / 1024);
+    (kib(stats::allocated::read()), kib(stats::resident::read()))
+}
+
+/// The memory line of a report: RSS grown since `rss_before`, per unit, and the heap in it.
+fn print_memory(title: &str, rss_before: u64, heap_before: (u64, u64), units: usize) {
+    let rss = rss_kib().saturating_sub(rss_before);
+    let (held, resident) = heap_kib();
+    let (held, resident) = (held.saturating_sub(heap_before.0), resident.saturating_sub(heap_before.1));
+    println!("{title:<27}{} MiB, {} KiB per node", rss / 1024, rss / units.max(1) as u64);
+    println!(
+        "  of which: heap           {} MiB resident, {} KiB per node ({} KiB per node held)",
+        resident / 1024,
+        resident / units.max(1) as u64,
+        held / units.max(1) as u64
+    );
+}
+
 /// CPU time a process has used (user + system); `pid` "self" is this one.
 fn cpu_time(pid: &str) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -135,7 +160,7 @@ fn main() -> anyhow::Result<()> {
         config.lease_duration_seconds = 40;
         config.status = StatusTimings::default();
         let catalog = PluginCatalog::new(PluginEngine::new(PluginPolicy::default())?).await?;
-        let (rss_before, started) = (rss_kib(), Instant::now());
+        let (rss_before, heap_before, started) = (rss_kib(), heap_kib(), Instant::now());
         let agent = tokio::spawn(run(config, catalog, Clock::new()));
 
         let admin = cluster.admin().await?;
@@ -168,12 +193,11 @@ fn main() -> anyhow::Result<()> {
         let idle_cores = cores(&cpu_before, &cpu_use(cluster), idle_started.elapsed());
         let idle_cpu = idle_cores.first().map_or(0.0, |(_, c)| *c);
         let idle_ended_requests = requests();
-        let rss = rss_kib().saturating_sub(rss_before);
         let retried: u64 = ["429", "502", "503", "504"].iter().map(|s| METRICS.api_retries.with_label_values(&[s]).get()).sum();
         let restarts: u64 = (0..count).map(|i| METRICS.node_restarts.with_label_values(&[&format!("scale-{i}")]).get()).sum();
         println!("nodes                      {count}");
         println!("all Ready after            {:.1} s", all_ready.as_secs_f64());
-        println!("memory (RSS growth)        {} MiB, {} KiB per node", rss / 1024, rss / count as u64);
+        print_memory("memory (RSS growth)", rss_before, heap_before, count);
         println!("idle CPU                   {:.3} cores, {:.2} millicores per node", idle_cpu, idle_cpu * 1000.0 / count as f64);
         print_cores("idle CPU by process", &idle_cores);
         let (worst, p99) = (quantile(&idle_ages, 1.0), quantile(&idle_ages, 0.99));
@@ -183,7 +207,7 @@ fn main() -> anyhow::Result<()> {
         print_requests("requests to start, per node", &BTreeMap::new(), &started_requests, count);
         print_requests("requests in the idle minute, per node", &idle_requests, &idle_ended_requests, count);
         if pods_per_node > 0 {
-            run_pods(cluster, &admin, &leases, count * pods_per_node, pods_per_second, rss_before).await?;
+            run_pods(cluster, &admin, &leases, count, pods_per_node, pods_per_second, (rss_before, heap_before)).await?;
             let retried: u64 = ["429", "502", "503", "504"].iter().map(|s| METRICS.api_retries.with_label_values(&[s]).get()).sum();
             let restarts: u64 = (0..count).map(|i| METRICS.node_restarts.with_label_values(&[&format!("scale-{i}")]).get()).sum();
             println!("requests retried (total)   {retried}");
@@ -198,7 +222,16 @@ fn main() -> anyhow::Result<()> {
 /// Creates `total` pods at `per_second` through the scheduler and waits until each is
 /// Running, printing startup latency (creation to Running seen on a watch), busy CPU, RSS and
 /// Lease ages meanwhile.
-async fn run_pods(cluster: &ControlPlane, admin: &kube::Client, leases: &Api<Lease>, total: usize, per_second: usize, rss_before: u64) -> anyhow::Result<()> {
+async fn run_pods(
+    cluster: &ControlPlane,
+    admin: &kube::Client,
+    leases: &Api<Lease>,
+    nodes: usize,
+    per_node: usize,
+    per_second: usize,
+    (rss_before, heap_before): (u64, (u64, u64)),
+) -> anyhow::Result<()> {
+    let total = nodes * per_node;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let running: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -275,7 +308,6 @@ async fn run_pods(cluster: &ControlPlane, admin: &kube::Client, leases: &Api<Lea
     let startup = between(&created, &running);
     let (to_schedule, to_run) = (between(&created, &scheduled), between(&scheduled, &running));
     ages.sort();
-    let rss = rss_kib().saturating_sub(rss_before);
     println!("pods                       {total} at {per_second}/s (created in {:.1} s)", created_after.as_secs_f64());
     println!("all Running after          {:.1} s ({} of {total})", all_running.as_secs_f64(), running.len());
     println!(
@@ -289,7 +321,7 @@ async fn run_pods(cluster: &ControlPlane, admin: &kube::Client, leases: &Api<Lea
     println!("  of which: the node       {} (bound to Running, the kubelet's part)", p(&to_run));
     print_cores("busy CPU by process", &busy_cores);
     print_requests("requests for the pods, per pod", &requests_before, &requests_after, total);
-    println!("memory with pods (RSS)     {} MiB", rss / 1024);
+    print_memory("memory with pods (RSS)", rss_before, heap_before, nodes);
     println!("Lease age meanwhile        worst {:.1} s, p99 {:.1} s", quantile(&ages, 1.0).as_secs_f64(), quantile(&ages, 0.99).as_secs_f64());
     Ok(())
 }

@@ -254,7 +254,8 @@ async fn a_stopped_agent_saves_the_runtime_state_it_has_at_that_moment() {
 #[tokio::test]
 async fn a_nodes_api_client_keeps_to_kube_api_qps_and_burst() {
     let server = ApiServer::start().await.unwrap();
-    let client = labkubelet::api_client::throttled(&server.admin().await, Some(labkubelet::api_client::Throttle::KUBELET));
+    let limits = labkubelet::api_client::Limits { api: Some(labkubelet::api_client::Throttle::KUBELET), events: None };
+    let client = labkubelet::api_client::throttled(&server.admin().await, limits);
     let nodes: Api<Node> = Api::all(client);
     let started = std::time::Instant::now();
     for _ in 0..15 {
@@ -263,6 +264,40 @@ async fn a_nodes_api_client_keeps_to_kube_api_qps_and_burst() {
     assert!(started.elapsed() >= Duration::from_millis(950), "15 requests in {:?}: the bucket of 10 refills at 5 a second", started.elapsed());
     let lists = server.requests().iter().filter(|r| r.starts_with("GET /api/v1/nodes")).count();
     assert_eq!(lists, 15, "every request is sent, none dropped");
+}
+
+/// One client, three lanes: once a node's API requests have used up the kubeAPIQPS bucket,
+/// its Lease (the heartbeat lane, unlimited) and its events (their own bucket) still go,
+/// as the kubelet's heartbeat and event clients do.
+#[tokio::test]
+async fn a_nodes_heartbeats_and_events_do_not_wait_for_its_api_requests_tokens() {
+    use k8s_openapi::api::core::v1::Event;
+    let server = ApiServer::start().await.unwrap();
+    // Ten tokens, then one every 1,000 s: a request that waits for the API bucket waits
+    // past the test's deadline.
+    let slow = labkubelet::api_client::Throttle { qps: 0.001, burst: 10 };
+    let limits = labkubelet::api_client::Limits { api: Some(slow), events: Some(slow) };
+    let client = labkubelet::api_client::throttled(&server.admin().await, limits);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let every_node = ListParams::default();
+    for _ in 0..10 {
+        nodes.list(&every_node).await.unwrap();
+    }
+    let eleventh = tokio::spawn(async move { nodes.list(&ListParams::default()).await });
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let events: Api<Event> = Api::namespaced(client, "default");
+    let heartbeats_and_events = async {
+        for _ in 0..5 {
+            leases.get_opt("n1").await.unwrap();
+        }
+        events.list(&ListParams::default()).await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(30), heartbeats_and_events).await.expect("the Lease reads and the event list did not wait for API tokens");
+    let lists = server.requests().iter().filter(|r| r.starts_with("GET /api/v1/nodes")).count();
+    assert_eq!(lists, 10, "the eleventh list waits for a token of the API bucket");
+    assert!(!eleventh.is_finished());
+    eleventh.abort();
 }
 
 /// The paths a node uses, as the double's request lines show them, each with what uses it.

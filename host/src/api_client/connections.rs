@@ -5,6 +5,7 @@
 //! `labkubelet node partition` and `heal` do. Connections speak HTTP/2 where the server
 //! offers it, as client-go's do.
 
+use super::Limits;
 use kube::client::ConfigExt;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use rustls::client::ResolvesClientCert;
@@ -206,13 +207,13 @@ impl<T: hyper_util::client::legacy::connect::Connection> hyper_util::client::leg
 const HTTP2_PING_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 const HTTP2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// An API client of a node over `link` (none: a link never cut). When the kubeconfig names
-/// a client certificate file (as the bootstrap writes it), each new connection presents
-/// the certificate the file holds then; [`Connections::close_all`] ends the connections made
-/// so far.
-pub async fn node_client(kubeconfig: &Path, link: Option<&Link>) -> anyhow::Result<(kube::Client, Connections)> {
+/// The API client of a node over `link` (none: a link never cut), its requests limited by
+/// lane to `limits`. When the kubeconfig names a client certificate file (as the bootstrap
+/// writes it), each new connection presents the certificate the file holds then;
+/// [`Connections::close_all`] ends the connections made so far.
+pub async fn node_client(kubeconfig: &Path, link: Option<&Link>, limits: Limits) -> anyhow::Result<(kube::Client, Connections)> {
     let connections = link.map_or_else(Connections::default, |l| l.connections.clone());
-    Ok((connect(kubeconfig, link, connections.clone()).await?, connections))
+    Ok((connect(kubeconfig, link, connections.clone(), limits).await?, connections))
 }
 
 /// A node's client over no link (never cut), made at its first use: the node's HTTP API
@@ -238,12 +239,12 @@ impl OnDemandClient {
 
     /// The client, made now if it was not yet; a failure is tried again at the next use.
     pub async fn get(&self) -> anyhow::Result<kube::Client> {
-        let made = self.client.get_or_try_init(|| connect(&self.kubeconfig, None, self.connections.clone())).await?;
+        let made = self.client.get_or_try_init(|| connect(&self.kubeconfig, None, self.connections.clone(), Limits::default())).await?;
         Ok(made.clone())
     }
 }
 
-async fn connect(kubeconfig: &Path, link: Option<&Link>, connections: Connections) -> anyhow::Result<kube::Client> {
+async fn connect(kubeconfig: &Path, link: Option<&Link>, connections: Connections, limits: Limits) -> anyhow::Result<kube::Client> {
     use anyhow::Context;
     let parsed = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
     let cert_file = parsed.auth_infos.first().and_then(|a| a.auth_info.as_ref()).and_then(|a| a.client_certificate.clone());
@@ -285,5 +286,5 @@ async fn connect(kubeconfig: &Path, link: Option<&Link>, connections: Connection
         .layer(config.extra_headers_layer()?)
         .map_err(|e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
         .service(client);
-    Ok(super::client(service, config.default_namespace))
+    Ok(super::client(service, limits, config.default_namespace))
 }

@@ -2,9 +2,9 @@
 //! throttled (429 Too Many Requests, as max-in-flight answers when many clients start at
 //! once) or could not serve (502, 503, 504) is sent again, after the `Retry-After` the
 //! server asked for or an exponential back-off, up to client-go's 10 retries; other answers
-//! go to the caller as they are. Like a kubelet's, a node's clients also limit themselves
-//! ([`Throttle`]): its API client to `kubeAPIQPS`/`kubeAPIBurst`, its event client to
-//! `eventRecordQPS`/`eventBurst`; its heartbeats (Lease, node status) are not limited.
+//! go to the caller as they are. Like a kubelet's, a node's requests also limit themselves
+//! ([`Throttle`], by [`Lane`]): its API requests to `kubeAPIQPS`/`kubeAPIBurst`, its events
+//! to `eventRecordQPS`/`eventBurst`; its heartbeats (Lease, node status) are not limited.
 //!
 //! [`connections`]: how a node's clients connect (the current client certificate, and a
 //! link a lab can cut).
@@ -158,53 +158,140 @@ impl Throttle {
     }
 }
 
-/// `client` limited to `throttle`, sharing its connections; `None` is `client` as it is.
-pub fn throttled(client: &kube::Client, throttle: Option<Throttle>) -> kube::Client {
-    match throttle.and_then(Throttle::quota) {
-        Some(quota) => {
-            let limiter = std::sync::Arc::new(governor::RateLimiter::direct(quota));
-            kube::Client::new(ThrottledService { client: client.clone(), limiter }, client.default_namespace().to_string())
+/// Which of a kubelet's API clients a request belongs to, and so which limit it waits for.
+/// The kubelet has three clients: the heartbeat client (its Lease, and its node's status:
+/// the node read and its status patch), unlimited; the event client, at `eventRecordQPS`;
+/// and the API client, at `kubeAPIQPS`, for the rest. A node here sends all three over one
+/// client, and each request takes its lane by what it asks for.
+///
+/// ```
+/// use http::Method;
+/// use labkubelet::api_client::Lane;
+/// let lease = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1";
+/// assert_eq!(Lane::of(&Method::PUT, lease), Lane::Heartbeat);
+/// assert_eq!(Lane::of(&Method::PATCH, "/api/v1/nodes/n1/status"), Lane::Heartbeat);
+/// assert_eq!(Lane::of(&Method::GET, "/api/v1/nodes/n1"), Lane::Heartbeat);
+/// assert_eq!(Lane::of(&Method::POST, "/api/v1/nodes"), Lane::Api);
+/// assert_eq!(Lane::of(&Method::POST, "/api/v1/namespaces/default/events"), Lane::Events);
+/// assert_eq!(Lane::of(&Method::PATCH, "/api/v1/namespaces/default/pods/web/status"), Lane::Api);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Heartbeat,
+    Events,
+    Api,
+}
+
+impl Lane {
+    pub fn of(method: &http::Method, path: &str) -> Lane {
+        let resource = resource_of(path);
+        match resource.as_str() {
+            "leases" | "nodes/status" => Lane::Heartbeat,
+            // The node read of a status update (and of a registration that found its node,
+            // once a start: the kubelet's API client sends that one); a list is the API client's.
+            "nodes" if *method == http::Method::GET && path.trim_end_matches('/').rsplit('/').next() != Some("nodes") => Lane::Heartbeat,
+            "events" => Lane::Events,
+            _ => Lane::Api,
         }
-        None => client.clone(),
     }
 }
 
-/// Sends each request through a node's client once the bucket has a token for it.
-#[derive(Clone)]
-struct ThrottledService {
-    client: kube::Client,
-    limiter: std::sync::Arc<governor::DefaultDirectRateLimiter>,
+/// A node's client-side limits by lane: `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// `kubeAPIQPS` / `kubeAPIBurst`.
+    pub api: Option<Throttle>,
+    /// `eventRecordQPS` / `eventBurst`.
+    pub events: Option<Throttle>,
 }
 
-impl tower::Service<Request<Body>> for ThrottledService {
-    type Response = Response<Body>;
-    type Error = kube::Error;
-    type Future = futures_util::future::BoxFuture<'static, Result<Response<Body>, kube::Error>>;
+/// One token bucket per limited lane.
+struct Buckets {
+    api: Option<governor::DefaultDirectRateLimiter>,
+    events: Option<governor::DefaultDirectRateLimiter>,
+}
+
+impl Buckets {
+    fn new(limits: Limits) -> Buckets {
+        let bucket = |t: Option<Throttle>| t.and_then(Throttle::quota).map(governor::RateLimiter::direct);
+        Buckets { api: bucket(limits.api), events: bucket(limits.events) }
+    }
+
+    fn of(&self, lane: Lane) -> Option<&governor::DefaultDirectRateLimiter> {
+        match lane {
+            Lane::Heartbeat => None,
+            Lane::Events => self.events.as_ref(),
+            Lane::Api => self.api.as_ref(),
+        }
+    }
+}
+
+/// Sends each request once its lane's bucket has a token for it; every try of a retried
+/// request waits again, as client-go's do.
+#[derive(Clone)]
+pub struct Throttled<S> {
+    inner: S,
+    buckets: std::sync::Arc<Buckets>,
+}
+
+impl<S> Throttled<S> {
+    pub fn new(inner: S, limits: Limits) -> Throttled<S> {
+        Throttled { inner, buckets: std::sync::Arc::new(Buckets::new(limits)) }
+    }
+}
+
+impl<S> tower::Service<Request<Body>> for Throttled<S>
+where
+    S: tower::Service<Request<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures_util::future::BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let (client, limiter) = (self.client.clone(), self.limiter.clone());
+        // The clone is the one made ready below, after the wait: a service readied now could
+        // go stale while the request waits for its token.
+        let mut inner = self.inner.clone();
+        let buckets = self.buckets.clone();
+        let lane = Lane::of(request.method(), request.uri().path());
         Box::pin(async move {
-            limiter.until_ready().await;
-            client.send(request).await
+            if let Some(bucket) = buckets.of(lane) {
+                bucket.until_ready().await;
+            }
+            tower::ServiceExt::ready(&mut inner).await?.call(request).await
         })
     }
 }
 
-/// A client over `service` whose throttled requests are retried. `service` is cloned for
-/// each retry, so it needs no queue of its own: kube's client has one in front of it (a
-/// queue per client costs a node 10 KiB before it sends anything).
-pub fn client<S, B>(service: S, default_namespace: String) -> kube::Client
+/// `client` with `limits` on its lanes, sharing its connections.
+pub fn throttled(client: &kube::Client, limits: Limits) -> kube::Client {
+    let sending = client.clone();
+    let send = tower::service_fn(move |request: Request<Body>| {
+        let sending = sending.clone();
+        async move { sending.send(request).await }
+    });
+    kube::Client::new(Throttled::new(send, limits), client.default_namespace().to_string())
+}
+
+/// A client over `service` whose throttled requests are retried, each try waiting for a
+/// token of its lane's bucket in `limits`. `service` is cloned for each retry, so it needs
+/// no queue of its own: kube's client has one in front of it (a queue per client costs a
+/// node 10 KiB before it sends anything, so a node has one client for its three lanes).
+pub fn client<S, B>(service: S, limits: Limits, default_namespace: String) -> kube::Client
 where
     S: tower::Service<Request<Body>, Response = Response<B>, Error = BoxError> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    kube::Client::new(tower::ServiceBuilder::new().layer(RetryLayer::new(ApiRetry::default())).service(service), default_namespace)
+    let limited = Throttled::new(service, limits);
+    kube::Client::new(tower::ServiceBuilder::new().layer(RetryLayer::new(ApiRetry::default())).service(limited), default_namespace)
 }
 
 /// kube's client for `config`, with throttled requests retried.
