@@ -76,6 +76,15 @@ fn retry_after<B>(response: &Response<B>) -> Option<Duration> {
 /// assert_eq!(resource_of("/version"), "version");
 /// ```
 pub fn resource_of(path: &str) -> String {
+    match object_of(path) {
+        (resource, _, Some(sub)) => format!("{resource}/{sub}"),
+        (resource, _, None) => resource.to_string(),
+    }
+}
+
+/// What a request path names: the resource, the object's name (none for a list or a
+/// create) and the subresource.
+fn object_of(path: &str) -> (&str, Option<&str>, Option<&str>) {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let rest = match segments.first() {
         Some(&"api") => segments.get(2..),
@@ -87,9 +96,10 @@ pub fn resource_of(path: &str) -> String {
         rest = &rest[2..];
     }
     match rest {
-        [resource, _, sub, ..] => format!("{resource}/{sub}"),
-        [resource, ..] => (*resource).to_string(),
-        [] => String::new(),
+        [resource, name, sub, ..] => (resource, Some(name), Some(sub)),
+        [resource, name] => (resource, Some(name), None),
+        [resource] => (resource, None, None),
+        [] => ("", None, None),
     }
 }
 
@@ -184,13 +194,12 @@ pub enum Lane {
 
 impl Lane {
     pub fn of(method: &http::Method, path: &str) -> Lane {
-        let resource = resource_of(path);
-        match resource.as_str() {
-            "leases" | "nodes/status" => Lane::Heartbeat,
+        match object_of(path) {
+            ("leases", _, _) | ("nodes", Some(_), Some("status")) => Lane::Heartbeat,
             // The node read of a status update (and of a registration that found its node,
             // once a start: the kubelet's API client sends that one); a list is the API client's.
-            "nodes" if *method == http::Method::GET && path.trim_end_matches('/').rsplit('/').next() != Some("nodes") => Lane::Heartbeat,
-            "events" => Lane::Events,
+            ("nodes", Some(_), None) if *method == http::Method::GET => Lane::Heartbeat,
+            ("events", _, _) => Lane::Events,
             _ => Lane::Api,
         }
     }
