@@ -267,13 +267,15 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     let plugin_actions = crate::node::actions::do_asked(&home.control, asked, &home.journal, clock, name);
     // The runtime kept running while the agent was down: carry on with its state.
     let state = RuntimeStateDir::new(&config.root_dir, name);
-    let restored = state.restore(&runtime).await;
+    // Each step of the start that awaits goes on the heap while it runs: kept inline, the
+    // largest would size this future, which lives as long as the node.
+    let restored = Box::pin(state.restore(&runtime)).await;
     if !restored.is_empty() {
         tracing::info!(node = name, plugins = ?restored, "restored the runtime state saved by the previous run");
     }
     // The kubelet logic sees the runtime through the node's outages.
     let cri: Arc<dyn ContainerRuntime> = Arc::new(WithOutage::new(runtime.clone(), home.control.outage().clone()));
-    let version = runtime.version().await?;
+    let version = Box::pin(runtime.version()).await?;
     let (machine, boot) = (machine_id(name), boot_id(&config.root_dir, name));
     let id = NodeIdentity {
         name: name.to_string(),
@@ -326,7 +328,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     }
 
     let starting = process.startups.acquire().await.context("the agent is stopping")?;
-    ensure_client_credentials(&bootstrap).await?;
+    Box::pin(ensure_client_credentials(&bootstrap)).await?;
     // The client reads the current certificate for each connection: rotation needs no
     // restart, only the connections of the old certificate closed.
     // The heartbeats (Lease, node status) go unthrottled, as the kubelet's heartbeat client;
@@ -335,7 +337,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     // A partition cuts the kubelet's clients; the node's HTTP API asks the API server who may
     // use it over a client of its own (made when first asked), so the lab can still heal the node.
     let limits = crate::api_client::Limits { api: config.api_throttle, events: config.event_throttle };
-    let (client, connections) = node_client(&bootstrap.kubeconfig, Some(home.control.link()), limits).await?;
+    let (client, connections) = Box::pin(node_client(&bootstrap.kubeconfig, Some(home.control.link()), limits)).await?;
     let access = OnDemandClient::new(&bootstrap.kubeconfig);
     let access_connections = access.connections();
     let events = Arc::new(EventRecorder::new(client.clone(), name, clock).with_journal(home.journal.clone()));
@@ -343,17 +345,21 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     let mut plugin_events = runtime.catalog().subscribe();
     events.record(&node_ref, "Normal", "Starting", "Starting kubelet.");
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
-    let registered = register(&nodes, &id, &clock, &["container runtime status check may not have completed yet".to_string()]).await;
-    match reconcile_node_info(&nodes, &id, &registered).await {
-        Ok(Some(_)) => events.record(&node_ref, "Warning", "Rebooted", &format!("Node {name} has been rebooted, boot id: {}", id.boot_id)),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(node = name, "updating the node's nodeInfo: {e}"),
+    // The Node as registered is read here and let go: with its managed fields it is a
+    // dozen KiB, for each of a thousand nodes.
+    {
+        let registered = Box::pin(register(&nodes, &id, &clock, &["container runtime status check may not have completed yet".to_string()])).await;
+        match Box::pin(reconcile_node_info(&nodes, &id, &registered)).await {
+            Ok(Some(_)) => events.record(&node_ref, "Warning", "Rebooted", &format!("Node {name} has been rebooted, boot id: {}", id.boot_id)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(node = name, "updating the node's nodeInfo: {e}"),
+        }
+        let conditions = registered.status.and_then(|s| s.conditions).unwrap_or_default();
+        for reason in transition_events(&[], &conditions) {
+            events.record(&node_ref, "Normal", reason, &format!("Node {name} status is now: {reason}"));
+        }
     }
     drop(starting);
-    let conditions = registered.status.and_then(|s| s.conditions).unwrap_or_default();
-    for reason in transition_events(&[], &conditions) {
-        events.record(&node_ref, "Normal", reason, &format!("Node {name} status is now: {reason}"));
-    }
 
     let pods = PodLifecycle::new(node_pods, Some(client.clone()), cri.clone(), clock, events.clone());
     let eviction = eviction_manager(config, home, &pods);
@@ -362,7 +368,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
             let pem = std::fs::read(file).with_context(|| format!("--client-ca-file {}", file.display()))?;
             crate::server::tls::ca_file_certs(&pem).map_err(|e| anyhow::anyhow!("--client-ca-file {}: {e}", file.display()))?
         }
-        None => cluster_ca(&bootstrap.kubeconfig).await?,
+        None => Box::pin(cluster_ca(&bootstrap.kubeconfig)).await?,
     };
     let tls = server_config(&serving, &client_ca)?;
     let api = node_api(name, &pods, &runtime, &events, spec, Access::Cluster { client: access }, &home.control);

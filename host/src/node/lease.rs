@@ -116,7 +116,7 @@ impl NodeLease {
         }
         let (lease, created) = self.ensure_with_backoff().await;
         if created {
-            self.latest = Some(lease.clone());
+            self.latest = Some(without_managed_fields(lease.clone()));
             return Ok(lease);
         }
         self.update_with_retries(lease).await
@@ -128,7 +128,7 @@ impl NodeLease {
             let next = self.renewed(base.clone()).await;
             match self.timed(self.leases.replace(&self.node, &PostParams::default(), &next)).await {
                 Ok(lease) => {
-                    self.latest = Some(lease.clone());
+                    self.latest = Some(without_managed_fields(lease.clone()));
                     return Ok(lease);
                 }
                 Err(Failure::Conflict(message)) => {
@@ -193,4 +193,11 @@ impl NodeLease {
             Err(e) => Err(self.error(e)),
         }
     }
+}
+
+/// The lease kept between renewals, without its managed fields: an update that sends none
+/// keeps the server's, and they are most of the lease's size.
+fn without_managed_fields(mut lease: Lease) -> Lease {
+    lease.metadata.managed_fields = None;
+    lease
 }
