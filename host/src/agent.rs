@@ -25,7 +25,7 @@ use crate::server::auth::Access;
 use crate::server::tls::{ServingCertificate, cluster_ca, server_config};
 use crate::timeline::Journal;
 use anyhow::Context;
-use k8s_openapi::api::core::v1::{Node, Taint};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Taint};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -214,19 +214,21 @@ async fn supervise(config: &AgentConfig, index: usize, name: &str, process: &Pro
 /// Runs a node's `tasks` until the agent stops or a lab restarts the node, then keeps the
 /// runtime's state for the next run: a runtime outlives its kubelet, and after a reboot it
 /// still has its records, with every container exited and every sandbox not ready.
-async fn run_until_ended(config: &AgentConfig, home: &NodeHome, state: &RuntimeStateDir, runtime: &PluginRuntime, tasks: impl std::future::Future) -> Ended {
+/// The reboot and the save run on the heap: inline, they would size the future of the
+/// whole run.
+async fn run_until_ended(config: &AgentConfig, home: &NodeHome, run: NodeRun<'_>) -> Ended {
+    let NodeRun { tasks, state, runtime } = run;
     let ended = tokio::select! {
-        _ = tasks => Ended::Stopped,
+        () = tasks => Ended::Stopped,
         () = config.stop.cancelled() => Ended::Stopped,
         restart = home.control.restart_asked() => Ended::Restarted(restart),
     };
-    match ended {
-        Ended::Restarted(Restart::Reboot) => {
-            runtime.reboot().await;
-            state.save_now(runtime).await;
-            next_boot(&config.root_dir, runtime.node());
-        }
-        _ => state.save_now(runtime).await,
+    if matches!(ended, Ended::Restarted(Restart::Reboot)) {
+        Box::pin(runtime.reboot()).await;
+    }
+    Box::pin(state.save_now(&runtime)).await;
+    if matches!(ended, Ended::Restarted(Restart::Reboot)) {
+        next_boot(&config.root_dir, runtime.node());
     }
     ended
 }
@@ -257,7 +259,25 @@ fn machine_spec(config: &AgentConfig, machine_id: &str, boot_id: &str) -> serde_
     })
 }
 
+/// A node's run: its tasks, which run until the node ends, and the runtime and its state,
+/// which outlive them.
+struct NodeRun<'a> {
+    tasks: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>,
+    state: RuntimeStateDir,
+    runtime: Arc<PluginRuntime>,
+}
+
+/// One run of a node's kubelet logic. The start runs on the heap and is let go: what it
+/// held across its awaits (the Node it registered, the identity, the clients as built)
+/// would otherwise stay in this future for as long as the node runs.
 async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &NodeHome) -> anyhow::Result<Ended> {
+    let run = Box::pin(start_node(config, name, process, home)).await?;
+    Ok(run_until_ended(config, home, run).await)
+}
+
+/// Starts a node: restores its runtime, registers it (unless standalone) and makes the
+/// tasks that keep it.
+async fn start_node<'a>(config: &'a AgentConfig, name: &'a str, process: &Process, home: &'a NodeHome) -> anyhow::Result<NodeRun<'a>> {
     let clock = process.clock;
     let address = home.listener.local_addr()?;
     let bootstrap = config.bootstrap_for(name);
@@ -314,7 +334,8 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
         let api = node_api(name, &pods, &runtime, &events, spec, Access::Anonymous, &home.control);
         let tls = server_config(&serving, &[])?;
         announce(config, address, &api);
-        let tasks = Box::pin(async {
+        let (kept, held) = (state.clone(), runtime.clone());
+        let tasks = async move {
             tokio::join!(
                 pods.run(),
                 eviction.run(),
@@ -322,9 +343,9 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
                 journal_plugin_events(&runtime, &events),
                 state.keep_saved(runtime.clone(), clock),
                 crate::server::serve(&home.listener, api, tls)
-            )
-        });
-        return Ok(run_until_ended(config, home, &state, &runtime, tasks).await);
+            );
+        };
+        return Ok(NodeRun { tasks: Box::pin(tasks), state: kept, runtime: held });
     }
 
     let starting = process.startups.acquire().await.context("the agent is stopping")?;
@@ -342,7 +363,7 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
     let access_connections = access.connections();
     let events = Arc::new(EventRecorder::new(client.clone(), name, clock).with_journal(home.journal.clone()));
     let node_ref = EventRecorder::node_ref(name);
-    let mut plugin_events = runtime.catalog().subscribe();
+    let plugin_events = runtime.catalog().subscribe();
     events.record(&node_ref, "Normal", "Starting", "Starting kubelet.");
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
     // The Node as registered is read here and let go: with its managed fields it is a
@@ -379,45 +400,45 @@ async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &No
         .with_pleg(pods.pleg_health())
         .with_pressure(eviction.pressure())
         .with_pod_addresses(runtime.addresses().clone());
-    // A refused plugin file is a Warning on every node; a refused state hand-over, on its node.
-    let refusals = async {
-        loop {
-            match plugin_events.recv().await {
-                Ok(event) => {
-                    let ours = match &event {
-                        PluginEvent::Refused { .. } => true,
-                        PluginEvent::MigrationRefused { node, .. } => node == name,
-                        _ => false,
-                    };
-                    if ours {
-                        events.record(&node_ref, "Warning", "PluginRefused", &event.to_string());
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    };
     let rotation = rotate(bootstrap.clone(), client_for_rotation, vec![connections, access_connections], clock);
     let serve = crate::server::serve(&home.listener, api, tls);
-    let journal = journal_plugin_events(&runtime, &events);
-    // On the heap, as the standalone node's: moved into run_until_ended, the join of every
-    // task of the node would otherwise take its room twice in this future.
-    let tasks = Box::pin(async {
+    let (kept, held) = (state.clone(), runtime.clone());
+    let tasks = async move {
         tokio::join!(
             lease.run(),
             status.run(),
-            refusals,
-            journal,
+            record_refusals(plugin_events, &events, &node_ref, name),
+            journal_plugin_events(&runtime, &events),
             pods.run(),
             eviction.run(),
             plugin_actions,
             state.keep_saved(runtime.clone(), clock),
             rotation,
             serve
-        )
-    });
-    Ok(run_until_ended(config, home, &state, &runtime, tasks).await)
+        );
+    };
+    Ok(NodeRun { tasks: Box::pin(tasks), state: kept, runtime: held })
+}
+
+/// Records a Warning for a refused plugin file, on every node, and for a refused state
+/// hand-over, on its node; until the catalog closes.
+async fn record_refusals(mut plugin_events: tokio::sync::broadcast::Receiver<PluginEvent>, events: &EventRecorder, node_ref: &ObjectReference, name: &str) {
+    loop {
+        match plugin_events.recv().await {
+            Ok(event) => {
+                let ours = match &event {
+                    PluginEvent::Refused { .. } => true,
+                    PluginEvent::MigrationRefused { node, .. } => node == name,
+                    _ => false,
+                };
+                if ours {
+                    events.record(node_ref, "Warning", "PluginRefused", &event.to_string());
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    }
 }
 
 /// The node's eviction manager over its pods, with the thresholds configured and the squeezes

@@ -276,14 +276,16 @@ impl PodLifecycle {
                 None => ctx.manager.replace("api", Vec::new()),
             }
         };
+        // The static pod sources on the heap, when there are any: inline, each would take its
+        // room in every node's pod lifecycle, configured or not.
         let files = async {
             if let Some((source, period)) = files {
-                source.run(ctx.manager.clone(), period).await
+                Box::pin(source.run(ctx.manager.clone(), period)).await
             }
         };
         let url = async {
             if let Some((source, period)) = url {
-                source.run(ctx.manager.clone(), period).await
+                Box::pin(source.run(ctx.manager.clone(), period)).await
             }
         };
         let dispatch = async {

@@ -63,7 +63,9 @@ impl Drop for PodWorkers {
 async fn work(ctx: Arc<PodContext>, uid: String, wake: Arc<Notify>) {
     let mut sync = PodSync::new(ctx.clone(), &uid);
     loop {
-        match sync.sync().await {
+        // On the heap while it runs: inline, a sync's awaits would size the worker, which
+        // waits between syncs for as long as the pod lives.
+        match Box::pin(sync.sync()).await {
             Next::Done => return,
             Next::At(at) => {
                 let wait = std::time::Duration::from_nanos(u64::try_from(at - ctx.clock.now_nanos()).unwrap_or(0));
