@@ -216,18 +216,19 @@ async fn supervise(config: &AgentConfig, index: usize, name: &str, process: &Pro
 /// still has its records, with every container exited and every sandbox not ready.
 /// The reboot and the save run on the heap: inline, they would size the future of the
 /// whole run.
-async fn run_until_ended(config: &AgentConfig, home: &NodeHome, run: NodeRun<'_>) -> Ended {
-    let NodeRun { tasks, state, runtime } = run;
+async fn run_until_ended(config: &AgentConfig, home: &NodeHome, state: &RuntimeStateDir, run: NodeRun<'_>) -> Ended {
+    let NodeRun { tasks, runtime } = run;
     let ended = tokio::select! {
         () = tasks => Ended::Stopped,
         () = config.stop.cancelled() => Ended::Stopped,
         restart = home.control.restart_asked() => Ended::Restarted(restart),
     };
-    if matches!(ended, Ended::Restarted(Restart::Reboot)) {
+    let reboot = matches!(ended, Ended::Restarted(Restart::Reboot));
+    if reboot {
         Box::pin(runtime.reboot()).await;
     }
     Box::pin(state.save_now(&runtime)).await;
-    if matches!(ended, Ended::Restarted(Restart::Reboot)) {
+    if reboot {
         next_boot(&config.root_dir, runtime.node());
     }
     ended
@@ -259,11 +260,10 @@ fn machine_spec(config: &AgentConfig, machine_id: &str, boot_id: &str) -> serde_
     })
 }
 
-/// A node's run: its tasks, which run until the node ends, and the runtime and its state,
-/// which outlive them.
+/// A node's run: its tasks, which run until the node ends, and the runtime, which outlives
+/// them.
 struct NodeRun<'a> {
     tasks: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>,
-    state: RuntimeStateDir,
     runtime: Arc<PluginRuntime>,
 }
 
@@ -271,13 +271,21 @@ struct NodeRun<'a> {
 /// held across its awaits (the Node it registered, the identity, the clients as built)
 /// would otherwise stay in this future for as long as the node runs.
 async fn run_node(config: &AgentConfig, name: &str, process: &Process, home: &NodeHome) -> anyhow::Result<Ended> {
-    let run = Box::pin(start_node(config, name, process, home)).await?;
-    Ok(run_until_ended(config, home, run).await)
+    // The runtime kept running while the agent was down: its state carries over the runs.
+    let state = RuntimeStateDir::new(&config.root_dir, name);
+    let run = Box::pin(start_node(config, name, process, home, &state)).await?;
+    Ok(run_until_ended(config, home, &state, run).await)
 }
 
 /// Starts a node: restores its runtime, registers it (unless standalone) and makes the
 /// tasks that keep it.
-async fn start_node<'a>(config: &'a AgentConfig, name: &'a str, process: &Process, home: &'a NodeHome) -> anyhow::Result<NodeRun<'a>> {
+async fn start_node<'a>(
+    config: &'a AgentConfig,
+    name: &'a str,
+    process: &Process,
+    home: &'a NodeHome,
+    state: &'a RuntimeStateDir,
+) -> anyhow::Result<NodeRun<'a>> {
     let clock = process.clock;
     let address = home.listener.local_addr()?;
     let bootstrap = config.bootstrap_for(name);
@@ -285,8 +293,6 @@ async fn start_node<'a>(config: &'a AgentConfig, name: &'a str, process: &Proces
     let (asks, asked) = tokio::sync::mpsc::channel(NODE_ACTIONS_QUEUED);
     let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, process.catalog.clone(), clock).with_node_actions(asks));
     let plugin_actions = crate::node::actions::do_asked(&home.control, asked, &home.journal, clock, name);
-    // The runtime kept running while the agent was down: carry on with its state.
-    let state = RuntimeStateDir::new(&config.root_dir, name);
     // Each step of the start that awaits goes on the heap while it runs: kept inline, the
     // largest would size this future, which lives as long as the node.
     let restored = Box::pin(state.restore(&runtime)).await;
@@ -334,7 +340,7 @@ async fn start_node<'a>(config: &'a AgentConfig, name: &'a str, process: &Proces
         let api = node_api(name, &pods, &runtime, &events, spec, Access::Anonymous, &home.control);
         let tls = server_config(&serving, &[])?;
         announce(config, address, &api);
-        let (kept, held) = (state.clone(), runtime.clone());
+        let held = runtime.clone();
         let tasks = async move {
             tokio::join!(
                 pods.run(),
@@ -345,7 +351,7 @@ async fn start_node<'a>(config: &'a AgentConfig, name: &'a str, process: &Proces
                 crate::server::serve(&home.listener, api, tls)
             );
         };
-        return Ok(NodeRun { tasks: Box::pin(tasks), state: kept, runtime: held });
+        return Ok(NodeRun { tasks: Box::pin(tasks), runtime: held });
     }
 
     let starting = process.startups.acquire().await.context("the agent is stopping")?;
@@ -402,7 +408,7 @@ async fn start_node<'a>(config: &'a AgentConfig, name: &'a str, process: &Proces
         .with_pod_addresses(runtime.addresses().clone());
     let rotation = rotate(bootstrap.clone(), client_for_rotation, vec![connections, access_connections], clock);
     let serve = crate::server::serve(&home.listener, api, tls);
-    let (kept, held) = (state.clone(), runtime.clone());
+    let held = runtime.clone();
     let tasks = async move {
         tokio::join!(
             lease.run(),
@@ -417,7 +423,7 @@ async fn start_node<'a>(config: &'a AgentConfig, name: &'a str, process: &Proces
             serve
         );
     };
-    Ok(NodeRun { tasks: Box::pin(tasks), state: kept, runtime: held })
+    Ok(NodeRun { tasks: Box::pin(tasks), runtime: held })
 }
 
 /// Records a Warning for a refused plugin file, on every node, and for a refused state

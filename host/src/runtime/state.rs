@@ -15,7 +15,6 @@ pub const SAVE_PERIOD: Duration = Duration::from_secs(2);
 const SUFFIX: &str = ".state";
 
 /// Where one node's runtime state lives: `<root-dir>/<node>/runtime`.
-#[derive(Clone)]
 pub struct RuntimeStateDir {
     dir: PathBuf,
 }
