@@ -10,6 +10,7 @@
 //!     cargo bench -p labkubelet-tests --bench scale                 # 1,000 nodes
 //!     cargo bench -p labkubelet-tests --bench scale -- 100          # 100 nodes
 //!     cargo bench -p labkubelet-tests --bench scale -- 100 10 50    # then 10 pods a node, 50 a second
+//!     cargo bench -p labkubelet-tests --bench scale -- 1000 --idle=600  # Lease ages over 10 idle minutes
 //!
 //! It needs the control plane's binaries (`tests/control-plane/install.sh`).
 
@@ -144,7 +145,12 @@ async fn lease_ages(leases: &Api<Lease>) -> Vec<Duration> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let numbers: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let idle = match args.iter().find_map(|a| a.strip_prefix("--idle=")) {
+        Some(seconds) => Duration::from_secs(seconds.parse().map_err(|e| anyhow::anyhow!("--idle={seconds}: {e}; give the idle window in whole seconds"))?),
+        None => Duration::from_secs(60),
+    };
     let count = numbers.first().copied().unwrap_or(1000);
     let pods_per_node = numbers.get(1).copied().unwrap_or(0);
     let pods_per_second = numbers.get(2).copied().unwrap_or(50).max(1);
@@ -181,11 +187,11 @@ fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
 
-        // An idle minute: the nodes only renew Leases and post status.
+        // The idle window (a minute unless `--idle=<seconds>`): the nodes only renew Leases and post status.
         let started_requests = requests();
         let (cpu_before, idle_started, idle_requests) = (cpu_use(cluster), Instant::now(), requests());
         let mut idle_ages = Vec::new();
-        while idle_started.elapsed() < Duration::from_secs(60) {
+        while idle_started.elapsed() < idle {
             idle_ages.extend(lease_ages(&leases).await);
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
@@ -201,11 +207,11 @@ fn main() -> anyhow::Result<()> {
         println!("idle CPU                   {:.3} cores, {:.2} millicores per node", idle_cpu, idle_cpu * 1000.0 / count as f64);
         print_cores("idle CPU by process", &idle_cores);
         let (worst, p99) = (quantile(&idle_ages, 1.0), quantile(&idle_ages, 0.99));
-        println!("Lease age (60 s idle)      worst {:.1} s, p99 {:.1} s", worst.as_secs_f64(), p99.as_secs_f64());
+        println!("Lease age ({} s idle)      worst {:.1} s, p99 {:.1} s", idle.as_secs(), worst.as_secs_f64(), p99.as_secs_f64());
         println!("requests retried           {retried} (429, 502, 503, 504)");
         println!("nodes started again        {restarts}");
         print_requests("requests to start, per node", &BTreeMap::new(), &started_requests, count);
-        print_requests("requests in the idle minute, per node", &idle_requests, &idle_ended_requests, count);
+        print_requests(&format!("requests in the {} s idle, per node", idle.as_secs()), &idle_requests, &idle_ended_requests, count);
         if pods_per_node > 0 {
             run_pods(cluster, &admin, &leases, count, pods_per_node, pods_per_second, (rss_before, heap_before)).await?;
             let retried: u64 = ["429", "502", "503", "504"].iter().map(|s| METRICS.api_retries.with_label_values(&[s]).get()).sum();
