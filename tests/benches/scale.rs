@@ -144,16 +144,32 @@ async fn lease_ages(leases: &Api<Lease>) -> Vec<Duration> {
         .collect()
 }
 
+/// The bench's command line: what to start, and how long to idle.
+#[derive(clap::Parser)]
+struct Args {
+    /// Nodes in the one process.
+    #[arg(default_value_t = 1000)]
+    nodes: usize,
+    /// Pods per node created after the idle window (none: only the idle figures).
+    #[arg(default_value_t = 0)]
+    pods_per_node: usize,
+    /// Pods created a second.
+    #[arg(default_value_t = 50)]
+    pods_per_second: usize,
+    /// The idle window in whole seconds.
+    #[arg(long, default_value_t = 60)]
+    idle: u64,
+    /// Passed by `cargo bench` to every bench binary.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
-    let idle = match args.iter().find_map(|a| a.strip_prefix("--idle=")) {
-        Some(seconds) => Duration::from_secs(seconds.parse().map_err(|e| anyhow::anyhow!("--idle={seconds}: {e}; give the idle window in whole seconds"))?),
-        None => Duration::from_secs(60),
-    };
-    let count = numbers.first().copied().unwrap_or(1000);
-    let pods_per_node = numbers.get(1).copied().unwrap_or(0);
-    let pods_per_second = numbers.get(2).copied().unwrap_or(50).max(1);
+    let args = <Args as clap::Parser>::parse();
+    let idle = Duration::from_secs(args.idle);
+    let count = args.nodes;
+    let pods_per_node = args.pods_per_node;
+    let pods_per_second = args.pods_per_second.max(1);
     // kubeadm's API server: no audit log, which would cost it a write per request.
     let cluster = ControlPlane::shared_with(Settings { audit: false, ..Settings::default() });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -207,7 +223,7 @@ fn main() -> anyhow::Result<()> {
         println!("idle CPU                   {:.3} cores, {:.2} millicores per node", idle_cpu, idle_cpu * 1000.0 / count as f64);
         print_cores("idle CPU by process", &idle_cores);
         let (worst, p99) = (quantile(&idle_ages, 1.0), quantile(&idle_ages, 0.99));
-        println!("Lease age ({} s idle)      worst {:.1} s, p99 {:.1} s", idle.as_secs(), worst.as_secs_f64(), p99.as_secs_f64());
+        println!("{:<27}worst {:.1} s, p99 {:.1} s", format!("Lease age ({} s idle)", idle.as_secs()), worst.as_secs_f64(), p99.as_secs_f64());
         println!("requests retried           {retried} (429, 502, 503, 504)");
         println!("nodes started again        {restarts}");
         print_requests("requests to start, per node", &BTreeMap::new(), &started_requests, count);
