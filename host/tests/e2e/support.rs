@@ -26,6 +26,8 @@ pub struct Agent {
     pub flags: Vec<String>,
     process: Option<Process>,
     runs: usize,
+    /// When the current run started: a Ready condition older than that is the last run's.
+    started: k8s_openapi::jiff::Timestamp,
 }
 
 impl Agent {
@@ -36,7 +38,7 @@ impl Agent {
         let root = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(root.path().join("plugins")).expect("plugin folder");
         std::fs::create_dir_all(root.path().join("manifests")).expect("manifest folder");
-        Agent { node: node.to_string(), root, token, flags: Vec::new(), process: None, runs: 0 }
+        Agent { node: node.to_string(), root, token, flags: Vec::new(), process: None, runs: 0, started: k8s_openapi::jiff::Timestamp::now() }
     }
 
     /// Runs the agent with an `evictionPressureTransitionPeriod` of 15 s (the kubelet's is
@@ -65,6 +67,7 @@ impl Agent {
     pub fn start(&mut self) {
         assert!(self.process.is_none(), "{} is running already", self.node);
         self.runs += 1;
+        self.started = k8s_openapi::jiff::Timestamp::now();
         let mut run = Command::new(BIN);
         run.arg("run")
             .arg("--bootstrap-kubeconfig")
@@ -111,12 +114,18 @@ impl Agent {
         }
     }
 
-    /// Waits for the node's Ready condition to be True.
+    /// Waits for the node's Ready condition to be True, as reported by the current run: after
+    /// a restart the Node still shows the last run's Ready for 40 s, while the new run loads
+    /// its plugins and registers.
     pub async fn wait_ready(&mut self, nodes: &Api<Node>) -> Node {
         let name = self.node.clone();
+        // Heartbeats are kept at second precision.
+        let since = self.started.as_second();
         eventually_with(self, &format!("node {name} Ready"), Duration::from_secs(90), async || {
             let node = nodes.get_opt(&name).await.ok().flatten()?;
-            (condition(&node, "Ready")?.status == "True").then_some(node)
+            let ready = condition(&node, "Ready")?;
+            let heartbeat = ready.last_heartbeat_time.as_ref()?.0.as_second();
+            (ready.status == "True" && heartbeat >= since).then_some(node)
         })
         .await
     }
