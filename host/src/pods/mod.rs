@@ -9,11 +9,18 @@
 //! - [`plan`]: what a sync should do to the runtime (computePodActions), a pure function.
 //! - [`sync`]: what one sync of one pod does (syncPod), carrying the plan out.
 //! - [`status`]: the pod's API status and the status manager.
+//! - [`volumes`]: the volume manager, whose wait a sync passes before the sandbox starts;
+//!   [`env`]: a container's environment; [`cri_config`]: what the runtime is told; both
+//!   read [`api_objects`] (ConfigMaps, Secrets, Services) and the [`downward`] API.
 //! - [`admission`], [`backoff`], [`probes`], [`resources`]: the parts syncPod uses; it reads
 //!   the runtime from PLEG's [`crate::runtime::pod_cache`].
 
 pub mod admission;
+pub mod api_objects;
 pub mod backoff;
+pub mod cri_config;
+pub mod downward;
+pub mod env;
 pub mod manager;
 pub mod plan;
 pub mod probes;
@@ -23,6 +30,7 @@ pub mod static_pods;
 pub mod status;
 pub mod sync;
 pub mod url_source;
+pub mod volumes;
 pub mod workers;
 
 use crate::clock::Clock;
@@ -84,6 +92,11 @@ pub struct PodContext {
     /// The API server; None for a standalone node, whose pods all come from manifests.
     client: Option<kube::Client>,
     pub status: StatusWriter,
+    /// The ConfigMaps, Secrets and Services the node's pods refer to.
+    pub objects: api_objects::ApiObjects,
+    /// The node's allocatable resources: a container's limits where it sets none, for the
+    /// downward API.
+    pub allocatable: BTreeMap<String, String>,
     /// The pods the eviction manager evicted, by uid, with the message their status shows.
     evictions: Mutex<std::collections::HashMap<String, String>>,
     /// Wakes a pod's worker.
@@ -244,6 +257,8 @@ impl PodLifecycle {
             events,
             status: StatusWriter::new(client.clone(), manager.clone(), journal),
             manager,
+            objects: api_objects::ApiObjects::new(client.clone(), clock),
+            allocatable: node.allocatable.clone(),
             admission: Mutex::new(Admission::new(node.labels, node.allocatable, pressure.clone())),
             pressure,
             client,

@@ -8,25 +8,21 @@
 
 use super::PodContext;
 use super::backoff::{self, Backoff};
-use super::plan::{HASH_ANNOTATION, RestartPolicy, compute_pod_actions, spec_hash};
+use super::cri_config::{container_config, sandbox_config};
+use super::downward::Addresses;
+use super::env::{EnvInputs, make_environment};
+use super::plan::compute_pod_actions;
 use super::probes::ProbeTarget;
 use super::status::{StatusInputs, Waiting, api_status, rejected_status, server_container_status};
+use super::volumes::{MountInputs, Mounts};
 use crate::clock::go_duration;
-use crate::runtime::pleg::POD_UID_LABEL;
 use crate::runtime::pod_cache::{Made, Relist, RuntimePod};
-use crate::runtime::{ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus as RuntimeContainer, KeyValue, PodSandboxConfig, PodSandboxMetadata};
+use crate::runtime::{ContainerState, ContainerStatus as RuntimeContainer, PodSandboxConfig};
 use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The container's kind, for plugins: `init`, `sidecar` or `regular`.
-pub const CONTAINER_KIND_ANNOTATION: &str = "labkubelet.io/container-kind";
-/// The pod's restart policy, for plugins.
-pub const RESTART_POLICY_ANNOTATION: &str = "labkubelet.io/pod-restart-policy";
-/// The container's memory limit in bytes, when it has one, for plugins: what the CRI's
-/// `memory_limit_in_bytes` tells a runtime, so a plugin can OOM-kill at the limit.
-pub const MEMORY_LIMIT_ANNOTATION: &str = "labkubelet.io/memory-limit";
 /// The least grace a container gets when it is stopped, as upstream's killContainer.
 const MIN_GRACE_SECONDS: i64 = 2;
 /// Retry delays while the runtime fails (upstream: 100 ms doubling to 5 s).
@@ -37,6 +33,9 @@ const RUNTIME_RETRY_MAX: Duration = Duration::from_secs(5);
 const RESYNC: Duration = Duration::from_secs(10);
 /// After a start error, the sync comes back soon to show the back-off that follows.
 const AFTER_ERROR: Duration = Duration::from_secs(1);
+/// After a container's config could not be made (a missing ConfigMap, say), the sync tries
+/// again after the pod worker's back-off period, as upstream's does after a failed syncPod.
+const AFTER_CONFIG_ERROR: Duration = Duration::from_secs(10);
 
 /// What the pod worker does after a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,68 +70,12 @@ fn field_path(c: &Container, init: bool) -> String {
     format!("spec.{}{{{}}}", if init { "initContainers" } else { "containers" }, c.name)
 }
 
-fn kv(pairs: impl IntoIterator<Item = (String, String)>) -> Vec<KeyValue> {
-    pairs.into_iter().map(|(key, value)| KeyValue { key, value }).collect()
-}
-
-/// The sandbox the kubelet asks for: the pod's labels plus the kubelet's own.
-pub fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
-    let m = &pod.metadata;
-    let (name, namespace, uid) =
-        (m.name.clone().unwrap_or_default(), m.namespace.clone().unwrap_or_else(|| "default".into()), m.uid.clone().unwrap_or_default());
-    let mut labels = m.labels.clone().unwrap_or_default();
-    labels.insert("io.kubernetes.pod.name".into(), name.clone());
-    labels.insert("io.kubernetes.pod.namespace".into(), namespace.clone());
-    labels.insert(POD_UID_LABEL.into(), uid.clone());
-    let hostname = pod.spec.as_ref().and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.clone());
-    PodSandboxConfig {
-        metadata: PodSandboxMetadata { name, namespace, uid, attempt },
-        hostname,
-        labels: kv(labels),
-        annotations: kv(m.annotations.clone().unwrap_or_default()),
-    }
-}
-
 /// The attempt of a container the runtime has no record of: the restart count the server
 /// has, plus one when that instance ran (it is gone, so this is a restart).
 fn restarts_seen(pod: &Pod, name: &str, init: bool) -> u32 {
     let Some(c) = server_container_status(pod, name, init) else { return 0 };
     let ran = c.state.as_ref().is_some_and(|st| st.running.is_some() || st.terminated.is_some());
     u32::try_from(c.restart_count).unwrap_or(0) + u32::from(ran)
-}
-
-/// What the runtime is told about a container. Besides the kubelet's labels and
-/// annotations, labkubelet's say what the container is part of, so a plugin can complete
-/// init containers and Jobs as a real process would: its kind (`init`, `sidecar`,
-/// `regular`) and the pod's restart policy; and its memory limit, where the cgroup would
-/// OOM-kill it.
-fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32) -> ContainerConfig {
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let kind = match (init, c.restart_policy.as_deref()) {
-        (true, Some("Always")) => "sidecar",
-        (true, _) => "init",
-        (false, _) => "regular",
-    };
-    let policy = pod.spec.as_ref().map_or(RestartPolicy::Always, RestartPolicy::of).as_str();
-    let mut annotations = vec![
-        (HASH_ANNOTATION.to_string(), spec_hash(c)),
-        ("io.kubernetes.container.restartCount".to_string(), restart_count.to_string()),
-        (CONTAINER_KIND_ANNOTATION.to_string(), kind.to_string()),
-        (RESTART_POLICY_ANNOTATION.to_string(), policy.to_string()),
-    ];
-    let memory_limit = c.resources.as_ref().and_then(|r| r.limits.as_ref()?.get("memory")).and_then(|q| crate::pods::resources::Quantity::parse(&q.0).ok());
-    if let Some(limit) = memory_limit {
-        annotations.push((MEMORY_LIMIT_ANNOTATION.to_string(), limit.value().to_string()));
-    }
-    ContainerConfig {
-        metadata: ContainerMetadata { name: c.name.clone(), attempt: restart_count },
-        image: c.image.clone().unwrap_or_default(),
-        command: c.command.clone().unwrap_or_default(),
-        args: c.args.clone().unwrap_or_default(),
-        env: c.env.iter().flatten().map(|e| KeyValue { key: e.name.clone(), value: e.value.clone().unwrap_or_default() }).collect(),
-        labels: kv([("io.kubernetes.container.name".to_string(), c.name.clone()), (POD_UID_LABEL.to_string(), uid)]),
-        annotations: kv(annotations),
-    }
 }
 
 /// The pull policy, defaulted as the API server does: Always for `:latest` or no tag.
@@ -170,6 +113,8 @@ pub struct PodSync {
     since: Relist,
     /// What this sync created, which the view it started from lacks.
     made: Made,
+    /// The pod's volumes: which are set up, and when a failed one is tried again.
+    mounts: Mounts,
 }
 
 impl PodSync {
@@ -188,6 +133,7 @@ impl PodSync {
             wake: None,
             since: Relist::FIRST,
             made: Made::default(),
+            mounts: Mounts::default(),
         }
     }
 
@@ -295,6 +241,11 @@ impl PodSync {
             self.set_status(&pod, &early);
             Arc::new(Pod { status: Some(early), ..(*pod).clone() })
         };
+        // As syncPod does next: no sandbox or container starts before the volumes are set up.
+        if !terminal && !self.mount(&pod).await {
+            let resync = self.after(RESYNC);
+            return Next::At(self.wake.map_or(resync, |w| w.min(resync)));
+        }
         let acted = self.run_pod(&pod, rt).await;
         let refreshed = if acted { rt.refreshed(&*self.ctx.runtime, &self.made).await.ok() } else { None };
         let rt = refreshed.as_ref().unwrap_or(rt);
@@ -311,6 +262,23 @@ impl PodSync {
         self.set_status(&pod, &status);
         let resync = self.after(RESYNC);
         Next::At(self.wake.map_or(resync, |w| w.min(resync)))
+    }
+
+    /// Waits (without blocking) for the pod's volumes: true once all are set up; otherwise
+    /// records the volume manager's events and comes back at its next retry.
+    async fn mount(&mut self, pod: &Pod) -> bool {
+        let ctx = self.ctx.clone();
+        let inputs = MountInputs { objects: &ctx.objects, addresses: Addresses { pod_ip: "", host_ip: &ctx.node_ip }, allocatable: &ctx.allocatable };
+        match self.mounts.wait_for_attach_and_mount(pod, inputs, self.now()).await {
+            Ok(()) => true,
+            Err(not) => {
+                for message in &not.events {
+                    self.event(pod, None, "Warning", "FailedMount", message);
+                }
+                self.wake_at(not.retry_at);
+                false
+            }
+        }
     }
 
     fn status(&self, pod: &Pod, rt: &RuntimePod, terminal: bool) -> k8s_openapi::api::core::v1::PodStatus {
@@ -462,7 +430,23 @@ impl PodSync {
             return false;
         }
         let runtime = self.ctx.runtime.clone();
-        let id = match runtime.create_container(sandbox_id, &container_config(pod, c, init, attempt)).await {
+        let pod_ip = match rt.sandboxes.iter().find(|s| s.id == sandbox_id) {
+            Some(s) => s.ip.clone(),
+            None => runtime.pod_sandbox_status(sandbox_id).await.map(|s| s.ip).unwrap_or_default(),
+        };
+        let ctx = self.ctx.clone();
+        let inputs = EnvInputs { pod, container: c, addresses: Addresses { pod_ip: &pod_ip, host_ip: &ctx.node_ip }, allocatable: &ctx.allocatable };
+        let env = match make_environment(&ctx.objects, inputs).await {
+            Ok(env) => env,
+            Err(message) => {
+                self.config_failed(pod, c, init, message);
+                return false;
+            }
+        };
+        for warning in &env.warnings {
+            self.event(pod, None, "Warning", "InvalidEnvironmentVariableNames", warning);
+        }
+        let id = match runtime.create_container(sandbox_id, &container_config(pod, c, init, attempt, &env.vars)).await {
             Ok(id) => {
                 self.made.containers.push(id.clone());
                 id
@@ -490,6 +474,16 @@ impl PodSync {
         self.waiting.insert(c.name.clone(), Waiting { reason: reason.into(), message: e.to_string() });
         self.start_errors.insert(c.name.clone(), self.now());
         let retry = self.after(AFTER_ERROR);
+        self.wake_at(retry);
+    }
+
+    /// Records a container whose config could not be made as the kubelet shows it
+    /// (`CreateContainerConfigError`), and tries again after the pod worker's back-off.
+    fn config_failed(&mut self, pod: &Pod, c: &Container, init: bool, message: String) {
+        self.event(pod, Some((c, init)), "Warning", "Failed", &format!("Error: {message}"));
+        self.waiting.insert(c.name.clone(), Waiting { reason: "CreateContainerConfigError".into(), message });
+        self.start_errors.insert(c.name.clone(), self.now());
+        let retry = self.after(AFTER_CONFIG_ERROR);
         self.wake_at(retry);
     }
 

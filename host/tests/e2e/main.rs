@@ -16,6 +16,7 @@ mod rotation;
 mod scenarios;
 mod static_pods;
 mod support;
+mod volumes;
 mod workloads;
 
 /// Client certificates live 10 minutes (5 after the 1.20 signer's back-dating), so every

@@ -5,7 +5,8 @@
 //!   (upstream `plugin/pkg/auth/authorizer/node` and the node rules of RBAC's bootstrap
 //!   policy) — its own Lease only; nodes get/list/watch/create/update/patch but only
 //!   update/patch on `nodes/status`; pods read, create and delete, `pods/status`
-//!   update/patch; events create/update/patch; CSRs create/get/list/watch — then
+//!   update/patch; events create/update/patch; CSRs create/get/list/watch; services
+//!   get/list/watch; a ConfigMap or Secret only when a pod bound to it refers to it — then
 //!   NodeRestriction (`plugin/pkg/admission/noderestriction`): only its own Node and no
 //!   taint changes or restricted labels on it, only mirror pods bound to itself and owned by
 //!   its Node, only status of and deletion of pods bound to it.
@@ -54,9 +55,19 @@ fn is_bootstrap(identity: &Identity) -> bool {
 }
 
 /// 403 unless the Node authorizer (for nodes) or RBAC (for bootstrap tokens) allows it.
-pub fn authorize(identity: &Identity, a: &Attributes) -> Result<(), ApiError> {
+/// `pods` lists the stored pods, for the Node authorizer's graph of what a node's pods use.
+pub fn authorize(identity: &Identity, a: &Attributes, pods: impl FnOnce() -> Vec<Value>) -> Result<(), ApiError> {
     let decision = if let Some(node) = node_of(identity) {
-        node_authorizer(node, a)
+        match (a.resource.plural, a.subresource, a.name) {
+            ("configmaps" | "secrets", None, Some(name)) if a.verb == "get" => {
+                if pods().iter().any(|p| p["spec"]["nodeName"].as_str() == Some(node) && refers_to(p, a.resource.plural, a.namespace, name)) {
+                    Ok(())
+                } else {
+                    Err(Some(format!("no relationship found between node '{node}' and this object")))
+                }
+            }
+            _ => node_authorizer(node, a).map_err(|reason| reason.map(String::from)),
+        }
     } else if is_bootstrap(identity) {
         if a.resource.plural == "certificatesigningrequests" && a.subresource.is_none() && matches!(a.verb, "create" | "get" | "list" | "watch") {
             Ok(())
@@ -99,9 +110,31 @@ fn node_authorizer(node: &str, a: &Attributes) -> Result<(), Option<&'static str
         ("pods", Some("eviction")) => &["create"],
         ("events", None) => &["create", "update", "patch"],
         ("certificatesigningrequests", None) => &["create", "get", "list", "watch"],
+        ("services", None) => &["get", "list", "watch"],
         _ => &[],
     };
     if verbs.contains(&a.verb) { Ok(()) } else { Err(None) }
+}
+
+/// Whether a pod refers to the ConfigMap or Secret in its volumes (projected too), `env` or
+/// `envFrom`, as the Node authorizer's graph records it.
+fn refers_to(pod: &Value, plural: &str, namespace: &str, name: &str) -> bool {
+    if pod["metadata"]["namespace"].as_str().unwrap_or("default") != namespace {
+        return false;
+    }
+    let spec = &pod["spec"];
+    let each = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let named = |v: &Value, field: &str| v[field].as_str() == Some(name);
+    let (volume_key, volume_field, ref_key, key_ref) =
+        if plural == "configmaps" { ("configMap", "name", "configMapRef", "configMapKeyRef") } else { ("secret", "secretName", "secretRef", "secretKeyRef") };
+    let in_volumes = each(&spec["volumes"])
+        .iter()
+        .any(|v| named(&v[volume_key], volume_field) || each(&v["projected"]["sources"]).iter().any(|s| named(&s[volume_key], "name")));
+    let containers = [each(&spec["containers"]), each(&spec["initContainers"])].concat();
+    let in_env = containers
+        .iter()
+        .any(|c| each(&c["envFrom"]).iter().any(|e| named(&e[ref_key], "name")) || each(&c["env"]).iter().any(|e| named(&e["valueFrom"][key_ref], "name")));
+    in_volumes || in_env
 }
 
 /// Labels a node may set on itself (NodeRestriction's `getForbiddenLabels`): anything outside

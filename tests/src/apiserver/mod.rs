@@ -513,7 +513,7 @@ async fn serve(
         _ => "",
     };
     let attrs = authz::Attributes { verb, resource: r, subresource: p.subresource.as_deref(), namespace: &namespace, name: p.name.as_deref() };
-    authz::authorize(identity, &attrs)?;
+    authz::authorize(identity, &attrs, || shared.store.list("pods", None).0)?;
     // NodeRestriction checks a mirror pod's owner reference against the requesting node's uid.
     let node_uid = authz::node_of(identity)
         .filter(|_| r.plural == "pods" && verb == "create")

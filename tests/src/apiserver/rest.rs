@@ -25,6 +25,9 @@ pub const RESOURCES: &[Resource] = &[
     Resource { group: "", version: "v1", plural: "pods", kind: "Pod", namespaced: true, status: true, status_on_create: false },
     Resource { group: "", version: "v1", plural: "events", kind: "Event", namespaced: true, status: false, status_on_create: true },
     Resource { group: "", version: "v1", plural: "namespaces", kind: "Namespace", namespaced: false, status: true, status_on_create: false },
+    Resource { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true, status: false, status_on_create: true },
+    Resource { group: "", version: "v1", plural: "secrets", kind: "Secret", namespaced: true, status: false, status_on_create: true },
+    Resource { group: "", version: "v1", plural: "services", kind: "Service", namespaced: true, status: true, status_on_create: true },
     Resource { group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease", namespaced: true, status: false, status_on_create: true },
     Resource {
         group: "certificates.k8s.io",

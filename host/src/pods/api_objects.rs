@@ -1,0 +1,155 @@
+//! The API objects a node's pods refer to, as upstream's configmap and secret managers
+//! (`pkg/kubelet/configmap`, `pkg/kubelet/secret`) and its service lister give them to the
+//! volume manager and the environment: ConfigMaps and Secrets read when a pod needs them and
+//! kept for [`TTL`], so a pod's resync sees an update within that time; Services listed
+//! once per [`TTL`] for the service link variables. An object that does not exist is
+//! never kept: the next retry asks again, so a ConfigMap created while a pod waits for it
+//! is seen at that pod's next retry.
+//!
+//! A node may read only the ConfigMaps and Secrets its pods refer to (the Node authorizer
+//! refuses the rest), and reads nothing until a pod asks.
+
+use crate::clock::Clock;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, ListParams};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a read object is used before it is read again (upstream's cache-based manager's
+/// default TTL).
+pub const TTL: Duration = Duration::from_secs(60);
+
+/// Why an object could not be had. `NotFound`'s text is the kubelet's own
+/// (`configmap "app-config" not found`, singular as its managers name the resource), which
+/// `FailedMount` and `CreateContainerConfigError` messages carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    #[error("{kind} \"{name}\" not found")]
+    NotFound { kind: Kind, name: String },
+    /// A standalone node has no API server to read from.
+    #[error("couldn't get {kind} {namespace}/{name}, no kubeClient defined")]
+    NoClient { kind: Kind, namespace: String, name: String },
+    /// The API server refused or did not answer.
+    #[error("{0}")]
+    Api(String),
+}
+
+impl ObjectError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ObjectError::NotFound { .. })
+    }
+}
+
+/// The kinds a pod refers to by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    ConfigMap,
+    Secret,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::ConfigMap => "configmap",
+            Kind::Secret => "secret",
+        })
+    }
+}
+
+/// An object by kind, namespace and name.
+type Key = (Kind, String, String);
+
+#[derive(Clone)]
+enum Object {
+    ConfigMap(Arc<ConfigMap>),
+    Secret(Arc<Secret>),
+}
+
+/// One node's reads of ConfigMaps, Secrets and Services, shared by its pod workers.
+pub struct ApiObjects {
+    client: Option<kube::Client>,
+    clock: Clock,
+    /// What was read, and when.
+    kept: Mutex<HashMap<Key, (i64, Object)>>,
+    services: Mutex<Option<(i64, Arc<Vec<Service>>)>>,
+}
+
+impl ApiObjects {
+    /// `None`: a standalone node, which can read nothing.
+    pub fn new(client: Option<kube::Client>, clock: Clock) -> ApiObjects {
+        ApiObjects { client, clock, kept: Mutex::default(), services: Mutex::default() }
+    }
+
+    /// Whether there is an API server to read from.
+    pub fn has_api(&self) -> bool {
+        self.client.is_some()
+    }
+
+    pub async fn config_map(&self, namespace: &str, name: &str) -> Result<Arc<ConfigMap>, ObjectError> {
+        match self.get(Kind::ConfigMap, namespace, name).await? {
+            Object::ConfigMap(c) => Ok(c),
+            Object::Secret(_) => Err(ObjectError::Api("a secret kept as a configmap".into())),
+        }
+    }
+
+    pub async fn secret(&self, namespace: &str, name: &str) -> Result<Arc<Secret>, ObjectError> {
+        match self.get(Kind::Secret, namespace, name).await? {
+            Object::Secret(s) => Ok(s),
+            Object::ConfigMap(_) => Err(ObjectError::Api("a configmap kept as a secret".into())),
+        }
+    }
+
+    /// Every Service of the cluster, for the service link variables; an empty list on a
+    /// standalone node (upstream's kubelet without a master sets none).
+    pub async fn services(&self) -> Result<Arc<Vec<Service>>, ObjectError> {
+        let Some(client) = &self.client else { return Ok(Arc::default()) };
+        let now = self.clock.now_nanos();
+        if let Some((at, list)) = self.services.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && now - at < ttl()
+        {
+            return Ok(list.clone());
+        }
+        let listed = Api::<Service>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|_| ObjectError::Api("failed to list services when setting up env vars".into()))?;
+        let list = Arc::new(listed.items);
+        *self.services.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, list.clone()));
+        Ok(list)
+    }
+
+    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, ObjectError> {
+        let Some(client) = &self.client else {
+            return Err(ObjectError::NoClient { kind, namespace: namespace.into(), name: name.into() });
+        };
+        let key = (kind, namespace.to_string(), name.to_string());
+        let now = self.clock.now_nanos();
+        if let Some((at, object)) = self.kept.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+            && now - at < ttl()
+        {
+            return Ok(object.clone());
+        }
+        let not_found = || ObjectError::NotFound { kind, name: name.to_string() };
+        let api_error = |e: kube::Error| ObjectError::Api(format!("failed to get {kind} {namespace}/{name}: {e}"));
+        let object = match kind {
+            Kind::ConfigMap => {
+                let found = Api::<ConfigMap>::namespaced(client.clone(), namespace).get_opt(name).await.map_err(api_error)?;
+                Object::ConfigMap(Arc::new(found.ok_or_else(not_found)?))
+            }
+            Kind::Secret => {
+                let found = Api::<Secret>::namespaced(client.clone(), namespace).get_opt(name).await.map_err(api_error)?;
+                Object::Secret(Arc::new(found.ok_or_else(not_found)?))
+            }
+        };
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        // What no pod read for a while goes, so the map holds what the pods now use.
+        kept.retain(|_, (at, _)| now - *at < 2 * ttl());
+        kept.insert(key, (now, object.clone()));
+        Ok(object)
+    }
+}
+
+fn ttl() -> i64 {
+    i64::try_from(TTL.as_nanos()).unwrap_or(i64::MAX)
+}

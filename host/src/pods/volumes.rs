@@ -1,0 +1,336 @@
+//! The kubelet's volume manager for one pod (upstream's `pkg/kubelet/volumemanager` with the
+//! `pkg/volume/{configmap,secret,downwardapi,projected,emptydir}` plugins): before the pod's
+//! sandbox starts, each volume its containers mount is set up from the API's objects, and
+//! the sync waits until every one is.
+//!
+//! As upstream shows it: a volume that fails to set up is retried with the operation
+//! executor's back-off (500 ms doubling to 2 min 2 s), each failure a Warning `FailedMount`
+//! event `MountVolume.SetUp failed for volume "config" : configmap "app-config" not found`;
+//! after 2 min 3 s of waiting a `FailedMount` event `Unable to attach or mount volumes:
+//! unmounted volumes=[…], unattached volumes=[…]: timed out waiting for the condition`, and
+//! the wait begins again. A sync never blocks on it: it comes back at the next retry.
+//! `optional` ConfigMaps and Secrets that do not exist are empty volumes.
+//!
+//! What is simulated: `emptyDir`, `hostPath`, PVC-backed and other volumes are empty folders
+//! that set up at once; a projected service account token is a placeholder.
+
+use super::api_objects::ApiObjects;
+use super::downward::{Addresses, field_value, resource_value};
+use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// The first retry of a failed set-up, doubling to [`RETRY_MAX`].
+const RETRY: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(122);
+/// How long a sync waits for the pod's volumes before saying so (`podAttachAndMountTimeout`).
+pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(123);
+/// The mode of a projected file when the volume says none (the API's default, 0644).
+const DEFAULT_MODE: i32 = 0o644;
+
+/// One file of a volume, at its path inside the volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub path: String,
+    pub data: Vec<u8>,
+    pub mode: i32,
+}
+
+/// What the volume manager needs besides the pod: the API's objects and what the downward
+/// API reads.
+#[derive(Clone, Copy)]
+pub struct MountInputs<'a> {
+    pub objects: &'a ApiObjects,
+    pub addresses: Addresses<'a>,
+    pub allocatable: &'a BTreeMap<String, String>,
+}
+
+/// One pod's volumes between syncs: which are set up, and when each failed one is tried again.
+#[derive(Debug, Default)]
+pub struct Mounts {
+    mounted: HashSet<String>,
+    /// A failed volume's next try (host-clock nanoseconds) and the delay after that.
+    retry: HashMap<String, (i64, Duration)>,
+    /// When the current wait began.
+    waiting_since: Option<i64>,
+}
+
+/// Why a pod's volumes are not all set up: the Warning events to record, and when to look again.
+#[derive(Debug, Default, PartialEq)]
+pub struct NotMounted {
+    pub events: Vec<String>,
+    pub retry_at: i64,
+}
+
+impl Mounts {
+    /// Sets up what is due and says whether every volume the pod's containers mount is set
+    /// up, as `WaitForAttachAndMount` does. A volume already set up stays so when a later
+    /// set-up fails (its files keep their last contents, as the kubelet's atomic writer
+    /// keeps them).
+    pub async fn wait_for_attach_and_mount(&mut self, pod: &Pod, inputs: MountInputs<'_>, now: i64) -> Result<(), NotMounted> {
+        let Some(spec) = &pod.spec else { return Ok(()) };
+        let expected = expected_volumes(pod);
+        let mut not = NotMounted::default();
+        for volume in &spec.volumes.clone().unwrap_or_default() {
+            if self.retry.get(&volume.name).is_some_and(|(at, _)| now < *at) {
+                continue;
+            }
+            match set_up(pod, volume, inputs).await {
+                Ok(_) => {
+                    self.mounted.insert(volume.name.clone());
+                    self.retry.remove(&volume.name);
+                }
+                Err(e) => {
+                    not.events.push(format!("MountVolume.SetUp failed for volume \"{}\" : {e}", volume.name));
+                    let delay = self.retry.get(&volume.name).map_or(RETRY, |(_, d)| *d);
+                    self.retry.insert(volume.name.clone(), (now.saturating_add(nanos(delay)), (delay * 2).min(RETRY_MAX)));
+                }
+            }
+        }
+        let unmounted: Vec<&str> = expected.iter().copied().filter(|v| !self.mounted.contains(*v)).collect();
+        if unmounted.is_empty() {
+            self.waiting_since = None;
+            return Ok(());
+        }
+        let since = *self.waiting_since.get_or_insert(now);
+        let mut timeout = since.saturating_add(nanos(MOUNT_TIMEOUT));
+        if now >= timeout {
+            // Upstream's unattached list compares names of two kinds, so it names every volume.
+            not.events.push(format!(
+                "Unable to attach or mount volumes: unmounted volumes=[{}], unattached volumes=[{}]: timed out waiting for the condition",
+                unmounted.join(" "),
+                expected.join(" ")
+            ));
+            self.waiting_since = Some(now);
+            timeout = now.saturating_add(nanos(MOUNT_TIMEOUT));
+        }
+        let next_retry = unmounted.iter().filter_map(|v| self.retry.get(*v)).map(|(at, _)| *at).min();
+        not.retry_at = next_retry.map_or(timeout, |at| at.min(timeout));
+        Err(not)
+    }
+}
+
+/// The volumes the pod's containers mount, in the order the pod declares them
+/// (`GetPodVolumeNames`).
+fn expected_volumes(pod: &Pod) -> Vec<&str> {
+    let Some(spec) = &pod.spec else { return Vec::new() };
+    let used: HashSet<&str> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| {
+            let mounts = c.volume_mounts.iter().flatten().map(|m| m.name.as_str());
+            mounts.chain(c.volume_devices.iter().flatten().map(|d| d.name.as_str()))
+        })
+        .collect();
+    spec.volumes.iter().flatten().map(|v| v.name.as_str()).filter(|v| used.contains(v)).collect()
+}
+
+/// A volume's files, or why it cannot be set up, in the kubelet's words.
+pub async fn set_up(pod: &Pod, volume: &Volume, inputs: MountInputs<'_>) -> Result<Vec<File>, String> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    if let Some(source) = &volume.config_map {
+        let optional = source.optional == Some(true);
+        return match inputs.objects.config_map(namespace, &source.name).await {
+            Ok(cm) => config_map_payload(source.items.as_deref(), &cm, source.default_mode.unwrap_or(DEFAULT_MODE), optional),
+            Err(e) if e.is_not_found() && optional => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    if let Some(source) = &volume.secret {
+        let optional = source.optional == Some(true);
+        let name = source.secret_name.as_deref().unwrap_or("");
+        return match inputs.objects.secret(namespace, name).await {
+            Ok(secret) => secret_payload(source.items.as_deref(), &secret, source.default_mode.unwrap_or(DEFAULT_MODE), optional),
+            Err(e) if e.is_not_found() && optional => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    if let Some(source) = &volume.downward_api {
+        return downward_payload(pod, source.items.as_deref().unwrap_or_default(), source.default_mode.unwrap_or(DEFAULT_MODE), inputs);
+    }
+    if let Some(source) = &volume.projected {
+        return projected_payload(pod, source, inputs).await;
+    }
+    Ok(Vec::new())
+}
+
+/// Upstream's `configmap.MakePayload`: every key, or the `items` asked for.
+fn config_map_payload(items: Option<&[KeyToPath]>, cm: &ConfigMap, mode: i32, optional: bool) -> Result<Vec<File>, String> {
+    let text = cm.data.iter().flatten().map(|(k, v)| (k.as_str(), v.as_bytes()));
+    let binary = cm.binary_data.iter().flatten().map(|(k, v)| (k.as_str(), v.0.as_slice()));
+    let all: BTreeMap<&str, &[u8]> = text.chain(binary).collect();
+    payload(items, &all, mode, optional, |key| format!("configmap references non-existent config key: {key}"))
+}
+
+/// Upstream's `secret.MakePayload`.
+fn secret_payload(items: Option<&[KeyToPath]>, secret: &Secret, mode: i32, optional: bool) -> Result<Vec<File>, String> {
+    let all: BTreeMap<&str, &[u8]> = secret.data.iter().flatten().map(|(k, v)| (k.as_str(), v.0.as_slice())).collect();
+    payload(items, &all, mode, optional, |key| format!("references non-existent secret key: {key}"))
+}
+
+fn payload(items: Option<&[KeyToPath]>, all: &BTreeMap<&str, &[u8]>, mode: i32, optional: bool, missing: impl Fn(&str) -> String) -> Result<Vec<File>, String> {
+    let Some(items) = items.filter(|i| !i.is_empty()) else {
+        return Ok(all.iter().map(|(k, v)| File { path: (*k).to_string(), data: v.to_vec(), mode }).collect());
+    };
+    let mut files = Vec::new();
+    for item in items {
+        match all.get(item.key.as_str()) {
+            Some(data) => files.push(File { path: item.path.clone(), data: data.to_vec(), mode: item.mode.unwrap_or(mode) }),
+            None if optional => continue,
+            None => return Err(missing(&item.key)),
+        }
+    }
+    Ok(files)
+}
+
+/// Upstream's `downwardapi.CollectData`: each item's field or resource value.
+fn downward_payload(pod: &Pod, items: &[k8s_openapi::api::core::v1::DownwardAPIVolumeFile], mode: i32, inputs: MountInputs) -> Result<Vec<File>, String> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for item in items {
+        let value = if let Some(field) = &item.field_ref {
+            field_value(pod, field, inputs.addresses)
+        } else if let Some(resource) = &item.resource_field_ref {
+            let asking = pod.spec.as_ref().and_then(|s| s.containers.first()).cloned().unwrap_or_default();
+            resource_value(pod, &asking, resource, inputs.allocatable)
+        } else {
+            continue;
+        };
+        match value {
+            Ok(v) => files.push(File { path: item.path.clone(), data: v.into_bytes(), mode: item.mode.unwrap_or(mode) }),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() { Ok(files) } else { Err(aggregate(&errors)) }
+}
+
+/// Upstream's `projected` volume: its sources' files together; their errors aggregated.
+async fn projected_payload(pod: &Pod, source: &k8s_openapi::api::core::v1::ProjectedVolumeSource, inputs: MountInputs<'_>) -> Result<Vec<File>, String> {
+    let mode = source.default_mode.unwrap_or(DEFAULT_MODE);
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let (mut files, mut errors) = (Vec::new(), Vec::new());
+    for projection in source.sources.iter().flatten() {
+        let got = if let Some(cm) = &projection.config_map {
+            let optional = cm.optional == Some(true);
+            match inputs.objects.config_map(namespace, &cm.name).await {
+                Ok(found) => config_map_payload(cm.items.as_deref(), &found, mode, optional),
+                Err(e) if e.is_not_found() && optional => Ok(Vec::new()),
+                Err(e) => Err(e.to_string()),
+            }
+        } else if let Some(s) = &projection.secret {
+            let optional = s.optional == Some(true);
+            match inputs.objects.secret(namespace, &s.name).await {
+                Ok(found) => secret_payload(s.items.as_deref(), &found, mode, optional),
+                Err(e) if e.is_not_found() && optional => Ok(Vec::new()),
+                Err(e) => Err(e.to_string()),
+            }
+        } else if let Some(d) = &projection.downward_api {
+            downward_payload(pod, d.items.as_deref().unwrap_or_default(), mode, inputs)
+        } else if let Some(token) = &projection.service_account_token {
+            Ok(vec![File { path: token.path.clone(), data: b"labkubelet-simulated-service-account-token".to_vec(), mode }])
+        } else {
+            Ok(Vec::new())
+        };
+        match got {
+            Ok(more) => files.extend(more),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() { Ok(files) } else { Err(aggregate(&errors)) }
+}
+
+/// Errors as apimachinery's `NewAggregate` prints them: one alone, several as `[a, b]`.
+fn aggregate(errors: &[String]) -> String {
+    match errors {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    }
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use serde_json::json;
+
+    fn config_map() -> ConfigMap {
+        let mut cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"a.conf": "A", "b.conf": "B"}})).expect("cm");
+        cm.binary_data = Some([("blob".to_string(), ByteString(vec![0, 1, 2]))].into());
+        cm
+    }
+
+    fn item(key: &str, path: &str, mode: Option<i32>) -> KeyToPath {
+        KeyToPath { key: key.into(), path: path.into(), mode }
+    }
+
+    #[test]
+    fn a_config_map_projects_every_key_or_the_items_asked_for_with_their_modes() {
+        let all = config_map_payload(None, &config_map(), 0o640, false).expect("every key");
+        let paths: Vec<(&str, i32)> = all.iter().map(|f| (f.path.as_str(), f.mode)).collect();
+        assert_eq!(paths, [("a.conf", 0o640), ("b.conf", 0o640), ("blob", 0o640)]);
+        assert_eq!(all[2].data, [0, 1, 2]);
+        let items = [item("b.conf", "conf/b", Some(0o400)), item("blob", "raw", None)];
+        let some = config_map_payload(Some(&items), &config_map(), DEFAULT_MODE, false).expect("the items");
+        assert_eq!(
+            some,
+            [File { path: "conf/b".into(), data: b"B".to_vec(), mode: 0o400 }, File { path: "raw".into(), data: vec![0, 1, 2], mode: DEFAULT_MODE }]
+        );
+    }
+
+    #[test]
+    fn a_missing_key_fails_the_volume_unless_it_is_optional() {
+        let items = [item("a.conf", "a", None), item("nope", "n", None)];
+        assert_eq!(config_map_payload(Some(&items), &config_map(), DEFAULT_MODE, false), Err("configmap references non-existent config key: nope".into()));
+        let optional = config_map_payload(Some(&items), &config_map(), DEFAULT_MODE, true).expect("optional");
+        assert_eq!(optional.len(), 1);
+        let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"user": "YWRtaW4="}})).expect("secret");
+        assert_eq!(secret_payload(Some(&items), &secret, DEFAULT_MODE, false), Err("references non-existent secret key: a.conf".into()));
+        assert_eq!(secret_payload(None, &secret, DEFAULT_MODE, false).expect("all")[0].data, b"admin");
+    }
+
+    fn pod_with(volumes: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1", "labels": {"app": "web"}},
+            "spec": {"volumes": volumes, "containers": [{"name": "app", "volumeMounts": [{"name": "config", "mountPath": "/etc/config"}, {"name": "info", "mountPath": "/etc/info"}]}]},
+        }))
+        .expect("a pod")
+    }
+
+    fn inputs(objects: &ApiObjects) -> MountInputs<'_> {
+        static NONE: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+        MountInputs { objects, addresses: Addresses { pod_ip: "10.88.0.3", host_ip: "10.1.0.5" }, allocatable: NONE.get_or_init(BTreeMap::new) }
+    }
+
+    /// Without an API server a ConfigMap cannot be read: the wait retries with back-off and
+    /// says it timed out after 2 min 3 s, naming the volumes as upstream does.
+    #[tokio::test]
+    async fn a_volume_that_cannot_be_set_up_is_retried_with_back_off_and_the_wait_times_out() {
+        let pod = pod_with(json!([
+            {"name": "config", "configMap": {"name": "app-config"}},
+            {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+            {"name": "unused", "emptyDir": {}},
+        ]));
+        let objects = ApiObjects::new(None, crate::clock::Clock::new());
+        let mut mounts = Mounts::default();
+        let second = 1_000_000_000;
+        let first = mounts.wait_for_attach_and_mount(&pod, inputs(&objects), 0).await.expect_err("the configmap cannot be read");
+        assert_eq!(first.events, ["MountVolume.SetUp failed for volume \"config\" : couldn't get configmap default/app-config, no kubeClient defined"]);
+        assert_eq!(first.retry_at, second / 2);
+        let early = mounts.wait_for_attach_and_mount(&pod, inputs(&objects), second / 4).await.expect_err("still waiting");
+        assert!(early.events.is_empty(), "not retried before its back-off: {early:?}");
+        let retried = mounts.wait_for_attach_and_mount(&pod, inputs(&objects), second / 2).await.expect_err("still failing");
+        assert_eq!((retried.events.len(), retried.retry_at), (1, second / 2 + second), "the delay doubled");
+        let late = mounts.wait_for_attach_and_mount(&pod, inputs(&objects), 123 * second).await.expect_err("timed out");
+        assert_eq!(
+            late.events.last().map(String::as_str),
+            Some("Unable to attach or mount volumes: unmounted volumes=[config], unattached volumes=[config info]: timed out waiting for the condition")
+        );
+        let files = set_up(&pod, &pod.spec.as_ref().unwrap().volumes.as_ref().unwrap()[1], inputs(&objects)).await.expect("downward API");
+        assert_eq!(files, [File { path: "labels".into(), data: b"app=\"web\"".to_vec(), mode: DEFAULT_MODE }]);
+    }
+}

@@ -1,0 +1,115 @@
+//! What a pod's containers are given before they start, against the API-server double with
+//! virtual time: volumes from ConfigMaps and Secrets (a missing one keeps the pod
+//! `ContainerCreating` with the kubelet's `FailedMount` events) and the environment (a
+//! missing reference is `CreateContainerConfigError`), as `kubectl describe pod` shows them.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
+use kube::api::{Api, PostParams};
+use labkubelet_tests::eventually;
+use labkubelet_tests::pod_lab::{PodLab, container, phase, waiting_reason};
+use serde_json::json;
+use std::time::Duration;
+
+fn messages(events: &[Event], reason: &str) -> Vec<String> {
+    events.iter().filter(|e| e.reason.as_deref() == Some(reason)).filter_map(|e| e.message.clone()).collect()
+}
+
+async fn create<K>(lab: &PodLab, object: serde_json::Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let api: Api<K> = Api::namespaced(lab.client.clone(), "default");
+    api.create(&PostParams::default(), &serde_json::from_value(object).expect("an object")).await.expect("created");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_whose_config_map_is_missing_waits_in_container_creating_until_it_exists() {
+    let lab = PodLab::start(&[], &[]).await;
+    let spec = json!({
+        "volumes": [{"name": "config", "configMap": {"name": "app-config"}}, {"name": "scratch", "emptyDir": {}}],
+        "containers": [{"name": "app", "image": "busybox:1.36", "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/config"}, {"name": "scratch", "mountPath": "/tmp"},
+        ]}],
+    });
+    lab.create("app", json!({}), spec).await;
+    let mounting = eventually("a FailedMount event", Duration::from_secs(10), async || {
+        let events = lab.events("app").await;
+        (!messages(&events, "FailedMount").is_empty()).then_some(events)
+    })
+    .await;
+    assert_eq!(messages(&mounting, "FailedMount")[0], "MountVolume.SetUp failed for volume \"config\" : configmap \"app-config\" not found");
+    assert!(mounting.iter().all(|e| !matches!(e.reason.as_deref(), Some("Pulling" | "Created" | "Started"))), "nothing starts before the volumes");
+    let pod = lab.pods.get("app").await.expect("the pod");
+    assert_eq!((phase(&pod), container(&pod, "app").and_then(waiting_reason)), ("Pending", Some("ContainerCreating")));
+
+    // The kubelet's wait gives up after 2 min 3 s, says so, and waits again.
+    let timed_out = eventually("the timeout event", Duration::from_secs(200), async || {
+        messages(&lab.events("app").await, "FailedMount").into_iter().find(|m| m.starts_with("Unable to attach or mount volumes"))
+    })
+    .await;
+    assert_eq!(
+        timed_out,
+        "Unable to attach or mount volumes: unmounted volumes=[config], unattached volumes=[config scratch]: timed out waiting for the condition"
+    );
+    let failures = lab.events("app").await.into_iter().find(|e| e.message.as_deref().is_some_and(|m| m.starts_with("MountVolume.SetUp failed")));
+    let count = failures.and_then(|e| e.count).unwrap_or(0);
+    assert!((6..=10).contains(&count), "retried with back-off (0.5 s doubling to 2 min 2 s), not each sync: {count} failures in 2 min");
+
+    create::<ConfigMap>(&lab, json!({"metadata": {"name": "app-config"}, "data": {"greeting": "hello"}})).await;
+    let running = lab.until("app", "Running once its ConfigMap exists", Duration::from_secs(130), |p| phase(p) == "Running").await;
+    assert!(container(&running, "app").is_some_and(|c| c.ready));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_key_or_an_optional_config_map_is_handled_as_the_kubelet_does() {
+    let lab = PodLab::start(&[], &[]).await;
+    create::<ConfigMap>(&lab, json!({"metadata": {"name": "app-config"}, "data": {"greeting": "hello"}})).await;
+    let mounting = |name: &str, volume: serde_json::Value| json!({"volumes": [volume], "containers": [{"name": "app", "image": "busybox:1.36", "volumeMounts": [{"name": name, "mountPath": "/etc/x"}]}]});
+    let item = json!({"name": "config", "configMap": {"name": "app-config", "items": [{"key": "nope", "path": "n"}]}});
+    lab.create("no-key", json!({}), mounting("config", item)).await;
+    let optional = json!({"name": "maybe", "configMap": {"name": "absent", "optional": true}});
+    lab.create("optional", json!({}), mounting("maybe", optional)).await;
+    let secret = json!({"name": "creds", "secret": {"secretName": "absent"}});
+    lab.create("no-secret", json!({}), mounting("creds", secret)).await;
+
+    lab.until("optional", "Running with an empty volume", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    let key = eventually("no-key's FailedMount", Duration::from_secs(10), async || messages(&lab.events("no-key").await, "FailedMount").pop()).await;
+    assert_eq!(key, "MountVolume.SetUp failed for volume \"config\" : configmap references non-existent config key: nope");
+    let secret = eventually("no-secret's FailedMount", Duration::from_secs(10), async || messages(&lab.events("no-secret").await, "FailedMount").pop()).await;
+    assert_eq!(secret, "MountVolume.SetUp failed for volume \"creds\" : secret \"absent\" not found");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_env_reference_to_a_missing_secret_is_create_container_config_error_until_it_exists() {
+    let lab = PodLab::start(&[], &[]).await;
+    let spec = json!({"containers": [{"name": "app", "image": "busybox:1.36", "env": [
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+        {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode", "optional": true}}},
+    ]}]});
+    lab.create("app", json!({}), spec).await;
+    let pod = lab
+        .until("app", "CreateContainerConfigError", Duration::from_secs(30), |p| {
+            container(p, "app").and_then(waiting_reason) == Some("CreateContainerConfigError")
+        })
+        .await;
+    let waiting = container(&pod, "app").and_then(|c| c.state.as_ref()?.waiting.clone()).expect("waiting");
+    assert_eq!(waiting.message.as_deref(), Some("secret \"db\" not found"));
+    assert_eq!(phase(&pod), "Pending");
+    let failed = eventually("the Failed event", Duration::from_secs(10), async || messages(&lab.events("app").await, "Failed").pop()).await;
+    assert_eq!(failed, "Error: secret \"db\" not found");
+
+    // A Secret without the key: the kubelet names the key.
+    create::<Secret>(&lab, json!({"metadata": {"name": "db"}, "data": {"user": "YWRtaW4="}})).await;
+    let pod = lab
+        .until("app", "the missing key named", Duration::from_secs(90), |p| {
+            container(p, "app").and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone()).as_deref()
+                == Some("couldn't find key password in Secret default/db")
+        })
+        .await;
+    assert_eq!(container(&pod, "app").and_then(waiting_reason), Some("CreateContainerConfigError"));
+
+    let secrets: Api<Secret> = Api::namespaced(lab.client.clone(), "default");
+    secrets.delete("db", &Default::default()).await.expect("delete the secret");
+    create::<Secret>(&lab, json!({"metadata": {"name": "db"}, "data": {"password": "czNjcmV0"}})).await;
+    lab.until("app", "Running once the key exists", Duration::from_secs(90), |p| phase(p) == "Running").await;
+}
