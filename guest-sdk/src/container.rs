@@ -49,9 +49,13 @@ impl Exit {
 /// What a started container does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lifetime {
-    /// Runs until it is stopped or killed.
+    /// What its command does: the [`crate::shell`] runs it, and its exit status ends the
+    /// container (`Completed` for 0, `Error` otherwise). A program the shell does not know
+    /// runs until stopped (an init or Job container's completes after [`Completion`]).
+    Command,
+    /// Runs until it is stopped or killed, whatever its command does.
     Forever,
-    /// Exits by itself after this long.
+    /// Exits after this long with this status, whatever its command does.
     ExitsAfter(Duration, Exit),
 }
 
@@ -64,6 +68,10 @@ impl Lifetime {
 /// What a container does when the kubelet stops it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stop {
+    /// As its process takes SIGTERM: a command the shell runs is PID 1, which ignores it
+    /// (so the stop takes the grace period and ends with 137, as busybox's `sh` does); a
+    /// program the shell does not know exits at once with 0.
+    AsItsProcess,
     /// Exits on SIGTERM, at once.
     Exits(Exit),
     /// Ignores SIGTERM: the stop call takes the whole grace period, then the container is
@@ -110,8 +118,9 @@ pub enum RestartPolicy {
     Never,
 }
 
-/// How long containers that finish run in a healthy runtime, set for every plugin by the
-/// `initContainerSeconds` and `runToCompletionSeconds` keys of its configuration.
+/// How long init and Job containers whose program the shell does not know run before they
+/// complete, set for every plugin by the `initContainerSeconds` and `runToCompletionSeconds`
+/// keys of its configuration (a command the shell runs ends when it ends).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Completion {
     /// Init containers exit 0 this long after they start (default 1 s).
@@ -135,6 +144,8 @@ pub struct ContainerCtx {
     pub image: String,
     pub command: Vec<String>,
     pub args: Vec<String>,
+    /// Its environment, as the host resolved it (`env`, `envFrom`, service links).
+    pub env: Vec<KeyValue>,
     /// How many times this container of this pod was created before.
     pub attempt: u32,
     pub kind: ContainerKind,
@@ -163,25 +174,14 @@ impl ContainerCtx {
         find(&self.pod_annotations, key)
     }
 
-    /// What a healthy runtime's container does: an init container completes after
-    /// [`Completion::init`]; a container of a pod that is not restarted (`OnFailure`,
-    /// `Never`: a Job's) completes after [`Completion::run_to_completion`], as KWOK's
-    /// pod-complete stage does; every other one runs until it is stopped.
+    /// What a healthy runtime's container does: what its command says ([`Lifetime::Command`]).
     ///
     /// ```
     /// use labkubelet_guest::*;
-    /// let job = ContainerCtx { restart_policy: RestartPolicy::Never, ..Default::default() };
-    /// assert_eq!(job.default_lifetime(), Lifetime::exits_after(secs(5), Exit::completed()));
-    /// assert_eq!(ContainerCtx::default().default_lifetime(), Lifetime::Forever);
+    /// assert_eq!(ContainerCtx::default().default_lifetime(), Lifetime::Command);
     /// ```
     pub fn default_lifetime(&self) -> Lifetime {
-        match (self.kind, self.restart_policy) {
-            (ContainerKind::Init, _) => Lifetime::exits_after(self.completion.init, Exit::completed()),
-            (ContainerKind::Regular, RestartPolicy::OnFailure | RestartPolicy::Never) => {
-                Lifetime::exits_after(self.completion.run_to_completion, Exit::completed())
-            }
-            _ => Lifetime::Forever,
-        }
+        Lifetime::Command
     }
 }
 

@@ -13,11 +13,11 @@
 //! | [`on_run_sandbox`](crate::Scenario::on_run_sandbox) | `(&mut self, &PodSandboxConfig) -> Result<(), RuntimeError>` | sandboxes that cannot be made: FailedCreatePodSandBox |
 //! | [`on_create`](crate::Scenario::on_create) | `(&mut self, &ContainerCtx) -> Result<(), RuntimeError>` | CreateContainerError |
 //! | [`on_start`](crate::Scenario::on_start) | `(&mut self, &ContainerCtx) -> Result<Lifetime, RuntimeError>` | how long a container runs and how it exits: crashes, OOM kills, every Nth start |
-//! | [`start_logs`](crate::Scenario::start_logs) | `(&mut self, &ContainerCtx) -> Vec<String>` | what `kubectl logs` shows |
+//! | [`start_logs`](crate::Scenario::start_logs) | `(&mut self, &ContainerCtx) -> Vec<String>` | lines `kubectl logs` shows before the command's own output |
 //! | [`on_stop`](crate::Scenario::on_stop) | `(&mut self, &ContainerCtx) -> Stop` | containers that ignore SIGTERM |
-//! | [`probe`](crate::Scenario::probe) | `(&mut self, &ContainerCtx, ProbeKind, &ProbeAction) -> ProbeResult` | failing or flapping liveness, readiness, startup probes |
+//! | [`probe`](crate::Scenario::probe) | `(&mut self, &ContainerCtx, ProbeKind, &ProbeAction) -> Option<ProbeResult>` | failing or flapping liveness, readiness, startup probes (`None`: the container answers) |
 //! | [`usage`](crate::Scenario::usage) | `(&mut self, &ContainerCtx) -> Usage` | what a container uses of the node's memory and disk: leaks, evictions under pressure |
-//! | [`exec`](crate::Scenario::exec) | `(&mut self, &ContainerCtx, &[String]) -> ExecResult` | what `kubectl exec` answers |
+//! | [`exec`](crate::Scenario::exec) | `(&mut self, &ContainerCtx, &[String]) -> Option<ExecResult>` | what `kubectl exec` answers (`None`: the container's shell runs it) |
 //! | [`trigger`](crate::Scenario::trigger) | `(&mut self, &mut FakeRuntime, &str, &TriggerTarget, &[KeyValue]) -> Option<Result<String, TriggerError>>` | lab actions of your own (`labkubelet trigger`) |
 //! | [`save`](crate::Scenario::save) / [`restore`](crate::Scenario::restore) | `(&self) -> serde_json::Value` / `(&mut self, Value) -> Result<(), String>` | scenario state kept across reloads |
 //!
@@ -156,18 +156,15 @@
 //!     fn info(&self) -> Info {
 //!         Info::new("sick-probes", "0.1.0").serves("app=sick")
 //!     }
-//!     fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, _action: &ProbeAction) -> ProbeResult {
+//!     fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, _action: &ProbeAction) -> Option<ProbeResult> {
 //!         let ran = host::now() - c.started_at.unwrap_or(0);
 //!         let failing = match kind {
 //!             ProbeKind::Readiness => ran >= 30_000_000_000,
 //!             ProbeKind::Liveness => true,
 //!             ProbeKind::Startup => false,
 //!         };
-//!         if failing {
-//!             ProbeResult { outcome: ProbeOutcome::Failure, output: "HTTP probe failed with statuscode: 500".into() }
-//!         } else {
-//!             ProbeResult { outcome: ProbeOutcome::Success, output: String::new() }
-//!         }
+//!         // Otherwise the container answers: an exec probe runs its command.
+//!         failing.then(|| ProbeResult { outcome: ProbeOutcome::Failure, output: "HTTP probe failed with statuscode: 500".into() })
 //!     }
 //! }
 //!

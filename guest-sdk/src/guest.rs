@@ -7,7 +7,8 @@ use crate::bindings::labkubelet::runtime::types::{
     VersionInfo,
 };
 use crate::config::{CommonConfig, ConfigError, ConfigFile};
-use crate::container::{ContainerCtx, Exit, Lifetime, Stop};
+use crate::container::{ContainerCtx, Exit, Stop};
+use crate::process;
 use crate::runtime::{
     ContainerRecord, FakeRuntime, ImageRecord, SandboxRecord, builtin_actions, builtin_trigger, digest_of, finish, normalize_image, not_found, repo_of,
 };
@@ -244,6 +245,9 @@ impl<T: ScenarioExport> Guest for T {
                 image_ref,
                 planned_exit: None,
                 logs: Vec::new(),
+                process: None,
+                fs: Default::default(),
+                follows_process: false,
             };
             p.rt.containers.insert(id.clone(), record);
             let ctx = p.rt.ctx(&id).ok_or_else(|| not_found("container", &id))?;
@@ -270,11 +274,11 @@ impl<T: ScenarioExport> Guest for T {
             c.state = ContainerState::Running;
             c.started_at = now;
             c.logs.extend(lines.into_iter().map(|text| LogLine { time: now, stream: LogStream::Stdout, text }));
-            if let Lifetime::ExitsAfter(after, exit) = lifetime {
-                let nanos = i64::try_from(after.as_nanos()).unwrap_or(i64::MAX);
-                let at = now.saturating_add(nanos);
-                c.planned_exit = Some((at, exit));
-                p.rt.next_exit = Some(p.rt.next_exit.map_or(at, |n| n.min(at)));
+            process::start(&mut p.rt, &id, now, lifetime);
+            let c = p.rt.container(&id)?;
+            let next = c.planned_exit.as_ref().map(|(at, _)| *at).into_iter().chain(process::wakes_at(c)).min();
+            if let Some(at) = next {
+                p.rt.look_again_at(at);
             }
             Ok(())
         })
@@ -287,7 +291,12 @@ impl<T: ScenarioExport> Guest for T {
                 return Ok(());
             }
             let now = host::now();
-            let (at, exit) = match p.scenario.on_stop(&ctx) {
+            let stop = match p.scenario.on_stop(&ctx) {
+                Stop::AsItsProcess => process::on_sigterm(p.rt.container(&id)?),
+                decided => decided,
+            };
+            let (at, exit) = match stop {
+                Stop::AsItsProcess => (now, Exit::completed()),
                 Stop::Exits(exit) => (now, exit),
                 Stop::IgnoresSigterm => {
                     let grace = timeout_seconds.max(0);
@@ -396,18 +405,33 @@ impl<T: ScenarioExport> Guest for T {
     fn container_logs(id: String, since: Option<i64>, tail: Option<u32>) -> Result<Vec<LogLine>, RuntimeError> {
         call::<T, _>(Method::ContainerLogs, Concerns::Container(&id), |p| {
             let c = p.rt.container(&id)?;
-            let lines: Vec<LogLine> = c.logs.iter().filter(|l| since.is_none_or(|s| l.time >= s)).cloned().collect();
+            // A command that slept inside a pipeline wrote at the time it ended: not yet shown.
+            let now = host::now();
+            let lines: Vec<LogLine> = c.logs.iter().filter(|l| l.time <= now && since.is_none_or(|s| l.time >= s)).cloned().collect();
             let skip = tail.map_or(0, |t| lines.len().saturating_sub(t as usize));
             Ok(lines.into_iter().skip(skip).collect())
         })
     }
 
-    fn exec_sync(id: String, cmd: Vec<String>, _timeout_seconds: i64) -> Result<ExecResult, RuntimeError> {
-        call::<T, _>(Method::ExecSync, Concerns::Container(&id), |p| running_ctx(&p.rt, &id).map(|ctx| p.scenario.exec(&ctx, &cmd)))
+    fn exec_sync(id: String, cmd: Vec<String>, timeout_seconds: i64) -> Result<ExecResult, RuntimeError> {
+        call::<T, _>(Method::ExecSync, Concerns::Container(&id), |p| {
+            let ctx = running_ctx(&p.rt, &id)?;
+            if let Some(result) = p.scenario.exec(&ctx, &cmd) {
+                return Ok(result);
+            }
+            let timeout = if timeout_seconds > 0 { timeout_seconds.saturating_mul(NANOS_PER_SEC) } else { i64::MAX };
+            Ok(process::exec_result(process::exec(p.rt.container_mut(&id)?, &cmd, host::now(), timeout)))
+        })
     }
 
     fn probe(id: String, kind: ProbeKind, action: ProbeAction) -> Result<ProbeResult, RuntimeError> {
-        call::<T, _>(Method::Probe, Concerns::Container(&id), |p| running_ctx(&p.rt, &id).map(|ctx| p.scenario.probe(&ctx, kind, &action)))
+        call::<T, _>(Method::Probe, Concerns::Container(&id), |p| {
+            let ctx = running_ctx(&p.rt, &id)?;
+            match p.scenario.probe(&ctx, kind, &action) {
+                Some(result) => Ok(result),
+                None => Ok(process::probe(p.rt.container_mut(&id)?, &action, host::now())),
+            }
+        })
     }
 
     fn trigger(action: String, target: TriggerTarget, args: Vec<KeyValue>) -> Result<String, TriggerError> {

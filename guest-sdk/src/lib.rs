@@ -39,9 +39,12 @@ mod container;
 pub mod cookbook;
 mod guest;
 pub mod host;
+pub mod image;
 mod node_script;
+mod process;
 mod runtime;
 mod scenario;
+pub mod shell;
 
 pub use config::{ConfigError, ConfigFile};
 pub use container::*;

@@ -6,6 +6,8 @@ use crate::container::{
     CONTAINER_KIND_ANNOTATION, Completion, ContainerCtx, ContainerKind, Exit, MEMORY_LIMIT_ANNOTATION, POD_IP_ANNOTATION, RESTART_POLICY_ANNOTATION,
     RestartPolicy, find,
 };
+use crate::process;
+use crate::shell::{Fs, Process};
 use crate::{
     ContainerConfig, ContainerState, ErrorCode, KeyValue, LogLine, LogStream, PodSandboxConfig, RuntimeError, TriggerAction, TriggerError, TriggerTarget, host,
 };
@@ -37,9 +39,18 @@ pub struct ContainerRecord {
     pub reason: String,
     pub message: String,
     pub image_ref: String,
-    /// When and how the container will exit by itself.
+    /// When and how the container will exit by itself, as its scenario decided.
     pub planned_exit: Option<(i64, Exit)>,
     pub logs: Vec<LogLine>,
+    /// Its main process, while it runs.
+    #[serde(default)]
+    pub process: Option<Process>,
+    /// Its files, while it runs.
+    #[serde(default)]
+    pub fs: Fs,
+    /// Whether the process's exit ends the container ([`crate::Lifetime::Command`]).
+    #[serde(default)]
+    pub follows_process: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,23 +130,17 @@ impl FakeRuntime {
     fn ctx_of(&self, config: &ContainerConfig, pod: Option<&SandboxRecord>) -> ContainerCtx {
         let meta = pod.map(|s| &s.config.metadata);
         let annotation = |key: &str| find(&config.annotations, key);
+        let (kind, restart_policy) = kind_of(config);
         ContainerCtx {
             id: String::new(),
             name: config.metadata.name.clone(),
             image: config.image.clone(),
             command: config.command.clone(),
             args: config.args.clone(),
+            env: config.env.clone(),
             attempt: config.metadata.attempt,
-            kind: match annotation(CONTAINER_KIND_ANNOTATION) {
-                Some("init") => ContainerKind::Init,
-                Some("sidecar") => ContainerKind::Sidecar,
-                _ => ContainerKind::Regular,
-            },
-            restart_policy: match annotation(RESTART_POLICY_ANNOTATION) {
-                Some("OnFailure") => RestartPolicy::OnFailure,
-                Some("Never") => RestartPolicy::Never,
-                _ => RestartPolicy::Always,
-            },
+            kind,
+            restart_policy,
             pod_name: meta.map(|m| m.name.clone()).unwrap_or_default(),
             pod_namespace: meta.map(|m| m.namespace.clone()).unwrap_or_default(),
             pod_uid: meta.map(|m| m.uid.clone()).unwrap_or_default(),
@@ -159,7 +164,7 @@ impl FakeRuntime {
         }
     }
 
-    /// Applies the exits whose time has come.
+    /// Runs the processes and applies the exits whose time has come.
     pub(crate) fn refresh(&mut self, now: i64) {
         if self.next_exit.is_none_or(|t| now < t) {
             return;
@@ -169,15 +174,29 @@ impl FakeRuntime {
             if c.state != ContainerState::Running {
                 continue;
             }
+            // The process runs up to the scenario's exit, if that comes first.
+            let planned = c.planned_exit.as_ref().map(|(at, _)| *at);
+            process::advance(c, planned.map_or(now, |at| at.min(now)));
+            if c.state != ContainerState::Running {
+                continue;
+            }
             if let Some((at, exit)) = c.planned_exit.clone() {
                 if at <= now {
                     finish(c, at, exit);
-                } else {
-                    next = Some(next.map_or(at, |n| n.min(at)));
+                    continue;
                 }
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+            if let Some(wake) = process::wakes_at(c) {
+                next = Some(next.map_or(wake, |n| n.min(wake)));
             }
         }
         self.next_exit = next;
+    }
+
+    /// Makes the next call look at the containers again (a process started, say).
+    pub(crate) fn look_again_at(&mut self, at: i64) {
+        self.next_exit = Some(self.next_exit.map_or(at, |n| n.min(at)));
     }
 
     /// A new sandbox or container id: 256 random bits, never one this runtime holds.
@@ -210,11 +229,39 @@ impl FakeRuntime {
     }
 }
 
+/// The container's kind and its pod's restart policy, as the host's annotations say.
+pub(crate) fn kind_of(config: &ContainerConfig) -> (ContainerKind, RestartPolicy) {
+    let annotation = |key: &str| find(&config.annotations, key);
+    let kind = match annotation(CONTAINER_KIND_ANNOTATION) {
+        Some("init") => ContainerKind::Init,
+        Some("sidecar") => ContainerKind::Sidecar,
+        _ => ContainerKind::Regular,
+    };
+    let policy = match annotation(RESTART_POLICY_ANNOTATION) {
+        Some("OnFailure") => RestartPolicy::OnFailure,
+        Some("Never") => RestartPolicy::Never,
+        _ => RestartPolicy::Always,
+    };
+    (kind, policy)
+}
+
+/// Ends a running container. A container whose end its scenario decided, or whose program
+/// the shell does not know, gets a line saying so; one whose command the shell ran has only
+/// what the command wrote. Its process and files go.
 pub(crate) fn finish(c: &mut ContainerRecord, at: i64, exit: Exit) {
     c.state = ContainerState::Exited;
     c.finished_at = at;
     c.planned_exit = None;
-    c.logs.push(LogLine { time: at, stream: LogStream::Stderr, text: format!("{} exited with code {} ({})", c.config.metadata.name, exit.code, exit.reason) });
+    let simulated = !c.follows_process || c.process.as_ref().is_some_and(|p| p.state() == crate::shell::ProcessState::External);
+    if simulated {
+        c.logs.push(LogLine {
+            time: at,
+            stream: LogStream::Stderr,
+            text: format!("{} exited with code {} ({})", c.config.metadata.name, exit.code, exit.reason),
+        });
+    }
+    c.process = None;
+    c.fs = Fs::default();
     c.exit_code = exit.code;
     c.reason = exit.reason;
     c.message = exit.message;

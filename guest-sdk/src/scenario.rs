@@ -2,11 +2,10 @@
 //! they answer with. Every hook defaults to what a healthy runtime does.
 
 use crate::config::{ConfigError, ConfigFile};
-use crate::container::{ContainerCtx, Exit, Lifetime, Stop, Usage};
+use crate::container::{ContainerCtx, Lifetime, Stop, Usage};
 use crate::runtime::FakeRuntime;
 use crate::{
-    ExecResult, KeyValue, PodSandboxConfig, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError, TriggerAction, TriggerError,
-    TriggerTarget,
+    ExecResult, KeyValue, PodSandboxConfig, ProbeAction, ProbeKind, ProbeResult, RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget,
 };
 use std::time::Duration;
 
@@ -227,18 +226,19 @@ pub trait Scenario: 'static {
     }
 
     /// Decides how long a started container lives; by default
-    /// [`ContainerCtx::default_lifetime`] (init and Job containers complete, others run).
+    /// [`ContainerCtx::default_lifetime`]: what its command does.
     fn on_start(&mut self, c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
         Ok(c.default_lifetime())
     }
 
-    /// Log lines a container writes when it starts.
-    fn start_logs(&mut self, c: &ContainerCtx) -> Vec<String> {
-        vec![format!("{} started from image {}", c.name, c.image)]
+    /// Log lines a container writes when it starts, before its command's own output.
+    fn start_logs(&mut self, _c: &ContainerCtx) -> Vec<String> {
+        Vec::new()
     }
 
+    /// What a container does when the kubelet stops it; by default what its process does.
     fn on_stop(&mut self, _c: &ContainerCtx) -> Stop {
-        Stop::Exits(Exit::completed())
+        Stop::AsItsProcess
     }
 
     /// What a running container uses of the node, asked every 10 s by the eviction manager;
@@ -247,14 +247,15 @@ pub trait Scenario: 'static {
         Usage::default()
     }
 
-    /// Answers a liveness, readiness or startup probe.
-    fn probe(&mut self, _c: &ContainerCtx, _kind: ProbeKind, _action: &ProbeAction) -> ProbeResult {
-        ProbeResult { outcome: ProbeOutcome::Success, output: String::new() }
+    /// Answers a liveness, readiness or startup probe; `None` leaves it to the container (an
+    /// exec probe runs its command in the container's shell; HTTP, TCP and gRPC succeed).
+    fn probe(&mut self, _c: &ContainerCtx, _kind: ProbeKind, _action: &ProbeAction) -> Option<ProbeResult> {
+        None
     }
 
-    /// Runs a command, as `kubectl exec` does.
-    fn exec(&mut self, _c: &ContainerCtx, _cmd: &[String]) -> ExecResult {
-        ExecResult { exit_code: 0, stdout: String::new(), stderr: String::new() }
+    /// Runs a command, as `kubectl exec` does; `None` leaves it to the container's shell.
+    fn exec(&mut self, _c: &ContainerCtx, _cmd: &[String]) -> Option<ExecResult> {
+        None
     }
 
     /// Handles a lab action; `None` leaves it to the built-in actions.

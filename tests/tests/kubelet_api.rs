@@ -95,7 +95,7 @@ impl Lab {
     /// Creates a pod and binds it to the node, as the scheduler does.
     async fn create(&self, name: &str, annotations: serde_json::Value) {
         let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name, "annotations": annotations},
-            "spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]}}))
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}}))
         .expect("pod");
         self.pods.create(&PostParams::default(), &pod).await.expect("create");
         let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}});
@@ -191,10 +191,10 @@ async fn container_logs_honour_the_pod_log_options() {
     let base = "/containerLogs/default/web/app";
 
     let (status, log) = lab.get(base).await;
-    assert_eq!((status, log.as_str()), (200, "app started from image busybox:1.36\n"));
+    assert_eq!((status, log.as_str()), (200, "app started from image nginx:1.25\n"));
     let (_, stamped) = lab.get(&format!("{base}?timestamps=true")).await;
     let (stamp, text) = stamped.trim_end().split_once(' ').expect("a timestamp, a space, the line");
-    assert!(stamp.parse::<k8s_openapi::jiff::Timestamp>().is_ok() && text == "app started from image busybox:1.36", "{stamped}");
+    assert!(stamp.parse::<k8s_openapi::jiff::Timestamp>().is_ok() && text == "app started from image nginx:1.25", "{stamped}");
     assert_eq!(lab.get(&format!("{base}?limitBytes=3")).await, (200, "app".into()));
     assert_eq!(lab.get(&format!("{base}?tailLines=0")).await, (200, String::new()));
     assert_eq!(lab.get(&format!("{base}?sinceSeconds=3600")).await.1, log);

@@ -348,6 +348,7 @@ async fn scripted_call_rules_match_the_pod_and_start_rules_count_attempts() {
     for attempt in 0..6 {
         let mut config = container("main", "busybox");
         config.metadata.attempt = attempt;
+        config.command = vec!["sleep".into(), "3600".into()];
         let id = node.create_container(&sandbox, &config).await.unwrap();
         node.start_container(&id).await.unwrap();
         tokio::time::sleep(Duration::from_secs(11)).await;

@@ -27,7 +27,7 @@ async fn a_pod_whose_config_map_is_missing_waits_in_container_creating_until_it_
     let lab = PodLab::start(&[], &[]).await;
     let spec = json!({
         "volumes": [{"name": "config", "configMap": {"name": "app-config"}}, {"name": "scratch", "emptyDir": {}}],
-        "containers": [{"name": "app", "image": "busybox:1.36", "volumeMounts": [
+        "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"], "volumeMounts": [
             {"name": "config", "mountPath": "/etc/config"}, {"name": "scratch", "mountPath": "/tmp"},
         ]}],
     });
@@ -64,7 +64,7 @@ async fn a_pod_whose_config_map_is_missing_waits_in_container_creating_until_it_
 async fn a_missing_key_or_an_optional_config_map_is_handled_as_the_kubelet_does() {
     let lab = PodLab::start(&[], &[]).await;
     create::<ConfigMap>(&lab, json!({"metadata": {"name": "app-config"}, "data": {"greeting": "hello"}})).await;
-    let mounting = |name: &str, volume: serde_json::Value| json!({"volumes": [volume], "containers": [{"name": "app", "image": "busybox:1.36", "volumeMounts": [{"name": name, "mountPath": "/etc/x"}]}]});
+    let mounting = |name: &str, volume: serde_json::Value| json!({"volumes": [volume], "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"], "volumeMounts": [{"name": name, "mountPath": "/etc/x"}]}]});
     let item = json!({"name": "config", "configMap": {"name": "app-config", "items": [{"key": "nope", "path": "n"}]}});
     lab.create("no-key", json!({}), mounting("config", item)).await;
     let optional = json!({"name": "maybe", "configMap": {"name": "absent", "optional": true}});
@@ -82,7 +82,7 @@ async fn a_missing_key_or_an_optional_config_map_is_handled_as_the_kubelet_does(
 #[tokio::test(start_paused = true)]
 async fn an_env_reference_to_a_missing_secret_is_create_container_config_error_until_it_exists() {
     let lab = PodLab::start(&[], &[]).await;
-    let spec = json!({"containers": [{"name": "app", "image": "busybox:1.36", "env": [
+    let spec = json!({"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"], "env": [
         {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
         {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode", "optional": true}}},
     ]}]});

@@ -89,10 +89,12 @@ enum Settles {
 
 fn corpus() -> Vec<(&'static str, Settles, Value)> {
     let app = |name: &str, image: &str| json!({"name": name, "image": image});
+    // kubemark's runtime runs no command: a container that sleeps is what both show alike.
+    let sleeps = |name: &str| json!({"name": name, "image": "busybox:1.36", "command": ["sleep", "3600"]});
     vec![
         ("one-container", Settles::Ready, json!({"containers": [app("app", "nginx:1.25")]})),
-        ("several", Settles::Ready, json!({"containers": [app("web", "nginx:1.25"), app("sidecar", "busybox:1.36")]})),
-        ("init", Settles::InitRunning, json!({"initContainers": [app("setup", "busybox:1.36")], "containers": [app("app", "nginx:1.25")]})),
+        ("several", Settles::Ready, json!({"containers": [app("web", "nginx:1.25"), sleeps("sidecar")]})),
+        ("init", Settles::InitRunning, json!({"initContainers": [sleeps("setup")], "containers": [app("app", "nginx:1.25")]})),
         (
             "guaranteed",
             Settles::Ready,

@@ -7,6 +7,7 @@
 //! The binaries come from `tests/control-plane/install.sh` (or `LABKUBELET_E2E_ASSETS`);
 //! without them every test fails, saying how to install them.
 
+mod commands;
 mod diff;
 mod differential;
 mod node;

@@ -189,6 +189,13 @@ pub fn pod(spec: serde_json::Value) -> Pod {
     serde_json::from_value(spec).expect("a valid pod")
 }
 
+/// A pod in `default` with this spec, kept to the agent's node by its `e2e` label.
+pub fn pod_on(node: &str, name: &str, spec: serde_json::Value) -> Pod {
+    let mut spec = spec;
+    spec["nodeSelector"] = serde_json::json!({"e2e": node});
+    pod(serde_json::json!({"metadata": {"name": name}, "spec": spec}))
+}
+
 /// The reasons of the events about an object, oldest first.
 pub async fn event_reasons(client: &kube::Client, namespace: &str, uid: &str) -> Vec<(String, String)> {
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), namespace);

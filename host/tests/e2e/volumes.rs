@@ -5,7 +5,7 @@
 //! default service account's token Secret, which 1.20's admission mounts into every pod and
 //! the Node authorizer lets only this node read.
 
-use crate::support::{Agent, cluster, container_status, event_reasons, eventually_with, pod};
+use crate::support::{Agent, cluster, container_status, event_reasons, eventually_with, pod_on};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
@@ -17,22 +17,18 @@ async fn a_missing_config_map_or_secret_holds_the_pod_as_the_kubelet_does_until_
     agent.start();
     agent.wait_ready(&Api::<Node>::all(admin.clone())).await;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
-    let on_node = |name: &str, spec: serde_json::Value| {
-        let mut spec = spec;
-        spec["nodeSelector"] = serde_json::json!({"e2e": "e2e-volumes"});
-        pod(serde_json::json!({"metadata": {"name": name}, "spec": spec}))
-    };
+    let on_node = |name: &str, spec: serde_json::Value| pod_on("e2e-volumes", name, spec);
     let config = on_node(
         "needs-config",
         serde_json::json!({
             "volumes": [{"name": "config", "configMap": {"name": "e2e-app-config"}}],
-            "containers": [{"name": "app", "image": "busybox:1.36", "volumeMounts": [{"name": "config", "mountPath": "/etc/config"}]}],
+            "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"], "volumeMounts": [{"name": "config", "mountPath": "/etc/config"}]}],
         }),
     );
     pods.create(&PostParams::default(), &config).await.expect("create needs-config");
     let env = on_node(
         "needs-secret",
-        serde_json::json!({"containers": [{"name": "app", "image": "busybox:1.36", "env": [
+        serde_json::json!({"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"], "env": [
             {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "e2e-db", "key": "password"}}},
         ]}]}),
     );

@@ -32,14 +32,18 @@ impl Scenario for ReadinessFlap {
         Ok(())
     }
 
-    fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, _action: &ProbeAction) -> ProbeResult {
-        let up = ProbeResult { outcome: ProbeOutcome::Success, output: String::new() };
+    fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, _action: &ProbeAction) -> Option<ProbeResult> {
         if kind != ProbeKind::Readiness {
-            return up;
+            return None;
         }
         let since_start = host::now().saturating_sub(c.started_at.unwrap_or(0)).max(0);
         let period = (since_start / 1_000_000_000).unsigned_abs() / self.period_seconds;
-        if period.is_multiple_of(2) { up } else { ProbeResult { outcome: ProbeOutcome::Failure, output: "HTTP probe failed with statuscode: 503".into() } }
+        let up = ProbeResult { outcome: ProbeOutcome::Success, output: String::new() };
+        Some(if period.is_multiple_of(2) {
+            up
+        } else {
+            ProbeResult { outcome: ProbeOutcome::Failure, output: "HTTP probe failed with statuscode: 503".into() }
+        })
     }
 }
 

@@ -307,21 +307,21 @@ impl Scenario for Scripted {
     }
 
     fn on_stop(&mut self, c: &ContainerCtx) -> Stop {
-        if self.container_rules(c).any(|r| r.ignore_sigterm) { Stop::IgnoresSigterm } else { Stop::Exits(Exit::completed()) }
+        if self.container_rules(c).any(|r| r.ignore_sigterm) { Stop::IgnoresSigterm } else { Stop::AsItsProcess }
     }
 
-    fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, _action: &ProbeAction) -> ProbeResult {
+    fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, _action: &ProbeAction) -> Option<ProbeResult> {
         let up = ProbeResult { outcome: ProbeOutcome::Success, output: String::new() };
         let rule = self.container_rules(c).find_map(|r| match kind {
             ProbeKind::Liveness => r.probes.liveness.as_ref(),
             ProbeKind::Readiness => r.probes.readiness.as_ref(),
             ProbeKind::Startup => r.probes.startup.as_ref(),
         });
-        let Some(rule) = rule else { return up };
+        let rule = rule?;
         let ran = (host::now() - c.started_at.unwrap_or(0)).max(0) / NANOS;
         let failing =
             rule.fail || rule.fail_after_seconds.is_some_and(|s| ran >= s as i64) || rule.flap_seconds.is_some_and(|s| s > 0 && (ran / s as i64) % 2 == 1);
-        if failing { ProbeResult { outcome: ProbeOutcome::Failure, output: rule.output.clone() } } else { up }
+        Some(if failing { ProbeResult { outcome: ProbeOutcome::Failure, output: rule.output.clone() } } else { up })
     }
 
     fn save(&self) -> serde_json::Value {

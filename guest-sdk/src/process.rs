@@ -1,0 +1,164 @@
+//! What a started container does in the fake runtime: its command (or its image's default)
+//! runs as a [`Process`] of the [`crate::shell`] over the container's own files, its output
+//! becomes the container's log lines, and, unless a scenario decided otherwise, its exit
+//! ends the container with the kubelet's reasons (`Completed`, `Error`). Execs and exec
+//! probes run in the same shell over the same files.
+//!
+//! The files a container starts with are the kubelet-managed ones (`/etc/hostname`,
+//! `/etc/hosts`, `/etc/resolv.conf`), written here from the sandbox until the host hands
+//! over the pod's volumes.
+
+use crate::container::{ContainerKind, Exit, Lifetime, RestartPolicy, Stop};
+use crate::image::{ImageDefault, container_argv};
+use crate::runtime::{ContainerRecord, FakeRuntime, SandboxRecord, finish, kind_of};
+use crate::shell::{ExecOutput, Fs, Process, ProcessState, Vars, exec_in};
+use crate::{ExecResult, LogLine, LogStream, ProbeAction, ProbeOutcome, ProbeResult};
+
+/// The most log lines a container keeps; older ones go, as a rotated log file's do.
+pub const MAX_LOG_LINES: usize = 5_000;
+/// How long an exec probe's command may sleep before it counts as timed out (the
+/// kubelet's default `timeoutSeconds`).
+const PROBE_TIMEOUT_NS: i64 = 1_000_000_000;
+
+/// Starts a container's process at `now`, as `lifetime` says the container lives.
+pub(crate) fn start(rt: &mut FakeRuntime, id: &str, now: i64, lifetime: Lifetime) {
+    let completion = rt.completion;
+    let sandbox = rt.containers.get(id).and_then(|c| rt.sandboxes.get(&c.sandbox_id)).cloned();
+    let Some(c) = rt.containers.get_mut(id) else { return };
+    let mut env: Vec<(String, String)> = c.config.env.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+    if let Some(s) = &sandbox
+        && !env.iter().any(|(k, _)| k == "HOSTNAME")
+    {
+        env.push(("HOSTNAME".into(), s.config.hostname.clone()));
+    }
+    c.fs = container_files(sandbox.as_ref());
+    c.follows_process = lifetime == Lifetime::Command;
+    if let Lifetime::ExitsAfter(after, exit) = lifetime {
+        let at = now.saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX));
+        c.planned_exit = Some((at, exit));
+    }
+    match container_argv(&c.config.image, &c.config.command, &c.config.args, &c.config.env) {
+        Ok(argv) => c.process = Some(Process::start(&argv, &env, now)),
+        Err(ImageDefault::Exits { code, stderr }) => {
+            add_logs(c, stderr.into_iter().map(|text| LogLine { time: now, stream: LogStream::Stderr, text }));
+            if c.follows_process {
+                finish(c, now, Exit::error(code));
+            }
+            return;
+        }
+        Err(_) => {}
+    }
+    advance(c, now);
+    if c.process.as_ref().is_some_and(|p| p.state() == ProcessState::External) {
+        // The program is the image's own: a line to show it started, and init containers and
+        // Jobs complete after the configured time, as before there was a shell.
+        let line = format!("{} started from image {}", c.config.metadata.name, c.config.image);
+        add_logs(c, [LogLine { time: now, stream: LogStream::Stdout, text: line }]);
+        let finishes = match kind_of(&c.config) {
+            (ContainerKind::Init, _) => Some(completion.init),
+            (ContainerKind::Regular, RestartPolicy::OnFailure | RestartPolicy::Never) => Some(completion.run_to_completion),
+            _ => None,
+        };
+        if let Some(after) = finishes.filter(|_| c.follows_process) {
+            let at = now.saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX));
+            c.planned_exit = Some((at, Exit::completed()));
+        }
+    }
+}
+
+/// Runs a container's process up to `until`: its output to the logs, its exit to the
+/// container when the container follows it.
+pub(crate) fn advance(c: &mut ContainerRecord, until: i64) {
+    let Some(process) = c.process.as_mut() else { return };
+    process.advance(&mut c.fs, until);
+    let lines: Vec<LogLine> = process
+        .take_output()
+        .into_iter()
+        .map(|o| LogLine { time: o.time, stream: if o.stderr { LogStream::Stderr } else { LogStream::Stdout }, text: o.text })
+        .collect();
+    let state = process.state();
+    add_logs(c, lines);
+    if let ProcessState::Exited { code, at } = state
+        && c.follows_process
+    {
+        finish(c, at, if code == 0 { Exit::completed() } else { Exit::error(code) });
+    }
+}
+
+/// What a container does on SIGTERM: a command the shell still runs is PID 1 and ignores
+/// it; anything else (a program the shell does not know, an ended command) exits at once.
+pub(crate) fn on_sigterm(c: &ContainerRecord) -> Stop {
+    match c.process.as_ref().map(Process::state) {
+        Some(ProcessState::Running | ProcessState::Forever) if c.follows_process => Stop::IgnoresSigterm,
+        _ => Stop::Exits(Exit::completed()),
+    }
+}
+
+/// When a running container's process next needs a call, if it sleeps.
+pub(crate) fn wakes_at(c: &ContainerRecord) -> Option<i64> {
+    c.process.as_ref().and_then(Process::wakes_at)
+}
+
+/// Runs `cmd` in a running container, as `kubectl exec` and exec probes do; `kill 1` ends
+/// the container as its PID 1's death does.
+pub(crate) fn exec(c: &mut ContainerRecord, cmd: &[String], now: i64, timeout_ns: i64) -> ExecOutput {
+    let out = match &c.process {
+        Some(p) => p.exec(&mut c.fs, cmd, &[], now, timeout_ns),
+        None => {
+            let mut vars = Vars { cwd: "/".into(), ..Vars::default() };
+            vars.values.extend(c.config.env.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
+            exec_in(&vars, &mut c.fs, cmd, &[], now, timeout_ns)
+        }
+    };
+    if let Some(code) = out.killed_main {
+        finish(c, now, Exit::error(code));
+    }
+    out
+}
+
+/// What an exec returns to the host.
+pub(crate) fn exec_result(out: ExecOutput) -> ExecResult {
+    ExecResult { exit_code: out.code, stdout: out.stdout, stderr: out.stderr }
+}
+
+/// A probe the scenario left to the container: an exec probe runs its command (success is
+/// exit 0 within the kubelet's default timeout, the output is what it wrote); HTTP, TCP and
+/// gRPC probes succeed (the container's servers are not simulated).
+pub(crate) fn probe(c: &mut ContainerRecord, action: &ProbeAction, now: i64) -> ProbeResult {
+    let ProbeAction::Exec(cmd) = action else {
+        return ProbeResult { outcome: ProbeOutcome::Success, output: String::new() };
+    };
+    let out = exec(c, cmd, now, PROBE_TIMEOUT_NS);
+    if out.timed_out {
+        return ProbeResult { outcome: ProbeOutcome::Failure, output: format!("command \"{}\" timed out", cmd.join(" ")) };
+    }
+    let outcome = if out.code == 0 { ProbeOutcome::Success } else { ProbeOutcome::Failure };
+    ProbeResult { outcome, output: format!("{}{}", out.stdout, out.stderr) }
+}
+
+fn add_logs(c: &mut ContainerRecord, lines: impl IntoIterator<Item = LogLine>) {
+    c.logs.extend(lines);
+    if c.logs.len() > MAX_LOG_LINES {
+        let cut = c.logs.len() - MAX_LOG_LINES;
+        c.logs.drain(..cut);
+    }
+}
+
+/// The files every container starts with: the kubelet-managed hostname, hosts and DNS files.
+fn container_files(sandbox: Option<&SandboxRecord>) -> Fs {
+    let mut fs = Fs::new();
+    let (hostname, ip, namespace) =
+        sandbox.map_or(("localhost", "", "default"), |s| (s.config.hostname.as_str(), s.ip.as_str(), s.config.metadata.namespace.as_str()));
+    fs.put("/etc/hostname", format!("{hostname}\n").as_bytes(), 0o644);
+    let mut hosts = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    if !ip.is_empty() {
+        hosts.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    fs.put("/etc/hosts", hosts.as_bytes(), 0o644);
+    let resolv = format!("search {namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n");
+    fs.put("/etc/resolv.conf", resolv.as_bytes(), 0o644);
+    fs.put("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n", 0o644);
+    fs
+}

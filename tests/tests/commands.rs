@@ -1,0 +1,94 @@
+//! Containers that do what their commands say, on the default runtime against the API-server
+//! double with virtual time: output as log lines at their times, exit codes as the kubelet
+//! shows them, exec probes and execs run in the container's shell over its files.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, PostParams};
+use labkubelet::runtime::ContainerRuntime;
+use labkubelet_tests::eventually;
+use labkubelet_tests::pod_lab::{PodLab, container, phase, waiting_reason};
+use serde_json::json;
+use std::time::Duration;
+
+/// `kubectl logs`: the lines of the pod's container as the runtime has them.
+async fn logs(lab: &PodLab, pod: &Pod, name: &str) -> Vec<String> {
+    let id = container(pod, name).and_then(|c| c.container_id.clone()).unwrap_or_default();
+    let id = id.trim_start_matches("labkubelet://");
+    lab.runtime.container_logs(id, None, None).await.unwrap_or_default().into_iter().map(|l| l.text).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_jobs_command_prints_and_fails_with_its_exit_code() {
+    let lab = PodLab::start(&[], &[]).await;
+    let spec = json!({"restartPolicy": "Never", "containers": [{"name": "work", "image": "busybox:1.36", "command": ["sh", "-c", "echo hello; exit 3"]}]});
+    lab.create("job", json!({}), spec).await;
+    let failed = lab.until("job", "Failed", Duration::from_secs(30), |p| phase(p) == "Failed").await;
+    let t = container(&failed, "work").and_then(|c| c.state.clone()?.terminated).expect("terminated");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
+    assert_eq!(logs(&lab, &failed, "work").await, ["hello"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn busybox_without_a_command_exits_at_once_and_crash_loops() {
+    let lab = PodLab::start(&[], &[]).await;
+    lab.create("bare", json!({}), json!({"containers": [{"name": "app", "image": "busybox:1.36"}]})).await;
+    let looping =
+        lab.until("bare", "CrashLoopBackOff", Duration::from_secs(60), |p| container(p, "app").and_then(waiting_reason) == Some("CrashLoopBackOff")).await;
+    let last = container(&looping, "app").and_then(|c| c.last_state.clone()?.terminated).expect("lastState");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (0, Some("Completed")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_liveness_example_is_restarted_by_its_exec_probe() {
+    let lab = PodLab::start(&[], &[]).await;
+    let spec = json!({"containers": [{
+        "name": "liveness", "image": "busybox:1.36",
+        "args": ["/bin/sh", "-c", "touch /tmp/healthy; sleep 30; rm -f /tmp/healthy; sleep 600"],
+        "livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]}, "initialDelaySeconds": 5, "periodSeconds": 5},
+    }]});
+    lab.create("liveness-exec", json!({}), spec).await;
+    let ready = lab.until("liveness-exec", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    let started = container(&ready, "liveness").and_then(|c| c.state.clone()?.running?.started_at).expect("started").0;
+    let restarted = lab
+        .until("liveness-exec", "restarted by its probe", Duration::from_secs(120), |p| container(p, "liveness").is_some_and(|c| c.restart_count >= 1))
+        .await;
+    let last = container(&restarted, "liveness").and_then(|c| c.last_state.clone()?.terminated).expect("lastState");
+    assert_eq!(last.exit_code, 137, "sh as PID 1 ignores SIGTERM: killed after the grace period");
+    let ran = last.finished_at.expect("finished").0.as_second() - started.as_second();
+    assert!((60..=80).contains(&ran), "unhealthy from 30 s, three failures 5 s apart, 30 s of grace: ran {ran} s");
+    let events = lab.events("liveness-exec").await;
+    let unhealthy = events.iter().find(|e| e.reason.as_deref() == Some("Unhealthy")).and_then(|e| e.message.clone()).expect("Unhealthy");
+    assert_eq!(unhealthy, "Liveness probe failed: cat: can't open '/tmp/healthy': No such file or directory\n");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_environment_reaches_the_command_and_exec_runs_beside_it() {
+    let lab = PodLab::start(&[], &[]).await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(lab.client.clone(), "default");
+    let settings = serde_json::from_value(json!({"metadata": {"name": "settings"}, "data": {"greeting": "hello"}})).expect("a configmap");
+    config_maps.create(&PostParams::default(), &settings).await.expect("create the configmap");
+    let spec = json!({"containers": [{
+        "name": "app", "image": "busybox:1.36",
+        "command": ["sh", "-c", "i=0; while true; do echo \"$i $GREETING from $(POD)\"; i=$((i+1)); sleep 10; done"],
+        "env": [
+            {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}}},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
+    }]});
+    lab.create("counter", json!({}), spec).await;
+    let running = lab.until("counter", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(logs(&lab, &running, "app").await, ["0 hello from counter", "1 hello from counter", "2 hello from counter"], "a line every 10 s");
+
+    // kubectl exec counter -- kill 1: PID 1 dies, the kubelet starts the container again.
+    let id = container(&running, "app").and_then(|c| c.container_id.clone()).unwrap_or_default();
+    let exec = lab.runtime.exec_sync(id.trim_start_matches("labkubelet://"), &["kill".into(), "1".into()], Duration::from_secs(5)).await.expect("exec");
+    assert_eq!(exec.exit_code, 0);
+    let again = eventually("the container restarted", Duration::from_secs(60), async || {
+        let p = lab.pods.get("counter").await.ok()?;
+        container(&p, "app").is_some_and(|c| c.restart_count == 1 && c.ready).then_some(p)
+    })
+    .await;
+    let last = container(&again, "app").and_then(|c| c.last_state.clone()?.terminated).expect("lastState");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (143, Some("Error")));
+}
