@@ -14,8 +14,8 @@ use crate::runtime::{
 };
 use crate::scenario::{Call, Method, Reply, Scenario, ScenarioExport};
 use crate::{
-    ContainerConfig, ContainerState, ErrorCode, ExecResult, KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig, ProbeAction, ProbeKind, ProbeResult,
-    RuntimeCondition, RuntimeError, TriggerError, TriggerTarget, host,
+    ContainerConfig, ContainerFile, ContainerState, ErrorCode, ExecResult, KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig, ProbeAction, ProbeKind,
+    ProbeResult, RuntimeCondition, RuntimeError, TriggerError, TriggerTarget, host,
 };
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -312,6 +312,13 @@ impl<T: ScenarioExport> Guest for T {
     fn remove_container(id: String) -> Result<(), RuntimeError> {
         call::<T, _>(Method::RemoveContainer, Concerns::Container(&id), |p| {
             p.rt.containers.remove(&id);
+            Ok(())
+        })
+    }
+
+    fn update_container_files(id: String, files: Vec<ContainerFile>) -> Result<(), RuntimeError> {
+        call::<T, _>(Method::UpdateContainerFiles, Concerns::Container(&id), |p| {
+            process::update_files(p.rt.container_mut(&id)?, &files);
             Ok(())
         })
     }

@@ -66,9 +66,9 @@ pub mod bindings {
 
 pub use bindings::export_raw;
 pub use bindings::labkubelet::runtime::types::{
-    ContainerConfig, ContainerMetadata, ContainerState, ContainerStats, ErrorCode, ExecResult, HttpGetAction, KeyValue, LogLevel, LogLine, LogStream,
-    NodeAction, PodSandboxConfig, PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError, TriggerAction,
-    TriggerError, TriggerTarget,
+    ContainerConfig, ContainerFile, ContainerMetadata, ContainerState, ContainerStats, ErrorCode, ExecResult, HttpGetAction, KeyValue, LogLevel, LogLine,
+    LogStream, NodeAction, PodSandboxConfig, PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError,
+    TriggerAction, TriggerError, TriggerTarget,
 };
 
 /// A number of seconds as a [`std::time::Duration`], for short scenario code.

@@ -4,15 +4,15 @@
 //! ends the container with the kubelet's reasons (`Completed`, `Error`). Execs and exec
 //! probes run in the same shell over the same files.
 //!
-//! The files a container starts with are the kubelet-managed ones (`/etc/hostname`,
-//! `/etc/hosts`, `/etc/resolv.conf`), written here from the sandbox until the host hands
-//! over the pod's volumes.
+//! A container starts with the image's usual folders, the kubelet-managed `/etc/hostname`,
+//! `/etc/hosts` and `/etc/resolv.conf` (written here from the sandbox), and its volumes'
+//! files as the host hands them over.
 
 use crate::container::{ContainerKind, Exit, Lifetime, RestartPolicy, Stop};
 use crate::image::{ImageDefault, container_argv};
 use crate::runtime::{ContainerRecord, FakeRuntime, SandboxRecord, finish, kind_of};
 use crate::shell::{ExecOutput, Fs, Process, ProcessState, Vars, exec_in};
-use crate::{ExecResult, LogLine, LogStream, ProbeAction, ProbeOutcome, ProbeResult};
+use crate::{ContainerFile, ExecResult, LogLine, LogStream, ProbeAction, ProbeOutcome, ProbeResult, host};
 
 /// The most log lines a container keeps; older ones go, as a rotated log file's do.
 pub const MAX_LOG_LINES: usize = 5_000;
@@ -32,6 +32,9 @@ pub(crate) fn start(rt: &mut FakeRuntime, id: &str, now: i64, lifetime: Lifetime
         env.push(("HOSTNAME".into(), s.config.hostname.clone()));
     }
     c.fs = container_files(sandbox.as_ref());
+    for file in &c.config.files {
+        c.fs.put(&file.path, &file.data, file.mode);
+    }
     c.follows_process = lifetime == Lifetime::Command;
     if let Lifetime::ExitsAfter(after, exit) = lifetime {
         let at = now.saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX));
@@ -113,7 +116,20 @@ pub(crate) fn exec(c: &mut ContainerRecord, cmd: &[String], now: i64, timeout_ns
     if let Some(code) = out.killed_main {
         finish(c, now, Exit::error(code));
     }
+    // A command that sleeps takes that long: the reply waits (a `preStop` hook's `sleep 10`
+    // holds the stop, `kubectl exec … sleep 5` returns after 5 s).
+    if out.took > 0 {
+        host::delay_reply(std::time::Duration::from_nanos(out.took.unsigned_abs()));
+    }
     out
+}
+
+/// Writes a running container's new volume files over the old ones (a key removed from a
+/// ConfigMap leaves its file).
+pub(crate) fn update_files(c: &mut ContainerRecord, files: &[ContainerFile]) {
+    for file in files {
+        c.fs.put(&file.path, &file.data, file.mode);
+    }
 }
 
 /// What an exec returns to the host.

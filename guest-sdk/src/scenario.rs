@@ -60,6 +60,7 @@ pub enum Method {
     StopContainer,
     RemoveContainer,
     InspectContainer,
+    UpdateContainerFiles,
     ListContainers,
     ListContainerStats,
     PullImage,
@@ -73,7 +74,7 @@ pub enum Method {
 
 impl Method {
     /// Every call of the contract.
-    pub const ALL: [Method; 21] = [
+    pub const ALL: [Method; 22] = [
         Method::Version,
         Method::Status,
         Method::RunPodSandbox,
@@ -86,6 +87,7 @@ impl Method {
         Method::StopContainer,
         Method::RemoveContainer,
         Method::InspectContainer,
+        Method::UpdateContainerFiles,
         Method::ListContainers,
         Method::ListContainerStats,
         Method::PullImage,
@@ -117,6 +119,7 @@ impl Method {
             Method::StopContainer => "stop-container",
             Method::RemoveContainer => "remove-container",
             Method::InspectContainer => "inspect-container",
+            Method::UpdateContainerFiles => "update-container-files",
             Method::ListContainers => "list-containers",
             Method::ListContainerStats => "list-container-stats",
             Method::PullImage => "pull-image",

@@ -303,7 +303,7 @@ async fn start_node<'a>(
     let cri: Arc<dyn ContainerRuntime> = Arc::new(WithOutage::new(runtime.clone(), home.control.outage().clone()));
     let version = Box::pin(runtime.version()).await?;
     let (machine, boot) = (machine_id(name), boot_id(&config.root_dir, name));
-    let id = NodeIdentity {
+    let mut id = NodeIdentity {
         name: name.to_string(),
         hostname: name.to_string(),
         node_ip: config.node_ip.clone(),
@@ -372,6 +372,12 @@ async fn start_node<'a>(
     let plugin_events = runtime.catalog().subscribe();
     events.record(&node_ref, "Normal", "Starting", "Starting kubelet.");
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    // The version-skew policy lets a kubelet be no newer than its API server, and students
+    // read `kubectl get nodes`: the node reports the server's version.
+    match Box::pin(client.apiserver_version()).await {
+        Ok(server) => id.kubelet_version = server.git_version,
+        Err(e) => tracing::warn!(node = name, "reading the API server's version (the node reports {}): {e}", id.kubelet_version),
+    }
     // The Node as registered is read here and let go: with its managed fields it is a
     // dozen KiB, for each of a thousand nodes.
     {

@@ -181,6 +181,7 @@ pub fn container(name: &str, image: &str) -> ContainerConfig {
         env: vec![],
         labels: vec![],
         annotations: vec![],
+        files: vec![],
     }
 }
 

@@ -92,3 +92,58 @@ async fn the_environment_reaches_the_command_and_exec_runs_beside_it() {
     let last = container(&again, "app").and_then(|c| c.last_state.clone()?.terminated).expect("lastState");
     assert_eq!((last.exit_code, last.reason.as_deref()), (143, Some("Error")));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_past_its_active_deadline_is_failed_with_deadline_exceeded() {
+    let lab = PodLab::start(&[], &[]).await;
+    let spec = json!({"activeDeadlineSeconds": 20, "terminationGracePeriodSeconds": 5,
+        "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"]}]});
+    lab.create("bounded", json!({}), spec).await;
+    let running = lab.until("bounded", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    let started = running.status.as_ref().and_then(|s| s.start_time.clone()).expect("startTime").0;
+    let failed = lab.until("bounded", "Failed", Duration::from_secs(60), |p| phase(p) == "Failed").await;
+    let status = failed.status.clone().unwrap_or_default();
+    assert_eq!(
+        (status.reason.as_deref(), status.message.as_deref()),
+        (Some("DeadlineExceeded"), Some("Pod was active on the node longer than the specified deadline"))
+    );
+    let t = container(&failed, "app").and_then(|c| c.state.clone()?.terminated).expect("terminated");
+    let ran = t.finished_at.expect("finished").0.as_second() - started.as_second();
+    assert!((20..=27).contains(&ran), "the deadline (20 s) and a grace of 5 s: {ran} s");
+    let events = lab.events("bounded").await;
+    let deadline = events.iter().find(|e| e.reason.as_deref() == Some("DeadlineExceeded")).expect("the event");
+    assert_eq!(deadline.type_.as_deref(), Some("Normal"));
+    assert!(events.iter().any(|e| e.reason.as_deref() == Some("Killing")), "its container is stopped as at a deletion");
+}
+
+#[tokio::test(start_paused = true)]
+async fn lifecycle_hooks_run_in_the_container() {
+    let lab = PodLab::start(&[], &[]).await;
+    // A failed postStart kills the container within the grace period; `sh` as PID 1 ignores
+    // SIGTERM, so it takes all of it.
+    let spec = json!({"terminationGracePeriodSeconds": 5, "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"],
+        "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo no >&2; exit 1"]}}}}]});
+    let created = lab.create("hooked", json!({}), spec).await;
+    let failing = lab
+        .until("hooked", "PostStartHookError", Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some("PostStartHookError"))
+        .await;
+    let uid = created.metadata.uid.unwrap_or_default();
+    let expected = format!(
+        "Exec lifecycle hook ([sh -c echo no >&2; exit 1]) for Container \"app\" in Pod \"hooked_default({uid})\" failed - error: command 'sh -c echo no >&2; exit 1' exited with 1: no\n, message: \"no\\n\""
+    );
+    let waiting = container(&failing, "app").and_then(|c| c.state.clone()?.waiting).expect("waiting");
+    assert_eq!(waiting.message.as_deref(), Some(expected.as_str()));
+    let events = lab.events("hooked").await;
+    assert!(events.iter().any(|e| e.reason.as_deref() == Some("FailedPostStartHook") && e.message.as_deref() == Some(expected.as_str())), "{events:?}");
+
+    // preStop: `sleep 10` holds the stop; nginx then exits at once on SIGTERM.
+    let spec = json!({"containers": [{"name": "web", "image": "nginx:1.25",
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", "10"]}}}}]});
+    lab.create("draining", json!({}), spec).await;
+    lab.until("draining", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    let deleted = tokio::time::Instant::now();
+    lab.pods.delete("draining", &Default::default()).await.expect("delete");
+    lab.gone("draining", "deleted after its preStop hook", Duration::from_secs(60)).await;
+    let took = deleted.elapsed().as_secs();
+    assert!((10..=14).contains(&took), "the hook's 10 s, then the stop: {took} s");
+}

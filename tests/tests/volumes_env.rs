@@ -5,6 +5,7 @@
 
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::api::{Api, PostParams};
+use labkubelet::runtime::ContainerRuntime;
 use labkubelet_tests::eventually;
 use labkubelet_tests::pod_lab::{PodLab, container, phase, waiting_reason};
 use serde_json::json;
@@ -27,7 +28,7 @@ async fn a_pod_whose_config_map_is_missing_waits_in_container_creating_until_it_
     let lab = PodLab::start(&[], &[]).await;
     let spec = json!({
         "volumes": [{"name": "config", "configMap": {"name": "app-config"}}, {"name": "scratch", "emptyDir": {}}],
-        "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"], "volumeMounts": [
+        "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sh", "-c", "cat /etc/config/greeting; sleep 3600"], "volumeMounts": [
             {"name": "config", "mountPath": "/etc/config"}, {"name": "scratch", "mountPath": "/tmp"},
         ]}],
     });
@@ -58,6 +59,22 @@ async fn a_pod_whose_config_map_is_missing_waits_in_container_creating_until_it_
     create::<ConfigMap>(&lab, json!({"metadata": {"name": "app-config"}, "data": {"greeting": "hello"}})).await;
     let running = lab.until("app", "Running once its ConfigMap exists", Duration::from_secs(130), |p| phase(p) == "Running").await;
     assert!(container(&running, "app").is_some_and(|c| c.ready));
+    let id = container(&running, "app").and_then(|c| c.container_id.clone()).unwrap_or_default();
+    let id = id.trim_start_matches("labkubelet://").to_string();
+    let logs = lab.runtime.container_logs(&id, None, None).await.expect("logs");
+    assert_eq!(logs.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["hello"], "the key's file, as cat prints it");
+
+    // kubectl edit configmap: the file changes in the running container within the
+    // kubelet's sync period and cache TTL.
+    let config_maps: Api<ConfigMap> = Api::namespaced(lab.client.clone(), "default");
+    let patch = kube::api::Patch::Merge(json!({"data": {"greeting": "bonjour"}}));
+    config_maps.patch("app-config", &kube::api::PatchParams::default(), &patch).await.expect("update the configmap");
+    let cat = ["cat".to_string(), "/etc/config/greeting".to_string()];
+    eventually("the update in the file", Duration::from_secs(90), async || {
+        let out = lab.runtime.exec_sync(&id, &cat, Duration::from_secs(5)).await.ok()?;
+        (out.stdout == "bonjour").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]

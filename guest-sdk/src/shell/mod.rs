@@ -64,6 +64,8 @@ pub struct ExecOutput {
     pub timed_out: bool,
     /// It killed the container's main process with this exit status (`kill 1`).
     pub killed_main: Option<i32>,
+    /// How long it ran on the host clock (its sleeps), in nanoseconds.
+    pub took: i64,
 }
 
 /// The shell's variables and working folder.
@@ -88,9 +90,9 @@ pub struct Process {
     /// Written since the runtime last took it.
     #[serde(default)]
     output: Vec<Output>,
-    /// The unfinished last line of stdout and of stderr.
+    /// The unfinished last line of stdout and of stderr, with when it began.
     #[serde(default)]
-    partial: [String; 2],
+    partial: [Option<(i64, String)>; 2],
 }
 
 impl Process {
@@ -133,6 +135,9 @@ impl Process {
             steps += 1;
             run::step(self, fs);
         }
+        // A line without its newline is in the log as soon as the process waits, as a
+        // runtime's log file has it.
+        self.flush();
     }
 
     /// When the process next needs a call to go on, if it sleeps: a runtime need not look
@@ -160,31 +165,43 @@ impl Process {
     }
 
     fn write_line(&mut self, stderr: bool, text: &str) {
-        let text: String = text.chars().take(MAX_LINE).collect();
-        self.output.push(Output { time: self.clock, stderr, text });
+        self.push_line(self.clock, stderr, text);
     }
 
-    /// Writes what a command wrote: whole lines become output, the rest waits for its end.
+    fn push_line(&mut self, time: i64, stderr: bool, text: &str) {
+        let text: String = text.chars().take(MAX_LINE).collect();
+        self.output.push(Output { time, stderr, text });
+    }
+
+    /// Writes what a command wrote: whole lines become output (a line begun earlier keeps
+    /// the time it began), the rest waits for its end.
     fn write(&mut self, stderr: bool, bytes: &[u8]) {
         let stream = usize::from(stderr);
-        let mut text = std::mem::take(&mut self.partial[stream]);
+        let (mut began, mut text) = self.partial[stream].take().unwrap_or((self.clock, String::new()));
         text.push_str(&String::from_utf8_lossy(bytes));
         let mut lines: Vec<&str> = text.split('\n').collect();
-        let rest = lines.pop().unwrap_or_default().chars().take(MAX_LINE).collect();
+        let rest: String = lines.pop().unwrap_or_default().chars().take(MAX_LINE).collect();
         for line in lines {
-            self.write_line(stderr, line);
+            self.push_line(began, stderr, line);
+            began = self.clock;
         }
-        self.partial[stream] = rest;
+        if !rest.is_empty() {
+            self.partial[stream] = Some((began, rest));
+        }
+    }
+
+    /// Writes the unfinished lines.
+    fn flush(&mut self) {
+        for stderr in [false, true] {
+            if let Some((began, rest)) = self.partial[usize::from(stderr)].take() {
+                self.push_line(began, stderr, &rest);
+            }
+        }
     }
 
     /// Ends the process with `code` at its clock, its unfinished lines written.
     fn end(&mut self, code: i32) {
-        for stderr in [false, true] {
-            let rest = std::mem::take(&mut self.partial[usize::from(stderr)]);
-            if !rest.is_empty() {
-                self.write_line(stderr, &rest);
-            }
-        }
+        self.flush();
         self.state = ProcessState::Exited { code, at: self.clock };
         self.frames.clear();
     }
@@ -245,6 +262,7 @@ pub fn exec_in(vars: &Vars, fs: &mut Fs, argv: &[String], stdin: &[u8], now: i64
         stderr: String::from_utf8_lossy(&err).into_owned(),
         timed_out: shell.out_of_steps || shell.clock > shell.deadline,
         killed_main: shell.killed_main,
+        took: shell.clock.min(shell.deadline).saturating_sub(now),
     }
 }
 

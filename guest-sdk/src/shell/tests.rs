@@ -63,6 +63,12 @@ fn sleep_waits_on_the_host_clock_and_output_keeps_its_time() {
 }
 
 #[test]
+fn a_line_without_its_newline_is_logged_when_the_process_waits_at_the_time_it_was_written() {
+    let (lines, ..) = run("echo -n partial; sleep 5; echo -n more; echo; sleep 600", 10);
+    assert_eq!(lines, [(0, false, "partial".to_string()), (5, false, "more".to_string())]);
+}
+
+#[test]
 fn the_kubernetes_io_counter_loop_logs_a_line_a_second() {
     let (lines, state, _) = run(r#"i=0; while true; do echo "$i: $(date +%T)"; i=$((i+1)); sleep 1; done"#, 4);
     assert_eq!(texts(&lines), ["0: 00:00:00", "1: 00:00:01", "2: 00:00:02", "3: 00:00:03", "4: 00:00:04"]);

@@ -13,9 +13,18 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("src/cookbook.rs", include_str!("../../../guest-sdk/src/cookbook.rs")),
     ("src/guest.rs", include_str!("../../../guest-sdk/src/guest.rs")),
     ("src/host.rs", include_str!("../../../guest-sdk/src/host.rs")),
+    ("src/image.rs", include_str!("../../../guest-sdk/src/image.rs")),
     ("src/node_script.rs", include_str!("../../../guest-sdk/src/node_script.rs")),
+    ("src/process.rs", include_str!("../../../guest-sdk/src/process.rs")),
     ("src/runtime.rs", include_str!("../../../guest-sdk/src/runtime.rs")),
     ("src/scenario.rs", include_str!("../../../guest-sdk/src/scenario.rs")),
+    ("src/shell/mod.rs", include_str!("../../../guest-sdk/src/shell/mod.rs")),
+    ("src/shell/arith.rs", include_str!("../../../guest-sdk/src/shell/arith.rs")),
+    ("src/shell/builtins.rs", include_str!("../../../guest-sdk/src/shell/builtins.rs")),
+    ("src/shell/fs.rs", include_str!("../../../guest-sdk/src/shell/fs.rs")),
+    ("src/shell/parse.rs", include_str!("../../../guest-sdk/src/shell/parse.rs")),
+    ("src/shell/run.rs", include_str!("../../../guest-sdk/src/shell/run.rs")),
+    ("src/shell/tests.rs", include_str!("../../../guest-sdk/src/shell/tests.rs")),
 ];
 const SDK_MANIFEST: &str = include_str!("../../../guest-sdk/Cargo.toml");
 const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
@@ -75,7 +84,7 @@ fn default_dir(name: &str) -> PathBuf {
 /// The SDK crate and the WIT package it is generated from, as `dir/labkubelet-guest` and `dir/wit`.
 fn write_sdk(dir: &Path) -> anyhow::Result<()> {
     let crate_dir = dir.join("labkubelet-guest");
-    std::fs::create_dir_all(crate_dir.join("src")).with_context(|| format!("cannot create {}", crate_dir.display()))?;
+    std::fs::create_dir_all(crate_dir.join("src/shell")).with_context(|| format!("cannot create {}", crate_dir.display()))?;
     std::fs::create_dir_all(dir.join("wit")).with_context(|| format!("cannot create {}", dir.display()))?;
     for (path, text) in SDK_SOURCES {
         write(&crate_dir.join(path), text)?;

@@ -559,6 +559,14 @@ impl ContainerRuntime for PluginRuntime {
         self.call(&plugin, "start-container", move |g, s| Box::pin(async move { g.call_start_container(s, &id).await })).await?.map_err(runtime_error)
     }
 
+    async fn update_container_files(&self, id: &str, files: &[ContainerFile]) -> Result<(), RuntimeError> {
+        let plugin = self.owner(id).await?;
+        let (id, files) = (id.to_string(), files.to_vec());
+        self.call(&plugin, "update-container-files", move |g, s| Box::pin(async move { g.call_update_container_files(s, &id, &files).await }))
+            .await?
+            .map_err(runtime_error)
+    }
+
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
         let plugin = self.owner(id).await?;
         let seconds = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);

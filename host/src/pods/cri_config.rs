@@ -6,7 +6,7 @@
 use super::env::expand_all;
 use super::plan::{HASH_ANNOTATION, RestartPolicy, spec_hash};
 use crate::runtime::pleg::POD_UID_LABEL;
-use crate::runtime::{ContainerConfig, ContainerMetadata, KeyValue, PodSandboxConfig, PodSandboxMetadata};
+use crate::runtime::{ContainerConfig, ContainerFile, ContainerMetadata, KeyValue, PodSandboxConfig, PodSandboxMetadata};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 /// The container's kind, for plugins: `init`, `sidecar` or `regular`.
@@ -43,8 +43,9 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
 /// annotations, labkubelet's say what the container is part of, so a plugin can complete
 /// init containers and Jobs as a real process would: its kind (`init`, `sidecar`,
 /// `regular`) and the pod's restart policy; and its memory limit, where the cgroup would
-/// OOM-kill it. `env` is the container's environment as [`super::env`] made it.
-pub fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32, env: &[(String, String)]) -> ContainerConfig {
+/// OOM-kill it. `env` is the container's environment as [`super::env`] made it, `files` its
+/// volumes' files as [`super::volumes`] set them up.
+pub fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32, env: &[(String, String)], files: Vec<ContainerFile>) -> ContainerConfig {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let kind = match (init, c.restart_policy.as_deref()) {
         (true, Some("Always")) => "sidecar",
@@ -70,5 +71,6 @@ pub fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32
         env: kv(env.iter().cloned()),
         labels: kv([("io.kubernetes.container.name".to_string(), c.name.clone()), (POD_UID_LABEL.to_string(), uid)]),
         annotations: kv(annotations),
+        files,
     }
 }

@@ -18,13 +18,15 @@ use super::volumes::{MountInputs, Mounts};
 use crate::clock::go_duration;
 use crate::runtime::pod_cache::{Made, Relist, RuntimePod};
 use crate::runtime::{ContainerState, ContainerStatus as RuntimeContainer, PodSandboxConfig};
-use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, ObjectReference, Pod};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The least grace a container gets when it is stopped, as upstream's killContainer.
 const MIN_GRACE_SECONDS: i64 = 2;
+/// How long a `postStart` hook may run (upstream gives none; the runtime request timeout).
+const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 /// Retry delays while the runtime fails (upstream: 100 ms doubling to 5 s).
 const RUNTIME_RETRY: Duration = Duration::from_millis(100);
 const RUNTIME_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -115,6 +117,8 @@ pub struct PodSync {
     made: Made,
     /// The pod's volumes: which are set up, and when a failed one is tried again.
     mounts: Mounts,
+    /// What each running container last got of its volumes' files (a digest), by container id.
+    sent_files: HashMap<String, u64>,
 }
 
 impl PodSync {
@@ -134,6 +138,7 @@ impl PodSync {
             since: Relist::FIRST,
             made: Made::default(),
             mounts: Mounts::default(),
+            sent_files: HashMap::new(),
         }
     }
 
@@ -217,6 +222,12 @@ impl PodSync {
         if self.finished {
             return Next::At(self.after(RESYNC));
         }
+        if let Some(at) = self.active_deadline(&pod) {
+            if self.now() >= at {
+                return self.deadline_exceeded(&pod, rt).await;
+            }
+            self.wake_at(at);
+        }
         if matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")) && rt.running().next().is_none() {
             self.finished = true;
             return Next::At(self.after(RESYNC));
@@ -246,6 +257,7 @@ impl PodSync {
             let resync = self.after(RESYNC);
             return Next::At(self.wake.map_or(resync, |w| w.min(resync)));
         }
+        self.update_files(&pod, rt).await;
         let acted = self.run_pod(&pod, rt).await;
         let refreshed = if acted { rt.refreshed(&*self.ctx.runtime, &self.made).await.ok() } else { None };
         let rt = refreshed.as_ref().unwrap_or(rt);
@@ -277,6 +289,30 @@ impl PodSync {
                 }
                 self.wake_at(not.retry_at);
                 false
+            }
+        }
+    }
+
+    /// Hands running containers their volumes' files when these changed (a ConfigMap or
+    /// Secret was updated), as the kubelet's periodic remount does; never through `subPath`.
+    async fn update_files(&mut self, pod: &Pod, rt: &RuntimePod) {
+        let Some(spec) = &pod.spec else { return };
+        let running: Vec<(String, &Container)> = rt
+            .running()
+            .filter_map(|r| spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == r.metadata.name).map(|c| (r.id.clone(), c)))
+            .collect();
+        self.sent_files.retain(|id, _| running.iter().any(|(r, _)| r == id));
+        for (id, c) in running {
+            let files = self.mounts.updatable_files(c);
+            let now = digest(&files);
+            if self.sent_files.get(&id).is_some_and(|sent| *sent == now) {
+                continue;
+            }
+            match self.ctx.runtime.update_container_files(&id, &files).await {
+                Ok(()) => {
+                    self.sent_files.insert(id, now);
+                }
+                Err(e) => tracing::debug!(pod = %pod_name(pod), container = %c.name, "updating a container's files: {e}"),
             }
         }
     }
@@ -446,9 +482,11 @@ impl PodSync {
         for warning in &env.warnings {
             self.event(pod, None, "Warning", "InvalidEnvironmentVariableNames", warning);
         }
-        let id = match runtime.create_container(sandbox_id, &container_config(pod, c, init, attempt, &env.vars)).await {
+        let files = self.mounts.container_files(c);
+        let id = match runtime.create_container(sandbox_id, &container_config(pod, c, init, attempt, &env.vars, files)).await {
             Ok(id) => {
                 self.made.containers.push(id.clone());
+                self.sent_files.insert(id.clone(), digest(&self.mounts.updatable_files(c)));
                 id
             }
             Err(e) => {
@@ -463,9 +501,44 @@ impl PodSync {
             return true;
         }
         self.event(pod, on, "Normal", "Started", &format!("Started container {}", c.name));
+        if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
+            && let Some(message) = self.run_hook(pod, c, &id, hook, HOOK_TIMEOUT).await
+        {
+            // As upstream's startContainer: the container is killed and the start failed.
+            self.event(pod, on, "Warning", "FailedPostStartHook", &message);
+            self.event(pod, on, "Normal", "Killing", "FailedPostStartHook");
+            let grace = Duration::from_secs(u64::try_from(grace_of(pod).max(MIN_GRACE_SECONDS)).unwrap_or(2));
+            if let Err(e) = runtime.stop_container(&id, grace).await {
+                tracing::warn!(pod = %pod_name(pod), container = %c.name, "stopping a container whose postStart hook failed: {e}");
+            }
+            self.waiting.insert(c.name.clone(), Waiting { reason: "PostStartHookError".into(), message });
+            self.start_errors.insert(c.name.clone(), self.now());
+            let retry = self.after(AFTER_ERROR);
+            self.wake_at(retry);
+            return true;
+        }
         self.waiting.remove(&c.name);
         self.start_errors.remove(&c.name);
         true
+    }
+
+    /// Runs a container's `postStart` or `preStop` hook in it, as upstream's handler runner
+    /// does: `None` when it succeeded, else the message of its failure in the kubelet's words.
+    /// An `exec` hook runs its command in the container; an `httpGet` hook succeeds (the
+    /// container's servers are not simulated).
+    async fn run_hook(&self, pod: &Pod, c: &Container, id: &str, hook: &LifecycleHandler, timeout: Duration) -> Option<String> {
+        let command = hook.exec.as_ref()?.command.clone().unwrap_or_default();
+        let (error, output) = match self.ctx.runtime.exec_sync(id, &command, timeout).await {
+            Ok(done) if done.exit_code == 0 => return None,
+            Ok(done) => (format!("command '{}' exited with {}: {}", command.join(" "), done.exit_code, done.stderr), format!("{}{}", done.stdout, done.stderr)),
+            Err(e) => (e.to_string(), String::new()),
+        };
+        Some(format!(
+            "Exec lifecycle hook ([{}]) for Container {:?} in Pod {:?} failed - error: {error}, message: {output:?}",
+            command.join(" "),
+            c.name,
+            pod_name(pod)
+        ))
     }
 
     /// Records a failed create or start as the kubelet shows it, and comes back soon.
@@ -557,7 +630,23 @@ impl PodSync {
         }
     }
 
+    /// Stops a container as upstream's killContainer does: its `preStop` hook first (when
+    /// there is grace to give), which takes its time from the grace period, then the stop with
+    /// what is left (2 s at least).
     async fn stop_container(&self, pod: &Pod, c: &RuntimeContainer, grace: i64) {
+        let spec = pod.spec.as_ref().and_then(|s| s.containers.iter().chain(s.init_containers.iter().flatten()).find(|s| s.name == c.metadata.name));
+        let mut grace = grace;
+        if grace > 0
+            && let Some((spec, hook)) = spec.and_then(|s| Some((s, s.lifecycle.as_ref()?.pre_stop.as_ref()?)))
+        {
+            let began = self.now();
+            let given = Duration::from_secs(grace.unsigned_abs());
+            if let Some(message) = self.run_hook(pod, spec, &c.id, hook, given).await {
+                let init = pod.spec.as_ref().is_some_and(|s| s.init_containers.iter().flatten().any(|i| i.name == spec.name));
+                self.event(pod, Some((spec, init)), "Warning", "FailedPreStopHook", &message);
+            }
+            grace -= (self.now() - began) / 1_000_000_000;
+        }
         let grace = Duration::from_secs(u64::try_from(grace.max(MIN_GRACE_SECONDS)).unwrap_or(2));
         if let Err(e) = self.ctx.runtime.stop_container(&c.id, grace).await {
             tracing::warn!(pod = %pod_name(pod), container = %c.metadata.name, "stopping a container: {e}");
@@ -607,11 +696,35 @@ impl PodSync {
     /// eviction's reason and message, as upstream's `killPodFunc` writes it. Each sync
     /// after that finds nothing to stop and writes only when the status changed.
     async fn evicted(&mut self, pod: &Arc<Pod>, rt: &RuntimePod, message: String) -> Next {
+        self.fail(pod, rt, crate::eviction::REASON, message, 0).await
+    }
+
+    /// When the pod's `activeDeadlineSeconds` run out, counted from its start time.
+    fn active_deadline(&self, pod: &Pod) -> Option<i64> {
+        let seconds = pod.spec.as_ref()?.active_deadline_seconds?;
+        let started = pod.status.as_ref().and_then(|s| s.start_time.clone()).or_else(|| self.ctx.status.cached(&self.uid)?.start_time)?;
+        Some(i64::try_from(started.0.as_nanosecond()).ok()?.saturating_add(seconds.saturating_mul(1_000_000_000)))
+    }
+
+    /// A pod past its `activeDeadlineSeconds`, as upstream's active deadline handler fails
+    /// it: a Normal `DeadlineExceeded` event, its containers stopped within the grace period,
+    /// phase `Failed` with that reason and message.
+    async fn deadline_exceeded(&mut self, pod: &Arc<Pod>, rt: &RuntimePod) -> Next {
+        const MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
+        self.event(pod, None, "Normal", "DeadlineExceeded", MESSAGE);
+        let next = self.fail(pod, rt, "DeadlineExceeded", MESSAGE.into(), grace_of(pod)).await;
+        self.finished = true;
+        next
+    }
+
+    /// Stops the pod's containers and sandboxes within `grace` (with `Killing` events unless
+    /// it is 0) and writes phase `Failed` with `reason` and `message`.
+    async fn fail(&mut self, pod: &Arc<Pod>, rt: &RuntimePod, reason: &str, message: String, grace: i64) -> Next {
         self.ctx.probes.stop(&self.uid);
-        let stopped = self.stop_all(pod, rt, 0, false).await;
+        let stopped = self.stop_all(pod, rt, grace, grace > 0).await;
         let mut status = self.status(pod, &stopped, false);
         status.phase = Some("Failed".into());
-        status.reason = Some(crate::eviction::REASON.into());
+        status.reason = Some(reason.into());
         status.message = Some(message);
         self.set_status(pod, &status);
         self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
@@ -632,6 +745,16 @@ impl PodSync {
         self.last = None;
         Next::Done
     }
+}
+
+/// A digest of files, to tell whether a container has them already.
+fn digest(files: &[crate::runtime::ContainerFile]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for f in files {
+        (&f.path, &f.data, f.mode).hash(&mut h);
+    }
+    h.finish()
 }
 
 fn nanos(d: Duration) -> i64 {

@@ -16,7 +16,8 @@
 
 use super::api_objects::ApiObjects;
 use super::downward::{Addresses, field_value, resource_value};
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume};
+use crate::runtime::ContainerFile;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
@@ -45,10 +46,11 @@ pub struct MountInputs<'a> {
     pub allocatable: &'a BTreeMap<String, String>,
 }
 
-/// One pod's volumes between syncs: which are set up, and when each failed one is tried again.
+/// One pod's volumes between syncs: which are set up (with their files as last set up), and
+/// when each failed one is tried again.
 #[derive(Debug, Default)]
 pub struct Mounts {
-    mounted: HashSet<String>,
+    mounted: HashMap<String, Vec<File>>,
     /// A failed volume's next try (host-clock nanoseconds) and the delay after that.
     retry: HashMap<String, (i64, Duration)>,
     /// When the current wait began.
@@ -76,8 +78,8 @@ impl Mounts {
                 continue;
             }
             match set_up(pod, volume, inputs).await {
-                Ok(_) => {
-                    self.mounted.insert(volume.name.clone());
+                Ok(files) => {
+                    self.mounted.insert(volume.name.clone(), files);
                     self.retry.remove(&volume.name);
                 }
                 Err(e) => {
@@ -87,7 +89,7 @@ impl Mounts {
                 }
             }
         }
-        let unmounted: Vec<&str> = expected.iter().copied().filter(|v| !self.mounted.contains(*v)).collect();
+        let unmounted: Vec<&str> = expected.iter().copied().filter(|v| !self.mounted.contains_key(*v)).collect();
         if unmounted.is_empty() {
             self.waiting_since = None;
             return Ok(());
@@ -108,6 +110,58 @@ impl Mounts {
         not.retry_at = next_retry.map_or(timeout, |at| at.min(timeout));
         Err(not)
     }
+}
+
+impl Mounts {
+    /// The files a container sees of its volumes, at their paths in the container. A `subPath`
+    /// mount shows that file (or folder) of the volume at the mount path.
+    pub fn container_files(&self, c: &Container) -> Vec<ContainerFile> {
+        self.files(c, true)
+    }
+
+    /// The files a running container's volumes update: not those mounted through `subPath`,
+    /// which the kubelet never updates.
+    pub fn updatable_files(&self, c: &Container) -> Vec<ContainerFile> {
+        self.files(c, false)
+    }
+
+    fn files(&self, c: &Container, with_sub_paths: bool) -> Vec<ContainerFile> {
+        let mut out = Vec::new();
+        for mount in c.volume_mounts.iter().flatten() {
+            let Some(files) = self.mounted.get(&mount.name) else { continue };
+            let sub = mount.sub_path.as_deref().filter(|p| !p.is_empty()).map(|p| p.trim_matches('/'));
+            if sub.is_some() && !with_sub_paths {
+                continue;
+            }
+            for f in files {
+                let inside = match sub {
+                    None => Some(f.path.as_str()),
+                    Some(sub) if f.path == sub => Some(""),
+                    Some(sub) => f.path.strip_prefix(sub).and_then(|rest| rest.strip_prefix('/')),
+                };
+                if let Some(inside) = inside {
+                    let path = normalise(&format!("{}/{inside}", mount.mount_path));
+                    out.push(ContainerFile { path, data: f.data.clone(), mode: u32::try_from(f.mode).unwrap_or(0o644) });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A path with `.`, `..` and repeated or trailing slashes resolved.
+fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 /// The volumes the pod's containers mount, in the order the pod declares them
@@ -332,5 +386,22 @@ mod tests {
         );
         let files = set_up(&pod, &pod.spec.as_ref().unwrap().volumes.as_ref().unwrap()[1], inputs(&objects)).await.expect("downward API");
         assert_eq!(files, [File { path: "labels".into(), data: b"app=\"web\"".to_vec(), mode: DEFAULT_MODE }]);
+    }
+
+    #[test]
+    fn a_container_sees_its_volumes_at_their_mount_paths_and_sub_paths() {
+        let file = |path: &str, data: &str| File { path: path.into(), data: data.as_bytes().to_vec(), mode: 0o644 };
+        let mounts = Mounts { mounted: [("config".to_string(), vec![file("app.conf", "A"), file("nested/b.conf", "B")])].into(), ..Mounts::default() };
+        let c: Container = serde_json::from_value(json!({"name": "app", "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/config/"},
+            {"name": "config", "mountPath": "/etc/app.conf", "subPath": "app.conf"},
+            {"name": "config", "mountPath": "/srv/nested", "subPath": "nested"},
+            {"name": "absent", "mountPath": "/x"},
+        ]}))
+        .expect("a container");
+        let paths: Vec<String> = mounts.container_files(&c).into_iter().map(|f| f.path).collect();
+        assert_eq!(paths, ["/etc/config/app.conf", "/etc/config/nested/b.conf", "/etc/app.conf", "/srv/nested/b.conf"]);
+        let updated: Vec<String> = mounts.updatable_files(&c).into_iter().map(|f| f.path).collect();
+        assert_eq!(updated, ["/etc/config/app.conf", "/etc/config/nested/b.conf"], "never through subPath");
     }
 }

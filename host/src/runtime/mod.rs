@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 pub use crate::plugin::bindings::labkubelet::runtime::types::{
-    Container, ContainerConfig, ContainerMetadata, ContainerState, ContainerStats, ContainerStatus, ErrorCode, ExecResult, HttpGetAction, Image, KeyValue,
-    LogLine, LogStream, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult,
-    RuntimeCondition, TriggerTarget, VersionInfo,
+    Container, ContainerConfig, ContainerFile, ContainerMetadata, ContainerState, ContainerStats, ContainerStatus, ErrorCode, ExecResult, HttpGetAction, Image,
+    KeyValue, LogLine, LogStream, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome,
+    ProbeResult, RuntimeCondition, TriggerTarget, VersionInfo,
 };
 
 /// Why a runtime call failed.
@@ -65,6 +65,8 @@ pub trait ContainerRuntime: Send + Sync {
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String, RuntimeError>;
     async fn start_container(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Replaces the files of a running container's volumes (a ConfigMap or Secret changed).
+    async fn update_container_files(&self, id: &str, files: &[ContainerFile]) -> Result<(), RuntimeError>;
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError>;
     async fn remove_container(&self, id: &str) -> Result<(), RuntimeError>;
     async fn container_status(&self, id: &str) -> Result<ContainerStatus, RuntimeError>;

@@ -143,6 +143,11 @@ impl ContainerRuntime for WithOutage {
         self.inner.start_container(id).await
     }
 
+    async fn update_container_files(&self, id: &str, files: &[ContainerFile]) -> Result<(), RuntimeError> {
+        self.outage.runtime_is_down()?;
+        self.inner.update_container_files(id, files).await
+    }
+
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
         self.outage.runtime_is_down()?;
         self.inner.stop_container(id, timeout).await

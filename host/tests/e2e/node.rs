@@ -45,6 +45,9 @@ async fn a_node_joins_turns_ready_keeps_its_lease_and_comes_back_after_a_restart
         let c = condition(&node, type_).unwrap_or_else(|| panic!("no {type_} condition: {:?}", node.status));
         assert_eq!((c.status.as_str(), c.reason.as_deref(), c.message.as_deref()), (status, Some(reason), Some(message)), "{type_}");
     }
+    // The version-skew policy: no newer than the API server (1.20.2 here).
+    let info = node.status.as_ref().and_then(|s| s.node_info.clone()).expect("nodeInfo");
+    assert_eq!(info.kubelet_version, "v1.20.2", "kubectl get nodes: VERSION");
     let labels = node.metadata.labels.clone().unwrap_or_default();
     for (key, value) in [("kubernetes.io/hostname", "e2e-join"), ("kubernetes.io/os", "linux"), ("beta.kubernetes.io/os", "linux"), ("e2e", "e2e-join")] {
         assert_eq!(labels.get(key).map(String::as_str), Some(value), "label {key}: {labels:?}");

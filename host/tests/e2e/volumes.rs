@@ -22,7 +22,8 @@ async fn a_missing_config_map_or_secret_holds_the_pod_as_the_kubelet_does_until_
         "needs-config",
         serde_json::json!({
             "volumes": [{"name": "config", "configMap": {"name": "e2e-app-config"}}],
-            "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"], "volumeMounts": [{"name": "config", "mountPath": "/etc/config"}]}],
+            "containers": [{"name": "app", "image": "busybox:1.36", "volumeMounts": [{"name": "config", "mountPath": "/etc/config"}],
+                "command": ["sh", "-c", "cat /etc/config/greeting; echo; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; sleep 3600"]}],
         }),
     );
     pods.create(&PostParams::default(), &config).await.expect("create needs-config");
@@ -60,8 +61,14 @@ async fn a_missing_config_map_or_secret_holds_the_pod_as_the_kubelet_does_until_
         (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(())
     })
     .await;
-    // Every pod here mounts its service account's token Secret (1.20's admission adds it):
-    // the node read it, as the Node authorizer allows for its own pods only.
+    // kubectl logs: the ConfigMap's key and the service account's namespace file, which 1.20's
+    // admission mounts from the token Secret (the node read it, as the Node authorizer allows
+    // for its own pods only).
+    let logs = eventually_with(&mut agent, "needs-config's output", Duration::from_secs(30), async || {
+        pods.logs("needs-config", &kube::api::LogParams::default()).await.ok().filter(|l| !l.is_empty())
+    })
+    .await;
+    assert_eq!(logs, "hello\ndefault\n");
     let spec = pods.get("needs-config").await.expect("needs-config").spec.unwrap_or_default();
     assert!(spec.volumes.iter().flatten().any(|v| v.secret.is_some() && v.name.starts_with("default-token-")), "{:?}", spec.volumes);
     agent.assert_no_refused_requests();
