@@ -1,0 +1,84 @@
+//! The image step of a container start, as upstream's image manager does it: the pull
+//! policy (defaulted as the API server does), `Pulling`/`Pulled` events, `ErrImagePull`,
+//! `ImagePullBackOff` with its back-off, `ErrImageNeverPull`.
+
+use super::{AFTER_ERROR, PodSync, nanos};
+use crate::clock::go_duration;
+use crate::pods::status::Waiting;
+use crate::runtime::PodSandboxConfig;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use std::time::Duration;
+
+impl PodSync {
+    /// The image step of a container start, by pull policy and image pull back-off.
+    pub(super) async fn pull(&mut self, pod: &Pod, c: &Container, init: bool, image: &str, sandbox: &PodSandboxConfig) -> Result<(), Waiting> {
+        let on = Some((c, init));
+        let runtime = self.ctx.runtime.clone();
+        let present = match runtime.image_status(image, Some(sandbox)).await {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                self.event(pod, on, "Warning", "Failed", &format!("Error: {e}"));
+                return Err(Waiting { reason: "ErrImagePull".into(), message: e.to_string() });
+            }
+        };
+        let policy = pull_policy(c);
+        if present && policy != "Always" {
+            self.event(pod, on, "Normal", "Pulled", &format!("Container image \"{image}\" already present on machine"));
+            return Ok(());
+        }
+        if policy == "Never" {
+            let message = format!("Container image \"{image}\" is not present with pull policy of Never");
+            self.event(pod, on, "Warning", "ErrImageNeverPull", &message);
+            return Err(Waiting { reason: "ErrImageNeverPull".into(), message });
+        }
+        let key = format!("pull/{image}");
+        if let Some(end) = self.backoff.expiry_since_update(&key) {
+            // A sync right after the failure (a PLEG event, say) still shows ErrImagePull,
+            // so it is seen before ImagePullBackOff follows.
+            if let Some((at, message)) = self.pull_errors.get(&key).filter(|(at, _)| self.now() < at + nanos(AFTER_ERROR)) {
+                let (retry, message) = (at + nanos(AFTER_ERROR), message.clone());
+                self.wake_at(retry);
+                return Err(Waiting { reason: "ErrImagePull".into(), message });
+            }
+            let message = format!("Back-off pulling image \"{image}\"");
+            self.event(pod, on, "Normal", "BackOff", &message);
+            self.event(pod, on, "Warning", "Failed", "Error: ImagePullBackOff");
+            self.wake_at(end);
+            return Err(Waiting { reason: "ImagePullBackOff".into(), message });
+        }
+        self.event(pod, on, "Normal", "Pulling", &format!("Pulling image \"{image}\""));
+        let started = self.now();
+        match runtime.pull_image(image, Some(sandbox)).await {
+            Ok(_) => {
+                let took = go_duration(Duration::from_nanos(u64::try_from(self.now() - started).unwrap_or(0)));
+                let size = runtime.image_status(image, Some(sandbox)).await.ok().flatten().map_or(0, |i| i.size);
+                let message = format!("Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {size} bytes.");
+                self.event(pod, on, "Normal", "Pulled", &message);
+                Ok(())
+            }
+            Err(e) => {
+                self.backoff.next(&key, self.now());
+                self.pull_errors.insert(key, (self.now(), e.to_string()));
+                self.event(pod, on, "Warning", "Failed", &format!("Failed to pull image \"{image}\": {e}"));
+                self.event(pod, on, "Warning", "Failed", "Error: ErrImagePull");
+                let retry = self.after(AFTER_ERROR);
+                self.wake_at(retry);
+                Err(Waiting { reason: "ErrImagePull".into(), message: e.to_string() })
+            }
+        }
+    }
+}
+
+/// The pull policy, defaulted as the API server does: Always for `:latest` or no tag.
+pub(super) fn pull_policy(c: &Container) -> &str {
+    if let Some(p) = c.image_pull_policy.as_deref() {
+        return p;
+    }
+    let image = c.image.as_deref().unwrap_or("");
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        _ if image.contains('@') => "IfNotPresent",
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
