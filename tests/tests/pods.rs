@@ -258,6 +258,19 @@ async fn pods_that_do_not_fit_are_rejected() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_second_pod_on_a_host_port_is_rejected() {
+    let lab = PodLab::start(&[], &[]).await;
+    let spec = json!({"containers": [{"name": "web", "image": "nginx:1.25", "ports": [{"containerPort": 80, "hostPort": 8080}]}]});
+    lab.create("first", json!({}), spec.clone()).await;
+    lab.until("first", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    lab.create("second", json!({}), spec).await;
+    let pod = lab.until("second", "rejected", Duration::from_secs(30), |p| phase(p) == "Failed").await;
+    let status = pod.status.unwrap();
+    assert_eq!((status.reason.as_deref(), status.message.as_deref()), (Some("NodePorts"), Some("Pod was rejected: Predicate NodePorts failed")));
+    assert_eq!(reasons(&lab.events("second").await), ["NodePorts"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stalled_runtime_makes_pleg_unhealthy_and_the_node_not_ready_until_it_recovers() {
     let lab = PodLab::start(&["pleg-stall"], &[("pleg-stall.json", "{\"stallAfterSeconds\": 20, \"stallForSeconds\": 240}")]).await;
     lab.create("stuck", json!({"labkubelet.io/scenario": "pleg-stall"}), json!({"containers": [{"name": "app", "image": "nginx:1.25"}]})).await;

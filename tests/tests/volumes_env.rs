@@ -130,3 +130,18 @@ async fn an_env_reference_to_a_missing_secret_is_create_container_config_error_u
     create::<Secret>(&lab, json!({"metadata": {"name": "db"}, "data": {"password": "czNjcmV0"}})).await;
     lab.until("app", "Running once the key exists", Duration::from_secs(90), |p| phase(p) == "Running").await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_path_that_cannot_be_made_is_create_container_config_error() {
+    let lab = PodLab::start(&[], &[]).await;
+    let spec = json!({"volumes": [{"name": "data", "emptyDir": {}}], "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"],
+        "volumeMounts": [{"name": "data", "mountPath": "/data", "subPath": "/abs"}]}]});
+    lab.create("absolute", json!({}), spec).await;
+    let pod = lab
+        .until("absolute", "CreateContainerConfigError", Duration::from_secs(30), |p| {
+            container(p, "app").and_then(waiting_reason) == Some("CreateContainerConfigError")
+        })
+        .await;
+    let message = container(&pod, "app").and_then(|c| c.state.clone()?.waiting?.message);
+    assert_eq!(message.as_deref(), Some("error SubPath `/abs` must not be an absolute path"));
+}

@@ -3,7 +3,7 @@
 //! alone no new BestEffort pod; critical pods always), then the predicates (the node
 //! selector must match the node's labels, and the pod must fit in what is left of the
 //! node's allocatable pods, cpu and memory). A refused pod is Failed with the kubelet's
-//! reason (`Evicted`, `NodeAffinity`, `OutOfpods`, `OutOfcpu`, `OutOfmemory`) and message.
+//! reason (`Evicted`, `NodeAffinity`, `OutOfpods`, `OutOfcpu`, `OutOfmemory`, `NodePorts`) and message.
 
 use super::resources::{QosClass, Quantity, qos_class};
 use crate::node::pressure::{Condition, Conditions};
@@ -52,6 +52,29 @@ pub struct Admission {
     pub allocatable: BTreeMap<String, String>,
     pressure: Arc<Conditions>,
     admitted: HashMap<String, Usage>,
+    /// The host ports each admitted pod holds.
+    ports: HashMap<String, Vec<HostPort>>,
+}
+
+/// A host port a container asks for: (host IP, protocol, port).
+type HostPort = (String, String, i32);
+
+/// The host ports a pod's containers ask for (upstream's `getContainerPorts`).
+fn host_ports(pod: &Pod) -> Vec<HostPort> {
+    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.host_port.is_some_and(|h| h > 0))
+        .map(|p| (p.host_ip.clone().unwrap_or_default(), p.protocol.clone().unwrap_or_else(|| "TCP".into()), p.host_port.unwrap_or(0)))
+        .collect()
+}
+
+/// Whether two host ports collide, as upstream's `HostPortInfo.CheckConflict`: the same
+/// protocol and port on the same address, or on any address where either is `0.0.0.0`.
+fn conflict(a: &HostPort, b: &HostPort) -> bool {
+    let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0";
+    a.1 == b.1 && a.2 == b.2 && (a.0 == b.0 || any(&a.0) || any(&b.0))
 }
 
 /// Why a pod was refused: the kubelet's reason and message.
@@ -63,7 +86,7 @@ pub struct Rejection {
 
 impl Admission {
     pub fn new(labels: BTreeMap<String, String>, allocatable: BTreeMap<String, String>, pressure: Arc<Conditions>) -> Self {
-        Admission { labels, allocatable, pressure, admitted: HashMap::new() }
+        Admission { labels, allocatable, pressure, admitted: HashMap::new(), ports: HashMap::new() }
     }
 
     /// Admits the pod (remembering what it takes) or says why not.
@@ -94,7 +117,14 @@ impl Admission {
                 });
             }
         }
+        let wanted = host_ports(pod);
+        if wanted.iter().any(|w| self.ports.values().flatten().any(|held| conflict(w, held))) {
+            return Err(Rejection { reason: "NodePorts".into(), message: "Predicate NodePorts failed".into() });
+        }
         self.admitted.insert(uid.to_string(), usage);
+        if !wanted.is_empty() {
+            self.ports.insert(uid.to_string(), wanted);
+        }
         Ok(())
     }
 
@@ -117,6 +147,7 @@ impl Admission {
     /// The pod no longer takes anything: it finished or is gone.
     pub fn release(&mut self, uid: &str) {
         self.admitted.remove(uid);
+        self.ports.remove(uid);
     }
 }
 
@@ -148,6 +179,23 @@ mod tests {
     fn pod(cpu: &str, selector: serde_json::Value) -> Pod {
         serde_json::from_value(serde_json::json!({"spec": {"nodeSelector": selector, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}))
             .unwrap()
+    }
+
+    #[test]
+    fn a_host_port_is_held_by_one_pod_at_a_time() {
+        let with_port = |ip: &str, protocol: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({"spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080, "hostIP": ip, "protocol": protocol}]}]}}))
+                .unwrap()
+        };
+        let mut a = Admission::new(BTreeMap::new(), BTreeMap::new(), Arc::default());
+        assert_eq!(a.admit("a", &with_port("", "TCP")), Ok(()));
+        let e = a.admit("b", &with_port("10.0.0.1", "TCP")).unwrap_err();
+        assert_eq!((e.reason.as_str(), e.message.as_str()), ("NodePorts", "Predicate NodePorts failed"));
+        assert_eq!(a.admit("c", &with_port("", "UDP")), Ok(()), "another protocol");
+        a.release("a");
+        assert_eq!(a.admit("b", &with_port("10.0.0.1", "TCP")), Ok(()), "free once the first pod is gone");
+        assert!(a.admit("d", &with_port("10.0.0.1", "TCP")).is_err());
+        assert_eq!(a.admit("e", &with_port("10.0.0.2", "TCP")), Ok(()), "another address");
     }
 
     #[test]

@@ -130,7 +130,8 @@ impl Mounts {
         for mount in c.volume_mounts.iter().flatten() {
             let Some(files) = self.mounted.get(&mount.name) else { continue };
             let sub = mount.sub_path.as_deref().filter(|p| !p.is_empty()).map(|p| p.trim_matches('/'));
-            if sub.is_some() && !with_sub_paths {
+            let by_expression = mount.sub_path_expr.as_deref().is_some_and(|e| !e.is_empty());
+            if (sub.is_some() || by_expression) && !with_sub_paths {
                 continue;
             }
             for f in files {
@@ -147,6 +148,40 @@ impl Mounts {
         }
         out
     }
+}
+
+/// The container with each mount's `subPathExpr` expanded into its `subPath`, or why its
+/// mounts cannot be made, in upstream's `makeMounts` words (`CreateContainerConfigError`):
+/// an absolute path, a `..`, or a variable with no value.
+pub fn with_sub_paths(c: &Container, env: &[(String, String)]) -> Result<Container, String> {
+    let mut c = c.clone();
+    for mount in c.volume_mounts.iter_mut().flatten() {
+        if let Some(expr) = mount.sub_path_expr.take().filter(|e| !e.is_empty()) {
+            let missing = std::cell::RefCell::new(std::collections::BTreeSet::new());
+            let value = |name: &str| env.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str());
+            let expanded = super::env::expand(&expr, |name| {
+                let found = value(name);
+                if found.is_none() {
+                    missing.borrow_mut().insert(name.to_string());
+                }
+                Some(found.unwrap_or(""))
+            });
+            let missing = missing.into_inner();
+            if !missing.is_empty() {
+                return Err(format!("missing value for {}", missing.into_iter().collect::<Vec<_>>().join(", ")));
+            }
+            mount.sub_path = Some(expanded);
+        }
+        if let Some(sub) = mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
+            if sub.starts_with('/') {
+                return Err(format!("error SubPath `{sub}` must not be an absolute path"));
+            }
+            if sub.split('/').any(|part| part == "..") {
+                return Err(format!("unable to provision SubPath `{sub}`: must not contain '..'"));
+            }
+        }
+    }
+    Ok(c)
 }
 
 /// A path with `.`, `..` and repeated or trailing slashes resolved.
@@ -403,5 +438,18 @@ mod tests {
         assert_eq!(paths, ["/etc/config/app.conf", "/etc/config/nested/b.conf", "/etc/app.conf", "/srv/nested/b.conf"]);
         let updated: Vec<String> = mounts.updatable_files(&c).into_iter().map(|f| f.path).collect();
         assert_eq!(updated, ["/etc/config/app.conf", "/etc/config/nested/b.conf"], "never through subPath");
+    }
+
+    #[test]
+    fn sub_path_expressions_expand_and_bad_sub_paths_are_refused_in_the_kubelets_words() {
+        let mounting =
+            |mount: serde_json::Value| -> Container { serde_json::from_value(json!({"name": "app", "volumeMounts": [mount]})).expect("a container") };
+        let env = [("POD_NAME".to_string(), "web-0".to_string())];
+        let expanded = with_sub_paths(&mounting(json!({"name": "logs", "mountPath": "/logs", "subPathExpr": "$(POD_NAME)/app"})), &env).expect("expands");
+        assert_eq!(expanded.volume_mounts.unwrap()[0].sub_path.as_deref(), Some("web-0/app"));
+        let refused = |mount| with_sub_paths(&mounting(mount), &env).unwrap_err();
+        assert_eq!(refused(json!({"name": "v", "mountPath": "/x", "subPathExpr": "$(NOPE)"})), "missing value for NOPE");
+        assert_eq!(refused(json!({"name": "v", "mountPath": "/x", "subPath": "/abs"})), "error SubPath `/abs` must not be an absolute path");
+        assert_eq!(refused(json!({"name": "v", "mountPath": "/x", "subPath": "a/../../b"})), "unable to provision SubPath `a/../../b`: must not contain '..'");
     }
 }

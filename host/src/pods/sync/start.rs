@@ -9,6 +9,7 @@ use crate::pods::cri_config::container_config;
 use crate::pods::downward::Addresses;
 use crate::pods::env::{EnvInputs, make_environment};
 use crate::pods::status::Waiting;
+use crate::pods::volumes::with_sub_paths;
 use crate::runtime::PodSandboxConfig;
 use crate::runtime::pod_cache::RuntimePod;
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -77,7 +78,14 @@ impl PodSync {
         for warning in &env.warnings {
             self.event(pod, None, "Warning", "InvalidEnvironmentVariableNames", warning);
         }
-        let files = self.mounts.container_files(c);
+        let mounted = match with_sub_paths(c, &env.vars) {
+            Ok(mounted) => mounted,
+            Err(message) => {
+                self.config_failed(pod, c, init, message);
+                return false;
+            }
+        };
+        let files = self.mounts.container_files(&mounted);
         let id = match runtime.create_container(sandbox_id, &container_config(pod, c, init, attempt, &env.vars, files)).await {
             Ok(id) => {
                 self.made.containers.push(id.clone());
