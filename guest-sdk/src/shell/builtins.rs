@@ -6,7 +6,7 @@
 //! fail as they do without DNS.
 
 use super::fs::{Fs, FsError, Node, resolve};
-use super::run::{Context, Shell};
+use super::run::{Context, Shell, bounded};
 
 /// Runs a builtin: its status, or `None` when the shell does not know the command.
 pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut Vec<u8>, err: &mut Vec<u8>) -> Option<i32> {
@@ -193,10 +193,10 @@ pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut
                         inner.values.insert(k.into(), v.into());
                     }
                 }
-                let mut sub = Shell::new(&mut inner, sh.clock, sh.context);
+                let mut sub = sh.nested(&mut inner);
                 let status = sub.run_argv(&args[assigns.len()..], fs, stdin, out, err);
-                let (clock, flags) = (sub.clock, sub.flags());
-                sh.absorb(clock, 0, flags);
+                let (clock, steps, flags) = (sub.clock, sub.steps(), sub.flags());
+                sh.absorb(clock, steps, flags);
                 return Some(status);
             }
             if name == "printenv" && !args.is_empty() {
@@ -217,7 +217,7 @@ pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut
         "export" => {
             for a in args {
                 if let Some((k, v)) = a.split_once('=') {
-                    sh.vars.values.insert(k.into(), v.into());
+                    sh.vars.values.insert(k.into(), bounded(v.into()));
                 }
             }
             0
@@ -240,7 +240,7 @@ pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut
                         } else {
                             fields.get(i).copied().unwrap_or("").to_string()
                         };
-                        sh.vars.values.insert((*n).clone(), value);
+                        sh.vars.values.insert((*n).clone(), bounded(value));
                     }
                     0
                 }
@@ -454,11 +454,10 @@ pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut
                     if args.first().map(String::as_str) == Some("-c") {
                         inner.positional = args.iter().skip(2).cloned().collect();
                     }
-                    let mut sub = Shell::new(&mut inner, sh.clock, sh.context);
-                    sub.deadline = sh.deadline;
+                    let mut sub = sh.nested(&mut inner);
                     let status = sub.run_script(&parsed, fs, &[], out, err);
-                    let (exited, clock, flags) = (sub.exited, sub.clock, sub.flags());
-                    sh.absorb(clock, 0, flags);
+                    let (exited, clock, steps, flags) = (sub.exited, sub.clock, sub.steps(), sub.flags());
+                    sh.absorb(clock, steps, flags);
                     exited.unwrap_or(status)
                 }
                 Err(e) => {

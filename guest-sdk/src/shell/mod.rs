@@ -132,8 +132,7 @@ impl Process {
     pub fn advance(&mut self, fs: &mut Fs, now: i64) {
         let mut steps = 0;
         while self.state == ProcessState::Running && self.clock <= now && steps < STEPS_PER_CALL {
-            steps += 1;
-            run::step(self, fs);
+            steps += run::step(self, fs);
         }
         // A line without its newline is in the log as soon as the process waits, as a
         // runtime's log file has it.

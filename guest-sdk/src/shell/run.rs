@@ -24,30 +24,31 @@ impl Frame {
     }
 }
 
-/// One step of the main process: one frame's turn, or one command run to its end.
-pub fn step(p: &mut Process, fs: &mut Fs) {
+/// One step of the main process: one frame's turn, or one command run to its end. Returns
+/// the steps it took: 1, or what the command used of the budget.
+pub fn step(p: &mut Process, fs: &mut Fs) -> u32 {
     let Some(top) = p.frames.last_mut() else {
         p.end(p.vars.status);
-        return;
+        return 1;
     };
     match top {
         Frame::Seq { items, next } => {
             let Some(item) = items.get(*next).cloned() else {
                 p.frames.pop();
-                return;
+                return 1;
             };
             *next += 1;
             p.frames.push(Frame::AndOr { rest: item.rest, next: 0 });
-            start_pipeline(p, fs, item.first);
+            return start_pipeline(p, fs, item.first);
         }
         Frame::AndOr { rest, next } => {
             let Some((connector, pipeline)) = rest.get(*next).cloned() else {
                 p.frames.pop();
-                return;
+                return 1;
             };
             *next += 1;
             if (connector == Connector::And) == (p.vars.status == 0) {
-                start_pipeline(p, fs, pipeline);
+                return start_pipeline(p, fs, pipeline);
             }
         }
         Frame::Negate => {
@@ -110,11 +111,12 @@ pub fn step(p: &mut Process, fs: &mut Fs) {
             }
         }
     }
+    1
 }
 
 /// Starts a pipeline of the main process: a compound command without redirections becomes
 /// frames; anything else runs to its end now.
-fn start_pipeline(p: &mut Process, fs: &mut Fs, pipeline: Pipeline) {
+fn start_pipeline(p: &mut Process, fs: &mut Fs, pipeline: Pipeline) -> u32 {
     if let [command] = pipeline.commands.as_slice()
         && command.redirects().is_empty()
         && !matches!(command, Command::Simple { .. } | Command::Subshell(..))
@@ -134,13 +136,15 @@ fn start_pipeline(p: &mut Process, fs: &mut Fs, pipeline: Pipeline) {
                 };
                 Frame::For { var, items, next: 0, body }
             }
-            Command::Simple { .. } | Command::Subshell(..) => return,
+            Command::Simple { .. } | Command::Subshell(..) => return 1,
         };
-        return p.frames.push(frame);
+        p.frames.push(frame);
+        return 1;
     }
     let mut shell = Shell::new(&mut p.vars, p.clock, Context::Main);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let status = shell.pipeline(&pipeline, fs, &[], &mut out, &mut err);
+    let used = shell.steps.max(1);
     let Shell { clock, exited, forever, external, out_of_steps, killed_main, .. } = shell;
     // Output is stamped with the time the command ended: a command that sleeps inside a
     // pipeline or a redirected block writes all it wrote then.
@@ -155,6 +159,7 @@ fn start_pipeline(p: &mut Process, fs: &mut Fs, pipeline: Pipeline) {
     } else if forever || out_of_steps {
         p.state = ProcessState::Forever;
     }
+    used
 }
 
 /// Where a command runs: as (part of) the container's main process, or exec'd beside it.
@@ -200,10 +205,23 @@ impl<'v> Shell<'v> {
         }
     }
 
+    /// A shell nested in this one (a subshell, a substitution, `sh -c`) over `vars`: one
+    /// level deeper, on the same clock, deadline and step budget, so nesting is bounded too.
+    pub fn nested<'w>(&self, vars: &'w mut Vars) -> Shell<'w> {
+        let mut sub = Shell::new(vars, self.clock, self.context);
+        (sub.deadline, sub.steps, sub.depth) = (self.deadline, self.steps, self.depth + 1);
+        sub
+    }
+
     /// What a nested shell (a subshell, a substitution, `sh -c`) found that stops its parent
     /// too: (waits for ever, runs an unknown program, out of steps, killed the main process).
     pub fn flags(&self) -> (bool, bool, bool, Option<i32>) {
         (self.forever, self.external, self.out_of_steps, self.killed_main)
+    }
+
+    /// How many steps this shell (and the ones it nested) took.
+    pub fn steps(&self) -> u32 {
+        self.steps
     }
 
     /// Takes on a nested shell's clock, steps and [`Shell::flags`].
@@ -290,10 +308,7 @@ impl<'v> Shell<'v> {
             Command::Group(script, _) => self.run_script(script, fs, stdin, out, err),
             Command::Subshell(script, _) => {
                 let mut copy = self.vars.clone();
-                let mut sub = Shell::new(&mut copy, self.clock, self.context);
-                sub.deadline = self.deadline;
-                sub.steps = self.steps;
-                sub.depth = self.depth;
+                let mut sub = self.nested(&mut copy);
                 let status = sub.run_script(script, fs, stdin, out, err);
                 let exited = sub.exited;
                 let (clock, steps, flags) = (sub.clock, sub.steps, sub.flags());
@@ -341,7 +356,7 @@ impl<'v> Shell<'v> {
     }
 
     fn simple(&mut self, assigns: &[(String, Word)], words: &[Word], fs: &mut Fs, stdin: &[u8], out: &mut Vec<u8>, err: &mut Vec<u8>) -> i32 {
-        let values: Vec<(String, String)> = assigns.iter().map(|(name, w)| (name.clone(), self.expand_single(w, fs))).collect();
+        let values: Vec<(String, String)> = assigns.iter().map(|(name, w)| (name.clone(), bounded(self.expand_single(w, fs)))).collect();
         let argv = self.expand_words(words, fs);
         if argv.is_empty() {
             self.vars.values.extend(values);
@@ -510,15 +525,14 @@ impl<'v> Shell<'v> {
                         (true, Some(d)) => self.expand_single(d, fs),
                         _ => value,
                     };
+                    // Copying a large value costs steps, so a loop over one stays within a call.
+                    self.steps = self.steps.saturating_add(u32::try_from(value.len() / BYTES_PER_STEP).unwrap_or(u32::MAX));
                     pieces.push((value, !quoted));
                 }
                 Part::Command { script, quoted } => {
                     let (mut out, mut err) = (Vec::new(), Vec::new());
                     let mut copy = self.vars.clone();
-                    let mut sub = Shell::new(&mut copy, self.clock, self.context);
-                    sub.deadline = self.deadline;
-                    sub.steps = self.steps;
-                    sub.depth = self.depth + 1;
+                    let mut sub = self.nested(&mut copy);
                     let status = sub.run_script(script, fs, &[], &mut out, &mut err);
                     let exited = sub.exited;
                     let (clock, steps, flags) = (sub.clock, sub.steps, sub.flags());
@@ -556,6 +570,21 @@ fn cap(buffer: &mut Vec<u8>) {
         let cut = buffer.len() - MAX_CAPTURE;
         buffer.drain(..cut);
     }
+}
+
+/// How many bytes an expansion copies for one step of the budget.
+const BYTES_PER_STEP: usize = 16 * 1024;
+
+/// A variable's value within [`MAX_CAPTURE`] bytes: `x=$x$x` in a loop stops growing there.
+pub fn bounded(mut value: String) -> String {
+    if value.len() > MAX_CAPTURE {
+        let mut end = MAX_CAPTURE;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        value.truncate(end);
+    }
+    value
 }
 
 /// A word quoted for a script, so `argv` runs as written.

@@ -179,3 +179,53 @@ fn globs_and_dates() {
     assert_eq!(texts(&lines), ["/etc/config/a.conf /etc/config/b.conf", "a.conf", "b.conf"]);
     assert_eq!(builtins::date(1_733_456_562 * S, "%a %b %e %H:%M:%S %Z %Y"), "Fri Dec  6 03:42:42 UTC 2024");
 }
+
+#[test]
+fn a_variable_that_doubles_stops_at_its_cap() {
+    let mut fs = Fs::new();
+    let mut p = Process::start(&sh("x=ab; while true; do x=$x$x; done"), &[], 0);
+    p.advance(&mut fs, 0);
+    assert_eq!(p.state(), ProcessState::Running, "spinning within its budget, its memory bounded");
+    let out = p.exec(&mut fs, &sh("echo ok"), &[], 0, S);
+    assert_eq!(out.stdout, "ok\n");
+}
+
+#[test]
+fn nesting_and_recursion_are_bounded() {
+    let mut fs = Fs::new();
+    let bomb = r#"f='sh -c "$f"'; export f; sh -c "$f"; echo survived"#;
+    let mut p = Process::start(&sh(bomb), &[], 0);
+    p.advance(&mut fs, 0);
+    let out: Vec<String> = p.take_output().into_iter().map(|o| o.text).collect();
+    assert!(out.iter().any(|l| l.contains("nested too deeply")), "{out:?}");
+    assert!(matches!(p.state(), ProcessState::Exited { .. } | ProcessState::Running));
+}
+
+/// Random scripts from the grammar's own words never panic, and each call ends within its
+/// step budget.
+#[test]
+fn arbitrary_scripts_run_within_their_bounds() {
+    let words = [
+        "echo", "x", ";", "&&", "||", "|", "while", "true", "do", "done", "for", "i", "in", "1", "2", "if", "then", "fi", "else", "$(", ")", "`", "\"", "'",
+        "$((", "+", "))", "sleep", "0.1", "cat", "/tmp/f", ">", ">>", "<", "2>&1", "sh", "-c", "exit", "3", "{", "}", "(", "$x", "${y:-z}", "\n", "kill",
+        "grep", "-c", "head", "-n", "seq", "100", "read", "cd", "..", "test", "-f", "!", "printf", "%s", "yes",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut fs = Fs::new();
+    for _ in 0..3_000 {
+        let mut script = String::new();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        for i in 0..(seed % 24) {
+            script.push_str(words[(seed.rotate_left(i as u32 * 7) % words.len() as u64) as usize]);
+            script.push(' ');
+        }
+        let mut p = Process::start(&sh(&script), &[], 0);
+        for t in 0..3 {
+            p.advance(&mut fs, t * S);
+        }
+        let _ = p.exec(&mut fs, &sh(&script), b"input\n", 0, S);
+        assert!(p.take_output().len() <= 3 * STEPS_PER_CALL as usize, "{script}");
+    }
+}
