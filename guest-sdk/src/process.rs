@@ -55,8 +55,9 @@ pub(crate) fn start(rt: &mut FakeRuntime, id: &str, now: i64, lifetime: Lifetime
     if c.process.as_ref().is_some_and(|p| p.state() == ProcessState::External) {
         // The program is the image's own: a line to show it started, and init containers and
         // Jobs complete after the configured time, as before there was a shell.
+        // First, before what the scenario has it write when it starts.
         let line = format!("{} started from image {}", c.config.metadata.name, c.config.image);
-        add_logs(c, [LogLine { time: now, stream: LogStream::Stdout, text: line }]);
+        c.logs.insert(0, LogLine { time: now, stream: LogStream::Stdout, text: line });
         let finishes = match kind_of(&c.config) {
             (ContainerKind::Init, _) => Some(completion.init),
             (ContainerKind::Regular, RestartPolicy::OnFailure | RestartPolicy::Never) => Some(completion.run_to_completion),

@@ -89,6 +89,18 @@ async fn oomkill_kills_with_137_oomkilled_after_30s() {
     assert_eq!((s.state, s.exit_code, s.reason.as_str()), (ContainerState::Exited, 137, "OOMKilled"));
 }
 
+/// `kubectl logs`: what the image's program writes when it starts (the runtime's line, the
+/// scenario's), then how it ended.
+#[tokio::test(start_paused = true)]
+async fn oomkill_logs_the_start_its_scenario_and_the_kill_in_order() {
+    let lab = lab_with(&["oomkill"]).await;
+    let node = lab.node("node-1");
+    let (_, id) = start_pod(&node, &pod("cache", Some("oomkill"), &[]), "redis:7").await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let logs: Vec<String> = node.container_logs(&id, None, None).await.unwrap().into_iter().map(|l| l.text).collect();
+    assert_eq!(logs, ["main started from image redis:7", "allocating memory without bound...", "main exited with code 137 (OOMKilled)"]);
+}
+
 /// The node actions a node's plugins ask for, as they arrive.
 fn asked_actions(lab: &PluginLab) -> (PluginRuntime, tokio::sync::mpsc::Receiver<labkubelet::plugin::AskedAction>) {
     let (asks, asked) = tokio::sync::mpsc::channel(16);

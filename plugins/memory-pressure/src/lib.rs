@@ -71,8 +71,8 @@ impl Scenario for MemoryLeak {
         }
     }
 
-    fn start_logs(&mut self, c: &ContainerCtx) -> Vec<String> {
-        vec![format!("{} started from image {}", c.name, c.image), format!("allocating {} MiB a second and never freeing it...", self.leak_mib_per_second)]
+    fn start_logs(&mut self, _c: &ContainerCtx) -> Vec<String> {
+        vec![format!("allocating {} MiB a second and never freeing it...", self.leak_mib_per_second)]
     }
 
     fn usage(&mut self, c: &ContainerCtx) -> Usage {

@@ -32,8 +32,8 @@ impl Scenario for OomKill {
         Ok(Lifetime::exits_after(secs(self.after_seconds), Exit::oom_killed()))
     }
 
-    fn start_logs(&mut self, c: &ContainerCtx) -> Vec<String> {
-        vec![format!("{} started from image {}", c.name, c.image), "allocating memory without bound...".into()]
+    fn start_logs(&mut self, _c: &ContainerCtx) -> Vec<String> {
+        vec!["allocating memory without bound...".into()]
     }
 }
 
