@@ -221,8 +221,14 @@ mod tests {
 
     #[test]
     fn every_sdk_source_file_is_embedded() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/src");
-        let mut on_disk: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| format!("src/{}", e.unwrap().file_name().to_string_lossy())).collect();
+        fn files(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+                let name = format!("{prefix}/{}", entry.file_name().to_string_lossy());
+                if entry.path().is_dir() { files(&entry.path(), &name, out) } else { out.push(name) }
+            }
+        }
+        let mut on_disk = Vec::new();
+        files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/src"), "src", &mut on_disk);
         on_disk.sort();
         let mut embedded: Vec<String> = SDK_SOURCES.iter().map(|(p, _)| p.to_string()).collect();
         embedded.sort();
