@@ -42,7 +42,7 @@ impl ObjectError {
 }
 
 /// The kinds a pod refers to by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     ConfigMap,
     Secret,
@@ -57,47 +57,30 @@ impl std::fmt::Display for Kind {
     }
 }
 
-/// An object by kind, namespace and name.
-type Key = (Kind, String, String);
-
-#[derive(Clone)]
-enum Object {
-    ConfigMap(Arc<ConfigMap>),
-    Secret(Arc<Secret>),
-}
+/// What was read of one kind, and when, by namespace and name.
+type Kept<K> = Mutex<HashMap<(String, String), (i64, Arc<K>)>>;
 
 /// One node's reads of ConfigMaps, Secrets and Services, shared by its pod workers.
 pub struct ApiObjects {
     client: Option<kube::Client>,
     clock: Clock,
-    /// What was read, and when.
-    kept: Mutex<HashMap<Key, (i64, Object)>>,
+    config_maps: Kept<ConfigMap>,
+    secrets: Kept<Secret>,
     services: Mutex<Option<(i64, Arc<Vec<Service>>)>>,
 }
 
 impl ApiObjects {
     /// `None`: a standalone node, which can read nothing.
     pub fn new(client: Option<kube::Client>, clock: Clock) -> ApiObjects {
-        ApiObjects { client, clock, kept: Mutex::default(), services: Mutex::default() }
-    }
-
-    /// Whether there is an API server to read from.
-    pub fn has_api(&self) -> bool {
-        self.client.is_some()
+        ApiObjects { client, clock, config_maps: Mutex::default(), secrets: Mutex::default(), services: Mutex::default() }
     }
 
     pub async fn config_map(&self, namespace: &str, name: &str) -> Result<Arc<ConfigMap>, ObjectError> {
-        match self.get(Kind::ConfigMap, namespace, name).await? {
-            Object::ConfigMap(c) => Ok(c),
-            Object::Secret(_) => Err(ObjectError::Api("a secret kept as a configmap".into())),
-        }
+        self.get(Kind::ConfigMap, &self.config_maps, namespace, name).await
     }
 
     pub async fn secret(&self, namespace: &str, name: &str) -> Result<Arc<Secret>, ObjectError> {
-        match self.get(Kind::Secret, namespace, name).await? {
-            Object::Secret(s) => Ok(s),
-            Object::ConfigMap(_) => Err(ObjectError::Api("a configmap kept as a secret".into())),
-        }
+        self.get(Kind::Secret, &self.secrets, namespace, name).await
     }
 
     /// Every Service of the cluster, for the service link variables; an empty list on a
@@ -119,30 +102,27 @@ impl ApiObjects {
         Ok(list)
     }
 
-    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, ObjectError> {
+    /// An object of `kind`, as kept in `kept` while it is fresh, else read from the API server.
+    async fn get<K>(&self, kind: Kind, kept: &Kept<K>, namespace: &str, name: &str) -> Result<Arc<K>, ObjectError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    {
         let Some(client) = &self.client else {
             return Err(ObjectError::NoClient { kind, namespace: namespace.into(), name: name.into() });
         };
-        let key = (kind, namespace.to_string(), name.to_string());
+        let key = (namespace.to_string(), name.to_string());
         let now = self.clock.now_nanos();
-        if let Some((at, object)) = self.kept.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+        if let Some((at, object)) = kept.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
             && now - at < ttl()
         {
             return Ok(object.clone());
         }
-        let not_found = || ObjectError::NotFound { kind, name: name.to_string() };
-        let api_error = |e: kube::Error| ObjectError::Api(format!("failed to get {kind} {namespace}/{name}: {e}"));
-        let object = match kind {
-            Kind::ConfigMap => {
-                let found = Api::<ConfigMap>::namespaced(client.clone(), namespace).get_opt(name).await.map_err(api_error)?;
-                Object::ConfigMap(Arc::new(found.ok_or_else(not_found)?))
-            }
-            Kind::Secret => {
-                let found = Api::<Secret>::namespaced(client.clone(), namespace).get_opt(name).await.map_err(api_error)?;
-                Object::Secret(Arc::new(found.ok_or_else(not_found)?))
-            }
-        };
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let found = Api::<K>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| ObjectError::Api(format!("failed to get {kind} {namespace}/{name}: {e}")))?;
+        let object = Arc::new(found.ok_or_else(|| ObjectError::NotFound { kind, name: name.to_string() })?);
+        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
         // What no pod read for a while goes, so the map holds what the pods now use.
         kept.retain(|_, (at, _)| now - *at < 2 * ttl());
         kept.insert(key, (now, object.clone()));

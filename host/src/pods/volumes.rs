@@ -73,7 +73,7 @@ impl Mounts {
         let Some(spec) = &pod.spec else { return Ok(()) };
         let expected = expected_volumes(pod);
         let mut not = NotMounted::default();
-        for volume in &spec.volumes.clone().unwrap_or_default() {
+        for volume in spec.volumes.iter().flatten() {
             if self.retry.get(&volume.name).is_some_and(|(at, _)| now < *at) {
                 continue;
             }

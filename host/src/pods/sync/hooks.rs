@@ -3,7 +3,6 @@
 
 use super::terminate::{MIN_GRACE_SECONDS, grace_of};
 use super::{AFTER_ERROR, PodSync, pod_name};
-use crate::pods::status::Waiting;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 use std::time::Duration;
 
@@ -24,10 +23,7 @@ impl PodSync {
         if let Err(e) = self.ctx.runtime.stop_container(id, grace).await {
             tracing::warn!(pod = %pod_name(pod), container = %c.name, "stopping a container whose postStart hook failed: {e}");
         }
-        self.waiting.insert(c.name.clone(), Waiting { reason: "PostStartHookError".into(), message });
-        self.start_errors.insert(c.name.clone(), self.now());
-        let retry = self.after(AFTER_ERROR);
-        self.wake_at(retry);
+        self.start_error(c, "PostStartHookError", message, AFTER_ERROR);
         false
     }
 

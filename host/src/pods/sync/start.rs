@@ -115,20 +115,23 @@ impl PodSync {
     /// Records a failed create or start as the kubelet shows it, and comes back soon.
     pub(super) async fn start_failed(&mut self, pod: &Pod, c: &Container, init: bool, reason: &str, e: &crate::runtime::RuntimeError) {
         self.event(pod, Some((c, init)), "Warning", "Failed", &format!("Error: {e}"));
-        self.waiting.insert(c.name.clone(), Waiting { reason: reason.into(), message: e.to_string() });
+        self.start_error(c, reason, e.to_string(), AFTER_ERROR);
+    }
+
+    /// Shows the container waiting with `reason` and `message` after a start that failed,
+    /// remembers when, and comes back after `retry`.
+    pub(super) fn start_error(&mut self, c: &Container, reason: &str, message: String, retry: std::time::Duration) {
+        self.waiting.insert(c.name.clone(), Waiting { reason: reason.into(), message });
         self.start_errors.insert(c.name.clone(), self.now());
-        let retry = self.after(AFTER_ERROR);
-        self.wake_at(retry);
+        let at = self.after(retry);
+        self.wake_at(at);
     }
 
     /// Records a container whose config could not be made as the kubelet shows it
     /// (`CreateContainerConfigError`), and tries again after the pod worker's back-off.
     pub(super) fn config_failed(&mut self, pod: &Pod, c: &Container, init: bool, message: String) {
         self.event(pod, Some((c, init)), "Warning", "Failed", &format!("Error: {message}"));
-        self.waiting.insert(c.name.clone(), Waiting { reason: "CreateContainerConfigError".into(), message });
-        self.start_errors.insert(c.name.clone(), self.now());
-        let retry = self.after(AFTER_CONFIG_ERROR);
-        self.wake_at(retry);
+        self.start_error(c, "CreateContainerConfigError", message, AFTER_CONFIG_ERROR);
     }
 
     /// Once a new instance exists, keeps the one before it (it is `lastState`, and what
