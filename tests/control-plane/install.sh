@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the control plane the end-to-end tests run against: kube-apiserver, kube-controller-manager,
-# kube-scheduler and kubemark (the real kubelet with a fake runtime) built from Debian's Kubernetes 1.20.2
-# source package (it ships vendor/) with Debian's Go, and Debian's etcd. No internet beyond Debian's archive.
+# kube-scheduler, kubemark (the real kubelet with a fake runtime) and kubectl (for the exec tests where the
+# machine has none) built from Debian's Kubernetes 1.20.2 source package (it ships vendor/) with Debian's Go,
+# and Debian's etcd. No internet beyond Debian's archive.
 #
 #   tests/control-plane/install.sh [DIR]     DIR: $KUBE_E2E_DIR, else ${XDG_CACHE_HOME:-~/.cache}/kube-e2e
-#   -> DIR/bin/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubemark}
+#   -> DIR/bin/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubemark,kubectl}
 #
 # 10-15 minutes on two cores the first time; afterwards it finds the binaries and returns at once.
 # The tests find DIR/bin by default; LABKUBELET_E2E_ASSETS names another folder (envtest's convention:
@@ -14,7 +15,7 @@ set -euo pipefail
 DIR=${1:-${KUBE_E2E_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-e2e}}
 BIN=$DIR/bin SRC=$DIR/src GOPATH=$DIR/gopath
 VERSION=1.20.2 DEBIAN_VERSION=1.20.5+really1.20.2-1.1+deb12u1
-COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler kubemark"
+COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler kubemark kubectl"
 done_already=yes
 for c in etcd $COMPONENTS; do [ -x "$BIN/$c" ] || done_already=no; done
 if [ $done_already = yes ]; then echo "control plane $VERSION already installed in $BIN"; exit 0; fi
@@ -62,4 +63,6 @@ LD="-s -w -X $V/component-base/version.gitVersion=v$VERSION -X $V/component-base
 for c in $COMPONENTS; do
   if [ ! -x "$BIN/$c" ]; then echo "building $c"; go build -ldflags "$LD" -o "$BIN/$c.partial" ./cmd/$c && mv "$BIN/$c.partial" "$BIN/$c"; fi
 done
+# The build cache (1.5 GB) only speeds a rebuild, which the installed binaries make rare.
+rm -rf "$DIR/gocache"
 echo "control plane $VERSION installed in $BIN"
