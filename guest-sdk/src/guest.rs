@@ -4,7 +4,7 @@
 use crate::bindings::exports::labkubelet::runtime::runtime::Guest;
 use crate::bindings::labkubelet::runtime::types::{
     ConfigError as WitConfigError, Container, ContainerStats, ContainerStatus, Image, PluginConfig, PluginInfo, PodSandbox, PodSandboxState, PodSandboxStatus,
-    VersionInfo,
+    SessionOpened, SessionOutput, VersionInfo,
 };
 use crate::config::{CommonConfig, ConfigError, ConfigFile};
 use crate::container::{ContainerCtx, Exit, Stop};
@@ -35,6 +35,7 @@ struct Plugin {
     scenario: Box<dyn Scenario>,
     rt: FakeRuntime,
     common: CommonConfig,
+    sessions: process::Sessions,
 }
 
 impl Plugin {
@@ -45,7 +46,7 @@ impl Plugin {
         scenario.configure(config)?;
         let mut rt = FakeRuntime::default();
         rt.completion = common.completion();
-        Ok(Plugin { scenario, rt, common })
+        Ok(Plugin { scenario, rt, common, sessions: process::Sessions::default() })
     }
 }
 
@@ -420,15 +421,40 @@ impl<T: ScenarioExport> Guest for T {
         })
     }
 
-    fn exec_sync(id: String, cmd: Vec<String>, timeout_seconds: i64) -> Result<ExecResult, RuntimeError> {
+    fn exec_sync(id: String, cmd: Vec<String>, stdin: Vec<u8>, timeout_seconds: i64) -> Result<ExecResult, RuntimeError> {
         call::<T, _>(Method::ExecSync, Concerns::Container(&id), |p| {
             let ctx = running_ctx(&p.rt, &id)?;
             if let Some(result) = p.scenario.exec(&ctx, &cmd) {
                 return Ok(result);
             }
             let timeout = if timeout_seconds > 0 { timeout_seconds.saturating_mul(NANOS_PER_SEC) } else { i64::MAX };
-            Ok(process::exec_result(process::exec(p.rt.container_mut(&id)?, &cmd, host::now(), timeout)))
+            Ok(process::exec_result(process::exec(p.rt.container_mut(&id)?, &cmd, &stdin, host::now(), timeout)))
         })
+    }
+
+    fn exec_session_open(id: String, cmd: Vec<String>) -> Result<SessionOpened, RuntimeError> {
+        call::<T, _>(Method::ExecSync, Concerns::Container(&id), |p| {
+            running_ctx(&p.rt, &id)?;
+            let c = p.rt.container(&id)?;
+            let (session, prompt) = p.sessions.open(c, &cmd).ok_or_else(|| RuntimeError {
+                code: ErrorCode::Failed,
+                message: format!("{:?} is not an interactive shell: run it without a terminal", cmd.join(" ")),
+            })?;
+            Ok(SessionOpened { session, prompt })
+        })
+    }
+
+    fn exec_session_line(id: String, session: u64, line: String) -> Result<SessionOutput, RuntimeError> {
+        call::<T, _>(Method::ExecSync, Concerns::Container(&id), |p| {
+            running_ctx(&p.rt, &id)?;
+            let (output, exited, prompt) =
+                p.sessions.line(p.rt.container_mut(&id)?, session, &line, host::now()).ok_or_else(|| not_found("exec session", &session.to_string()))?;
+            Ok(SessionOutput { output, exited, prompt })
+        })
+    }
+
+    fn exec_session_close(id: String, session: u64) {
+        with::<T, _>(|p| p.sessions.close(&id, session));
     }
 
     fn probe(id: String, kind: ProbeKind, action: ProbeAction) -> Result<ProbeResult, RuntimeError> {

@@ -103,17 +103,82 @@ pub(crate) fn wakes_at(c: &ContainerRecord) -> Option<i64> {
     c.process.as_ref().and_then(Process::wakes_at)
 }
 
-/// Runs `cmd` in a running container, as `kubectl exec` and exec probes do; `kill 1` ends
-/// the container as its PID 1's death does.
-pub(crate) fn exec(c: &mut ContainerRecord, cmd: &[String], now: i64, timeout_ns: i64) -> ExecOutput {
-    let out = match &c.process {
-        Some(p) => p.exec(&mut c.fs, cmd, &[], now, timeout_ns),
+/// The environment an exec starts in: the main process's, or the container's own when no
+/// process of ours runs in it.
+fn exec_vars(c: &ContainerRecord) -> Vars {
+    match &c.process {
+        Some(p) => p.vars().clone(),
         None => {
             let mut vars = Vars { cwd: "/".into(), ..Vars::default() };
             vars.values.extend(c.config.env.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
-            exec_in(&vars, &mut c.fs, cmd, &[], now, timeout_ns)
+            vars
         }
-    };
+    }
+}
+
+/// Runs `cmd` in a running container, as `kubectl exec` and exec probes do; `kill 1` ends
+/// the container as its PID 1's death does.
+pub(crate) fn exec(c: &mut ContainerRecord, cmd: &[String], stdin: &[u8], now: i64, timeout_ns: i64) -> ExecOutput {
+    let out = exec_in(&exec_vars(c), &mut c.fs, cmd, stdin, now, timeout_ns);
+    after_exec(c, &out, now);
+    out
+}
+
+/// The interactive shells open in a plugin's containers, at most [`MAX_SESSIONS`] (opening
+/// one more forgets the oldest). Not part of the exported state: a reload ends them.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    next: u64,
+    open: std::collections::BTreeMap<u64, Session>,
+}
+
+struct Session {
+    container: String,
+    argv: Vec<String>,
+    vars: Vars,
+}
+
+const MAX_SESSIONS: usize = 16;
+
+impl Sessions {
+    /// Opens a shell `argv` in running container `c`: its id and first prompt.
+    pub(crate) fn open(&mut self, c: &ContainerRecord, argv: &[String]) -> Option<(u64, String)> {
+        if !crate::shell::is_interactive(argv) {
+            return None;
+        }
+        if self.open.len() >= MAX_SESSIONS {
+            self.open.pop_first();
+        }
+        self.next += 1;
+        let session = Session { container: c.id.clone(), argv: argv.to_vec(), vars: exec_vars(c) };
+        let prompt = crate::shell::prompt(argv, &session.vars);
+        self.open.insert(self.next, session);
+        Some((self.next, prompt))
+    }
+
+    /// Runs `line` in session `id` of container `c`: its output, its exit code if it ended
+    /// the shell, and the next prompt. `None` when there is no such session.
+    pub(crate) fn line(&mut self, c: &mut ContainerRecord, id: u64, line: &str, now: i64) -> Option<(String, Option<i32>, String)> {
+        let session = self.open.get_mut(&id).filter(|s| s.container == c.id)?;
+        let (out, exited) = crate::shell::session_line(&mut session.vars, &mut c.fs, line, now, i64::MAX);
+        let prompt = crate::shell::prompt(&session.argv, &session.vars);
+        if exited {
+            self.open.remove(&id);
+        }
+        after_exec(c, &out, now);
+        Some((format!("{}{}", out.stdout, out.stderr), exited.then_some(out.code), prompt))
+    }
+
+    pub(crate) fn close(&mut self, container: &str, id: u64) {
+        if self.open.get(&id).is_some_and(|s| s.container == container) {
+            self.open.remove(&id);
+        }
+    }
+}
+
+/// What an exec's command did to its container beyond its output: `kill 1` ends it, and a
+/// command that sleeps holds the reply that long.
+fn after_exec(c: &mut ContainerRecord, out: &ExecOutput, now: i64) {
     if let Some(code) = out.killed_main {
         finish(c, now, Exit::error(code));
     }
@@ -122,7 +187,6 @@ pub(crate) fn exec(c: &mut ContainerRecord, cmd: &[String], now: i64, timeout_ns
     if out.took > 0 {
         host::delay_reply(std::time::Duration::from_nanos(out.took.unsigned_abs()));
     }
-    out
 }
 
 /// Writes a running container's new volume files over the old ones (a key removed from a
@@ -145,7 +209,7 @@ pub(crate) fn probe(c: &mut ContainerRecord, action: &ProbeAction, now: i64) -> 
     let ProbeAction::Exec(cmd) = action else {
         return ProbeResult { outcome: ProbeOutcome::Success, output: String::new() };
     };
-    let out = exec(c, cmd, now, PROBE_TIMEOUT_NS);
+    let out = exec(c, cmd, &[], now, PROBE_TIMEOUT_NS);
     if out.timed_out {
         return ProbeResult { outcome: ProbeOutcome::Failure, output: format!("command \"{}\" timed out", cmd.join(" ")) };
     }

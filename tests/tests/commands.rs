@@ -82,7 +82,7 @@ async fn the_environment_reaches_the_command_and_exec_runs_beside_it() {
 
     // kubectl exec counter -- kill 1: PID 1 dies, the kubelet starts the container again.
     let id = container(&running, "app").and_then(|c| c.container_id.clone()).unwrap_or_default();
-    let exec = lab.runtime.exec_sync(id.trim_start_matches("labkubelet://"), &["kill".into(), "1".into()], Duration::from_secs(5)).await.expect("exec");
+    let exec = lab.runtime.exec_sync(id.trim_start_matches("labkubelet://"), &["kill".into(), "1".into()], &[], Duration::from_secs(5)).await.expect("exec");
     assert_eq!(exec.exit_code, 0);
     let again = eventually("the container restarted", Duration::from_secs(60), async || {
         let p = lab.pods.get("counter").await.ok()?;

@@ -58,7 +58,8 @@ impl Lab {
         Lab { server, started, serving_cert, pods, _dir: dir, _agent: agent }
     }
 
-    async fn request(&self, method: http::Method, path: &str, auth: &Auth, body: Option<serde_json::Value>) -> (u16, String) {
+    /// TLS to the node's API, trusting its serving certificate, with `auth`'s certificate.
+    fn tls(&self, auth: &Auth) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut &self.serving_cert[..]) {
             roots.add(cert.expect("pem")).expect("root");
@@ -67,14 +68,18 @@ impl Lab {
             .with_safe_default_protocol_versions()
             .expect("tls versions")
             .with_root_certificates(roots);
-        let tls = match auth {
+        match auth {
             Auth::Certificate(cert, key) => {
                 let certs = rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>().expect("cert");
                 let key = rustls_pemfile::private_key(&mut key.as_bytes()).expect("key").expect("a key");
                 builder.with_client_auth_cert(certs, key).expect("client auth")
             }
             _ => builder.with_no_client_auth(),
-        };
+        }
+    }
+
+    async fn request(&self, method: http::Method, path: &str, auth: &Auth, body: Option<serde_json::Value>) -> (u16, String) {
+        let tls = self.tls(auth);
         let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
         let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
         let mut request = http::Request::builder().method(method).uri(format!("https://127.0.0.1:{}{path}", self.started.address.port()));
@@ -113,6 +118,49 @@ impl Lab {
     async fn trigger(&self, plugin: &str, action: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let (status, text) = self.request(http::Method::POST, &format!("/trigger/{plugin}/{action}"), &Auth::Token("bob-token"), Some(body)).await;
         (status, serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text})))
+    }
+
+    /// `kubectl exec` as the API server passes it to the node: an upgrade to SPDY/3.1, then
+    /// the v4 streams the query asks for (error, stdin, stdout, stderr) with `stdin` written and
+    /// closed. Returns
+    /// what came on stdout, stderr and the error stream.
+    async fn exec(&self, path: &str, stdin: &[u8]) -> (String, String, serde_json::Value) {
+        use futures_util::{SinkExt, StreamExt};
+        use labkubelet::server::streaming::spdy::frame::{Codec, FLAG_FIN, Frame};
+        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(self.tls(&Auth::Nobody)).https_only().enable_http1().build();
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        let request = http::Request::post(format!("https://127.0.0.1:{}{path}", self.started.address.port()))
+            .header("authorization", "Bearer bob-token")
+            .header("connection", "Upgrade")
+            .header("upgrade", "SPDY/3.1")
+            .header("x-stream-protocol-version", "v4.channel.k8s.io")
+            .header("x-stream-protocol-version", "channel.k8s.io")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let response = client.request(request).await.expect("the API answers");
+        assert_eq!(response.status(), 101, "switching protocols");
+        assert_eq!(response.headers()["x-stream-protocol-version"], "v4.channel.k8s.io");
+        let upgraded = hyper::upgrade::on(response).await.expect("upgraded");
+        let mut conn = tokio_util::codec::Framed::new(hyper_util::rt::TokioIo::new(upgraded), Codec::default());
+        // The streams the query asks for, as kubectl opens them.
+        let asked = [(1, "error", ""), (3, "stdin", "input=1"), (5, "stdout", "output=1"), (7, "stderr", "error=1"), (9, "resize", "tty=1")];
+        for (id, kind, _) in asked.into_iter().filter(|(_, _, param)| path.contains(param)) {
+            let headers = vec![("streamtype".to_string(), kind.to_string())];
+            conn.send(Frame::SynStream { stream_id: id, associated_to: 0, priority: 0, flags: 0, headers }).await.expect("open a stream");
+        }
+        if path.contains("input=1") {
+            conn.send(Frame::Data { stream_id: 3, flags: FLAG_FIN, data: bytes::Bytes::copy_from_slice(stdin) }).await.expect("stdin");
+        }
+        let mut got: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
+        while let Some(frame) = tokio::time::timeout(Duration::from_secs(30), conn.next()).await.expect("the exec ends") {
+            match frame.expect("valid frames") {
+                Frame::Data { stream_id, data, .. } => got.entry(stream_id).or_default().extend_from_slice(&data),
+                Frame::GoAway { .. } => break,
+                _ => {}
+            }
+        }
+        let text = |id| String::from_utf8_lossy(got.get(&id).map_or(&[][..], Vec::as_slice)).into_owned();
+        (text(5), text(7), serde_json::from_str(&text(1)).unwrap_or(json!(null)))
     }
 }
 
@@ -230,6 +278,49 @@ async fn container_logs_honour_the_pod_log_options() {
     let (status, message) = lab.get("/containerLogs/default/typo/app").await;
     assert_eq!(status, 400);
     assert!(message.starts_with("container \"app\" in pod \"typo\" is waiting to start"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_the_command_in_the_container_over_spdy() {
+    let lab = Lab::start().await;
+    lab.create("web", json!({})).await;
+    lab.until("web", "web runs", running).await;
+    let query = |cmd: &[&str]| {
+        cmd.iter()
+            .map(|c| format!("command={}", c.replace(' ', "%20").replace(';', "%3B").replace('>', "%3E").replace('&', "%26")))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+
+    let path = format!("/exec/default/web/app?{}&input=1&output=1&error=1", query(&["sh", "-c", "cat /etc/hostname; echo oops >&2; exit 3"]));
+    let (out, err, status) = lab.exec(&path, b"").await;
+    assert_eq!((out.as_str(), err.as_str()), ("web\n", "oops\n"));
+    assert_eq!(status["status"], "Failure");
+    assert_eq!(status["reason"], "NonZeroExitCode");
+    assert_eq!(status["details"]["causes"][0], json!({"reason": "ExitCode", "message": "3"}));
+
+    // stdin feeds the command; files written by one exec are there for the next.
+    let (out, _, status) = lab.exec(&format!("/exec/default/web/app?{}&input=1&output=1&error=1", query(&["sh"])), b"cd /tmp\ntouch a\nls\n").await;
+    assert_eq!((out.as_str(), status["status"].as_str()), ("a\n", Some("Success")));
+    let (out, _, _) = lab.exec(&format!("/exec/default/web/app?{}&output=1", query(&["ls", "/tmp"])), b"").await;
+    assert_eq!(out, "a\n");
+
+    // A terminal (`kubectl exec -it web -- sh`): a prompt, keys echoed, each line run as typed
+    // with the folder and variables kept, `exit` ending the session with its code.
+    let (out, _, status) = lab.exec(&format!("/exec/default/web/app?{}&input=1&output=1&tty=1", query(&["sh"])), b"cd /tmp\rX=5\recho $X $PWD\rexit 7\r").await;
+    assert_eq!(out, "/ # cd /tmp\r\n/tmp # X=5\r\n/tmp # echo $X $PWD\r\n5 /tmp\r\n/tmp # exit 7\r\n");
+    assert_eq!(status["details"]["causes"][0]["message"], "7");
+
+    // What the kubelet answers before any upgrade.
+    let plain = |path: &'static str| lab.request(http::Method::POST, path, &Auth::Token("bob-token"), None);
+    assert_eq!(plain("/exec/default/nope/app?command=ls&output=1").await, (404, "pod does not exist".into()));
+    assert_eq!(plain("/exec/default/web/nope?command=ls&output=1").await, (500, "container not found (\"nope\")".into()));
+    assert_eq!(plain("/exec/default/web/app?command=ls").await, (400, "you must specify at least 1 of stdin, stdout, stderr".into()));
+    assert_eq!(plain("/exec/default/web/app?command=ls&output=1").await, (400, "unable to upgrade: X-Stream-Protocol-Version is required".into()));
+    assert_eq!(
+        lab.request(http::Method::POST, "/exec/default/web/app?command=ls&output=1", &Auth::Token("alice-token"), None).await,
+        (403, "Forbidden (user=alice, verb=create, resource=nodes, subresource=proxy)\n".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

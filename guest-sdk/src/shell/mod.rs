@@ -157,6 +157,11 @@ impl Process {
         }
     }
 
+    /// The process's variables and working folder, which an exec starts from.
+    pub fn vars(&self) -> &Vars {
+        &self.vars
+    }
+
     /// Runs `argv` beside the process over the same files and environment, as an exec does,
     /// for at most `timeout_ns` of its own sleeping.
     pub fn exec(&self, fs: &mut Fs, argv: &[String], stdin: &[u8], now: i64, timeout_ns: i64) -> ExecOutput {
@@ -229,6 +234,48 @@ fn invocation(argv: &[String]) -> Invocation<'_> {
         }
         ("sh" | "ash" | "bash" | "dash", None) | ("", _) => Invocation::Interactive,
         _ => Invocation::Program,
+    }
+}
+
+/// Whether `argv` is a shell alone, which reads its commands as they are typed.
+pub fn is_interactive(argv: &[String]) -> bool {
+    matches!(invocation(argv), Invocation::Interactive)
+}
+
+/// Runs one line typed into an interactive shell (`kubectl exec -it … -- sh`): what it sets
+/// (variables, the working folder, `$?`) stays in `vars` for the next line. `exit` ends the
+/// session with the code of [`ExecOutput::code`] and `true`.
+pub fn session_line(vars: &mut Vars, fs: &mut Fs, line: &str, now: i64, timeout_ns: i64) -> (ExecOutput, bool) {
+    let mut shell = run::Shell::new(vars, now, run::Context::Exec);
+    shell.deadline = now.saturating_add(timeout_ns.max(0));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status = match parse(line) {
+        Ok(script) => shell.run_script(&script, fs, &[], &mut out, &mut err),
+        Err(e) => {
+            err.extend_from_slice(format!("sh: {e}\n").as_bytes());
+            2
+        }
+    };
+    let exited = shell.exited;
+    let output = ExecOutput {
+        code: exited.unwrap_or(status),
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+        timed_out: shell.out_of_steps || shell.clock > shell.deadline,
+        killed_main: shell.killed_main,
+        took: shell.clock.min(shell.deadline).saturating_sub(now),
+    };
+    vars.status = output.code;
+    (output, exited.is_some())
+}
+
+/// The prompt a shell shows as root: busybox's `\w # `, bash's `root@host:\w# `.
+pub fn prompt(argv: &[String], vars: &Vars) -> String {
+    let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p)).unwrap_or("");
+    let host = vars.values.get("HOSTNAME").map_or("localhost", String::as_str);
+    match program {
+        "bash" => format!("root@{host}:{}# ", vars.cwd),
+        _ => format!("{} # ", vars.cwd),
     }
 }
 

@@ -559,6 +559,8 @@ impl<'v> Shell<'v> {
             "#" => self.vars.positional.len().saturating_sub(1).to_string(),
             "@" | "*" => self.vars.positional.iter().skip(1).cloned().collect::<Vec<_>>().join(" "),
             n if n.len() == 1 && n.as_bytes()[0].is_ascii_digit() => self.vars.positional.get(usize::from(n.as_bytes()[0] - b'0')).cloned().unwrap_or_default(),
+            // The shell keeps `$PWD` as the working folder, as `cd` sets it.
+            "PWD" => self.vars.cwd.clone(),
             n => self.vars.values.get(n).cloned().unwrap_or_default(),
         }
     }

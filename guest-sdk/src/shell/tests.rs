@@ -137,6 +137,23 @@ fn a_busy_loop_spins_within_its_budget_and_its_output_is_bounded() {
 }
 
 #[test]
+fn an_interactive_session_keeps_its_folder_and_variables_from_line_to_line() {
+    let mut fs = Fs::new();
+    let p = Process::start(&sh("sleep 600"), &[("HOSTNAME".into(), "web-0".into())], 0);
+    let mut vars = p.vars().clone();
+    assert!(is_interactive(&["sh".into()]) && is_interactive(&["/bin/bash".into()]) && !is_interactive(&sh("ls")));
+    assert_eq!(prompt(&["sh".into()], &vars), "/ # ");
+    let mut line = |text: &str| session_line(&mut vars, &mut fs, text, 0, S);
+    assert!(!line("cd /tmp; X=1").1);
+    let (out, ended) = line("echo $X $PWD; false");
+    assert_eq!((out.stdout.as_str(), out.code, ended), ("1 /tmp\n", 1, false));
+    assert_eq!(line("echo $?").0.stdout, "1\n", "$? carries over");
+    let (out, ended) = line("exit 4");
+    assert_eq!((out.code, ended), (4, true));
+    assert_eq!(prompt(&["bash".into()], &vars), "root@web-0:/tmp# ");
+}
+
+#[test]
 fn execs_run_beside_the_process_over_its_files() {
     let mut fs = Fs::new();
     let p = Process::start(&sh("sleep 600"), &[("MODE".into(), "prod".into())], 0);

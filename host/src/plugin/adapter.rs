@@ -639,12 +639,34 @@ impl ContainerRuntime for PluginRuntime {
             .map_err(runtime_error)
     }
 
-    async fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult, RuntimeError> {
+    async fn exec_sync(&self, id: &str, cmd: &[String], stdin: &[u8], timeout: Duration) -> Result<ExecResult, RuntimeError> {
         let plugin = self.owner(id).await?;
         let seconds = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+        let (id, cmd, stdin) = (id.to_string(), cmd.to_vec(), stdin.to_vec());
+        self.call(&plugin, "exec-sync", move |g, s| Box::pin(async move { g.call_exec_sync(s, &id, &cmd, &stdin, seconds).await }))
+            .await?
+            .map_err(runtime_error)
+    }
+
+    async fn exec_session_open(&self, id: &str, cmd: &[String]) -> Result<SessionOpened, RuntimeError> {
+        let plugin = self.owner(id).await?;
+        let (id, cmd) = (id.to_string(), cmd.to_vec());
+        self.call(&plugin, "exec-session-open", move |g, s| Box::pin(async move { g.call_exec_session_open(s, &id, &cmd).await })).await?.map_err(runtime_error)
+    }
+
+    async fn exec_session_line(&self, id: &str, session: u64, line: &str) -> Result<SessionOutput, RuntimeError> {
+        let plugin = self.owner(id).await?;
+        let (id, line) = (id.to_string(), line.to_string());
+        self.call(&plugin, "exec-session-line", move |g, s| Box::pin(async move { g.call_exec_session_line(s, &id, session, &line).await }))
+            .await?
+            .map_err(runtime_error)
+    }
+
+    async fn exec_session_close(&self, id: &str, session: u64) {
+        let Ok(plugin) = self.owner(id).await else { return };
         let id = id.to_string();
-        let cmd = cmd.to_vec();
-        self.call(&plugin, "exec-sync", move |g, s| Box::pin(async move { g.call_exec_sync(s, &id, &cmd, seconds).await })).await?.map_err(runtime_error)
+        // A session whose plugin went away is gone with it.
+        let _ = self.call(&plugin, "exec-session-close", move |g, s| Box::pin(async move { g.call_exec_session_close(s, &id, session).await })).await;
     }
 
     async fn probe(&self, id: &str, kind: ProbeKind, action: &ProbeAction) -> Result<ProbeResult, RuntimeError> {

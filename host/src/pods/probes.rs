@@ -213,7 +213,7 @@ impl Worker {
     async fn probe_once(&self, action: &ProbeAction, timeout: Duration) -> Result<(), String> {
         let id = &self.target.container_id;
         let answer = match action {
-            ProbeAction::Exec(cmd) => tokio::time::timeout(timeout, self.runtime.exec_sync(id, cmd, timeout))
+            ProbeAction::Exec(cmd) => tokio::time::timeout(timeout, self.runtime.exec_sync(id, cmd, &[], timeout))
                 .await
                 .map(|r| r.map(|e| if e.exit_code == 0 { Ok(()) } else { Err(format!("{}{}", e.stdout, e.stderr)) })),
             other => tokio::time::timeout(timeout, self.runtime.probe(id, self.kind.wit(), other))

@@ -19,7 +19,7 @@ use std::time::Duration;
 pub use crate::plugin::bindings::labkubelet::runtime::types::{
     Container, ContainerConfig, ContainerFile, ContainerMetadata, ContainerState, ContainerStats, ContainerStatus, ErrorCode, ExecResult, HttpGetAction, Image,
     KeyValue, LogLine, LogStream, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome,
-    ProbeResult, RuntimeCondition, TriggerTarget, VersionInfo,
+    ProbeResult, RuntimeCondition, SessionOpened, SessionOutput, TriggerTarget, VersionInfo,
 };
 
 /// Why a runtime call failed.
@@ -81,6 +81,11 @@ pub trait ContainerRuntime: Send + Sync {
 
     /// Log lines at or after `since` (ns since the epoch), then at most the last `tail`.
     async fn container_logs(&self, id: &str, since: Option<i64>, tail: Option<u32>) -> Result<Vec<LogLine>, RuntimeError>;
-    async fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult, RuntimeError>;
+    async fn exec_sync(&self, id: &str, cmd: &[String], stdin: &[u8], timeout: Duration) -> Result<ExecResult, RuntimeError>;
+    /// Opens an interactive shell (`cmd` is a shell alone) for `kubectl exec -it`.
+    async fn exec_session_open(&self, id: &str, cmd: &[String]) -> Result<SessionOpened, RuntimeError>;
+    /// Runs a line typed into an open shell.
+    async fn exec_session_line(&self, id: &str, session: u64, line: &str) -> Result<SessionOutput, RuntimeError>;
+    async fn exec_session_close(&self, id: &str, session: u64);
     async fn probe(&self, id: &str, kind: ProbeKind, action: &ProbeAction) -> Result<ProbeResult, RuntimeError>;
 }

@@ -198,9 +198,23 @@ impl ContainerRuntime for WithOutage {
         self.inner.container_logs(id, since, tail).await
     }
 
-    async fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult, RuntimeError> {
+    async fn exec_sync(&self, id: &str, cmd: &[String], stdin: &[u8], timeout: Duration) -> Result<ExecResult, RuntimeError> {
         self.outage.runtime_is_down()?;
-        self.inner.exec_sync(id, cmd, timeout).await
+        self.inner.exec_sync(id, cmd, stdin, timeout).await
+    }
+
+    async fn exec_session_open(&self, id: &str, cmd: &[String]) -> Result<SessionOpened, RuntimeError> {
+        self.outage.runtime_is_down()?;
+        self.inner.exec_session_open(id, cmd).await
+    }
+
+    async fn exec_session_line(&self, id: &str, session: u64, line: &str) -> Result<SessionOutput, RuntimeError> {
+        self.outage.runtime_is_down()?;
+        self.inner.exec_session_line(id, session, line).await
+    }
+
+    async fn exec_session_close(&self, id: &str, session: u64) {
+        self.inner.exec_session_close(id, session).await
     }
 
     async fn probe(&self, id: &str, kind: ProbeKind, action: &ProbeAction) -> Result<ProbeResult, RuntimeError> {

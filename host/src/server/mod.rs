@@ -6,13 +6,15 @@
 //! - [`tls`]: serving certificate and accepted client certificates.
 //! - [`auth`]: authentication and authorization, as the kubelet does them.
 //! - [`logs`]: `/containerLogs` and its PodLogOptions.
+//! - [`streaming`]: `/exec`, as the kubelet's streaming server.
 //!
 //! Endpoints: `/healthz`, `/pods`, `/runningpods/`, `/containerLogs/{ns}/{pod}/{container}`,
-//! `/metrics`, `/spec/`, and for labs `POST /trigger/{plugin}/{action}`,
+//! `/metrics`, `/spec/`, `/exec/{ns}/{pod}[/{uid}]/{container}`, and for labs `POST /trigger/{plugin}/{action}`,
 //! `POST /node/{action}`, `/plugins` and `/timeline` (`?format=json|svg|html`).
 
 pub mod auth;
 pub mod logs;
+pub mod streaming;
 pub mod tls;
 
 use crate::node::actions::{NodeAction, NodeControl};
@@ -90,6 +92,8 @@ static ROUTES: std::sync::LazyLock<Router> = std::sync::LazyLock::new(|| {
         .route("/node/{action}", post(node_action))
         .route("/timeline", get(timeline))
         .route("/plugins", get(plugins))
+        .route("/exec/{namespace}/{pod}/{container}", get(streaming::exec).post(streaming::exec))
+        .route("/exec/{namespace}/{pod}/{uid}/{container}", get(streaming::exec_with_uid).post(streaming::exec_with_uid))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
         .layer(axum::middleware::from_fn(authorize))
 });
@@ -115,7 +119,7 @@ pub async fn serve(listener: &tokio::net::TcpListener, api: Arc<NodeApi>, tls: A
             let routes = tower::ServiceBuilder::new().layer(Extension(api)).layer(Extension(Peer(peer))).service(ROUTES.clone());
             let service = hyper_util::service::TowerToHyperService::new(routes);
             let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await {
+            if let Err(e) = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service).await {
                 tracing::debug!(node, "connection ended: {e}");
             }
         });

@@ -10,6 +10,7 @@
 mod commands;
 mod diff;
 mod differential;
+mod exec;
 mod node;
 mod node_actions;
 mod pods;

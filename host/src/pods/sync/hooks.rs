@@ -33,7 +33,7 @@ impl PodSync {
     /// container's servers are not simulated).
     pub(super) async fn run_hook(&self, pod: &Pod, c: &Container, id: &str, hook: &LifecycleHandler, timeout: Duration) -> Option<String> {
         let command = hook.exec.as_ref()?.command.clone().unwrap_or_default();
-        let (error, output) = match self.ctx.runtime.exec_sync(id, &command, timeout).await {
+        let (error, output) = match self.ctx.runtime.exec_sync(id, &command, &[], timeout).await {
             Ok(done) if done.exit_code == 0 => return None,
             Ok(done) => (format!("command '{}' exited with {}: {}", command.join(" "), done.exit_code, done.stderr), format!("{}{}", done.stdout, done.stderr)),
             Err(e) => (e.to_string(), String::new()),

@@ -1,0 +1,204 @@
+//! The kubelet's streaming server (pkg/kubelet/server `getExec`/`getRun` with
+//! pkg/kubelet/cri/streaming): `kubectl exec` reaches the node as an upgrade to SPDY/3.1 the
+//! API server passes through, and the command runs in the container's shell in its plugin.
+//!
+//! - [`spdy`]: SPDY/3.1 framing and connections.
+//! - [`remotecommand`]: the `channel.k8s.io` stream protocols over them.
+//! - [`terminal`]: the line discipline of `kubectl exec -it`.
+//!
+//! What is left: WebSocket clients are refused (400) so that kubectl falls back to SPDY;
+//! attach and port-forward answer 404.
+
+pub mod remotecommand;
+pub mod spdy;
+pub mod terminal;
+
+use super::{NodeApi, text};
+use crate::runtime::{ContainerRuntime, SessionOpened};
+use axum::Extension;
+use axum::extract::{Path, Query, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use remotecommand::{NegotiationError, Options, Outcome, Streams};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The most stdin an exec takes: the command gets all of it when the client closes it.
+const MAX_STDIN: usize = 4 << 20;
+
+/// `/exec/{namespace}/{pod}/{container}`.
+pub async fn exec(
+    Extension(api): Extension<Arc<NodeApi>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    request: Request,
+) -> Response {
+    exec_in(api, &namespace, &pod, None, &container, query, request)
+}
+
+/// `/exec/{namespace}/{pod}/{uid}/{container}`.
+pub async fn exec_with_uid(
+    Extension(api): Extension<Arc<NodeApi>>,
+    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    request: Request,
+) -> Response {
+    exec_in(api, &namespace, &pod, Some(&uid), &container, query, request)
+}
+
+fn exec_in(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, container: &str, query: Vec<(String, String)>, request: Request) -> Response {
+    let options = match Options::from_query(&query) {
+        Ok(o) => o,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let cmd: Vec<String> = query.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
+    let id = match running_container(&api, namespace, pod, uid, container) {
+        Ok(id) => id,
+        Err((code, message)) => return text(code, message),
+    };
+    if is_websocket(&request) {
+        // Not spoken yet; a client that can falls back to SPDY on this refusal.
+        return text(StatusCode::BAD_REQUEST, "unable to upgrade: WebSocket streaming is not served by this node; use SPDY/3.1");
+    }
+    upgrade(request, move |mut conn, protocol| async move {
+        let Some(streams) = remotecommand::accept_streams(&mut conn, protocol, options).await else {
+            tracing::debug!("exec: the client did not open its streams");
+            return conn.close().await;
+        };
+        let runtime = api.pods.runtime.clone();
+        let session = match options.tty && options.stdin {
+            true => runtime.exec_session_open(&id, &cmd).await.ok(),
+            false => None,
+        };
+        match session {
+            Some(opened) => interactive(runtime.as_ref(), &id, &cmd, streams, opened).await,
+            None => batch(runtime.as_ref(), &id, &cmd, streams, options).await,
+        }
+        conn.close().await;
+    })
+}
+
+/// A command run once: with all of stdin when the client sends some and no terminal
+/// (`kubectl exec -i … < file`), else at once.
+async fn batch(runtime: &dyn ContainerRuntime, id: &str, cmd: &[String], mut streams: Streams, options: Options) {
+    let stdin = if options.tty {
+        Vec::new()
+    } else {
+        match streams.read_stdin(MAX_STDIN).await {
+            Some(stdin) => stdin,
+            None => return streams.finish(b"", b"", Outcome::Failed(format!("more than {MAX_STDIN} bytes on stdin")), cmd).await,
+        }
+    };
+    match runtime.exec_sync(id, cmd, &stdin, Duration::ZERO).await {
+        // A terminal has one output, with CR NL line ends.
+        Ok(result) if options.tty => {
+            let out = terminal::to_terminal(&format!("{}{}", result.stdout, result.stderr));
+            streams.finish(&out, b"", Outcome::Exited(result.exit_code), cmd).await;
+        }
+        Ok(result) => streams.finish(result.stdout.as_bytes(), result.stderr.as_bytes(), Outcome::Exited(result.exit_code), cmd).await,
+        Err(e) => streams.finish(b"", b"", Outcome::Failed(e.to_string()), cmd).await,
+    }
+}
+
+/// A shell on a terminal (`kubectl exec -it … -- sh`): its prompt, each line run as it is
+/// typed, until `exit`, Ctrl-D or the client goes away.
+async fn interactive(runtime: &dyn ContainerRuntime, id: &str, cmd: &[String], mut streams: Streams, opened: SessionOpened) {
+    let mut discipline = terminal::LineDiscipline::default();
+    let mut prompt = opened.prompt;
+    streams.write_stdout(prompt.as_bytes()).await;
+    let outcome = 'session: loop {
+        let Some(typed) = streams.next_stdin().await else { break Outcome::Exited(0) };
+        // Key by key, so that what was typed after Enter is echoed after the line's output.
+        let mut echo = Vec::new();
+        for byte in typed {
+            let Some(key) = discipline.feed(&[byte], &mut echo).pop() else { continue };
+            streams.write_stdout(&std::mem::take(&mut echo)).await;
+            match key {
+                terminal::Key::Line(line) => match runtime.exec_session_line(id, opened.session, &line).await {
+                    Ok(out) => {
+                        streams.write_stdout(&terminal::to_terminal(&out.output)).await;
+                        if let Some(code) = out.exited {
+                            break 'session Outcome::Exited(code);
+                        }
+                        prompt = out.prompt;
+                    }
+                    Err(e) => break 'session Outcome::Failed(e.to_string()),
+                },
+                terminal::Key::Interrupt => {}
+                terminal::Key::EndOfInput => break 'session Outcome::Exited(0),
+            }
+            streams.write_stdout(prompt.as_bytes()).await;
+        }
+        streams.write_stdout(&echo).await;
+    };
+    // Gone already when `exit` ended it; closing twice is harmless.
+    runtime.exec_session_close(id, opened.session).await;
+    streams.finish(b"", b"", outcome, cmd).await;
+}
+
+/// The runtime's id of a running container, or the kubelet's answer when there is none.
+fn running_container(api: &NodeApi, namespace: &str, pod: &str, uid: Option<&str>, container: &str) -> Result<String, (StatusCode, String)> {
+    let Some(found) = api.pods.pod_by_name(namespace, pod) else {
+        return Err((StatusCode::NOT_FOUND, "pod does not exist".into()));
+    };
+    let not_found = || (StatusCode::INTERNAL_SERVER_ERROR, format!("container not found ({container:?})"));
+    if uid.is_some_and(|uid| found.metadata.uid.as_deref() != Some(uid)) {
+        return Err(not_found());
+    }
+    let status = found.status.unwrap_or_default();
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .find(|c| c.name == container && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .and_then(|c| c.container_id.clone())
+        .map(|id| id.split_once("://").map_or(id.clone(), |(_, id)| id.to_string()))
+        .ok_or_else(not_found)
+}
+
+fn is_websocket(request: &Request) -> bool {
+    let has = |name, token: &str| {
+        request.headers().get_all(name).iter().filter_map(|v| v.to_str().ok()).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
+/// Answers an upgrade to SPDY/3.1 with 101 and the agreed stream protocol, then serves the
+/// connection with `serve`; a request that is no such upgrade gets the kubelet's refusal.
+fn upgrade<F, Fut>(mut request: Request, serve: F) -> Response
+where
+    F: FnOnce(spdy::Connection, &'static str) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let headers = request.headers();
+    let protocol = remotecommand::negotiate(headers.get_all("x-stream-protocol-version").iter().filter_map(|v| v.to_str().ok()));
+    let protocol = match protocol {
+        Ok(p) => p,
+        Err(e @ NegotiationError::Missing) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ NegotiationError::NoMatch(_)) => {
+            let mut response = text(StatusCode::FORBIDDEN, e.to_string());
+            for p in remotecommand::PROTOCOLS {
+                response.headers_mut().append("x-accepted-stream-protocol-versions", HeaderValue::from_static(p));
+            }
+            return response;
+        }
+    };
+    let asks_upgrade = headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()).is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"));
+    let spdy = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.to_ascii_lowercase().contains("spdy/3.1"));
+    if !asks_upgrade || !spdy {
+        return text(StatusCode::BAD_REQUEST, "unable to upgrade: missing upgrade headers in request");
+    }
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(spdy::Connection::serve(hyper_util::rt::TokioIo::new(upgraded)), protocol).await,
+            Err(e) => tracing::debug!("the upgrade to SPDY failed: {e}"),
+        }
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [(header::CONNECTION, "Upgrade"), (header::UPGRADE, "SPDY/3.1"), (header::HeaderName::from_static("x-stream-protocol-version"), protocol)],
+    )
+        .into_response()
+}

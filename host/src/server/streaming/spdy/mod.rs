@@ -1,0 +1,454 @@
+//! One SPDY/3.1 connection, the server's side of it (moby's spdystream, as the kubelet's
+//! streaming server uses it): the client opens streams, each is answered with a SYN_REPLY and
+//! handed to the caller with its headers, a receiver of its data and a writer.
+//!
+//! Flow control: we grant the peer's data back with WINDOW_UPDATE as it is taken. Our own
+//! writes honour the peer's windows once the peer has shown it keeps them (a WINDOW_UPDATE);
+//! spdystream, the only SPDY peer a kubelet has, never sends one and never enforces windows,
+//! so holding to the initial 64 KiB would stall every exec that prints more.
+//!
+//! Limits: a connection holds at most [`MAX_STREAMS`] streams (more are refused with
+//! RST_STREAM), buffers at most [`INBOUND_FRAMES`] data frames per stream (then stops reading
+//! the socket), and a peer that breaks the framing loses its connection, nothing else.
+
+pub mod frame;
+
+use bytes::Bytes;
+use frame::{Codec, FLAG_FIN, Frame, Headers};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::codec::Framed;
+
+/// Streams one connection may have open at once.
+pub const MAX_STREAMS: usize = 64;
+/// Data frames buffered per stream before the connection stops reading.
+pub const INBOUND_FRAMES: usize = 16;
+/// The largest data frame we write.
+const MAX_DATA_FRAME: usize = 32 * 1024;
+/// SPDY/3's initial stream window.
+const INITIAL_WINDOW: i64 = 64 * 1024;
+
+/// A stream the client opened.
+pub struct Stream {
+    pub id: u32,
+    pub headers: Headers,
+    /// What the client writes on it; ends at its FIN or a reset.
+    pub incoming: mpsc::Receiver<Bytes>,
+    pub writer: StreamWriter,
+}
+
+/// The stream was reset or the connection is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("the stream is closed")]
+pub struct Closed;
+
+struct StreamState {
+    inbound: Option<mpsc::Sender<Bytes>>,
+    send_window: i64,
+    /// The peer sent its FIN.
+    remote_done: bool,
+    /// We sent ours; with both, the stream is gone and its slot free.
+    local_done: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    streams: Mutex<HashMap<u32, StreamState>>,
+    /// Whether the peer keeps windows (it sent a WINDOW_UPDATE).
+    flow_controlled: std::sync::atomic::AtomicBool,
+    window_opened: Notify,
+}
+
+impl Shared {
+    fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<u32, StreamState>> {
+        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Writes one stream's half.
+#[derive(Clone)]
+pub struct StreamWriter {
+    id: u32,
+    shared: Arc<Shared>,
+    out: mpsc::Sender<Frame>,
+}
+
+impl StreamWriter {
+    /// Sends `data`, in frames of at most 32 KiB, within the peer's window when it keeps one.
+    pub async fn write(&self, mut data: &[u8]) -> Result<(), Closed> {
+        while !data.is_empty() {
+            let n = self.reserve(data.len().min(MAX_DATA_FRAME)).await?;
+            let frame = Frame::Data { stream_id: self.id, flags: 0, data: Bytes::copy_from_slice(&data[..n]) };
+            self.out.send(frame).await.map_err(|_| Closed)?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// How much of `want` may be sent now; waits for the window while it is shut.
+    async fn reserve(&self, want: usize) -> Result<usize, Closed> {
+        loop {
+            let opened = self.shared.window_opened.notified();
+            {
+                let mut streams = self.shared.streams();
+                let state = streams.get_mut(&self.id).filter(|s| !s.local_done).ok_or(Closed)?;
+                if !self.shared.flow_controlled.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(want);
+                }
+                if state.send_window > 0 {
+                    let n = want.min(usize::try_from(state.send_window).unwrap_or(usize::MAX));
+                    state.send_window -= n as i64;
+                    return Ok(n);
+                }
+            }
+            opened.await;
+        }
+    }
+
+    /// Ends our half of the stream (an empty data frame with FIN).
+    pub async fn finish(&self) {
+        {
+            let mut streams = self.shared.streams();
+            let Some(state) = streams.get_mut(&self.id).filter(|s| !s.local_done) else { return };
+            state.local_done = true;
+            if state.remote_done {
+                streams.remove(&self.id);
+            }
+        }
+        let _ = self.out.send(Frame::Data { stream_id: self.id, flags: FLAG_FIN, data: Bytes::new() }).await;
+    }
+}
+
+/// The server's end of a connection: the streams the client opens arrive on `streams`.
+pub struct Connection {
+    pub streams: mpsc::Receiver<Stream>,
+    out: mpsc::Sender<Frame>,
+    last_stream: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Connection {
+    /// Serves `io` as a SPDY/3.1 server until the peer goes away or [`Connection::close`].
+    pub fn serve<IO>(io: IO) -> Connection
+    where
+        IO: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (mut sink, mut source) = Framed::new(io, Codec::default()).split();
+        let (out, mut to_write) = mpsc::channel::<Frame>(64);
+        let (new_streams, streams) = mpsc::channel::<Stream>(MAX_STREAMS);
+        let shared = Arc::new(Shared::default());
+        let last_stream = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        tokio::spawn(async move {
+            while let Some(frame) = to_write.recv().await {
+                let goaway = matches!(frame, Frame::GoAway { .. });
+                if sink.feed(frame).await.is_err() {
+                    break;
+                }
+                // Write what is queued in one go.
+                while let Ok(more) = to_write.try_recv() {
+                    if sink.feed(more).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() || goaway {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let reader = Reader { shared, out: out.clone(), new_streams, last_stream: last_stream.clone() };
+        tokio::spawn(async move {
+            while let Some(frame) = source.next().await {
+                match frame {
+                    Ok(frame) => {
+                        if reader.handle(frame).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!("SPDY connection: {e}");
+                        let last = reader.last_stream.load(std::sync::atomic::Ordering::Relaxed);
+                        let _ = reader.out.send(Frame::GoAway { last_good_stream_id: last, status: frame::PROTOCOL_ERROR }).await;
+                        break;
+                    }
+                }
+            }
+            // The peer is gone: every stream's reader sees the end.
+            reader.shared.streams().clear();
+            reader.shared.window_opened.notify_waiters();
+        });
+        Connection { streams, out, last_stream }
+    }
+
+    /// Says GOAWAY and closes the connection once what was written is sent.
+    pub async fn close(self) {
+        let last = self.last_stream.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = self.out.send(Frame::GoAway { last_good_stream_id: last, status: 0 }).await;
+    }
+}
+
+struct Reader {
+    shared: Arc<Shared>,
+    out: mpsc::Sender<Frame>,
+    new_streams: mpsc::Sender<Stream>,
+    last_stream: Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// The connection ends.
+struct GoneAway;
+
+impl Reader {
+    async fn send(&self, frame: Frame) -> Result<(), GoneAway> {
+        self.out.send(frame).await.map_err(|_| GoneAway)
+    }
+
+    async fn handle(&self, frame: Frame) -> Result<(), GoneAway> {
+        match frame {
+            Frame::SynStream { stream_id, flags, headers, .. } => {
+                let last = self.last_stream.load(std::sync::atomic::Ordering::Relaxed);
+                // Client streams are odd and increasing.
+                if stream_id % 2 == 0 || stream_id <= last {
+                    return self.send(Frame::RstStream { stream_id, status: frame::PROTOCOL_ERROR }).await;
+                }
+                self.last_stream.store(stream_id, std::sync::atomic::Ordering::Relaxed);
+                if self.shared.streams().len() >= MAX_STREAMS {
+                    return self.send(Frame::RstStream { stream_id, status: frame::REFUSED_STREAM }).await;
+                }
+                let (tx, incoming) = mpsc::channel(INBOUND_FRAMES);
+                let remote_done = flags & FLAG_FIN != 0;
+                let inbound = (!remote_done).then_some(tx);
+                self.shared.streams().insert(stream_id, StreamState { inbound, send_window: INITIAL_WINDOW, remote_done, local_done: false });
+                self.send(Frame::SynReply { stream_id, flags: 0, headers: Vec::new() }).await?;
+                let writer = StreamWriter { id: stream_id, shared: self.shared.clone(), out: self.out.clone() };
+                if self.new_streams.try_send(Stream { id: stream_id, headers, incoming, writer }).is_err() {
+                    self.shared.streams().remove(&stream_id);
+                    return self.send(Frame::RstStream { stream_id, status: frame::REFUSED_STREAM }).await;
+                }
+                Ok(())
+            }
+            Frame::Data { stream_id, flags, data } => {
+                let inbound = self.shared.streams().get(&stream_id).and_then(|s| s.inbound.clone());
+                let len = data.len() as u32;
+                if let Some(tx) = inbound {
+                    // A reader that went away just drops what comes.
+                    if !data.is_empty() && tx.send(data).await.is_ok() && len > 0 {
+                        self.send(Frame::WindowUpdate { stream_id, delta: len }).await?;
+                    }
+                }
+                if flags & FLAG_FIN != 0 {
+                    self.end_inbound(stream_id);
+                }
+                Ok(())
+            }
+            Frame::RstStream { stream_id, .. } => {
+                self.shared.streams().remove(&stream_id);
+                self.shared.window_opened.notify_waiters();
+                Ok(())
+            }
+            Frame::Settings { entries } => {
+                for (_, id, value) in entries {
+                    if id == frame::SETTINGS_INITIAL_WINDOW_SIZE {
+                        let delta = i64::from(value) - INITIAL_WINDOW;
+                        self.shared.streams().values_mut().for_each(|s| s.send_window += delta);
+                    }
+                }
+                self.shared.window_opened.notify_waiters();
+                Ok(())
+            }
+            // Answer the peer's pings (odd ids); even ids would answer ours, and we send none.
+            Frame::Ping { id } if id % 2 == 1 => self.send(Frame::Ping { id }).await,
+            Frame::WindowUpdate { stream_id, delta } => {
+                self.shared.flow_controlled.store(true, std::sync::atomic::Ordering::Relaxed);
+                if let Some(state) = self.shared.streams().get_mut(&stream_id) {
+                    state.send_window = state.send_window.saturating_add(i64::from(delta));
+                }
+                self.shared.window_opened.notify_waiters();
+                Ok(())
+            }
+            Frame::Headers { stream_id, flags, .. } | Frame::SynReply { stream_id, flags, .. } => {
+                if flags & FLAG_FIN != 0 {
+                    self.end_inbound(stream_id);
+                }
+                Ok(())
+            }
+            Frame::GoAway { .. } => Err(GoneAway),
+            Frame::Ping { .. } => Ok(()),
+        }
+    }
+
+    fn end_inbound(&self, stream_id: u32) {
+        let mut streams = self.shared.streams();
+        if let Some(state) = streams.get_mut(&stream_id) {
+            state.inbound = None;
+            state.remote_done = true;
+            if state.local_done {
+                streams.remove(&stream_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A client on the other end of a duplex pipe, speaking through its own codec.
+    struct Client {
+        io: tokio::io::DuplexStream,
+        codec: Codec,
+        buf: BytesMut,
+    }
+
+    impl Client {
+        async fn send(&mut self, frame: Frame) {
+            let mut b = BytesMut::new();
+            self.codec.encode_frame(&frame, &mut b);
+            self.io.write_all(&b).await.expect("writes");
+        }
+
+        async fn recv(&mut self) -> Option<Frame> {
+            loop {
+                if let Some(f) = self.codec.decode_frame(&mut self.buf).expect("valid frames") {
+                    return Some(f);
+                }
+                if self.io.read_buf(&mut self.buf).await.ok()? == 0 {
+                    return None;
+                }
+            }
+        }
+
+        /// The next frame that is not a WINDOW_UPDATE.
+        async fn next(&mut self) -> Option<Frame> {
+            loop {
+                match self.recv().await? {
+                    Frame::WindowUpdate { .. } => {}
+                    f => return Some(f),
+                }
+            }
+        }
+
+        async fn open(&mut self, id: u32, kind: &str, flags: u8) {
+            let headers = vec![("streamtype".to_string(), kind.to_string())];
+            self.send(Frame::SynStream { stream_id: id, associated_to: 0, priority: 0, flags, headers }).await;
+        }
+    }
+
+    fn pair() -> (Connection, Client) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        (Connection::serve(a), Client { io: b, codec: Codec::default(), buf: BytesMut::new() })
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_answered_and_carries_data_both_ways() {
+        let (mut conn, mut client) = pair();
+        client.open(1, "stdin", 0).await;
+        assert_eq!(client.next().await, Some(Frame::SynReply { stream_id: 1, flags: 0, headers: vec![] }));
+        let mut stream = conn.streams.recv().await.expect("a stream");
+        assert_eq!(frame::header(&stream.headers, "streamtype"), Some("stdin"));
+        client.send(Frame::Data { stream_id: 1, flags: FLAG_FIN, data: Bytes::from_static(b"hi") }).await;
+        assert_eq!(stream.incoming.recv().await.as_deref(), Some(&b"hi"[..]));
+        assert_eq!(stream.incoming.recv().await, None, "FIN ends the stream's data");
+        // Its data is granted back.
+        assert_eq!(client.recv().await, Some(Frame::WindowUpdate { stream_id: 1, delta: 2 }));
+        stream.writer.write(b"out").await.expect("writes");
+        stream.writer.finish().await;
+        assert_eq!(client.next().await, Some(Frame::Data { stream_id: 1, flags: 0, data: Bytes::from_static(b"out") }));
+        assert_eq!(client.next().await, Some(Frame::Data { stream_id: 1, flags: FLAG_FIN, data: Bytes::new() }));
+        client.send(Frame::Ping { id: 5 }).await;
+        assert_eq!(client.next().await, Some(Frame::Ping { id: 5 }));
+        conn.close().await;
+        assert_eq!(client.next().await, Some(Frame::GoAway { last_good_stream_id: 1, status: 0 }));
+        assert_eq!(client.next().await, None, "the connection closes after GOAWAY");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_keeps_windows_holds_our_writes_to_them() {
+        let (mut conn, mut client) = pair();
+        client.open(1, "stdout", FLAG_FIN).await;
+        client.next().await;
+        let stream = conn.streams.recv().await.expect("a stream");
+        // A small window: the peer keeps windows from its first WINDOW_UPDATE on.
+        client.send(Frame::Settings { entries: vec![(0, frame::SETTINGS_INITIAL_WINDOW_SIZE, 10)] }).await;
+        client.send(Frame::WindowUpdate { stream_id: 1, delta: 0 }).await;
+        tokio::task::yield_now().await;
+        let writer = stream.writer.clone();
+        let writing = tokio::spawn(async move { writer.write(&[b'x'; 25]).await });
+        let mut got = 0;
+        while got < 10 {
+            let Some(Frame::Data { data, .. }) = client.next().await else { panic!("data") };
+            got += data.len();
+        }
+        assert_eq!(got, 10, "no more than the window");
+        assert!(!writing.is_finished());
+        client.send(Frame::WindowUpdate { stream_id: 1, delta: 100 }).await;
+        let Some(Frame::Data { data, .. }) = client.next().await else { panic!("data") };
+        assert_eq!(data.len(), 15);
+        writing.await.expect("joins").expect("writes");
+    }
+
+    #[tokio::test]
+    async fn a_reset_stream_refuses_writes_and_ends_its_data() {
+        let (mut conn, mut client) = pair();
+        client.open(1, "stdin", 0).await;
+        client.next().await;
+        let mut stream = conn.streams.recv().await.expect("a stream");
+        client.send(Frame::RstStream { stream_id: 1, status: 5 }).await;
+        assert_eq!(stream.incoming.recv().await, None);
+        assert!(stream.writer.write(b"x").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_thousand_streams_cost_one_connection_its_limit() {
+        let (mut conn, mut client) = pair();
+        for i in 0..1000u32 {
+            client.open(2 * i + 1, "data", 0).await;
+        }
+        let (mut replies, mut refused) = (0, 0);
+        while replies + refused < 1000 {
+            match client.next().await {
+                Some(Frame::SynReply { .. }) => replies += 1,
+                Some(Frame::RstStream { status: frame::REFUSED_STREAM, .. }) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((replies, refused), (MAX_STREAMS, 1000 - MAX_STREAMS));
+        let mut held = 0;
+        while conn.streams.try_recv().is_ok() {
+            held += 1;
+        }
+        assert_eq!(held, MAX_STREAMS);
+    }
+
+    #[tokio::test]
+    async fn a_stream_closed_both_ways_frees_its_slot() {
+        let (mut conn, mut client) = pair();
+        for i in 0..(2 * MAX_STREAMS as u32) {
+            client.open(2 * i + 1, "data", FLAG_FIN).await;
+            assert!(matches!(client.next().await, Some(Frame::SynReply { .. })), "stream {i} is answered");
+            let stream = conn.streams.recv().await.expect("a stream");
+            stream.writer.finish().await;
+            assert!(matches!(client.next().await, Some(Frame::Data { flags: FLAG_FIN, .. })));
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_ends_the_connection_with_a_goaway() {
+        let (_conn, mut client) = pair();
+        client.io.write_all(&[0x80, 0x07, 0, 1, 0, 0, 0, 0]).await.expect("writes");
+        assert_eq!(client.next().await, Some(Frame::GoAway { last_good_stream_id: 0, status: frame::PROTOCOL_ERROR }));
+        assert_eq!(client.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_stream_id_that_goes_backwards_is_reset() {
+        let (_conn, mut client) = pair();
+        client.open(3, "a", 0).await;
+        client.next().await;
+        client.open(1, "b", 0).await;
+        assert_eq!(client.next().await, Some(Frame::RstStream { stream_id: 1, status: frame::PROTOCOL_ERROR }));
+    }
+}

@@ -1,0 +1,105 @@
+//! `kubectl exec` on a lab node, through the real API server 1.20 (which passes the SPDY/3.1
+//! upgrade through to the node): the command runs in the container's shell and kubectl shows
+//! its output and exit code; stdin reaches it; `kill 1` ends the container as PID 1's death
+//! does, and the kubelet restarts it.
+//!
+//! kubectl is the machine's (1.32 here, which tries WebSocket first and falls back to SPDY)
+//! or, on a machine without one, the 1.20 kubectl `tests/control-plane/install.sh` builds.
+
+use crate::support::{Agent, cluster, container_status, eventually_with, pod_on};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, PostParams};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn kubectl_binary() -> PathBuf {
+    let on_path =
+        std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).map(|d| d.join("kubectl")).find(|p| p.is_file());
+    on_path.unwrap_or_else(|| labkubelet_control_plane::assets::Assets::locate().expect("the control plane's binaries").binary("kubectl"))
+}
+
+/// Runs kubectl as the cluster's admin with `stdin`; returns (exit code, stdout, stderr).
+fn kubectl(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(kubectl_binary())
+        .args(args)
+        .env("KUBECONFIG", cluster().admin_kubeconfig())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("kubectl ends");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Runs kubectl on a pseudo-terminal (util-linux `script`), typing `keys` into it; the input
+/// stays open until kubectl ends, as a user's terminal does. Returns (exit code, what it showed).
+fn on_a_terminal(args: &[&str], keys: &str) -> (i32, String) {
+    let command = std::iter::once(kubectl_binary().display().to_string()).chain(args.iter().map(|a| a.to_string())).collect::<Vec<_>>().join(" ");
+    let mut child = Command::new("timeout")
+        .args(["60", "script", "-qfec", &command, "/dev/null"])
+        .env("KUBECONFIG", cluster().admin_kubeconfig())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(keys.as_bytes()).expect("type");
+    let out = child.wait_with_output().expect("kubectl ends");
+    drop(stdin);
+    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test]
+async fn kubectl_exec_runs_the_command_in_the_container() {
+    let admin = cluster().admin().await.expect("admin client");
+    let mut agent = Agent::new("e2e-exec").await;
+    agent.start();
+    agent.wait_ready(&Api::<Node>::all(admin.clone())).await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+    let shell =
+        pod_on("e2e-exec", "shell", serde_json::json!({"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sh", "-c", "sleep 3600"]}]}));
+    pods.create(&PostParams::default(), &shell).await.expect("create the pod");
+    eventually_with(&mut agent, "shell Running", Duration::from_secs(60), async || {
+        let c = container_status(&pods.get("shell").await.ok()?)?;
+        c.state?.running.map(|_| ())
+    })
+    .await;
+
+    let (code, out, err) = kubectl(&["exec", "shell", "--", "cat", "/etc/hostname"], "");
+    assert_eq!((code, out.as_str()), (0, "shell\n"), "kubectl exec shell -- cat /etc/hostname: {err}");
+
+    let (code, _, err) = kubectl(&["exec", "shell", "--", "sh", "-c", "echo oops >&2; exit 3"], "");
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("oops") && err.contains("command terminated with exit code 3"), "{err}");
+
+    // State lives in the container's files: what one exec writes, the next reads.
+    let (code, out, err) = kubectl(&["exec", "-i", "shell", "--", "sh"], "cd /tmp\ntouch a\nls\nexit\n");
+    assert_eq!((code, out.as_str()), (0, "a\n"), "an interactive sh fed by stdin: {err}");
+    let (_, out, err) = kubectl(&["exec", "shell", "--", "ls", "/tmp"], "");
+    assert_eq!(out, "a\n", "{err}");
+
+    // On a terminal (`script` gives kubectl one): a shell session with state from line to line.
+    let (code, out) = on_a_terminal(&["exec", "-it", "shell", "--", "sh"], "cd /tmp\rX=5\recho \"x=$X in $PWD\"\rexit 5\r");
+    assert!(out.contains("x=5 in /tmp") && out.contains("/tmp # "), "kubectl exec -it shell -- sh showed: {out:?}");
+    assert_eq!(code, 5, "the session ends with exit's code: {out:?}");
+
+    let (code, _, err) = kubectl(&["exec", "shell", "-c", "nope", "--", "true"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("container nope is not valid") || err.contains("container not found"), "{err}");
+
+    // PID 1 killed: the container dies and the kubelet starts it again.
+    let (code, _, err) = kubectl(&["exec", "shell", "--", "kill", "1"], "");
+    assert!(code == 0 || err.contains("exit code"), "kubectl exec shell -- kill 1: {err}");
+    let restarted = eventually_with(&mut agent, "shell restarted once and running", Duration::from_secs(60), async || {
+        let c = container_status(&pods.get("shell").await.ok()?)?;
+        (c.restart_count == 1 && c.state.as_ref()?.running.is_some()).then_some(c)
+    })
+    .await;
+    assert_eq!(restarted.last_state.and_then(|s| s.terminated).map(|t| t.exit_code), Some(143), "ended by SIGTERM: 128+15");
+    agent.assert_no_refused_requests();
+}
