@@ -311,12 +311,21 @@ async fn exec_runs_the_command_in_the_container_over_spdy() {
     assert_eq!(out, "/ # cd /tmp\r\n/tmp # X=5\r\n/tmp # echo $X $PWD\r\n5 /tmp\r\n/tmp # exit 7\r\n");
     assert_eq!(status["details"]["causes"][0]["message"], "7");
 
+    // The kubelet's legacy run: the output as the body, a failure as a 500.
+    let run = |path: &'static str| lab.request(http::Method::POST, path, &Auth::Token("bob-token"), None);
+    assert_eq!(run("/run/default/web/app?cmd=cat%20/etc/hostname").await, (200, "web\n".into()));
+    assert_eq!(
+        run("/run/default/web/app?cmd=cat%20/nope").await,
+        (500, "command 'cat /nope' exited with 1: cat: can't open '/nope': No such file or directory\n".into())
+    );
+
     // What the kubelet answers before any upgrade.
     let plain = |path: &'static str| lab.request(http::Method::POST, path, &Auth::Token("bob-token"), None);
     assert_eq!(plain("/exec/default/nope/app?command=ls&output=1").await, (404, "pod does not exist".into()));
     assert_eq!(plain("/exec/default/web/nope?command=ls&output=1").await, (500, "container not found (\"nope\")".into()));
     assert_eq!(plain("/exec/default/web/app?command=ls").await, (400, "you must specify at least 1 of stdin, stdout, stderr".into()));
     assert_eq!(plain("/exec/default/web/app?command=ls&output=1").await, (400, "unable to upgrade: X-Stream-Protocol-Version is required".into()));
+    assert_eq!(plain("/attach/default/web/nope?output=1").await, (500, "container nope not found in pod web_default".into()));
     assert_eq!(
         lab.request(http::Method::POST, "/exec/default/web/app?command=ls&output=1", &Auth::Token("alice-token"), None).await,
         (403, "Forbidden (user=alice, verb=create, resource=nodes, subresource=proxy)\n".into())

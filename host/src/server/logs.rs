@@ -4,7 +4,7 @@
 //! the lines come from the plugin that runs the container.
 
 use crate::pods::PodContext;
-use crate::runtime::{ContainerState, LogLine};
+use crate::runtime::{ContainerState, LogLine, LogStream};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -156,8 +156,9 @@ fn format_line(line: &LogLine, timestamps: bool) -> String {
 }
 
 /// Reads a container's log once, or follows it until the container stops or the reader
-/// goes away; `send` gets each chunk and returns false when nobody reads any more.
-pub async fn stream(ctx: Arc<PodContext>, id: String, o: LogOptions, mut send: impl FnMut(String) -> bool) -> Result<(), LogError> {
+/// goes away; `send` gets each chunk with the stream it came from and returns false when
+/// nobody reads any more.
+pub async fn stream(ctx: Arc<PodContext>, id: String, o: LogOptions, mut send: impl FnMut(String, LogStream) -> bool) -> Result<(), LogError> {
     let since = o.since_time.or_else(|| o.since_seconds.map(|s| ctx.clock.now_nanos() - s * 1_000_000_000));
     let tail = o.tail_lines.map(|t| u32::try_from(t).unwrap_or(u32::MAX));
     let unavailable = |e: crate::runtime::RuntimeError| LogError::Unavailable(format!("failed to get logs: {e}"));
@@ -178,12 +179,12 @@ pub async fn stream(ctx: Arc<PodContext>, id: String, o: LogOptions, mut send: i
             if let Some(left) = budget.as_mut() {
                 if chunk.len() >= *left {
                     chunk.truncate((0..=*left).rev().find(|i| chunk.is_char_boundary(*i)).unwrap_or(0));
-                    send(chunk);
+                    send(chunk, line.stream);
                     return Ok(());
                 }
                 *left -= chunk.len();
             }
-            if !send(chunk) {
+            if !send(chunk, line.stream) {
                 return Ok(());
             }
             if line.time == cursor {
@@ -200,7 +201,9 @@ pub async fn stream(ctx: Arc<PodContext>, id: String, o: LogOptions, mut send: i
         if !last_round {
             ctx.clock.sleep(FOLLOW_PERIOD).await;
         }
-        lines = ctx.runtime.container_logs(&id, (cursor != i64::MIN).then_some(cursor), None).await.map_err(unavailable)?;
+        // From the last line sent, or from `since` while none was.
+        let from = if cursor == i64::MIN { since } else { Some(cursor) };
+        lines = ctx.runtime.container_logs(&id, from, None).await.map_err(unavailable)?;
     }
 }
 

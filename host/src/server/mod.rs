@@ -6,10 +6,10 @@
 //! - [`tls`]: serving certificate and accepted client certificates.
 //! - [`auth`]: authentication and authorization, as the kubelet does them.
 //! - [`logs`]: `/containerLogs` and its PodLogOptions.
-//! - [`streaming`]: `/exec`, as the kubelet's streaming server.
+//! - [`streaming`]: `/exec`, `/attach` and `/run`, as the kubelet's streaming server.
 //!
 //! Endpoints: `/healthz`, `/pods`, `/runningpods/`, `/containerLogs/{ns}/{pod}/{container}`,
-//! `/metrics`, `/spec/`, `/exec/{ns}/{pod}[/{uid}]/{container}`, and for labs `POST /trigger/{plugin}/{action}`,
+//! `/metrics`, `/spec/`, `/exec`, `/attach` and `/run` (`/{ns}/{pod}[/{uid}]/{container}`), and for labs `POST /trigger/{plugin}/{action}`,
 //! `POST /node/{action}`, `/plugins` and `/timeline` (`?format=json|svg|html`).
 
 pub mod auth;
@@ -94,6 +94,10 @@ static ROUTES: std::sync::LazyLock<Router> = std::sync::LazyLock::new(|| {
         .route("/plugins", get(plugins))
         .route("/exec/{namespace}/{pod}/{container}", get(streaming::exec).post(streaming::exec))
         .route("/exec/{namespace}/{pod}/{uid}/{container}", get(streaming::exec_with_uid).post(streaming::exec_with_uid))
+        .route("/attach/{namespace}/{pod}/{container}", get(streaming::attach).post(streaming::attach))
+        .route("/attach/{namespace}/{pod}/{uid}/{container}", get(streaming::attach_with_uid).post(streaming::attach_with_uid))
+        .route("/run/{namespace}/{pod}/{container}", post(streaming::run))
+        .route("/run/{namespace}/{pod}/{uid}/{container}", post(streaming::run_with_uid))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
         .layer(axum::middleware::from_fn(authorize))
 });
@@ -229,7 +233,7 @@ async fn container_logs(
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), logs::LogError>>();
     tokio::spawn(async move {
         let mut first_tx = Some(first_tx);
-        let result = logs::stream(ctx, id, options, |chunk| {
+        let result = logs::stream(ctx, id, options, |chunk, _| {
             if let Some(f) = first_tx.take() {
                 let _ = f.send(Ok(()));
             }

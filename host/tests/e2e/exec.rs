@@ -92,6 +92,35 @@ async fn kubectl_exec_runs_the_command_in_the_container() {
     assert_ne!(code, 0);
     assert!(err.contains("container nope is not valid") || err.contains("container not found"), "{err}");
 
+    // kubectl attach: what the container writes from then on.
+    let ticker = pod_on(
+        "e2e-exec",
+        "ticker",
+        serde_json::json!({"containers": [{"name": "app", "image": "busybox:1.36",
+        "command": ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done"]}]}),
+    );
+    pods.create(&PostParams::default(), &ticker).await.expect("create the ticker");
+    eventually_with(&mut agent, "the ticker's third line", Duration::from_secs(60), async || {
+        pods.logs("ticker", &Default::default()).await.ok().filter(|l| l.contains("tick 2")).map(|_| ())
+    })
+    .await;
+    let mut attach = Command::new(kubectl_binary())
+        .args(["attach", "ticker"])
+        .env("KUBECONFIG", cluster().admin_kubeconfig())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl attach");
+    let mut shown = String::new();
+    let mut reader = std::io::BufReader::new(attach.stdout.take().expect("stdout"));
+    while !shown.lines().any(|l| l.starts_with("tick ")) {
+        assert!(std::io::BufRead::read_line(&mut reader, &mut shown).expect("read") > 0, "kubectl attach ended: {shown}");
+    }
+    let _ = attach.kill();
+    let _ = attach.wait();
+    let first: u32 = shown.lines().find_map(|l| l.strip_prefix("tick ")).and_then(|n| n.trim().parse().ok()).expect("a tick");
+    assert!(first >= 3, "attach shows what is written after it began, not the log before: {shown}");
+
     // PID 1 killed: the container dies and the kubelet starts it again.
     let (code, _, err) = kubectl(&["exec", "shell", "--", "kill", "1"], "");
     assert!(code == 0 || err.contains("exit code"), "kubectl exec shell -- kill 1: {err}");

@@ -1,4 +1,4 @@
-//! The kubelet's streaming server (pkg/kubelet/server `getExec`/`getRun` with
+//! The kubelet's streaming server (pkg/kubelet/server `getExec`, `getAttach`, `getRun` with
 //! pkg/kubelet/cri/streaming): `kubectl exec` reaches the node as an upgrade to SPDY/3.1 the
 //! API server passes through, and the command runs in the container's shell in its plugin.
 //!
@@ -7,14 +7,14 @@
 //! - [`terminal`]: the line discipline of `kubectl exec -it`.
 //!
 //! What is left: WebSocket clients are refused (400) so that kubectl falls back to SPDY;
-//! attach and port-forward answer 404.
+//! port-forward answers 404.
 
 pub mod remotecommand;
 pub mod spdy;
 pub mod terminal;
 
-use super::{NodeApi, text};
-use crate::runtime::{ContainerRuntime, SessionOpened};
+use super::{NodeApi, logs, text};
+use crate::runtime::{ContainerRuntime, LogStream, SessionOpened};
 use axum::Extension;
 use axum::extract::{Path, Query, Request};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -134,6 +134,102 @@ async fn interactive(runtime: &dyn ContainerRuntime, id: &str, cmd: &[String], m
     // Gone already when `exit` ended it; closing twice is harmless.
     runtime.exec_session_close(id, opened.session).await;
     streams.finish(b"", b"", outcome, cmd).await;
+}
+
+/// `/attach/{namespace}/{pod}/{container}`.
+pub async fn attach(
+    Extension(api): Extension<Arc<NodeApi>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    request: Request,
+) -> Response {
+    attach_to(api, &namespace, &pod, None, &container, query, request)
+}
+
+/// `/attach/{namespace}/{pod}/{uid}/{container}`.
+pub async fn attach_with_uid(
+    Extension(api): Extension<Arc<NodeApi>>,
+    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    request: Request,
+) -> Response {
+    attach_to(api, &namespace, &pod, Some(&uid), &container, query, request)
+}
+
+/// Attaches to a running container's output, as `kubectl attach` does: what it writes from now
+/// on, until it stops or the client goes away. Its stdin is not simulated: what the client
+/// types is dropped.
+fn attach_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, container: &str, query: Vec<(String, String)>, request: Request) -> Response {
+    let options = match Options::from_query(&query) {
+        Ok(o) => o,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let id = match running_container(&api, namespace, pod, uid, container) {
+        Ok(id) => id,
+        Err((StatusCode::INTERNAL_SERVER_ERROR, _)) => {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("container {container} not found in pod {pod}_{namespace}"));
+        }
+        Err((code, message)) => return text(code, message),
+    };
+    if is_websocket(&request) {
+        return text(StatusCode::BAD_REQUEST, "unable to upgrade: WebSocket streaming is not served by this node; use SPDY/3.1");
+    }
+    upgrade(request, move |mut conn, protocol| async move {
+        let Some(streams) = remotecommand::accept_streams(&mut conn, protocol, options).await else {
+            return conn.close().await;
+        };
+        let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        let from_now = logs::LogOptions { follow: true, since_time: Some(api.pods.clock.now_nanos()), ..Default::default() };
+        let ctx = api.pods.clone();
+        tokio::spawn(async move { logs::stream(ctx, id, from_now, |chunk, stream| tx.send((chunk, stream)).is_ok()).await });
+        loop {
+            tokio::select! {
+                line = lines.recv() => match line {
+                    Some((chunk, _)) if options.tty => streams.write_stdout(&terminal::to_terminal(&chunk)).await,
+                    Some((chunk, LogStream::Stderr)) => streams.write_stderr(chunk.as_bytes()).await,
+                    Some((chunk, LogStream::Stdout)) => streams.write_stdout(chunk.as_bytes()).await,
+                    // The container stopped.
+                    None => break,
+                },
+                _ = conn.gone() => break,
+            }
+        }
+        streams.finish(b"", b"", Outcome::Exited(0), &[]).await;
+        conn.close().await;
+    })
+}
+
+/// `POST /run/{namespace}/{pod}/{container}?cmd=…`: a command run once, its output as the
+/// body (the kubelet's legacy run: the command split at spaces).
+pub async fn run(
+    Extension(api): Extension<Arc<NodeApi>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    run_in(api, &namespace, &pod, None, &container, query).await
+}
+
+/// `POST /run/{namespace}/{pod}/{uid}/{container}?cmd=…`.
+pub async fn run_with_uid(
+    Extension(api): Extension<Arc<NodeApi>>,
+    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    run_in(api, &namespace, &pod, Some(&uid), &container, query).await
+}
+
+async fn run_in(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, container: &str, query: Vec<(String, String)>) -> Response {
+    let cmd: Vec<String> = query.iter().find(|(k, _)| k == "cmd").map_or("", |(_, v)| v.as_str()).split(' ').map(str::to_string).collect();
+    let id = match running_container(&api, namespace, pod, uid, container) {
+        Ok(id) => id,
+        Err((code, message)) => return text(code, message),
+    };
+    match api.pods.runtime.exec_sync(&id, &cmd, &[], Duration::ZERO).await {
+        Ok(r) if r.exit_code == 0 => ([(header::CONTENT_TYPE, "application/json")], format!("{}{}", r.stdout, r.stderr)).into_response(),
+        // CRI ExecSync's error for a command that failed, which the kubelet answers with 500.
+        Ok(r) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("command '{}' exited with {}: {}", cmd.join(" "), r.exit_code, r.stderr)),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// The runtime's id of a running container, or the kubelet's answer when there is none.

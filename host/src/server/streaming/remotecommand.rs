@@ -129,6 +129,13 @@ impl Streams {
         }
     }
 
+    /// Writes to stderr as the command runs.
+    pub async fn write_stderr(&self, data: &[u8]) {
+        if let Some(w) = &self.stderr {
+            let _ = w.write(data).await;
+        }
+    }
+
     /// Writes the command's output, ends the output streams and reports `outcome` on the
     /// error stream, as the kubelet's ServeExec does.
     pub async fn finish(self, stdout: &[u8], stderr: &[u8], outcome: Outcome, cmd: &[String]) {

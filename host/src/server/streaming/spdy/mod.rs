@@ -127,6 +127,8 @@ pub struct Connection {
     pub streams: mpsc::Receiver<Stream>,
     out: mpsc::Sender<Frame>,
     last_stream: Arc<std::sync::atomic::AtomicU32>,
+    /// Becomes true when the peer is gone (EOF, an error or its GOAWAY).
+    gone: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Connection {
@@ -159,6 +161,7 @@ impl Connection {
             let _ = sink.close().await;
         });
         let reader = Reader { shared, out: out.clone(), new_streams, last_stream: last_stream.clone() };
+        let (peer_gone, gone) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             while let Some(frame) = source.next().await {
                 match frame {
@@ -178,8 +181,14 @@ impl Connection {
             // The peer is gone: every stream's reader sees the end.
             reader.shared.streams().clear();
             reader.shared.window_opened.notify_waiters();
+            let _ = peer_gone.send(true);
         });
-        Connection { streams, out, last_stream }
+        Connection { streams, out, last_stream, gone }
+    }
+
+    /// Waits until the peer is gone: a command that only writes learns so here.
+    pub async fn gone(&mut self) {
+        let _ = self.gone.wait_for(|gone| *gone).await;
     }
 
     /// Says GOAWAY and closes the connection once what was written is sent.
@@ -360,6 +369,8 @@ mod tests {
         assert_eq!(client.next().await, Some(Frame::Data { stream_id: 1, flags: FLAG_FIN, data: Bytes::new() }));
         client.send(Frame::Ping { id: 5 }).await;
         assert_eq!(client.next().await, Some(Frame::Ping { id: 5 }));
+        client.send(Frame::GoAway { last_good_stream_id: 0, status: 0 }).await;
+        conn.gone().await;
         conn.close().await;
         assert_eq!(client.next().await, Some(Frame::GoAway { last_good_stream_id: 1, status: 0 }));
         assert_eq!(client.next().await, None, "the connection closes after GOAWAY");
