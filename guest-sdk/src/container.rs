@@ -79,11 +79,14 @@ pub enum Stop {
     IgnoresSigterm,
 }
 
-/// What a running container uses of the node, as the eviction manager reads it. A `None`
-/// leaves the figure to the host, which models it from the pod (its
-/// `labkubelet.io/memory-usage` annotation, its request, its limit).
+/// What a running container uses of the node, as the eviction manager and `kubectl top` read
+/// it. A `None` leaves the figure to the host, which models it from the pod (its
+/// `labkubelet.io/cpu-usage` or `labkubelet.io/memory-usage` annotation, its request, its
+/// limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
+    /// The CPU it uses now, in billionths of a core (1,000,000 is `1m`).
+    pub cpu_nano_cores: Option<u64>,
     /// The memory working set, in bytes.
     pub memory_bytes: Option<u64>,
     /// What the container's writable layer and logs take of the node's filesystem, in bytes.
@@ -93,7 +96,13 @@ pub struct Usage {
 impl Usage {
     /// Uses this much memory; the disk is left to the host.
     pub fn memory(bytes: u64) -> Self {
-        Usage { memory_bytes: Some(bytes), disk_bytes: None }
+        Usage { memory_bytes: Some(bytes), ..Usage::default() }
+    }
+
+    /// Uses this many thousandths of a core (`250` is what `kubectl top` shows as `250m`);
+    /// memory and disk are left to the host.
+    pub fn cpu_millicores(millicores: u64) -> Self {
+        Usage { cpu_nano_cores: Some(millicores.saturating_mul(1_000_000)), ..Usage::default() }
     }
 }
 

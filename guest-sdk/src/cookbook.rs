@@ -336,6 +336,34 @@
 //!
 //! (no `scripted` form)
 //!
+//! # CPU that climbs
+//!
+//! What `kubectl top` and a HorizontalPodAutoscaler see is what the plugin reports: here each
+//! container's CPU climbs by 50m a second from its start, to two cores. A plugin that says
+//! nothing leaves CPU to the host: the pod's `labkubelet.io/cpu-usage` annotation, else a
+//! tenth of the container's request.
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct CpuLoad;
+//!
+//! impl Scenario for CpuLoad {
+//!     fn info(&self) -> Info {
+//!         Info::new("cpu-load", "0.1.0")
+//!     }
+//!     fn usage(&mut self, c: &ContainerCtx) -> Usage {
+//!         let seconds = c.started_at.map_or(0, |at| (host::now() - at) / 1_000_000_000);
+//!         Usage::cpu_millicores(u64::try_from(seconds).unwrap_or(0).saturating_mul(50).min(2000))
+//!     }
+//! }
+//!
+//! export_scenario!(CpuLoad);
+//! ```
+//!
+//! (no `scripted` form)
+//!
 //! # Settings from the configuration file
 //!
 //! A plugin's own keys, with defaults, read by [`ConfigFile::parse`](crate::ConfigFile::parse);

@@ -14,8 +14,8 @@ use crate::runtime::{
 };
 use crate::scenario::{Call, Method, Reply, Scenario, ScenarioExport};
 use crate::{
-    ContainerConfig, ContainerFile, ContainerState, ErrorCode, ExecResult, KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig, ProbeAction, ProbeKind,
-    ProbeResult, RuntimeCondition, RuntimeError, TriggerError, TriggerTarget, host,
+    ContainerConfig, ContainerFile, ContainerState, ErrorCode, ExecResult, HttpRequest, HttpResponse, KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig,
+    ProbeAction, ProbeKind, ProbeResult, RuntimeCondition, RuntimeError, TriggerError, TriggerTarget, host,
 };
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -373,7 +373,12 @@ impl<T: ScenarioExport> Guest for T {
                 .into_iter()
                 .map(|c| {
                     let usage = p.scenario.usage(&c);
-                    ContainerStats { id: c.id, memory_working_set_bytes: usage.memory_bytes, writable_layer_bytes: usage.disk_bytes }
+                    ContainerStats {
+                        id: c.id,
+                        cpu_usage_nano_cores: usage.cpu_nano_cores,
+                        memory_working_set_bytes: usage.memory_bytes,
+                        writable_layer_bytes: usage.disk_bytes,
+                    }
                 })
                 .collect())
         })
@@ -455,6 +460,10 @@ impl<T: ScenarioExport> Guest for T {
 
     fn exec_session_close(id: String, session: u64) {
         with::<T, _>(|p| p.sessions.close(&id, session));
+    }
+
+    fn serve_http(pod_sandbox_id: String, port: u16, request: HttpRequest) -> Result<HttpResponse, RuntimeError> {
+        call::<T, _>(Method::ServeHttp, Concerns::Sandbox(&pod_sandbox_id), |p| crate::server::serve(&p.rt, &pod_sandbox_id, port, &request))
     }
 
     fn probe(id: String, kind: ProbeKind, action: ProbeAction) -> Result<ProbeResult, RuntimeError> {

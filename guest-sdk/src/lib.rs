@@ -44,6 +44,7 @@ mod node_script;
 mod process;
 mod runtime;
 mod scenario;
+mod server;
 pub mod shell;
 
 pub use config::{ConfigError, ConfigFile};
@@ -66,9 +67,9 @@ pub mod bindings {
 
 pub use bindings::export_raw;
 pub use bindings::labkubelet::runtime::types::{
-    ContainerConfig, ContainerFile, ContainerMetadata, ContainerState, ContainerStats, ErrorCode, ExecResult, HttpGetAction, KeyValue, LogLevel, LogLine,
-    LogStream, NodeAction, PodSandboxConfig, PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, RuntimeError,
-    TriggerAction, TriggerError, TriggerTarget,
+    ContainerConfig, ContainerFile, ContainerMetadata, ContainerState, ContainerStats, ErrorCode, ExecResult, HttpGetAction, HttpRequest, HttpResponse,
+    KeyValue, LogLevel, LogLine, LogStream, NodeAction, PodSandboxConfig, PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult,
+    RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget,
 };
 
 /// A number of seconds as a [`std::time::Duration`], for short scenario code.

@@ -68,13 +68,15 @@ pub enum Method {
     ListImages,
     RemoveImage,
     ContainerLogs,
+    /// `exec-sync`, and the lines of interactive sessions.
     ExecSync,
+    ServeHttp,
     Probe,
 }
 
 impl Method {
     /// Every call of the contract.
-    pub const ALL: [Method; 22] = [
+    pub const ALL: [Method; 23] = [
         Method::Version,
         Method::Status,
         Method::RunPodSandbox,
@@ -96,6 +98,7 @@ impl Method {
         Method::RemoveImage,
         Method::ContainerLogs,
         Method::ExecSync,
+        Method::ServeHttp,
         Method::Probe,
     ];
 
@@ -128,6 +131,7 @@ impl Method {
             Method::RemoveImage => "remove-image",
             Method::ContainerLogs => "container-logs",
             Method::ExecSync => "exec-sync",
+            Method::ServeHttp => "serve-http",
             Method::Probe => "probe",
         }
     }
@@ -244,8 +248,9 @@ pub trait Scenario: 'static {
         Stop::AsItsProcess
     }
 
-    /// What a running container uses of the node, asked every 10 s by the eviction manager;
-    /// by default the host models it.
+    /// What a running container uses of the node, asked every 10 s by the eviction manager
+    /// and at each read of the node's stats (`kubectl top`, metrics-server); by default the
+    /// host models it.
     fn usage(&mut self, _c: &ContainerCtx) -> Usage {
         Usage::default()
     }

@@ -477,6 +477,7 @@ fn node_api(
         spec,
         access,
         control: control.clone(),
+        stats: crate::stats::StatsProvider::new(name, pods.context().allocatable.clone(), pods.context().clock.now_nanos()),
     })
 }
 

@@ -17,6 +17,8 @@
 //! - [`server`]: the kubelet's HTTP API (`/pods`, `/containerLogs`, `/metrics`, ...) and
 //!   the lab's (`/trigger`, `/timeline`), with the kubelet's authentication and authorization.
 //! - [`metrics`]: the Prometheus metrics `/metrics` serves.
+//! - [`stats`]: what the containers use of the node (reported or modelled): the Summary API
+//!   and `/metrics/resource`, and the eviction manager's figures.
 //! - [`timeline`]: what happened to each pod, exported as JSON, SVG or HTML.
 //! - [`plugin`]: the wasmtime host: loading, validation, limits, hot reload, and the adapter
 //!   that implements the runtime trait over plugins.
@@ -35,4 +37,5 @@ pub mod plugin;
 pub mod pods;
 pub mod runtime;
 pub mod server;
+pub mod stats;
 pub mod timeline;

@@ -333,6 +333,82 @@ async fn exec_runs_the_command_in_the_container_over_spdy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_api_and_resource_metrics_report_what_the_containers_use() {
+    let lab = Lab::start().await;
+    lab.server.add_token("metrics-token", "metrics-server", &["metrics-readers"]);
+    lab.server.grant("metrics-readers", "nodes/stats");
+    lab.server.grant("metrics-readers", "nodes/metrics");
+    let read = |path: &'static str| lab.request(http::Method::GET, path, &Auth::Token("metrics-token"), None);
+    lab.create("busy", json!({"labkubelet.io/cpu-usage": "250m", "labkubelet.io/memory-usage": "100Mi"})).await;
+    lab.create("idle", json!({})).await;
+    lab.until("busy", "busy runs", running).await;
+    lab.until("idle", "idle runs", running).await;
+
+    let summary = |body: String| -> serde_json::Value { serde_json::from_str(&body).expect("the Summary is JSON") };
+    let container = |s: &serde_json::Value, pod: &str| -> serde_json::Value {
+        let pods = s["pods"].as_array().expect("pods");
+        let found = pods.iter().find(|p| p["podRef"]["name"] == pod).unwrap_or_else(|| panic!("{pod} in {s}"));
+        assert_eq!(found["podRef"]["namespace"], "default");
+        assert!(found["podRef"]["uid"].as_str().is_some_and(|u| !u.is_empty()));
+        found["containers"][0].clone()
+    };
+    let (status, body) = read("/stats/summary").await;
+    assert_eq!(status, 200, "{body}");
+    let first = summary(body);
+    assert_eq!(first["node"]["nodeName"], NODE);
+    let busy = container(&first, "busy");
+    assert_eq!(busy["name"], "app");
+    assert_eq!(busy["cpu"]["usageNanoCores"], 250_000_000, "the annotation's 250m");
+    assert_eq!(busy["memory"]["workingSetBytes"], 100 << 20);
+    assert_eq!(container(&first, "idle")["cpu"]["usageNanoCores"], 1_000_000, "1m for a container that requests nothing");
+    let memory: u64 = first["pods"].as_array().expect("pods").iter().map(|p| p["memory"]["workingSetBytes"].as_u64().expect("pod memory")).sum();
+    assert_eq!(first["node"]["memory"]["workingSetBytes"].as_u64(), Some(memory), "the node's memory is its pods'");
+    assert!(first["node"]["fs"]["capacityBytes"].as_u64().is_some(), "{}", first["node"]);
+
+    // CPU time grows at the rate; a changed annotation changes the rate.
+    let used = |s: &serde_json::Value| container(s, "busy")["cpu"]["usageCoreNanoSeconds"].as_u64().expect("cumulative CPU");
+    let before = used(&first);
+    eventually("busy's CPU time grows", Duration::from_secs(30), async || {
+        let (_, body) = read("/stats/summary").await;
+        Some(()).filter(|_| used(&summary(body)) > before)
+    })
+    .await;
+    let patch = json!({"metadata": {"annotations": {"labkubelet.io/cpu-usage": "1500m"}}});
+    lab.pods.patch("busy", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.expect("patch");
+    eventually("busy's CPU follows its annotation", Duration::from_secs(30), async || {
+        let (_, body) = read("/stats/summary?only_cpu_and_memory=true").await;
+        let s = summary(body);
+        Some(s).filter(|s| container(s, "busy")["cpu"]["usageNanoCores"] == 1_500_000_000 && s["node"]["fs"].is_null())
+    })
+    .await;
+
+    let (status, text) = read("/metrics/resource").await;
+    assert_eq!(status, 200, "{text}");
+    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text");
+    let sample = |name: &str, pod: Option<&str>| {
+        parsed
+            .samples
+            .iter()
+            .find(|s| s.metric == name && pod.is_none_or(|p| s.labels.get("pod") == Some(p)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+                _ => panic!("{name} is neither a counter nor a gauge"),
+            })
+            .unwrap_or_else(|| panic!("{name} for {pod:?} in {text}"))
+    };
+    assert_eq!(sample("container_memory_working_set_bytes", Some("busy")), f64::from(100 << 20));
+    assert!(sample("container_cpu_usage_seconds_total", Some("busy")) > 0.0);
+    assert!(sample("pod_cpu_usage_seconds_total", Some("busy")) >= sample("container_cpu_usage_seconds_total", Some("busy")));
+    assert!(sample("node_cpu_usage_seconds_total", None) > 0.0);
+    assert!(sample("node_memory_working_set_bytes", None) >= f64::from(100 << 20));
+    assert_eq!(sample("scrape_error", None), 0.0);
+
+    // As the kubelet authorizes them: stats and metrics are subresources of their own.
+    assert_eq!(lab.get("/stats/summary").await, (403, "Forbidden (user=bob, verb=get, resource=nodes, subresource=stats)\n".into()));
+    assert_eq!(lab.get("/metrics/resource").await, (403, "Forbidden (user=bob, verb=get, resource=nodes, subresource=metrics)\n".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triggers_reach_the_plugin_and_the_timeline_shows_the_crashloop() {
     let lab = Lab::start().await;
     lab.create("flaky", json!({"labkubelet.io/scenario": "healthy"})).await;

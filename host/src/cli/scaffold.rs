@@ -18,6 +18,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("src/process.rs", include_str!("../../../guest-sdk/src/process.rs")),
     ("src/runtime.rs", include_str!("../../../guest-sdk/src/runtime.rs")),
     ("src/scenario.rs", include_str!("../../../guest-sdk/src/scenario.rs")),
+    ("src/server.rs", include_str!("../../../guest-sdk/src/server.rs")),
     ("src/shell/mod.rs", include_str!("../../../guest-sdk/src/shell/mod.rs")),
     ("src/shell/arith.rs", include_str!("../../../guest-sdk/src/shell/arith.rs")),
     ("src/shell/builtins.rs", include_str!("../../../guest-sdk/src/shell/builtins.rs")),

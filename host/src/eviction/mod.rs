@@ -5,10 +5,8 @@
 //! a round in upstream's order: phase `Failed`, reason `Evicted`, the kubelet's message.
 //! Upstream: pkg/kubelet/eviction/eviction_manager.go.
 //!
-//! What the node uses: each running container uses what its plugin says
-//! (`list-container-stats`, as the kubelet reads CRI stats), else what the pod's
-//! `labkubelet.io/memory-usage` (or `disk-usage`) annotation says, else its request, else
-//! its limit, else a little (64Mi of memory, 10Mi of disk), and one process. A lab makes a
+//! What the node uses: each running container uses what [`crate::stats`] says of its memory
+//! and disk (its plugin's figure, its pod's annotation, or the model), and one process. A lab makes a
 //! resource short with `labkubelet node memory-pressure` (`disk-pressure`, `pid-pressure`):
 //! something outside the pods then takes all but half the threshold, until `heal`.
 //!
@@ -23,6 +21,7 @@ use crate::pods::PodContext;
 use crate::pods::admission::is_critical;
 use crate::pods::resources::Quantity;
 use crate::runtime::ContainerStats;
+use crate::stats::Measured;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use rank::{Candidate, ContainerUsage};
 use std::collections::{BTreeMap, HashMap};
@@ -34,12 +33,6 @@ use thresholds::{Condition, Signal, Threshold};
 pub const REASON: &str = "Evicted";
 /// How often the manager observes the node (upstream's `monitoringInterval`).
 const MONITORING_INTERVAL: Duration = Duration::from_secs(10);
-/// The annotations that say what each container of a pod uses.
-pub const MEMORY_USAGE_ANNOTATION: &str = "labkubelet.io/memory-usage";
-pub const DISK_USAGE_ANNOTATION: &str = "labkubelet.io/disk-usage";
-/// What a container that requests and limits nothing uses.
-const DEFAULT_MEMORY: i64 = 64 << 20;
-const DEFAULT_DISK: i64 = 10 << 20;
 /// The node's inodes and PIDs (the kernel's `pid_max` on 64-bit Linux).
 const INODES: i64 = 1_000_000;
 const PIDS: i64 = 4_194_304;
@@ -167,32 +160,20 @@ fn candidate(pod: &Pod, signal: Signal, stats: &HashMap<String, ContainerStats>)
             (c.name.as_str(), id.and_then(|id| stats.get(id)))
         })
         .collect();
-    // Inodes and PIDs are counted, one a container; memory and disk are measured: the
-    // runtime's figure, the annotation, and what a container with none uses.
-    type Reported = fn(&ContainerStats) -> Option<u64>;
-    let measured: Option<(&str, i64, Reported)> = match signal {
-        Signal::MemoryAvailable => Some((MEMORY_USAGE_ANNOTATION, DEFAULT_MEMORY, |s| s.memory_working_set_bytes)),
-        Signal::NodeFsAvailable | Signal::ImageFsAvailable => Some((DISK_USAGE_ANNOTATION, DEFAULT_DISK, |s| s.writable_layer_bytes)),
+    // Inodes and PIDs are counted, one a container; memory and disk are measured.
+    let measured = match signal {
+        Signal::MemoryAvailable => Some(Measured::Memory),
+        Signal::NodeFsAvailable | Signal::ImageFsAvailable => Some(Measured::Disk),
         Signal::NodeFsInodesFree | Signal::PidAvailable => None,
     };
-    let annotated = measured.and_then(|(key, _, _)| pod.metadata.annotations.as_ref()?.get(key)).and_then(|q| Quantity::parse(q).ok()).map(|q| q.value());
     let spec = pod.spec.as_ref();
     let containers = spec
         .iter()
         .flat_map(|s| &s.containers)
         .filter_map(|c| running.get(c.name.as_str()).map(|stats| (c, stats)))
         .map(|(c, stats)| {
-            let request = declared(c, false, signal.resource());
-            let usage = match measured {
-                Some((_, default, reported)) => stats
-                    .and_then(reported)
-                    .map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX))
-                    .or(annotated)
-                    .or(request)
-                    .or_else(|| declared(c, true, signal.resource()))
-                    .unwrap_or(default),
-                None => 1,
-            };
+            let request = declared(c, signal.resource());
+            let usage = measured.map_or(1, |what| crate::stats::usage(pod, c, what, *stats));
             ContainerUsage { name: c.name.clone(), usage, request: request.unwrap_or(0) }
         })
         .collect();
@@ -200,9 +181,8 @@ fn candidate(pod: &Pod, signal: Signal, stats: &HashMap<String, ContainerStats>)
     Candidate { uid: pod.metadata.uid.clone().unwrap_or_default(), name, priority: spec.and_then(|s| s.priority).unwrap_or(0), containers }
 }
 
-/// What a container requests (or, with `limits`, limits) of a resource, if it says.
-fn declared(c: &Container, limits: bool, resource: &str) -> Option<i64> {
-    let resources = c.resources.as_ref()?;
-    let q = if limits { resources.limits.as_ref() } else { resources.requests.as_ref() }?.get(resource)?;
+/// What a container requests of a resource, if it says.
+fn declared(c: &Container, resource: &str) -> Option<i64> {
+    let q = c.resources.as_ref()?.requests.as_ref()?.get(resource)?;
     Quantity::parse(&q.0).ok().map(|q| q.value())
 }

@@ -669,6 +669,12 @@ impl ContainerRuntime for PluginRuntime {
         let _ = self.call(&plugin, "exec-session-close", move |g, s| Box::pin(async move { g.call_exec_session_close(s, &id, session).await })).await;
     }
 
+    async fn serve_http(&self, pod_sandbox_id: &str, port: u16, request: &HttpRequest) -> Result<HttpResponse, RuntimeError> {
+        let plugin = self.owner(pod_sandbox_id).await?;
+        let (id, request) = (pod_sandbox_id.to_string(), request.clone());
+        self.call(&plugin, "serve-http", move |g, s| Box::pin(async move { g.call_serve_http(s, &id, port, &request).await })).await?.map_err(runtime_error)
+    }
+
     async fn probe(&self, id: &str, kind: ProbeKind, action: &ProbeAction) -> Result<ProbeResult, RuntimeError> {
         let plugin = self.owner(id).await?;
         let id = id.to_string();

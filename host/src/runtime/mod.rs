@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 pub use crate::plugin::bindings::labkubelet::runtime::types::{
-    Container, ContainerConfig, ContainerFile, ContainerMetadata, ContainerState, ContainerStats, ContainerStatus, ErrorCode, ExecResult, HttpGetAction, Image,
-    KeyValue, LogLine, LogStream, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome,
-    ProbeResult, RuntimeCondition, SessionOpened, SessionOutput, TriggerTarget, VersionInfo,
+    Container, ContainerConfig, ContainerFile, ContainerMetadata, ContainerState, ContainerStats, ContainerStatus, ErrorCode, ExecResult, HttpGetAction,
+    HttpRequest, HttpResponse, Image, KeyValue, LogLine, LogStream, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatus,
+    ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, SessionOpened, SessionOutput, TriggerTarget, VersionInfo,
 };
 
 /// Why a runtime call failed.
@@ -87,5 +87,8 @@ pub trait ContainerRuntime: Send + Sync {
     /// Runs a line typed into an open shell.
     async fn exec_session_line(&self, id: &str, session: u64, line: &str) -> Result<SessionOutput, RuntimeError>;
     async fn exec_session_close(&self, id: &str, session: u64);
+    /// What a pod's server on `port` answers (`kubectl port-forward`); an error when nothing
+    /// listens there.
+    async fn serve_http(&self, pod_sandbox_id: &str, port: u16, request: &HttpRequest) -> Result<HttpResponse, RuntimeError>;
     async fn probe(&self, id: &str, kind: ProbeKind, action: &ProbeAction) -> Result<ProbeResult, RuntimeError>;
 }

@@ -217,6 +217,11 @@ impl ContainerRuntime for WithOutage {
         self.inner.exec_session_close(id, session).await
     }
 
+    async fn serve_http(&self, pod_sandbox_id: &str, port: u16, request: &HttpRequest) -> Result<HttpResponse, RuntimeError> {
+        self.outage.runtime_is_down()?;
+        self.inner.serve_http(pod_sandbox_id, port, request).await
+    }
+
     async fn probe(&self, id: &str, kind: ProbeKind, action: &ProbeAction) -> Result<ProbeResult, RuntimeError> {
         self.outage.runtime_is_down()?;
         self.inner.probe(id, kind, action).await

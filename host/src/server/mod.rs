@@ -6,10 +6,13 @@
 //! - [`tls`]: serving certificate and accepted client certificates.
 //! - [`auth`]: authentication and authorization, as the kubelet does them.
 //! - [`logs`]: `/containerLogs` and its PodLogOptions.
-//! - [`streaming`]: `/exec`, `/attach` and `/run`, as the kubelet's streaming server.
+//! - [`streaming`]: `/exec`, `/attach`, `/portForward` and `/run`, as the kubelet's streaming
+//!   server.
 //!
 //! Endpoints: `/healthz`, `/pods`, `/runningpods/`, `/containerLogs/{ns}/{pod}/{container}`,
-//! `/metrics`, `/spec/`, `/exec`, `/attach` and `/run` (`/{ns}/{pod}[/{uid}]/{container}`), and for labs `POST /trigger/{plugin}/{action}`,
+//! `/metrics`, `/metrics/resource`, `/stats/summary`, `/spec/`, `/exec`, `/attach` and `/run`
+//! (`/{ns}/{pod}[/{uid}]/{container}`), `/portForward/{ns}/{pod}[/{uid}]`, and for labs
+//! `POST /trigger/{plugin}/{action}`,
 //! `POST /node/{action}`, `/plugins` and `/timeline` (`?format=json|svg|html`).
 
 pub mod auth;
@@ -51,6 +54,8 @@ pub struct NodeApi {
     pub access: Access,
     /// The lab's actions on the whole node.
     pub control: Arc<NodeControl>,
+    /// `/stats/summary` and `/metrics/resource`.
+    pub stats: crate::stats::StatsProvider,
 }
 
 /// The verified client certificate's user on a connection, if it showed one.
@@ -86,6 +91,8 @@ static ROUTES: std::sync::LazyLock<Router> = std::sync::LazyLock::new(|| {
         .route("/runningpods/", get(running_pods))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .route("/metrics", get(metrics))
+        .route("/metrics/resource", get(resource_metrics))
+        .route("/stats/summary", get(stats_summary).post(stats_summary))
         .route("/spec/", get(spec))
         .route("/spec", get(spec))
         .route("/trigger/{plugin}/{action}", post(trigger))
@@ -96,6 +103,8 @@ static ROUTES: std::sync::LazyLock<Router> = std::sync::LazyLock::new(|| {
         .route("/exec/{namespace}/{pod}/{uid}/{container}", get(streaming::exec_with_uid).post(streaming::exec_with_uid))
         .route("/attach/{namespace}/{pod}/{container}", get(streaming::attach).post(streaming::attach))
         .route("/attach/{namespace}/{pod}/{uid}/{container}", get(streaming::attach_with_uid).post(streaming::attach_with_uid))
+        .route("/portForward/{namespace}/{pod}", get(streaming::port_forward).post(streaming::port_forward))
+        .route("/portForward/{namespace}/{pod}/{uid}", get(streaming::port_forward_with_uid).post(streaming::port_forward_with_uid))
         .route("/run/{namespace}/{pod}/{container}", post(streaming::run))
         .route("/run/{namespace}/{pod}/{uid}/{container}", post(streaming::run_with_uid))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
@@ -257,6 +266,22 @@ async fn metrics(Extension(api): Extension<Arc<NodeApi>>) -> Response {
     let m = &crate::metrics::METRICS;
     m.pleg_healthy.with_label_values(&[&api.node]).set(i64::from(api.pleg.check().is_ok()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render(Some(&api.node))).into_response()
+}
+
+/// The Summary API; `only_cpu_and_memory=true` (what metrics-server asks) leaves out the
+/// filesystems.
+async fn stats_summary(Extension(api): Extension<Arc<NodeApi>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let mut summary = api.stats.summary(&api.pods).await;
+    if q.get("only_cpu_and_memory").is_some_and(|v| v == "true") {
+        summary.node.fs = None;
+        summary.pods.iter_mut().flat_map(|p| &mut p.containers).for_each(|c| c.rootfs = None);
+    }
+    Json(summary).into_response()
+}
+
+async fn resource_metrics(Extension(api): Extension<Arc<NodeApi>>) -> Response {
+    let summary = api.stats.summary(&api.pods).await;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::stats::resource_metrics::render(&summary)).into_response()
 }
 
 async fn spec(Extension(api): Extension<Arc<NodeApi>>) -> Response {

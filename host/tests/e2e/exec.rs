@@ -121,6 +121,51 @@ async fn kubectl_exec_runs_the_command_in_the_container() {
     let first: u32 = shown.lines().find_map(|l| l.strip_prefix("tick ")).and_then(|n| n.trim().parse().ok()).expect("a tick");
     assert!(first >= 3, "attach shows what is written after it began, not the log before: {shown}");
 
+    // kubectl port-forward: nginx answers on 80 (a file written by an exec included); nothing
+    // listens on 81, and kubectl says the connection was refused.
+    let web = pod_on("e2e-exec", "web", serde_json::json!({"containers": [{"name": "nginx", "image": "nginx:1.25"}]}));
+    pods.create(&PostParams::default(), &web).await.expect("create web");
+    eventually_with(&mut agent, "web Running", Duration::from_secs(60), async || {
+        let c = container_status(&pods.get("web").await.ok()?)?;
+        c.state?.running.map(|_| ())
+    })
+    .await;
+    let (code, _, err) =
+        kubectl(&["exec", "web", "--", "sh", "-c", "mkdir -p /usr/share/nginx/html && echo hello from web > /usr/share/nginx/html/hello.txt"], "");
+    assert_eq!(code, 0, "{err}");
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
+    let (open, closed) = (free_port(), free_port());
+    let mut forward = Command::new(kubectl_binary())
+        .args(["port-forward", "pod/web", &format!("{open}:80"), &format!("{closed}:81")])
+        .env("KUBECONFIG", cluster().admin_kubeconfig())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut said = String::new();
+    let mut lines = std::io::BufReader::new(forward.stdout.take().expect("stdout"));
+    while said.matches("Forwarding from").count() < 2 {
+        assert!(std::io::BufRead::read_line(&mut lines, &mut said).expect("read") > 0, "kubectl port-forward ended: {said}");
+    }
+    let get = |port: u16, path: &str| {
+        use std::io::Read;
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to kubectl's port");
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).expect("send");
+        let mut answer = String::new();
+        let _ = tcp.read_to_string(&mut answer);
+        answer
+    };
+    let page = get(open, "/");
+    assert!(page.starts_with("HTTP/1.1 200 OK") && page.contains("<title>Welcome to nginx!</title>"), "{page}");
+    assert!(get(open, "/hello.txt").ends_with("\r\n\r\nhello from web\n"));
+    assert!(get(open, "/nope").starts_with("HTTP/1.1 404 Not Found"));
+    assert_eq!(get(closed, "/"), "", "nothing listens on 81");
+    let _ = forward.kill();
+    let out = forward.wait_with_output().expect("kubectl port-forward ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connection refused"), "kubectl port-forward's errors: {err}");
+
     // PID 1 killed: the container dies and the kubelet starts it again.
     let (code, _, err) = kubectl(&["exec", "shell", "--", "kill", "1"], "");
     assert!(code == 0 || err.contains("exit code"), "kubectl exec shell -- kill 1: {err}");

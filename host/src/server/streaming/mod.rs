@@ -5,10 +5,11 @@
 //! - [`spdy`]: SPDY/3.1 framing and connections.
 //! - [`remotecommand`]: the `channel.k8s.io` stream protocols over them.
 //! - [`terminal`]: the line discipline of `kubectl exec -it`.
+//! - [`portforward`]: `kubectl port-forward` to what the pod's images serve.
 //!
-//! What is left: WebSocket clients are refused (400) so that kubectl falls back to SPDY;
-//! port-forward answers 404.
+//! What is left: WebSocket clients are refused (400) so that kubectl falls back to SPDY.
 
+pub mod portforward;
 pub mod remotecommand;
 pub mod spdy;
 pub mod terminal;
@@ -60,7 +61,7 @@ fn exec_in(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, con
         // Not spoken yet; a client that can falls back to SPDY on this refusal.
         return text(StatusCode::BAD_REQUEST, "unable to upgrade: WebSocket streaming is not served by this node; use SPDY/3.1");
     }
-    upgrade(request, move |mut conn, protocol| async move {
+    upgrade(request, &remotecommand::PROTOCOLS, move |mut conn, protocol| async move {
         let Some(streams) = remotecommand::accept_streams(&mut conn, protocol, options).await else {
             tracing::debug!("exec: the client did not open its streams");
             return conn.close().await;
@@ -174,7 +175,7 @@ fn attach_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, c
     if is_websocket(&request) {
         return text(StatusCode::BAD_REQUEST, "unable to upgrade: WebSocket streaming is not served by this node; use SPDY/3.1");
     }
-    upgrade(request, move |mut conn, protocol| async move {
+    upgrade(request, &remotecommand::PROTOCOLS, move |mut conn, protocol| async move {
         let Some(streams) = remotecommand::accept_streams(&mut conn, protocol, options).await else {
             return conn.close().await;
         };
@@ -197,6 +198,39 @@ fn attach_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, c
         streams.finish(b"", b"", Outcome::Exited(0), &[]).await;
         conn.close().await;
     })
+}
+
+/// `/portForward/{namespace}/{pod}`.
+pub async fn port_forward(Extension(api): Extension<Arc<NodeApi>>, Path((namespace, pod)): Path<(String, String)>, request: Request) -> Response {
+    port_forward_to(api, &namespace, &pod, None, request).await
+}
+
+/// `/portForward/{namespace}/{pod}/{uid}`.
+pub async fn port_forward_with_uid(
+    Extension(api): Extension<Arc<NodeApi>>,
+    Path((namespace, pod, uid)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
+    port_forward_to(api, &namespace, &pod, Some(&uid), request).await
+}
+
+async fn port_forward_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, request: Request) -> Response {
+    let Some(found) = api.pods.pod_by_name(namespace, pod) else {
+        return text(StatusCode::NOT_FOUND, "pod does not exist");
+    };
+    let pod_uid = found.metadata.uid.clone().unwrap_or_default();
+    if uid.is_some_and(|uid| uid != pod_uid) {
+        return text(StatusCode::NOT_FOUND, "pod not found");
+    }
+    let sandboxes = api.pods.runtime.list_pod_sandboxes().await.unwrap_or_default();
+    let Some(sandbox) = sandboxes.into_iter().find(|s| s.metadata.uid == pod_uid && s.state == crate::runtime::PodSandboxState::Ready) else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("pod {pod} does not have a running sandbox"));
+    };
+    if is_websocket(&request) {
+        return text(StatusCode::BAD_REQUEST, "unable to upgrade: WebSocket streaming is not served by this node; use SPDY/3.1");
+    }
+    let runtime = api.pods.runtime.clone();
+    upgrade(request, &[portforward::PROTOCOL], move |conn, _| portforward::serve(conn, runtime, sandbox.id))
 }
 
 /// `POST /run/{namespace}/{pod}/{container}?cmd=…`: a command run once, its output as the
@@ -262,19 +296,19 @@ fn is_websocket(request: &Request) -> bool {
 
 /// Answers an upgrade to SPDY/3.1 with 101 and the agreed stream protocol, then serves the
 /// connection with `serve`; a request that is no such upgrade gets the kubelet's refusal.
-fn upgrade<F, Fut>(mut request: Request, serve: F) -> Response
+fn upgrade<F, Fut>(mut request: Request, protocols: &'static [&'static str], serve: F) -> Response
 where
     F: FnOnce(spdy::Connection, &'static str) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let headers = request.headers();
-    let protocol = remotecommand::negotiate(headers.get_all("x-stream-protocol-version").iter().filter_map(|v| v.to_str().ok()));
+    let protocol = remotecommand::negotiate(headers.get_all("x-stream-protocol-version").iter().filter_map(|v| v.to_str().ok()), protocols);
     let protocol = match protocol {
         Ok(p) => p,
         Err(e @ NegotiationError::Missing) => return text(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e @ NegotiationError::NoMatch(_)) => {
+        Err(e @ NegotiationError::NoMatch(..)) => {
             let mut response = text(StatusCode::FORBIDDEN, e.to_string());
-            for p in remotecommand::PROTOCOLS {
+            for p in protocols {
                 response.headers_mut().append("x-accepted-stream-protocol-versions", HeaderValue::from_static(p));
             }
             return response;

@@ -36,16 +36,17 @@ impl Options {
     }
 }
 
-/// The protocol to speak, from the client's `X-Stream-Protocol-Version` headers.
-pub fn negotiate<'a>(client: impl Iterator<Item = &'a str>) -> Result<&'static str, NegotiationError> {
+/// The protocol to speak, the first of the client's `X-Stream-Protocol-Version` headers the
+/// server speaks.
+pub fn negotiate<'a>(client: impl Iterator<Item = &'a str>, server: &[&'static str]) -> Result<&'static str, NegotiationError> {
     let offered: Vec<&str> = client.flat_map(|h| h.split(',')).map(str::trim).filter(|p| !p.is_empty()).collect();
     if offered.is_empty() {
         return Err(NegotiationError::Missing);
     }
     offered
         .iter()
-        .find_map(|p| PROTOCOLS.iter().find(|s| *s == p).copied())
-        .ok_or_else(|| NegotiationError::NoMatch(offered.iter().map(|s| s.to_string()).collect()))
+        .find_map(|p| server.iter().find(|s| *s == p).copied())
+        .ok_or_else(|| NegotiationError::NoMatch(offered.iter().map(|s| s.to_string()).collect(), server.to_vec()))
 }
 
 /// Why no protocol was agreed, in the kubelet's words.
@@ -53,8 +54,8 @@ pub fn negotiate<'a>(client: impl Iterator<Item = &'a str>) -> Result<&'static s
 pub enum NegotiationError {
     #[error("unable to upgrade: X-Stream-Protocol-Version is required")]
     Missing,
-    #[error("unable to upgrade: unable to negotiate protocol: client supports {0:?}, server accepts {PROTOCOLS:?}")]
-    NoMatch(Vec<String>),
+    #[error("unable to upgrade: unable to negotiate protocol: client supports {0:?}, server accepts {1:?}")]
+    NoMatch(Vec<String>, Vec<&'static str>),
 }
 
 /// The streams of one command.
@@ -201,10 +202,10 @@ mod tests {
 
     #[test]
     fn the_clients_first_known_protocol_wins() {
-        assert_eq!(negotiate(["v4.channel.k8s.io,v3.channel.k8s.io", "v2.channel.k8s.io"].into_iter()), Ok("v4.channel.k8s.io"));
-        assert_eq!(negotiate(["v9.channel.k8s.io, channel.k8s.io"].into_iter()), Ok("channel.k8s.io"));
-        assert_eq!(negotiate(std::iter::empty()), Err(NegotiationError::Missing));
-        assert!(matches!(negotiate(["v5.channel.k8s.io"].into_iter()), Err(NegotiationError::NoMatch(_))));
+        assert_eq!(negotiate(["v4.channel.k8s.io,v3.channel.k8s.io", "v2.channel.k8s.io"].into_iter(), &PROTOCOLS), Ok("v4.channel.k8s.io"));
+        assert_eq!(negotiate(["v9.channel.k8s.io, channel.k8s.io"].into_iter(), &PROTOCOLS), Ok("channel.k8s.io"));
+        assert_eq!(negotiate(std::iter::empty(), &PROTOCOLS), Err(NegotiationError::Missing));
+        assert!(matches!(negotiate(["v5.channel.k8s.io"].into_iter(), &PROTOCOLS), Err(NegotiationError::NoMatch(..))));
     }
 
     #[test]
