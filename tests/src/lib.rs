@@ -205,7 +205,10 @@ pub fn agent_config(dir: &std::path::Path, nodes: Vec<String>, bootstrap: std::p
         node_ip: "10.1.0.5".into(),
         node_labels: Default::default(),
         taints: vec![],
-        capacity: [("cpu", "100"), ("memory", "32Gi"), ("pods", "110"), ("ephemeral-storage", "100Gi")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        capacity: [("cpu", "100"), ("memory", "32Gi"), ("pods", "110"), ("ephemeral-storage", "100Gi")]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
         lease_duration_seconds: 4,
         api_throttle: Some(labkubelet::api_client::Throttle::KUBELET),
         event_throttle: Some(labkubelet::api_client::Throttle::KUBELET),
