@@ -166,7 +166,7 @@ impl Sessions {
             self.open.remove(&id);
         }
         after_exec(c, &out, now);
-        Some((format!("{}{}", out.stdout, out.stderr), exited.then_some(out.code), prompt))
+        Some((out.text(), exited.then_some(out.code), prompt))
     }
 
     pub(crate) fn close(&mut self, container: &str, id: u64) {
@@ -214,7 +214,7 @@ pub(crate) fn probe(c: &mut ContainerRecord, action: &ProbeAction, now: i64) -> 
         return ProbeResult { outcome: ProbeOutcome::Failure, output: format!("command \"{}\" timed out", cmd.join(" ")) };
     }
     let outcome = if out.code == 0 { ProbeOutcome::Success } else { ProbeOutcome::Failure };
-    ProbeResult { outcome, output: format!("{}{}", out.stdout, out.stderr) }
+    ProbeResult { outcome, output: out.text() }
 }
 
 fn add_logs(c: &mut ContainerRecord, lines: impl IntoIterator<Item = LogLine>) {

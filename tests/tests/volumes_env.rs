@@ -72,7 +72,7 @@ async fn a_pod_whose_config_map_is_missing_waits_in_container_creating_until_it_
     let cat = ["cat".to_string(), "/etc/config/greeting".to_string()];
     eventually("the update in the file", Duration::from_secs(90), async || {
         let out = lab.runtime.exec_sync(&id, &cat, &[], Duration::from_secs(5)).await.ok()?;
-        (out.stdout == "bonjour").then_some(())
+        (out.stdout == b"bonjour").then_some(())
     })
     .await;
 }

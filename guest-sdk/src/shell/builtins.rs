@@ -1,7 +1,7 @@
 //! The commands the shell knows, as busybox's applets do them, with busybox's messages:
 //! `: true false echo printf exit sleep cat touch rm mkdir ls cp mv tee env printenv export
 //! unset read cd pwd test [ hostname date wc grep head tail seq basename dirname id whoami
-//! uname kill sh exec nslookup getent wget curl`. `grep` takes basic and extended regular
+//! uname kill sh exec tar nslookup getent wget curl` (`tar` in its own module). `grep` takes basic and extended regular
 //! expressions (regex-lite). The network is not simulated yet: name lookups and downloads
 //! fail as they do without DNS.
 
@@ -466,6 +466,7 @@ pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut
                 }
             }
         }
+        "tar" => super::tar::run(&sh.vars.cwd, args, fs, stdin, out, err),
         "exec" => return Some(if args.is_empty() { 0 } else { sh.run_argv(args, fs, stdin, out, err) }),
         "nslookup" | "getent" => {
             let host = args.iter().rfind(|a| !a.starts_with('-') && *a != "hosts").map_or("", String::as_str);

@@ -102,9 +102,14 @@ impl Fs {
     /// Puts a file, making its folders: how the runtime lays out an image and a volume.
     pub fn put(&mut self, path: &str, bytes: &[u8], mode: u32) {
         let _ = self.mkdir(parent(path), true);
-        if self.write(path, bytes, false).is_ok()
-            && let Some(Node::File { mode: m, .. }) = self.nodes.get_mut(path)
-        {
+        if self.write(path, bytes, false).is_ok() {
+            self.set_mode(path, mode);
+        }
+    }
+
+    /// Sets a file's permission bits; folders keep theirs.
+    pub fn set_mode(&mut self, path: &str, mode: u32) {
+        if let Some(Node::File { mode: m, .. }) = self.nodes.get_mut(path) {
             *m = mode;
         }
     }

@@ -18,6 +18,7 @@ pub mod builtins;
 pub mod fs;
 pub mod parse;
 mod run;
+pub mod tar;
 
 pub use fs::Fs;
 pub use parse::{Script, SyntaxError, parse};
@@ -54,12 +55,12 @@ pub enum ProcessState {
     Exited { code: i32, at: i64 },
 }
 
-/// What an exec'd command gave back.
+/// What an exec'd command gave back. Output is bytes: `tar cf -` writes binary.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExecOutput {
     pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
     /// It ran past its steps or its timeout: a probe counts it as failed.
     pub timed_out: bool,
     /// It killed the container's main process with this exit status (`kill 1`).
@@ -242,6 +243,13 @@ pub fn is_interactive(argv: &[String]) -> bool {
     matches!(invocation(argv), Invocation::Interactive)
 }
 
+impl ExecOutput {
+    /// Its stdout then its stderr, as text: what a probe records and a terminal shows.
+    pub fn text(&self) -> String {
+        format!("{}{}", String::from_utf8_lossy(&self.stdout), String::from_utf8_lossy(&self.stderr))
+    }
+}
+
 /// Runs one line typed into an interactive shell (`kubectl exec -it … -- sh`): what it sets
 /// (variables, the working folder, `$?`) stays in `vars` for the next line. `exit` ends the
 /// session with the code of [`ExecOutput::code`] and `true`.
@@ -259,8 +267,8 @@ pub fn session_line(vars: &mut Vars, fs: &mut Fs, line: &str, now: i64, timeout_
     let exited = shell.exited;
     let output = ExecOutput {
         code: exited.unwrap_or(status),
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
+        stdout: out,
+        stderr: err,
         timed_out: shell.out_of_steps || shell.clock > shell.deadline,
         killed_main: shell.killed_main,
         took: shell.clock.min(shell.deadline).saturating_sub(now),
@@ -304,8 +312,8 @@ pub fn exec_in(vars: &Vars, fs: &mut Fs, argv: &[String], stdin: &[u8], now: i64
     };
     ExecOutput {
         code: shell.exited.unwrap_or(status),
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
+        stdout: out,
+        stderr: err,
         timed_out: shell.out_of_steps || shell.clock > shell.deadline,
         killed_main: shell.killed_main,
         took: shell.clock.min(shell.deadline).saturating_sub(now),

@@ -84,7 +84,7 @@ fn the_liveness_example_removes_its_file_after_30_seconds() {
     assert_eq!(probe(&p, &mut fs, 10 * S).code, 0);
     p.advance(&mut fs, 31 * S);
     let failed = probe(&p, &mut fs, 31 * S);
-    assert_eq!((failed.code, failed.stderr.as_str()), (1, "cat: can't open '/tmp/healthy': No such file or directory\n"));
+    assert_eq!((failed.code, String::from_utf8_lossy(&failed.stderr).as_ref()), (1, "cat: can't open '/tmp/healthy': No such file or directory\n"));
     assert_eq!(p.state(), ProcessState::Running);
 }
 
@@ -146,8 +146,8 @@ fn an_interactive_session_keeps_its_folder_and_variables_from_line_to_line() {
     let mut line = |text: &str| session_line(&mut vars, &mut fs, text, 0, S);
     assert!(!line("cd /tmp; X=1").1);
     let (out, ended) = line("echo $X $PWD; false");
-    assert_eq!((out.stdout.as_str(), out.code, ended), ("1 /tmp\n", 1, false));
-    assert_eq!(line("echo $?").0.stdout, "1\n", "$? carries over");
+    assert_eq!((String::from_utf8_lossy(&out.stdout).as_ref(), out.code, ended), ("1 /tmp\n", 1, false));
+    assert_eq!(line("echo $?").0.text(), "1\n", "$? carries over");
     let (out, ended) = line("exit 4");
     assert_eq!((out.code, ended), (4, true));
     assert_eq!(prompt(&["bash".into()], &vars), "root@web-0:/tmp# ");
@@ -159,9 +159,9 @@ fn execs_run_beside_the_process_over_its_files() {
     let p = Process::start(&sh("sleep 600"), &[("MODE".into(), "prod".into())], 0);
     let exec = |fs: &mut Fs, argv: &[&str], stdin: &str| p.exec(fs, &argv.iter().map(|a| a.to_string()).collect::<Vec<_>>(), stdin.as_bytes(), 0, 10 * S);
     assert_eq!(exec(&mut fs, &["sh", "-c", "exit 3"], "").code, 3);
-    assert_eq!(exec(&mut fs, &["printenv", "MODE"], "").stdout, "prod\n");
+    assert_eq!(exec(&mut fs, &["printenv", "MODE"], "").text(), "prod\n");
     let session = exec(&mut fs, &["sh"], "cd /tmp\ntouch a\nls\nexit\n");
-    assert_eq!((session.code, session.stdout.as_str()), (0, "a\n"));
+    assert_eq!((session.code, String::from_utf8_lossy(&session.stdout).as_ref()), (0, "a\n"));
     assert_eq!(exec(&mut fs, &["kill", "1"], "").killed_main, Some(143));
     assert_eq!(exec(&mut fs, &["kill", "-9", "1"], "").killed_main, Some(137));
     assert_eq!(exec(&mut fs, &["pg_isready"], "").code, 0, "a program the shell does not know succeeds");
@@ -204,7 +204,7 @@ fn a_variable_that_doubles_stops_at_its_cap() {
     p.advance(&mut fs, 0);
     assert_eq!(p.state(), ProcessState::Running, "spinning within its budget, its memory bounded");
     let out = p.exec(&mut fs, &sh("echo ok"), &[], 0, S);
-    assert_eq!(out.stdout, "ok\n");
+    assert_eq!(out.stdout, b"ok\n");
 }
 
 #[test]

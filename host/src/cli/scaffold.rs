@@ -25,6 +25,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("src/shell/fs.rs", include_str!("../../../guest-sdk/src/shell/fs.rs")),
     ("src/shell/parse.rs", include_str!("../../../guest-sdk/src/shell/parse.rs")),
     ("src/shell/run.rs", include_str!("../../../guest-sdk/src/shell/run.rs")),
+    ("src/shell/tar.rs", include_str!("../../../guest-sdk/src/shell/tar.rs")),
     ("src/shell/tests.rs", include_str!("../../../guest-sdk/src/shell/tests.rs")),
 ];
 const SDK_MANIFEST: &str = include_str!("../../../guest-sdk/Cargo.toml");

@@ -215,7 +215,7 @@ impl Worker {
         let answer = match action {
             ProbeAction::Exec(cmd) => tokio::time::timeout(timeout, self.runtime.exec_sync(id, cmd, &[], timeout))
                 .await
-                .map(|r| r.map(|e| if e.exit_code == 0 { Ok(()) } else { Err(format!("{}{}", e.stdout, e.stderr)) })),
+                .map(|r| r.map(|e| if e.exit_code == 0 { Ok(()) } else { Err(e.output()) })),
             other => tokio::time::timeout(timeout, self.runtime.probe(id, self.kind.wit(), other))
                 .await
                 .map(|r| r.map(|p| if p.outcome == ProbeOutcome::Success { Ok(()) } else { Err(p.output) })),

@@ -22,6 +22,13 @@ pub use crate::plugin::bindings::labkubelet::runtime::types::{
     ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RuntimeCondition, SessionOpened, SessionOutput, TriggerTarget, VersionInfo,
 };
 
+impl ExecResult {
+    /// Its stdout then its stderr as text, as probes, hooks and terminals show them.
+    pub fn output(&self) -> String {
+        format!("{}{}", String::from_utf8_lossy(&self.stdout), String::from_utf8_lossy(&self.stderr))
+    }
+}
+
 /// Why a runtime call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RuntimeError {

@@ -166,6 +166,23 @@ async fn kubectl_exec_runs_the_command_in_the_container() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("connection refused"), "kubectl port-forward's errors: {err}");
 
+    // kubectl cp both ways (it runs `tar` in the container): every byte value survives.
+    let local = tempfile::tempdir().expect("a folder");
+    let sent: Vec<u8> = (0u32..100_000).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(local.path().join("blob.bin"), &sent).expect("write the file");
+    let (code, _, err) = kubectl(&["cp", &local.path().join("blob.bin").display().to_string(), "shell:/tmp/blob.bin"], "");
+    assert_eq!(code, 0, "kubectl cp into the pod: {err}");
+    let (_, out, err) = kubectl(&["exec", "shell", "--", "wc", "-c", "/tmp/blob.bin"], "");
+    assert_eq!(out.split_whitespace().next(), Some("100000"), "{err}");
+    let back = local.path().join("back.bin");
+    let (code, _, err) = kubectl(&["cp", "shell:/tmp/blob.bin", &back.display().to_string()], "");
+    assert_eq!(code, 0, "kubectl cp out of the pod: {err}");
+    assert!(std::fs::read(&back).expect("the copy") == sent, "the copy out differs from what went in");
+    // tar's complaint reaches the user (kubectl shows the container's stderr on its stdout).
+    let (_, out, err) = kubectl(&["cp", "shell:/tmp/nope", &local.path().join("nope").display().to_string()], "");
+    assert!(format!("{out}{err}").contains("tar: can't stat '/tmp/nope': No such file or directory"), "copying a missing file: {out}{err}");
+    assert!(!local.path().join("nope").exists());
+
     // PID 1 killed: the container dies and the kubelet starts it again.
     let (code, _, err) = kubectl(&["exec", "shell", "--", "kill", "1"], "");
     assert!(code == 0 || err.contains("exit code"), "kubectl exec shell -- kill 1: {err}");

@@ -35,7 +35,7 @@ impl PodSync {
         let command = hook.exec.as_ref()?.command.clone().unwrap_or_default();
         let (error, output) = match self.ctx.runtime.exec_sync(id, &command, &[], timeout).await {
             Ok(done) if done.exit_code == 0 => return None,
-            Ok(done) => (format!("command '{}' exited with {}: {}", command.join(" "), done.exit_code, done.stderr), format!("{}{}", done.stdout, done.stderr)),
+            Ok(done) => (format!("command '{}' exited with {}: {}", command.join(" "), done.exit_code, String::from_utf8_lossy(&done.stderr)), done.output()),
             Err(e) => (e.to_string(), String::new()),
         };
         Some(format!(

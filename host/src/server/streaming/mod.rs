@@ -93,10 +93,10 @@ async fn batch(runtime: &dyn ContainerRuntime, id: &str, cmd: &[String], mut str
     match runtime.exec_sync(id, cmd, &stdin, Duration::ZERO).await {
         // A terminal has one output, with CR NL line ends.
         Ok(result) if options.tty => {
-            let out = terminal::to_terminal(&format!("{}{}", result.stdout, result.stderr));
+            let out = terminal::to_terminal(&result.output());
             streams.finish(&out, b"", Outcome::Exited(result.exit_code), cmd).await;
         }
-        Ok(result) => streams.finish(result.stdout.as_bytes(), result.stderr.as_bytes(), Outcome::Exited(result.exit_code), cmd).await,
+        Ok(result) => streams.finish(&result.stdout, &result.stderr, Outcome::Exited(result.exit_code), cmd).await,
         Err(e) => streams.finish(b"", b"", Outcome::Failed(e.to_string()), cmd).await,
     }
 }
@@ -259,9 +259,11 @@ async fn run_in(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>
         Err((code, message)) => return text(code, message),
     };
     match api.pods.runtime.exec_sync(&id, &cmd, &[], Duration::ZERO).await {
-        Ok(r) if r.exit_code == 0 => ([(header::CONTENT_TYPE, "application/json")], format!("{}{}", r.stdout, r.stderr)).into_response(),
+        Ok(r) if r.exit_code == 0 => ([(header::CONTENT_TYPE, "application/json")], [r.stdout, r.stderr].concat()).into_response(),
         // CRI ExecSync's error for a command that failed, which the kubelet answers with 500.
-        Ok(r) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("command '{}' exited with {}: {}", cmd.join(" "), r.exit_code, r.stderr)),
+        Ok(r) => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, format!("command '{}' exited with {}: {}", cmd.join(" "), r.exit_code, String::from_utf8_lossy(&r.stderr)))
+        }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
