@@ -54,7 +54,23 @@ thread_local! {
     static PLUGIN: RefCell<Option<Plugin>> = const { RefCell::new(None) };
 }
 
+/// Sends a panic's message, file and line to the host before the instance traps: with
+/// `panic = "abort"` it would otherwise go to a stderr nobody reads, and the pod would show
+/// only a wasm backtrace.
+fn report_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let payload = info.payload();
+            let message = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("Box<dyn Any>");
+            let at = info.location().map_or_else(String::new, |l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()));
+            host::log(LogLevel::Error, &format!("panicked{at}: {message}"));
+        }));
+    });
+}
+
 fn with<T: ScenarioExport, R>(f: impl FnOnce(&mut Plugin) -> R) -> R {
+    report_panics();
     PLUGIN.with(|cell| {
         let mut slot = cell.borrow_mut();
         // The host configures every instance first; one it did not starts unconfigured.
@@ -125,6 +141,7 @@ fn call<T: ScenarioExport, R>(method: Method, concerns: Concerns, f: impl FnOnce
 
 impl<T: ScenarioExport> Guest for T {
     fn configure(config: PluginConfig) -> Result<(), WitConfigError> {
+        report_panics();
         let plugin = Plugin::configured::<T>(&config.into()).map_err(WitConfigError::from)?;
         PLUGIN.with(|cell| *cell.borrow_mut() = Some(plugin));
         Ok(())

@@ -33,6 +33,10 @@
 //! these pages. For full control, implement
 //! [`bindings::exports::labkubelet::runtime::runtime::Guest`] yourself and export it with
 //! [`export_raw!`].
+//!
+//! A hook that panics ends the call: the agent shows the panic's message with its file and
+//! line (`plugin flaky-db failed in start-container: panicked at src/lib.rs:42:17: index out
+//! of bounds …`) in its log and in the pod's status, and starts the instance afresh.
 
 mod config;
 mod container;

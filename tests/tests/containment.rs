@@ -68,6 +68,24 @@ async fn a_memory_bomb_hits_the_cap_and_the_plugin_recovers() {
 }
 
 #[tokio::test]
+async fn a_panic_reports_its_message_file_and_line_and_the_plugin_recovers() {
+    let lab = misbehaving_lab(PluginPolicy::default()).await;
+    let node = lab.node("node-1");
+    match node.trigger("misbehave", "panic", &everything(), &[]).await {
+        Err(RuntimeError::Trap { plugin, method, detail }) => {
+            assert_eq!((plugin.as_str(), method), ("misbehave", "trigger"));
+            // The file as the compiler saw it: `src/lib.rs` in a scaffolded crate, workspace-relative here.
+            let place = detail.strip_prefix("panicked at ").and_then(|d| d.split_once("misbehave/src/lib.rs:"));
+            let (place, message) = place.and_then(|(_, d)| d.split_once(": ")).unwrap_or_else(|| panic!("{detail}"));
+            assert!(place.split(':').all(|n| n.parse::<u32>().is_ok()), "line and column: {detail}");
+            assert_eq!(message, "index out of bounds: the len is 0 but the index is 3");
+        }
+        other => panic!("expected a trap with the panic's message, got {other:?}"),
+    }
+    assert_eq!(node.plugin_info("misbehave").await.unwrap().name, "misbehave");
+}
+
+#[tokio::test]
 async fn a_plugin_cannot_read_host_files_or_environment_unless_granted() {
     let secret_dir = tempfile::tempdir().unwrap();
     std::fs::write(secret_dir.path().join("token"), "s3cret").unwrap();

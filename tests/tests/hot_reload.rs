@@ -161,6 +161,10 @@ async fn bad_components_are_refused_and_the_old_plugin_keeps_serving() {
             .await,
     );
     assert!(why.contains("failed when asked for its info") && why.contains("plugin misbehave.wasm failed in info"), "{why}");
+    assert!(
+        why.contains("panicked at tests/plugins/misbehave/src/lib.rs:") && why.ends_with(": misbehave was told to trap in info"),
+        "the panic's place and message: {why}"
+    );
     assert!(lab.catalog.get("misbehave").is_none());
     assert_eq!(node.container_status(&id).await.unwrap().state, ContainerState::Running);
 

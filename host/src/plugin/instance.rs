@@ -148,8 +148,14 @@ fn classify(store: &mut Store<HostState>, method: &'static str, e: wasmtime::Err
     if state.deadline_hit {
         return RuntimeError::Deadline { plugin, method, deadline: state.deadline };
     }
+    let last = state.last_error.take();
+    // The SDK's panic hook logs the message with its file and line: that is the story, not
+    // the wasm backtrace of the abort that follows.
+    if let Some(panic) = last.as_ref().filter(|l| l.starts_with("panicked")) {
+        return RuntimeError::Trap { plugin, method, detail: panic.clone() };
+    }
     let mut detail = if state.memory_denied { format!("memory limit of {} MiB reached", state.memory_limit >> 20) } else { format!("{e:#}") };
-    if let Some(last) = state.last_error.take() {
+    if let Some(last) = last {
         detail.push_str(&format!(" (last error it logged: {last})"));
     }
     RuntimeError::Trap { plugin, method, detail }

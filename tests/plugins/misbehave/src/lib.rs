@@ -32,6 +32,7 @@ impl Scenario for Misbehave {
             .describe("Misbehaves on cue, for the host's tests.")
             .action("spin", "loops forever")
             .action("grow", "allocates memory without bound")
+            .action("panic", "indexes past the end of a list")
             .action("read-file", "reads the host file named by path=")
             .action("env", "reads the environment variable named by name=")
     }
@@ -41,6 +42,10 @@ impl Scenario for Misbehave {
         match action {
             "spin" => spin(),
             "grow" => grow(),
+            "panic" => {
+                let empty: Vec<u8> = Vec::new();
+                Some(Ok(empty[std::hint::black_box(3)].to_string()))
+            }
             "read-file" => Some(match std::fs::read_to_string(arg("path")) {
                 Ok(text) => Ok(format!("read {} bytes", text.len())),
                 Err(e) => Err(TriggerError::InvalidArgument(format!("cannot read: {e}"))),
