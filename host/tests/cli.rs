@@ -381,6 +381,16 @@ fn run_prints_plugin_changes_and_plugin_list_asks_the_running_agent() {
     let listed = trigger_until(&["plugin", "list", "--root-dir", root_dir], |o| o.lines().any(|l| l.starts_with("scripted ") && l.contains(" 1     serving")));
     assert!(listed.starts_with("node cli-node\nNAME"), "{listed}");
     assert!(listed.lines().any(|l| l.starts_with("healthy ") && l.contains("(every other pod)") && l.ends_with("builtin:healthy")), "{listed}");
+    // What was compiled is kept for the next run (built-in healthy and scripted), the agent's alone.
+    let kept: Vec<std::path::PathBuf> = std::fs::read_dir(root.path().join("compiled-plugins"))
+        .expect("the compiled plugins' folder")
+        .filter_map(|e| Some(e.ok()?.path()).filter(|p| p.extension().is_some_and(|x| x == "cwasm")))
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    for file in &kept {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600, "{}", file.display());
+    }
 
     let rules = plugins.join("scripted.yaml");
     std::fs::write(&rules, "rules:\n  - exitt: { afterSeconds: 1 }\n").unwrap();

@@ -288,7 +288,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let (true, Some(dir)) = (args.stock, &args.plugin_dir) {
         super::plugin::install(dir, &[], false)?;
     }
-    let engine = PluginEngine::new(args.limits.policy()?)?;
+    let engine = PluginEngine::with_compiled_cache(args.limits.policy()?, &config.root_dir.join("compiled-plugins"))?;
     let catalog = PluginCatalog::new(engine).await?;
     let _watcher = match &args.plugin_dir {
         Some(dir) => Some(watch_dir(catalog.clone(), dir).await?),

@@ -193,12 +193,22 @@ pub struct PluginEngine {
     linker: Linker<HostState>,
     pub(crate) policy: PluginPolicy,
     compiled: Mutex<ComponentCache>,
+    on_disk: Option<super::compiled::CompiledCache>,
     _ticker: EpochTicker,
 }
 
 impl PluginEngine {
     /// Makes the engine and starts its epoch ticker.
     pub fn new(policy: PluginPolicy) -> anyhow::Result<Arc<Self>> {
+        Self::build(policy, None)
+    }
+
+    /// As [`PluginEngine::new`], keeping compiled plugins in folder `dir` for the next run.
+    pub fn with_compiled_cache(policy: PluginPolicy, dir: &std::path::Path) -> anyhow::Result<Arc<Self>> {
+        Self::build(policy, Some(dir))
+    }
+
+    fn build(policy: PluginPolicy, cache_dir: Option<&std::path::Path>) -> anyhow::Result<Arc<Self>> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -214,6 +224,12 @@ impl PluginEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
         super::bindings::Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("cannot link host imports: {e}"))?;
+        let on_disk = match cache_dir {
+            Some(dir) => Some(
+                super::compiled::CompiledCache::open(dir, &engine).map_err(|e| anyhow::anyhow!("cannot use {} for compiled plugins: {e}", dir.display()))?,
+            ),
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let ticking = engine.clone();
         let stopped = stop.clone();
@@ -223,7 +239,7 @@ impl PluginEngine {
                 ticking.increment_epoch();
             }
         })?;
-        Ok(Arc::new(PluginEngine { engine, linker, policy, compiled: Mutex::new(ComponentCache::default()), _ticker: EpochTicker { stop } }))
+        Ok(Arc::new(PluginEngine { engine, linker, policy, compiled: Mutex::new(ComponentCache::default()), on_disk, _ticker: EpochTicker { stop } }))
     }
 
     pub fn policy(&self) -> &PluginPolicy {
@@ -248,13 +264,7 @@ impl PluginEngine {
             Some(c) => c,
             None => {
                 check_header(&bytes, &origin)?;
-                let engine = self.engine.clone();
-                let started = std::time::Instant::now();
-                let compiled = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-                    .await
-                    .map_err(|e| LoadError::Invalid { origin: origin.clone(), detail: e.to_string() })?
-                    .map_err(|e| LoadError::Invalid { origin: origin.clone(), detail: format!("{e:#}") })?;
-                tracing::debug!(origin, elapsed = ?started.elapsed(), "compiled");
+                let compiled = self.compile(bytes, code_hash, &origin).await?;
                 if let Ok(mut cache) = self.compiled.lock() {
                     cache.insert(code_hash, compiled.clone());
                 }
@@ -275,6 +285,27 @@ impl PluginEngine {
         validate_name(&info.name).map_err(|why| LoadError::BadName { origin: origin.clone(), name: info.name.clone(), why })?;
         let selector = parse_selector(&info.selector).map_err(|source| LoadError::BadSelector { origin: origin.clone(), source })?;
         Ok(Arc::new(LoadedPlugin { info, origin, fingerprint, selector, pre, config }))
+    }
+
+    /// The component from the disk cache, or compiled (and kept there).
+    async fn compile(&self, bytes: Vec<u8>, code_hash: [u8; 32], origin: &str) -> Result<Component, LoadError> {
+        let engine = self.engine.clone();
+        let started = std::time::Instant::now();
+        if let Some(kept) = self.on_disk.as_ref().and_then(|disk| disk.get(&engine, &code_hash)) {
+            tracing::debug!(origin, elapsed = ?started.elapsed(), "loaded compiled");
+            return Ok(kept);
+        }
+        let compiled = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .map_err(|e| LoadError::Invalid { origin: origin.to_string(), detail: e.to_string() })?
+            .map_err(|e| LoadError::Invalid { origin: origin.to_string(), detail: format!("{e:#}") })?;
+        tracing::debug!(origin, elapsed = ?started.elapsed(), "compiled");
+        if let Some(disk) = &self.on_disk
+            && let Err(e) = disk.put(&code_hash, &compiled)
+        {
+            tracing::warn!(origin, "cannot keep the compiled plugin for the next run: {e:#}");
+        }
+        Ok(compiled)
     }
 
     fn check_version(&self, component: &Component, origin: &str) -> Result<(), LoadError> {

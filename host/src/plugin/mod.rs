@@ -1,6 +1,7 @@
 //! The WebAssembly plugin host.
 //!
 //! - [`engine`]: the process-wide wasmtime engine, limits, and validation of components.
+//! - [`compiled`]: compiled components kept on disk between runs.
 //! - [`catalog`]: the loaded plugins, selection of the plugin that serves a pod, folder sync.
 //! - [`watch`]: hot reload of a plugin folder.
 //! - [`adapter`]: [`PluginRuntime`], a node's [`crate::runtime::ContainerRuntime`] over plugins.
@@ -19,6 +20,7 @@
 pub mod adapter;
 pub(crate) mod bindings;
 pub mod catalog;
+pub mod compiled;
 pub mod config_file;
 pub mod engine;
 mod instance;
