@@ -1,4 +1,4 @@
-//! Measures the plugin host and prints the numbers the README reports:
+//! Measures the plugin host and prints the numbers docs/performance.md reports:
 //! reload latency per stock plugin (file renamed into the folder -> new plugin answering),
 //! the cost of a start-container call and of a list-containers call over 100 containers,
 //! and resident memory per idle instance at 1,000 instances.

@@ -1,6 +1,6 @@
 //! End-to-end tests: the `labkubelet` binary against a real control plane (etcd,
 //! kube-apiserver, kube-controller-manager and kube-scheduler with kubeadm's flags), each
-//! step of the README's cluster walk-through asserted as `kubectl` would show it. Every test
+//! step of the book's cluster walk-through (docs/lab.md) asserted as `kubectl` would show it. Every test
 //! ends by checking the API server's audit log: no request of its node, or of its bootstrap
 //! token, was refused.
 //!

@@ -1,4 +1,4 @@
-//! Pods on a lab node, as the README's walk-through runs them: scheduled by the real
+//! Pods on a lab node, as the book's walk-through (docs/lab.md) runs them: scheduled by the real
 //! scheduler, a scenario plugin installed while the agent runs, `kubectl logs` through the
 //! API server, a trigger, an agent restart that keeps every container, graceful deletion,
 //! and a pod force-deleted while the agent was down.

@@ -63,7 +63,7 @@ impl Agent {
         format!("system:node:{}", self.node)
     }
 
-    /// Runs the README's command for joining a cluster.
+    /// Runs docs/lab.md's command for joining a cluster.
     pub fn start(&mut self) {
         assert!(self.process.is_none(), "{} is running already", self.node);
         self.runs += 1;
