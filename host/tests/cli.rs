@@ -185,6 +185,7 @@ fn a_scaffolded_plugin_is_built_and_picked_up_by_a_running_labkubelet() {
 
     // Build as the README says; the shared target folder only saves time across runs.
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold-test");
+    every_cookbook_recipe_builds_in(&crate_dir, &target);
     if !labkubelet::plugin::stock::HAS_WASM_TARGET {
         // A toolchain without the target (the machines CI runs on) can only show that the
         // scaffold compiles against the SDK, for the host; the README tells plugin authors
@@ -223,6 +224,34 @@ fn a_scaffolded_plugin_is_built_and_picked_up_by_a_running_labkubelet() {
 
     std::fs::remove_file(plugins.join("slow-start.wasm")).unwrap();
     lines.wait_for(|l| l.starts_with("unloaded slow-start"), Duration::from_secs(30));
+}
+
+/// The cookbook promises that every recipe's Rust builds as it is in a scaffolded crate:
+/// each is checked as the crate's `src/lib.rs`, then the scaffold's own is put back.
+fn every_cookbook_recipe_builds_in(crate_dir: &Path, target: &Path) {
+    let cookbook = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/src/cookbook.rs")).unwrap();
+    let (mut recipes, mut open): (Vec<String>, Option<(bool, String)>) = (Vec::new(), None);
+    for line in cookbook.lines().filter_map(|l| l.strip_prefix("//!")).map(|l| l.strip_prefix(' ').unwrap_or(l)) {
+        match (&mut open, line) {
+            (None, fence) if fence.starts_with("```") => open = Some((fence == "```", String::new())),
+            (Some(_), "```") => {
+                if let Some((true, code)) = open.take() {
+                    recipes.push(code);
+                }
+            }
+            (Some((_, code)), text) => code.push_str(&format!("{text}\n")),
+            (None, _) => {}
+        }
+    }
+    assert!(recipes.len() >= 10, "the cookbook's Rust recipes: found {}", recipes.len());
+    let lib = crate_dir.join("src/lib.rs");
+    let scaffold = std::fs::read_to_string(&lib).unwrap();
+    for recipe in &recipes {
+        std::fs::write(&lib, recipe).unwrap();
+        let check = Command::new(env!("CARGO")).args(["check", "--quiet"]).current_dir(crate_dir).env("CARGO_TARGET_DIR", target).output().unwrap();
+        assert!(check.status.success(), "a cookbook recipe does not build in a scaffold:\n{recipe}\n{}", String::from_utf8_lossy(&check.stderr));
+    }
+    std::fs::write(&lib, scaffold).unwrap();
 }
 
 /// The reference the scaffold's README points at: `cargo doc -p labkubelet-guest` in the crate.

@@ -150,6 +150,10 @@ crate-type = ["cdylib"]
 
 [dependencies]
 labkubelet-guest = {{ path = {sdk:?} }}
+# For a scenario's own settings (`ConfigFile::parse`) and its saved state (`save`/`restore`),
+# as the cookbook's recipes use them.
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
 
 # A plugin is its own workspace, wherever it is created.
 [workspace]
@@ -198,7 +202,9 @@ fn readme(name: &str) -> String {
 A labkubelet runtime plugin. `src/lib.rs` is the scenario; `sdk/` is the labkubelet guest SDK
 it is built against (the one of the labkubelet that made this crate).
 
-- Build: `cargo build --release --target wasm32-wasip2` (once: `rustup target add wasm32-wasip2`).
+- Build: `cargo build --release --target wasm32-wasip2`. Once, in this folder (so the toolchain
+  `rust-toolchain.toml` pins gets it): `rustup target add wasm32-wasip2`. On two cores the first
+  build takes about 3 minutes and the first `cargo doc` about 3 more; later ones are quick.
 - Use: copy `target/wasm32-wasip2/release/{file}.wasm` into the agent's plugin folder; it is
   loaded while the agent runs, and reloaded on every new build you copy.
 - Check: `labkubelet plugin check target/wasm32-wasip2/release/{file}.wasm`.
