@@ -364,6 +364,144 @@
 //!
 //! (no `scripted` form)
 //!
+//! # Fails at once
+//!
+//! The process exits as soon as it starts, after one line on stderr: `kubectl get pods -w` shows
+//! `Error`, then `CrashLoopBackOff`; `kubectl logs --previous` shows the line. (An `Err` from
+//! `on_start` is another failure: the start itself fails, `StartError` with exit code 128.)
+//! An exit this quick is often replaced by the back-off's `Waiting` before a poll of `/pods`
+//! or the terminal view catches it: watch the events or `kubectl get pods -w`.
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct FailsAtOnce;
+//!
+//! impl Scenario for FailsAtOnce {
+//!     fn info(&self) -> Info {
+//!         Info::new("fails-at-once", "0.1.0").serves("app=broken")
+//!     }
+//!     fn start_logs(&mut self, _c: &ContainerCtx) -> Vec<String> {
+//!         vec!["FATAL: could not connect to db:5432: connection refused".into()]
+//!     }
+//!     fn on_start(&mut self, _c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
+//!         Ok(Lifetime::exits_after(secs(0), Exit::error(1)))
+//!     }
+//! }
+//!
+//! export_scenario!(FailsAtOnce);
+//! ```
+//!
+//! ```yaml
+//! rules:
+//!   - match: { labels: { app: broken } }
+//!     exit: { afterSeconds: 0, code: 1 }
+//! ```
+//!
+//! # A sequence of attempts
+//!
+//! A database that is OOMKilled 20 s into its first start, fails at once on the second with
+//! a line in its log, and runs from the third on. [`ContainerCtx::attempt`](crate::ContainerCtx::attempt)
+//! is the pod's `restartCount` for this container.
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct FlakyDb;
+//!
+//! impl Scenario for FlakyDb {
+//!     fn info(&self) -> Info {
+//!         Info::new("flaky-db", "0.1.0").serves("app=db")
+//!     }
+//!     fn start_logs(&mut self, c: &ContainerCtx) -> Vec<String> {
+//!         if c.attempt == 1 { vec!["FATAL: database files are incompatible with server".into()] } else { Vec::new() }
+//!     }
+//!     fn on_start(&mut self, c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
+//!         Ok(match c.attempt {
+//!             0 => Lifetime::exits_after(secs(20), Exit::oom_killed()),
+//!             1 => Lifetime::exits_after(secs(0), Exit::error(1)),
+//!             _ => c.default_lifetime(),
+//!         })
+//!     }
+//! }
+//!
+//! export_scenario!(FlakyDb);
+//! ```
+//!
+//! (no `scripted` form: its rules match every Nth start, not the first or the second)
+//!
+//! # A lab action of your own
+//!
+//! `labkubelet trigger db-lab corrupt --pod db-0 reason=torn-page` kills the matching running
+//! containers with exit code 2 and the reason as their message. [`FakeRuntime::matching`](crate::FakeRuntime::matching)
+//! gives the containers the target names; the action is listed by `labkubelet plugin list`
+//! and in the answer to an unknown action. Returning `None` leaves other actions to the
+//! built-in ones (`kill`, `hang`, `fail-pulls`, `heal`).
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct DbLab;
+//!
+//! impl Scenario for DbLab {
+//!     fn info(&self) -> Info {
+//!         Info::new("db-lab", "0.1.0").serves("app=db").action("corrupt", "the database dies with exit code 2; reason= sets its message")
+//!     }
+//!     fn trigger(&mut self, rt: &mut FakeRuntime, action: &str, target: &TriggerTarget, args: &[KeyValue]) -> Option<Result<String, TriggerError>> {
+//!         if action != "corrupt" {
+//!             return None;
+//!         }
+//!         let reason = args.iter().find(|a| a.key == "reason").map_or("checksum mismatch", |a| a.value.as_str());
+//!         let killed = rt.matching(target).iter().filter(|id| rt.kill(id, Exit::error(2).with_message(reason))).count();
+//!         Some(if killed == 0 { Err(TriggerError::NoSuchTarget("no running container matches".into())) } else { Ok(format!("corrupted {killed} container(s)")) })
+//!     }
+//! }
+//!
+//! export_scenario!(DbLab);
+//! ```
+//!
+//! (no `scripted` form)
+//!
+//! # State kept across reloads
+//!
+//! Every fifth start on the node fails, counted across plugin reloads and agent restarts:
+//! what [`save`](crate::Scenario::save) returns is given to the new version's
+//! [`restore`](crate::Scenario::restore) (a version that cannot take it refuses it, and the old
+//! version keeps serving).
+//!
+//! ```
+//! use labkubelet_guest::*;
+//!
+//! #[derive(Default)]
+//! struct EveryFifth {
+//!     starts: u64,
+//! }
+//!
+//! impl Scenario for EveryFifth {
+//!     fn info(&self) -> Info {
+//!         Info::new("every-fifth", "0.1.0").serves("app=web")
+//!     }
+//!     fn on_start(&mut self, c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
+//!         self.starts += 1;
+//!         Ok(if self.starts % 5 == 0 { Lifetime::exits_after(secs(3), Exit::error(1)) } else { c.default_lifetime() })
+//!     }
+//!     fn save(&self) -> serde_json::Value {
+//!         serde_json::json!({ "starts": self.starts })
+//!     }
+//!     fn restore(&mut self, state: serde_json::Value) -> Result<(), String> {
+//!         self.starts = state["starts"].as_u64().unwrap_or(0);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_scenario!(EveryFifth);
+//! ```
+//!
+//! (no `scripted` form)
+//!
 //! # Settings from the configuration file
 //!
 //! A plugin's own keys, with defaults, read by [`ConfigFile::parse`](crate::ConfigFile::parse);

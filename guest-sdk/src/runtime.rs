@@ -98,7 +98,10 @@ impl FakeRuntime {
         self.containers.values()
     }
 
-    /// The ids of containers whose pod and name match a trigger target.
+    /// The ids of the containers a trigger target names, running or exited: those whose pod's
+    /// namespace, pod's name and container name equal the target's; a field the target leaves
+    /// out (`--namespace`, `--pod`, `--container` not given) matches any. A static pod's name is
+    /// its mirror pod's (`web-<node>`).
     pub fn matching(&self, target: &TriggerTarget) -> Vec<String> {
         self.containers
             .values()

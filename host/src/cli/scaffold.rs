@@ -208,6 +208,9 @@ it is built against (the one of the labkubelet that made this crate).
 - Use: copy `target/wasm32-wasip2/release/{file}.wasm` into the agent's plugin folder; it is
   loaded while the agent runs, and reloaded on every new build you copy.
 - Check: `labkubelet plugin check target/wasm32-wasip2/release/{file}.wasm`.
+- A panic in a hook ends that call: its message, file and line show in the agent's log and in
+  the pod's status (`plugin {name} failed in start-container: panicked at src/lib.rs:42:17: …`),
+  and the plugin starts afresh.
 - The SDK's reference, every hook with what it is for, and a cookbook of the common
   scenarios: `cargo doc --open -p labkubelet-guest` (the cookbook is under `cookbook`).
 "#,
