@@ -194,3 +194,64 @@ async fn kubectl_exec_runs_the_command_in_the_container() {
     assert_eq!(restarted.last_state.and_then(|s| s.terminated).map(|t| t.exit_code), Some(143), "ended by SIGTERM: 128+15");
     agent.assert_no_refused_requests();
 }
+
+/// What the Python client, client-go's WebSocket executor and Kubernetes' own e2e tests do:
+/// exec and attach over WebSocket, which the API server 1.20 passes on to the node. kube-rs
+/// offers v5 then v4; the node, as a kubelet, speaks v4.
+#[tokio::test]
+async fn websocket_clients_exec_and_attach_through_the_api_server() {
+    use kube::api::AttachParams;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let admin = cluster().admin().await.expect("admin client");
+    let mut agent = Agent::new("e2e-ws").await;
+    agent.start();
+    agent.wait_ready(&Api::<Node>::all(admin.clone())).await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+    let spec = serde_json::json!({"containers": [{"name": "app", "image": "busybox:1.36",
+        "command": ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done"]}]});
+    pods.create(&PostParams::default(), &pod_on("e2e-ws", "ws", spec)).await.expect("create the pod");
+    eventually_with(&mut agent, "ws Running", Duration::from_secs(60), async || {
+        let c = container_status(&pods.get("ws").await.ok()?)?;
+        c.state?.running.map(|_| ())
+    })
+    .await;
+    let read_all = async |reader: Option<std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>>| {
+        let mut text = String::new();
+        if let Some(mut r) = reader {
+            r.read_to_string(&mut text).await.expect("read");
+        }
+        text
+    };
+
+    // A command with its output apart and its exit code in the v4 Status.
+    let mut run =
+        pods.exec("ws", ["sh", "-c", "cat /etc/hostname; echo oops >&2; exit 3"], &AttachParams::default().stderr(true)).await.expect("exec over WebSocket");
+    let (status, stdout, stderr) = (run.take_status().expect("status"), run.stdout().map(|r| Box::pin(r) as _), run.stderr().map(|r| Box::pin(r) as _));
+    let (out, err) = tokio::join!(read_all(stdout), read_all(stderr));
+    let status = status.await.expect("the error channel's Status");
+    assert_eq!((out.as_str(), err.as_str()), ("ws\n", "oops\n"));
+    assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"), "{status:?}");
+    let code = status.details.and_then(|d| d.causes).and_then(|c| c.into_iter().find(|c| c.reason.as_deref() == Some("ExitCode"))).and_then(|c| c.message);
+    assert_eq!(code.as_deref(), Some("3"));
+
+    // A shell fed on stdin without a terminal: each line runs as it arrives, state kept.
+    let mut shell = pods.exec("ws", ["sh"], &AttachParams::default().stdin(true).stderr(false)).await.expect("sh over WebSocket");
+    let mut stdin = shell.stdin().expect("stdin");
+    let mut stdout = shell.stdout().expect("stdout");
+    stdin.write_all(b"cd /tmp\ntouch made-over-ws\nls\n").await.expect("type");
+    let mut shown = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(30), stdout.read(&mut shown)).await.expect("ls answers").expect("read");
+    assert_eq!(&shown[..n], b"made-over-ws\n");
+    stdin.write_all(b"exit 4\n").await.expect("type exit");
+    let status = shell.take_status().expect("status").await.expect("the shell's Status");
+    assert_eq!(status.details.and_then(|d| d.causes).and_then(|c| c.into_iter().next()).and_then(|c| c.message).as_deref(), Some("4"));
+
+    // Attach: the lines written from now on.
+    let mut attached = pods.attach("ws", &AttachParams::default().stdin(false).stderr(false)).await.expect("attach over WebSocket");
+    let mut stdout = attached.stdout().expect("stdout");
+    let mut line = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(30), stdout.read(&mut line)).await.expect("a tick").expect("read");
+    assert!(String::from_utf8_lossy(&line[..n]).starts_with("tick "), "{:?}", String::from_utf8_lossy(&line[..n]));
+    attached.abort();
+    agent.assert_no_refused_requests();
+}

@@ -4,20 +4,24 @@
 //!
 //! - [`spdy`]: SPDY/3.1 framing and connections.
 //! - [`remotecommand`]: the `channel.k8s.io` stream protocols over them.
+//! - [`websocket`]: the same channels over WebSocket, for exec and attach.
 //! - [`terminal`]: the line discipline of `kubectl exec -it`.
 //! - [`portforward`]: `kubectl port-forward` to what the pod's images serve.
 //!
-//! What is left: WebSocket clients are refused (400) so that kubectl falls back to SPDY.
+//! What is left: port-forward over WebSocket is refused (400), so that a client falls back
+//! to SPDY.
 
 pub mod portforward;
 pub mod remotecommand;
 pub mod spdy;
 pub mod terminal;
+pub mod websocket;
 
 use super::{NodeApi, logs, text};
 use crate::runtime::{ContainerRuntime, LogStream, SessionOpened};
 use axum::Extension;
-use axum::extract::{Path, Query, Request};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Path, Query, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use remotecommand::{NegotiationError, Options, Outcome, Streams};
@@ -34,7 +38,7 @@ pub async fn exec(
     Query(query): Query<Vec<(String, String)>>,
     request: Request,
 ) -> Response {
-    exec_in(api, &namespace, &pod, None, &container, query, request)
+    exec_in(api, &namespace, &pod, None, &container, query, request).await
 }
 
 /// `/exec/{namespace}/{pod}/{uid}/{container}`.
@@ -44,10 +48,18 @@ pub async fn exec_with_uid(
     Query(query): Query<Vec<(String, String)>>,
     request: Request,
 ) -> Response {
-    exec_in(api, &namespace, &pod, Some(&uid), &container, query, request)
+    exec_in(api, &namespace, &pod, Some(&uid), &container, query, request).await
 }
 
-fn exec_in(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, container: &str, query: Vec<(String, String)>, request: Request) -> Response {
+async fn exec_in(
+    api: Arc<NodeApi>,
+    namespace: &str,
+    pod: &str,
+    uid: Option<&str>,
+    container: &str,
+    query: Vec<(String, String)>,
+    request: Request,
+) -> Response {
     let options = match Options::from_query(&query) {
         Ok(o) => o,
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
@@ -57,26 +69,70 @@ fn exec_in(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, con
         Ok(id) => id,
         Err((code, message)) => return text(code, message),
     };
+    let runtime = api.pods.runtime.clone();
     if is_websocket(&request) {
-        // Not spoken yet; a client that can falls back to SPDY on this refusal.
-        return text(StatusCode::BAD_REQUEST, "unable to upgrade: WebSocket streaming is not served by this node; use SPDY/3.1");
+        return upgrade_websocket(request, options, move |streams, session| async move {
+            // v4 has no message that ends stdin: a piped shell runs each line as it arrives.
+            command(runtime.as_ref(), &id, &cmd, streams, options, false).await;
+            session.close().await;
+        })
+        .await;
     }
     upgrade(request, &remotecommand::PROTOCOLS, move |mut conn, protocol| async move {
         let Some(streams) = remotecommand::accept_streams(&mut conn, protocol, options).await else {
             tracing::debug!("exec: the client did not open its streams");
             return conn.close().await;
         };
-        let runtime = api.pods.runtime.clone();
-        let session = match options.tty && options.stdin {
-            true => runtime.exec_session_open(&id, &cmd).await.ok(),
-            false => None,
-        };
-        match session {
-            Some(opened) => interactive(runtime.as_ref(), &id, &cmd, streams, opened).await,
-            None => batch(runtime.as_ref(), &id, &cmd, streams, options).await,
-        }
+        command(runtime.as_ref(), &id, &cmd, streams, options, true).await;
         conn.close().await;
     })
+}
+
+/// Runs an exec's command on its streams: a terminal session for `-it` on a shell; else,
+/// where stdin has no end (`stdin_ends` false), a shell's lines run as they arrive and other
+/// commands get no stdin; else the command once, with all of stdin.
+async fn command(runtime: &dyn ContainerRuntime, id: &str, cmd: &[String], mut streams: Streams, options: Options, stdin_ends: bool) {
+    let session = match options.stdin && (options.tty || !stdin_ends) {
+        true => runtime.exec_session_open(id, cmd).await.ok(),
+        false => None,
+    };
+    match session {
+        Some(opened) if options.tty => interactive(runtime, id, cmd, streams, opened).await,
+        Some(opened) => piped(runtime, id, cmd, streams, opened).await,
+        None => {
+            if !stdin_ends {
+                streams.stdin = None;
+            }
+            batch(runtime, id, cmd, streams, options).await
+        }
+    }
+}
+
+/// A shell reading its lines from stdin without a terminal: each line runs as it arrives,
+/// without echo or prompt, until `exit` or the client goes away.
+async fn piped(runtime: &dyn ContainerRuntime, id: &str, cmd: &[String], mut streams: Streams, opened: SessionOpened) {
+    let mut pending = Vec::new();
+    let outcome = 'session: loop {
+        let Some(chunk) = streams.next_stdin().await else { break Outcome::Exited(0) };
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            match runtime.exec_session_line(id, opened.session, &String::from_utf8_lossy(&line[..end])).await {
+                Ok(out) => {
+                    streams.write_stdout(out.output.as_bytes()).await;
+                    if let Some(code) = out.exited {
+                        break 'session Outcome::Exited(code);
+                    }
+                }
+                Err(e) => break 'session Outcome::Failed(e.to_string()),
+            }
+        }
+        if pending.len() > MAX_STDIN {
+            break Outcome::Failed(format!("a line of more than {MAX_STDIN} bytes on stdin"));
+        }
+    };
+    runtime.exec_session_close(id, opened.session).await;
+    streams.finish(b"", b"", outcome, cmd).await;
 }
 
 /// A command run once: with all of stdin when the client sends some and no terminal
@@ -144,7 +200,7 @@ pub async fn attach(
     Query(query): Query<Vec<(String, String)>>,
     request: Request,
 ) -> Response {
-    attach_to(api, &namespace, &pod, None, &container, query, request)
+    attach_to(api, &namespace, &pod, None, &container, query, request).await
 }
 
 /// `/attach/{namespace}/{pod}/{uid}/{container}`.
@@ -154,13 +210,21 @@ pub async fn attach_with_uid(
     Query(query): Query<Vec<(String, String)>>,
     request: Request,
 ) -> Response {
-    attach_to(api, &namespace, &pod, Some(&uid), &container, query, request)
+    attach_to(api, &namespace, &pod, Some(&uid), &container, query, request).await
 }
 
 /// Attaches to a running container's output, as `kubectl attach` does: what it writes from now
 /// on, until it stops or the client goes away. Its stdin is not simulated: what the client
 /// types is dropped.
-fn attach_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, container: &str, query: Vec<(String, String)>, request: Request) -> Response {
+async fn attach_to(
+    api: Arc<NodeApi>,
+    namespace: &str,
+    pod: &str,
+    uid: Option<&str>,
+    container: &str,
+    query: Vec<(String, String)>,
+    request: Request,
+) -> Response {
     let options = match Options::from_query(&query) {
         Ok(o) => o,
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
@@ -173,31 +237,41 @@ fn attach_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, c
         Err((code, message)) => return text(code, message),
     };
     if is_websocket(&request) {
-        return text(StatusCode::BAD_REQUEST, "unable to upgrade: WebSocket streaming is not served by this node; use SPDY/3.1");
+        return upgrade_websocket(request, options, move |streams, mut session| async move {
+            follow(api, id, options, streams, session.gone()).await;
+            session.close().await;
+        })
+        .await;
     }
     upgrade(request, &remotecommand::PROTOCOLS, move |mut conn, protocol| async move {
         let Some(streams) = remotecommand::accept_streams(&mut conn, protocol, options).await else {
             return conn.close().await;
         };
-        let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-        let from_now = logs::LogOptions { follow: true, since_time: Some(api.pods.clock.now_nanos()), ..Default::default() };
-        let ctx = api.pods.clone();
-        tokio::spawn(async move { logs::stream(ctx, id, from_now, |chunk, stream| tx.send((chunk, stream)).is_ok()).await });
-        loop {
-            tokio::select! {
-                line = lines.recv() => match line {
-                    Some((chunk, _)) if options.tty => streams.write_stdout(&terminal::to_terminal(&chunk)).await,
-                    Some((chunk, LogStream::Stderr)) => streams.write_stderr(chunk.as_bytes()).await,
-                    Some((chunk, LogStream::Stdout)) => streams.write_stdout(chunk.as_bytes()).await,
-                    // The container stopped.
-                    None => break,
-                },
-                _ = conn.gone() => break,
-            }
-        }
-        streams.finish(b"", b"", Outcome::Exited(0), &[]).await;
+        follow(api, id, options, streams, conn.gone()).await;
         conn.close().await;
     })
+}
+
+/// Writes what container `id` writes from now on, until it stops or `gone` resolves.
+async fn follow(api: Arc<NodeApi>, id: String, options: Options, streams: Streams, gone: impl std::future::Future<Output = ()>) {
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let from_now = logs::LogOptions { follow: true, since_time: Some(api.pods.clock.now_nanos()), ..Default::default() };
+    let ctx = api.pods.clone();
+    tokio::spawn(async move { logs::stream(ctx, id, from_now, |chunk, stream| tx.send((chunk, stream)).is_ok()).await });
+    tokio::pin!(gone);
+    loop {
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some((chunk, _)) if options.tty => streams.write_stdout(&terminal::to_terminal(&chunk)).await,
+                Some((chunk, LogStream::Stderr)) => streams.write_stderr(chunk.as_bytes()).await,
+                Some((chunk, LogStream::Stdout)) => streams.write_stdout(chunk.as_bytes()).await,
+                // The container stopped.
+                None => break,
+            },
+            () = &mut gone => break,
+        }
+    }
+    streams.finish(b"", b"", Outcome::Exited(0), &[]).await;
 }
 
 /// `/portForward/{namespace}/{pod}`.
@@ -294,6 +368,30 @@ fn is_websocket(request: &Request) -> bool {
         request.headers().get_all(name).iter().filter_map(|v| v.to_str().ok()).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
     has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
+/// Answers a WebSocket upgrade with the kubelet's channel protocols, then serves the
+/// command's streams with `serve`. A client offering only other protocols is refused with 403,
+/// as the kubelet's handshake refuses it; kubectl then falls back to SPDY.
+async fn upgrade_websocket<F, Fut>(request: Request, options: Options, serve: F) -> Response
+where
+    F: FnOnce(Streams, websocket::Session) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let offered = request.headers().get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect::<Vec<_>>();
+    let Some(protocol) = websocket::negotiate(offered.iter().map(String::as_str)) else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let (mut parts, _) = request.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let upgrade = if protocol.is_empty() { upgrade } else { upgrade.protocols([protocol]) };
+    upgrade.on_upgrade(move |socket| async move {
+        let (streams, session) = websocket::open(socket, protocol, options);
+        serve(streams, session).await;
+    })
 }
 
 /// Answers an upgrade to SPDY/3.1 with 101 and the agreed stream protocol, then serves the

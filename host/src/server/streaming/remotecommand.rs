@@ -1,12 +1,15 @@
-//! The remote command stream protocols (`channel.k8s.io` to `v4.channel.k8s.io`) over SPDY,
-//! the server's side, as the kubelet's streaming server speaks them
-//! (pkg/kubelet/cri/streaming/remotecommand): the client opens one stream per channel
-//! (`streamtype` error, stdin, stdout, stderr, resize), and the server ends with the command's
-//! outcome on the error stream.
+//! The remote command stream protocols (`channel.k8s.io` to `v4.channel.k8s.io`), the
+//! server's side, as the kubelet's streaming server speaks them
+//! (pkg/kubelet/cri/streaming/remotecommand): over SPDY the client opens one stream per
+//! channel (`streamtype` error, stdin, stdout, stderr, resize); over WebSocket
+//! ([`super::websocket`]) the channels are numbered in each message. The server ends with the
+//! command's outcome on the error channel.
 
-use super::spdy::{Connection, Stream, StreamWriter, frame};
+use super::spdy::{Connection, StreamWriter, frame};
+use super::websocket::Channel;
 use bytes::Bytes;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// The protocols we accept, the newest first; the client's order decides.
 pub const PROTOCOLS: [&str; 4] = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
@@ -58,14 +61,37 @@ pub enum NegotiationError {
     NoMatch(Vec<String>, Vec<&'static str>),
 }
 
+/// Where one output channel goes: a SPDY stream, or a numbered WebSocket channel.
+pub enum Output {
+    Spdy(StreamWriter),
+    WebSocket(Channel),
+}
+
+impl Output {
+    async fn write(&self, data: &[u8]) {
+        // A client gone mid-write is seen by the caller's next read; nothing to do here.
+        let _ = match self {
+            Output::Spdy(w) => w.write(data).await.is_ok(),
+            Output::WebSocket(c) => c.write(data).await,
+        };
+    }
+
+    /// Ends the channel: a SPDY stream's FIN. A WebSocket channel ends with its connection.
+    async fn finish(&self) {
+        if let Output::Spdy(w) = self {
+            w.finish().await;
+        }
+    }
+}
+
 /// The streams of one command.
 pub struct Streams {
-    pub stdin: Option<Stream>,
-    pub stdout: Option<StreamWriter>,
-    pub stderr: Option<StreamWriter>,
-    error: Option<StreamWriter>,
+    pub stdin: Option<mpsc::Receiver<Bytes>>,
+    pub stdout: Option<Output>,
+    pub stderr: Option<Output>,
+    pub error: Option<Output>,
     /// v4 reports the outcome as a JSON Status; older versions as the error's text.
-    v4: bool,
+    pub v4: bool,
 }
 
 /// Waits for the streams `options` asked for; `None` when the client did not open them in
@@ -81,10 +107,10 @@ pub async fn accept_streams(conn: &mut Connection, protocol: &str, options: Opti
         let stream = tokio::time::timeout_at(deadline, conn.streams.recv()).await.ok()??;
         received += 1;
         match frame::header(&stream.headers, "streamtype") {
-            Some("error") => streams.error = Some(stream.writer),
-            Some("stdin") => streams.stdin = Some(stream),
-            Some("stdout") => streams.stdout = Some(stream.writer),
-            Some("stderr") => streams.stderr = Some(stream.writer),
+            Some("error") => streams.error = Some(Output::Spdy(stream.writer)),
+            Some("stdin") => streams.stdin = Some(stream.incoming),
+            Some("stdout") => streams.stdout = Some(Output::Spdy(stream.writer)),
+            Some("stderr") => streams.stderr = Some(Output::Spdy(stream.writer)),
             // Terminal sizes: the simulated terminal has none to change.
             Some("resize") => {}
             other => {
@@ -108,7 +134,7 @@ impl Streams {
     pub async fn read_stdin(&mut self, limit: usize) -> Option<Vec<u8>> {
         let mut all = Vec::new();
         if let Some(stdin) = self.stdin.as_mut() {
-            while let Some(chunk) = stdin.incoming.recv().await {
+            while let Some(chunk) = stdin.recv().await {
                 if all.len() + chunk.len() > limit {
                     return None;
                 }
@@ -120,20 +146,20 @@ impl Streams {
 
     /// What the client typed next; `None` once stdin ended (or was never asked for).
     pub async fn next_stdin(&mut self) -> Option<Bytes> {
-        self.stdin.as_mut()?.incoming.recv().await
+        self.stdin.as_mut()?.recv().await
     }
 
     /// Writes to stdout as the command runs.
     pub async fn write_stdout(&self, data: &[u8]) {
         if let Some(w) = &self.stdout {
-            let _ = w.write(data).await;
+            w.write(data).await;
         }
     }
 
     /// Writes to stderr as the command runs.
     pub async fn write_stderr(&self, data: &[u8]) {
         if let Some(w) = &self.stderr {
-            let _ = w.write(data).await;
+            w.write(data).await;
         }
     }
 
@@ -142,7 +168,7 @@ impl Streams {
     pub async fn finish(self, stdout: &[u8], stderr: &[u8], outcome: Outcome, cmd: &[String]) {
         for (writer, data) in [(&self.stdout, stdout), (&self.stderr, stderr)] {
             if let Some(w) = writer {
-                let _ = w.write(data).await;
+                w.write(data).await;
                 w.finish().await;
             }
         }
@@ -154,7 +180,10 @@ impl Streams {
             // v1-v3: the error's text, nothing on success.
             Bytes::from(status.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string())
         };
-        let _ = error.write(&body).await;
+        // Empty would still be a message on a WebSocket.
+        if !body.is_empty() {
+            error.write(&body).await;
+        }
         error.finish().await;
     }
 }
