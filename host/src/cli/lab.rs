@@ -134,6 +134,7 @@ impl AgentArgs {
             // $KUBECONFIG, else ~/.kube/config; none at all is fine for a standalone agent.
             None => kube::config::Kubeconfig::read().ok(),
         };
+        let sent = credentials(self.kubeconfig.as_deref(), kubeconfig.as_ref());
         let shown = self.server()?;
         let server: http::Uri = shown.parse().with_context(|| format!("--server {shown:?} is not a URL"))?;
         let mut config = match kubeconfig {
@@ -161,8 +162,31 @@ impl AgentArgs {
             }
         };
         let status = response.status();
+        if status == http::StatusCode::UNAUTHORIZED {
+            bail!(
+                "the agent at {url} answered 401 Unauthorized: it authenticates clients as a kubelet does, and this command sent {sent}; pass --kubeconfig with a user of the cluster (an admin's, or one granted nodes/proxy). A standalone agent needs none"
+            );
+        }
         let body = response.into_body().collect().await.context("reading the agent's answer")?.to_bytes();
         Ok((status, body))
+    }
+}
+
+/// Which credentials a request carries, in words for an error: the kubeconfig's user and
+/// where the kubeconfig came from, or why there is none.
+fn credentials(flag: Option<&std::path::Path>, kubeconfig: Option<&kube::config::Kubeconfig>) -> String {
+    let from = match (flag, std::env::var("KUBECONFIG")) {
+        (Some(path), _) => format!("--kubeconfig {}", path.display()),
+        (None, Ok(env)) => format!("$KUBECONFIG ({env})"),
+        (None, Err(_)) => "~/.kube/config".to_string(),
+    };
+    let Some(k) = kubeconfig else {
+        return format!("no credentials (no --kubeconfig, and {from} could not be read)");
+    };
+    let user = k.current_context.as_ref().and_then(|current| k.contexts.iter().find(|c| &c.name == current)).and_then(|c| c.context.as_ref()?.user.clone());
+    match user {
+        Some(user) => format!("the credentials of user {user:?} from {from}"),
+        None => format!("no credentials ({from} has no current context with a user)"),
     }
 }
 

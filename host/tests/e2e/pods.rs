@@ -94,6 +94,14 @@ async fn pods_are_scheduled_run_crash_log_and_survive_an_agent_restart() {
     let root = agent.root.path().display().to_string();
     let (ok, out) = labkubelet(&["trigger", "--root-dir", &root, "healthy", "kill", "--pod", "nginx", "code=137"], &cluster().admin_kubeconfig());
     assert!(ok && out.contains("accepted"), "trigger: {out}");
+    // Without credentials the node answers 401, and the command says what it sent and what to pass.
+    let (ok, out) = labkubelet(&["trigger", "--root-dir", &root, "healthy", "kill", "--pod", "nginx"], std::path::Path::new("/nonexistent/kubeconfig"));
+    assert!(!ok);
+    assert!(
+        out.contains("answered 401 Unauthorized")
+            && out.contains("sent no credentials (no --kubeconfig, and $KUBECONFIG (/nonexistent/kubeconfig) could not be read); pass --kubeconfig"),
+        "trigger without credentials: {out}"
+    );
     let restarted = eventually_with(&mut agent, "nginx restarted after the kill", Duration::from_secs(30), async || {
         let c = container_status(&pods.get("nginx").await.ok()?)?;
         (c.restart_count == 1 && c.ready).then_some(c)
