@@ -1,8 +1,8 @@
 //! What a plugin cannot do: run past its deadline, grow past its memory cap, stall other
-//! nodes, or reach host files and environment it was not granted.
+//! nodes, or reach host files and environment it was not granted; and what a trap costs.
 
 use labkubelet::plugin::{Grants, PluginPolicy, TriggerError};
-use labkubelet::runtime::{ContainerRuntime, KeyValue, RuntimeError, TriggerTarget};
+use labkubelet::runtime::{ContainerRuntime, ContainerState, KeyValue, RuntimeError, TriggerTarget};
 use labkubelet_tests::*;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,20 @@ async fn a_panic_reports_its_message_file_and_line_and_the_plugin_recovers() {
         other => panic!("expected a trap with the panic's message, got {other:?}"),
     }
     assert_eq!(node.plugin_info("misbehave").await.unwrap().name, "misbehave");
+}
+
+#[tokio::test]
+async fn a_trapped_instance_comes_back_with_the_containers_it_saved() {
+    let lab = misbehaving_lab(PluginPolicy::default()).await;
+    let node = lab.node("node-1");
+    let (_, kept) = start_pod(&node, &pod("kept", Some("misbehave"), &[]), "nginx:1.25").await;
+    // What the agent does every 2 s.
+    assert_eq!(node.export_states().await.len(), 1);
+    let (_, late) = start_pod(&node, &pod("late", Some("misbehave"), &[]), "nginx:1.25").await;
+    assert!(matches!(node.trigger("misbehave", "panic", &everything(), &[]).await, Err(RuntimeError::Trap { .. })));
+    let ids: Vec<String> = node.list_containers().await.unwrap().into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, std::slice::from_ref(&kept), "the container saved before the trap lives on; {late}, started since, is lost");
+    assert_eq!(node.container_status(&kept).await.unwrap().state, ContainerState::Running);
 }
 
 #[tokio::test]

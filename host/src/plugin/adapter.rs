@@ -32,6 +32,17 @@ struct Running {
     instance: PluginInstance,
     /// A replacement that refused this instance's state: not retried for every call.
     refused: Option<[u8; 32]>,
+    /// The state it last exported or was given (saved every [`crate::runtime::state::SAVE_PERIOD`]):
+    /// what a replacement starts from when this instance traps.
+    saved: Option<Vec<u8>>,
+}
+
+/// What became of a hand-over of state to a new instance.
+enum HandOver {
+    /// The new instance serves, from this state (`None`: it starts empty).
+    Took(Option<Vec<u8>>),
+    /// It refused the state: the old instance serves on.
+    Refused,
 }
 
 /// A plugin's answer to a lab trigger.
@@ -214,15 +225,43 @@ impl PluginRuntime {
             match running.instance.call(method, f).await {
                 Ok(answered) => answered,
                 Err(e) => {
-                    // A trapped instance may be half-way through a change: start afresh.
-                    tracing::warn!(node = %self.node, plugin, "{e}; the plugin's instance is restarted with empty state");
-                    *guard = None;
+                    // A trapped instance may be half-way through a change: a new one starts
+                    // from the state saved before it, so the node's other containers live on.
+                    let trapped = guard.take();
+                    *guard = self.restart(trapped, plugin, &slot, &e).await;
                     return Err(e);
                 }
             }
         };
         self.hold(hold, &slot).await;
         Ok(answer)
+    }
+
+    /// A new instance for one that trapped with `e`, from the trapped one's saved state; `None`
+    /// (the next call starts one empty) when there is none or the new one refuses it.
+    async fn restart(&self, trapped: Option<Running>, plugin: &str, slot: &Slot, e: &RuntimeError) -> Option<Running> {
+        let Some(Running { plugin: loaded, saved: Some(state), .. }) = trapped else {
+            tracing::warn!(node = %self.node, plugin, "{e}; the plugin's instance is restarted with empty state");
+            return None;
+        };
+        let restored = match self.start(&loaded, plugin, slot).await {
+            Ok(mut fresh) => match fresh.import_state(state.clone()).await {
+                Ok(Ok(())) => Ok(fresh),
+                Ok(Err(refused)) => Err(refused),
+                Err(failed) => Err(failed.to_string()),
+            },
+            Err(failed) => Err(failed.to_string()),
+        };
+        match restored {
+            Ok(instance) => {
+                tracing::warn!(node = %self.node, plugin, "{e}; the plugin's instance is restarted from the state it saved last");
+                Some(Running { plugin: loaded, instance, refused: None, saved: Some(state) })
+            }
+            Err(why) => {
+                tracing::warn!(node = %self.node, plugin, "{e}; the plugin's instance is restarted with empty state ({why})");
+                None
+            }
+        }
     }
 
     /// Makes sure the slot runs `current`, moving the old instance's state into it.
@@ -233,42 +272,44 @@ impl PluginRuntime {
         };
         if stale {
             let mut fresh = self.start(&current, plugin, slot).await?;
-            let swap = match guard.as_mut() {
-                None => true,
+            let handed = match guard.as_mut() {
+                None => HandOver::Took(None),
                 Some(old) => self.hand_over(old, &mut fresh, &current, plugin).await,
             };
-            if swap {
-                *guard = Some(Running { plugin: current, instance: fresh, refused: None });
+            if let HandOver::Took(saved) = handed {
+                *guard = Some(Running { plugin: current, instance: fresh, refused: None, saved });
             }
         }
         guard.as_mut().ok_or_else(|| RuntimeError::Trap { plugin: plugin.into(), method: "instantiate", detail: "no instance".into() })
     }
 
-    /// Moves the old instance's state into the new one. False when the new one is a version
-    /// of the same plugin that refuses the state: it is refused and the old one serves on.
-    async fn hand_over(&self, old: &mut Running, fresh: &mut PluginInstance, current: &LoadedPlugin, plugin: &str) -> bool {
+    /// Moves the old instance's state into the new one. `Refused` when the new one is a
+    /// version of the same plugin that refuses the state: the old one serves on.
+    async fn hand_over(&self, old: &mut Running, fresh: &mut PluginInstance, current: &LoadedPlugin, plugin: &str) -> HandOver {
         let imported = match old.instance.export_state().await {
-            Ok(state) => {
-                fresh.import_state(state).await.and_then(|r| r.map_err(|detail| RuntimeError::Trap { plugin: plugin.into(), method: "import-state", detail }))
-            }
+            Ok(state) => fresh
+                .import_state(state.clone())
+                .await
+                .and_then(|r| r.map_err(|detail| RuntimeError::Trap { plugin: plugin.into(), method: "import-state", detail }))
+                .map(|()| state),
             Err(e) => Err(e),
         };
         let still_loaded = self.catalog.get(&old.plugin.info.name).is_some_and(|p| p.fingerprint == current.fingerprint);
         match imported {
-            Ok(()) => {
+            Ok(state) => {
                 self.catalog.emit(PluginEvent::Migrated { node: self.node.clone(), name: current.info.name.clone(), version: current.info.version.clone() });
-                true
+                HandOver::Took(Some(state))
             }
             Err(e) if still_loaded => {
                 self.catalog.emit(PluginEvent::MigrationRefused { node: self.node.clone(), name: current.info.name.clone(), error: e.to_string() });
                 old.refused = Some(current.fingerprint);
-                false
+                HandOver::Refused
             }
             // The plugin was unloaded: its pods go to the default plugin, with the state if it
             // takes it, without otherwise.
             Err(e) => {
                 tracing::warn!(node = %self.node, plugin, "{e}; {} starts with empty state", current.info.name);
-                true
+                HandOver::Took(None)
             }
         }
     }
@@ -320,7 +361,10 @@ impl PluginRuntime {
             let mut guard = slot.instance.lock().await;
             let Some(running) = guard.as_mut() else { continue };
             match running.instance.export_state().await {
-                Ok(state) => states.push((plugin, state)),
+                Ok(state) => {
+                    running.saved = Some(state.clone());
+                    states.push((plugin, state));
+                }
                 Err(e) => tracing::warn!(node = %self.node, plugin, "exporting the runtime state: {e}"),
             }
         }
@@ -349,9 +393,9 @@ impl PluginRuntime {
             let slot = self.slot(&plugin);
             let mut guard = slot.instance.lock().await;
             let imported = match self.start(&current, &plugin, &slot).await {
-                Ok(mut fresh) => match fresh.import_state(state).await {
+                Ok(mut fresh) => match fresh.import_state(state.clone()).await {
                     Ok(Ok(())) => {
-                        *guard = Some(Running { plugin: current, instance: fresh, refused: None });
+                        *guard = Some(Running { plugin: current, instance: fresh, refused: None, saved: Some(state) });
                         Ok(())
                     }
                     Ok(Err(e)) => Err(e),
