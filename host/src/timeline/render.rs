@@ -330,7 +330,8 @@ fn legend(out: &mut String, height: f64) {
 /// The timeline as an HTML page: the picture, then every entry in a table.
 pub fn html(timeline: &Timeline) -> String {
     let mut rows = String::new();
-    let start = timeline.entries.first().map_or(0, |e| e.time);
+    // Entries come from several writers and are not in time order: time from the earliest.
+    let start = timeline.entries.iter().map(|e| e.time).min().unwrap_or(0);
     for e in &timeline.entries {
         let what = match &e.what {
             What::Container { container, state, reason, exit_code, restart_count, ready } => {
@@ -484,6 +485,16 @@ mod tests {
         assert_eq!(rows.place(10.0, "abc"), Some(1));
         assert_eq!(rows.place(20.0, "abc"), None);
         assert_eq!(rows.place(100.0, "abc"), Some(0));
+    }
+
+    #[test]
+    fn the_table_counts_from_the_earliest_entry() {
+        let mut timeline = lab();
+        timeline.entries.reverse();
+        let page = html(&timeline);
+        assert!(!page.contains("+-"), "{page}");
+        assert!(page.contains("<tr><td>+0.0s</td><td>default/web</td><td>app: Waiting ContainerCreating"), "{page}");
+        assert!(page.contains("<tr><td>+600.0s</td>"), "{page}");
     }
 
     #[test]
