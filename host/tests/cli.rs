@@ -560,3 +560,56 @@ fn node_actions_are_sent_to_the_agent_and_journaled_and_a_wrong_one_lists_them()
     assert!(ok, "{timeline}");
     assert!(timeline.contains(r#""plugin":"node","action":"network-down","result":"accepted: the pod network is down""#), "{timeline}");
 }
+
+/// On a terminal (`script` gives the agent one) the view clears the screen at every redraw:
+/// the node's address stays above the table.
+#[test]
+fn the_terminal_view_keeps_the_nodes_address_above_the_table() {
+    use std::io::Read;
+    let root = tempfile::tempdir().unwrap();
+    let manifests = root.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("web.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec: {containers: [{name: app, image: nginx:1.25}]}\n",
+    )
+    .unwrap();
+    let command = format!(
+        "{BIN} run --root-dir {} --pod-manifest-path {} --hostname-override view-node --port 0 --healthz-port 0",
+        root.path().join("state").display(),
+        manifests.display()
+    );
+    // Killing `script` closes the terminal: the agent gets its hangup and ends.
+    let mut child =
+        Command::new("script").args(["-qfec", &command, "/dev/null"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let _agent = KillOnDrop(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 || tx.send(chunk[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let (deadline, mut shown) = (Instant::now() + Duration::from_secs(60), Vec::new());
+    loop {
+        let text = String::from_utf8_lossy(&shown).into_owned();
+        // The last screen drawn in full: between the last two clears.
+        let screens: Vec<&str> = text.split("\x1b[H\x1b[2J").collect();
+        if let [.., full, _] = screens.as_slice()
+            && full.contains("web-view-node")
+        {
+            let banner = full.lines().next().unwrap_or_default();
+            assert!(banner.starts_with("node view-node: kubelet API on https://127.0.0.1:"), "{full}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no screen with the pod: {text}");
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(bytes) => shown.extend_from_slice(&bytes),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the agent ended: {text}"),
+        }
+    }
+}

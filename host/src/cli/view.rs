@@ -85,11 +85,15 @@ pub async fn show(mut started: UnboundedReceiver<Started>, standalone: bool) {
     // The nodes of a process share one plugin catalog: its changes are watched once.
     let mut plugin_events: Option<broadcast::Receiver<PluginEvent>> = None;
     let mut plugin_changes: Vec<String> = Vec::new();
+    // Where each node listens: on a terminal, redrawn above the table, which clears the screen.
+    let mut banners: BTreeMap<String, String> = BTreeMap::new();
     loop {
         while let Ok(node) = started.try_recv() {
             let access =
                 if standalone { "standalone: no authentication, anyone on this machine may use it" } else { "authenticated and authorized by the cluster" };
-            println!("node {}: kubelet API on https://{} ({access})", node.api.node, node.address);
+            let banner = format!("node {}: kubelet API on https://{} ({access})", node.api.node, node.address);
+            println!("{banner}");
+            banners.insert(node.api.node.clone(), banner);
             plugin_events.get_or_insert_with(|| node.api.plugins.catalog().subscribe());
             // A kubelet restart or a reboot starts a node again: its new run replaces the old one,
             // whose pods would otherwise show on beside the new.
@@ -120,6 +124,13 @@ pub async fn show(mut started: UnboundedReceiver<Started>, standalone: bool) {
         }
         if terminal && !nodes.is_empty() {
             let mut screen = String::from("\x1b[H\x1b[2J");
+            // A thousand nodes would fill the screen: their addresses are in the log above.
+            if banners.len() <= 4 {
+                for banner in banners.values() {
+                    screen.push_str(&format!("{banner}\n"));
+                }
+                screen.push('\n');
+            }
             screen.push_str(&format!("{:<40} {:<6} {:<26} {:<9} {:<8} {:<16} {}\n", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "PLUGIN", "NODE"));
             for (_, (name, ready, status, restarts, age, plugin, node)) in &rows {
                 screen.push_str(&format!("{name:<40} {ready:<6} {status:<26} {restarts:<9} {age:<8} {plugin:<16} {node}\n"));
