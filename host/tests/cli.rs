@@ -381,6 +381,25 @@ fn trigger_finds_the_agent_of_a_root_dir_and_says_when_the_certificate_is_anothe
 }
 
 #[test]
+fn exec_runs_a_command_in_a_standalone_agents_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = standalone_agent(dir.path());
+    let root = dir.path().to_str().unwrap();
+    // Once the pod runs: its hostname, as `kubectl exec web -- cat /etc/hostname` shows it.
+    let out = trigger_until(&["exec", "--root-dir", root, "web-cli-node", "--", "cat", "/etc/hostname"], |o| o == "web-cli-node\n");
+    assert_eq!(out, "web-cli-node\n");
+    let run = |args: &[&str]| Command::new(BIN).args(["exec", "--root-dir", root]).args(args).output().expect("run labkubelet exec");
+    let failed = run(&["web-cli-node", "--", "sh", "-c", "echo out; echo oops >&2; exit 3"]);
+    assert_eq!(failed.status.code(), Some(3), "the command's exit code");
+    assert_eq!((String::from_utf8_lossy(&failed.stdout).as_ref(), String::from_utf8_lossy(&failed.stderr).as_ref()), ("out\n", "oops\n"));
+    let (ok, out) = labkubelet(&["exec", "--root-dir", root, "nope", "--", "true"]);
+    assert!(!ok);
+    assert!(out.contains("no pod default/nope on the agent's node; its pods: default/web-cli-node"), "{out}");
+    let (ok, out) = labkubelet(&["exec", "--root-dir", root, "-c", "nope", "web-cli-node", "--", "true"]);
+    assert!(!ok && out.contains("the agent refused to run the command in default/web-cli-node/nope"), "{out}");
+}
+
+#[test]
 fn run_prints_plugin_changes_and_plugin_list_asks_the_running_agent() {
     let root = tempfile::tempdir().unwrap();
     let (manifests, plugins) = (root.path().join("manifests"), root.path().join("plugins"));

@@ -122,10 +122,10 @@ impl AgentArgs {
         Ok(file)
     }
 
-    /// Sends one request to the agent and returns the status and body. kube's client does
-    /// the work: the kubeconfig's user (certificate, token, exec plugin) with the agent as
-    /// the server and its serving certificate as the only root.
-    pub(super) async fn request(&self, method: http::Method, path: &str, body: Vec<u8>) -> anyhow::Result<(http::StatusCode, bytes::Bytes)> {
+    /// A client of the agent: the kubeconfig's user (certificate, token, exec plugin) with the
+    /// agent as the server and its serving certificate as the only root; with the agent's
+    /// address, the trusted file and the credentials in words, for errors.
+    pub(super) async fn client(&self) -> anyhow::Result<Agent> {
         let trusted = self.trusted()?;
         let pem = std::fs::read(&trusted).with_context(|| format!("reading {}", trusted.display()))?;
         let roots = labkubelet::server::tls::ca_file_certs(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", trusted.display()))?;
@@ -145,30 +145,55 @@ impl AgentArgs {
         config.root_cert = Some(roots.into_iter().map(|c| c.to_vec()).collect());
         (config.accept_invalid_certs, config.tls_server_name) = (false, None);
         let client = kube::Client::try_from(config).context("building the client")?;
+        Ok(Agent { client, shown, trusted, sent })
+    }
+
+    /// Sends one request to the agent and returns the status and body.
+    pub(super) async fn request(&self, method: http::Method, path: &str, body: Vec<u8>) -> anyhow::Result<(http::StatusCode, bytes::Bytes)> {
+        let agent = self.client().await?;
         let request = http::Request::builder().method(method).uri(path).header("content-type", "application/json").body(kube::client::Body::from(body))?;
-        let url = format!("{}{path}", shown.trim_end_matches('/'));
-        let response = match client.send(request).await {
-            Ok(response) => response,
-            Err(e) => {
-                let e = anyhow::Error::new(e);
-                // Another agent (another root dir) on that port, or a certificate made since.
-                if format!("{e:#}").contains("invalid peer certificate") {
-                    bail!(
-                        "the agent at {shown} presents a certificate other than {}: it is not the agent of this --root-dir (or --node); pass the right --root-dir, or --server",
-                        trusted.display()
-                    );
-                }
-                return Err(e.context(format!("cannot reach the agent at {url}; is `labkubelet run` running?")));
-            }
-        };
+        let response = agent.client.send(request).await.map_err(|e| agent.unreachable(anyhow::Error::new(e), path))?;
         let status = response.status();
         if status == http::StatusCode::UNAUTHORIZED {
-            bail!(
-                "the agent at {url} answered 401 Unauthorized: it authenticates clients as a kubelet does, and this command sent {sent}; pass --kubeconfig with a user of the cluster (an admin's, or one granted nodes/proxy). A standalone agent needs none"
-            );
+            return Err(agent.unauthorized(path));
         }
         let body = response.into_body().collect().await.context("reading the agent's answer")?.to_bytes();
         Ok((status, body))
+    }
+}
+
+/// A client of one agent, and what to say when it fails.
+pub(super) struct Agent {
+    pub(super) client: kube::Client,
+    shown: String,
+    trusted: PathBuf,
+    sent: String,
+}
+
+impl Agent {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.shown.trim_end_matches('/'))
+    }
+
+    /// Why the agent could not be reached: another agent (another root dir) on that port, a
+    /// certificate made since, or nothing listening.
+    pub(super) fn unreachable(&self, e: anyhow::Error, path: &str) -> anyhow::Error {
+        if format!("{e:#}").contains("invalid peer certificate") {
+            return anyhow::anyhow!(
+                "the agent at {} presents a certificate other than {}: it is not the agent of this --root-dir (or --node); pass the right --root-dir, or --server",
+                self.shown,
+                self.trusted.display()
+            );
+        }
+        e.context(format!("cannot reach the agent at {}; is `labkubelet run` running?", self.url(path)))
+    }
+
+    pub(super) fn unauthorized(&self, path: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "the agent at {} answered 401 Unauthorized: it authenticates clients as a kubelet does, and this command sent {}; pass --kubeconfig with a user of the cluster (an admin's, or one granted nodes/proxy). A standalone agent needs none",
+            self.url(path),
+            self.sent
+        )
     }
 }
 

@@ -1,6 +1,7 @@
 //! Command-line parsing and the binary's entry points. Errors are reported here, at the
 //! edge, with what was wrong and what to do.
 
+mod exec;
 mod lab;
 mod plugin;
 mod run;
@@ -31,6 +32,9 @@ enum Command {
     Node(Box<lab::NodeArgs>),
     /// Exports what happened to each pod of a running agent: JSON, SVG or HTML.
     Timeline(Box<lab::TimelineArgs>),
+    /// Runs a command in a container of a running agent, as `kubectl exec` does, without a
+    /// cluster: labkubelet exec POD -- CMD...
+    Exec(Box<exec::ExecArgs>),
     /// Inspect, validate, scaffold and watch runtime plugins.
     #[command(subcommand)]
     Plugin(Box<plugin::PluginCommand>),
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
             Command::Trigger(args) => lab::trigger(*args).await,
             Command::Node(args) => lab::node_action(*args).await,
             Command::Timeline(args) => lab::timeline(*args).await,
+            Command::Exec(args) => exec::exec(*args).await,
         }
     });
     match result {

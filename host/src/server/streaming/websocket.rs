@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, watch};
 /// The protocols the kubelet accepts, in no order: the client's order decides.
 pub const PROTOCOLS: [&str; 4] = ["v4.channel.k8s.io", "v4.base64.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io"];
 
+/// How long a client has to answer our Close before the connection is dropped.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
@@ -110,7 +113,12 @@ async fn pump(mut socket: WebSocket, base64: bool, mut out: mpsc::Receiver<Out>,
                     }
                 }
                 Some(Out::Close) | None => {
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+                    // The closing handshake: the client's Close comes back, then the
+                    // connection ends cleanly (a TLS client sees close_notify, not a cut).
+                    if socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await.is_ok() {
+                        let answered = async { while let Some(Ok(_)) = socket.recv().await {} };
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, answered).await;
+                    }
                     break;
                 }
             },
