@@ -733,21 +733,3 @@ async fn a_slow_api_server_for_pod_status_delays_the_writes_not_the_restarts() {
     // The newest status reaches the API once the server takes writes again.
     lab.until("crash", "shows the restarts", Duration::from_secs(600), |p| container(p, "app").is_some_and(|c| c.restart_count >= 2)).await;
 }
-
-/// A state the server never saw because the pod moved on is not written: while the writer
-/// waits on another pod's slow write, a new pod's ContainerCreating and Running are one
-/// write, of Running.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_status_that_went_stale_while_it_waited_is_not_written() {
-    let lab = PodLab::start(&[], &[]).await;
-    let spec = json!({"containers": [{"name": "app", "image": "nginx:1.25"}]});
-    let mut faults = lab.server().faults();
-    faults.slow = Some(("/pods/blocker/status".into(), Duration::from_secs(5)));
-    lab.server().set_faults(faults);
-    lab.create("blocker", json!({}), spec.clone()).await;
-    let status_writes = |pod: &str| lab.server().requests().iter().filter(|l| l.starts_with("PATCH ") && l.contains(&format!("/pods/{pod}/status"))).count();
-    eventually("the blocker's first status write is in flight", Duration::from_secs(30), async || (status_writes("blocker") > 0).then_some(())).await;
-    lab.create("behind", json!({}), spec).await;
-    lab.until("behind", "Running in the API", Duration::from_secs(30), |p| phase(p) == "Running").await;
-    assert_eq!(status_writes("behind"), 1, "ContainerCreating went stale behind the blocker: only Running is written");
-}

@@ -17,11 +17,10 @@ use tokio::sync::Notify;
 
 /// How soon a write that failed is tried again.
 const RETRY: Duration = Duration::from_secs(1);
-/// The most statuses of one pod waiting at once, as upstream's status manager keeps them:
-/// one, the newest, in the place of the first that waited. While the server keeps up each
-/// state is written; while it does not, a state it never saw because the pod moved on is
-/// not written at all (a stale write costs a request the client-side limit makes wait).
-const QUEUED_PER_POD: usize = 1;
+/// The most statuses of one pod waiting at once: the oldest, so each state a pod passes
+/// through is written in order while the server keeps up, and the newest, which replaces
+/// the ones between while it does not.
+const QUEUED_PER_POD: usize = 2;
 
 /// Top-level status fields the kubelet sets only sometimes: removed when it no longer does.
 const OPTIONAL_FIELDS: [&str; 2] = ["reason", "message"];
