@@ -188,9 +188,10 @@ impl ControlPlane {
         audit::read(&self.dir.join("audit.log"))
     }
 
-    /// The requests of these users that were refused (403 or 422).
+    /// The requests of these users that were refused, less the node authorizer's race
+    /// (see [`audit::refused`]).
     pub fn refused_requests(&self, users: &[&str]) -> Vec<audit::AuditEvent> {
-        self.audit().into_iter().filter(|e| e.refused() && users.contains(&e.user.username.as_str())).collect()
+        audit::refused(&self.audit(), users)
     }
 
     /// Panics listing every refused request of these users.
