@@ -184,9 +184,13 @@ async fn init_containers_run_in_order_and_a_failing_one_blocks_the_pod() {
     let finished = |i: usize| inits[i].state.clone().unwrap().terminated.unwrap();
     assert_eq!((finished(0).reason.as_deref(), finished(1).reason.as_deref()), (Some("Completed"), Some("Completed")));
     assert!(finished(0).finished_at <= finished(1).started_at, "seed started after migrate finished");
-    let started: Vec<String> =
-        lab.events("ordered").await.into_iter().filter(|e| e.reason.as_deref() == Some("Started")).filter_map(|e| e.involved_object.field_path).collect();
-    assert_eq!(started, ["spec.initContainers{migrate}", "spec.initContainers{seed}", "spec.containers{app}"]);
+    // Events are written by a task of their own: app's Started may come after the status.
+    let expected = ["spec.initContainers{migrate}", "spec.initContainers{seed}", "spec.containers{app}"];
+    let started = async || -> Vec<String> {
+        lab.events("ordered").await.into_iter().filter(|e| e.reason.as_deref() == Some("Started")).filter_map(|e| e.involved_object.field_path).collect()
+    };
+    eventually("a Started event for each container", Duration::from_secs(10), async || (started().await.len() >= expected.len()).then_some(())).await;
+    assert_eq!(started().await, expected);
 
     let blocked = lab
         .until("blocked", "backs off its init container", Duration::from_secs(60), |p| {
@@ -732,4 +736,54 @@ async fn a_slow_api_server_for_pod_status_delays_the_writes_not_the_restarts() {
     lab.set_faults(labkubelet_tests::apiserver::Faults::default());
     // The newest status reaches the API once the server takes writes again.
     lab.until("crash", "shows the restarts", Duration::from_secs(600), |p| container(p, "app").is_some_and(|c| c.restart_count >= 2)).await;
+}
+
+/// A state the server never saw because the pod moved on is not written: while the writer
+/// waits on another pod's slow write, a new pod's ContainerCreating and Running are one
+/// write, of Running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_that_went_stale_while_it_waited_is_not_written() {
+    let lab = PodLab::start(&[], &[]).await;
+    let spec = json!({"containers": [{"name": "app", "image": "nginx:1.25"}]});
+    let mut faults = lab.server().faults();
+    faults.slow = Some(("/pods/blocker/status".into(), Duration::from_secs(5)));
+    lab.server().set_faults(faults);
+    lab.create("blocker", json!({}), spec.clone()).await;
+    let status_writes = |pod: &str| lab.server().requests().iter().filter(|l| l.starts_with("PATCH ") && l.contains(&format!("/pods/{pod}/status"))).count();
+    eventually("the blocker's first status write is in flight", Duration::from_secs(30), async || (status_writes("blocker") > 0).then_some(())).await;
+    lab.create("behind", json!({}), spec).await;
+    lab.until("behind", "Running in the API", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    assert_eq!(status_writes("behind"), 1, "ContainerCreating went stale behind the blocker: only Running is written");
+}
+
+/// The status manager keeps a static pod's status while its mirror pod does not exist (its
+/// creation failed, or the watch has not brought it yet) and writes it once the mirror is
+/// there, without being given it again: the pod's next sync may be ten seconds away.
+#[tokio::test]
+async fn a_static_pods_status_waits_for_its_mirror_and_is_written_once_it_exists() {
+    use labkubelet::pods::manager::PodManager;
+    use labkubelet::pods::status::StatusWriter;
+    let server = labkubelet_tests::apiserver::ApiServer::start().await.expect("API double");
+    let client = server.admin().await;
+    let (manager, _changes) = PodManager::new();
+    let writer = Arc::new(StatusWriter::new(Some(client.clone()), manager.clone(), Arc::new(labkubelet::timeline::Journal::new(NODE))));
+    tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.run().await }
+    });
+    let metadata = |annotation: &str| json!({"name": "web", "namespace": "default", "uid": "static-uid", "annotations": {annotation: "static-uid"}});
+    let spec = json!({"nodeName": NODE, "containers": [{"name": "web", "image": "nginx:1.25"}]});
+    let mut static_pod: Pod = serde_json::from_value(json!({"metadata": metadata("kubernetes.io/config.hash"), "spec": spec})).expect("a pod");
+    static_pod.metadata.annotations.get_or_insert_default().insert("kubernetes.io/config.source".into(), "file".into());
+    manager.replace("file", vec![static_pod.clone()]);
+    let running = k8s_openapi::api::core::v1::PodStatus { phase: Some("Running".into()), ..Default::default() };
+    writer.set(&Arc::new(static_pod), &running, 1, false);
+
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client, "default");
+    let mut mirror: Pod = serde_json::from_value(json!({"metadata": metadata("kubernetes.io/config.mirror"), "spec": spec})).expect("a pod");
+    mirror.metadata.uid = None;
+    let mirror = pods.create(&kube::api::PostParams::default(), &mirror).await.expect("create the mirror");
+    assert_eq!(phase(&mirror), "Pending", "the double starts a pod Pending");
+    manager.observe(mirror);
+    eventually("the mirror pod Running", Duration::from_secs(10), async || (phase(&pods.get("web").await.ok()?) == "Running").then_some(())).await;
 }

@@ -4,7 +4,8 @@
 //! workers. A write is the kubelet's strategic merge patch against the server's copy, with
 //! the pod's uid as a precondition, skipped when it would change nothing, leaving the
 //! conditions other writers own as the server has them; a pod that finished terminating is
-//! deleted once its final status is written.
+//! deleted once its final status is written. A static pod's status waits while its mirror
+//! pod does not exist yet, and is written once it does (upstream's periodic reconcile).
 
 use crate::pods::manager::{PodManager, is_static};
 use crate::timeline::{Journal, What};
@@ -15,12 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// How soon a write that failed is tried again.
+/// How soon a write that failed is tried again, and how often a static pod's status that
+/// waits for its mirror pod looks for it.
 const RETRY: Duration = Duration::from_secs(1);
-/// The most statuses of one pod waiting at once: the oldest, so each state a pod passes
-/// through is written in order while the server keeps up, and the newest, which replaces
-/// the ones between while it does not.
-const QUEUED_PER_POD: usize = 2;
+/// The most statuses of one pod waiting at once, as upstream's status manager keeps them:
+/// one, the newest, in the place of the first that waited. While the server keeps up each
+/// state is written; while it does not, a state it never saw because the pod moved on is
+/// not written at all (a stale write costs a request the client-side limit makes wait).
+const QUEUED_PER_POD: usize = 1;
 
 /// Top-level status fields the kubelet sets only sometimes: removed when it no longer does.
 const OPTIONAL_FIELDS: [&str; 2] = ["reason", "message"];
@@ -110,6 +113,7 @@ fn digest(status: &serde_json::Value) -> u64 {
 }
 
 /// A status waiting to be written.
+#[derive(Clone)]
 struct Pending {
     uid: String,
     /// The pod as the kubelet has it (a static pod's own copy: its status goes to its mirror).
@@ -132,12 +136,23 @@ pub struct StatusWriter {
     written: Mutex<HashMap<String, Written>>,
     /// In the order they were set.
     pending: Mutex<VecDeque<Pending>>,
+    /// The newest status of each static pod whose mirror pod does not exist yet, by uid.
+    parked: Mutex<HashMap<String, Pending>>,
     queued: Notify,
 }
 
 impl StatusWriter {
     pub fn new(client: Option<kube::Client>, manager: Arc<PodManager>, journal: Arc<Journal>) -> Self {
-        StatusWriter { client, manager, journal, cache: Mutex::default(), written: Mutex::default(), pending: Mutex::default(), queued: Notify::new() }
+        StatusWriter {
+            client,
+            manager,
+            journal,
+            cache: Mutex::default(),
+            written: Mutex::default(),
+            pending: Mutex::default(),
+            parked: Mutex::default(),
+            queued: Notify::new(),
+        }
     }
 
     /// Takes the status the kubelet generated for a pod: kept for `/pods` and the timeline
@@ -151,6 +166,9 @@ impl StatusWriter {
         if self.client.is_none() {
             return;
         }
+        // A newer status supersedes one parked for the mirror, and keeps its `delete`.
+        let parked = self.parked.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
+        let delete = delete || parked.is_some_and(|p| p.delete);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let newest = Pending { uid, pod: pod.clone(), status, delete };
         let queued: Vec<usize> = pending.iter().enumerate().filter(|(_, p)| p.uid == newest.uid).map(|(i, _)| i).collect();
@@ -172,9 +190,14 @@ impl StatusWriter {
     pub async fn run(&self) {
         let Some(client) = self.client.clone() else { return };
         loop {
+            self.unpark();
             let next = self.pending.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
             let Some(pending) = next else {
-                self.queued.notified().await;
+                if self.parked.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                    self.queued.notified().await;
+                } else {
+                    let _ = tokio::time::timeout(RETRY, self.queued.notified()).await;
+                }
                 continue;
             };
             // On the heap while it runs: an idle writer keeps only its wait.
@@ -201,10 +224,32 @@ impl StatusWriter {
         pod.metadata.uid.as_deref().and_then(|uid| self.manager.get(uid))
     }
 
+    /// Queues again the parked statuses whose mirror pod exists now, and forgets those of
+    /// pods the node no longer runs.
+    fn unpark(&self) {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        if parked.is_empty() {
+            return;
+        }
+        parked.retain(|uid, _| self.manager.get(uid).is_some());
+        let ready: Vec<String> = parked.iter().filter(|(_, p)| self.target(&p.pod).is_some()).map(|(uid, _)| uid.clone()).collect();
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for uid in ready {
+            if let Some(p) = parked.remove(&uid) {
+                pending.push_back(p);
+            }
+        }
+    }
+
     async fn write_pending(&self, client: &kube::Client, pending: &Pending) -> Result<(), kube::Error> {
         // The server's copy may have moved on since the status was set: the patch is made
         // against the newest one.
-        let Some(target) = self.target(&pending.pod) else { return Ok(()) };
+        let Some(target) = self.target(&pending.pod) else {
+            if is_static(&pending.pod) && self.manager.get(&pending.uid).is_some() {
+                self.parked.lock().unwrap_or_else(|p| p.into_inner()).insert(pending.uid.clone(), pending.clone());
+            }
+            return Ok(());
+        };
         let status = with_others_conditions(target.status.as_ref(), &pending.status);
         self.write(client, &pending.uid, &target, &status).await?;
         if pending.delete {
@@ -245,6 +290,7 @@ impl StatusWriter {
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|uid, _| keep(uid));
         self.written.lock().unwrap_or_else(|p| p.into_inner()).retain(|uid, _| keep(uid));
+        self.parked.lock().unwrap_or_else(|p| p.into_inner()).retain(|uid, _| keep(uid));
     }
 
     /// Writes `status` to the pod (the kubelet's pod `kubelet_uid`, or its mirror) unless the
