@@ -20,7 +20,7 @@
 //! - [`stats`]: what the containers use of the node (reported or modelled): the Summary API
 //!   and `/metrics/resource`, and the eviction manager's figures.
 //! - [`timeline`]: what happened to each pod, exported as JSON, SVG or HTML.
-//! - [`plugin`]: the wasmtime host: loading, validation, limits, hot reload, and the adapter
+//! - [`plugin`]: the wasmtime host: loading, validation, limits, hot reload, and the router
 //!   that implements the runtime trait over plugins.
 
 pub mod agent;

@@ -687,7 +687,7 @@ async fn a_node_lists_its_runtime_once_a_relist_however_many_pods_sync() {
     let (starts, lists) = (calls("start-container"), calls("list-containers"));
     assert!(relists >= 30.0, "PLEG relisted every second of the run: {relists}");
     assert!(starts >= 4.0 * PODS as f64, "every start is a sync of its own, and there were more in between: {starts} starts");
-    // The runtime adapter lists too when it is asked about an id it does not know: one it
+    // The plugin router lists too when it is asked about an id it does not know: one it
     // removed between a relist's list and its inspection, which a busy machine makes likelier.
     let bound = relists * 1.25 + 2.0;
     assert!(lists <= bound, "the runtime's containers were listed {lists} times in {relists} relists: the pod workers list it themselves");

@@ -4,7 +4,7 @@
 //! - [`compiled`]: compiled components kept on disk between runs.
 //! - [`catalog`]: the loaded plugins, selection of the plugin that serves a pod, folder sync.
 //! - [`watch`]: hot reload of a plugin folder.
-//! - [`adapter`]: [`PluginRuntime`], a node's [`crate::runtime::ContainerRuntime`] over plugins.
+//! - [`router`]: [`PluginRuntime`], a node's [`crate::runtime::ContainerRuntime`] over plugins.
 //! - [`stock`]: the stock plugins embedded in the binary.
 //!
 //! ```no_run
@@ -17,23 +17,23 @@
 //! # Ok(()) }
 //! ```
 
-pub mod adapter;
 pub(crate) mod bindings;
 pub mod catalog;
 pub mod compiled;
 pub mod config_file;
 pub mod engine;
 mod instance;
+pub mod router;
 mod selector;
 pub mod stock;
 pub mod watch;
 
-pub use adapter::{PluginRuntime, TriggerError, TriggerResult};
 pub use bindings::exports::labkubelet::runtime::runtime::PluginInfo;
 pub use bindings::labkubelet::runtime::types::TriggerAction;
 pub use bindings::{AskedAction, WIT_VERSION};
 pub use catalog::{DEFAULT_PLUGIN, PluginCatalog, PluginEvent, SCENARIO_ANNOTATION};
 pub use config_file::ConfigFile;
 pub use engine::{Grants, LoadError, LoadedPlugin, PluginEngine, PluginPolicy};
+pub use router::{PluginRuntime, TriggerError, TriggerResult};
 pub use selector::{SelectorError, parse_selector};
 pub use watch::{PluginWatcher, WatchError, watch_dir};
