@@ -7,6 +7,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use labkubelet_tests::apiserver::{ApiServer, Failures, Faults};
+use rustls::pki_types::pem::PemObject;
 use serde_json::json;
 
 async fn client(kubeconfig: &str) -> kube::Client {
@@ -206,7 +207,7 @@ async fn an_approved_kubelet_csr_gets_a_certificate_from_the_ca() {
     let issued = csrs.get("node-csr-x").await.unwrap().status.unwrap().certificate.expect("a certificate");
     let pem = String::from_utf8(issued.0).unwrap();
     let first = pem.split("-----END CERTIFICATE-----").next().unwrap().to_string() + "-----END CERTIFICATE-----\n";
-    let der = rustls_pemfile::certs(&mut first.as_bytes()).next().unwrap().unwrap();
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(first.as_bytes()).next().unwrap().unwrap();
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
     let cn: Vec<&str> = cert.subject().iter_common_name().map(|a| a.as_str().unwrap()).collect();
     let o: Vec<&str> = cert.subject().iter_organization().map(|a| a.as_str().unwrap()).collect();

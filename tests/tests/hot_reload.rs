@@ -60,6 +60,7 @@ async fn a_swap_under_continuous_calls_fails_no_call_and_keeps_the_containers() 
             }
         })
     };
+    let loaded_before = lab.catalog.get("crashloop").unwrap().fingerprint;
     let original = stock::component("crashloop").unwrap();
     lab.put("crashloop.wasm", &with_custom_section(original, "v2"));
     lab.expect_event("the swap", |e| matches!(e, PluginEvent::Replaced { name, .. } if name == "crashloop")).await;
@@ -75,7 +76,8 @@ async fn a_swap_under_continuous_calls_fails_no_call_and_keeps_the_containers() 
     assert_eq!(failures.load(Ordering::Relaxed), 0, "calls failed across the swap");
     assert_eq!(snapshot(&node.list_containers().await.unwrap()), before);
     let serving = lab.catalog.get("crashloop").unwrap();
-    assert_ne!(serving.fingerprint, [0; 32]);
+    assert_ne!(serving.fingerprint, loaded_before, "the catalog serves the new component");
+    assert!(serving.origin.ends_with("crashloop.wasm"), "served from the file dropped in: {}", serving.origin);
     assert!(calls.load(Ordering::Relaxed) > 50);
 }
 

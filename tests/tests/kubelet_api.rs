@@ -11,6 +11,8 @@ use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginPolicy};
 use labkubelet::timeline::{Timeline, What};
 use labkubelet_tests::apiserver::ApiServer;
 use labkubelet_tests::eventually;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use std::time::Duration;
 
@@ -61,7 +63,7 @@ impl Lab {
     /// TLS to the node's API, trusting its serving certificate, with `auth`'s certificate.
     fn tls(&self, auth: &Auth) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut &self.serving_cert[..]) {
+        for cert in CertificateDer::pem_slice_iter(&self.serving_cert[..]) {
             roots.add(cert.expect("pem")).expect("root");
         }
         let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
@@ -70,8 +72,8 @@ impl Lab {
             .with_root_certificates(roots);
         match auth {
             Auth::Certificate(cert, key) => {
-                let certs = rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>().expect("cert");
-                let key = rustls_pemfile::private_key(&mut key.as_bytes()).expect("key").expect("a key");
+                let certs = CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>().expect("cert");
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("a key");
                 builder.with_client_auth_cert(certs, key).expect("client auth")
             }
             _ => builder.with_no_client_auth(),
@@ -214,14 +216,14 @@ async fn requests_are_authenticated_and_authorized_as_the_kubelet_does() {
     let foreign_ca = ApiServer::start().await.expect("another double");
     let (cert, key) = foreign_ca.client_certificate("mallory", &["system:masters"]).expect("cert");
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls_pemfile::certs(&mut &lab.serving_cert[..]).next().expect("a cert").expect("pem")).expect("root");
+    roots.add(CertificateDer::pem_slice_iter(&lab.serving_cert[..]).next().expect("a cert").expect("pem")).expect("root");
     let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_root_certificates(roots)
         .with_client_auth_cert(
-            rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>().expect("cert"),
-            rustls_pemfile::private_key(&mut key.as_bytes()).expect("key").expect("key"),
+            CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>().expect("cert"),
+            PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key"),
         )
         .expect("client auth");
     let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
@@ -501,7 +503,7 @@ async fn a_standalone_node_serves_its_static_pods_on_localhost_to_anyone() {
     assert!(started.address.ip().is_loopback());
     let lab_cert = std::fs::read(dir.path().join("pki/kubelet.crt")).expect("serving cert");
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls_pemfile::certs(&mut &lab_cert[..]).next().expect("cert").expect("pem")).expect("root");
+    roots.add(CertificateDer::pem_slice_iter(&lab_cert[..]).next().expect("cert").expect("pem")).expect("root");
     let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("versions")

@@ -105,11 +105,6 @@ impl LoadedPlugin {
     pub fn name(&self) -> &str {
         &self.info.name
     }
-
-    /// The fingerprint as hex, for logs and listings.
-    pub fn fingerprint_hex(&self) -> String {
-        self.fingerprint.iter().map(|b| format!("{b:02x}")).collect()
-    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {

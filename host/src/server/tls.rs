@@ -3,6 +3,7 @@
 //! certificate is given) and which client certificates are accepted (those the cluster CA
 //! signed; none in standalone mode).
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
@@ -56,9 +57,7 @@ impl ServingCertificate {
     }
 
     fn key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
-        rustls_pemfile::private_key(&mut self.key_pem.as_bytes())
-            .map_err(|e| TlsError::Rustls(e.to_string()))?
-            .ok_or_else(|| TlsError::Rustls("no private key in the serving key file".into()))
+        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| TlsError::Rustls(format!("the serving key file: {e}")))
     }
 }
 
@@ -77,7 +76,7 @@ pub async fn cluster_ca(kubeconfig: &Path) -> Result<Vec<CertificateDer<'static>
 
 /// The certificates of a PEM bundle (`--client-ca-file`).
 pub fn ca_file_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..]).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     if certs.is_empty() {
         return Err("no PEM certificate in it".into());
     }
@@ -112,4 +111,20 @@ pub fn server_config(cert: &ServingCertificate, client_ca: &[CertificateDer<'sta
     // process's thousand nodes; few clients ever talk to a node, and fewer resume.
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSIONS);
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_ca_file_gives_its_certificates_or_says_what_is_wrong() {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let ca = rcgen::CertificateParams::new(vec!["ca".into()]).expect("params").self_signed(&key).expect("a certificate");
+        let bundle = format!("{}{}", ca.pem(), ca.pem());
+        assert_eq!(ca_file_certs(bundle.as_bytes()).expect("two certificates").len(), 2);
+        assert_eq!(ca_file_certs(b"not a certificate").unwrap_err(), "no PEM certificate in it");
+        let broken = "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        assert!(ca_file_certs(broken.as_bytes()).is_err(), "a PEM block that is not base64 is refused");
+    }
 }
