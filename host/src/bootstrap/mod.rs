@@ -309,27 +309,50 @@ fn store_credentials(config: &BootstrapConfig, server: &str, bootstrap: &Kubecon
     install_certificate(dir, certificate, key_pem)?;
     let _ = std::fs::remove_file(dir.join(KEY_TMP));
 
-    let cluster = bootstrap.clusters.first().and_then(|c| c.cluster.as_ref());
-    let ca = match cluster {
-        Some(c) if c.certificate_authority_data.is_some() => {
-            format!("    certificate-authority-data: {}\n", c.certificate_authority_data.clone().unwrap_or_default())
-        }
-        Some(c) if c.certificate_authority.is_some() => format!("    certificate-authority: {}\n", c.certificate_authority.clone().unwrap_or_default()),
-        _ => String::new(),
-    };
-    let current = std::fs::canonicalize(dir).map_err(fail)?.join(CURRENT);
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: default-cluster\n  cluster:\n    server: {}\n{ca}\
-         contexts:\n- name: default-context\n  context:\n    cluster: default-cluster\n    namespace: default\n    user: default-auth\n\
-         current-context: default-context\nusers:\n- name: default-auth\n  user:\n    client-certificate: {}\n    client-key: {}\n",
-        server.trim_end_matches('/'),
-        current.display(),
-        current.display()
-    );
+    let current = std::fs::canonicalize(dir).map_err(fail)?.join(CURRENT).display().to_string();
+    let text = serde_yaml_ng::to_string(&node_kubeconfig(server, bootstrap, &current))
+        .map_err(|e| BootstrapError::Kubeconfig { path: config.kubeconfig.display().to_string(), detail: e.to_string() })?;
     if let Some(parent) = config.kubeconfig.parent() {
         std::fs::create_dir_all(parent).map_err(fail)?;
     }
     write_private(&config.kubeconfig, text.as_bytes()).map_err(fail)
+}
+
+/// The node's kubeconfig, as the kubelet writes it after a bootstrap: the bootstrap
+/// kubeconfig's cluster and CA, and the current client certificate (`credentials`, which
+/// holds the key too) as the user.
+fn node_kubeconfig(server: &str, bootstrap: &Kubeconfig, credentials: &str) -> Kubeconfig {
+    use kube::config::{AuthInfo, Cluster, Context, NamedAuthInfo, NamedCluster, NamedContext};
+    let cluster = bootstrap.clusters.first().and_then(|c| c.cluster.as_ref());
+    let ca_data = cluster.and_then(|c| c.certificate_authority_data.clone());
+    Kubeconfig {
+        api_version: Some("v1".into()),
+        kind: Some("Config".into()),
+        clusters: vec![NamedCluster {
+            name: "default-cluster".into(),
+            cluster: Some(Cluster {
+                server: Some(server.trim_end_matches('/').into()),
+                certificate_authority: cluster.and_then(|c| c.certificate_authority.clone()).filter(|_| ca_data.is_none()),
+                certificate_authority_data: ca_data,
+                ..Default::default()
+            }),
+        }],
+        contexts: vec![NamedContext {
+            name: "default-context".into(),
+            context: Some(Context {
+                cluster: "default-cluster".into(),
+                user: Some("default-auth".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            }),
+        }],
+        current_context: Some("default-context".into()),
+        auth_infos: vec![NamedAuthInfo {
+            name: "default-auth".into(),
+            auth_info: Some(AuthInfo { client_certificate: Some(credentials.into()), client_key: Some(credentials.into()), ..Default::default() }),
+        }],
+        ..Default::default()
+    }
 }
 
 /// Writes the certificate chain and key as `kubelet-client-<time>.pem` (0600) and points
@@ -366,6 +389,25 @@ fn timestamp(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_node_kubeconfig_keeps_the_bootstrap_cluster_and_names_the_current_certificate() {
+        let bootstrap = Kubeconfig::from_yaml(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://10.0.0.1:6443/\n    certificate-authority-data: Q0E=\n",
+        )
+        .expect("a bootstrap kubeconfig");
+        let text =
+            serde_yaml_ng::to_string(&node_kubeconfig("https://10.0.0.1:6443/", &bootstrap, "/var/lib/kubelet/pki/kubelet-client-current.pem")).expect("yaml");
+        assert!(!text.contains("null"), "no empty fields written:\n{text}");
+        let written = Kubeconfig::from_yaml(&text).expect("it reads back");
+        let cluster = written.clusters[0].cluster.clone().expect("a cluster");
+        assert_eq!(cluster.server.as_deref(), Some("https://10.0.0.1:6443"));
+        assert_eq!(cluster.certificate_authority_data.as_deref(), Some("Q0E="));
+        let user = written.auth_infos[0].auth_info.clone().expect("a user");
+        assert_eq!(user.client_certificate.as_deref(), Some("/var/lib/kubelet/pki/kubelet-client-current.pem"));
+        assert_eq!(user.client_key, user.client_certificate);
+        assert_eq!(written.current_context.as_deref(), Some("default-context"));
+    }
 
     #[test]
     fn certificate_files_are_stamped_like_the_kubelet_does() {
