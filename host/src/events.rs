@@ -8,7 +8,6 @@ use crate::timeline::{Journal, What};
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -46,7 +45,7 @@ impl EventRecorder {
     /// runtime); the task ends once the recorder is dropped and the queue is written.
     pub fn new(client: kube::Client, host: &str, clock: crate::clock::Clock) -> Self {
         let (queue, queued) = mpsc::channel(QUEUED_EVENTS);
-        let writer = EventWriter { client, host: host.to_string(), seen: HashMap::new(), last_name_nanos: 0 };
+        let writer = EventWriter { client, host: host.to_string(), seen: lru::LruCache::new(SEEN_EVENTS), last_name_nanos: 0 };
         tokio::spawn(writer.run(queued));
         EventRecorder { queue: Some(queue), ..Self::standalone(host, clock) }
     }
@@ -94,12 +93,16 @@ impl EventRecorder {
     }
 }
 
+/// How many events a node remembers to fold repeats into: client-go's `maxLruCacheEntries`.
+const SEEN_EVENTS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(4096).expect("not zero");
+
 /// Writes one node's events in the order they were recorded, folding repeats into one.
 struct EventWriter {
     client: kube::Client,
     host: String,
-    /// The events written so far: their names and counts.
-    seen: HashMap<EventKey, (String, i32)>,
+    /// The events written last: their names and counts. A repeat of one forgotten is
+    /// written as a new event, as client-go's correlator does past its cache.
+    seen: lru::LruCache<EventKey, (String, i32)>,
     /// The time part of the last event name: names stay unique when two events are
     /// recorded in the same nanosecond, which a paused test clock makes common.
     last_name_nanos: i64,
@@ -152,7 +155,7 @@ impl EventWriter {
             ..Default::default()
         };
         events.create(&PostParams::default(), &event).await?;
-        self.seen.insert(key, (name, 1));
+        self.seen.put(key, (name, 1));
         Ok(())
     }
 }
