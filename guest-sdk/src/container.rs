@@ -4,17 +4,6 @@
 use crate::KeyValue;
 use std::time::Duration;
 
-/// The container annotation the host sets to say what kind of container it is: `init`,
-/// `sidecar` (an init container with `restartPolicy: Always`) or `regular`.
-pub const CONTAINER_KIND_ANNOTATION: &str = "labkubelet.io/container-kind";
-/// The container annotation the host sets to the pod's `restartPolicy`.
-pub const RESTART_POLICY_ANNOTATION: &str = "labkubelet.io/pod-restart-policy";
-/// The container annotation the host sets to the container's memory limit in bytes, when it
-/// has one.
-pub const MEMORY_LIMIT_ANNOTATION: &str = "labkubelet.io/memory-limit";
-/// The sandbox annotation that carries the pod IP the host allocated.
-pub const POD_IP_ANNOTATION: &str = "labkubelet.io/pod-ip";
-
 /// How a container ends, as the runtime reports it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Exit {

@@ -2,10 +2,7 @@
 //! state machines and timestamps, ids and addresses, planned exits, and the lab actions
 //! every plugin offers (`kill`, `hang`, `fail-pulls`, `heal`).
 
-use crate::container::{
-    CONTAINER_KIND_ANNOTATION, Completion, ContainerCtx, ContainerKind, Exit, MEMORY_LIMIT_ANNOTATION, POD_IP_ANNOTATION, RESTART_POLICY_ANNOTATION,
-    RestartPolicy, find,
-};
+use crate::container::{Completion, ContainerCtx, ContainerKind, Exit, RestartPolicy, find};
 use crate::process;
 use crate::shell::{Fs, Process};
 use crate::{
@@ -132,7 +129,6 @@ impl FakeRuntime {
 
     fn ctx_of(&self, config: &ContainerConfig, pod: Option<&SandboxRecord>) -> ContainerCtx {
         let meta = pod.map(|s| &s.config.metadata);
-        let annotation = |key: &str| find(&config.annotations, key);
         let (kind, restart_policy) = kind_of(config);
         ContainerCtx {
             id: String::new(),
@@ -150,7 +146,7 @@ impl FakeRuntime {
             pod_labels: pod.map(|s| s.config.labels.clone()).unwrap_or_default(),
             pod_annotations: pod.map(|s| s.config.annotations.clone()).unwrap_or_default(),
             started_at: None,
-            memory_limit: annotation(MEMORY_LIMIT_ANNOTATION).and_then(|l| l.parse().ok()),
+            memory_limit: config.memory_limit_bytes,
             completion: self.completion,
         }
     }
@@ -212,11 +208,11 @@ impl FakeRuntime {
         }
     }
 
-    /// A new sandbox's address: the one the host allocated ([`POD_IP_ANNOTATION`]), else the
-    /// next of this runtime's own.
+    /// A new sandbox's address: the one the host allocated (`pod-ip`), else the next of this
+    /// runtime's own.
     pub(crate) fn new_ip(&mut self, config: &PodSandboxConfig) -> String {
-        if let Some(ip) = find(&config.annotations, POD_IP_ANNOTATION) {
-            return ip.to_string();
+        if let Some(ip) = &config.pod_ip {
+            return ip.clone();
         }
         self.next_ip += 1;
         let n = self.next_ip;
@@ -232,18 +228,18 @@ impl FakeRuntime {
     }
 }
 
-/// The container's kind and its pod's restart policy, as the host's annotations say.
+/// The container's kind and its pod's restart policy, as the host's config says.
 pub(crate) fn kind_of(config: &ContainerConfig) -> (ContainerKind, RestartPolicy) {
-    let annotation = |key: &str| find(&config.annotations, key);
-    let kind = match annotation(CONTAINER_KIND_ANNOTATION) {
-        Some("init") => ContainerKind::Init,
-        Some("sidecar") => ContainerKind::Sidecar,
-        _ => ContainerKind::Regular,
+    use crate::bindings::labkubelet::runtime::types as wit;
+    let kind = match config.kind {
+        wit::ContainerKind::Init => ContainerKind::Init,
+        wit::ContainerKind::Sidecar => ContainerKind::Sidecar,
+        wit::ContainerKind::Regular => ContainerKind::Regular,
     };
-    let policy = match annotation(RESTART_POLICY_ANNOTATION) {
-        Some("OnFailure") => RestartPolicy::OnFailure,
-        Some("Never") => RestartPolicy::Never,
-        _ => RestartPolicy::Always,
+    let policy = match config.restart_policy {
+        wit::RestartPolicy::OnFailure => RestartPolicy::OnFailure,
+        wit::RestartPolicy::Never => RestartPolicy::Never,
+        wit::RestartPolicy::Always => RestartPolicy::Always,
     };
     (kind, policy)
 }

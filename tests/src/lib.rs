@@ -4,7 +4,7 @@
 
 use labkubelet::clock::Clock;
 use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime, PluginWatcher, SCENARIO_ANNOTATION, stock, watch_dir};
-use labkubelet::runtime::{ContainerConfig, ContainerMetadata, ContainerRuntime, KeyValue, PodSandboxConfig, PodSandboxMetadata};
+use labkubelet::runtime::{ContainerConfig, ContainerKind, ContainerMetadata, ContainerRuntime, KeyValue, PodSandboxConfig, PodSandboxMetadata, RestartPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,12 +169,16 @@ pub fn pod(name: &str, scenario: Option<&str>, labels: &[(&str, &str)]) -> PodSa
         hostname: name.into(),
         labels: pairs(labels),
         annotations: pairs(&annotations),
+        pod_ip: None,
     }
 }
 
 pub fn container(name: &str, image: &str) -> ContainerConfig {
     ContainerConfig {
         metadata: ContainerMetadata { name: name.into(), attempt: 0 },
+        kind: ContainerKind::Regular,
+        restart_policy: RestartPolicy::Always,
+        memory_limit_bytes: None,
         image: image.into(),
         command: vec![],
         args: vec![],

@@ -189,7 +189,7 @@ async fn memory_pressure_containers_grow_and_are_oom_killed_at_their_limit() {
     let pod = pod("limited", Some("memory-pressure"), &[]);
     let sandbox = node.run_pod_sandbox(&pod).await.unwrap();
     let mut config = container("main", "leaky");
-    config.annotations.push(KeyValue { key: "labkubelet.io/memory-limit".into(), value: (1040u64 << 20).to_string() });
+    config.memory_limit_bytes = Some(1040 << 20);
     let limited = node.create_container(&sandbox, &config).await.unwrap();
     node.start_container(&limited).await.unwrap();
     tokio::time::sleep(Duration::from_millis(3_900)).await;

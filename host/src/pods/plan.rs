@@ -10,13 +10,8 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 /// The annotation that tells whether a running container still matches its spec.
 pub const HASH_ANNOTATION: &str = "io.kubernetes.container.hash";
 
-/// A pod's restart policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
-}
+/// A pod's restart policy: the WIT's, which the runtime is told in each container's config.
+pub use crate::runtime::RestartPolicy;
 
 impl RestartPolicy {
     /// The spec's policy, `Always` when unset, as the API server defaults it.

@@ -2,7 +2,7 @@
 //! node's pod CIDR (`spec.podCIDR` once the controller manager assigns one, else
 //! containerd's default bridge network 10.88.0.0/16), in order, skipping the network's
 //! first address (the gateway's) and every address a sandbox holds. The runtime plugin is
-//! told the address in the sandbox's [`POD_IP_ANNOTATION`]; the host refuses a sandbox whose
+//! told the address in the sandbox config's `pod-ip`; the host refuses a sandbox whose
 //! plugin reports an address another sandbox holds.
 //!
 //! ```
@@ -18,9 +18,6 @@ use ipnet::Ipv4Net;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
-
-/// The sandbox annotation that carries the address the host allocated for it.
-pub const POD_IP_ANNOTATION: &str = "labkubelet.io/pod-ip";
 
 /// containerd's default CNI bridge network, used until the node has a pod CIDR.
 pub const DEFAULT_POD_CIDR: &str = "10.88.0.0/16";

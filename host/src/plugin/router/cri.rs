@@ -2,7 +2,6 @@
 //! or that holds the id.
 
 use super::{PluginRuntime, runtime_error};
-use crate::runtime::ipam::POD_IP_ANNOTATION;
 use crate::runtime::*;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -44,9 +43,7 @@ impl ContainerRuntime for PluginRuntime {
         let pending = format!("new:{config_uid}:{}", config.metadata.attempt);
         let offered = self.addresses.allocate(&pending);
         let mut config = config.clone();
-        if let Some(ip) = offered {
-            config.annotations.push(KeyValue { key: POD_IP_ANNOTATION.into(), value: ip.to_string() });
-        }
+        config.pod_ip = offered.map(|ip| ip.to_string());
         let created = self.call(&plugin, "run-pod-sandbox", move |g, s| Box::pin(async move { g.call_run_pod_sandbox(s, &config).await })).await;
         let id = match created.and_then(|c| c.map_err(runtime_error)) {
             Ok(id) => id,
