@@ -8,487 +8,645 @@
 use super::fs::{Fs, FsError, Node, resolve};
 use super::run::{Context, Shell, bounded};
 
+/// What an applet runs with: its name and arguments, the shell, the container's files, its
+/// stdin and where it writes.
+struct Applet<'a, 's> {
+    name: &'a str,
+    args: &'a [String],
+    sh: &'a mut Shell<'s>,
+    fs: &'a mut Fs,
+    stdin: &'a [u8],
+    out: &'a mut Vec<u8>,
+    err: &'a mut Vec<u8>,
+}
+
 /// Runs a builtin: its status, or `None` when the shell does not know the command.
 pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut Vec<u8>, err: &mut Vec<u8>) -> Option<i32> {
     let name = argv[0].rsplit('/').next().unwrap_or(&argv[0]);
     let args = &argv[1..];
-    let status = match name {
-        ":" | "true" => 0,
-        "false" => 1,
-        "echo" => {
-            let (mut newline, mut escapes, mut rest) = (true, false, args);
-            while let Some(flag) = rest.first().filter(|f| f.len() > 1 && f.starts_with('-') && f[1..].chars().all(|c| "neE".contains(c))) {
-                newline &= !flag.contains('n');
-                escapes = flag.contains('e') || escapes && !flag.contains('E');
-                rest = &rest[1..];
-            }
-            let text = rest.join(" ");
-            out.extend_from_slice(if escapes { unescape(&text) } else { text }.as_bytes());
-            if newline {
-                out.push(b'\n');
-            }
+    let applet: fn(Applet) -> i32 = match name {
+        ":" | "true" => |_| 0,
+        "false" => |_| 1,
+        "echo" => run_echo,
+        "printf" => run_printf,
+        "exit" => run_exit,
+        "sleep" => run_sleep,
+        "cat" => run_cat,
+        "touch" => run_touch,
+        "rm" => run_rm,
+        "mkdir" => run_mkdir,
+        "ls" => run_ls,
+        "cp" | "mv" => run_cp,
+        "tee" => run_tee,
+        "env" | "printenv" => run_env,
+        "export" => run_export,
+        "unset" => run_unset,
+        "read" => run_read,
+        "cd" => run_cd,
+        "pwd" => run_pwd,
+        "test" | "[" => run_test,
+        "hostname" => run_hostname,
+        "date" => run_date,
+        "wc" => run_wc,
+        "grep" => run_grep,
+        "head" | "tail" => run_head,
+        "seq" => run_seq,
+        "basename" | "dirname" => run_basename,
+        "id" => run_id,
+        "whoami" => run_whoami,
+        "uname" => run_uname,
+        "kill" => run_kill,
+        "sh" | "ash" | "bash" | "dash" => run_sh,
+        "tar" => run_tar,
+        "exec" => run_exec,
+        "nslookup" | "getent" => run_nslookup,
+        "wget" | "curl" => run_wget,
+        _ => return None,
+    };
+    Some(applet(Applet { name, args, sh, fs, stdin, out, err }))
+}
+
+/// `echo`.
+fn run_echo(applet: Applet) -> i32 {
+    let Applet { args, out, .. } = applet;
+    let (mut newline, mut escapes, mut rest) = (true, false, args);
+    while let Some(flag) = rest.first().filter(|f| f.len() > 1 && f.starts_with('-') && f[1..].chars().all(|c| "neE".contains(c))) {
+        newline &= !flag.contains('n');
+        escapes = flag.contains('e') || escapes && !flag.contains('E');
+        rest = &rest[1..];
+    }
+    let text = rest.join(" ");
+    out.extend_from_slice(if escapes { unescape(&text) } else { text }.as_bytes());
+    if newline {
+        out.push(b'\n');
+    }
+    0
+}
+
+/// `printf`.
+fn run_printf(applet: Applet) -> i32 {
+    let Applet { name, args, out, err, .. } = applet;
+    match args.split_first() {
+        Some((format, values)) => {
+            out.extend_from_slice(printf(format, values).as_bytes());
             0
         }
-        "printf" => match args.split_first() {
-            Some((format, values)) => {
-                out.extend_from_slice(printf(format, values).as_bytes());
-                0
-            }
-            None => {
-                say(err, name, "usage: printf FORMAT [ARG]...");
-                1
-            }
-        },
-        "exit" => {
-            let code = args.first().map_or(sh.vars.status, |c| c.parse::<i32>().unwrap_or(2));
-            sh.exited = Some(code & 0xff);
-            code & 0xff
-        }
-        "sleep" => match args.iter().map(|a| duration(a)).sum::<Option<i64>>() {
-            _ if args.iter().any(|a| a == "infinity" || a == "inf") => wait_forever(sh),
-            Some(ns) if !args.is_empty() => {
-                sh.clock = sh.clock.saturating_add(ns);
-                0
-            }
-            _ => {
-                say(err, name, format!("invalid number '{}'", args.first().map_or("", String::as_str)));
-                1
-            }
-        },
-        "cat" => {
-            let mut status = 0;
-            let files: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with('-') || *a == "-").collect();
-            if files.is_empty() {
-                out.extend_from_slice(stdin);
-            }
-            for file in files {
-                match file {
-                    "-" => out.extend_from_slice(stdin),
-                    f => match fs.read(&resolve(&sh.vars.cwd, f)) {
-                        Ok(bytes) => out.extend_from_slice(bytes),
-                        Err(e) => {
-                            say(err, name, format!("can't open '{f}': {e}"));
-                            status = 1;
-                        }
-                    },
-                }
-            }
-            status
-        }
-        "touch" => each_file(args, |f| {
-            let path = resolve(&sh.vars.cwd, f);
-            match fs.get(&path) {
-                Some(_) => Ok(()),
-                None => fs.write(&path, b"", false).map_err(|e| format!("{f}: {e}")),
-            }
-        })
-        .unwrap_or_else(|e| {
-            say(err, name, e);
+        None => {
+            say(err, name, "usage: printf FORMAT [ARG]...");
             1
-        }),
-        "rm" => {
-            let (flags, files) = flags_and_operands(args);
-            let (force, recursive) = (flags.contains('f'), flags.contains('r') || flags.contains('R'));
-            let mut status = 0;
-            for f in files {
-                match fs.remove(&resolve(&sh.vars.cwd, f), recursive) {
-                    Ok(()) => {}
-                    Err(FsError::NotFound) if force => {}
-                    Err(FsError::NotEmpty) => {
-                        say(err, name, format!("'{f}' is a directory"));
-                        status = 1;
-                    }
-                    Err(e) => {
-                        say(err, name, format!("can't remove '{f}': {e}"));
-                        status = 1;
-                    }
-                }
-            }
-            status
         }
-        "mkdir" => {
-            let (flags, dirs) = flags_and_operands(args);
-            let mut status = 0;
-            for d in dirs {
-                if let Err(e) = fs.mkdir(&resolve(&sh.vars.cwd, d), flags.contains('p')) {
-                    say(err, name, format!("can't create directory '{d}': {e}"));
+    }
+}
+
+/// `exit`.
+fn run_exit(applet: Applet) -> i32 {
+    let Applet { args, sh, .. } = applet;
+    let code = args.first().map_or(sh.vars.status, |c| c.parse::<i32>().unwrap_or(2));
+    sh.exited = Some(code & 0xff);
+    code & 0xff
+}
+
+/// `sleep`.
+fn run_sleep(applet: Applet) -> i32 {
+    let Applet { name, args, sh, err, .. } = applet;
+    match args.iter().map(|a| duration(a)).sum::<Option<i64>>() {
+        _ if args.iter().any(|a| a == "infinity" || a == "inf") => wait_forever(sh),
+        Some(ns) if !args.is_empty() => {
+            sh.clock = sh.clock.saturating_add(ns);
+            0
+        }
+        _ => {
+            say(err, name, format!("invalid number '{}'", args.first().map_or("", String::as_str)));
+            1
+        }
+    }
+}
+
+/// `cat`.
+fn run_cat(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, stdin, out, err } = applet;
+    let mut status = 0;
+    let files: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with('-') || *a == "-").collect();
+    if files.is_empty() {
+        out.extend_from_slice(stdin);
+    }
+    for file in files {
+        match file {
+            "-" => out.extend_from_slice(stdin),
+            f => match fs.read(&resolve(&sh.vars.cwd, f)) {
+                Ok(bytes) => out.extend_from_slice(bytes),
+                Err(e) => {
+                    say(err, name, format!("can't open '{f}': {e}"));
                     status = 1;
                 }
-            }
-            status
+            },
         }
-        "ls" => {
-            let (flags, paths) = flags_and_operands(args);
-            let paths: Vec<&str> = if paths.is_empty() { vec!["."] } else { paths };
-            let mut status = 0;
-            for p in &paths {
-                let path = resolve(&sh.vars.cwd, p);
-                let names = match fs.get(&path) {
-                    Some(Node::Dir) => fs.list(&path).unwrap_or_default().into_iter().filter(|n| flags.contains('a') || !n.starts_with('.')).collect(),
-                    Some(Node::File { .. }) => vec![p.to_string()],
-                    None => {
-                        say(err, name, format!("{p}: No such file or directory"));
-                        status = 2;
-                        continue;
-                    }
+    }
+    status
+}
+
+/// `touch`.
+fn run_touch(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, err, .. } = applet;
+    each_file(args, |f| {
+        let path = resolve(&sh.vars.cwd, f);
+        match fs.get(&path) {
+            Some(_) => Ok(()),
+            None => fs.write(&path, b"", false).map_err(|e| format!("{f}: {e}")),
+        }
+    })
+    .unwrap_or_else(|e| {
+        say(err, name, e);
+        1
+    })
+}
+
+/// `rm`.
+fn run_rm(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, err, .. } = applet;
+    let (flags, files) = flags_and_operands(args);
+    let (force, recursive) = (flags.contains('f'), flags.contains('r') || flags.contains('R'));
+    let mut status = 0;
+    for f in files {
+        match fs.remove(&resolve(&sh.vars.cwd, f), recursive) {
+            Ok(()) => {}
+            Err(FsError::NotFound) if force => {}
+            Err(FsError::NotEmpty) => {
+                say(err, name, format!("'{f}' is a directory"));
+                status = 1;
+            }
+            Err(e) => {
+                say(err, name, format!("can't remove '{f}': {e}"));
+                status = 1;
+            }
+        }
+    }
+    status
+}
+
+/// `mkdir`.
+fn run_mkdir(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, err, .. } = applet;
+    let (flags, dirs) = flags_and_operands(args);
+    let mut status = 0;
+    for d in dirs {
+        if let Err(e) = fs.mkdir(&resolve(&sh.vars.cwd, d), flags.contains('p')) {
+            say(err, name, format!("can't create directory '{d}': {e}"));
+            status = 1;
+        }
+    }
+    status
+}
+
+/// `ls`.
+fn run_ls(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, out, err, .. } = applet;
+    let (flags, paths) = flags_and_operands(args);
+    let paths: Vec<&str> = if paths.is_empty() { vec!["."] } else { paths };
+    let mut status = 0;
+    for p in &paths {
+        let path = resolve(&sh.vars.cwd, p);
+        let names = match fs.get(&path) {
+            Some(Node::Dir) => fs.list(&path).unwrap_or_default().into_iter().filter(|n| flags.contains('a') || !n.starts_with('.')).collect(),
+            Some(Node::File { .. }) => vec![p.to_string()],
+            None => {
+                say(err, name, format!("{p}: No such file or directory"));
+                status = 2;
+                continue;
+            }
+        };
+        if paths.len() > 1 && fs.is_dir(&path) {
+            out.extend_from_slice(format!("{p}:\n").as_bytes());
+        }
+        for n in names {
+            if flags.contains('l') {
+                let child = if fs.is_dir(&path) { format!("{}/{n}", path.trim_end_matches('/')) } else { path.clone() };
+                let (kind, size, mode) = match fs.get(&child) {
+                    Some(Node::File { data, mode }) => ('-', data.len(), *mode),
+                    _ => ('d', 4096, 0o755),
                 };
-                if paths.len() > 1 && fs.is_dir(&path) {
-                    out.extend_from_slice(format!("{p}:\n").as_bytes());
-                }
-                for n in names {
-                    if flags.contains('l') {
-                        let child = if fs.is_dir(&path) { format!("{}/{n}", path.trim_end_matches('/')) } else { path.clone() };
-                        let (kind, size, mode) = match fs.get(&child) {
-                            Some(Node::File { data, mode }) => ('-', data.len(), *mode),
-                            _ => ('d', 4096, 0o755),
-                        };
-                        out.extend_from_slice(format!("{kind}{} 1 root root {size:>8} Jan  1 00:00 {n}\n", mode_string(mode)).as_bytes());
-                    } else {
-                        out.extend_from_slice(format!("{n}\n").as_bytes());
-                    }
-                }
+                out.extend_from_slice(format!("{kind}{} 1 root root {size:>8} Jan  1 00:00 {n}\n", mode_string(mode)).as_bytes());
+            } else {
+                out.extend_from_slice(format!("{n}\n").as_bytes());
             }
-            status
         }
-        "cp" | "mv" => {
-            let (_, operands) = flags_and_operands(args);
-            match operands.as_slice() {
-                [from, to] => {
-                    let (src, mut dst) = (resolve(&sh.vars.cwd, from), resolve(&sh.vars.cwd, to));
-                    if fs.is_dir(&dst) {
-                        dst = format!("{}/{}", dst.trim_end_matches('/'), src.rsplit('/').next().unwrap_or_default());
-                    }
-                    match fs.read(&src).map(<[u8]>::to_vec).and_then(|data| fs.write(&dst, &data, false)) {
-                        Ok(()) if name == "mv" => fs.remove(&src, false).map_or(1, |_| 0),
-                        Ok(()) => 0,
-                        Err(e) => {
-                            say(err, name, format!("can't stat '{from}': {e}"));
-                            1
-                        }
-                    }
-                }
-                _ => {
-                    say(err, name, "missing file operand");
+    }
+    status
+}
+
+/// `cp` `mv`.
+fn run_cp(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, err, .. } = applet;
+    let (_, operands) = flags_and_operands(args);
+    match operands.as_slice() {
+        [from, to] => {
+            let (src, mut dst) = (resolve(&sh.vars.cwd, from), resolve(&sh.vars.cwd, to));
+            if fs.is_dir(&dst) {
+                dst = format!("{}/{}", dst.trim_end_matches('/'), src.rsplit('/').next().unwrap_or_default());
+            }
+            match fs.read(&src).map(<[u8]>::to_vec).and_then(|data| fs.write(&dst, &data, false)) {
+                Ok(()) if name == "mv" => fs.remove(&src, false).map_or(1, |_| 0),
+                Ok(()) => 0,
+                Err(e) => {
+                    say(err, name, format!("can't stat '{from}': {e}"));
                     1
                 }
             }
         }
-        "tee" => {
-            let (flags, files) = flags_and_operands(args);
-            out.extend_from_slice(stdin);
-            each_file(&files.iter().map(|f| f.to_string()).collect::<Vec<_>>(), |f| {
-                fs.write(&resolve(&sh.vars.cwd, f), stdin, flags.contains('a')).map_err(|e| format!("{f}: {e}"))
-            })
-            .unwrap_or_else(|e| {
-                say(err, name, e);
-                1
-            })
+        _ => {
+            say(err, name, "missing file operand");
+            1
         }
-        "env" | "printenv" => {
-            let assigns: Vec<&String> = args.iter().take_while(|a| a.contains('=')).collect();
-            if name == "env" && assigns.len() < args.len() {
-                let mut inner = sh.vars.clone();
-                for a in &assigns {
-                    if let Some((k, v)) = a.split_once('=') {
-                        inner.values.insert(k.into(), v.into());
-                    }
-                }
-                let mut sub = sh.nested(&mut inner);
-                let status = sub.run_argv(&args[assigns.len()..], fs, stdin, out, err);
-                let (clock, steps, flags) = (sub.clock, sub.steps(), sub.flags());
-                sh.absorb(clock, steps, flags);
-                return Some(status);
+    }
+}
+
+/// `tee`.
+fn run_tee(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, stdin, out, err } = applet;
+    let (flags, files) = flags_and_operands(args);
+    out.extend_from_slice(stdin);
+    each_file(&files.iter().map(|f| f.to_string()).collect::<Vec<_>>(), |f| {
+        fs.write(&resolve(&sh.vars.cwd, f), stdin, flags.contains('a')).map_err(|e| format!("{f}: {e}"))
+    })
+    .unwrap_or_else(|e| {
+        say(err, name, e);
+        1
+    })
+}
+
+/// `env` `printenv`.
+fn run_env(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, stdin, out, err } = applet;
+    let assigns: Vec<&String> = args.iter().take_while(|a| a.contains('=')).collect();
+    if name == "env" && assigns.len() < args.len() {
+        let mut inner = sh.vars.clone();
+        for a in &assigns {
+            if let Some((k, v)) = a.split_once('=') {
+                inner.values.insert(k.into(), v.into());
             }
-            if name == "printenv" && !args.is_empty() {
-                let mut status = 0;
-                for a in args {
-                    match sh.vars.values.get(a) {
-                        Some(v) => out.extend_from_slice(format!("{v}\n").as_bytes()),
-                        None => status = 1,
-                    }
-                }
-                return Some(status);
+        }
+        let mut sub = sh.nested(&mut inner);
+        let status = sub.run_argv(&args[assigns.len()..], fs, stdin, out, err);
+        let (clock, steps, flags) = (sub.clock, sub.steps(), sub.flags());
+        sh.absorb(clock, steps, flags);
+        return status;
+    }
+    if name == "printenv" && !args.is_empty() {
+        let mut status = 0;
+        for a in args {
+            match sh.vars.values.get(a) {
+                Some(v) => out.extend_from_slice(format!("{v}\n").as_bytes()),
+                None => status = 1,
             }
-            for (k, v) in &sh.vars.values {
-                out.extend_from_slice(format!("{k}={v}\n").as_bytes());
+        }
+        return status;
+    }
+    for (k, v) in &sh.vars.values {
+        out.extend_from_slice(format!("{k}={v}\n").as_bytes());
+    }
+    0
+}
+
+/// `export`.
+fn run_export(applet: Applet) -> i32 {
+    let Applet { args, sh, .. } = applet;
+    for a in args {
+        if let Some((k, v)) = a.split_once('=') {
+            sh.vars.values.insert(k.into(), bounded(v.into()));
+        }
+    }
+    0
+}
+
+/// `unset`.
+fn run_unset(applet: Applet) -> i32 {
+    let Applet { args, sh, .. } = applet;
+    for a in args {
+        sh.vars.values.remove(a);
+    }
+    0
+}
+
+/// `read`.
+fn run_read(applet: Applet) -> i32 {
+    let Applet { args, sh, stdin, .. } = applet;
+    let names: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let text = String::from_utf8_lossy(stdin);
+    match text.lines().next() {
+        Some(line) => {
+            let mut fields: Vec<&str> = line.split_whitespace().collect();
+            for (i, n) in names.iter().enumerate() {
+                let value =
+                    if i + 1 == names.len() { fields.split_off(i.min(fields.len())).join(" ") } else { fields.get(i).copied().unwrap_or("").to_string() };
+                sh.vars.values.insert((*n).clone(), bounded(value));
             }
             0
         }
-        "export" => {
-            for a in args {
-                if let Some((k, v)) = a.split_once('=') {
-                    sh.vars.values.insert(k.into(), bounded(v.into()));
-                }
-            }
-            0
-        }
-        "unset" => {
-            for a in args {
-                sh.vars.values.remove(a);
-            }
-            0
-        }
-        "read" => {
-            let names: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-            let text = String::from_utf8_lossy(stdin);
-            match text.lines().next() {
-                Some(line) => {
-                    let mut fields: Vec<&str> = line.split_whitespace().collect();
-                    for (i, n) in names.iter().enumerate() {
-                        let value = if i + 1 == names.len() {
-                            fields.split_off(i.min(fields.len())).join(" ")
-                        } else {
-                            fields.get(i).copied().unwrap_or("").to_string()
-                        };
-                        sh.vars.values.insert((*n).clone(), bounded(value));
-                    }
-                    0
-                }
-                None => 1,
-            }
-        }
-        "cd" => {
-            let target = args.first().cloned().unwrap_or_else(|| sh.var("HOME"));
-            let path = resolve(&sh.vars.cwd, &target);
-            if fs.is_dir(&path) {
-                sh.vars.cwd = path;
-                0
-            } else {
-                err.extend_from_slice(format!("sh: cd: can't cd to {target}: No such file or directory\n").as_bytes());
-                2
+        None => 1,
+    }
+}
+
+/// `cd`.
+fn run_cd(applet: Applet) -> i32 {
+    let Applet { args, sh, fs, err, .. } = applet;
+    let target = args.first().cloned().unwrap_or_else(|| sh.var("HOME"));
+    let path = resolve(&sh.vars.cwd, &target);
+    if fs.is_dir(&path) {
+        sh.vars.cwd = path;
+        0
+    } else {
+        err.extend_from_slice(format!("sh: cd: can't cd to {target}: No such file or directory\n").as_bytes());
+        2
+    }
+}
+
+/// `pwd`.
+fn run_pwd(applet: Applet) -> i32 {
+    let Applet { sh, out, .. } = applet;
+    out.extend_from_slice(format!("{}\n", sh.vars.cwd).as_bytes());
+    0
+}
+
+/// `test` `[`.
+fn run_test(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, err, .. } = applet;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = if name == "[" {
+        match args.split_last() {
+            Some((&"]", rest)) => rest.to_vec(),
+            _ => {
+                say(err, name, "missing ]");
+                return 2;
             }
         }
-        "pwd" => {
-            out.extend_from_slice(format!("{}\n", sh.vars.cwd).as_bytes());
-            0
+    } else {
+        args
+    };
+    match test(&args, fs, &sh.vars.cwd) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            say(err, name, e);
+            2
         }
-        "test" | "[" => {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let args = if name == "[" {
-                match args.split_last() {
-                    Some((&"]", rest)) => rest.to_vec(),
-                    _ => {
-                        say(err, name, "missing ]");
-                        return Some(2);
-                    }
-                }
-            } else {
-                args
-            };
-            match test(&args, fs, &sh.vars.cwd) {
-                Ok(true) => 0,
-                Ok(false) => 1,
+    }
+}
+
+/// `hostname`.
+fn run_hostname(applet: Applet) -> i32 {
+    let Applet { sh, fs, out, .. } = applet;
+    let name = fs.read("/etc/hostname").map(|b| String::from_utf8_lossy(b).trim().to_string()).unwrap_or_else(|_| sh.var("HOSTNAME"));
+    out.extend_from_slice(format!("{name}\n").as_bytes());
+    0
+}
+
+/// `date`.
+fn run_date(applet: Applet) -> i32 {
+    let Applet { args, sh, out, .. } = applet;
+    let format = args.iter().find_map(|a| a.strip_prefix('+')).unwrap_or("%a %b %e %H:%M:%S %Z %Y");
+    out.extend_from_slice(format!("{}\n", date(sh.clock, format)).as_bytes());
+    0
+}
+
+/// `wc`.
+fn run_wc(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, stdin, out, err } = applet;
+    let (flags, files) = flags_and_operands(args);
+    let count = |data: &[u8]| {
+        let text = String::from_utf8_lossy(data);
+        [data.iter().filter(|b| **b == b'\n').count(), text.split_whitespace().count(), data.len()]
+    };
+    let wanted: Vec<usize> = [('l', 0), ('w', 1), ('c', 2)].iter().filter(|(f, _)| flags.contains(*f)).map(|(_, i)| *i).collect();
+    let wanted = if wanted.is_empty() { vec![0, 1, 2] } else { wanted };
+    let show = |counts: [usize; 3], name: Option<&str>| {
+        let numbers: Vec<String> = wanted.iter().map(|i| if wanted.len() == 1 { counts[*i].to_string() } else { format!("{:>9}", counts[*i]) }).collect();
+        format!("{}{}\n", numbers.join(" "), name.map(|n| format!(" {n}")).unwrap_or_default())
+    };
+    if files.is_empty() {
+        out.extend_from_slice(show(count(stdin), None).as_bytes());
+        0
+    } else {
+        let mut status = 0;
+        for f in files {
+            match fs.read(&resolve(&sh.vars.cwd, f)) {
+                Ok(data) => out.extend_from_slice(show(count(data), Some(f)).as_bytes()),
                 Err(e) => {
-                    say(err, name, e);
-                    2
-                }
-            }
-        }
-        "hostname" => {
-            let name = fs.read("/etc/hostname").map(|b| String::from_utf8_lossy(b).trim().to_string()).unwrap_or_else(|_| sh.var("HOSTNAME"));
-            out.extend_from_slice(format!("{name}\n").as_bytes());
-            0
-        }
-        "date" => {
-            let format = args.iter().find_map(|a| a.strip_prefix('+')).unwrap_or("%a %b %e %H:%M:%S %Z %Y");
-            out.extend_from_slice(format!("{}\n", date(sh.clock, format)).as_bytes());
-            0
-        }
-        "wc" => {
-            let (flags, files) = flags_and_operands(args);
-            let count = |data: &[u8]| {
-                let text = String::from_utf8_lossy(data);
-                [data.iter().filter(|b| **b == b'\n').count(), text.split_whitespace().count(), data.len()]
-            };
-            let wanted: Vec<usize> = [('l', 0), ('w', 1), ('c', 2)].iter().filter(|(f, _)| flags.contains(*f)).map(|(_, i)| *i).collect();
-            let wanted = if wanted.is_empty() { vec![0, 1, 2] } else { wanted };
-            let show = |counts: [usize; 3], name: Option<&str>| {
-                let numbers: Vec<String> =
-                    wanted.iter().map(|i| if wanted.len() == 1 { counts[*i].to_string() } else { format!("{:>9}", counts[*i]) }).collect();
-                format!("{}{}\n", numbers.join(" "), name.map(|n| format!(" {n}")).unwrap_or_default())
-            };
-            if files.is_empty() {
-                out.extend_from_slice(show(count(stdin), None).as_bytes());
-                0
-            } else {
-                let mut status = 0;
-                for f in files {
-                    match fs.read(&resolve(&sh.vars.cwd, f)) {
-                        Ok(data) => out.extend_from_slice(show(count(data), Some(f)).as_bytes()),
-                        Err(e) => {
-                            say(err, name, format!("{f}: {e}"));
-                            status = 1;
-                        }
-                    }
-                }
-                status
-            }
-        }
-        "grep" => grep(args, fs, &sh.vars.cwd, stdin, out, err),
-        "head" | "tail" => {
-            let (mut lines, mut from_start, mut follow, mut files) = (10usize, false, false, Vec::new());
-            let mut i = 0;
-            while i < args.len() {
-                let a = &args[i];
-                if a == "-n" {
-                    i += 1;
-                    let n = args.get(i).map_or("10", String::as_str);
-                    from_start = n.starts_with('+');
-                    lines = n.trim_start_matches('+').parse().unwrap_or(10);
-                } else if a == "-f" || a == "-F" {
-                    follow = true;
-                } else if let Some(n) = a.strip_prefix('-').and_then(|n| n.parse().ok()) {
-                    lines = n;
-                } else {
-                    files.push(a.clone());
-                }
-                i += 1;
-            }
-            let data = match files.first() {
-                Some(f) => match fs.read(&resolve(&sh.vars.cwd, f)) {
-                    Ok(d) => d.to_vec(),
-                    Err(e) => {
-                        say(err, name, format!("can't open '{f}': {e}"));
-                        return Some(1);
-                    }
-                },
-                None => stdin.to_vec(),
-            };
-            let text = String::from_utf8_lossy(&data);
-            let all: Vec<&str> = text.lines().collect();
-            let chosen: &[&str] = match (name, from_start) {
-                ("head", _) => &all[..lines.min(all.len())],
-                (_, true) => &all[lines.saturating_sub(1).min(all.len())..],
-                _ => &all[all.len().saturating_sub(lines)..],
-            };
-            for l in chosen {
-                out.extend_from_slice(format!("{l}\n").as_bytes());
-            }
-            if follow { wait_forever(sh) } else { 0 }
-        }
-        "seq" => {
-            let n: Vec<i64> = args.iter().filter_map(|a| a.parse().ok()).collect();
-            let (first, step, last) = match n.as_slice() {
-                [last] => (1, 1, *last),
-                [first, last] => (*first, 1, *last),
-                [first, step, last] => (*first, *step, *last),
-                _ => {
-                    say(err, name, "usage: seq [FIRST [INC]] LAST");
-                    return Some(1);
-                }
-            };
-            let mut v = first;
-            let mut count = 0;
-            while step != 0 && (step > 0 && v <= last || step < 0 && v >= last) && count < 100_000 {
-                out.extend_from_slice(format!("{v}\n").as_bytes());
-                v += step;
-                count += 1;
-            }
-            0
-        }
-        "basename" | "dirname" => match args.first() {
-            Some(p) => {
-                let trimmed = p.trim_end_matches('/');
-                let answer = if name == "basename" {
-                    let base = trimmed.rsplit('/').next().unwrap_or(trimmed);
-                    args.get(1).and_then(|suffix| base.strip_suffix(suffix.as_str())).unwrap_or(base).to_string()
-                } else {
-                    super::fs::parent(&resolve("/", trimmed)).to_string()
-                };
-                out.extend_from_slice(format!("{answer}\n").as_bytes());
-                0
-            }
-            None => {
-                say(err, name, "missing operand");
-                1
-            }
-        },
-        "id" => {
-            out.extend_from_slice(b"uid=0(root) gid=0(root) groups=0(root)\n");
-            0
-        }
-        "whoami" => {
-            out.extend_from_slice(b"root\n");
-            0
-        }
-        "uname" => {
-            let text = if args.iter().any(|a| a.contains('a')) { "Linux labkubelet 6.1.0 #1 SMP x86_64 GNU/Linux" } else { "Linux" };
-            out.extend_from_slice(format!("{text}\n").as_bytes());
-            0
-        }
-        "kill" => {
-            let mut signal = 15;
-            let mut status = 0;
-            for a in args {
-                if let Some(s) = a.strip_prefix('-') {
-                    signal = match s.trim_start_matches("SIG") {
-                        "9" | "KILL" => 9,
-                        "2" | "INT" => 2,
-                        "1" | "HUP" => 1,
-                        _ => 15,
-                    };
-                } else if a == "1" {
-                    sh.killed_main = Some(128 + signal);
-                } else {
-                    say(err, name, format!("can't kill pid {a}: No such process"));
+                    say(err, name, format!("{f}: {e}"));
                     status = 1;
                 }
             }
-            status
         }
-        "sh" | "ash" | "bash" | "dash" => {
-            let script = match args.first().map(String::as_str) {
-                Some("-c") => args.get(1).cloned().unwrap_or_default(),
-                Some(file) => match fs.read(&resolve(&sh.vars.cwd, file)) {
-                    Ok(b) => String::from_utf8_lossy(b).into_owned(),
-                    Err(e) => {
-                        err.extend_from_slice(format!("sh: can't open '{file}': {e}\n").as_bytes());
-                        return Some(127);
-                    }
-                },
-                None => String::from_utf8_lossy(stdin).into_owned(),
-            };
-            match super::parse(&script) {
-                Ok(parsed) => {
-                    let mut inner = sh.vars.clone();
-                    if args.first().map(String::as_str) == Some("-c") {
-                        inner.positional = args.iter().skip(2).cloned().collect();
-                    }
-                    let mut sub = sh.nested(&mut inner);
-                    let status = sub.run_script(&parsed, fs, &[], out, err);
-                    let (exited, clock, steps, flags) = (sub.exited, sub.clock, sub.steps(), sub.flags());
-                    sh.absorb(clock, steps, flags);
-                    exited.unwrap_or(status)
-                }
-                Err(e) => {
-                    err.extend_from_slice(format!("sh: {e}\n").as_bytes());
-                    2
-                }
+        status
+    }
+}
+
+/// `grep`.
+fn run_grep(applet: Applet) -> i32 {
+    let Applet { args, sh, fs, stdin, out, err, .. } = applet;
+    grep(args, fs, &sh.vars.cwd, stdin, out, err)
+}
+
+/// `head` `tail`.
+fn run_head(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, stdin, out, err } = applet;
+    let (mut lines, mut from_start, mut follow, mut files) = (10usize, false, false, Vec::new());
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "-n" {
+            i += 1;
+            let n = args.get(i).map_or("10", String::as_str);
+            from_start = n.starts_with('+');
+            lines = n.trim_start_matches('+').parse().unwrap_or(10);
+        } else if a == "-f" || a == "-F" {
+            follow = true;
+        } else if let Some(n) = a.strip_prefix('-').and_then(|n| n.parse().ok()) {
+            lines = n;
+        } else {
+            files.push(a.clone());
+        }
+        i += 1;
+    }
+    let data = match files.first() {
+        Some(f) => match fs.read(&resolve(&sh.vars.cwd, f)) {
+            Ok(d) => d.to_vec(),
+            Err(e) => {
+                say(err, name, format!("can't open '{f}': {e}"));
+                return 1;
             }
-        }
-        "tar" => super::tar::run(&sh.vars.cwd, args, fs, stdin, out, err),
-        "exec" => return Some(if args.is_empty() { 0 } else { sh.run_argv(args, fs, stdin, out, err) }),
-        "nslookup" | "getent" => {
-            let host = args.iter().rfind(|a| !a.starts_with('-') && *a != "hosts").map_or("", String::as_str);
-            if name == "nslookup" {
-                say(err, name, format!("can't resolve '{host}'"));
-            }
-            if name == "nslookup" { 1 } else { 2 }
-        }
-        "wget" | "curl" => {
-            let url = args.iter().rfind(|a| !a.starts_with('-')).map_or("", String::as_str);
-            let host = url.split("://").last().unwrap_or(url).split(['/', ':']).next().unwrap_or("");
-            if name == "wget" {
-                say(err, name, format!("bad address '{host}'"));
-                1
-            } else {
-                err.extend_from_slice(format!("curl: (6) Could not resolve host: {host}\n").as_bytes());
-                6
-            }
-        }
-        _ => return None,
+        },
+        None => stdin.to_vec(),
     };
-    Some(status)
+    let text = String::from_utf8_lossy(&data);
+    let all: Vec<&str> = text.lines().collect();
+    let chosen: &[&str] = match (name, from_start) {
+        ("head", _) => &all[..lines.min(all.len())],
+        (_, true) => &all[lines.saturating_sub(1).min(all.len())..],
+        _ => &all[all.len().saturating_sub(lines)..],
+    };
+    for l in chosen {
+        out.extend_from_slice(format!("{l}\n").as_bytes());
+    }
+    if follow { wait_forever(sh) } else { 0 }
+}
+
+/// `seq`.
+fn run_seq(applet: Applet) -> i32 {
+    let Applet { name, args, out, err, .. } = applet;
+    let n: Vec<i64> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let (first, step, last) = match n.as_slice() {
+        [last] => (1, 1, *last),
+        [first, last] => (*first, 1, *last),
+        [first, step, last] => (*first, *step, *last),
+        _ => {
+            say(err, name, "usage: seq [FIRST [INC]] LAST");
+            return 1;
+        }
+    };
+    let mut v = first;
+    let mut count = 0;
+    while step != 0 && (step > 0 && v <= last || step < 0 && v >= last) && count < 100_000 {
+        out.extend_from_slice(format!("{v}\n").as_bytes());
+        v += step;
+        count += 1;
+    }
+    0
+}
+
+/// `basename` `dirname`.
+fn run_basename(applet: Applet) -> i32 {
+    let Applet { name, args, out, err, .. } = applet;
+    match args.first() {
+        Some(p) => {
+            let trimmed = p.trim_end_matches('/');
+            let answer = if name == "basename" {
+                let base = trimmed.rsplit('/').next().unwrap_or(trimmed);
+                args.get(1).and_then(|suffix| base.strip_suffix(suffix.as_str())).unwrap_or(base).to_string()
+            } else {
+                super::fs::parent(&resolve("/", trimmed)).to_string()
+            };
+            out.extend_from_slice(format!("{answer}\n").as_bytes());
+            0
+        }
+        None => {
+            say(err, name, "missing operand");
+            1
+        }
+    }
+}
+
+/// `id`.
+fn run_id(applet: Applet) -> i32 {
+    let Applet { out, .. } = applet;
+    out.extend_from_slice(b"uid=0(root) gid=0(root) groups=0(root)\n");
+    0
+}
+
+/// `whoami`.
+fn run_whoami(applet: Applet) -> i32 {
+    let Applet { out, .. } = applet;
+    out.extend_from_slice(b"root\n");
+    0
+}
+
+/// `uname`.
+fn run_uname(applet: Applet) -> i32 {
+    let Applet { args, out, .. } = applet;
+    let text = if args.iter().any(|a| a.contains('a')) { "Linux labkubelet 6.1.0 #1 SMP x86_64 GNU/Linux" } else { "Linux" };
+    out.extend_from_slice(format!("{text}\n").as_bytes());
+    0
+}
+
+/// `kill`.
+fn run_kill(applet: Applet) -> i32 {
+    let Applet { name, args, sh, err, .. } = applet;
+    let mut signal = 15;
+    let mut status = 0;
+    for a in args {
+        if let Some(s) = a.strip_prefix('-') {
+            signal = match s.trim_start_matches("SIG") {
+                "9" | "KILL" => 9,
+                "2" | "INT" => 2,
+                "1" | "HUP" => 1,
+                _ => 15,
+            };
+        } else if a == "1" {
+            sh.killed_main = Some(128 + signal);
+        } else {
+            say(err, name, format!("can't kill pid {a}: No such process"));
+            status = 1;
+        }
+    }
+    status
+}
+
+/// `sh` `ash` `bash` `dash`.
+fn run_sh(applet: Applet) -> i32 {
+    let Applet { args, sh, fs, stdin, out, err, .. } = applet;
+    let script = match args.first().map(String::as_str) {
+        Some("-c") => args.get(1).cloned().unwrap_or_default(),
+        Some(file) => match fs.read(&resolve(&sh.vars.cwd, file)) {
+            Ok(b) => String::from_utf8_lossy(b).into_owned(),
+            Err(e) => {
+                err.extend_from_slice(format!("sh: can't open '{file}': {e}\n").as_bytes());
+                return 127;
+            }
+        },
+        None => String::from_utf8_lossy(stdin).into_owned(),
+    };
+    match super::parse(&script) {
+        Ok(parsed) => {
+            let mut inner = sh.vars.clone();
+            if args.first().map(String::as_str) == Some("-c") {
+                inner.positional = args.iter().skip(2).cloned().collect();
+            }
+            let mut sub = sh.nested(&mut inner);
+            let status = sub.run_script(&parsed, fs, &[], out, err);
+            let (exited, clock, steps, flags) = (sub.exited, sub.clock, sub.steps(), sub.flags());
+            sh.absorb(clock, steps, flags);
+            exited.unwrap_or(status)
+        }
+        Err(e) => {
+            err.extend_from_slice(format!("sh: {e}\n").as_bytes());
+            2
+        }
+    }
+}
+
+/// `tar`.
+fn run_tar(applet: Applet) -> i32 {
+    let Applet { args, sh, fs, stdin, out, err, .. } = applet;
+    super::tar::run(&sh.vars.cwd, args, fs, stdin, out, err)
+}
+
+/// `exec`.
+fn run_exec(applet: Applet) -> i32 {
+    let Applet { args, sh, fs, stdin, out, err, .. } = applet;
+    if args.is_empty() { 0 } else { sh.run_argv(args, fs, stdin, out, err) }
+}
+
+/// `nslookup` `getent`.
+fn run_nslookup(applet: Applet) -> i32 {
+    let Applet { name, args, err, .. } = applet;
+    let host = args.iter().rfind(|a| !a.starts_with('-') && *a != "hosts").map_or("", String::as_str);
+    if name == "nslookup" {
+        say(err, name, format!("can't resolve '{host}'"));
+    }
+    if name == "nslookup" { 1 } else { 2 }
+}
+
+/// `wget` `curl`.
+fn run_wget(applet: Applet) -> i32 {
+    let Applet { name, args, err, .. } = applet;
+    let url = args.iter().rfind(|a| !a.starts_with('-')).map_or("", String::as_str);
+    let host = url.split("://").last().unwrap_or(url).split(['/', ':']).next().unwrap_or("");
+    if name == "wget" {
+        say(err, name, format!("bad address '{host}'"));
+        1
+    } else {
+        err.extend_from_slice(format!("curl: (6) Could not resolve host: {host}\n").as_bytes());
+        6
+    }
 }
 
 /// Writes `name: text` to stderr, as an applet reports a problem.
