@@ -210,7 +210,8 @@ pub fn default_root_dir() -> PathBuf {
     state.unwrap_or_else(std::env::temp_dir).join("labkubelet")
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// The agent's configuration from the flags and the `--config` file (flags win), checked.
+fn agent_config(args: &RunArgs, started: tokio::sync::mpsc::UnboundedSender<labkubelet::agent::Started>) -> anyhow::Result<AgentConfig> {
     // As the kubelet: with no kubeconfig of either kind there is no cluster.
     let standalone = args.kubeconfig.is_none() && args.bootstrap_kubeconfig.is_none();
     let root_dir = args.root_dir.clone().unwrap_or_else(default_root_dir);
@@ -230,7 +231,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(path) => KubeletConfiguration::load(path)?,
         None => KubeletConfiguration::default(),
     };
-    let (started_tx, started) = tokio::sync::mpsc::unbounded_channel();
     let defaults = StatusTimings::default();
     let status = StatusTimings {
         update: file.node_status_update_frequency.unwrap_or(defaults.update),
@@ -258,10 +258,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         address: args.address.unwrap_or(if standalone { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() }),
         port: args.port.or(file.port.and_then(|p| u16::try_from(p).ok())).unwrap_or(10250),
         client_ca_file: args.client_ca_file.clone().or(file.client_ca_file()),
-        started: Some(started_tx),
+        started: Some(started),
         static_pod_path: args.pod_manifest_path.clone().or(file.static_pod_path.clone()),
         file_check_frequency: file.file_check_frequency.unwrap_or(labkubelet::pods::static_pods::FILE_CHECK_FREQUENCY),
-        manifest_url: manifest_url(&args, &file)?,
+        manifest_url: manifest_url(args, &file)?,
         http_check_frequency: file.http_check_frequency.unwrap_or(labkubelet::pods::url_source::HTTP_CHECK_FREQUENCY),
         eviction: eviction_config(&file)?,
         stop: tokio_util::sync::CancellationToken::new(),
@@ -272,6 +272,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "standalone mode (no --kubeconfig, no --bootstrap-kubeconfig) runs static pods only: pass --pod-manifest-path (try examples/manifests) or --manifest-url"
         );
     }
+    Ok(config)
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (started_tx, started) = tokio::sync::mpsc::unbounded_channel();
+    let config = agent_config(&args, started_tx)?;
+    let standalone = config.standalone;
     let healthz = if args.healthz_port == 0 {
         None
     } else {

@@ -180,23 +180,56 @@ impl PodSync {
         next
     }
 
+    /// The pod is gone from every source: its containers stop at once, and what the node
+    /// held for it is let go.
+    async fn gone(&mut self, rt: &RuntimePod) -> Next {
+        if let Some(last) = self.last.take() {
+            self.ctx.probes.stop(&self.uid);
+            let stopped = self.stop_all(&last, rt, 0, false).await;
+            self.remove_from_runtime(&stopped).await;
+            // A static pod whose manifest is gone takes its mirror pod with it.
+            if let Err(e) = self.ctx.delete(&last).await {
+                tracing::warn!(pod = %pod_name(&last), "deleting the mirror pod: {e}");
+            }
+        }
+        self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
+        self.ctx.forget_eviction(&self.uid);
+        Next::Done
+    }
+
+    /// What ends a sync before it runs anything: the pod was evicted, ran past its
+    /// `activeDeadlineSeconds`, finished, or admission refuses it.
+    async fn ended_or_refused(&mut self, pod: &Arc<Pod>, rt: &RuntimePod) -> Option<Next> {
+        if let Some(message) = self.ctx.eviction_of(&self.uid) {
+            return Some(self.evicted(pod, rt, message).await);
+        }
+        if self.finished {
+            return Some(Next::At(self.after(RESYNC)));
+        }
+        if let Some(at) = self.active_deadline(pod) {
+            if self.now() >= at {
+                return Some(self.deadline_exceeded(pod, rt).await);
+            }
+            self.wake_at(at);
+        }
+        if matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")) && rt.running().next().is_none() {
+            self.finished = true;
+            return Some(Next::At(self.after(RESYNC)));
+        }
+        let admitted = self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).admit(&self.uid, pod);
+        if let Err(rejection) = admitted {
+            self.event(pod, None, "Warning", &rejection.reason, &rejection.message);
+            self.set_status(pod, &rejected_status(pod, &rejection.reason, &rejection.message, self.now()));
+            self.finished = true;
+            return Some(Next::At(self.after(RESYNC)));
+        }
+        None
+    }
+
     /// One sync of the pod over the runtime's view `rt`; `None` means it is gone from every
     /// source.
     async fn sync_with(&mut self, pod: Option<Arc<Pod>>, rt: &RuntimePod) -> Next {
-        let Some(pod) = pod else {
-            if let Some(last) = self.last.take() {
-                self.ctx.probes.stop(&self.uid);
-                let stopped = self.stop_all(&last, rt, 0, false).await;
-                self.remove_from_runtime(&stopped).await;
-                // A static pod whose manifest is gone takes its mirror pod with it.
-                if let Err(e) = self.ctx.delete(&last).await {
-                    tracing::warn!(pod = %pod_name(&last), "deleting the mirror pod: {e}");
-                }
-            }
-            self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
-            self.ctx.forget_eviction(&self.uid);
-            return Next::Done;
-        };
+        let Some(pod) = pod else { return self.gone(rt).await };
         self.last = Some(pod.clone());
         if pod.metadata.deletion_timestamp.is_some() {
             return self.terminate(&pod, rt).await;
@@ -208,28 +241,8 @@ impl PodSync {
         }
         // The pod as the API has it: a static pod's status lives on its mirror pod.
         let pod = self.ctx.api_view(&pod);
-        if let Some(message) = self.ctx.eviction_of(&self.uid) {
-            return self.evicted(&pod, rt, message).await;
-        }
-        if self.finished {
-            return Next::At(self.after(RESYNC));
-        }
-        if let Some(at) = self.active_deadline(&pod) {
-            if self.now() >= at {
-                return self.deadline_exceeded(&pod, rt).await;
-            }
-            self.wake_at(at);
-        }
-        if matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")) && rt.running().next().is_none() {
-            self.finished = true;
-            return Next::At(self.after(RESYNC));
-        }
-        let admitted = self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).admit(&self.uid, &pod);
-        if let Err(rejection) = admitted {
-            self.event(&pod, None, "Warning", &rejection.reason, &rejection.message);
-            self.set_status(&pod, &rejected_status(&pod, &rejection.reason, &rejection.message, self.now()));
-            self.finished = true;
-            return Next::At(self.after(RESYNC));
+        if let Some(next) = Box::pin(self.ended_or_refused(&pod, rt)).await {
+            return next;
         }
 
         // As syncPod does: the status goes out before the sandbox and the pulls, so a slow one
