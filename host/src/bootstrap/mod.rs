@@ -387,39 +387,4 @@ fn timestamp(t: SystemTime) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_node_kubeconfig_keeps_the_bootstrap_cluster_and_names_the_current_certificate() {
-        let bootstrap = Kubeconfig::from_yaml(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://10.0.0.1:6443/\n    certificate-authority-data: Q0E=\n",
-        )
-        .expect("a bootstrap kubeconfig");
-        let text =
-            serde_yaml_ng::to_string(&node_kubeconfig("https://10.0.0.1:6443/", &bootstrap, "/var/lib/kubelet/pki/kubelet-client-current.pem")).expect("yaml");
-        assert!(!text.contains("null"), "no empty fields written:\n{text}");
-        let written = Kubeconfig::from_yaml(&text).expect("it reads back");
-        let cluster = written.clusters[0].cluster.clone().expect("a cluster");
-        assert_eq!(cluster.server.as_deref(), Some("https://10.0.0.1:6443"));
-        assert_eq!(cluster.certificate_authority_data.as_deref(), Some("Q0E="));
-        let user = written.auth_infos[0].auth_info.clone().expect("a user");
-        assert_eq!(user.client_certificate.as_deref(), Some("/var/lib/kubelet/pki/kubelet-client-current.pem"));
-        assert_eq!(user.client_key, user.client_certificate);
-        assert_eq!(written.current_context.as_deref(), Some("default-context"));
-    }
-
-    #[test]
-    fn certificate_files_are_stamped_like_the_kubelet_does() {
-        assert_eq!(timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)), "2023-11-14-22-13-20");
-    }
-
-    #[test]
-    fn the_csr_name_depends_on_key_subject_and_usages() {
-        let a = csr_name(b"key", "system:node:a", &["system:nodes"], &USAGES);
-        assert!(a.starts_with("node-csr-") && a.len() == "node-csr-".len() + 43, "{a}");
-        assert_eq!(a, csr_name(b"key", "system:node:a", &["system:nodes"], &USAGES));
-        assert_ne!(a, csr_name(b"key", "system:node:b", &["system:nodes"], &USAGES));
-        assert_ne!(a, csr_name(b"other", "system:node:a", &["system:nodes"], &USAGES));
-    }
-}
+mod tests;
