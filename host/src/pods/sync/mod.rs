@@ -180,23 +180,6 @@ impl PodSync {
         next
     }
 
-    /// The pod is gone from every source: its containers stop at once, and what the node
-    /// held for it is let go.
-    async fn gone(&mut self, rt: &RuntimePod) -> Next {
-        if let Some(last) = self.last.take() {
-            self.ctx.probes.stop(&self.uid);
-            let stopped = self.stop_all(&last, rt, 0, false).await;
-            self.remove_from_runtime(&stopped).await;
-            // A static pod whose manifest is gone takes its mirror pod with it.
-            if let Err(e) = self.ctx.delete(&last).await {
-                tracing::warn!(pod = %pod_name(&last), "deleting the mirror pod: {e}");
-            }
-        }
-        self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
-        self.ctx.forget_eviction(&self.uid);
-        Next::Done
-    }
-
     /// What ends a sync before it runs anything: the pod was evicted, ran past its
     /// `activeDeadlineSeconds`, finished, or admission refuses it.
     async fn ended_or_refused(&mut self, pod: &Arc<Pod>, rt: &RuntimePod) -> Option<Next> {

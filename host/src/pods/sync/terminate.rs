@@ -13,6 +13,23 @@ use std::time::Duration;
 pub(super) const MIN_GRACE_SECONDS: i64 = 2;
 
 impl PodSync {
+    /// The pod is gone from every source: its containers stop at once, and what the node
+    /// held for it is let go.
+    pub(super) async fn gone(&mut self, rt: &RuntimePod) -> Next {
+        if let Some(last) = self.last.take() {
+            self.ctx.probes.stop(&self.uid);
+            let stopped = self.stop_all(&last, rt, 0, false).await;
+            self.remove_from_runtime(&stopped).await;
+            // A static pod whose manifest is gone takes its mirror pod with it.
+            if let Err(e) = self.ctx.delete(&last).await {
+                tracing::warn!(pod = %pod_name(&last), "deleting the mirror pod: {e}");
+            }
+        }
+        self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
+        self.ctx.forget_eviction(&self.uid);
+        Next::Done
+    }
+
     /// Stops a container as upstream's killContainer does: its `preStop` hook first (when
     /// there is grace to give), which takes its time from the grace period, then the stop with
     /// what is left (2 s at least).

@@ -2,6 +2,7 @@
 //! pkg/kubelet/cri/streaming): `kubectl exec` reaches the node as an upgrade to SPDY/3.1 the
 //! API server passes through, and the command runs in the container's shell in its plugin.
 //!
+//! - `exec`: `/exec`, the command run in the container's shell.
 //! - [`spdy`]: SPDY/3.1 framing and connections.
 //! - [`remotecommand`]: the `channel.k8s.io` stream protocols over them.
 //! - [`websocket`]: the same channels over WebSocket, for exec and attach.
@@ -11,14 +12,17 @@
 //! What is left: port-forward over WebSocket is refused (400), so that a client falls back
 //! to SPDY.
 
+mod exec;
 pub mod portforward;
 pub mod remotecommand;
 pub mod spdy;
 pub mod terminal;
 pub mod websocket;
 
+pub use exec::{exec, exec_with_uid};
+
 use super::{NodeApi, logs, text};
-use crate::runtime::{ContainerRuntime, LogStream, SessionOpened};
+use crate::runtime::LogStream;
 use axum::Extension;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Path, Query, Request};
@@ -27,171 +31,6 @@ use axum::response::{IntoResponse, Response};
 use remotecommand::{NegotiationError, Options, Outcome, Streams};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The most stdin an exec takes: the command gets all of it when the client closes it.
-const MAX_STDIN: usize = 4 << 20;
-
-/// `/exec/{namespace}/{pod}/{container}`.
-pub async fn exec(
-    Extension(api): Extension<Arc<NodeApi>>,
-    Path((namespace, pod, container)): Path<(String, String, String)>,
-    Query(query): Query<Vec<(String, String)>>,
-    request: Request,
-) -> Response {
-    exec_in(api, &namespace, &pod, None, &container, query, request).await
-}
-
-/// `/exec/{namespace}/{pod}/{uid}/{container}`.
-pub async fn exec_with_uid(
-    Extension(api): Extension<Arc<NodeApi>>,
-    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
-    Query(query): Query<Vec<(String, String)>>,
-    request: Request,
-) -> Response {
-    exec_in(api, &namespace, &pod, Some(&uid), &container, query, request).await
-}
-
-async fn exec_in(
-    api: Arc<NodeApi>,
-    namespace: &str,
-    pod: &str,
-    uid: Option<&str>,
-    container: &str,
-    query: Vec<(String, String)>,
-    request: Request,
-) -> Response {
-    let options = match Options::from_query(&query) {
-        Ok(o) => o,
-        Err(e) => return text(StatusCode::BAD_REQUEST, e),
-    };
-    let cmd: Vec<String> = query.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
-    let id = match running_container(&api, namespace, pod, uid, container) {
-        Ok(id) => id,
-        Err((code, message)) => return text(code, message),
-    };
-    let runtime = api.pods.runtime.clone();
-    if is_websocket(&request) {
-        return upgrade_websocket(request, options, move |streams, session| async move {
-            // v4 has no message that ends stdin: a piped shell runs each line as it arrives.
-            command(runtime.as_ref(), &id, &cmd, streams, options, false).await;
-            session.close().await;
-        })
-        .await;
-    }
-    upgrade(request, &remotecommand::PROTOCOLS, move |mut conn, protocol| async move {
-        let Some(streams) = remotecommand::accept_streams(&mut conn, protocol, options).await else {
-            tracing::debug!("exec: the client did not open its streams");
-            return conn.close().await;
-        };
-        command(runtime.as_ref(), &id, &cmd, streams, options, true).await;
-        conn.close().await;
-    })
-}
-
-/// Runs an exec's command on its streams: a terminal session for `-it` on a shell; else,
-/// where stdin has no end (`stdin_ends` false), a shell's lines run as they arrive and other
-/// commands get no stdin; else the command once, with all of stdin.
-async fn command(runtime: &dyn ContainerRuntime, id: &str, cmd: &[String], mut streams: Streams, options: Options, stdin_ends: bool) {
-    let session = match options.stdin && (options.tty || !stdin_ends) {
-        true => runtime.exec_session_open(id, cmd).await.ok(),
-        false => None,
-    };
-    match session {
-        Some(opened) if options.tty => interactive(runtime, id, cmd, streams, opened).await,
-        Some(opened) => piped(runtime, id, cmd, streams, opened).await,
-        None => {
-            if !stdin_ends {
-                streams.stdin = None;
-            }
-            batch(runtime, id, cmd, streams, options).await
-        }
-    }
-}
-
-/// A shell reading its lines from stdin without a terminal: each line runs as it arrives,
-/// without echo or prompt, until `exit` or the client goes away.
-async fn piped(runtime: &dyn ContainerRuntime, id: &str, cmd: &[String], mut streams: Streams, opened: SessionOpened) {
-    let mut pending = Vec::new();
-    let outcome = 'session: loop {
-        let Some(chunk) = streams.next_stdin().await else { break Outcome::Exited(0) };
-        pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            match runtime.exec_session_line(id, opened.session, &String::from_utf8_lossy(&line[..end])).await {
-                Ok(out) => {
-                    streams.write_stdout(out.output.as_bytes()).await;
-                    if let Some(code) = out.exited {
-                        break 'session Outcome::Exited(code);
-                    }
-                }
-                Err(e) => break 'session Outcome::Failed(e.to_string()),
-            }
-        }
-        if pending.len() > MAX_STDIN {
-            break Outcome::Failed(format!("a line of more than {MAX_STDIN} bytes on stdin"));
-        }
-    };
-    runtime.exec_session_close(id, opened.session).await;
-    streams.finish(b"", b"", outcome, cmd).await;
-}
-
-/// A command run once: with all of stdin when the client sends some and no terminal
-/// (`kubectl exec -i … < file`), else at once.
-async fn batch(runtime: &dyn ContainerRuntime, id: &str, cmd: &[String], mut streams: Streams, options: Options) {
-    let stdin = if options.tty {
-        Vec::new()
-    } else {
-        match streams.read_stdin(MAX_STDIN).await {
-            Some(stdin) => stdin,
-            None => return streams.finish(b"", b"", Outcome::Failed(format!("more than {MAX_STDIN} bytes on stdin")), cmd).await,
-        }
-    };
-    match runtime.exec_sync(id, cmd, &stdin, Duration::ZERO).await {
-        // A terminal has one output, with CR NL line ends.
-        Ok(result) if options.tty => {
-            let out = terminal::to_terminal(&result.output());
-            streams.finish(&out, b"", Outcome::Exited(result.exit_code), cmd).await;
-        }
-        Ok(result) => streams.finish(&result.stdout, &result.stderr, Outcome::Exited(result.exit_code), cmd).await,
-        Err(e) => streams.finish(b"", b"", Outcome::Failed(e.to_string()), cmd).await,
-    }
-}
-
-/// A shell on a terminal (`kubectl exec -it … -- sh`): its prompt, each line run as it is
-/// typed, until `exit`, Ctrl-D or the client goes away.
-async fn interactive(runtime: &dyn ContainerRuntime, id: &str, cmd: &[String], mut streams: Streams, opened: SessionOpened) {
-    let mut discipline = terminal::LineDiscipline::default();
-    let mut prompt = opened.prompt;
-    streams.write_stdout(prompt.as_bytes()).await;
-    let outcome = 'session: loop {
-        let Some(typed) = streams.next_stdin().await else { break Outcome::Exited(0) };
-        // Key by key, so that what was typed after Enter is echoed after the line's output.
-        let mut echo = Vec::new();
-        for byte in typed {
-            let Some(key) = discipline.feed(&[byte], &mut echo).pop() else { continue };
-            streams.write_stdout(&std::mem::take(&mut echo)).await;
-            match key {
-                terminal::Key::Line(line) => match runtime.exec_session_line(id, opened.session, &line).await {
-                    Ok(out) => {
-                        streams.write_stdout(&terminal::to_terminal(&out.output)).await;
-                        if let Some(code) = out.exited {
-                            break 'session Outcome::Exited(code);
-                        }
-                        prompt = out.prompt;
-                    }
-                    Err(e) => break 'session Outcome::Failed(e.to_string()),
-                },
-                terminal::Key::Interrupt => {}
-                terminal::Key::EndOfInput => break 'session Outcome::Exited(0),
-            }
-            streams.write_stdout(prompt.as_bytes()).await;
-        }
-        streams.write_stdout(&echo).await;
-    };
-    // Gone already when `exit` ended it; closing twice is harmless.
-    runtime.exec_session_close(id, opened.session).await;
-    streams.finish(b"", b"", outcome, cmd).await;
-}
 
 /// `/attach/{namespace}/{pod}/{container}`.
 pub async fn attach(
