@@ -9,7 +9,7 @@
 
 use super::api_objects::{ApiObjects, ObjectError};
 use super::downward::{Addresses, field_value, resource_value};
-use k8s_openapi::api::core::v1::{Container, Pod, Service};
+use k8s_openapi::api::core::v1::{Container, EnvVarSource, Pod, Service};
 use std::collections::{BTreeMap, HashMap};
 
 /// A container's environment, in the order it is given to the runtime.
@@ -82,29 +82,10 @@ pub async fn make_environment(objects: &ApiObjects, inputs: EnvInputs<'_>) -> Re
     for var in container.env.iter().flatten() {
         let value = match (var.value.as_deref().filter(|v| !v.is_empty()), &var.value_from) {
             (Some(v), _) => expand(v, |name| defined.get(name).or_else(|| service_env.get(name)).map(String::as_str)),
-            (None, Some(from)) => {
-                if let Some(r) = &from.field_ref {
-                    field_value(pod, r, inputs.addresses)?
-                } else if let Some(r) = &from.resource_field_ref {
-                    resource_value(pod, container, r, inputs.allocatable)?
-                } else if let Some(r) = &from.config_map_key_ref {
-                    let Some(cm) = skip_optional(objects.config_map(namespace, &r.name).await, r.optional)? else { continue };
-                    match cm.data.as_ref().and_then(|d| d.get(&r.key)) {
-                        Some(v) => v.clone(),
-                        None if r.optional == Some(true) => continue,
-                        None => return Err(format!("couldn't find key {} in ConfigMap {namespace}/{}", r.key, r.name)),
-                    }
-                } else if let Some(r) = &from.secret_key_ref {
-                    let Some(s) = skip_optional(objects.secret(namespace, &r.name).await, r.optional)? else { continue };
-                    match s.data.as_ref().and_then(|d| d.get(&r.key)) {
-                        Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
-                        None if r.optional == Some(true) => continue,
-                        None => return Err(format!("couldn't find key {} in Secret {namespace}/{}", r.key, r.name)),
-                    }
-                } else {
-                    String::new()
-                }
-            }
+            (None, Some(from)) => match value_from(objects, &inputs, namespace, from).await? {
+                Some(v) => v,
+                None => continue,
+            },
             (None, None) => String::new(),
         };
         service_env.remove(&var.name);
@@ -113,6 +94,33 @@ pub async fn make_environment(objects: &ApiObjects, inputs: EnvInputs<'_>) -> Re
     env.vars = order.into_iter().filter_map(|name| defined.remove(&name).map(|v| (name, v))).collect();
     env.vars.extend(service_env);
     Ok(env)
+}
+
+/// A variable's `valueFrom`: a field, a resource, a ConfigMap or Secret key (`None`: an
+/// optional one that is missing, so the variable is not set), or why it cannot be had.
+async fn value_from(objects: &ApiObjects, inputs: &EnvInputs<'_>, namespace: &str, from: &EnvVarSource) -> Result<Option<String>, String> {
+    let (pod, container) = (inputs.pod, inputs.container);
+    if let Some(r) = &from.field_ref {
+        field_value(pod, r, inputs.addresses).map(Some)
+    } else if let Some(r) = &from.resource_field_ref {
+        resource_value(pod, container, r, inputs.allocatable).map(Some)
+    } else if let Some(r) = &from.config_map_key_ref {
+        let Some(cm) = skip_optional(objects.config_map(namespace, &r.name).await, r.optional)? else { return Ok(None) };
+        match cm.data.as_ref().and_then(|d| d.get(&r.key)) {
+            Some(v) => Ok(Some(v.clone())),
+            None if r.optional == Some(true) => Ok(None),
+            None => Err(format!("couldn't find key {} in ConfigMap {namespace}/{}", r.key, r.name)),
+        }
+    } else if let Some(r) = &from.secret_key_ref {
+        let Some(s) = skip_optional(objects.secret(namespace, &r.name).await, r.optional)? else { return Ok(None) };
+        match s.data.as_ref().and_then(|d| d.get(&r.key)) {
+            Some(v) => Ok(Some(String::from_utf8_lossy(&v.0).into_owned())),
+            None if r.optional == Some(true) => Ok(None),
+            None => Err(format!("couldn't find key {} in Secret {namespace}/{}", r.key, r.name)),
+        }
+    } else {
+        Ok(Some(String::new()))
+    }
 }
 
 /// An object, `None` when it is missing and the reference is optional, or the error.

@@ -205,19 +205,7 @@ pub fn svg(timeline: &Timeline) -> String {
         r#"<rect width="100%" height="100%" fill="white"/><text x="10" y="24" font-size="16" font-weight="bold">labkubelet timeline: node {}</text>"#,
         escape(&timeline.node)
     );
-    let seconds = (end - start) as f64 / 1e9;
-    let step = [1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0].into_iter().find(|s| seconds / s <= 12.0).unwrap_or(7200.0);
-    let mut tick = 0.0;
-    while tick <= seconds {
-        let tx = x(start + (tick * 1e9) as i64);
-        let _ = write!(
-            out,
-            r##"<line x1="{tx:.1}" y1="{}" x2="{tx:.1}" y2="{lanes_bottom:.1}" stroke="#eeeeee"/><text x="{tx:.1}" y="{}" text-anchor="middle" fill="#666">+{tick}s</text>"##,
-            TOP - 10.0,
-            TOP - 16.0
-        );
-        tick += step;
-    }
+    ticks(&mut out, start, end, lanes_bottom, &x);
     for (i, lane) in lanes.iter().enumerate() {
         let y = TOP + LANE * i as f64;
         let restarts = lane.restarts();
@@ -240,6 +228,23 @@ pub fn svg(timeline: &Timeline) -> String {
     legend(&mut out, height);
     out.push_str("</svg>\n");
     out
+}
+
+/// The time axis: a tick every 1 s to 2 h, at most a dozen, from the first entry.
+fn ticks(out: &mut String, start: i64, end: i64, lanes_bottom: f64, x: &impl Fn(i64) -> f64) {
+    let seconds = (end - start) as f64 / 1e9;
+    let step = [1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0].into_iter().find(|s| seconds / s <= 12.0).unwrap_or(7200.0);
+    let mut tick = 0.0;
+    while tick <= seconds {
+        let tx = x(start + (tick * 1e9) as i64);
+        let _ = write!(
+            out,
+            r##"<line x1="{tx:.1}" y1="{}" x2="{tx:.1}" y2="{lanes_bottom:.1}" stroke="#eeeeee"/><text x="{tx:.1}" y="{}" text-anchor="middle" fill="#666">+{tick}s</text>"##,
+            TOP - 10.0,
+            TOP - 16.0
+        );
+        tick += step;
+    }
 }
 
 /// A lane's state segments, the pulls over them, and its exits with code and reason.
