@@ -78,7 +78,7 @@ pub struct TimelineArgs {
 
 impl AgentArgs {
     fn root(&self) -> PathBuf {
-        self.root_dir.clone().unwrap_or_else(super::run::default_root_dir)
+        self.root_dir.clone().unwrap_or_else(default_root_dir)
     }
 
     /// --server, else the endpoint the agent recorded for --node (or for its one node).
@@ -296,4 +296,21 @@ async fn serve_timeline(agent: AgentArgs, address: std::net::SocketAddr) -> anyh
         .await
         .context("serving the live timeline")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The root folder when none is given: the kubelet's place when it is writable, else the
+/// user's state folder (labs run as a normal user).
+pub fn default_root_dir() -> PathBuf {
+    let system = PathBuf::from("/var/lib/labkubelet");
+    let writable = |p: &std::path::Path| {
+        let probe = p.join(".writable");
+        let ok = std::fs::create_dir_all(p).is_ok() && std::fs::write(&probe, b"").is_ok();
+        let _ = std::fs::remove_file(&probe);
+        ok
+    };
+    if writable(&system) {
+        return system;
+    }
+    let state = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    state.unwrap_or_else(std::env::temp_dir).join("labkubelet")
 }

@@ -193,28 +193,11 @@ fn manifest_url(args: &RunArgs, file: &KubeletConfiguration) -> anyhow::Result<O
     Ok(Some(ManifestUrl { url, headers }))
 }
 
-/// The root folder when none is given: the kubelet's place when it is writable, else the
-/// user's state folder (labs run as a normal user).
-pub fn default_root_dir() -> PathBuf {
-    let system = PathBuf::from("/var/lib/labkubelet");
-    let writable = |p: &std::path::Path| {
-        let probe = p.join(".writable");
-        let ok = std::fs::create_dir_all(p).is_ok() && std::fs::write(&probe, b"").is_ok();
-        let _ = std::fs::remove_file(&probe);
-        ok
-    };
-    if writable(&system) {
-        return system;
-    }
-    let state = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
-    state.unwrap_or_else(std::env::temp_dir).join("labkubelet")
-}
-
 /// The agent's configuration from the flags and the `--config` file (flags win), checked.
 fn agent_config(args: &RunArgs, started: tokio::sync::mpsc::UnboundedSender<labkubelet::agent::Started>) -> anyhow::Result<AgentConfig> {
     // As the kubelet: with no kubeconfig of either kind there is no cluster.
     let standalone = args.kubeconfig.is_none() && args.bootstrap_kubeconfig.is_none();
-    let root_dir = args.root_dir.clone().unwrap_or_else(default_root_dir);
+    let root_dir = args.root_dir.clone().unwrap_or_else(super::lab::default_root_dir);
     let base = args.hostname_override.clone().unwrap_or_else(host_name);
     let nodes: Vec<String> = match args.nodes {
         0 => bail!("--nodes must be at least 1"),

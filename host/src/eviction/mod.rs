@@ -18,7 +18,7 @@ pub mod thresholds;
 
 use crate::node::pressure::Conditions;
 use crate::pods::PodContext;
-use crate::pods::admission::is_critical;
+use crate::pods::manager::is_critical;
 use crate::pods::resources::Quantity;
 use crate::runtime::ContainerStats;
 use crate::stats::Measured;

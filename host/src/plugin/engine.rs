@@ -4,12 +4,12 @@
 use super::bindings::{HostState, PluginPre, WIT_VERSION, exports::labkubelet::runtime::runtime::PluginInfo};
 use super::config_file::ConfigFile;
 use super::instance::PluginInstance;
+use super::policy::PluginPolicy;
 use super::selector::{SelectorError, parse_selector};
 use crate::clock::Clock;
 use crate::runtime::RuntimeError;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,41 +20,6 @@ use wasmtime::{Config, Engine};
 /// How often the engine's epoch advances: the granularity of call deadlines, and how
 /// often a busy plugin yields to other tasks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// What an operator lets a plugin do beyond the host imports. Nothing by default.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Grants {
-    /// Host folders the plugin may open, as (host path, path seen by the plugin).
-    pub dirs: Vec<(PathBuf, String)>,
-    /// Environment variables the plugin sees.
-    pub env: Vec<(String, String)>,
-}
-
-/// The limits and grants every plugin call runs under.
-///
-/// ```
-/// let policy = labkubelet::plugin::PluginPolicy::default();
-/// assert_eq!(policy.call_deadline, std::time::Duration::from_secs(2));
-/// assert_eq!(policy.memory_limit, 64 << 20);
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct PluginPolicy {
-    /// How long one call may run in the plugin (held replies do not count).
-    pub call_deadline: Duration,
-    /// The most linear memory one plugin instance may have, in bytes.
-    pub memory_limit: usize,
-    /// Grants by plugin name.
-    pub grants: BTreeMap<String, Grants>,
-    /// Seeds the plugins' randomness, together with the node and plugin names and the
-    /// instance's start: no two instances draw the same numbers.
-    pub seed: u64,
-}
-
-impl Default for PluginPolicy {
-    fn default() -> Self {
-        PluginPolicy { call_deadline: Duration::from_secs(2), memory_limit: 64 << 20, grants: BTreeMap::new(), seed: 0 }
-    }
-}
 
 /// Why a component was refused. The message says what was wrong and what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -274,7 +239,7 @@ impl PluginEngine {
         // Until it says its name, a plugin is known by its file.
         let probe_name: Arc<str> = std::path::Path::new(&origin).file_name().map_or(origin.as_str().into(), |f| f.to_string_lossy().into());
         let failed = |e: RuntimeError| LoadError::InfoFailed { origin: origin.clone(), detail: e.to_string() };
-        let mut instance = PluginInstance::start(self, &pre, probe_name, "validation", Clock::new(), Arc::new(release), None).await.map_err(failed)?;
+        let mut instance = PluginInstance::start(&self.policy, &pre, probe_name, "validation", Clock::new(), Arc::new(release), None).await.map_err(failed)?;
         instance.configure(&config).await.map_err(failed)?.map_err(|e| LoadError::Config { origin: origin.clone(), place: config.describe(&e) })?;
         let info = instance.info().await.map_err(failed)?;
         validate_name(&info.name).map_err(|why| LoadError::BadName { origin: origin.clone(), name: info.name.clone(), why })?;

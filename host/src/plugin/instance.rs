@@ -7,7 +7,7 @@ use super::bindings::{
     exports::labkubelet::runtime::runtime::{Guest, PluginInfo},
 };
 use super::config_file::ConfigFile;
-use super::engine::PluginEngine;
+use super::policy::PluginPolicy;
 use crate::clock::Clock;
 use crate::runtime::RuntimeError;
 use rand::SeedableRng;
@@ -36,7 +36,7 @@ impl PluginInstance {
     /// Instantiates a plugin for a node. The instance sees only the host imports and what
     /// the operator granted this plugin by name.
     pub(crate) async fn start(
-        engine: &PluginEngine,
+        policy: &PluginPolicy,
         pre: &PluginPre<HostState>,
         plugin: Arc<str>,
         node: &str,
@@ -44,7 +44,6 @@ impl PluginInstance {
         release: Arc<watch::Sender<u64>>,
         node_actions: NodeActionAsks,
     ) -> Result<Self, RuntimeError> {
-        let policy = &engine.policy;
         let trap = |detail: String| RuntimeError::Trap { plugin: plugin.to_string(), method: "instantiate", detail };
         let mut wasi = WasiCtxBuilder::new();
         if let Some(grants) = policy.grants.get(&*plugin) {
@@ -86,7 +85,7 @@ impl PluginInstance {
             memory_denied: false,
             last_error: None,
         };
-        let mut store = Store::new(&engine.engine, state);
+        let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| s);
         store.epoch_deadline_callback(HostState::on_epoch);
         store.set_epoch_deadline(1);

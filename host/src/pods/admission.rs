@@ -5,6 +5,7 @@
 //! node's allocatable pods, cpu and memory). A refused pod is Failed with the kubelet's
 //! reason (`Evicted`, `NodeAffinity`, `OutOfpods`, `OutOfcpu`, `OutOfmemory`, `NodePorts`) and message.
 
+use super::manager::is_critical;
 use super::resources::{QosClass, Quantity, qos_class};
 use crate::node::pressure::{Condition, Conditions};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
@@ -149,13 +150,6 @@ impl Admission {
         self.admitted.remove(uid);
         self.ports.remove(uid);
     }
-}
-
-/// Static and mirror pods, and pods at system-critical priority: admitted under pressure and
-/// never evicted (upstream's `IsCriticalPod`).
-pub fn is_critical(pod: &Pod) -> bool {
-    const SYSTEM_CRITICAL: i32 = 2_000_000_000;
-    super::manager::is_static(pod) || pod.spec.as_ref().and_then(|s| s.priority).is_some_and(|p| p >= SYSTEM_CRITICAL)
 }
 
 /// Whether a toleration of the pod tolerates `node.kubernetes.io/memory-pressure:NoSchedule`.

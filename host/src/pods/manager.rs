@@ -48,6 +48,13 @@ pub fn is_static(pod: &Pod) -> bool {
     source_of(pod) != "api"
 }
 
+/// Static and mirror pods, and pods at system-critical priority: admitted under pressure and
+/// never evicted (upstream's `IsCriticalPod`).
+pub fn is_critical(pod: &Pod) -> bool {
+    const SYSTEM_CRITICAL: i32 = 2_000_000_000;
+    is_static(pod) || pod.spec.as_ref().and_then(|s| s.priority).is_some_and(|p| p >= SYSTEM_CRITICAL)
+}
+
 /// What a watch event says about a pod the manager may hold already.
 #[derive(Debug, PartialEq)]
 enum Change {

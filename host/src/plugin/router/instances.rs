@@ -176,7 +176,7 @@ impl PluginRuntime {
 
     async fn start(&self, plugin: &LoadedPlugin, slot_name: &str, slot: &Slot) -> Result<PluginInstance, RuntimeError> {
         let mut instance = PluginInstance::start(
-            self.catalog.engine(),
+            self.catalog.engine().policy(),
             &plugin.pre,
             slot_name.into(),
             &self.node,
