@@ -12,6 +12,7 @@
 //! What is left: port-forward over WebSocket is refused (400), so that a client falls back
 //! to SPDY.
 
+mod channel;
 mod exec;
 pub mod portforward;
 pub mod remotecommand;

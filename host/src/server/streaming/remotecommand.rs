@@ -5,8 +5,8 @@
 //! ([`super::websocket`]) the channels are numbered in each message. The server ends with the
 //! command's outcome on the error channel.
 
+use super::channel::Channel;
 use super::spdy::{Connection, StreamWriter, frame};
-use super::websocket::Channel;
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::sync::mpsc;

@@ -7,6 +7,7 @@
 //! ones that reach a node's exec through an API server that passes the upgrade on (the
 //! Python client, client-go's WebSocket executor, Kubernetes' e2e tests).
 
+use super::channel::{Channel, Out};
 use super::remotecommand::{Options, Output, Streams};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use base64::Engine;
@@ -32,25 +33,6 @@ pub fn negotiate<'a>(offered: impl Iterator<Item = &'a str>) -> Option<&'static 
         return Some("");
     }
     offered.iter().find_map(|p| PROTOCOLS.iter().find(|s| *s == p).copied())
-}
-
-/// What goes out on the socket.
-enum Out {
-    Data(u8, Bytes),
-    Close,
-}
-
-/// One numbered output channel of a connection.
-pub struct Channel {
-    number: u8,
-    out: mpsc::Sender<Out>,
-}
-
-impl Channel {
-    /// Sends `data` as one message; false when the connection is gone.
-    pub async fn write(&self, data: &[u8]) -> bool {
-        self.out.send(Out::Data(self.number, Bytes::copy_from_slice(data))).await.is_ok()
-    }
 }
 
 /// A served connection: what the command's streams need, and when the client is gone.
