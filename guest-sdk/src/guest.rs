@@ -9,10 +9,9 @@ use crate::bindings::labkubelet::runtime::types::{
 use crate::config::{CommonConfig, ConfigError, ConfigFile};
 use crate::container::{ContainerCtx, Exit, Stop};
 use crate::process;
-use crate::runtime::{
-    ContainerRecord, FakeRuntime, ImageRecord, SandboxRecord, builtin_actions, builtin_trigger, digest_of, finish, normalize_image, not_found, repo_of,
-};
+use crate::runtime::{ContainerRecord, FakeRuntime, ImageRecord, SandboxRecord, digest_of, finish, normalize_image, not_found, repo_of};
 use crate::scenario::{Call, Method, Reply, Scenario, ScenarioExport};
+use crate::triggers::{builtin_actions, builtin_trigger};
 use crate::{
     ContainerConfig, ContainerFile, ContainerState, ErrorCode, ExecResult, HttpRequest, HttpResponse, KeyValue, LogLevel, LogLine, LogStream, PodSandboxConfig,
     ProbeAction, ProbeKind, ProbeResult, RuntimeCondition, RuntimeError, TriggerError, TriggerTarget, host,
@@ -125,7 +124,7 @@ impl Concerns<'_> {
 fn call<T: ScenarioExport, R>(method: Method, concerns: Concerns, f: impl FnOnce(&mut Plugin) -> R) -> R {
     with::<T, _>(|p| {
         let now = host::now();
-        p.rt.refresh(now);
+        process::refresh(&mut p.rt, now);
         if p.rt.faults.hang {
             host::hang_reply();
         } else {
@@ -496,7 +495,7 @@ impl<T: ScenarioExport> Guest for T {
     fn trigger(action: String, target: TriggerTarget, args: Vec<KeyValue>) -> Result<String, TriggerError> {
         with::<T, _>(|p| {
             let now = host::now();
-            p.rt.refresh(now);
+            process::refresh(&mut p.rt, now);
             if let Some(result) = p.scenario.trigger(&mut p.rt, &action, &target, &args) {
                 return result;
             }
@@ -508,7 +507,7 @@ impl<T: ScenarioExport> Guest for T {
     fn reboot() {
         with::<T, _>(|p| {
             let now = host::now();
-            p.rt.refresh(now);
+            process::refresh(&mut p.rt, now);
             for c in p.rt.containers.values_mut().filter(|c| c.state == ContainerState::Running) {
                 finish(c, now, Exit { code: 255, reason: "Unknown".into(), message: String::new() });
             }

@@ -50,6 +50,7 @@ mod runtime;
 mod scenario;
 mod server;
 pub mod shell;
+mod triggers;
 
 pub use config::{ConfigError, ConfigFile};
 pub use container::*;

@@ -12,7 +12,7 @@ use crate::container::{ContainerKind, Exit, Lifetime, RestartPolicy, Stop};
 use crate::image::{ImageDefault, container_argv};
 use crate::runtime::{ContainerRecord, FakeRuntime, SandboxRecord, finish, kind_of};
 use crate::shell::{ExecOutput, Fs, Process, ProcessState, Vars, exec_in};
-use crate::{ContainerFile, ExecResult, LogLine, LogStream, ProbeAction, ProbeOutcome, ProbeResult, host};
+use crate::{ContainerFile, ContainerState, ExecResult, LogLine, LogStream, ProbeAction, ProbeOutcome, ProbeResult, host};
 
 /// The most log lines a container keeps; older ones go, as a rotated log file's do.
 pub const MAX_LOG_LINES: usize = 5_000;
@@ -68,6 +68,36 @@ pub(crate) fn start(rt: &mut FakeRuntime, id: &str, now: i64, lifetime: Lifetime
             c.planned_exit = Some((at, Exit::completed()));
         }
     }
+}
+
+/// Runs the processes and applies the exits whose time has come.
+pub(crate) fn refresh(rt: &mut FakeRuntime, now: i64) {
+    if rt.next_exit.is_none_or(|t| now < t) {
+        return;
+    }
+    let mut next = None::<i64>;
+    for c in rt.containers.values_mut() {
+        if c.state != ContainerState::Running {
+            continue;
+        }
+        // The process runs up to the scenario's exit, if that comes first.
+        let planned = c.planned_exit.as_ref().map(|(at, _)| *at);
+        advance(c, planned.map_or(now, |at| at.min(now)));
+        if c.state != ContainerState::Running {
+            continue;
+        }
+        if let Some((at, exit)) = c.planned_exit.clone() {
+            if at <= now {
+                finish(c, at, exit);
+                continue;
+            }
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        if let Some(wake) = wakes_at(c) {
+            next = Some(next.map_or(wake, |n| n.min(wake)));
+        }
+    }
+    rt.next_exit = next;
 }
 
 /// Runs a container's process up to `until`: its output to the logs, its exit to the

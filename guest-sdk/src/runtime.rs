@@ -1,13 +1,10 @@
 //! The fake container runtime's bookkeeping: sandbox, container and image records, their
-//! state machines and timestamps, ids and addresses, planned exits, and the lab actions
-//! every plugin offers (`kill`, `hang`, `fail-pulls`, `heal`).
+//! state machines and timestamps, ids and addresses, planned exits: what every plugin's lab
+//! actions (`triggers`) act on.
 
-use crate::container::{Completion, ContainerCtx, ContainerKind, Exit, RestartPolicy, find};
-use crate::process;
+use crate::container::{Completion, ContainerCtx, ContainerKind, Exit, RestartPolicy};
 use crate::shell::{Fs, Process};
-use crate::{
-    ContainerConfig, ContainerState, ErrorCode, KeyValue, LogLine, LogStream, PodSandboxConfig, RuntimeError, TriggerAction, TriggerError, TriggerTarget, host,
-};
+use crate::{ContainerConfig, ContainerState, ErrorCode, LogLine, LogStream, PodSandboxConfig, RuntimeError, TriggerTarget, host};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -163,36 +160,6 @@ impl FakeRuntime {
         }
     }
 
-    /// Runs the processes and applies the exits whose time has come.
-    pub(crate) fn refresh(&mut self, now: i64) {
-        if self.next_exit.is_none_or(|t| now < t) {
-            return;
-        }
-        let mut next = None::<i64>;
-        for c in self.containers.values_mut() {
-            if c.state != ContainerState::Running {
-                continue;
-            }
-            // The process runs up to the scenario's exit, if that comes first.
-            let planned = c.planned_exit.as_ref().map(|(at, _)| *at);
-            process::advance(c, planned.map_or(now, |at| at.min(now)));
-            if c.state != ContainerState::Running {
-                continue;
-            }
-            if let Some((at, exit)) = c.planned_exit.clone() {
-                if at <= now {
-                    finish(c, at, exit);
-                    continue;
-                }
-                next = Some(next.map_or(at, |n| n.min(at)));
-            }
-            if let Some(wake) = process::wakes_at(c) {
-                next = Some(next.map_or(wake, |n| n.min(wake)));
-            }
-        }
-        self.next_exit = next;
-    }
-
     /// Makes the next call look at the containers again (a process started, say).
     pub(crate) fn look_again_at(&mut self, at: i64) {
         self.next_exit = Some(self.next_exit.map_or(at, |n| n.min(at)));
@@ -309,76 +276,6 @@ pub(crate) fn repo_of(normalized: &str) -> &str {
     match without_digest.rfind(':') {
         Some(i) if !without_digest[i..].contains('/') => &without_digest[..i],
         _ => without_digest,
-    }
-}
-
-pub(crate) fn builtin_actions() -> Vec<TriggerAction> {
-    [
-        ("kill", "the target containers die now (args: code=137, reason=Error)"),
-        ("hang", "every runtime call hangs until heal, like a deadlocked runtime"),
-        ("fail-pulls", "every image pull fails (args: message=...)"),
-        ("heal", "undo hang and fail-pulls, release held replies"),
-    ]
-    .into_iter()
-    .map(|(name, description)| TriggerAction { name: name.into(), description: description.into() })
-    .collect()
-}
-
-fn arg<'a>(args: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    find(args, key)
-}
-
-pub(crate) fn builtin_trigger(
-    rt: &mut FakeRuntime,
-    action: &str,
-    target: &TriggerTarget,
-    args: &[KeyValue],
-    known: Vec<String>,
-) -> Result<String, TriggerError> {
-    match action {
-        "kill" => {
-            let code = match arg(args, "code") {
-                Some(c) => c.parse::<i32>().map_err(|_| TriggerError::InvalidArgument(format!("code must be an integer, got {c:?}")))?,
-                None => 137,
-            };
-            let reason = arg(args, "reason").unwrap_or(if code == 0 { "Completed" } else { "Error" });
-            let exit = Exit { code, reason: reason.into(), message: String::new() };
-            let now = rt.now();
-            rt.refresh(now);
-            let killed: Vec<String> = rt.matching(target).into_iter().filter(|id| rt.kill(id, exit.clone())).collect();
-            if killed.is_empty() {
-                return Err(TriggerError::NoSuchTarget(describe_target(target)));
-            }
-            Ok(format!("killed {} container(s) with exit code {code}", killed.len()))
-        }
-        "hang" => {
-            rt.faults.hang = true;
-            Ok("runtime calls now hang until heal".into())
-        }
-        "fail-pulls" => {
-            let message = arg(args, "message").unwrap_or("rpc error: code = Unknown desc = failed to pull and unpack image: simulated by labkubelet");
-            rt.faults.fail_pulls = Some(message.into());
-            Ok("image pulls now fail until heal".into())
-        }
-        "heal" => {
-            rt.faults = Faults::default();
-            host::release_replies();
-            Ok("runtime healed".into())
-        }
-        _ => Err(TriggerError::UnknownAction(known)),
-    }
-}
-
-fn describe_target(t: &TriggerTarget) -> String {
-    let pod = match (&t.pod_namespace, &t.pod_name) {
-        (Some(ns), Some(n)) => format!("{ns}/{n}"),
-        (None, Some(n)) => n.clone(),
-        (Some(ns), None) => format!("{ns}/*"),
-        (None, None) => "*".into(),
-    };
-    match &t.container {
-        Some(c) => format!("no running container {c} in pod {pod}"),
-        None => format!("no running container in pod {pod}"),
     }
 }
 

@@ -6,7 +6,7 @@
 //! fail as they do without DNS.
 
 use super::fs::{Fs, FsError, Node, resolve};
-use super::run::{Context, Shell, bounded};
+use super::state::{Context, Shell, bounded};
 
 /// What an applet runs with: its name and arguments, the shell, the container's files, its
 /// stdin and where it writes.

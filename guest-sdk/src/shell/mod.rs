@@ -18,6 +18,7 @@ pub mod builtins;
 pub mod fs;
 pub mod parse;
 mod run;
+mod state;
 pub mod tar;
 
 pub use fs::Fs;
@@ -254,7 +255,7 @@ impl ExecOutput {
 /// (variables, the working folder, `$?`) stays in `vars` for the next line. `exit` ends the
 /// session with the code of [`ExecOutput::code`] and `true`.
 pub fn session_line(vars: &mut Vars, fs: &mut Fs, line: &str, now: i64, timeout_ns: i64) -> (ExecOutput, bool) {
-    let mut shell = run::Shell::new(vars, now, run::Context::Exec);
+    let mut shell = state::Shell::new(vars, now, state::Context::Exec);
     shell.deadline = now.saturating_add(timeout_ns.max(0));
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let status = match parse(line) {
@@ -291,7 +292,7 @@ pub fn prompt(argv: &[String], vars: &Vars) -> String {
 /// for a container that has none running).
 pub fn exec_in(vars: &Vars, fs: &mut Fs, argv: &[String], stdin: &[u8], now: i64, timeout_ns: i64) -> ExecOutput {
     let mut own = vars.clone();
-    let mut shell = run::Shell::new(&mut own, now, run::Context::Exec);
+    let mut shell = state::Shell::new(&mut own, now, state::Context::Exec);
     shell.deadline = now.saturating_add(timeout_ns.max(0));
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let (script, stdin) = match invocation(argv) {

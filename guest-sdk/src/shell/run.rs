@@ -4,6 +4,7 @@
 
 use super::fs::{Fs, resolve};
 use super::parse::{AndOr, Command, Connector, Pipeline, RedirectOp, Script, Word};
+use super::state::{Context, Shell, bounded};
 use super::{MAX_CAPTURE, Process, ProcessState, STEPS_PER_CALL, Vars, builtins};
 use serde::{Deserialize, Serialize};
 
@@ -162,49 +163,7 @@ fn start_pipeline(p: &mut Process, fs: &mut Fs, pipeline: Pipeline) -> u32 {
     used
 }
 
-/// Where a command runs: as (part of) the container's main process, or exec'd beside it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Context {
-    Main,
-    Exec,
-}
-
-/// Runs commands to their end on a clock of its own, within a step budget.
-pub struct Shell<'v> {
-    pub vars: &'v mut Vars,
-    pub clock: i64,
-    pub context: Context,
-    /// An exec gives up past this time.
-    pub deadline: i64,
-    steps: u32,
-    depth: usize,
-    pub exited: Option<i32>,
-    /// A command waits for ever (`sleep infinity`).
-    pub forever: bool,
-    /// The main process runs a program the shell does not know.
-    pub external: bool,
-    pub out_of_steps: bool,
-    /// `kill 1` ended the container's main process with this status.
-    pub killed_main: Option<i32>,
-}
-
 impl<'v> Shell<'v> {
-    pub fn new(vars: &'v mut Vars, clock: i64, context: Context) -> Shell<'v> {
-        Shell {
-            vars,
-            clock,
-            context,
-            deadline: i64::MAX,
-            steps: 0,
-            depth: 0,
-            exited: None,
-            forever: false,
-            external: false,
-            out_of_steps: false,
-            killed_main: None,
-        }
-    }
-
     /// A shell nested in this one (a subshell, a substitution, `sh -c`) over `vars`: one
     /// level deeper, on the same clock, deadline and step budget, so nesting is bounded too.
     pub fn nested<'w>(&self, vars: &'w mut Vars) -> Shell<'w> {
@@ -576,18 +535,6 @@ fn cap(buffer: &mut Vec<u8>) {
 
 /// How many bytes an expansion copies for one step of the budget.
 const BYTES_PER_STEP: usize = 16 * 1024;
-
-/// A variable's value within [`MAX_CAPTURE`] bytes: `x=$x$x` in a loop stops growing there.
-pub fn bounded(mut value: String) -> String {
-    if value.len() > MAX_CAPTURE {
-        let mut end = MAX_CAPTURE;
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
-        value.truncate(end);
-    }
-    value
-}
 
 /// A word quoted for a script, so `argv` runs as written.
 pub fn quote(word: &str) -> String {
