@@ -233,7 +233,7 @@ fn passes(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| match cause.downcast_ref::<kube::Error>() {
         Some(kube::Error::Api(status)) => status.code == 429 || status.code >= 500,
         Some(kube::Error::HyperError(_) | kube::Error::Service(_)) => true,
-        _ => matches!(cause.downcast_ref::<crate::bootstrap::BootstrapError>(), Some(crate::bootstrap::BootstrapError::Api(_))),
+        _ => cause.downcast_ref::<crate::bootstrap::BootstrapError>().is_some_and(crate::bootstrap::BootstrapError::is_transient),
     })
 }
 

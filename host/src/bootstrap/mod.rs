@@ -59,8 +59,41 @@ pub enum BootstrapError {
     Unauthorized { bootstrap_kubeconfig: String },
     #[error("the certificate signing request {name} was {verdict}: {reason}: {message}")]
     NotApproved { name: String, verdict: &'static str, reason: String, message: String },
-    #[error("talking to the API server: {0}")]
-    Api(String),
+    #[error("{doing}: {source}")]
+    Api {
+        doing: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("making the node's key or certificate request: {0}")]
+    Key(String),
+    #[error("certificate signing request {name} exists for signer {signer}, not {SIGNER}; delete it")]
+    OtherSigner { name: String, signer: String },
+    #[error("certificate signing request {name} was deleted while waiting for approval; it is requested again")]
+    Deleted { name: String },
+    #[error("no certificate within {0:?}")]
+    NotIssued(Duration),
+}
+
+impl BootstrapError {
+    /// Whether trying again later may succeed: the API server was busy, failing or out of
+    /// reach, or the request went away or took too long. A refusal, a bad kubeconfig or
+    /// certificate folder, or a CSR of another signer stays until someone acts.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BootstrapError::Api { source, .. } => match source {
+                kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+                kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+                _ => false,
+            },
+            BootstrapError::Deleted { .. } | BootstrapError::NotIssued(_) => true,
+            _ => false,
+        }
+    }
+}
+
+fn api(doing: &'static str) -> impl FnOnce(kube::Error) -> BootstrapError {
+    move |source| BootstrapError::Api { doing, source }
 }
 
 /// The CSR name the kubelet gives a key, subject and usages.
@@ -115,10 +148,10 @@ pub(crate) async fn request_certificate(
     reminder: Duration,
 ) -> Result<(String, Vec<u8>), BootstrapError> {
     let common_name = format!("system:node:{node}");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| BootstrapError::Api(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| BootstrapError::Key(e.to_string()))?;
     params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:nodes");
     params.distinguished_name.push(rcgen::DnType::CommonName, common_name.clone());
-    let request = params.serialize_request(key).and_then(|r| r.pem()).map_err(|e| BootstrapError::Api(e.to_string()))?;
+    let request = params.serialize_request(key).and_then(|r| r.pem()).map_err(|e| BootstrapError::Key(e.to_string()))?;
     let metadata = match bootstrap {
         Some(_) => serde_json::json!({"name": csr_name(&key.subject_public_key_info(), &common_name, &["system:nodes"], &USAGES)}),
         None => serde_json::json!({"generateName": "csr-"}),
@@ -128,7 +161,7 @@ pub(crate) async fn request_certificate(
         "metadata": metadata,
         "spec": {"request": STANDARD.encode(&request), "signerName": SIGNER, "usages": USAGES},
     }))
-    .map_err(|e| BootstrapError::Api(e.to_string()))?;
+    .map_err(|e| BootstrapError::Key(e.to_string()))?;
     let created = create_csr(&csrs, &csr, bootstrap).await?;
     let name = created.metadata.name.clone().unwrap_or_default();
     let certificate = wait_for_certificate(&csrs, &name, created, reminder).await?;
@@ -173,7 +206,7 @@ fn load_or_create_key(cert_dir: &Path) -> Result<rcgen::KeyPair, BootstrapError>
     {
         return Ok(key);
     }
-    let key = rcgen::KeyPair::generate().map_err(|e| BootstrapError::Api(e.to_string()))?;
+    let key = rcgen::KeyPair::generate().map_err(|e| BootstrapError::Key(e.to_string()))?;
     write_private(&path, key.serialize_pem().as_bytes()).map_err(|e| cert_dir_error(cert_dir, e))?;
     Ok(key)
 }
@@ -205,10 +238,10 @@ async fn create_csr(
                 return Ok(created);
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
-                let existing = csrs.get(&name).await.map_err(|e| BootstrapError::Api(e.to_string()))?;
+                let existing = csrs.get(&name).await.map_err(api("reading the certificate signing request"))?;
                 let signer = existing.spec.signer_name.as_str();
                 if signer != SIGNER {
-                    return Err(BootstrapError::Api(format!("certificate signing request {name} exists for signer {signer}, not {SIGNER}; delete it")));
+                    return Err(BootstrapError::OtherSigner { name, signer: signer.to_string() });
                 }
                 tracing::info!(csr = %name, "found the certificate signing request of an earlier run");
                 return Ok(existing);
@@ -221,7 +254,7 @@ async fn create_csr(
                 tracing::warn!("the API server does not answer yet ({e}); retrying in 2s");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            Err(e) => return Err(BootstrapError::Api(e.to_string())),
+            Err(e) => return Err(api("creating the certificate signing request")(e)),
         }
     }
 }
@@ -249,7 +282,7 @@ async fn wait_for_certificate(
         let params = WatchParams::default().fields(&format!("metadata.name={name}")).timeout(60);
         let mut events = match csrs.watch(&params, &from).await {
             Ok(stream) => Box::pin(stream),
-            Err(e) => return Err(BootstrapError::Api(e.to_string())),
+            Err(e) => return Err(api("watching the certificate signing request")(e)),
         };
         loop {
             let next = tokio::time::timeout_at(next_reminder, events.try_next()).await;
@@ -265,13 +298,11 @@ async fn wait_for_certificate(
                     }
                 }
                 Ok(Ok(Some(WatchEvent::Deleted(_)))) => {
-                    return Err(BootstrapError::Api(format!(
-                        "certificate signing request {name} was deleted while waiting for approval; restart to request again"
-                    )));
+                    return Err(BootstrapError::Deleted { name: name.to_string() });
                 }
                 // The watch ended or its version expired: read the CSR again and re-watch.
                 Ok(Ok(Some(WatchEvent::Error(_)) | None)) | Ok(Ok(Some(WatchEvent::Bookmark(_)))) | Ok(Err(_)) => {
-                    current = csrs.get(name).await.map_err(|e| BootstrapError::Api(e.to_string()))?;
+                    current = csrs.get(name).await.map_err(api("reading the certificate signing request"))?;
                     break;
                 }
             }

@@ -68,10 +68,10 @@ pub async fn rotate(config: BootstrapConfig, client: kube::Client, connections: 
 
 /// One rotation: a new key, a CSR made as the node, the certificate installed.
 async fn renew(config: &BootstrapConfig, client: &kube::Client) -> Result<String, BootstrapError> {
-    let key = rcgen::KeyPair::generate().map_err(|e| BootstrapError::Api(e.to_string()))?;
+    let key = rcgen::KeyPair::generate().map_err(|e| BootstrapError::Key(e.to_string()))?;
     let (name, certificate) = tokio::time::timeout(CSR_WAIT, request_certificate(client, &config.node_name, &key, None, config.reminder))
         .await
-        .map_err(|_| BootstrapError::Api(format!("no certificate within {CSR_WAIT:?}")))??;
+        .map_err(|_| BootstrapError::NotIssued(CSR_WAIT))??;
     install_certificate(&config.cert_dir, &certificate, &key.serialize_pem())?;
     Ok(name)
 }

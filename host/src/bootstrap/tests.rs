@@ -1,6 +1,25 @@
 use super::*;
 
 #[test]
+fn only_what_may_pass_is_transient() {
+    let api = |code: u16| BootstrapError::Api {
+        doing: "creating the certificate signing request",
+        source: kube::Error::Api(kube::core::Status::failure("busy", "").with_code(code).boxed()),
+    };
+    assert!(api(429).is_transient() && api(503).is_transient(), "a busy or failing API server");
+    assert!(!api(403).is_transient(), "a refusal stays until someone acts");
+    assert!(BootstrapError::Deleted { name: "csr".into() }.is_transient());
+    assert!(BootstrapError::NotIssued(Duration::from_secs(60)).is_transient());
+    assert!(!BootstrapError::Key("no randomness".into()).is_transient());
+    let other = BootstrapError::OtherSigner { name: "node-csr-x".into(), signer: "example.com/x".into() };
+    assert!(!other.is_transient());
+    assert_eq!(
+        other.to_string(),
+        "certificate signing request node-csr-x exists for signer example.com/x, not kubernetes.io/kube-apiserver-client-kubelet; delete it"
+    );
+}
+
+#[test]
 fn the_node_kubeconfig_keeps_the_bootstrap_cluster_and_names_the_current_certificate() {
     let bootstrap = Kubeconfig::from_yaml(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://10.0.0.1:6443/\n    certificate-authority-data: Q0E=\n",
