@@ -74,7 +74,8 @@ impl EventRecorder {
 
     /// Records an event: on the timeline now, in the API server when the writer gets to it.
     /// Events are best effort: a failed write is logged, and a full queue drops the event.
-    pub fn record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) {
+    pub fn record(&self, object: &ObjectReference, type_: EventType, reason: &str, message: &str) {
+        let type_ = type_.as_str();
         let at = self.clock.now_nanos();
         let pod = (object.kind.as_deref() == Some("Pod"))
             .then(|| format!("{}/{}", object.namespace.as_deref().unwrap_or("default"), object.name.as_deref().unwrap_or("")));
@@ -89,6 +90,22 @@ impl EventRecorder {
         let queued = Box::new(Queued { object: object.clone(), type_: type_.into(), reason: reason.into(), message: message.into(), at });
         if queue.try_send(queued).is_err() {
             tracing::warn!(node = %self.host, reason, "the event queue is full: an event is dropped");
+        }
+    }
+}
+
+/// An event's type, as the API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::api_client::connections::{Connections, OnDemandClient, node_client};
 use crate::bootstrap::ensure_client_credentials;
 use crate::bootstrap::rotation::rotate;
 use crate::events::EventRecorder;
+use crate::events::EventType;
 use crate::eviction::EvictionManager;
 use crate::node::actions::NodeControl;
 use crate::node::conditions::transition_events;
@@ -173,7 +174,7 @@ async fn join_cluster(config: &AgentConfig, name: &str, process: &Process, home:
     let events = Arc::new(EventRecorder::new(client.clone(), name, clock).with_journal(home.journal.clone()));
     let node_ref = EventRecorder::node_ref(name);
     let plugin_events = process.catalog.subscribe();
-    events.record(&node_ref, "Normal", "Starting", "Starting kubelet.");
+    events.record(&node_ref, EventType::Normal, "Starting", "Starting kubelet.");
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
     // The version-skew policy lets a kubelet be no newer than its API server, and students
     // read `kubectl get nodes`: the node reports the server's version.
@@ -186,13 +187,13 @@ async fn join_cluster(config: &AgentConfig, name: &str, process: &Process, home:
     {
         let registered = Box::pin(register(&nodes, id, &clock, &["container runtime status check may not have completed yet".to_string()])).await;
         match Box::pin(reconcile_node_info(&nodes, id, &registered)).await {
-            Ok(Some(_)) => events.record(&node_ref, "Warning", "Rebooted", &format!("Node {name} has been rebooted, boot id: {}", id.boot_id)),
+            Ok(Some(_)) => events.record(&node_ref, EventType::Warning, "Rebooted", &format!("Node {name} has been rebooted, boot id: {}", id.boot_id)),
             Ok(None) => {}
             Err(e) => tracing::warn!(node = name, "updating the node's nodeInfo: {e}"),
         }
         let conditions = registered.status.and_then(|s| s.conditions).unwrap_or_default();
         for reason in transition_events(&[], &conditions) {
-            events.record(&node_ref, "Normal", reason, &format!("Node {name} status is now: {reason}"));
+            events.record(&node_ref, EventType::Normal, reason, &format!("Node {name} status is now: {reason}"));
         }
     }
     let client_ca = match &config.client_ca_file {
@@ -253,7 +254,7 @@ async fn record_refusals(mut plugin_events: tokio::sync::broadcast::Receiver<Plu
                     _ => false,
                 };
                 if ours {
-                    events.record(node_ref, "Warning", "PluginRefused", &event.to_string());
+                    events.record(node_ref, EventType::Warning, "PluginRefused", &event.to_string());
                 }
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

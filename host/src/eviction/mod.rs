@@ -16,6 +16,7 @@
 pub mod rank;
 pub mod thresholds;
 
+use crate::events::EventType;
 use crate::node::pressure::Conditions;
 use crate::pods::PodContext;
 use crate::pods::manager::is_critical;
@@ -129,14 +130,14 @@ impl EvictionManager {
         }
         let Some(&signal) = met.first() else { return };
         let node = crate::events::EventRecorder::node_ref(&self.ctx.node);
-        self.ctx.events.record(&node, "Warning", "EvictionThresholdMet", &format!("Attempting to reclaim {}", signal.resource()));
+        self.ctx.events.record(&node, EventType::Warning, "EvictionThresholdMet", &format!("Attempting to reclaim {}", signal.resource()));
         let mut candidates: Vec<Candidate> = pods.iter().filter(|p| !is_critical(p)).map(|p| candidate(p, signal, &stats)).collect();
         rank::rank(signal, &mut candidates);
         let Some(first) = candidates.first() else { return };
         let Some(pod) = pods.iter().find(|p| p.metadata.uid.as_deref() == Some(&first.uid)) else { return };
         let message = rank::message(signal, first);
         tracing::info!(node = %self.ctx.node, pod = %first.name, "evicting: {message}");
-        self.ctx.events.record(&crate::pods::sync::pod_ref(pod, None), "Warning", REASON, &message);
+        self.ctx.events.record(&crate::pods::sync::pod_ref(pod, None), EventType::Warning, REASON, &message);
         self.ctx.evict(&first.uid, message);
     }
 }

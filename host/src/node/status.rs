@@ -11,6 +11,7 @@
 use super::conditions::{node_conditions, transition_events};
 use crate::clock::Clock;
 use crate::events::EventRecorder;
+use crate::events::EventType;
 use crate::runtime::ipam::PodAddresses;
 use crate::runtime::pleg::PlegHealth;
 use crate::runtime::{ContainerRuntime, RuntimeCondition};
@@ -206,7 +207,7 @@ impl NodeStatusLoop {
         self.last_report = Some(now);
         let node = EventRecorder::node_ref(&self.node);
         for reason in transition_events(&previous, &conditions) {
-            self.events.record(&node, "Normal", reason, &format!("Node {} status is now: {reason}", self.node));
+            self.events.record(&node, EventType::Normal, reason, &format!("Node {} status is now: {reason}", self.node));
         }
         Ok(true)
     }

@@ -8,6 +8,7 @@
 
 use crate::clock::Clock;
 use crate::events::EventRecorder;
+use crate::events::EventType;
 use crate::runtime::{ContainerRuntime, HttpGetAction, KeyValue, ProbeAction, ProbeKind, ProbeOutcome};
 use k8s_openapi::api::core::v1::{Container, ObjectReference, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -251,7 +252,7 @@ impl Worker {
                 let ok = outcome.is_ok();
                 if let Err(output) = outcome {
                     let message = format!("{} probe failed: {output}", self.kind.title());
-                    self.events.record(&self.target.object, "Warning", "Unhealthy", &message);
+                    self.events.record(&self.target.object, EventType::Warning, "Unhealthy", &message);
                 }
                 streak = if last == Some(ok) { streak + 1 } else { 1 };
                 last = Some(ok);

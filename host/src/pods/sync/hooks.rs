@@ -3,6 +3,7 @@
 
 use super::terminate::{MIN_GRACE_SECONDS, grace_of};
 use super::{AFTER_ERROR, PodSync, pod_name};
+use crate::events::EventType;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 use std::time::Duration;
 
@@ -17,8 +18,8 @@ impl PodSync {
         let on = Some((c, init));
         let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else { return true };
         let Some(message) = self.run_hook(pod, c, id, hook, HOOK_TIMEOUT).await else { return true };
-        self.event(pod, on, "Warning", "FailedPostStartHook", &message);
-        self.event(pod, on, "Normal", "Killing", "FailedPostStartHook");
+        self.event(pod, on, EventType::Warning, "FailedPostStartHook", &message);
+        self.event(pod, on, EventType::Normal, "Killing", "FailedPostStartHook");
         let grace = Duration::from_secs(u64::try_from(grace_of(pod).max(MIN_GRACE_SECONDS)).unwrap_or(2));
         if let Err(e) = self.ctx.runtime.stop_container(id, grace).await {
             tracing::warn!(pod = %pod_name(pod), container = %c.name, "stopping a container whose postStart hook failed: {e}");

@@ -4,6 +4,7 @@
 
 use super::{AFTER_ERROR, PodSync, nanos};
 use crate::clock::go_duration;
+use crate::events::EventType;
 use crate::pods::status::Waiting;
 use crate::runtime::PodSandboxConfig;
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -17,18 +18,18 @@ impl PodSync {
         let present = match runtime.image_status(image, Some(sandbox)).await {
             Ok(found) => found.is_some(),
             Err(e) => {
-                self.event(pod, on, "Warning", "Failed", &format!("Error: {e}"));
+                self.event(pod, on, EventType::Warning, "Failed", &format!("Error: {e}"));
                 return Err(Waiting { reason: "ErrImagePull".into(), message: e.to_string() });
             }
         };
         let policy = pull_policy(c);
         if present && policy != "Always" {
-            self.event(pod, on, "Normal", "Pulled", &format!("Container image \"{image}\" already present on machine"));
+            self.event(pod, on, EventType::Normal, "Pulled", &format!("Container image \"{image}\" already present on machine"));
             return Ok(());
         }
         if policy == "Never" {
             let message = format!("Container image \"{image}\" is not present with pull policy of Never");
-            self.event(pod, on, "Warning", "ErrImageNeverPull", &message);
+            self.event(pod, on, EventType::Warning, "ErrImageNeverPull", &message);
             return Err(Waiting { reason: "ErrImageNeverPull".into(), message });
         }
         let key = format!("pull/{image}");
@@ -41,26 +42,26 @@ impl PodSync {
                 return Err(Waiting { reason: "ErrImagePull".into(), message });
             }
             let message = format!("Back-off pulling image \"{image}\"");
-            self.event(pod, on, "Normal", "BackOff", &message);
-            self.event(pod, on, "Warning", "Failed", "Error: ImagePullBackOff");
+            self.event(pod, on, EventType::Normal, "BackOff", &message);
+            self.event(pod, on, EventType::Warning, "Failed", "Error: ImagePullBackOff");
             self.wake_at(end);
             return Err(Waiting { reason: "ImagePullBackOff".into(), message });
         }
-        self.event(pod, on, "Normal", "Pulling", &format!("Pulling image \"{image}\""));
+        self.event(pod, on, EventType::Normal, "Pulling", &format!("Pulling image \"{image}\""));
         let started = self.now();
         match runtime.pull_image(image, Some(sandbox)).await {
             Ok(_) => {
                 let took = go_duration(Duration::from_nanos(u64::try_from(self.now() - started).unwrap_or(0)));
                 let size = runtime.image_status(image, Some(sandbox)).await.ok().flatten().map_or(0, |i| i.size);
                 let message = format!("Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {size} bytes.");
-                self.event(pod, on, "Normal", "Pulled", &message);
+                self.event(pod, on, EventType::Normal, "Pulled", &message);
                 Ok(())
             }
             Err(e) => {
                 self.backoff.next(&key, self.now());
                 self.pull_errors.insert(key, (self.now(), e.to_string()));
-                self.event(pod, on, "Warning", "Failed", &format!("Failed to pull image \"{image}\": {e}"));
-                self.event(pod, on, "Warning", "Failed", "Error: ErrImagePull");
+                self.event(pod, on, EventType::Warning, "Failed", &format!("Failed to pull image \"{image}\": {e}"));
+                self.event(pod, on, EventType::Warning, "Failed", "Error: ErrImagePull");
                 let retry = self.after(AFTER_ERROR);
                 self.wake_at(retry);
                 Err(Waiting { reason: "ErrImagePull".into(), message: e.to_string() })

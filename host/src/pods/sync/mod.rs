@@ -17,6 +17,7 @@ mod mounts;
 mod start;
 mod terminate;
 
+use crate::events::EventType;
 use terminate::grace_of;
 
 use super::PodContext;
@@ -146,7 +147,7 @@ impl PodSync {
         self.now().saturating_add(nanos(d))
     }
 
-    fn event(&self, pod: &Pod, container: Option<(&Container, bool)>, type_: &str, reason: &str, message: &str) {
+    fn event(&self, pod: &Pod, container: Option<(&Container, bool)>, type_: EventType, reason: &str, message: &str) {
         let field = container.map(|(c, init)| field_path(c, init));
         self.ctx.events.record(&pod_ref(pod, field), type_, reason, message);
     }
@@ -201,7 +202,7 @@ impl PodSync {
         }
         let admitted = self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).admit(&self.uid, pod);
         if let Err(rejection) = admitted {
-            self.event(pod, None, "Warning", &rejection.reason, &rejection.message);
+            self.event(pod, None, EventType::Warning, &rejection.reason, &rejection.message);
             self.set_status(pod, &rejected_status(pod, &rejection.reason, &rejection.message, self.now()));
             self.finished = true;
             return Some(Next::At(self.after(RESYNC)));
@@ -326,7 +327,7 @@ impl PodSync {
             (None, Some(s)) => (s.id.clone(), sandbox_config(pod, s.metadata.attempt)),
             (Some(new), _) => {
                 if new.changed {
-                    self.event(pod, None, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.");
+                    self.event(pod, None, EventType::Normal, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.");
                     self.stop_running(pod, rt).await;
                 }
                 if let Some(end) = self.backoff.expiry_since_update("sandbox") {
@@ -342,7 +343,7 @@ impl PodSync {
                     }
                     Err(e) => {
                         let message = format!("Failed to create pod sandbox: {e}");
-                        self.event(pod, None, "Warning", "FailedCreatePodSandBox", &message);
+                        self.event(pod, None, EventType::Warning, "FailedCreatePodSandBox", &message);
                         self.backoff.next("sandbox", self.now());
                         if let Some(end) = self.backoff.expiry_since_update("sandbox") {
                             self.wake_at(end);
@@ -359,7 +360,7 @@ impl PodSync {
         };
         for kill in &plan.kill {
             let (Some(c), Some(running)) = (find(&kill.name, false), rt.containers.iter().find(|c| c.id == kill.id)) else { continue };
-            self.event(pod, Some((c, false)), "Normal", "Killing", &kill.message);
+            self.event(pod, Some((c, false)), EventType::Normal, "Killing", &kill.message);
             self.stop_container(pod, running, grace_of(pod)).await;
             acted = true;
         }

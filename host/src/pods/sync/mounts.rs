@@ -3,6 +3,7 @@
 //! when a ConfigMap or Secret changed.
 
 use super::{PodSync, digest, pod_name};
+use crate::events::EventType;
 use crate::pods::downward::Addresses;
 use crate::pods::volumes::MountInputs;
 use crate::runtime::pod_cache::RuntimePod;
@@ -18,7 +19,7 @@ impl PodSync {
             Ok(()) => true,
             Err(not) => {
                 for message in &not.events {
-                    self.event(pod, None, "Warning", "FailedMount", message);
+                    self.event(pod, None, EventType::Warning, "FailedMount", message);
                 }
                 self.wake_at(not.retry_at);
                 false

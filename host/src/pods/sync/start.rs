@@ -5,6 +5,7 @@
 
 use super::{AFTER_CONFIG_ERROR, AFTER_ERROR, PodSync, digest, nanos, pod_name, restarts_seen};
 use crate::clock::go_duration;
+use crate::events::EventType;
 use crate::pods::cri_config::container_config;
 use crate::pods::downward::Addresses;
 use crate::pods::env::{EnvInputs, make_environment};
@@ -39,7 +40,7 @@ impl PodSync {
             let message = format!("back-off {delay} restarting failed container={} pod={}", c.name, pod_name(pod));
             self.waiting.insert(c.name.clone(), Waiting { reason: "CrashLoopBackOff".into(), message });
             let event = format!("Back-off restarting failed container {} in pod {}", c.name, pod_name(pod));
-            self.event(pod, Some((c, init)), "Warning", "BackOff", &event);
+            self.event(pod, Some((c, init)), EventType::Warning, "BackOff", &event);
             self.wake_at(end);
             return false;
         }
@@ -76,7 +77,7 @@ impl PodSync {
             }
         };
         for warning in &env.warnings {
-            self.event(pod, None, "Warning", "InvalidEnvironmentVariableNames", warning);
+            self.event(pod, None, EventType::Warning, "InvalidEnvironmentVariableNames", warning);
         }
         let mounted = match with_sub_paths(c, &env.vars) {
             Ok(mounted) => mounted,
@@ -97,13 +98,13 @@ impl PodSync {
                 return false;
             }
         };
-        self.event(pod, on, "Normal", "Created", &format!("Created container: {}", c.name));
+        self.event(pod, on, EventType::Normal, "Created", &format!("Created container: {}", c.name));
         self.remove_old_instances(&c.name, rt).await;
         if let Err(e) = runtime.start_container(&id).await {
             self.start_failed(pod, c, init, "RunContainerError", &e).await;
             return true;
         }
-        self.event(pod, on, "Normal", "Started", &format!("Started container {}", c.name));
+        self.event(pod, on, EventType::Normal, "Started", &format!("Started container {}", c.name));
         if !self.post_start(pod, c, init, &id).await {
             return true;
         }
@@ -114,7 +115,7 @@ impl PodSync {
 
     /// Records a failed create or start as the kubelet shows it, and comes back soon.
     pub(super) async fn start_failed(&mut self, pod: &Pod, c: &Container, init: bool, reason: &str, e: &crate::runtime::RuntimeError) {
-        self.event(pod, Some((c, init)), "Warning", "Failed", &format!("Error: {e}"));
+        self.event(pod, Some((c, init)), EventType::Warning, "Failed", &format!("Error: {e}"));
         self.start_error(c, reason, e.to_string(), AFTER_ERROR);
     }
 
@@ -130,7 +131,7 @@ impl PodSync {
     /// Records a container whose config could not be made as the kubelet shows it
     /// (`CreateContainerConfigError`), and tries again after the pod worker's back-off.
     pub(super) fn config_failed(&mut self, pod: &Pod, c: &Container, init: bool, message: String) {
-        self.event(pod, Some((c, init)), "Warning", "Failed", &format!("Error: {message}"));
+        self.event(pod, Some((c, init)), EventType::Warning, "Failed", &format!("Error: {message}"));
         self.start_error(c, "CreateContainerConfigError", message, AFTER_CONFIG_ERROR);
     }
 

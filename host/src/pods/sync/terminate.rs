@@ -3,6 +3,7 @@
 //! (`terminate`), evicted, or past its `activeDeadlineSeconds`.
 
 use super::{Next, PodSync, RESYNC, pod_name};
+use crate::events::EventType;
 use crate::runtime::ContainerStatus as RuntimeContainer;
 use crate::runtime::pod_cache::RuntimePod;
 use k8s_openapi::api::core::v1::Pod;
@@ -43,7 +44,7 @@ impl PodSync {
             let given = Duration::from_secs(grace.unsigned_abs());
             if let Some(message) = self.run_hook(pod, spec, &c.id, hook, given).await {
                 let init = pod.spec.as_ref().is_some_and(|s| s.init_containers.iter().flatten().any(|i| i.name == spec.name));
-                self.event(pod, Some((spec, init)), "Warning", "FailedPreStopHook", &message);
+                self.event(pod, Some((spec, init)), EventType::Warning, "FailedPreStopHook", &message);
             }
             grace -= (self.now() - began) / 1_000_000_000;
         }
@@ -69,7 +70,7 @@ impl PodSync {
             let on = init.or_else(|| spec.containers.iter().find(|s| s.name == name).map(|s| (s.clone(), false)));
             async move {
                 if announce && let Some((spec, init)) = &on {
-                    self.event(pod, Some((spec, *init)), "Normal", "Killing", &format!("Stopping container {name}"));
+                    self.event(pod, Some((spec, *init)), EventType::Normal, "Killing", &format!("Stopping container {name}"));
                 }
                 self.stop_container(pod, c, grace).await;
             }
@@ -111,7 +112,7 @@ impl PodSync {
     /// phase `Failed` with that reason and message.
     pub(super) async fn deadline_exceeded(&mut self, pod: &Arc<Pod>, rt: &RuntimePod) -> Next {
         const MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
-        self.event(pod, None, "Normal", "DeadlineExceeded", MESSAGE);
+        self.event(pod, None, EventType::Normal, "DeadlineExceeded", MESSAGE);
         let next = self.fail(pod, rt, "DeadlineExceeded", MESSAGE.into(), grace_of(pod)).await;
         self.finished = true;
         next
