@@ -22,12 +22,12 @@ impl PodSync {
                 return Err(Waiting { reason: "ErrImagePull".into(), message: e.to_string() });
             }
         };
-        let policy = pull_policy(c);
-        if present && policy != "Always" {
+        let policy = PullPolicy::of(c);
+        if present && policy != PullPolicy::Always {
             self.event(pod, on, EventType::Normal, "Pulled", &format!("Container image \"{image}\" already present on machine"));
             return Ok(());
         }
-        if policy == "Never" {
+        if policy == PullPolicy::Never {
             let message = format!("Container image \"{image}\" is not present with pull policy of Never");
             self.event(pod, on, EventType::Warning, "ErrImageNeverPull", &message);
             return Err(Waiting { reason: "ErrImageNeverPull".into(), message });
@@ -70,16 +70,51 @@ impl PodSync {
     }
 }
 
-/// The pull policy, defaulted as the API server does: Always for `:latest` or no tag.
-pub(super) fn pull_policy(c: &Container) -> &str {
-    if let Some(p) = c.image_pull_policy.as_deref() {
-        return p;
+/// A container's `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    /// The container's policy, defaulted as the API server does: `Always` for `:latest` or
+    /// no tag, else `IfNotPresent`. An unknown value is taken as `IfNotPresent`, which the
+    /// API server's validation never lets through.
+    pub(super) fn of(c: &Container) -> Self {
+        match c.image_pull_policy.as_deref() {
+            Some("Always") => return PullPolicy::Always,
+            Some("Never") => return PullPolicy::Never,
+            Some(_) => return PullPolicy::IfNotPresent,
+            None => {}
+        }
+        let image = c.image.as_deref().unwrap_or("");
+        let last = image.rsplit('/').next().unwrap_or(image);
+        match last.split_once(':') {
+            _ if image.contains('@') => PullPolicy::IfNotPresent,
+            Some((_, "latest")) | None => PullPolicy::Always,
+            Some(_) => PullPolicy::IfNotPresent,
+        }
     }
-    let image = c.image.as_deref().unwrap_or("");
-    let last = image.rsplit('/').next().unwrap_or(image);
-    match last.split_once(':') {
-        _ if image.contains('@') => "IfNotPresent",
-        Some((_, "latest")) | None => "Always",
-        Some(_) => "IfNotPresent",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(image: &str, given: Option<&str>) -> PullPolicy {
+        PullPolicy::of(&Container { image: Some(image.into()), image_pull_policy: given.map(Into::into), ..Default::default() })
+    }
+
+    #[test]
+    fn the_pull_policy_defaults_as_the_api_server_does() {
+        assert_eq!(policy("nginx", None), PullPolicy::Always);
+        assert_eq!(policy("nginx:latest", None), PullPolicy::Always);
+        assert_eq!(policy("registry:5000/nginx", None), PullPolicy::Always, "a registry's port is not a tag");
+        assert_eq!(policy("nginx:1.25", None), PullPolicy::IfNotPresent);
+        assert_eq!(policy("nginx@sha256:abc", None), PullPolicy::IfNotPresent);
+        assert_eq!(policy("nginx:latest", Some("Never")), PullPolicy::Never);
+        assert_eq!(policy("nginx:1.25", Some("Always")), PullPolicy::Always);
     }
 }
