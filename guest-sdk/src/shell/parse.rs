@@ -281,32 +281,7 @@ impl Parser {
         self.skip_blanks();
         self.deeper()?;
         let command = match self.reserved() {
-            Some("if") => {
-                self.pos += 2;
-                let mut branches = Vec::new();
-                let mut otherwise = None;
-                loop {
-                    let cond = self.list(&["then"])?;
-                    self.expect_word("then")?;
-                    let body = self.list(&[])?;
-                    branches.push((cond, body));
-                    self.skip_blanks_and_newlines();
-                    match self.reserved() {
-                        Some("elif") => self.pos += 4,
-                        Some("else") => {
-                            self.pos += 4;
-                            otherwise = Some(self.list(&[])?);
-                            self.expect_word("fi")?;
-                            break;
-                        }
-                        _ => {
-                            self.expect_word("fi")?;
-                            break;
-                        }
-                    }
-                }
-                Command::If { branches, otherwise, redirects: self.redirects()? }
-            }
+            Some("if") => self.if_clause()?,
             Some(w @ ("while" | "until")) => {
                 self.pos += w.len();
                 let cond = self.list(&["do"])?;
@@ -315,34 +290,7 @@ impl Parser {
                 self.expect_word("done")?;
                 Command::Loop { until: w == "until", cond, body, redirects: self.redirects()? }
             }
-            Some("for") => {
-                self.pos += 3;
-                self.skip_blanks();
-                let var = self.word()?.and_then(|w| w.literal().map(str::to_string)).filter(|n| is_name(n));
-                let var = var.ok_or_else(|| SyntaxError("bad for loop variable".into()))?;
-                self.skip_blanks_and_newlines();
-                let items = if self.reserved() == Some("in") {
-                    self.pos += 2;
-                    let mut items = Vec::new();
-                    loop {
-                        self.skip_blanks();
-                        if matches!(self.peek(), Some(';' | '\n') | None) {
-                            break;
-                        }
-                        match self.word()? {
-                            Some(w) => items.push(w),
-                            None => break,
-                        }
-                    }
-                    Some(items)
-                } else {
-                    None
-                };
-                self.expect_word("do")?;
-                let body = self.list(&[])?;
-                self.expect_word("done")?;
-                Command::For { var, items, body, redirects: self.redirects()? }
-            }
+            Some("for") => self.for_clause()?,
             Some("{") => {
                 self.pos += 1;
                 let body = self.list(&[])?;
@@ -363,6 +311,64 @@ impl Parser {
         };
         self.depth -= 1;
         Ok(command)
+    }
+
+    /// `if … then … [elif …] [else …] fi`, from its `if`.
+    fn if_clause(&mut self) -> Result<Command, SyntaxError> {
+        self.pos += 2;
+        let mut branches = Vec::new();
+        let mut otherwise = None;
+        loop {
+            let cond = self.list(&["then"])?;
+            self.expect_word("then")?;
+            let body = self.list(&[])?;
+            branches.push((cond, body));
+            self.skip_blanks_and_newlines();
+            match self.reserved() {
+                Some("elif") => self.pos += 4,
+                Some("else") => {
+                    self.pos += 4;
+                    otherwise = Some(self.list(&[])?);
+                    self.expect_word("fi")?;
+                    break;
+                }
+                _ => {
+                    self.expect_word("fi")?;
+                    break;
+                }
+            }
+        }
+        Ok(Command::If { branches, otherwise, redirects: self.redirects()? })
+    }
+
+    /// `for NAME [in WORDS]; do … done`, from its `for`.
+    fn for_clause(&mut self) -> Result<Command, SyntaxError> {
+        self.pos += 3;
+        self.skip_blanks();
+        let var = self.word()?.and_then(|w| w.literal().map(str::to_string)).filter(|n| is_name(n));
+        let var = var.ok_or_else(|| SyntaxError("bad for loop variable".into()))?;
+        self.skip_blanks_and_newlines();
+        let items = if self.reserved() == Some("in") {
+            self.pos += 2;
+            let mut items = Vec::new();
+            loop {
+                self.skip_blanks();
+                if matches!(self.peek(), Some(';' | '\n') | None) {
+                    break;
+                }
+                match self.word()? {
+                    Some(w) => items.push(w),
+                    None => break,
+                }
+            }
+            Some(items)
+        } else {
+            None
+        };
+        self.expect_word("do")?;
+        let body = self.list(&[])?;
+        self.expect_word("done")?;
+        Ok(Command::For { var, items, body, redirects: self.redirects()? })
     }
 
     fn simple(&mut self) -> Result<Command, SyntaxError> {
@@ -583,43 +589,7 @@ impl Parser {
             return Ok(Some(Part::Command { script, quoted }));
         }
         if self.eat("{") {
-            let name: String = self.chars[self.pos..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_' || "?$#!@*".contains(**c)).collect();
-            self.pos += name.chars().count();
-            let default = if self.eat(":-") || self.eat("-") {
-                let start = self.pos;
-                let mut depth = 0usize;
-                while let Some(c) = self.peek() {
-                    match c {
-                        '{' => depth += 1,
-                        '}' if depth == 0 => break,
-                        '}' => depth -= 1,
-                        _ => {}
-                    }
-                    self.pos += 1;
-                }
-                let inner: String = self.chars[start..self.pos].iter().collect();
-                let mut sub = Parser { chars: inner.chars().collect(), pos: 0, depth: self.depth + 1 };
-                if sub.depth > MAX_DEPTH {
-                    return Err(SyntaxError("nested too deeply".into()));
-                }
-                let mut word = Word::default();
-                while sub.peek().is_some() {
-                    match sub.word()? {
-                        Some(w) => word.0.extend(w.0),
-                        None => {
-                            word.0.push(Part::Quoted(sub.peek().map(String::from).unwrap_or_default()));
-                            sub.pos += 1;
-                        }
-                    }
-                }
-                Some(Box::new(word))
-            } else {
-                None
-            };
-            if !self.eat("}") || name.is_empty() {
-                return Err(SyntaxError("bad substitution".into()));
-            }
-            return Ok(Some(Part::Var { name, default, quoted }));
+            return self.braced(quoted).map(Some);
         }
         let name: String = match self.peek() {
             Some(c @ ('?' | '$' | '#' | '!' | '@' | '*' | '0'..='9')) => c.to_string(),
@@ -630,6 +600,47 @@ impl Parser {
         }
         self.pos += name.chars().count();
         Ok(Some(Part::Var { name, default: None, quoted }))
+    }
+
+    /// `${name}` or `${name:-default}`, after its `${`.
+    fn braced(&mut self, quoted: bool) -> Result<Part, SyntaxError> {
+        let name: String = self.chars[self.pos..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_' || "?$#!@*".contains(**c)).collect();
+        self.pos += name.chars().count();
+        let default = if self.eat(":-") || self.eat("-") {
+            let start = self.pos;
+            let mut depth = 0usize;
+            while let Some(c) = self.peek() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                self.pos += 1;
+            }
+            let inner: String = self.chars[start..self.pos].iter().collect();
+            let mut sub = Parser { chars: inner.chars().collect(), pos: 0, depth: self.depth + 1 };
+            if sub.depth > MAX_DEPTH {
+                return Err(SyntaxError("nested too deeply".into()));
+            }
+            let mut word = Word::default();
+            while sub.peek().is_some() {
+                match sub.word()? {
+                    Some(w) => word.0.extend(w.0),
+                    None => {
+                        word.0.push(Part::Quoted(sub.peek().map(String::from).unwrap_or_default()));
+                        sub.pos += 1;
+                    }
+                }
+            }
+            Some(Box::new(word))
+        } else {
+            None
+        };
+        if !self.eat("}") || name.is_empty() {
+            return Err(SyntaxError("bad substitution".into()));
+        }
+        Ok(Part::Var { name, default, quoted })
     }
 
     fn nested(&self, text: &str) -> Result<Script, SyntaxError> {

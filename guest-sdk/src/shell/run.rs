@@ -56,26 +56,7 @@ pub fn step(p: &mut Process, fs: &mut Fs) -> u32 {
             p.frames.pop();
             p.vars.status = i32::from(p.vars.status == 0);
         }
-        Frame::Loop { until, cond, body, in_body, checking, last } => {
-            if *checking {
-                *checking = false;
-                if (p.vars.status == 0) != *until {
-                    *in_body = true;
-                    let body = body.clone();
-                    p.frames.push(Frame::seq(body));
-                } else {
-                    p.vars.status = *last;
-                    p.frames.pop();
-                }
-            } else {
-                if *in_body {
-                    *last = p.vars.status;
-                }
-                *checking = true;
-                let cond = cond.clone();
-                p.frames.push(Frame::seq(cond));
-            }
-        }
+        Frame::Loop { .. } => step_loop(p),
         Frame::For { var, items, next, body } => match items.get(*next).cloned() {
             Some(item) => {
                 *next += 1;
@@ -90,29 +71,56 @@ pub fn step(p: &mut Process, fs: &mut Fs) -> u32 {
                 p.frames.pop();
             }
         },
-        Frame::If { branches, otherwise, next, deciding } => {
-            if !*deciding {
-                *deciding = true;
-                let cond = branches[*next].0.clone();
-                p.frames.push(Frame::seq(cond));
-            } else if p.vars.status == 0 {
-                let then = branches[*next].1.clone();
-                p.frames.pop();
-                p.frames.push(Frame::seq(then));
-            } else if *next + 1 < branches.len() {
-                *next += 1;
-                *deciding = false;
-            } else {
-                let otherwise = otherwise.take();
-                p.frames.pop();
-                match otherwise {
-                    Some(o) => p.frames.push(Frame::seq(o)),
-                    None => p.vars.status = 0,
-                }
-            }
-        }
+        Frame::If { .. } => step_if(p),
     }
     1
+}
+
+/// One step of a `while` or `until` loop: check its condition, or run its body once more.
+fn step_loop(p: &mut Process) {
+    let Some(Frame::Loop { until, cond, body, in_body, checking, last }) = p.frames.last_mut() else { return };
+    if *checking {
+        *checking = false;
+        if (p.vars.status == 0) != *until {
+            *in_body = true;
+            let body = body.clone();
+            p.frames.push(Frame::seq(body));
+        } else {
+            p.vars.status = *last;
+            p.frames.pop();
+        }
+    } else {
+        if *in_body {
+            *last = p.vars.status;
+        }
+        *checking = true;
+        let cond = cond.clone();
+        p.frames.push(Frame::seq(cond));
+    }
+}
+
+/// One step of an `if`: check the next condition, or run the branch it chose.
+fn step_if(p: &mut Process) {
+    let Some(Frame::If { branches, otherwise, next, deciding }) = p.frames.last_mut() else { return };
+    if !*deciding {
+        *deciding = true;
+        let cond = branches[*next].0.clone();
+        p.frames.push(Frame::seq(cond));
+    } else if p.vars.status == 0 {
+        let then = branches[*next].1.clone();
+        p.frames.pop();
+        p.frames.push(Frame::seq(then));
+    } else if *next + 1 < branches.len() {
+        *next += 1;
+        *deciding = false;
+    } else {
+        let otherwise = otherwise.take();
+        p.frames.pop();
+        match otherwise {
+            Some(o) => p.frames.push(Frame::seq(o)),
+            None => p.vars.status = 0,
+        }
+    }
 }
 
 /// Starts a pipeline of the main process: a compound command without redirections becomes

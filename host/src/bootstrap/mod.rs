@@ -7,6 +7,7 @@
 //! restarted agent with the same key finds its own request instead of making another.
 //! [`rotation`] renews the certificate before it expires.
 
+mod error;
 pub mod rotation;
 
 use base64::Engine as _;
@@ -19,6 +20,9 @@ use rcgen::PublicKeyData;
 use sha2::{Digest, Sha512_256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+pub use error::BootstrapError;
+use error::api;
 
 /// The signer of kubelet client certificates.
 pub const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
@@ -42,58 +46,6 @@ pub struct BootstrapConfig {
     pub cert_dir: PathBuf,
     /// How often to remind the operator of the approve command while waiting.
     pub reminder: Duration,
-}
-
-/// Why the agent has no client credentials. Each says what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum BootstrapError {
-    #[error("{path}: {detail}")]
-    Kubeconfig { path: String, detail: String },
-    #[error("{kubeconfig} has no valid client certificate and no --bootstrap-kubeconfig was given to request one")]
-    NoCredentials { kubeconfig: String },
-    #[error("cannot write to the certificate folder {path}: {detail}; pass a writable --cert-dir")]
-    CertDir { path: String, detail: String },
-    #[error(
-        "the API server rejected the bootstrap token (401 Unauthorized): it may be expired or deleted; create a new one (kubeadm token create) and update {bootstrap_kubeconfig}"
-    )]
-    Unauthorized { bootstrap_kubeconfig: String },
-    #[error("the certificate signing request {name} was {verdict}: {reason}: {message}")]
-    NotApproved { name: String, verdict: &'static str, reason: String, message: String },
-    #[error("{doing}: {source}")]
-    Api {
-        doing: &'static str,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("making the node's key or certificate request: {0}")]
-    Key(String),
-    #[error("certificate signing request {name} exists for signer {signer}, not {SIGNER}; delete it")]
-    OtherSigner { name: String, signer: String },
-    #[error("certificate signing request {name} was deleted while waiting for approval; it is requested again")]
-    Deleted { name: String },
-    #[error("no certificate within {0:?}")]
-    NotIssued(Duration),
-}
-
-impl BootstrapError {
-    /// Whether trying again later may succeed: the API server was busy, failing or out of
-    /// reach, or the request went away or took too long. A refusal, a bad kubeconfig or
-    /// certificate folder, or a CSR of another signer stays until someone acts.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            BootstrapError::Api { source, .. } => match source {
-                kube::Error::Api(status) => status.code == 429 || status.code >= 500,
-                kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-                _ => false,
-            },
-            BootstrapError::Deleted { .. } | BootstrapError::NotIssued(_) => true,
-            _ => false,
-        }
-    }
-}
-
-fn api(doing: &'static str) -> impl FnOnce(kube::Error) -> BootstrapError {
-    move |source| BootstrapError::Api { doing, source }
 }
 
 /// The CSR name the kubelet gives a key, subject and usages.
