@@ -286,7 +286,7 @@ async fn container_logs_honour_the_pod_log_options() {
 async fn exec_runs_the_command_in_the_container_over_spdy() {
     let lab = Lab::start().await;
     lab.create("web", json!({})).await;
-    lab.until("web", "web runs", running).await;
+    let web = lab.until("web", "web runs", running).await;
     let query = |cmd: &[&str]| {
         cmd.iter()
             .map(|c| format!("command={}", c.replace(' ', "%20").replace(';', "%3B").replace('>', "%3E").replace('&', "%26")))
@@ -320,6 +320,13 @@ async fn exec_runs_the_command_in_the_container_over_spdy() {
         run("/run/default/web/app?cmd=cat%20/nope").await,
         (500, "command 'cat /nope' exited with 1: cat: can't open '/nope': No such file or directory\n".into())
     );
+    // The same with the pod's uid in the path, as the API server may name it; another uid is
+    // another pod, whose container is not there.
+    let uid = web.metadata.uid.clone().expect("a uid");
+    let with_uid = format!("/run/default/web/{uid}/app?cmd=cat%20/etc/hostname");
+    assert_eq!(lab.request(http::Method::POST, &with_uid, &Auth::Token("bob-token"), None).await, (200, "web\n".into()));
+    let other = lab.request(http::Method::POST, "/run/default/web/not-its-uid/app?cmd=ls", &Auth::Token("bob-token"), None).await;
+    assert_eq!(other, (500, "container not found (\"app\")".into()));
 
     // What the kubelet answers before any upgrade.
     let plain = |path: &'static str| lab.request(http::Method::POST, path, &Auth::Token("bob-token"), None);

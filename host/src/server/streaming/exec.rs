@@ -3,7 +3,7 @@
 
 use super::remotecommand::{self, Options, Outcome, Streams};
 use super::terminal;
-use super::{NodeApi, is_websocket, running_container, text, upgrade, upgrade_websocket};
+use super::{NodeApi, Target, is_websocket, running_container, text, upgrade, upgrade_websocket};
 use crate::runtime::{ContainerRuntime, SessionOpened};
 use axum::Extension;
 use axum::extract::{Path, Query, Request};
@@ -15,24 +15,9 @@ use std::time::Duration;
 /// The most stdin an exec takes: the command gets all of it when the client closes it.
 const MAX_STDIN: usize = 4 << 20;
 
-/// `/exec/{namespace}/{pod}/{container}`.
-pub async fn exec(
-    Extension(api): Extension<Arc<NodeApi>>,
-    Path((namespace, pod, container)): Path<(String, String, String)>,
-    Query(query): Query<Vec<(String, String)>>,
-    request: Request,
-) -> Response {
-    exec_in(api, &namespace, &pod, None, &container, query, request).await
-}
-
-/// `/exec/{namespace}/{pod}/{uid}/{container}`.
-pub async fn exec_with_uid(
-    Extension(api): Extension<Arc<NodeApi>>,
-    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
-    Query(query): Query<Vec<(String, String)>>,
-    request: Request,
-) -> Response {
-    exec_in(api, &namespace, &pod, Some(&uid), &container, query, request).await
+/// `/exec/{namespace}/{pod}[/{uid}]/{container}`.
+pub async fn exec(Extension(api): Extension<Arc<NodeApi>>, Path(t): Path<Target>, Query(query): Query<Vec<(String, String)>>, request: Request) -> Response {
+    exec_in(api, &t.namespace, &t.pod, t.uid.as_deref(), &t.container, query, request).await
 }
 
 async fn exec_in(

@@ -20,7 +20,7 @@ pub mod spdy;
 pub mod terminal;
 pub mod websocket;
 
-pub use exec::{exec, exec_with_uid};
+pub use exec::exec;
 
 use super::{NodeApi, logs, text};
 use crate::runtime::LogStream;
@@ -33,24 +33,20 @@ use remotecommand::{NegotiationError, Options, Outcome, Streams};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `/attach/{namespace}/{pod}/{container}`.
-pub async fn attach(
-    Extension(api): Extension<Arc<NodeApi>>,
-    Path((namespace, pod, container)): Path<(String, String, String)>,
-    Query(query): Query<Vec<(String, String)>>,
-    request: Request,
-) -> Response {
-    attach_to(api, &namespace, &pod, None, &container, query, request).await
+/// What a streaming request names in its path, whichever of its routes matched (with the
+/// pod's uid or without; port-forward names no container).
+#[derive(serde::Deserialize)]
+pub struct Target {
+    namespace: String,
+    pod: String,
+    uid: Option<String>,
+    #[serde(default)]
+    container: String,
 }
 
-/// `/attach/{namespace}/{pod}/{uid}/{container}`.
-pub async fn attach_with_uid(
-    Extension(api): Extension<Arc<NodeApi>>,
-    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
-    Query(query): Query<Vec<(String, String)>>,
-    request: Request,
-) -> Response {
-    attach_to(api, &namespace, &pod, Some(&uid), &container, query, request).await
+/// `/attach/{namespace}/{pod}[/{uid}]/{container}`.
+pub async fn attach(Extension(api): Extension<Arc<NodeApi>>, Path(t): Path<Target>, Query(query): Query<Vec<(String, String)>>, request: Request) -> Response {
+    attach_to(api, &t.namespace, &t.pod, t.uid.as_deref(), &t.container, query, request).await
 }
 
 /// Attaches to a running container's output, as `kubectl attach` does: what it writes from now
@@ -114,18 +110,9 @@ async fn follow(api: Arc<NodeApi>, id: String, options: Options, streams: Stream
     streams.finish(b"", b"", Outcome::Exited(0), &[]).await;
 }
 
-/// `/portForward/{namespace}/{pod}`.
-pub async fn port_forward(Extension(api): Extension<Arc<NodeApi>>, Path((namespace, pod)): Path<(String, String)>, request: Request) -> Response {
-    port_forward_to(api, &namespace, &pod, None, request).await
-}
-
-/// `/portForward/{namespace}/{pod}/{uid}`.
-pub async fn port_forward_with_uid(
-    Extension(api): Extension<Arc<NodeApi>>,
-    Path((namespace, pod, uid)): Path<(String, String, String)>,
-    request: Request,
-) -> Response {
-    port_forward_to(api, &namespace, &pod, Some(&uid), request).await
+/// `/portForward/{namespace}/{pod}[/{uid}]`.
+pub async fn port_forward(Extension(api): Extension<Arc<NodeApi>>, Path(t): Path<Target>, request: Request) -> Response {
+    port_forward_to(api, &t.namespace, &t.pod, t.uid.as_deref(), request).await
 }
 
 async fn port_forward_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, request: Request) -> Response {
@@ -147,23 +134,10 @@ async fn port_forward_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Opt
     upgrade(request, &[portforward::PROTOCOL], move |conn, _| portforward::serve(conn, runtime, sandbox.id))
 }
 
-/// `POST /run/{namespace}/{pod}/{container}?cmd=…`: a command run once, its output as the
+/// `POST /run/{namespace}/{pod}[/{uid}]/{container}?cmd=…`: a command run once, its output as the
 /// body (the kubelet's legacy run: the command split at spaces).
-pub async fn run(
-    Extension(api): Extension<Arc<NodeApi>>,
-    Path((namespace, pod, container)): Path<(String, String, String)>,
-    Query(query): Query<Vec<(String, String)>>,
-) -> Response {
-    run_in(api, &namespace, &pod, None, &container, query).await
-}
-
-/// `POST /run/{namespace}/{pod}/{uid}/{container}?cmd=…`.
-pub async fn run_with_uid(
-    Extension(api): Extension<Arc<NodeApi>>,
-    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
-    Query(query): Query<Vec<(String, String)>>,
-) -> Response {
-    run_in(api, &namespace, &pod, Some(&uid), &container, query).await
+pub async fn run(Extension(api): Extension<Arc<NodeApi>>, Path(t): Path<Target>, Query(query): Query<Vec<(String, String)>>) -> Response {
+    run_in(api, &t.namespace, &t.pod, t.uid.as_deref(), &t.container, query).await
 }
 
 async fn run_in(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, container: &str, query: Vec<(String, String)>) -> Response {
