@@ -6,8 +6,8 @@
 use super::boot::{boot_id, machine_id};
 use super::{AgentConfig, NODE_ACTIONS_QUEUED, NodeHome, Process, Started};
 use crate::api_client::connections::{Connections, OnDemandClient, node_client};
-use crate::bootstrap::ensure_client_credentials;
 use crate::bootstrap::rotation::rotate;
+use crate::bootstrap::{BootstrapConfig, ensure_client_credentials};
 use crate::events::EventRecorder;
 use crate::events::EventType;
 use crate::eviction::EvictionManager;
@@ -61,9 +61,10 @@ pub(super) async fn start_node<'a>(
     let version = Box::pin(runtime.version()).await?;
     let mut id = identity(config, name, &version, address.port());
     let node_pods = node_pods(config, &id, &version);
-    let serving = ServingCertificate::load_or_create(&config.bootstrap_for(name).cert_dir, name, &config.node_ip)?;
+    let bootstrap = config.bootstrap_for(name);
+    let serving = ServingCertificate::load_or_create(&bootstrap.cert_dir, name, &config.node_ip)?;
     let spec = machine_spec(config, &id.machine_id, &id.boot_id);
-    let cluster = if config.standalone { None } else { Some(Box::pin(join_cluster(config, name, process, home, &mut id)).await?) };
+    let cluster = if config.standalone { None } else { Some(Box::pin(join_cluster(config, name, bootstrap, process, home, &mut id)).await?) };
 
     let events = match &cluster {
         Some(c) => c.events.clone(),
@@ -151,13 +152,21 @@ struct Cluster {
     events: Arc<EventRecorder>,
     node_ref: ObjectReference,
     plugin_events: tokio::sync::broadcast::Receiver<PluginEvent>,
+    /// Where the node's credentials live, for their rotation.
+    bootstrap: BootstrapConfig,
 }
 
 /// Makes sure of the node's credentials, builds its clients and registers its Node; the
 /// node reports the API server's version.
-async fn join_cluster(config: &AgentConfig, name: &str, process: &Process, home: &NodeHome, id: &mut NodeIdentity) -> anyhow::Result<Cluster> {
+async fn join_cluster(
+    config: &AgentConfig,
+    name: &str,
+    bootstrap: BootstrapConfig,
+    process: &Process,
+    home: &NodeHome,
+    id: &mut NodeIdentity,
+) -> anyhow::Result<Cluster> {
     let clock = process.clock;
-    let bootstrap = config.bootstrap_for(name);
     let _starting = process.startups.acquire().await.context("the agent is stopping")?;
     Box::pin(ensure_client_credentials(&bootstrap)).await?;
     // The client reads the current certificate for each connection: rotation needs no
@@ -203,7 +212,7 @@ async fn join_cluster(config: &AgentConfig, name: &str, process: &Process, home:
         }
         None => Box::pin(cluster_ca(&bootstrap.kubeconfig)).await?,
     };
-    Ok(Cluster { client, connections: vec![connections, access_connections], access, client_ca, events, node_ref, plugin_events })
+    Ok(Cluster { client, connections: vec![connections, access_connections], access, client_ca, events, node_ref, plugin_events, bootstrap })
 }
 
 impl Cluster {
@@ -217,9 +226,9 @@ impl Cluster {
         events: Arc<EventRecorder>,
         clock: crate::clock::Clock,
     ) -> impl std::future::Future<Output = ()> + Send + 'a {
-        let Cluster { client, connections, plugin_events, node_ref, .. } = self;
+        let Cluster { client, connections, plugin_events, node_ref, bootstrap, .. } = self;
         let lease = NodeLease::new(client.clone(), name, config.lease_duration_seconds, clock);
-        let rotation = rotate(config.bootstrap_for(name), client, connections, clock);
+        let rotation = rotate(bootstrap, client, connections, clock);
         async move {
             tokio::join!(lease.run(), status.run(), record_refusals(plugin_events, &events, &node_ref, name), rotation);
         }
