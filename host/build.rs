@@ -16,8 +16,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Stock plugins, by crate name.
-const STOCK: &[&str] =
-    &["healthy", "crashloop", "oomkill", "image-pull-fail", "pleg-stall", "readiness-flap", "scripted", "node-partition", "node-reboot", "memory-pressure"];
+const STOCK: &[&str] = &[
+    "healthy",
+    "crashloop",
+    "oomkill",
+    "image-pull-fail",
+    "pleg-stall",
+    "readiness-flap",
+    "scripted",
+    "node-partition",
+    "node-reboot",
+    "memory-pressure",
+    "python",
+];
 /// Plugins only the tests use.
 const TEST_ONLY: &[&str] = &["misbehave"];
 /// What the plugins are built from; `plugins/prebuilt` itself is left out.

@@ -15,6 +15,7 @@ use std::time::Duration;
 pub struct ConfigFile {
     text: String,
     format: Format,
+    file_name: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,17 +23,36 @@ enum Format {
     #[default]
     Json,
     Yaml,
+    Python,
 }
 
 impl ConfigFile {
     /// A JSON configuration, as the host hands over a `<plugin>.json` file.
     pub fn json(text: &str) -> Self {
-        ConfigFile { text: text.into(), format: Format::Json }
+        ConfigFile { text: text.into(), format: Format::Json, file_name: String::new() }
     }
 
     /// A YAML configuration, as the host hands over a `<plugin>.yaml` file.
     pub fn yaml(text: &str) -> Self {
-        ConfigFile { text: text.into(), format: Format::Yaml }
+        ConfigFile { text: text.into(), format: Format::Yaml, file_name: String::new() }
+    }
+
+    /// A Python scenario, as the host hands over a `<name>.py` file to the stock `python`
+    /// plugin.
+    pub fn python(file_name: &str, text: &str) -> Self {
+        ConfigFile { text: text.into(), format: Format::Python, file_name: file_name.into() }
+    }
+
+    /// Whether the file is a Python scenario (read its [`text`](Self::text); it has no keys
+    /// to [`parse`](Self::parse)).
+    pub fn is_python(&self) -> bool {
+        self.format == Format::Python
+    }
+
+    /// The file's name without its folder (`flaky.py`); empty when there is no file or the
+    /// configuration was made in code.
+    pub fn file_name(&self) -> &str {
+        &self.file_name
     }
 
     /// The file's text; empty when the plugin has no configuration file.
@@ -59,8 +79,11 @@ impl ConfigFile {
         self.split::<T>().map(|(rest, _)| rest)
     }
 
-    /// The keys every plugin understands.
+    /// The keys every plugin understands; a Python scenario sets them in its own code.
     pub(crate) fn common(&self) -> Result<CommonConfig, ConfigError> {
+        if self.is_python() {
+            return Ok(CommonConfig::default());
+        }
         self.split::<IgnoredAny>().map(|(_, common)| common)
     }
 
@@ -69,6 +92,7 @@ impl ConfigFile {
             return Ok((T::default(), CommonConfig::default()));
         }
         let split: Split<T> = match self.format {
+            Format::Python => return Err(ConfigError::new("this plugin takes a JSON or YAML configuration, not a Python scenario")),
             Format::Json => serde_json::from_str(&self.text).map_err(|e| ConfigError::located(e.to_string(), e.line(), e.column()))?,
             Format::Yaml => serde_yaml_ng::from_str(&self.text).map_err(|e| {
                 let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
@@ -84,8 +108,9 @@ impl From<wit::PluginConfig> for ConfigFile {
         let format = match c.format {
             wit::ConfigFormat::Json => Format::Json,
             wit::ConfigFormat::Yaml => Format::Yaml,
+            wit::ConfigFormat::Python => Format::Python,
         };
-        ConfigFile { text: c.text, format }
+        ConfigFile { text: c.text, format, file_name: c.file_name }
     }
 }
 

@@ -267,6 +267,28 @@ fn scaffold_docs_have_the_cookbook(crate_dir: &Path, target: &Path) {
     assert!(cookbook.contains("Every Nth start fails") && cookbook.contains("before_call"), "the cookbook page lacks its recipes");
 }
 
+/// `plugin new --python` writes a scenario `plugin check` accepts as it is, and a run serves
+/// by its name and selector; `check` places a mistake at its line.
+#[test]
+fn a_python_scenario_is_scaffolded_checked_and_its_mistakes_placed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = labkubelet(&["plugin", "new", "flaky", "--python", "--path", dir.path().to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let file = dir.path().join("flaky.py");
+    let (ok, out) = labkubelet(&["plugin", "check", file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("serves: pods annotated labkubelet.io/scenario: flaky; by label: app=flaky"), "{out}");
+    let (ok, again) = labkubelet(&["plugin", "new", "flaky", "--python", "--path", dir.path().to_str().unwrap()]);
+    assert!(!ok && again.contains("must not exist yet"), "{again}");
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("    if c.attempt % 2 == 1:", "    if c.attempt % 2 == 1\n")).unwrap();
+    let line = text.lines().position(|l| l == "    if c.attempt % 2 == 1:").unwrap() + 1;
+    let (ok, out) = labkubelet(&["plugin", "check", file.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(out.starts_with(&format!("refused: {}:{line}:", file.display())) && out.contains("SyntaxError"), "{out}");
+}
+
 #[test]
 fn new_refuses_bad_names_and_existing_folders() {
     let dir = tempfile::tempdir().unwrap();

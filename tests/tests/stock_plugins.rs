@@ -21,7 +21,7 @@ async fn lab_with(plugins: &[&str]) -> PluginLab {
 // Paused time: crashloop and oomkill containers must not exit on their own in between.
 #[tokio::test(start_paused = true)]
 async fn every_stock_plugin_runs_the_cri_lifecycle() {
-    let names = ["healthy", "crashloop", "oomkill", "pleg-stall", "readiness-flap", "scripted", "node-partition", "node-reboot", "memory-pressure"];
+    let names = ["healthy", "crashloop", "oomkill", "pleg-stall", "readiness-flap", "scripted", "node-partition", "node-reboot", "memory-pressure", "python"];
     let lab = lab_with(&names).await;
     let node = lab.node("node-1");
     for name in names {

@@ -43,8 +43,12 @@ pub enum PluginCommand {
         path: Option<PathBuf>,
         /// A labkubelet-guest SDK crate to build against (default: the SDK built into this
         /// labkubelet, written into the crate's `sdk/` folder).
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "python")]
         sdk: Option<PathBuf>,
+        /// Writes a Python scenario, NAME.py (into --path, default the current folder), in
+        /// place of a Rust crate: it needs no toolchain, and the agent reloads it on every save.
+        #[arg(long)]
+        python: bool,
     },
     /// Serves a plugin folder and prints every load, swap, refusal and unload as it happens.
     Watch {
@@ -109,7 +113,14 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::List { plugin_dir: Some(dir), limits, .. } => list(dir, limits).await,
         PluginCommand::List { plugin_dir: None, agent, .. } => list_served(agent).await,
         PluginCommand::Check { file, limits } => check(file, limits).await,
-        PluginCommand::New { name, path, sdk } => {
+        PluginCommand::New { name, path, python: true, .. } => {
+            let file = super::scaffold::new_python_scenario(&name, path)?;
+            println!("created Python scenario {}", file.display());
+            println!("check it:   labkubelet plugin check {}", file.display());
+            println!("use it:     cp {} <plugin-dir>/   (every save reloads it)", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::New { name, path, sdk, .. } => {
             let dir = super::scaffold::new_plugin(&name, path, sdk)?;
             println!("created plugin crate {} in {}", name, dir.display());
             println!("build it:   cd {} && cargo build --release --target wasm32-wasip2", dir.display());
@@ -244,7 +255,7 @@ async fn check(file: PathBuf, limits: LimitArgs) -> anyhow::Result<ExitCode> {
 /// configuration file with the component beside it (else the stock plugin of its name).
 fn component_and_config(file: &std::path::Path) -> Result<(Vec<u8>, ConfigFile, String), String> {
     if !ConfigFile::is_config_path(file) {
-        let (bytes, config) = labkubelet::plugin::catalog::read_plugin(file).map_err(|e| e.to_string())?;
+        let (bytes, config) = labkubelet::plugin::folder::read_plugin(file).map_err(|e| e.to_string())?;
         return Ok((bytes, config, file.display().to_string()));
     }
     let config = ConfigFile::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;

@@ -1,6 +1,7 @@
 //! `labkubelet plugin new`: a plugin crate a new user can build and drop in as it is, anywhere:
 //! the guest SDK this binary was built with is written beside it (`sdk/`), so the crate needs
-//! neither this checkout nor a registry release of the SDK.
+//! neither this checkout nor a registry release of the SDK. With `--python`, a scenario file
+//! with every hook described, which needs nothing to build.
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -36,7 +37,10 @@ const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
 const WORKSPACE_LOCK: &str = include_str!("../../../Cargo.lock");
 const WIT: &str = include_str!("../../../wit/runtime.wit");
 
-pub fn new_plugin(name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// A Python scenario's template; `NAME` is replaced by the scenario's name.
+const PYTHON_TEMPLATE: &str = include_str!("scenario_template.py");
+
+fn check_name(name: &str) -> anyhow::Result<()> {
     let valid = !name.is_empty()
         && name.len() <= 63
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -45,6 +49,24 @@ pub fn new_plugin(name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> an
     if !valid {
         bail!("plugin name {name:?} is not valid: use lowercase letters, digits and '-', starting with a letter");
     }
+    Ok(())
+}
+
+/// Writes `NAME.py` into `dir` (default: the current folder), never over an existing file.
+pub fn new_python_scenario(name: &str, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    check_name(name)?;
+    let file = dir.unwrap_or_else(|| PathBuf::from(".")).join(format!("{name}.py"));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .with_context(|| format!("cannot create {} (it must not exist yet; choose another --path)", file.display()))?;
+    std::io::Write::write_all(&mut out, PYTHON_TEMPLATE.replace("NAME", name).as_bytes()).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(file)
+}
+
+pub fn new_plugin(name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    check_name(name)?;
     let dir = path.unwrap_or_else(|| default_dir(name));
     if dir.exists() {
         bail!("{} already exists; choose another --path or remove it", dir.display());

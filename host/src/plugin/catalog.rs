@@ -4,10 +4,10 @@
 
 use super::config_file::ConfigFile;
 use super::engine::{LoadError, LoadedPlugin, PluginEngine};
+use super::folder::{PluginFiles, plugin_files};
 use super::stock;
 use crate::runtime::KeyValue;
 use kube_core::SelectorExt;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -247,8 +247,9 @@ impl PluginCatalog {
     }
 
     /// Brings the catalog in line with a plugin folder: loads new and changed `*.wasm`
-    /// files (with their `<stem>.json` / `.yaml` / `.yml` configuration), unloads removed
-    /// ones. Unchanged files are not reloaded. Returns what happened.
+    /// files (with their `<stem>.json` / `.yaml` / `.yml` configuration) and `*.py`
+    /// scenarios, unloads removed ones. Unchanged files are not reloaded. Returns what
+    /// happened.
     pub async fn sync_dir(&self, dir: &Path) -> Vec<PluginEvent> {
         let _one_at_a_time = self.sync.lock().await;
         self.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -344,51 +345,4 @@ fn near_miss<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Optio
         .filter(|(distance, _)| *distance <= 2)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, c)| c)
-}
-
-/// The `*.wasm` files of a folder, dotfiles excluded, no recursion.
-fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
-        if !hidden && path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Reads a plugin file and its configuration (`<stem>.json`, `.yaml` or `.yml` next to it).
-pub fn read_plugin(path: &Path) -> Result<(Vec<u8>, ConfigFile), LoadError> {
-    let files = PluginFiles::read(path)?;
-    Ok((files.component, files.config))
-}
-
-/// A component and its configuration file as they are on disk.
-struct PluginFiles {
-    component: Vec<u8>,
-    config: ConfigFile,
-}
-
-impl PluginFiles {
-    fn read(component: &Path) -> Result<Self, LoadError> {
-        let origin = component.display().to_string();
-        let unreadable = |detail: String| LoadError::Unreadable { origin: origin.clone(), detail };
-        let bytes = std::fs::read(component).map_err(|e| unreadable(e.to_string()))?;
-        let config = ConfigFile::beside(component).map_err(|e| unreadable(format!("its configuration: {e}")))?;
-        Ok(PluginFiles { component: bytes, config })
-    }
-
-    /// What decides whether a file needs loading again: the component and its configuration.
-    fn fingerprint(&self) -> [u8; 32] {
-        let mut hash = Sha256::new().chain_update(&self.component).chain_update([0]);
-        if let Some(path) = &self.config.path {
-            hash.update(path.as_os_str().as_encoded_bytes());
-            hash.update([0]);
-            hash.update(self.config.text.as_bytes());
-        }
-        hash.finalize().into()
-    }
 }

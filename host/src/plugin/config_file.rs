@@ -1,4 +1,5 @@
-//! A plugin's configuration file (`<stem>.json`, `.yaml` or `.yml` beside the component): read,
+//! A plugin's configuration file (`<stem>.json`, `.yaml` or `.yml` beside the component, or a
+//! Python scenario `<name>.py`, the configuration of the stock `python` plugin): read,
 //! checked for syntax, and handed to the plugin as the operator wrote it, so a refusal can
 //! name the line and column of the file the operator edits.
 
@@ -14,7 +15,16 @@ pub struct ConfigFile {
     /// Where it was read from; `None` when the plugin has no configuration file.
     pub path: Option<PathBuf>,
     pub text: String,
-    yaml: bool,
+    format: Format,
+}
+
+/// How a configuration file is written, from its extension.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Format {
+    #[default]
+    Json,
+    Yaml,
+    Python,
 }
 
 impl ConfigFile {
@@ -23,10 +33,25 @@ impl ConfigFile {
         ConfigFile::default()
     }
 
-    /// A configuration file's text; its extension says how it is written.
+    /// A configuration file's text; its extension says how it is written (`.json` is JSON,
+    /// `.py` Python, anything else YAML).
     pub fn new(path: &Path, text: String) -> Self {
-        let yaml = path.extension().is_none_or(|e| e != "json");
-        ConfigFile { path: Some(path.to_path_buf()), text, yaml }
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Format::Json,
+            Some("py") => Format::Python,
+            _ => Format::Yaml,
+        };
+        ConfigFile { path: Some(path.to_path_buf()), text, format }
+    }
+
+    /// Whether this is a Python scenario.
+    pub fn is_python(&self) -> bool {
+        self.format == Format::Python
+    }
+
+    /// Whether `path` names a Python scenario, served by the stock `python` plugin.
+    pub fn is_python_path(path: &Path) -> bool {
+        path.extension().is_some_and(|e| e == "py")
     }
 
     /// Reads `path`, which names a configuration file.
@@ -51,24 +76,25 @@ impl ConfigFile {
     }
 
     /// Whether the text parses as the JSON or YAML it claims to be; the error is placed in
-    /// the file, as `<file>:<line>:<column>: <message>`.
+    /// the file, as `<file>:<line>:<column>: <message>`. Python is checked by the plugin that
+    /// runs it, which has the parser.
     pub fn check_syntax(&self) -> Result<(), String> {
         if self.text.trim().is_empty() {
             return Ok(());
         }
-        let (message, line, column) = if self.yaml {
-            match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&self.text) {
+        let (message, line, column) = match self.format {
+            Format::Python => return Ok(()),
+            Format::Yaml => match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&self.text) {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
                     (format!("not valid YAML: {}", strip_position(&e.to_string(), line, column)), line, column)
                 }
-            }
-        } else {
-            match serde_json::from_str::<serde_json::Value>(&self.text) {
+            },
+            Format::Json => match serde_json::from_str::<serde_json::Value>(&self.text) {
                 Ok(_) => return Ok(()),
                 Err(e) => (format!("not valid JSON: {}", strip_position(&e.to_string(), e.line(), e.column())), e.line(), e.column()),
-            }
+            },
         };
         let error = ConfigError { message, line: u32::try_from(line).ok().filter(|l| *l > 0), column: u32::try_from(column).ok().filter(|_| line > 0) };
         Err(self.describe(&error))
@@ -86,7 +112,13 @@ impl ConfigFile {
 
     /// What the plugin's `configure` is given.
     pub(crate) fn to_wit(&self) -> PluginConfig {
-        PluginConfig { text: self.text.clone(), format: if self.yaml { ConfigFormat::Yaml } else { ConfigFormat::Json } }
+        let format = match self.format {
+            Format::Json => ConfigFormat::Json,
+            Format::Yaml => ConfigFormat::Yaml,
+            Format::Python => ConfigFormat::Python,
+        };
+        let file_name = self.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        PluginConfig { text: self.text.clone(), format, file_name }
     }
 }
 
@@ -114,6 +146,8 @@ mod tests {
         assert_eq!(ConfigFile::new(Path::new("a.yml"), String::new()).to_wit().format, ConfigFormat::Yaml);
         assert_eq!(ConfigFile::new(Path::new("a.yaml"), String::new()).to_wit().format, ConfigFormat::Yaml);
         assert_eq!(ConfigFile::new(Path::new("a.json"), String::new()).to_wit().format, ConfigFormat::Json);
+        let python = ConfigFile::new(Path::new("lab/flaky.py"), "def on_start(c):\n".into()).to_wit();
+        assert_eq!((python.format, python.file_name.as_str()), (ConfigFormat::Python, "flaky.py"));
         assert!(ConfigFile::new(Path::new("a.yaml"), "# only comments\n".into()).check_syntax().is_ok());
     }
 }

@@ -46,6 +46,9 @@ pub enum LoadError {
     /// `<file>:<line>:<column>: <message>`.
     #[error("{place} (the configuration of {origin})")]
     Config { origin: String, place: String },
+    /// A Python scenario the `python` plugin refused: `<file>:<line>:<column>: <message>`.
+    #[error("{place}")]
+    Scenario { origin: String, place: String },
     #[error("{origin}: plugin name {name:?} is not valid: {why}")]
     BadName { origin: String, name: String, why: String },
     #[error("{origin}: {source}")]
@@ -240,7 +243,10 @@ impl PluginEngine {
         let probe_name: Arc<str> = std::path::Path::new(&origin).file_name().map_or(origin.as_str().into(), |f| f.to_string_lossy().into());
         let failed = |e: RuntimeError| LoadError::InfoFailed { origin: origin.clone(), detail: e.to_string() };
         let mut instance = PluginInstance::start(&self.policy, &pre, probe_name, "validation", Clock::new(), Arc::new(release), None).await.map_err(failed)?;
-        instance.configure(&config).await.map_err(failed)?.map_err(|e| LoadError::Config { origin: origin.clone(), place: config.describe(&e) })?;
+        instance.configure(&config).await.map_err(failed)?.map_err(|e| {
+            let place = config.describe(&e);
+            if config.is_python() { LoadError::Scenario { origin: origin.clone(), place } } else { LoadError::Config { origin: origin.clone(), place } }
+        })?;
         let info = instance.info().await.map_err(failed)?;
         validate_name(&info.name).map_err(|why| LoadError::BadName { origin: origin.clone(), name: info.name.clone(), why })?;
         let selector = parse_selector(&info.selector).map_err(|source| LoadError::BadSelector { origin: origin.clone(), source })?;

@@ -3,6 +3,7 @@
 //! - [`engine`]: the process-wide wasmtime engine, limits, and validation of components.
 //! - [`compiled`]: compiled components kept on disk between runs.
 //! - [`catalog`]: the loaded plugins, selection of the plugin that serves a pod, folder sync.
+//! - [`folder`]: which files of the plugin folder are plugins, Python scenarios among them.
 //! - [`watch`]: hot reload of a plugin folder.
 //! - [`router`]: [`PluginRuntime`], a node's [`crate::runtime::ContainerRuntime`] over plugins.
 //! - [`stock`]: the stock plugins embedded in the binary.
@@ -22,6 +23,7 @@ pub mod catalog;
 pub mod compiled;
 pub mod config_file;
 pub mod engine;
+pub mod folder;
 mod instance;
 pub mod policy;
 pub mod router;
