@@ -6,34 +6,12 @@
 //! kubectl is the machine's (1.32 here, which tries WebSocket first and falls back to SPDY)
 //! or, on a machine without one, the 1.20 kubectl `tests/control-plane/install.sh` builds.
 
-use crate::support::{Agent, cluster, container_status, eventually_with, pod_on};
+use crate::support::{Agent, cluster, container_status, eventually_with, kubectl, kubectl_binary, pod_on};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn kubectl_binary() -> PathBuf {
-    let on_path =
-        std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).map(|d| d.join("kubectl")).find(|p| p.is_file());
-    on_path.unwrap_or_else(|| labkubelet_control_plane::assets::Assets::locate().expect("the control plane's binaries").binary("kubectl"))
-}
-
-/// Runs kubectl as the cluster's admin with `stdin`; returns (exit code, stdout, stderr).
-fn kubectl(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(kubectl_binary())
-        .args(args)
-        .env("KUBECONFIG", cluster().admin_kubeconfig())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
-    let out = child.wait_with_output().expect("kubectl ends");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
 
 /// Runs kubectl on a pseudo-terminal (util-linux `script`), typing `keys` into it; the input
 /// stays open until kubectl ends, as a user's terminal does. Returns (exit code, what it showed).

@@ -14,6 +14,7 @@ mod exec;
 mod node;
 mod node_actions;
 mod pods;
+mod python;
 mod rotation;
 mod scenarios;
 mod static_pods;

@@ -5,8 +5,9 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
 use kube::api::{Api, ListParams};
 use labkubelet_control_plane::process::Process;
 use labkubelet_control_plane::{BootstrapToken, ControlPlane};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_labkubelet");
@@ -225,4 +226,26 @@ pub async fn rebooted(agent: &mut Agent, client: &kube::Client, before: &str) ->
     })
     .await;
     node
+}
+
+/// The machine's kubectl, or the 1.20 one `tests/control-plane/install.sh` builds.
+pub fn kubectl_binary() -> PathBuf {
+    let on_path =
+        std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).map(|d| d.join("kubectl")).find(|p| p.is_file());
+    on_path.unwrap_or_else(|| labkubelet_control_plane::assets::Assets::locate().expect("the control plane's binaries").binary("kubectl"))
+}
+
+/// Runs kubectl as the cluster's admin with `stdin`; returns (exit code, stdout, stderr).
+pub fn kubectl(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(kubectl_binary())
+        .args(args)
+        .env("KUBECONFIG", cluster().admin_kubeconfig())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("kubectl ends");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
