@@ -1,10 +1,12 @@
 //! Measures the plugin host and prints the numbers docs/performance.md reports:
 //! reload latency per stock plugin (file renamed into the folder -> new plugin answering),
 //! the cost of a start-container call and of a list-containers call over 100 containers,
-//! and resident memory per idle instance at 1,000 instances.
+//! resident memory per idle instance at 1,000 instances, and for a Python scenario: an edit
+//! saved -> the new scenario answering, its hook against the same hook in Rust, and memory per
+//! node serving it.
 //!
 //! Run with `cargo bench -p labkubelet-tests --bench plugin_host` (a release build); add
-//! `-- reload`, `-- calls` or `-- memory` to run one section.
+//! `-- load`, `-- reload`, `-- calls`, `-- memory` or `-- python` to run one section.
 
 use labkubelet::plugin::{ConfigFile, PluginEvent, PluginPolicy, PluginRuntime, stock};
 use labkubelet::runtime::ContainerRuntime;
@@ -12,6 +14,8 @@ use labkubelet_tests::*;
 use std::time::{Duration, Instant};
 
 const RELOADS: usize = 7;
+/// Edits of a Python scenario timed: enough for a 99th percentile.
+const PY_EDITS: usize = 200;
 /// Call costs are the median of this many batches: this machine's timing is noisy.
 const BATCHES: usize = 15;
 
@@ -45,11 +49,48 @@ async fn reload_latency(name: &str) -> (Duration, Duration) {
     (median(samples), worst)
 }
 
-async fn start_cost(node: &PluginRuntime) -> Duration {
+/// A Python scenario that answers every start as `crashloop` does (exit after a while);
+/// `version` tells edits apart.
+fn python_scenario(version: usize) -> String {
+    format!("VERSION = \"{version}\"\n\ndef on_start(c):\n    return exits(after=3600, code=1)\n")
+}
+
+/// An edit of a `.py` file saved (renamed into the watched folder) -> the new version answers.
+async fn python_reloads() -> Vec<Duration> {
+    let mut lab = PluginLab::watched(PluginPolicy::default()).await;
+    let node = lab.node("bench");
+    let mut samples = Vec::new();
+    for round in 0..=PY_EDITS {
+        let started = Instant::now();
+        lab.put("bench.py", python_scenario(round).as_bytes());
+        lab.expect_event("the edit", |e| matches!(e, PluginEvent::Loaded { .. } | PluginEvent::Replaced { .. })).await;
+        let info = node.plugin_info("bench").await.expect("the new scenario answers");
+        assert_eq!(info.version, round.to_string());
+        if round > 0 {
+            samples.push(started.elapsed());
+        }
+    }
+    samples.sort();
+    samples
+}
+
+/// Resident memory per node whose pod a Python scenario serves, at `nodes` nodes.
+async fn python_memory(lab: &PluginLab, nodes: usize) -> u64 {
+    let before = rss_bytes();
+    let mut kept = Vec::with_capacity(nodes);
+    for i in 0..nodes {
+        let node = lab.node(&format!("py-{nodes}-{i}"));
+        start_pod(&node, &pod(&format!("p{i}"), Some("bench"), &[]), "nginx").await;
+        kept.push(node);
+    }
+    rss_bytes().saturating_sub(before) / nodes as u64
+}
+
+async fn start_cost(node: &PluginRuntime, scenario: Option<&str>) -> Duration {
     const STARTS: usize = 100;
     let mut batches = Vec::new();
     for batch in 0..BATCHES {
-        let p = pod(&format!("calls-{batch}"), None, &[]);
+        let p = pod(&format!("calls-{batch}"), scenario, &[]);
         let sandbox = node.run_pod_sandbox(&p).await.unwrap();
         node.pull_image("nginx", Some(&p)).await.unwrap();
         let mut ids = Vec::new();
@@ -166,10 +207,28 @@ fn main() {
             };
             println!("call costs, median of {BATCHES} batches, through PluginRuntime:");
             println!("  version (a trivial call: the fixed cost of any call): {:.2} µs", trivial.as_secs_f64() * 1e6);
-            let start = start_cost(&node).await;
+            let start = start_cost(&node, None).await;
             println!("  start-container (healthy plugin): {:.2} µs", start.as_secs_f64() * 1e6);
             let list = list_cost(&lab).await;
             println!("  list-containers over 100 containers: {:.2} µs", list.as_secs_f64() * 1e6);
+        }
+        if run("python") {
+            let reloads = python_reloads().await;
+            let at = |q: f64| reloads[((reloads.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+            println!("python: a .py edit saved -> the new scenario answering ({PY_EDITS} edits)");
+            println!("  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", at(0.5), at(0.99), at(1.0));
+            let lab = PluginLab::new(PluginPolicy::default()).await;
+            lab.install("crashloop");
+            lab.put("bench.py", python_scenario(0).as_bytes());
+            lab.sync().await;
+            let node = lab.node("hooks");
+            let rust = start_cost(&node, Some("crashloop")).await;
+            let python = start_cost(&node, Some("bench")).await;
+            println!("  start-container whose on_start answers exits-after: Rust (crashloop) {:.1} µs, Python {:.1} µs", rust.as_secs_f64() * 1e6, python.as_secs_f64() * 1e6);
+            for nodes in [1, 100] {
+                let per = python_memory(&lab, nodes).await;
+                println!("  resident memory per node with a Python scenario serving a pod, at {nodes} nodes: {} KiB", per / 1024);
+            }
         }
         if run("memory") {
             let (per, total) = memory_per_instance(&lab).await;
