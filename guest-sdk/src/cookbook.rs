@@ -1,5 +1,6 @@
-//! Recipes: the scenarios labs ask for most, each as a Rust [`Scenario`](crate::Scenario) and
-//! as rules for the stock `scripted` plugin (its `scripted.yaml`, no compiler needed).
+//! Recipes: the scenarios labs ask for most, each as a Rust [`Scenario`](crate::Scenario), as
+//! rules for the stock `scripted` plugin (its `scripted.yaml`, no compiler needed), and as a
+//! Python scenario (a `<name>.py` in the plugin folder, no compiler either).
 //!
 //! Which hook a recipe needs:
 //!
@@ -22,7 +23,8 @@
 //! | [`save`](crate::Scenario::save) / [`restore`](crate::Scenario::restore) | `(&self) -> serde_json::Value` / `(&mut self, Value) -> Result<(), String>` | scenario state kept across reloads |
 //!
 //! Every recipe's Rust builds as it is (`cargo build --release --target wasm32-wasip2`); every
-//! `scripted` form is checked by `labkubelet plugin check scripted.yaml`.
+//! `scripted` form is checked by `labkubelet plugin check scripted.yaml`, every Python form by
+//! `labkubelet plugin check <name>.py`, and each is tested for what its recipe says.
 //!
 //! # Slow image pull
 //!
@@ -54,6 +56,15 @@
 //!     delaySeconds: 15
 //! ```
 //!
+//! ```python
+//! SELECTOR = "app=slow"
+//!
+//!
+//! def before_call(call):
+//!     if call.method == "pull-image" and call.pod and call.pod.labels.get("app") == "slow":
+//!         return delay(15)
+//! ```
+//!
 //! # Slow start
 //!
 //! Containers of pods labelled `app=slow` take 20 s to start.
@@ -81,6 +92,15 @@
 //!   - match: { labels: { app: slow } }
 //!     calls: [start-container]
 //!     delaySeconds: 20
+//! ```
+//!
+//! ```python
+//! SELECTOR = "app=slow"
+//!
+//!
+//! def before_call(call):
+//!     if call.method == "start-container":
+//!         return delay(20)
 //! ```
 //!
 //! # Crash after N seconds
@@ -112,6 +132,14 @@
 //!     exit: { afterSeconds: 10, code: 1 }
 //! ```
 //!
+//! ```python
+//! SELECTOR = "app=web"
+//!
+//!
+//! def on_start(c):
+//!     return exits(after=10, code=1)
+//! ```
+//!
 //! # Every Nth start fails
 //!
 //! Every third start exits 2 after 10 s; the others run. [`ContainerCtx::attempt`](crate::ContainerCtx::attempt)
@@ -139,6 +167,15 @@
 //! rules:
 //!   - match: { labels: { app: flaky }, everyNthStart: 3 }
 //!     exit: { afterSeconds: 10, code: 2 }
+//! ```
+//!
+//! ```python
+//! SELECTOR = "app=flaky"
+//!
+//!
+//! def on_start(c):
+//!     if (c.attempt + 1) % 3 == 0:
+//!         return exits(after=10, code=2)
 //! ```
 //!
 //! # Failing probes
@@ -177,6 +214,15 @@
 //!     probes:
 //!       readiness: { failAfterSeconds: 30 }
 //!       liveness: { fail: true, output: "HTTP probe failed with statuscode: 500" }
+//! ```
+//!
+//! ```python
+//! SELECTOR = "app=sick"
+//!
+//!
+//! def probe(c, kind):
+//!     if kind == "liveness" or (kind == "readiness" and c.running_for >= 30):
+//!         return "HTTP probe failed with statuscode: 500"
 //! ```
 //!
 //! # A hung runtime
@@ -219,6 +265,16 @@
 //!     forSeconds: 240
 //! ```
 //!
+//! ```python
+//! LISTS = ("list-pod-sandboxes", "list-containers", "list-images")
+//!
+//!
+//! def before_call(call):
+//!     start = state.setdefault("first_call", now()) + 60
+//!     if call.method in LISTS and start <= now() < start + 240:
+//!         return delay(start + 240 - now())
+//! ```
+//!
 //! # Sandbox failure
 //!
 //! The pod's sandbox cannot be made: `FailedCreatePodSandBox` events, the pod stays
@@ -246,6 +302,14 @@
 //! rules:
 //!   - match: { labels: { app: net } }
 //!     failSandbox: "failed to setup network for sandbox: plugin type=\"bridge\" failed"
+//! ```
+//!
+//! ```python
+//! SELECTOR = "app=net"
+//!
+//!
+//! def on_run_sandbox(pod):
+//!     return fail('failed to setup network for sandbox: plugin type="bridge" failed')
 //! ```
 //!
 //! # A failing pull
@@ -279,6 +343,15 @@
 //!     failPull: "pull access denied, repository does not exist"
 //! ```
 //!
+//! ```python
+//! SELECTOR = "lab=pulls"
+//!
+//!
+//! def on_pull(image, pod):
+//!     if image.startswith("private/"):
+//!         return fail(f"pull access denied for {image}, repository does not exist", code="not-found")
+//! ```
+//!
 //! # A node cut off on cue
 //!
 //! A minute after a pod annotated `labkubelet.io/scenario: cut-after-a-minute` starts, its
@@ -309,6 +382,8 @@
 //!
 //! (no `scripted` form)
 //!
+//! (no Python form)
+//!
 //! # A container that leaks memory
 //!
 //! What a container uses is the host's to model unless the plugin says: here it grows by
@@ -335,6 +410,11 @@
 //! ```
 //!
 //! (no `scripted` form)
+//!
+//! ```python
+//! def usage(c):
+//!     return uses(memory_bytes=int(c.running_for) * 100 * 1024 * 1024)
+//! ```
 //!
 //! # CPU that climbs
 //!
@@ -363,6 +443,11 @@
 //! ```
 //!
 //! (no `scripted` form)
+//!
+//! ```python
+//! def usage(c):
+//!     return uses(cpu_millicores=min(int(c.running_for) * 50, 2000))
+//! ```
 //!
 //! # Fails at once
 //!
@@ -399,6 +484,18 @@
 //!     exit: { afterSeconds: 0, code: 1 }
 //! ```
 //!
+//! ```python
+//! SELECTOR = "app=broken"
+//!
+//!
+//! def start_logs(c):
+//!     return ["FATAL: could not connect to db:5432: connection refused"]
+//!
+//!
+//! def on_start(c):
+//!     return exits(after=0, code=1)
+//! ```
+//!
 //! # A sequence of attempts
 //!
 //! A database that is OOMKilled 20 s into its first start, fails at once on the second with
@@ -432,6 +529,22 @@
 //!
 //! (no `scripted` form: its rules match every Nth start, not the first or the second)
 //!
+//! ```python
+//! SELECTOR = "app=db"
+//!
+//!
+//! def start_logs(c):
+//!     if c.attempt == 1:
+//!         return ["FATAL: database files are incompatible with server"]
+//!
+//!
+//! def on_start(c):
+//!     if c.attempt == 0:
+//!         return oom_killed(after=20)
+//!     if c.attempt == 1:
+//!         return exits(after=0, code=1)
+//! ```
+//!
 //! # A lab action of your own
 //!
 //! `labkubelet trigger db-lab corrupt --pod db-0 reason=torn-page` kills the matching running
@@ -464,6 +577,8 @@
 //! ```
 //!
 //! (no `scripted` form)
+//!
+//! (no Python form)
 //!
 //! # State kept across reloads
 //!
@@ -501,6 +616,16 @@
 //! ```
 //!
 //! (no `scripted` form)
+//!
+//! ```python
+//! SELECTOR = "app=web"
+//!
+//!
+//! def on_start(c):
+//!     state["starts"] = state.get("starts", 0) + 1
+//!     if state["starts"] % 5 == 0:
+//!         return exits(after=3, code=1)
+//! ```
 //!
 //! # Settings from the configuration file
 //!
@@ -543,4 +668,13 @@
 //! }
 //!
 //! export_scenario!(Configurable);
+//! ```
+//!
+//! ```python
+//! AFTER_SECONDS = 10  # the file is its own configuration: edit and save
+//! EXIT_CODE = 1
+//!
+//!
+//! def on_start(c):
+//!     return exits(after=AFTER_SECONDS, code=EXIT_CODE)
 //! ```

@@ -224,7 +224,11 @@ fn main() {
             let node = lab.node("hooks");
             let rust = start_cost(&node, Some("crashloop")).await;
             let python = start_cost(&node, Some("bench")).await;
-            println!("  start-container whose on_start answers exits-after: Rust (crashloop) {:.1} µs, Python {:.1} µs", rust.as_secs_f64() * 1e6, python.as_secs_f64() * 1e6);
+            println!(
+                "  start-container whose on_start answers exits-after: Rust (crashloop) {:.1} µs, Python {:.1} µs",
+                rust.as_secs_f64() * 1e6,
+                python.as_secs_f64() * 1e6
+            );
             for nodes in [1, 100] {
                 let per = python_memory(&lab, nodes).await;
                 println!("  resident memory per node with a Python scenario serving a pod, at {nodes} nodes: {} KiB", per / 1024);

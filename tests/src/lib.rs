@@ -24,7 +24,18 @@ pub struct PluginLab {
 impl PluginLab {
     /// A lab whose folder is read only when [`PluginLab::sync`] is called.
     pub async fn new(policy: PluginPolicy) -> Self {
-        let engine = PluginEngine::new(policy).expect("plugin engine");
+        PluginLab::with_engine(PluginEngine::new(policy).expect("plugin engine")).await
+    }
+
+    /// As [`PluginLab::new`], with the test binary's compiled components kept on disk between
+    /// its labs, as an agent keeps them between runs: a test that makes many labs with the
+    /// same plugin compiles it once.
+    pub async fn cached(policy: PluginPolicy) -> Self {
+        static COMPILED: std::sync::LazyLock<tempfile::TempDir> = std::sync::LazyLock::new(|| tempfile::tempdir().expect("temp dir"));
+        PluginLab::with_engine(PluginEngine::with_compiled_cache(policy, COMPILED.path()).expect("plugin engine")).await
+    }
+
+    async fn with_engine(engine: Arc<PluginEngine>) -> Self {
         let catalog = PluginCatalog::new(engine).await.expect("catalog with the built-in default");
         let events = catalog.subscribe();
         PluginLab { dir: tempfile::tempdir().expect("temp dir"), catalog, events, watcher: None }

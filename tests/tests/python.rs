@@ -25,7 +25,7 @@ def on_start(c):
 "#;
 
 async fn python_lab(file: &str, source: &str) -> PluginLab {
-    let lab = PluginLab::new(PluginPolicy::default()).await;
+    let lab = PluginLab::cached(PluginPolicy::default()).await;
     std::fs::write(lab.path(file), source).unwrap();
     let events = lab.sync().await;
     assert!(matches!(&events[..], [PluginEvent::Loaded { .. }]), "{events:?}");
@@ -129,7 +129,7 @@ async fn state_is_kept_between_calls_and_across_a_reload() {
 
 #[tokio::test]
 async fn memory_without_bound_hits_the_cap_like_a_rust_plugin_and_the_scenario_recovers() {
-    let lab = PluginLab::new(PluginPolicy { memory_limit: 16 << 20, ..PluginPolicy::default() }).await;
+    let lab = PluginLab::cached(PluginPolicy { memory_limit: 16 << 20, ..PluginPolicy::default() }).await;
     let source = "SELECTOR = 'app=hog'\n\ndef on_create(c):\n    hog = []\n    while True:\n        hog.append('x' * 1000000)\n";
     std::fs::write(lab.path("hog.py"), source).unwrap();
     assert!(matches!(&lab.sync().await[..], [PluginEvent::Loaded { .. }]));

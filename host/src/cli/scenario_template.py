@@ -11,12 +11,13 @@
 #   c    a container: c.name, c.image, c.command, c.args, c.env (dict), c.attempt (how many
 #        times it was created before: 0 on the first start), c.kind ("regular", "init",
 #        "sidecar"), c.restart_policy, c.pod_name, c.pod_namespace, c.labels, c.annotations,
-#        c.started_at (ns), c.memory_limit (bytes or None)
+#        c.started_at and c.running_for (seconds), c.memory_limit (bytes or None)
 #   pod  a pod: pod.name, pod.namespace, pod.uid, pod.labels, pod.annotations, pod.ip
 #   state  a dict the hooks share, kept between calls and across reloads
 #
 # What they answer with: fail(message), exits(after, code), oom_killed(after), runs_forever(),
-# ignores_sigterm(), delay(seconds), hang(), uses(cpu_millicores, memory_bytes).
+# ignores_sigterm(), delay(seconds), hang(), uses(cpu_millicores, memory_bytes). now() is the
+# host clock in seconds (virtual in tests, as the kubelet logic's is).
 
 NAME = "NAME"          # the plugin's name; pods can pick it with labkubelet.io/scenario: NAME
 VERSION = "1"

@@ -63,13 +63,13 @@ impl Interpreter {
     /// top level raises are refusals. `hooks` are the names a scenario may define.
     pub fn load(source: &str, hooks: &[(&'static str, usize)]) -> Result<Loaded, PyError> {
         let lines = u32::try_from(source.lines().count()).unwrap_or(u32::MAX);
-        let probe = Interpreter::parse(source, lines, &probe_suffix(hooks), vec!["state".into()])?;
+        let probe = Interpreter::parse(source, lines, &probe_suffix(hooks), vec!["state".into(), "__lk_now".into()])?;
         let mut printed = String::new();
-        let found = probe.execute(vec![MontyObject::Dict(Vec::new().into())], &mut printed)?;
+        let found = probe.execute(vec![MontyObject::Dict(Vec::new().into()), MontyObject::Float(0.0)], &mut printed)?;
         let defined = |name: &str| dict_get(&found, name);
         let settings = SETTINGS.iter().filter_map(|s| defined(s).map(|v| (*s, v))).collect();
         let present: Vec<_> = hooks.iter().filter(|(h, _)| defined(h) == Some(MontyObject::Bool(true))).copied().collect();
-        let run = Interpreter::parse(source, lines, &call_suffix(&present), vec!["__lk_hook".into(), "__lk_args".into(), "state".into()])?;
+        let run = Interpreter::parse(source, lines, &call_suffix(&present), vec!["__lk_hook".into(), "__lk_args".into(), "state".into(), "__lk_now".into()])?;
         let interpreter = Interpreter { hooks: present.iter().map(|(h, _)| *h).collect(), ..run };
         Ok(Loaded { interpreter, settings, printed })
     }
@@ -90,11 +90,11 @@ impl Interpreter {
         self.hooks.contains(&hook)
     }
 
-    /// Calls a hook with the scenario's state: what it returned, the state it left, and what
-    /// it printed.
-    pub fn call(&self, hook: &str, args: Vec<MontyObject>, state: MontyObject) -> Result<(MontyObject, MontyObject, String), PyError> {
+    /// Calls a hook with the scenario's state and the host clock (seconds): what it returned,
+    /// the state it left, and what it printed.
+    pub fn call(&self, hook: &str, args: Vec<MontyObject>, state: MontyObject, now: f64) -> Result<(MontyObject, MontyObject, String), PyError> {
         let mut printed = String::new();
-        let inputs = vec![MontyObject::String(hook.into()), MontyObject::List(args), state];
+        let inputs = vec![MontyObject::String(hook.into()), MontyObject::List(args), state, MontyObject::Float(now)];
         // A time limit stops the run without a frame: the hook is the place to name.
         let out = self
             .execute(inputs, &mut printed)
@@ -171,8 +171,8 @@ mod tests {
         assert_eq!(loaded.settings, vec![("NAME", MontyObject::String("flaky".into()))]);
         let py = loaded.interpreter;
         assert!(py.has("on_start") && !py.has("on_stop"));
-        let (first, state, _) = py.call("on_start", vec![MontyObject::None], state()).expect("runs");
-        let (second, _, _) = py.call("on_start", vec![MontyObject::None], state).expect("runs");
+        let (first, state, _) = py.call("on_start", vec![MontyObject::None], state(), 0.0).expect("runs");
+        let (second, _, _) = py.call("on_start", vec![MontyObject::None], state, 0.0).expect("runs");
         let after = |v: &MontyObject| match v {
             MontyObject::Tuple(items) => items.get(1).cloned(),
             _ => None,
@@ -187,7 +187,7 @@ mod tests {
         let e = Interpreter::load("x = 1\ny = undefined_name\n", &HOOKS).err().expect("a NameError");
         assert_eq!(e.placed("bad.py"), "bad.py:2: NameError: name 'undefined_name' is not defined");
         let py = Interpreter::load("def on_start(c):\n    return 1/0\n", &HOOKS).expect("loads").interpreter;
-        let e = py.call("on_start", vec![MontyObject::None], state()).expect_err("raises");
+        let e = py.call("on_start", vec![MontyObject::None], state(), 0.0).expect_err("raises");
         assert_eq!(e.placed("zero.py"), "zero.py:2: ZeroDivisionError: division by zero (in on_start)");
     }
 
@@ -195,9 +195,9 @@ mod tests {
     fn a_loop_is_stopped_at_the_time_limit_and_the_next_call_runs() {
         let source = "def on_start(c):\n    while True:\n        pass\n\ndef on_stop(c):\n    return runs_forever()\n";
         let py = Interpreter::load(source, &HOOKS).expect("loads").interpreter;
-        let e = py.call("on_start", vec![MontyObject::None], state()).expect_err("stopped");
+        let e = py.call("on_start", vec![MontyObject::None], state(), 0.0).expect_err("stopped");
         assert!(e.placed("spin.py").starts_with("spin.py: TimeoutError: time limit exceeded") && e.message.ends_with("(in on_start)"), "{e:?}");
-        let (answer, _, _) = py.call("on_stop", vec![MontyObject::None], state()).expect("runs");
+        let (answer, _, _) = py.call("on_stop", vec![MontyObject::None], state(), 0.0).expect("runs");
         assert_eq!(answer, MontyObject::Tuple(vec![MontyObject::String("forever".into())]));
     }
 }

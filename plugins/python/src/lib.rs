@@ -97,7 +97,7 @@ impl Python {
     /// (reported), so the caller gives the default answer.
     fn ask<T>(&mut self, hook: &str, args: Vec<MontyObject>, read: impl FnOnce(&MontyObject) -> Result<T, String>) -> Option<T> {
         let py = self.interpreter.as_ref().filter(|py| py.has(hook))?;
-        match py.call(hook, args, self.state.clone()) {
+        match py.call(hook, args, self.state.clone(), values::seconds_since_epoch(host::now())) {
             Ok((value, state, printed)) => {
                 self.printed(&printed);
                 self.keep(hook, state);

@@ -1,5 +1,11 @@
-# What every Python scenario can call without importing anything: the answers a hook gives.
-# Each is a tagged tuple the plugin reads back; the tags are not part of the API.
+# What every Python scenario can call without importing anything: the host's clock, and the
+# answers a hook gives. Each answer is a tagged tuple the plugin reads back; the tags are not
+# part of the API.
+
+
+def now():
+    """The host clock in seconds since the Unix epoch (virtual in tests, as the kubelet's is)."""
+    return __lk_now
 
 
 def fail(message, code="failed"):

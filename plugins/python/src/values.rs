@@ -27,8 +27,14 @@ fn named(type_name: &str, fields: Vec<(&str, MontyObject)>) -> MontyObject {
     MontyObject::NamedTuple { type_name: type_name.into(), field_names: names, values }
 }
 
-/// A container in its pod, as a hook sees it.
+/// Host-clock nanoseconds as the seconds a Python scenario counts in.
+pub fn seconds_since_epoch(ns: i64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// A container in its pod, as a hook sees it; times in seconds.
 pub fn container(c: &ContainerCtx) -> MontyObject {
+    let running_for = c.started_at.map_or(0.0, |at| seconds_since_epoch(host::now().saturating_sub(at)));
     let kind = match c.kind {
         ContainerKind::Regular => "regular",
         ContainerKind::Init => "init",
@@ -56,7 +62,8 @@ pub fn container(c: &ContainerCtx) -> MontyObject {
             ("pod_uid", string(&c.pod_uid)),
             ("labels", dict(&c.pod_labels)),
             ("annotations", dict(&c.pod_annotations)),
-            ("started_at", c.started_at.map_or(MontyObject::None, MontyObject::Int)),
+            ("started_at", c.started_at.map_or(MontyObject::None, |at| MontyObject::Float(seconds_since_epoch(at)))),
+            ("running_for", MontyObject::Float(running_for)),
             ("memory_limit", c.memory_limit.map_or(MontyObject::None, int)),
         ],
     )
