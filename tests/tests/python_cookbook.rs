@@ -175,7 +175,7 @@ async fn usage_grows_as_the_recipes_say() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let stats = node.list_container_stats().await.unwrap();
     let memory = stats.iter().find(|s| s.id == id).and_then(|s| s.memory_working_set_bytes);
-    assert_eq!(memory, Some(10 * 100 << 20));
+    assert_eq!(memory, Some(10 * (100 << 20)), "100Mi a second");
 
     let (_lab, node) = lab_with("CPU that climbs").await;
     let (_, id) = start_pod(&node, &served("a", &[]), "nginx").await;
