@@ -74,6 +74,25 @@ async fn python_reloads() -> Vec<Duration> {
     samples
 }
 
+/// An agent's start with one Python scenario in its folder, as `labkubelet run` makes its
+/// engine (compiled components kept on disk): from the engine's making to the scenario
+/// answering, the first start (nothing compiled yet) and the next (from the disk).
+async fn python_starts() -> (Duration, Duration) {
+    let (cache, folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    put(folder.path(), "bench.py", python_scenario(0).as_bytes());
+    let mut starts = Vec::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let engine = labkubelet::plugin::PluginEngine::with_compiled_cache(PluginPolicy::default(), cache.path()).unwrap();
+        let catalog = labkubelet::plugin::PluginCatalog::new(engine).await.unwrap();
+        catalog.sync_dir(folder.path()).await;
+        let node = PluginRuntime::new("bench", catalog, labkubelet::clock::Clock::new());
+        node.plugin_info("bench").await.expect("the scenario answers");
+        starts.push(started.elapsed());
+    }
+    (starts[0], starts[1])
+}
+
 /// Resident memory per node whose pod a Python scenario serves, at `nodes` nodes.
 async fn python_memory(lab: &PluginLab, nodes: usize) -> u64 {
     let before = rss_bytes();
@@ -217,6 +236,8 @@ fn main() {
             let at = |q: f64| reloads[((reloads.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
             println!("python: a .py edit saved -> the new scenario answering ({PY_EDITS} edits)");
             println!("  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", at(0.5), at(0.99), at(1.0));
+            let (first, next) = python_starts().await;
+            println!("  an agent's start with one .py (engine made -> scenario answering): first {:.0} ms, next (compiled code from disk) {:.0} ms", first.as_secs_f64() * 1e3, next.as_secs_f64() * 1e3);
             let lab = PluginLab::new(PluginPolicy::default()).await;
             lab.install("crashloop");
             lab.put("bench.py", python_scenario(0).as_bytes());
