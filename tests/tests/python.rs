@@ -7,22 +7,9 @@ use labkubelet::runtime::*;
 use labkubelet_tests::*;
 use std::time::Duration;
 
-/// The issue's scenario: every second start of an app=flaky container exits 2; pulls of
+/// The example scenario (examples/plugins/flaky.py): every second start of an app=flaky container exits 2; pulls of
 /// `:canary` images fail.
-const FLAKY: &str = r#""""Every second start of an app=flaky container exits 2; :canary images do not pull."""
-SELECTOR = "app=flaky"
-CODE = 2
-
-
-def on_pull(image, pod):
-    if image.endswith(":canary"):
-        return fail("manifest unknown", code="not-found")
-
-
-def on_start(c):
-    if c.attempt % 2 == 1:
-        return exits(after=5, code=CODE)
-"#;
+const FLAKY: &str = include_str!("../../examples/plugins/flaky.py");
 
 async fn python_lab(file: &str, source: &str) -> PluginLab {
     let lab = PluginLab::cached(PluginPolicy::default()).await;

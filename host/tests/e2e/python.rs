@@ -7,22 +7,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
 
-/// The issue's scenario: every second start of an app=flaky container exits 2 (the others run
+/// The example scenario (examples/plugins/flaky.py): every second start of an app=flaky container exits 2 (the others run
 /// their command, which exits 1); pulls of `:canary` images fail.
-const FLAKY: &str = r#""""Every second start of an app=flaky container exits 2; :canary images do not pull."""
-SELECTOR = "app=flaky"
-CODE = 2
-
-
-def on_pull(image, pod):
-    if image.endswith(":canary"):
-        return fail("manifest unknown", code="not-found")
-
-
-def on_start(c):
-    if c.attempt % 2 == 1:
-        return exits(after=1, code=CODE)
-"#;
+const FLAKY: &str = include_str!("../../../examples/plugins/flaky.py");
 
 /// Whether the pod's container has exited with `code` (its present or its last state), and
 /// its restart count.
