@@ -30,6 +30,14 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// Proportional set size: resident pages, each shared page counted as its share (the
+/// component's data pages every instance maps count once, not once per instance as in RSS).
+fn pss_bytes() -> u64 {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    let kib = rollup.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
+}
+
 async fn reload_latency(name: &str) -> (Duration, Duration) {
     let mut lab = PluginLab::watched(PluginPolicy::default()).await;
     let node = lab.node("bench");
@@ -93,16 +101,17 @@ async fn python_starts() -> (Duration, Duration) {
     (starts[0], starts[1])
 }
 
-/// Resident memory per node whose pod a Python scenario serves, at `nodes` nodes.
-async fn python_memory(lab: &PluginLab, nodes: usize) -> u64 {
-    let before = rss_bytes();
+/// Resident memory per node whose pod a Python scenario serves, at `nodes` nodes: RSS and PSS.
+async fn python_memory(lab: &PluginLab, nodes: usize) -> (u64, u64) {
+    let (rss, pss) = (rss_bytes(), pss_bytes());
     let mut kept = Vec::with_capacity(nodes);
     for i in 0..nodes {
         let node = lab.node(&format!("py-{nodes}-{i}"));
         start_pod(&node, &pod(&format!("p{i}"), Some("bench"), &[]), "nginx").await;
         kept.push(node);
     }
-    rss_bytes().saturating_sub(before) / nodes as u64
+    let per = |after: u64, before: u64| after.saturating_sub(before) / nodes as u64;
+    (per(rss_bytes(), rss), per(pss_bytes(), pss))
 }
 
 async fn start_cost(node: &PluginRuntime, scenario: Option<&str>) -> Duration {
@@ -237,7 +246,11 @@ fn main() {
             println!("python: a .py edit saved -> the new scenario answering ({PY_EDITS} edits)");
             println!("  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", at(0.5), at(0.99), at(1.0));
             let (first, next) = python_starts().await;
-            println!("  an agent's start with one .py (engine made -> scenario answering): first {:.0} ms, next (compiled code from disk) {:.0} ms", first.as_secs_f64() * 1e3, next.as_secs_f64() * 1e3);
+            println!(
+                "  an agent's start with one .py (engine made -> scenario answering): first {:.0} ms, next (compiled code from disk) {:.0} ms",
+                first.as_secs_f64() * 1e3,
+                next.as_secs_f64() * 1e3
+            );
             let lab = PluginLab::new(PluginPolicy::default()).await;
             lab.install("crashloop");
             lab.put("bench.py", python_scenario(0).as_bytes());
@@ -251,8 +264,8 @@ fn main() {
                 python.as_secs_f64() * 1e6
             );
             for nodes in [1, 100] {
-                let per = python_memory(&lab, nodes).await;
-                println!("  resident memory per node with a Python scenario serving a pod, at {nodes} nodes: {} KiB", per / 1024);
+                let (rss, pss) = python_memory(&lab, nodes).await;
+                println!("  memory per node with a Python scenario serving a pod, at {nodes} nodes: RSS {} KiB, PSS {} KiB", rss / 1024, pss / 1024);
             }
         }
         if run("memory") {

@@ -61,11 +61,11 @@ pub struct Loaded {
 impl Interpreter {
     /// Parses the file and runs its top level once: its syntax errors and the exceptions its
     /// top level raises are refusals. `hooks` are the names a scenario may define.
-    pub fn load(source: &str, hooks: &[(&'static str, usize)]) -> Result<Loaded, PyError> {
+    pub fn load(source: &str, hooks: &[(&'static str, usize)], now: f64) -> Result<Loaded, PyError> {
         let lines = u32::try_from(source.lines().count()).unwrap_or(u32::MAX);
         let probe = Interpreter::parse(source, lines, &probe_suffix(hooks), vec!["state".into(), "__lk_now".into()])?;
         let mut printed = String::new();
-        let found = probe.execute(vec![MontyObject::Dict(Vec::new().into()), MontyObject::Float(0.0)], &mut printed)?;
+        let found = probe.execute(vec![MontyObject::Dict(Vec::new().into()), MontyObject::Float(now)], &mut printed)?;
         let defined = |name: &str| dict_get(&found, name);
         let settings = SETTINGS.iter().filter_map(|s| defined(s).map(|v| (*s, v))).collect();
         let present: Vec<_> = hooks.iter().filter(|(h, _)| defined(h) == Some(MontyObject::Bool(true))).copied().collect();
@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn settings_and_hooks_are_found_and_state_carries_between_calls() {
         let source = "NAME = 'flaky'\n\ndef on_start(c):\n    state['starts'] = state.get('starts', 0) + 1\n    return exits(after=state['starts'], code=2)\n";
-        let loaded = Interpreter::load(source, &HOOKS).expect("loads");
+        let loaded = Interpreter::load(source, &HOOKS, 0.0).expect("loads");
         assert_eq!(loaded.settings, vec![("NAME", MontyObject::String("flaky".into()))]);
         let py = loaded.interpreter;
         assert!(py.has("on_start") && !py.has("on_stop"));
@@ -182,11 +182,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_of_the_file() {
-        let e = Interpreter::load("x = 1\ny = = 2\n", &HOOKS).err().expect("a syntax error");
+        let e = Interpreter::load("x = 1\ny = = 2\n", &HOOKS, 0.0).err().expect("a syntax error");
         assert!(e.placed("bad.py").starts_with("bad.py:2: SyntaxError"), "{e:?}");
-        let e = Interpreter::load("x = 1\ny = undefined_name\n", &HOOKS).err().expect("a NameError");
+        let e = Interpreter::load("x = 1\ny = undefined_name\n", &HOOKS, 0.0).err().expect("a NameError");
         assert_eq!(e.placed("bad.py"), "bad.py:2: NameError: name 'undefined_name' is not defined");
-        let py = Interpreter::load("def on_start(c):\n    return 1/0\n", &HOOKS).expect("loads").interpreter;
+        let py = Interpreter::load("def on_start(c):\n    return 1/0\n", &HOOKS, 0.0).expect("loads").interpreter;
         let e = py.call("on_start", vec![MontyObject::None], state(), 0.0).expect_err("raises");
         assert_eq!(e.placed("zero.py"), "zero.py:2: ZeroDivisionError: division by zero (in on_start)");
     }
@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn a_loop_is_stopped_at_the_time_limit_and_the_next_call_runs() {
         let source = "def on_start(c):\n    while True:\n        pass\n\ndef on_stop(c):\n    return runs_forever()\n";
-        let py = Interpreter::load(source, &HOOKS).expect("loads").interpreter;
+        let py = Interpreter::load(source, &HOOKS, 0.0).expect("loads").interpreter;
         let e = py.call("on_start", vec![MontyObject::None], state(), 0.0).expect_err("stopped");
         assert!(e.placed("spin.py").starts_with("spin.py: TimeoutError: time limit exceeded") && e.message.ends_with("(in on_start)"), "{e:?}");
         let (answer, _, _) = py.call("on_stop", vec![MontyObject::None], state(), 0.0).expect("runs");

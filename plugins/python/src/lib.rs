@@ -74,7 +74,7 @@ impl Python {
     /// Loads a scenario file: its settings become the plugin's info.
     fn load(&mut self, file: &str, source: &str) -> Result<(), ConfigError> {
         let refused = |e: interpreter::PyError| ConfigError { message: e.message, line: e.line, column: e.column };
-        let loaded = Interpreter::load(source, &HOOKS).map_err(refused)?;
+        let loaded = Interpreter::load(source, &HOOKS, values::seconds_since_epoch(host::now())).map_err(refused)?;
         let stem = file.strip_suffix(".py").unwrap_or(file);
         let mut info = Info::new(stem, "1");
         for (name, value) in &loaded.settings {
