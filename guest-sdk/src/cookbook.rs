@@ -382,7 +382,15 @@
 //!
 //! (no `scripted` form)
 //!
-//! (no Python form)
+//! ```python
+//! def before_call(call):
+//!     if call.method == "start-container":
+//!         state.setdefault("started", now())
+//!     for after, action in ((60, "partition"), (360, "heal")):
+//!         if "started" in state and now() >= state["started"] + after and action not in state:
+//!             state[action] = now()
+//!             node_action(action)
+//! ```
 //!
 //! # A container that leaks memory
 //!
@@ -578,7 +586,20 @@
 //!
 //! (no `scripted` form)
 //!
-//! (no Python form)
+//! ```python
+//! SELECTOR = "app=db"
+//! ACTIONS = {"corrupt": "the database dies with exit code 2; reason= sets its message"}
+//!
+//!
+//! def trigger(action, containers, args):
+//!     if action != "corrupt":
+//!         return None
+//!     if not containers:
+//!         return fail("no running container matches")
+//!     for c in containers:
+//!         kill(c, code=2, message=args.get("reason", "checksum mismatch"))
+//!     return f"corrupted {len(containers)} container(s)"
+//! ```
 //!
 //! # State kept across reloads
 //!

@@ -184,3 +184,38 @@ async fn usage_grows_as_the_recipes_say() {
     let cpu = stats.iter().find(|s| s.id == id).and_then(|s| s.cpu_usage_nano_cores);
     assert_eq!(cpu, Some(500 * 1_000_000), "50m a second");
 }
+
+#[tokio::test]
+async fn a_lab_action_of_its_own_kills_the_target_with_the_reason() {
+    let (_lab, node) = lab_with("A lab action of your own").await;
+    let info = node.plugin_info("recipe").await.unwrap();
+    assert!(info.actions.iter().any(|a| a.name == "corrupt"), "{:?}", info.actions);
+    let (_, id) = start_pod(&node, &served("db-0", &[("app", "db")]), "nginx").await;
+    let target = TriggerTarget { pod_namespace: None, pod_name: Some("db-0".into()), container: None };
+    let reason = vec![KeyValue { key: "reason".into(), value: "torn-page".into() }];
+    let done = node.trigger("recipe", "corrupt", &target, &reason).await.unwrap();
+    assert_eq!(done.unwrap(), "corrupted 1 container(s)");
+    let s = node.container_status(&id).await.unwrap();
+    assert_eq!((s.state, s.exit_code, s.message.as_str()), (ContainerState::Exited, 2, "torn-page"));
+    let again = node.trigger("recipe", "corrupt", &target, &[]).await.unwrap();
+    assert!(again.is_err(), "nothing runs any more: {again:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_is_cut_off_a_minute_after_the_start_and_back_five_minutes_later() {
+    use labkubelet::node::actions::NodeAction;
+    let (lab, _) = lab_with("A node cut off on cue").await;
+    let (asks, mut asked) = tokio::sync::mpsc::channel(16);
+    let node = lab.node("node-cut").with_node_actions(asks);
+    start_pod(&node, &served("cut", &[]), "nginx").await;
+    let mut seen = Vec::new();
+    // PLEG's relist, once a second.
+    for second in 1..=400 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        node.list_containers().await.unwrap();
+        while let Ok(a) = asked.try_recv() {
+            seen.push((second, a.action));
+        }
+    }
+    assert_eq!(seen, [(60, NodeAction::Partition), (360, NodeAction::Heal)]);
+}

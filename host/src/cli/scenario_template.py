@@ -71,3 +71,25 @@ def on_start(c):
 # def usage(c):
 #     """What the container uses of the node (kubectl top, eviction): None or
 #     uses(cpu_millicores=250, memory_bytes=200 * 1024 * 1024)."""
+
+
+# def conditions():
+#     """The runtime's conditions, which the node's Ready condition follows."""
+#     return [condition("NetworkReady", False, "NetworkPluginNotReady", "cni config uninitialized")]
+
+
+# def on_exec(c, cmd):
+#     """A command run in the container (kubectl exec, an exec probe): None lets its shell run
+#     it, or exec_result(exit_code, stdout, stderr)."""
+
+
+# ACTIONS = {"corrupt": "the database dies with exit code 2"}
+#
+# def trigger(action, containers, args):
+#     """labkubelet trigger NAME corrupt --pod db-0: None leaves other actions to the built-in
+#     ones; kill(c, code=2) ends a container; the string returned is what the action did.
+#     node_action("partition") from any hook does what `labkubelet node partition` does."""
+#     if action == "corrupt":
+#         for c in containers:
+#             kill(c, code=2)
+#         return f"corrupted {len(containers)} container(s)"

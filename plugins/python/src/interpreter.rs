@@ -18,8 +18,11 @@ const PRELUDE: &str = include_str!("prelude.py");
 const TIME_LIMIT: Duration = Duration::from_millis(500);
 /// The most `print()` output one call keeps for the host's log.
 const PRINT_LIMIT: usize = 4096;
+/// What every run is given: the hook to call and its arguments, the scenario's state, the host
+/// clock, and the list the prelude's `kill` and `node_action` append to.
+const INPUTS: [&str; 5] = ["__lk_hook", "__lk_args", "state", "__lk_now", "__lk_effects"];
 /// The settings a file may set, read once at load.
-pub const SETTINGS: [&str; 4] = ["NAME", "VERSION", "SELECTOR", "DESCRIPTION"];
+pub const SETTINGS: [&str; 5] = ["NAME", "VERSION", "SELECTOR", "DESCRIPTION", "ACTIONS"];
 
 /// An error of the scenario, placed in its file.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +43,18 @@ impl PyError {
             None => format!("{file}: {}", self.message),
         }
     }
+}
+
+/// What a hook call gave back.
+#[derive(Debug)]
+pub struct Answer {
+    /// What the hook returned.
+    pub value: MontyObject,
+    /// The state it left.
+    pub state: MontyObject,
+    /// What it asked for besides: `kill(...)` and `node_action(...)`, as the prelude records them.
+    pub effects: Vec<MontyObject>,
+    pub printed: String,
 }
 
 /// A scenario file, parsed, with the hooks it defines.
@@ -63,13 +78,13 @@ impl Interpreter {
     /// top level raises are refusals. `hooks` are the names a scenario may define.
     pub fn load(source: &str, hooks: &[(&'static str, usize)], now: f64) -> Result<Loaded, PyError> {
         let lines = u32::try_from(source.lines().count()).unwrap_or(u32::MAX);
-        let probe = Interpreter::parse(source, lines, &probe_suffix(hooks), vec!["state".into(), "__lk_now".into()])?;
+        let probe = Interpreter::parse(source, lines, &probe_suffix(hooks), INPUTS[2..].iter().map(|i| i.to_string()).collect())?;
         let mut printed = String::new();
-        let found = probe.execute(vec![MontyObject::Dict(Vec::new().into()), MontyObject::Float(now)], &mut printed)?;
+        let found = probe.execute(vec![MontyObject::Dict(Vec::new().into()), MontyObject::Float(now), MontyObject::List(Vec::new())], &mut printed)?;
         let defined = |name: &str| dict_get(&found, name);
         let settings = SETTINGS.iter().filter_map(|s| defined(s).map(|v| (*s, v))).collect();
         let present: Vec<_> = hooks.iter().filter(|(h, _)| defined(h) == Some(MontyObject::Bool(true))).copied().collect();
-        let run = Interpreter::parse(source, lines, &call_suffix(&present), vec!["__lk_hook".into(), "__lk_args".into(), "state".into(), "__lk_now".into()])?;
+        let run = Interpreter::parse(source, lines, &call_suffix(&present), INPUTS.iter().map(|i| i.to_string()).collect())?;
         let interpreter = Interpreter { hooks: present.iter().map(|(h, _)| *h).collect(), ..run };
         Ok(Loaded { interpreter, settings, printed })
     }
@@ -90,20 +105,23 @@ impl Interpreter {
         self.hooks.contains(&hook)
     }
 
-    /// Calls a hook with the scenario's state and the host clock (seconds): what it returned,
-    /// the state it left, and what it printed.
-    pub fn call(&self, hook: &str, args: Vec<MontyObject>, state: MontyObject, now: f64) -> Result<(MontyObject, MontyObject, String), PyError> {
+    /// Calls a hook with the scenario's state and the host clock (seconds).
+    pub fn call(&self, hook: &str, args: Vec<MontyObject>, state: MontyObject, now: f64) -> Result<Answer, PyError> {
         let mut printed = String::new();
-        let inputs = vec![MontyObject::String(hook.into()), MontyObject::List(args), state, MontyObject::Float(now)];
+        let inputs = vec![MontyObject::String(hook.into()), MontyObject::List(args), state, MontyObject::Float(now), MontyObject::List(Vec::new())];
         // A time limit stops the run without a frame: the hook is the place to name.
         let out = self
             .execute(inputs, &mut printed)
             .map_err(|e| if e.line.is_none() { PyError { message: format!("{} (in {hook})", e.message), ..e } } else { e })?;
         match out {
-            MontyObject::Tuple(mut pair) if pair.len() == 2 => {
-                let state = pair.pop().unwrap_or(MontyObject::None);
-                let value = pair.pop().unwrap_or(MontyObject::None);
-                Ok((value, state, printed))
+            MontyObject::Tuple(mut parts) if parts.len() == 3 => {
+                let effects = match parts.pop() {
+                    Some(MontyObject::List(effects)) => effects,
+                    _ => Vec::new(),
+                };
+                let state = parts.pop().unwrap_or(MontyObject::None);
+                let value = parts.pop().unwrap_or(MontyObject::None);
+                Ok(Answer { value, state, effects, printed })
             }
             other => Err(PyError { message: format!("the call of {hook} ended with {}", other.py_repr()), line: None, column: None }),
         }
@@ -144,7 +162,7 @@ fn call_suffix(hooks: &[(&str, usize)]) -> String {
         let keyword = if i == 0 { "if" } else { "elif" };
         code.push_str(&format!("{keyword} __lk_hook == {hook:?}:\n    __lk_answer = {hook}({})\n", args.join(", ")));
     }
-    code.push_str("(__lk_answer, state)\n");
+    code.push_str("(__lk_answer, state, __lk_effects)\n");
     code
 }
 
@@ -171,8 +189,9 @@ mod tests {
         assert_eq!(loaded.settings, vec![("NAME", MontyObject::String("flaky".into()))]);
         let py = loaded.interpreter;
         assert!(py.has("on_start") && !py.has("on_stop"));
-        let (first, state, _) = py.call("on_start", vec![MontyObject::None], state(), 0.0).expect("runs");
-        let (second, _, _) = py.call("on_start", vec![MontyObject::None], state, 0.0).expect("runs");
+        let first = py.call("on_start", vec![MontyObject::None], state(), 0.0).expect("runs");
+        let second = py.call("on_start", vec![MontyObject::None], first.state.clone(), 0.0).expect("runs");
+        let (first, second) = (first.value, second.value);
         let after = |v: &MontyObject| match v {
             MontyObject::Tuple(items) => items.get(1).cloned(),
             _ => None,
@@ -197,7 +216,7 @@ mod tests {
         let py = Interpreter::load(source, &HOOKS, 0.0).expect("loads").interpreter;
         let e = py.call("on_start", vec![MontyObject::None], state(), 0.0).expect_err("stopped");
         assert!(e.placed("spin.py").starts_with("spin.py: TimeoutError: time limit exceeded") && e.message.ends_with("(in on_start)"), "{e:?}");
-        let (answer, _, _) = py.call("on_stop", vec![MontyObject::None], state(), 0.0).expect("runs");
-        assert_eq!(answer, MontyObject::Tuple(vec![MontyObject::String("forever".into())]));
+        let answer = py.call("on_stop", vec![MontyObject::None], state(), 0.0).expect("runs");
+        assert_eq!(answer.value, MontyObject::Tuple(vec![MontyObject::String("forever".into())]));
     }
 }

@@ -28,7 +28,7 @@ use labkubelet_guest::*;
 use monty_types::MontyObject;
 
 /// The hooks a scenario may define, with how many arguments each takes.
-const HOOKS: [(&str, usize); 9] = [
+const HOOKS: [(&str, usize); 12] = [
     ("on_pull", 2),
     ("on_run_sandbox", 1),
     ("on_create", 1),
@@ -38,6 +38,9 @@ const HOOKS: [(&str, usize); 9] = [
     ("probe", 2),
     ("start_logs", 1),
     ("usage", 1),
+    ("conditions", 0),
+    ("on_exec", 2),
+    ("trigger", 3),
 ];
 /// The most a scenario's `state` may take, as JSON: a call that grows it past this has its
 /// changes dropped (and reported), so no scenario grows without bound.
@@ -52,6 +55,8 @@ struct Python {
     state: MontyObject,
     /// The last problem reported, so a hook failing at every call logs once.
     last_report: String,
+    /// The containers the last hook asked to kill (only `trigger` may).
+    kills: Vec<(String, Exit)>,
 }
 
 impl Default for Python {
@@ -62,6 +67,7 @@ impl Default for Python {
             interpreter: None,
             state: empty_state(),
             last_report: String::new(),
+            kills: Vec::new(),
         }
     }
 }
@@ -78,6 +84,10 @@ impl Python {
         let stem = file.strip_suffix(".py").unwrap_or(file);
         let mut info = Info::new(stem, "1");
         for (name, value) in &loaded.settings {
+            if *name == "ACTIONS" {
+                info.actions = values::actions(value).map_err(ConfigError::new)?;
+                continue;
+            }
             let value = values::setting(name, value).map_err(ConfigError::new)?;
             match *name {
                 "NAME" => info.name = value,
@@ -97,11 +107,22 @@ impl Python {
     /// (reported), so the caller gives the default answer.
     fn ask<T>(&mut self, hook: &str, args: Vec<MontyObject>, read: impl FnOnce(&MontyObject) -> Result<T, String>) -> Option<T> {
         let py = self.interpreter.as_ref().filter(|py| py.has(hook))?;
+        self.kills.clear();
         match py.call(hook, args, self.state.clone(), values::seconds_since_epoch(host::now())) {
-            Ok((value, state, printed)) => {
-                self.printed(&printed);
-                self.keep(hook, state);
-                read(&value).map_err(|e| self.report(format!("{}: {e}", self.file))).ok()
+            Ok(answer) => {
+                self.printed(&answer.printed);
+                self.keep(hook, answer.state);
+                for effect in &answer.effects {
+                    match values::effect(effect) {
+                        Ok(values::Effect::Node(action)) => host::node_action(action),
+                        Ok(values::Effect::Kill { id, exit }) => self.kills.push((id, exit)),
+                        Err(e) => self.report(format!("{}: {hook}: {e}", self.file)),
+                    }
+                }
+                if hook != "trigger" && !self.kills.is_empty() {
+                    self.report(format!("{}: {hook} called kill(), which acts only from trigger", self.file));
+                }
+                read(&answer.value).map_err(|e| self.report(format!("{}: {e}", self.file))).ok()
             }
             Err(e) => {
                 let placed = e.placed(&self.file);
@@ -186,6 +207,27 @@ impl Scenario for Python {
 
     fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, _action: &ProbeAction) -> Option<ProbeResult> {
         self.ask("probe", vec![values::container(c), values::probe_kind(kind)], values::probe).flatten()
+    }
+
+    fn conditions(&mut self, _rt: &FakeRuntime) -> Vec<RuntimeCondition> {
+        self.ask("conditions", vec![], values::conditions).unwrap_or_else(ready_conditions)
+    }
+
+    fn exec(&mut self, c: &ContainerCtx, cmd: &[String]) -> Option<ExecResult> {
+        let cmd = MontyObject::List(cmd.iter().map(|a| MontyObject::String(a.clone())).collect());
+        self.ask("on_exec", vec![values::container(c), cmd], values::exec_result).flatten()
+    }
+
+    fn trigger(&mut self, rt: &mut FakeRuntime, action: &str, target: &TriggerTarget, args: &[KeyValue]) -> Option<Result<String, TriggerError>> {
+        let running = |id: &String| rt.containers().any(|c| c.id == *id && c.state == ContainerState::Running);
+        let containers = rt.matching(target).iter().filter(|id| running(id)).filter_map(|id| rt.ctx(id)).map(|c| values::container(&c)).collect();
+        let args =
+            MontyObject::Dict(args.iter().map(|kv| (MontyObject::String(kv.key.clone()), MontyObject::String(kv.value.clone()))).collect::<Vec<_>>().into());
+        let answer = self.ask("trigger", vec![MontyObject::String(action.into()), MontyObject::List(containers), args], values::trigger).flatten();
+        for (id, exit) in std::mem::take(&mut self.kills) {
+            rt.kill(&id, exit);
+        }
+        answer
     }
 
     fn save(&self) -> serde_json::Value {

@@ -48,3 +48,25 @@ def hang():
 def uses(cpu_millicores=None, memory_bytes=None, disk_bytes=None):
     """From usage: what the container uses of the node; None leaves a figure to the host."""
     return ("usage", cpu_millicores, memory_bytes, disk_bytes)
+
+
+def condition(type, ok, reason="", message=""):
+    """From conditions: a runtime condition ("RuntimeReady", "NetworkReady"); one not given is true."""
+    return ("condition", type, ok, reason, message)
+
+
+def exec_result(exit_code=0, stdout="", stderr=""):
+    """From on_exec: what a command run in the container (kubectl exec, an exec probe) answers."""
+    return ("exec", exit_code, stdout, stderr)
+
+
+def kill(c, code=137, reason="Error", message=""):
+    """From trigger: the running container `c` exits now with this code."""
+    __lk_effects.append(("kill", c.id, code, reason, message))
+
+
+def node_action(action):
+    """Asks for a node action on this plugin's node, done once the call returns: "partition",
+    "heal", "kubelet-restart", "reboot", "runtime-down", "network-down", "memory-pressure",
+    "disk-pressure" or "pid-pressure"."""
+    __lk_effects.append(("node", action))

@@ -257,3 +257,89 @@ pub fn setting(name: &str, value: &MontyObject) -> Result<String, String> {
         other => Err(format!("{name} is {}; it must be a string", other.py_repr())),
     }
 }
+
+/// `conditions`' answer: the runtime conditions, ready where the scenario says nothing.
+pub fn conditions(value: &MontyObject) -> Result<Vec<RuntimeCondition>, String> {
+    let expected = || wrong("conditions", value, "None or a list of condition(type, ok, reason, message)");
+    let mut all = ready_conditions();
+    let MontyObject::List(items) = value else {
+        return if matches!(value, MontyObject::None) { Ok(all) } else { Err(expected()) };
+    };
+    for item in items {
+        let Some(("condition", [MontyObject::String(kind), MontyObject::Bool(ok), reason, message])) = tagged(item) else { return Err(expected()) };
+        let (reason, message) = (text(reason).ok_or_else(expected)?, text(message).ok_or_else(expected)?);
+        let condition = RuntimeCondition { condition_type: kind.clone(), status: *ok, reason, message };
+        match all.iter_mut().find(|c| c.condition_type == *kind) {
+            Some(c) => *c = condition,
+            None => all.push(condition),
+        }
+    }
+    Ok(all)
+}
+
+/// `on_exec`'s answer: `None` leaves the command to the container's shell.
+pub fn exec_result(value: &MontyObject) -> Result<Option<ExecResult>, String> {
+    match (value, tagged(value)) {
+        (MontyObject::None, _) => Ok(None),
+        (_, Some(("exec", [MontyObject::Int(code), stdout, stderr]))) => {
+            let read = || Some(ExecResult { exit_code: i32::try_from(*code).ok()?, stdout: text(stdout)?.into_bytes(), stderr: text(stderr)?.into_bytes() });
+            read().map(Some).ok_or_else(|| wrong("on_exec", value, "None or exec_result(exit_code, stdout, stderr)"))
+        }
+        _ => Err(wrong("on_exec", value, "None or exec_result(exit_code, stdout, stderr)")),
+    }
+}
+
+/// `trigger`'s answer: `None` leaves the action to the built-in ones, a string is what the
+/// action did, `fail(message)` refuses it.
+pub fn trigger(value: &MontyObject) -> Result<Option<Result<String, TriggerError>>, String> {
+    match (value, tagged(value)) {
+        (MontyObject::None, _) => Ok(None),
+        (MontyObject::String(done), _) => Ok(Some(Ok(done.clone()))),
+        (_, Some(("fail", [MontyObject::String(message), _]))) => Ok(Some(Err(TriggerError::InvalidArgument(message.clone())))),
+        _ => Err(wrong("trigger", value, "None, what the action did as a string, or fail(message)")),
+    }
+}
+
+/// The `ACTIONS` setting: lab actions by name, with their descriptions.
+pub fn actions(value: &MontyObject) -> Result<Vec<TriggerAction>, String> {
+    let expected = || format!("ACTIONS is {}; it must be a dict of action names to descriptions", value.py_repr());
+    let MontyObject::Dict(pairs) = value else { return Err(expected()) };
+    pairs
+        .clone()
+        .into_iter()
+        .map(|pair| match pair {
+            (MontyObject::String(name), MontyObject::String(description)) => Ok(TriggerAction { name, description }),
+            _ => Err(expected()),
+        })
+        .collect()
+}
+
+/// What a hook asked for besides its answer, as the prelude records it.
+pub enum Effect {
+    Kill { id: String, exit: Exit },
+    Node(NodeAction),
+}
+
+pub fn effect(value: &MontyObject) -> Result<Effect, String> {
+    let node = |name: &str| match name {
+        "partition" => Some(NodeAction::Partition),
+        "heal" => Some(NodeAction::Heal),
+        "kubelet-restart" => Some(NodeAction::KubeletRestart),
+        "reboot" => Some(NodeAction::Reboot),
+        "runtime-down" => Some(NodeAction::RuntimeDown),
+        "network-down" => Some(NodeAction::NetworkDown),
+        "memory-pressure" => Some(NodeAction::MemoryPressure),
+        "disk-pressure" => Some(NodeAction::DiskPressure),
+        "pid-pressure" => Some(NodeAction::PidPressure),
+        _ => None,
+    };
+    match tagged(value) {
+        Some(("node", [MontyObject::String(action)])) => node(action).map(Effect::Node).ok_or_else(|| format!("node_action({action:?}) is not a node action")),
+        Some(("kill", [MontyObject::String(id), MontyObject::Int(code), MontyObject::String(reason), message])) => {
+            let code = i32::try_from(*code).map_err(|_| format!("kill: exit code {code} is out of range"))?;
+            let message = text(message).ok_or("kill: the message must be a string")?;
+            Ok(Effect::Kill { id: id.clone(), exit: Exit { code, reason: reason.clone(), message } })
+        }
+        _ => Err(format!("kill or node_action was given {}", value.py_repr())),
+    }
+}
