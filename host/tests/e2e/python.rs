@@ -33,18 +33,18 @@ async fn a_python_scenario_dropped_into_the_folder_decides_and_an_edit_decides_t
         p.metadata.labels = Some([("app".to_string(), "flaky".to_string())].into());
         p
     };
-    pods.create(&PostParams::default(), &flaky("flaky", "busybox:1.36")).await.expect("create flaky");
-    pods.create(&PostParams::default(), &flaky("canary", "registry.lab/web:canary")).await.expect("create canary");
+    pods.create(&PostParams::default(), &flaky("py-flaky", "busybox:1.36")).await.expect("create py-flaky");
+    pods.create(&PostParams::default(), &flaky("py-canary", "registry.lab/web:canary")).await.expect("create py-canary");
 
     // The first start runs the command (exit 1); the second is the scenario's (exit 2).
-    eventually_with(&mut agent, "flaky's second start to exit 2", Duration::from_secs(60), async || exited_with(&pods, "flaky", 2).await).await;
-    let canary = pods.get("canary").await.expect("canary").metadata.uid.unwrap_or_default();
+    eventually_with(&mut agent, "flaky's second start to exit 2", Duration::from_secs(60), async || exited_with(&pods, "py-flaky", 2).await).await;
+    let canary = pods.get("py-canary").await.expect("canary").metadata.uid.unwrap_or_default();
     let failed = eventually_with(&mut agent, "canary's pull to fail", Duration::from_secs(30), async || {
         event_reasons(&admin, "default", &canary).await.into_iter().find(|(reason, _)| reason == "Failed")
     })
     .await;
     assert!(failed.1.starts_with("Failed to pull image \"registry.lab/web:canary\"") && failed.1.ends_with("manifest unknown"), "{failed:?}");
-    let (_, shown, _) = kubectl(&["get", "pod", "canary", "--no-headers"], "");
+    let (_, shown, _) = kubectl(&["get", "pod", "py-canary", "--no-headers"], "");
     assert!(shown.contains("ErrImagePull") || shown.contains("ImagePullBackOff"), "kubectl shows the failed pull: {shown}");
 
     // An edit while the agent runs: every later start is the scenario's, with the new code
@@ -52,9 +52,9 @@ async fn a_python_scenario_dropped_into_the_folder_decides_and_an_edit_decides_t
     let edited = FLAKY.replace("CODE = 2", "CODE = 3").replace("c.attempt % 2 == 1", "c.attempt >= 2");
     std::fs::write(agent.plugins().join("flaky.py"), edited).expect("edit the scenario");
     let restarts =
-        eventually_with(&mut agent, "a start after the edit to exit 3", Duration::from_secs(120), async || exited_with(&pods, "flaky", 3).await).await;
+        eventually_with(&mut agent, "a start after the edit to exit 3", Duration::from_secs(120), async || exited_with(&pods, "py-flaky", 3).await).await;
     assert!(restarts >= 2, "the restart count is kept: {restarts}");
-    let (_, shown, _) = kubectl(&["get", "pod", "flaky", "--no-headers"], "");
+    let (_, shown, _) = kubectl(&["get", "pod", "py-flaky", "--no-headers"], "");
     assert!(shown.split_whitespace().nth(3).and_then(|r| r.parse::<i32>().ok()).is_some_and(|r| r >= 2), "kubectl shows the restarts: {shown}");
     agent.assert_no_refused_requests();
 }
