@@ -85,12 +85,12 @@ async fn a_broken_edit_is_refused_with_the_file_and_line_and_the_old_scenario_se
 #[tokio::test]
 async fn a_hook_that_raises_loops_or_answers_wrongly_gets_the_default_and_the_plugin_serves_on() {
     let source = "SELECTOR = 'app=bad'\n\ndef on_pull(image, pod):\n    return {}['missing']\n\ndef on_create(c):\n    while True:\n        pass\n\ndef on_start(c):\n    return 42\n";
-    let lab = python_lab("bad.py", source).await;
+    let lab = python_lab("Bad_Hooks.py", source).await;
     let node = lab.node("node-1");
     let bad = pod("bad-0", None, &[("app", "bad")]);
     let (_, id) = start_pod(&node, &bad, "nginx").await;
     assert_eq!(node.container_status(&id).await.unwrap().state, ContainerState::Running);
-    assert_eq!(node.plugin_info("bad").await.unwrap().name, "bad");
+    assert_eq!(node.plugin_info("bad-hooks").await.unwrap().name, "bad-hooks", "without NAME, the file's name as a plugin name");
 }
 
 #[tokio::test]

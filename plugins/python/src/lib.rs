@@ -81,8 +81,9 @@ impl Python {
     fn load(&mut self, file: &str, source: &str) -> Result<(), ConfigError> {
         let refused = |e: interpreter::PyError| ConfigError { message: e.message, line: e.line, column: e.column };
         let loaded = Interpreter::load(source, &HOOKS, values::seconds_since_epoch(host::now())).map_err(refused)?;
-        let stem = file.strip_suffix(".py").unwrap_or(file);
-        let mut info = Info::new(stem, "1");
+        // A plugin name is lowercase with dashes; Python files are often named with underscores.
+        let stem = file.strip_suffix(".py").unwrap_or(file).to_lowercase().replace('_', "-");
+        let mut info = Info::new(&stem, "1");
         for (name, value) in &loaded.settings {
             if *name == "ACTIONS" {
                 info.actions = values::actions(value).map_err(ConfigError::new)?;
