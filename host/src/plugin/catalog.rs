@@ -300,7 +300,7 @@ impl PluginCatalog {
             return None;
         }
         let serving = previous.and_then(|p| p.serving);
-        let plugin = match self.engine.load(files.component, files.config, origin.clone()).await {
+        let plugin = match self.engine.load(files.component.into_bytes(), files.config, origin.clone()).await {
             Ok(p) => p,
             Err(e) => return Some(self.refuse(path, Some(fingerprint), e)),
         };

@@ -169,7 +169,7 @@ fn call_suffix(hooks: &[(&str, usize)]) -> String {
 /// The value of a string key of a dict.
 pub fn dict_get(dict: &MontyObject, key: &str) -> Option<MontyObject> {
     let MontyObject::Dict(pairs) = dict else { return None };
-    pairs.clone().into_iter().find(|(k, _)| matches!(k, MontyObject::String(s) if s == key)).map(|(_, v)| v)
+    pairs.iter().find(|(k, _)| matches!(k, MontyObject::String(s) if s == key)).map(|(_, v)| v.clone())
 }
 
 #[cfg(test)]

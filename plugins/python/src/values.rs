@@ -305,10 +305,9 @@ pub fn actions(value: &MontyObject) -> Result<Vec<TriggerAction>, String> {
     let expected = || format!("ACTIONS is {}; it must be a dict of action names to descriptions", value.py_repr());
     let MontyObject::Dict(pairs) = value else { return Err(expected()) };
     pairs
-        .clone()
-        .into_iter()
+        .iter()
         .map(|pair| match pair {
-            (MontyObject::String(name), MontyObject::String(description)) => Ok(TriggerAction { name, description }),
+            (MontyObject::String(name), MontyObject::String(description)) => Ok(TriggerAction { name: name.clone(), description: description.clone() }),
             _ => Err(expected()),
         })
         .collect()
