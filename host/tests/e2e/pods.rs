@@ -3,7 +3,7 @@
 //! API server, a trigger, an agent restart that keeps every container, graceful deletion,
 //! and a pod force-deleted while the agent was down.
 
-use crate::support::{Agent, cluster, container_status, event_reasons, eventually_with, labkubelet, pod};
+use crate::support::{Agent, cluster, container_status, event_reasons, events, eventually_with, labkubelet, pod};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, LogParams, PostParams};
 use std::time::Duration;
@@ -44,15 +44,19 @@ async fn pods_are_scheduled_run_crash_log_and_survive_an_agent_restart() {
     .await;
     assert_eq!(nginx.spec.as_ref().and_then(|s| s.node_name.as_deref()), Some("e2e-pods"), "bound by the scheduler");
     let uid = nginx.metadata.uid.clone().unwrap_or_default();
-    let mut reasons: Vec<String> = eventually_with(&mut agent, "nginx's events", Duration::from_secs(30), async || {
-        let reasons: Vec<String> = event_reasons(&admin, "default", &uid).await.into_iter().map(|(r, _)| r).collect();
-        reasons.contains(&"Started".to_string()).then_some(reasons)
+    let events = eventually_with(&mut agent, "nginx's events", Duration::from_secs(30), async || {
+        let events = events(&admin, "default", &uid).await;
+        events.iter().any(|e| e.reason.as_deref() == Some("Started")).then_some(events)
     })
     .await;
-    // The scheduler's event has a microsecond eventTime, the kubelet's second-precision
-    // timestamps: compare the kubelet's order, and that the scheduler's is there.
-    let scheduled = reasons.iter().position(|r| r == "Scheduled").map(|i| reasons.remove(i));
-    assert_eq!(scheduled.as_deref(), Some("Scheduled"), "kubectl describe pod nginx: the scheduler's event");
+    // The scheduler's events have microsecond eventTimes, the kubelet's second-precision
+    // timestamps, and the scheduler may first report FailedScheduling while the node lifecycle
+    // controller still holds the not-ready taint: compare the kubelet's own order, and that the
+    // scheduler's Scheduled is there.
+    let (kubelet, others): (Vec<_>, Vec<_>) = events.into_iter().partition(|e| e.source.as_ref().and_then(|s| s.component.as_deref()) == Some("kubelet"));
+    let reason = |e: &k8s_openapi::api::core::v1::Event| e.reason.clone().unwrap_or_default();
+    assert!(others.iter().any(|e| reason(e) == "Scheduled"), "kubectl describe pod nginx: the scheduler's event");
+    let reasons: Vec<String> = kubelet.iter().map(reason).collect();
     assert_eq!(reasons, ["Pulling", "Pulled", "Created", "Started"], "kubectl describe pod nginx");
 
     // A scenario plugin dropped into the running agent's folder, then a pod that asks for it.

@@ -199,10 +199,15 @@ pub fn pod_on(node: &str, name: &str, spec: serde_json::Value) -> Pod {
 
 /// The reasons of the events about an object, oldest first.
 pub async fn event_reasons(client: &kube::Client, namespace: &str, uid: &str) -> Vec<(String, String)> {
+    events(client, namespace, uid).await.into_iter().map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default())).collect()
+}
+
+/// The events about one object, oldest first, as `kubectl describe` lists them.
+pub async fn events(client: &kube::Client, namespace: &str, uid: &str) -> Vec<k8s_openapi::api::core::v1::Event> {
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), namespace);
     let mut list = events.list(&ListParams::default().fields(&format!("involvedObject.uid={uid}"))).await.map(|l| l.items).unwrap_or_default();
     list.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0).or(e.event_time.clone().map(|t| t.0)));
-    list.into_iter().map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default())).collect()
+    list
 }
 
 /// The node's boot id, as `kubectl get node -o yaml` shows it.
