@@ -22,6 +22,7 @@
 
 pub mod assets;
 pub mod audit;
+pub mod conformance;
 pub mod pki;
 pub mod process;
 
