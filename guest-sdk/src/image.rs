@@ -11,8 +11,9 @@ use crate::KeyValue;
 pub enum ImageDefault {
     /// A shell (`sh`, `bash`): the container's args, if any, are its command.
     Shell,
-    /// The image's own program, which the shell does not know: it runs until stopped.
-    Program(String),
+    /// The image's own program (`ENTRYPOINT`) and its default arguments (`CMD`), which the
+    /// container's args replace. A program the shell does not know runs until stopped.
+    Program { entrypoint: String, cmd: Vec<String> },
     /// The program exits at once with this status, writing these lines to stderr.
     Exits { code: i32, stderr: Vec<String> },
 }
@@ -64,7 +65,9 @@ pub fn default_process(image: &str, env: &[KeyValue]) -> ImageDefault {
                 .to_vec(),
             }
         }
-        name => ImageDefault::Program(name.to_string()),
+        // Kubernetes' e2e test image: `ENTRYPOINT ["/agnhost"]`, `CMD ["pause"]`.
+        "agnhost" => ImageDefault::Program { entrypoint: "/agnhost".into(), cmd: vec!["pause".into()] },
+        name => ImageDefault::Program { entrypoint: name.to_string(), cmd: Vec::new() },
     }
 }
 
@@ -76,7 +79,7 @@ pub fn container_argv(image: &str, command: &[String], args: &[String], env: &[K
     match default_process(image, env) {
         ImageDefault::Shell if args.is_empty() => Ok(vec!["sh".into()]),
         ImageDefault::Shell => Ok(args.to_vec()),
-        ImageDefault::Program(name) => Ok(std::iter::once(name).chain(args.iter().cloned()).collect()),
+        ImageDefault::Program { entrypoint, cmd } => Ok(std::iter::once(entrypoint).chain(if args.is_empty() { cmd } else { args.to_vec() }).collect()),
         exits => Err(exits),
     }
 }
@@ -97,6 +100,11 @@ mod tests {
         assert_eq!(container_argv("busybox", &[], &["sleep".into(), "5".into()], &[]), Ok(vec!["sleep".to_string(), "5".to_string()]));
         assert_eq!(container_argv("nginx:1.25", &[], &[], &[]), Ok(vec!["nginx".to_string()]));
         assert_eq!(container_argv("nginx", &["sh".into()], &["-c".into(), "x".into()], &[]), Ok(vec!["sh".into(), "-c".into(), "x".into()]));
+        assert_eq!(container_argv("registry.k8s.io/e2e-test-images/agnhost:2.21", &[], &[], &[]), Ok(vec!["/agnhost".to_string(), "pause".to_string()]));
+        assert_eq!(
+            container_argv("registry.k8s.io/e2e-test-images/agnhost:2.21", &[], &["entrypoint-tester".into()], &[]),
+            Ok(vec!["/agnhost".to_string(), "entrypoint-tester".to_string()])
+        );
         assert!(matches!(container_argv("postgres:16", &[], &[], &[]), Err(ImageDefault::Exits { code: 1, .. })));
         assert!(container_argv("postgres:16", &[], &[], &[kv("POSTGRES_PASSWORD", "pw")]).is_ok());
         assert!(container_argv("mysql:8", &[], &[], &[kv("MYSQL_ROOT_PASSWORD", "pw")]).is_ok());

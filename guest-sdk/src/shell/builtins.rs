@@ -1,7 +1,8 @@
 //! The commands the shell knows, as busybox's applets do them, with busybox's messages:
 //! `: true false echo printf exit sleep cat touch rm mkdir ls cp mv tee env printenv export
 //! unset read cd pwd test [ hostname date wc grep head tail seq basename dirname id whoami
-//! uname kill sh exec tar nslookup getent wget curl` (`tar` in its own module). `grep` takes basic and extended regular
+//! uname kill sh exec tar nslookup getent wget curl` (`tar` in its own module), and the e2e test
+//! image's `agnhost` (in [`super::agnhost`]). `grep` takes basic and extended regular
 //! expressions (regex-lite). The network is not simulated yet: name lookups and downloads
 //! fail as they do without DNS.
 
@@ -24,6 +25,9 @@ struct Applet<'a, 's> {
 pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut Vec<u8>, err: &mut Vec<u8>) -> Option<i32> {
     let name = argv[0].rsplit('/').next().unwrap_or(&argv[0]);
     let args = &argv[1..];
+    if name == "agnhost" || name == "agnhost-2" {
+        return Some(super::agnhost::run(&argv[0], args, sh, fs, out, err));
+    }
     let applet: fn(Applet) -> i32 = match name {
         ":" | "true" => |_| 0,
         "false" => |_| 1,
@@ -655,7 +659,7 @@ fn say(err: &mut Vec<u8>, name: &str, text: impl std::fmt::Display) {
 }
 
 /// `sleep infinity`, `tail -f`: the main process waits for ever; an exec runs out of time.
-fn wait_forever(sh: &mut Shell) -> i32 {
+pub(super) fn wait_forever(sh: &mut Shell) -> i32 {
     match sh.context {
         Context::Main => sh.forever = true,
         Context::Exec => sh.clock = sh.deadline.saturating_add(1),

@@ -13,6 +13,7 @@
 //! file bytes ([`fs::MAX_BYTES`]), script size and nesting. A busy loop spins on, call after
 //! call, like a process at 100 % CPU; it never holds a call past its budget.
 
+pub mod agnhost;
 pub mod arith;
 pub mod builtins;
 pub mod fs;
@@ -113,7 +114,7 @@ impl Process {
                 script.to_string()
             }
             Invocation::Interactive => String::new(),
-            Invocation::Program => argv.iter().map(|a| run::quote(a)).collect::<Vec<_>>().join(" "),
+            Invocation::Program => agnhost::as_script(argv).unwrap_or_else(|| argv.iter().map(|a| run::quote(a)).collect::<Vec<_>>().join(" ")),
         };
         match parse(&script) {
             Ok(script) => process.frames.push(run::Frame::seq(script)),
