@@ -255,19 +255,13 @@ fn add_logs(c: &mut ContainerRecord, lines: impl IntoIterator<Item = LogLine>) {
     }
 }
 
-/// The files every container starts with: the kubelet-managed hostname, hosts and DNS files.
+/// The files every container starts with: the kubelet-managed hostname and DNS files, and
+/// the image's own `/etc/hosts` (the kubelet's, naming the pod, comes with the host's files).
 fn container_files(sandbox: Option<&SandboxRecord>) -> Fs {
     let mut fs = Fs::new();
-    let (hostname, ip, namespace) =
-        sandbox.map_or(("localhost", "", "default"), |s| (s.config.hostname.as_str(), s.ip.as_str(), s.config.metadata.namespace.as_str()));
+    let (hostname, namespace) = sandbox.map_or(("localhost", "default"), |s| (s.config.hostname.as_str(), s.config.metadata.namespace.as_str()));
     fs.put("/etc/hostname", format!("{hostname}\n").as_bytes(), 0o644);
-    let mut hosts = String::from(
-        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
-    );
-    if !ip.is_empty() {
-        hosts.push_str(&format!("{ip}\t{hostname}\n"));
-    }
-    fs.put("/etc/hosts", hosts.as_bytes(), 0o644);
+    fs.put("/etc/hosts", b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644);
     let resolv = format!("search {namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n");
     fs.put("/etc/resolv.conf", resolv.as_bytes(), 0o644);
     fs.put("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n", 0o644);

@@ -211,13 +211,46 @@ pub(crate) fn kind_of(config: &ContainerConfig) -> (ContainerKind, RestartPolicy
     (kind, policy)
 }
 
+/// The annotations the kubelet puts on a container (upstream's `newContainerAnnotations`)
+/// that say where its termination message is, and whether its log stands in for it.
+pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
+pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
+/// The most of a termination message file the kubelet reads (its end), and of the log when
+/// the log stands in: the last 80 lines, at most 2 KiB.
+const MAX_TERMINATION_MESSAGE: usize = 4096;
+const MAX_TERMINATION_LOG_LINES: usize = 80;
+const MAX_TERMINATION_LOG_BYTES: usize = 2048;
+
+/// The message the kubelet shows for a container that ended with `code`, as upstream's
+/// `getTerminationMessage` reads it: the file at `terminationMessagePath` when it holds
+/// anything; else, with `FallbackToLogsOnError` and a failure, the end of the log.
+fn termination_message(c: &ContainerRecord, code: i32) -> Option<String> {
+    let annotation = |key: &str| c.config.annotations.iter().find(|kv| kv.key == key).map(|kv| kv.value.as_str());
+    let written = annotation(TERMINATION_MESSAGE_PATH).filter(|p| !p.is_empty()).and_then(|p| c.fs.read(p).ok()).unwrap_or_default();
+    if !written.is_empty() {
+        let tail = &written[written.len().saturating_sub(MAX_TERMINATION_MESSAGE)..];
+        return Some(String::from_utf8_lossy(tail).into_owned());
+    }
+    if annotation(TERMINATION_MESSAGE_POLICY) != Some("FallbackToLogsOnError") || code == 0 {
+        return None;
+    }
+    let lines: Vec<&str> = c.logs.iter().rev().take(MAX_TERMINATION_LOG_LINES).map(|l| l.text.as_str()).collect();
+    let text = lines.into_iter().rev().collect::<Vec<_>>().join("\n");
+    let mut start = text.len().saturating_sub(MAX_TERMINATION_LOG_BYTES);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    Some(text[start..].to_string()).filter(|t| !t.is_empty())
+}
+
 /// Ends a running container. A container whose end its scenario decided, or whose program
 /// the shell does not know, gets a line saying so; one whose command the shell ran has only
-/// what the command wrote. Its process and files go.
+/// what the command wrote. Its termination message is read before its process and files go.
 pub(crate) fn finish(c: &mut ContainerRecord, at: i64, exit: Exit) {
     c.state = ContainerState::Exited;
     c.finished_at = at;
     c.planned_exit = None;
+    let message = termination_message(c, exit.code);
     let simulated = !c.follows_process || c.process.as_ref().is_some_and(|p| p.state() == crate::shell::ProcessState::External);
     if simulated {
         c.logs.push(LogLine {
@@ -230,7 +263,7 @@ pub(crate) fn finish(c: &mut ContainerRecord, at: i64, exit: Exit) {
     c.fs = Fs::default();
     c.exit_code = exit.code;
     c.reason = exit.reason;
-    c.message = exit.message;
+    c.message = message.unwrap_or(exit.message);
 }
 
 pub(crate) fn not_found(kind: &str, id: &str) -> RuntimeError {

@@ -147,3 +147,53 @@ async fn lifecycle_hooks_run_in_the_container() {
     let took = deleted.elapsed().as_secs();
     assert!((10..=14).contains(&took), "the hook's 10 s, then the stop: {took} s");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_termination_message_comes_from_its_file_or_with_fallback_from_the_log() {
+    let lab = PodLab::start(&[], &[]).await;
+    let cases = [
+        (
+            "custom-path",
+            "/bin/echo -n DONE > /dev/termination-custom-log",
+            json!({"terminationMessagePath": "/dev/termination-custom-log"}),
+            "Succeeded",
+            Some("DONE"),
+        ),
+        ("fallback", "/bin/echo -n DONE; /bin/false", json!({"terminationMessagePolicy": "FallbackToLogsOnError"}), "Failed", Some("DONE")),
+        ("succeeded", "/bin/echo -n DONE; /bin/true", json!({"terminationMessagePolicy": "FallbackToLogsOnError"}), "Succeeded", None),
+        (
+            "file-first",
+            "/bin/echo -n OK > /dev/termination-log; /bin/echo DONE; /bin/false",
+            json!({"terminationMessagePolicy": "FallbackToLogsOnError"}),
+            "Failed",
+            Some("OK"),
+        ),
+    ];
+    for (name, script, extra, _, _) in &cases {
+        let mut c = json!({"name": "term", "image": "busybox:1.36", "command": ["/bin/sh", "-c"], "args": [script]});
+        c.as_object_mut().expect("an object").extend(extra.as_object().expect("an object").clone());
+        lab.create(name, json!({}), json!({"restartPolicy": "Never", "containers": [c]})).await;
+    }
+    for (name, _, _, want_phase, message) in cases {
+        let done = lab.until(name, want_phase, Duration::from_secs(30), |p| phase(p) == want_phase).await;
+        let t = container(&done, "term").and_then(|c| c.state.clone()?.terminated).expect("terminated");
+        assert_eq!(t.message.as_deref(), message, "{name}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn etc_hosts_is_the_kubelets_with_the_pods_ip_and_its_host_aliases() {
+    let lab = PodLab::start(&[], &[]).await;
+    let spec = json!({
+        "restartPolicy": "Never",
+        "hostAliases": [{"ip": "123.45.67.89", "hostnames": ["foo", "bar"]}],
+        "containers": [{"name": "c", "image": "busybox:1.36", "command": ["cat", "/etc/hosts"]}],
+    });
+    lab.create("aliases", json!({}), spec).await;
+    let done = lab.until("aliases", "Succeeded", Duration::from_secs(30), |p| phase(p) == "Succeeded").await;
+    let ip = done.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("a pod IP");
+    let lines = logs(&lab, &done, "c").await;
+    assert_eq!(lines.first().map(String::as_str), Some("# Kubernetes-managed hosts file."), "{lines:?}");
+    assert!(lines.contains(&format!("{ip}\taliases")), "{lines:?}");
+    assert_eq!(lines[lines.len() - 2..], ["# Entries added by HostAliases.", "123.45.67.89\tfoo\tbar"]);
+}

@@ -22,7 +22,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
     labels.insert("io.kubernetes.pod.name".into(), name.clone());
     labels.insert("io.kubernetes.pod.namespace".into(), namespace.clone());
     labels.insert(POD_UID_LABEL.into(), uid.clone());
-    let hostname = pod.spec.as_ref().and_then(|s| s.hostname.clone()).unwrap_or_else(|| name.clone());
+    let (hostname, _) = super::etc_hosts::hostname_and_domain(pod);
     PodSandboxConfig {
         metadata: PodSandboxMetadata { name, namespace, uid, attempt },
         hostname,
@@ -45,7 +45,12 @@ pub fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32
         (false, _) => ContainerKind::Regular,
     };
     let policy = pod.spec.as_ref().map_or(RestartPolicy::Always, RestartPolicy::of);
-    let annotations = [(HASH_ANNOTATION.to_string(), spec_hash(c)), ("io.kubernetes.container.restartCount".to_string(), restart_count.to_string())];
+    let annotations = [
+        (HASH_ANNOTATION.to_string(), spec_hash(c)),
+        ("io.kubernetes.container.restartCount".to_string(), restart_count.to_string()),
+        ("io.kubernetes.container.terminationMessagePath".to_string(), c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into())),
+        ("io.kubernetes.container.terminationMessagePolicy".to_string(), c.termination_message_policy.clone().unwrap_or_else(|| "File".into())),
+    ];
     let memory_limit = c.resources.as_ref().and_then(|r| r.limits.as_ref()?.get("memory")).and_then(|q| crate::pods::resources::Quantity::parse(&q.0).ok());
     ContainerConfig {
         metadata: ContainerMetadata { name: c.name.clone(), attempt: restart_count },

@@ -21,6 +21,7 @@ pub mod backoff;
 pub mod cri_config;
 pub mod downward;
 pub mod env;
+pub mod etc_hosts;
 pub mod manager;
 pub mod plan;
 pub mod probes;

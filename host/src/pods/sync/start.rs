@@ -9,6 +9,7 @@ use crate::events::EventType;
 use crate::pods::cri_config::container_config;
 use crate::pods::downward::Addresses;
 use crate::pods::env::{EnvInputs, make_environment};
+use crate::pods::etc_hosts;
 use crate::pods::status::Waiting;
 use crate::pods::volumes::with_sub_paths;
 use crate::runtime::PodSandboxConfig;
@@ -86,7 +87,8 @@ impl PodSync {
                 return false;
             }
         };
-        let files = self.mounts.container_files(&mounted);
+        let mut files = self.mounts.container_files(&mounted);
+        files.extend(etc_hosts::hosts_file(pod, c, &pod_ip, &etc_hosts::node_hosts(&ctx.node, &ctx.node_ip)));
         let id = match runtime.create_container(sandbox_id, &container_config(pod, c, init, attempt, &env.vars, files)).await {
             Ok(id) => {
                 self.made.containers.push(id.clone());
