@@ -13,7 +13,7 @@ pub enum ImageDefault {
     Shell,
     /// The image's own program (`ENTRYPOINT`) and its default arguments (`CMD`), which the
     /// container's args replace. A program the shell does not know runs until stopped.
-    Program { entrypoint: String, cmd: Vec<String> },
+    Program { entrypoint: Vec<String>, cmd: Vec<String> },
     /// The program exits at once with this status, writing these lines to stderr.
     Exits { code: i32, stderr: Vec<String> },
 }
@@ -66,8 +66,10 @@ pub fn default_process(image: &str, env: &[KeyValue]) -> ImageDefault {
             }
         }
         // Kubernetes' e2e test image: `ENTRYPOINT ["/agnhost"]`, `CMD ["pause"]`.
-        "agnhost" => ImageDefault::Program { entrypoint: "/agnhost".into(), cmd: vec!["pause".into()] },
-        name => ImageDefault::Program { entrypoint: name.to_string(), cmd: Vec::new() },
+        "agnhost" => ImageDefault::Program { entrypoint: vec!["/agnhost".into()], cmd: vec!["pause".into()] },
+        // `CMD ["nnp"]`, a setuid program that prints the uid it runs as.
+        "nonewprivs" => ImageDefault::Program { entrypoint: Vec::new(), cmd: vec!["nnp".into()] },
+        name => ImageDefault::Program { entrypoint: vec![name.to_string()], cmd: Vec::new() },
     }
 }
 
@@ -79,7 +81,7 @@ pub fn container_argv(image: &str, command: &[String], args: &[String], env: &[K
     match default_process(image, env) {
         ImageDefault::Shell if args.is_empty() => Ok(vec!["sh".into()]),
         ImageDefault::Shell => Ok(args.to_vec()),
-        ImageDefault::Program { entrypoint, cmd } => Ok(std::iter::once(entrypoint).chain(if args.is_empty() { cmd } else { args.to_vec() }).collect()),
+        ImageDefault::Program { entrypoint, cmd } => Ok(entrypoint.into_iter().chain(if args.is_empty() { cmd } else { args.to_vec() }).collect()),
         exits => Err(exits),
     }
 }

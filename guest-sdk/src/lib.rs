@@ -72,9 +72,9 @@ pub mod bindings {
 
 pub use bindings::export_raw;
 pub use bindings::labkubelet::runtime::types::{
-    ContainerConfig, ContainerFile, ContainerMetadata, ContainerState, ContainerStats, ErrorCode, ExecResult, HttpGetAction, HttpRequest, HttpResponse,
-    KeyValue, LogLevel, LogLine, LogStream, NodeAction, PodSandboxConfig, PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult,
-    RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget,
+    ContainerConfig, ContainerFile, ContainerMetadata, ContainerMount, ContainerSecurity, ContainerState, ContainerStats, ErrorCode, ExecResult, HttpGetAction,
+    HttpRequest, HttpResponse, KeyValue, LogLevel, LogLine, LogStream, NodeAction, PodSandboxConfig, PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome,
+    ProbeResult, RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget,
 };
 
 /// A number of seconds as a [`std::time::Duration`], for short scenario code.

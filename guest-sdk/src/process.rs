@@ -11,7 +11,8 @@
 use crate::container::{ContainerKind, Exit, Lifetime, RestartPolicy, Stop};
 use crate::image::{ImageDefault, container_argv};
 use crate::runtime::{ContainerRecord, FakeRuntime, SandboxRecord, finish, kind_of};
-use crate::shell::{ExecOutput, Fs, Process, ProcessState, Vars, exec_in};
+use crate::shell::fs::MountPoint;
+use crate::shell::{ExecOutput, Fs, Process, ProcessState, User, Vars, exec_in};
 use crate::{ContainerFile, ContainerState, ExecResult, LogLine, LogStream, ProbeAction, ProbeOutcome, ProbeResult, host};
 
 /// The most log lines a container keeps; older ones go, as a rotated log file's do.
@@ -32,16 +33,28 @@ pub(crate) fn start(rt: &mut FakeRuntime, id: &str, now: i64, lifetime: Lifetime
         env.push(("HOSTNAME".into(), s.config.hostname.clone()));
     }
     c.fs = container_files(sandbox.as_ref());
+    for m in &c.config.mounts {
+        c.fs.mount(&m.path, MountPoint { mode: m.mode, read_only: m.read_only, tmpfs: m.tmpfs });
+    }
     for file in &c.config.files {
         c.fs.put(&file.path, &file.data, file.mode);
     }
+    let security = &c.config.security;
+    c.fs.set_read_only_root(security.read_only_root_filesystem);
+    let uid = security.run_as_user.unwrap_or(0);
+    let user = User {
+        uid,
+        gid: security.run_as_group.unwrap_or(if uid == 65534 { 65534 } else { 0 }),
+        privileged: security.privileged,
+        no_new_privileges: security.no_new_privileges,
+    };
     c.follows_process = lifetime == Lifetime::Command;
     if let Lifetime::ExitsAfter(after, exit) = lifetime {
         let at = now.saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX));
         c.planned_exit = Some((at, exit));
     }
     match container_argv(&c.config.image, &c.config.command, &c.config.args, &c.config.env) {
-        Ok(argv) => c.process = Some(Process::start(&argv, &env, now)),
+        Ok(argv) => c.process = Some(Process::start_as(&argv, &env, user, now)),
         Err(ImageDefault::Exits { code, stderr }) => {
             add_logs(c, stderr.into_iter().map(|text| LogLine { time: now, stream: LogStream::Stderr, text }));
             if c.follows_process {

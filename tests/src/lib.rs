@@ -4,7 +4,9 @@
 
 use labkubelet::clock::Clock;
 use labkubelet::plugin::{PluginCatalog, PluginEngine, PluginEvent, PluginPolicy, PluginRuntime, PluginWatcher, SCENARIO_ANNOTATION, stock, watch_dir};
-use labkubelet::runtime::{ContainerConfig, ContainerKind, ContainerMetadata, ContainerRuntime, KeyValue, PodSandboxConfig, PodSandboxMetadata, RestartPolicy};
+use labkubelet::runtime::{
+    ContainerConfig, ContainerKind, ContainerMetadata, ContainerRuntime, ContainerSecurity, KeyValue, PodSandboxConfig, PodSandboxMetadata, RestartPolicy,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,6 +199,8 @@ pub fn container(name: &str, image: &str) -> ContainerConfig {
         labels: vec![],
         annotations: vec![],
         files: vec![],
+        mounts: vec![],
+        security: ContainerSecurity { run_as_user: None, run_as_group: None, read_only_root_filesystem: false, privileged: false, no_new_privileges: false },
     }
 }
 

@@ -197,3 +197,41 @@ async fn etc_hosts_is_the_kubelets_with_the_pods_ip_and_its_host_aliases() {
     assert!(lines.contains(&format!("{ip}\taliases")), "{lines:?}");
     assert_eq!(lines[lines.len() - 2..], ["# Entries added by HostAliases.", "123.45.67.89\tfoo\tbar"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_security_context_and_volume_mounts_are_what_the_container_sees() {
+    let lab = PodLab::start(&[], &[]).await;
+    let agnhost = "registry.k8s.io/e2e-test-images/agnhost:2.21";
+    let spec = json!({
+        "restartPolicy": "Never",
+        "securityContext": {"runAsUser": 65534},
+        "volumes": [{"name": "cache", "emptyDir": {"medium": "Memory"}}, {"name": "scratch", "emptyDir": {}}],
+        "containers": [
+            {"name": "id", "image": "busybox:1.36", "command": ["id", "-u"]},
+            {"name": "readonly", "image": "busybox:1.36", "command": ["/bin/sh", "-c", "echo test > /file; echo test > /cache/file && cat /cache/file"],
+             "securityContext": {"readOnlyRootFilesystem": true}, "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]},
+            {"name": "mounttest", "image": agnhost, "args": ["mounttest", "--fs_type=/test-volume", "--new_file_0644=/test-volume/test-file", "--file_perm=/test-volume", "--file_mode=/test-volume/test-file"],
+             "volumeMounts": [{"name": "cache", "mountPath": "/test-volume"}]},
+            {"name": "default-medium", "image": agnhost, "args": ["mounttest", "--fs_type=/test-volume"], "volumeMounts": [{"name": "scratch", "mountPath": "/test-volume", "readOnly": true}]},
+            {"name": "nnp", "image": "gcr.io/kubernetes-e2e-test-images/nonewprivs:1.0", "securityContext": {"allowPrivilegeEscalation": false, "runAsUser": 1000}},
+            {"name": "unprivileged", "image": "busybox:1.36", "command": ["sh", "-c", "ip link add dummy0 type dummy || true"]},
+        ],
+    });
+    lab.create("secure", json!({}), spec).await;
+    let done = lab.until("secure", "Succeeded", Duration::from_secs(30), |p| phase(p) == "Succeeded").await;
+    assert_eq!(logs(&lab, &done, "id").await, ["65534"]);
+    assert_eq!(logs(&lab, &done, "readonly").await, ["/bin/sh: can't create /file: Read-only file system", "test"]);
+    assert_eq!(
+        logs(&lab, &done, "mounttest").await,
+        [
+            "mount type of \"/test-volume\": tmpfs",
+            "content of file \"/test-volume/test-file\": mount-tester new file",
+            "",
+            "mode of file \"/test-volume/test-file\": -rw-r--r--",
+            "perms of file \"/test-volume\": -rwxrwxrwx"
+        ]
+    );
+    assert_eq!(logs(&lab, &done, "default-medium").await, ["mount type of \"/test-volume\": 61267"]);
+    assert_eq!(logs(&lab, &done, "nnp").await, ["Effective uid: 1000"]);
+    assert_eq!(logs(&lab, &done, "unprivileged").await, ["ip: RTNETLINK answers: Operation not permitted"]);
+}

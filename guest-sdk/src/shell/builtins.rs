@@ -2,12 +2,12 @@
 //! `: true false echo printf exit sleep cat touch rm mkdir ls cp mv tee env printenv export
 //! unset read cd pwd test [ hostname date wc grep head tail seq basename dirname id whoami
 //! uname kill sh exec tar nslookup getent wget curl` (`tar` in its own module), and the e2e test
-//! image's `agnhost` (in [`super::agnhost`]). `grep` takes basic and extended regular
+//! images' `agnhost` and `nnp` (in [`super::test_images`]). `grep` takes basic and extended regular
 //! expressions (regex-lite). The network is not simulated yet: name lookups and downloads
 //! fail as they do without DNS.
 
 use super::fs::{Fs, FsError, Node, resolve};
-use super::state::{Context, Shell, bounded};
+use super::state::{Shell, bounded};
 
 /// What an applet runs with: its name and arguments, the shell, the container's files, its
 /// stdin and where it writes.
@@ -25,8 +25,15 @@ struct Applet<'a, 's> {
 pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut Vec<u8>, err: &mut Vec<u8>) -> Option<i32> {
     let name = argv[0].rsplit('/').next().unwrap_or(&argv[0]);
     let args = &argv[1..];
+    let changes_network = matches!(args.get(1).map(String::as_str), Some("add" | "del" | "delete" | "set" | "change" | "replace" | "flush"));
+    if name == "ip" && !changes_network {
+        return None;
+    }
+    if name == "nnp" {
+        return Some(super::test_images::nnp(sh, out));
+    }
     if name == "agnhost" || name == "agnhost-2" {
-        return Some(super::agnhost::run(&argv[0], args, sh, fs, out, err));
+        return Some(super::test_images::agnhost(&argv[0], args, sh, fs, out, err));
     }
     let applet: fn(Applet) -> i32 = match name {
         ":" | "true" => |_| 0,
@@ -60,6 +67,7 @@ pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut
         "whoami" => run_whoami,
         "uname" => run_uname,
         "kill" => run_kill,
+        "ip" => run_ip,
         "sh" | "ash" | "bash" | "dash" => run_sh,
         "tar" => run_tar,
         "exec" => run_exec,
@@ -114,7 +122,7 @@ fn run_exit(applet: Applet) -> i32 {
 fn run_sleep(applet: Applet) -> i32 {
     let Applet { name, args, sh, err, .. } = applet;
     match args.iter().map(|a| duration(a)).sum::<Option<i64>>() {
-        _ if args.iter().any(|a| a == "infinity" || a == "inf") => wait_forever(sh),
+        _ if args.iter().any(|a| a == "infinity" || a == "inf") => sh.wait_forever(),
         Some(ns) if !args.is_empty() => {
             sh.clock = sh.clock.saturating_add(ns);
             0
@@ -491,7 +499,7 @@ fn run_head(applet: Applet) -> i32 {
     for l in chosen {
         out.extend_from_slice(format!("{l}\n").as_bytes());
     }
-    if follow { wait_forever(sh) } else { 0 }
+    if follow { sh.wait_forever() } else { 0 }
 }
 
 /// `seq`.
@@ -541,16 +549,54 @@ fn run_basename(applet: Applet) -> i32 {
 
 /// `id`.
 fn run_id(applet: Applet) -> i32 {
-    let Applet { out, .. } = applet;
-    out.extend_from_slice(b"uid=0(root) gid=0(root) groups=0(root)\n");
+    let Applet { args, sh, out, .. } = applet;
+    let (uid, gid) = (sh.vars.user.uid, sh.vars.user.gid);
+    let line = match args.first().map(String::as_str) {
+        Some("-u") => uid.to_string(),
+        Some("-g" | "-G") => gid.to_string(),
+        Some("-un") => user_name(uid).unwrap_or_else(|| uid.to_string()),
+        _ => {
+            let named = |id: i64| user_name(id).map_or(id.to_string(), |n| format!("{id}({n})"));
+            format!("uid={} gid={} groups={}", named(uid), named(gid), named(gid))
+        }
+    };
+    out.extend_from_slice(format!("{line}\n").as_bytes());
     0
+}
+
+/// The name `/etc/passwd` gives a uid (or gid) in the images the shell stands for.
+fn user_name(id: i64) -> Option<String> {
+    match id {
+        0 => Some("root".into()),
+        65534 => Some("nobody".into()),
+        _ => None,
+    }
 }
 
 /// `whoami`.
 fn run_whoami(applet: Applet) -> i32 {
-    let Applet { out, .. } = applet;
-    out.extend_from_slice(b"root\n");
-    0
+    let Applet { name, sh, out, err, .. } = applet;
+    match user_name(sh.vars.user.uid) {
+        Some(user) => {
+            out.extend_from_slice(format!("{user}\n").as_bytes());
+            0
+        }
+        None => {
+            say(err, name, format!("unknown uid {}", sh.vars.user.uid));
+            1
+        }
+    }
+}
+
+/// `ip`: changing links, addresses or routes needs a privileged container; what it shows is
+/// not simulated (the program is left to run as one the shell does not know).
+fn run_ip(applet: Applet) -> i32 {
+    let Applet { name, sh, err, .. } = applet;
+    if sh.vars.user.privileged {
+        return 0;
+    }
+    say(err, name, "RTNETLINK answers: Operation not permitted");
+    2
 }
 
 /// `uname`.
@@ -656,15 +702,6 @@ fn run_wget(applet: Applet) -> i32 {
 /// Writes `name: text` to stderr, as an applet reports a problem.
 fn say(err: &mut Vec<u8>, name: &str, text: impl std::fmt::Display) {
     err.extend_from_slice(format!("{name}: {text}\n").as_bytes());
-}
-
-/// `sleep infinity`, `tail -f`: the main process waits for ever; an exec runs out of time.
-pub(super) fn wait_forever(sh: &mut Shell) -> i32 {
-    match sh.context {
-        Context::Main => sh.forever = true,
-        Context::Exec => sh.clock = sh.deadline.saturating_add(1),
-    }
-    0
 }
 
 fn each_file(files: &[String], mut f: impl FnMut(&str) -> Result<(), String>) -> Result<i32, String> {

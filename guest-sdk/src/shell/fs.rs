@@ -1,6 +1,8 @@
 //! A container's filesystem: files and folders in memory, with a size cap, so what a
 //! container's command writes, an exec reads. Paths are absolute and normalised (`.`, `..`
-//! and repeated slashes resolved); `/dev/null` swallows writes and reads as empty.
+//! and repeated slashes resolved); `/dev/null` swallows writes and reads as empty. Volume
+//! folders are mount points with their own mode, read-only or tmpfs; with a read-only root
+//! only the writable volumes and `/dev` take writes.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,6 +25,7 @@ pub enum FsError {
     Exists,
     NotEmpty,
     NoSpace,
+    ReadOnly,
 }
 
 impl std::fmt::Display for FsError {
@@ -34,6 +37,7 @@ impl std::fmt::Display for FsError {
             FsError::Exists => "File exists",
             FsError::NotEmpty => "Directory not empty",
             FsError::NoSpace => "No space left on device",
+            FsError::ReadOnly => "Read-only file system",
         })
     }
 }
@@ -42,6 +46,21 @@ impl std::fmt::Display for FsError {
 pub struct Fs {
     nodes: BTreeMap<String, Node>,
     bytes: usize,
+    /// Volume folders by path.
+    #[serde(default)]
+    mounts: BTreeMap<String, MountPoint>,
+    /// `readOnlyRootFilesystem`.
+    #[serde(default)]
+    read_only_root: bool,
+}
+
+/// A volume's folder in the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountPoint {
+    /// The folder's permission bits.
+    pub mode: u32,
+    pub read_only: bool,
+    pub tmpfs: bool,
 }
 
 impl Fs {
@@ -73,11 +92,56 @@ impl Fs {
         }
     }
 
+    /// Makes `path` a volume's folder (and the folders above it).
+    pub fn mount(&mut self, path: &str, point: MountPoint) {
+        self.make_dirs(path);
+        self.mounts.insert(path.to_string(), point);
+    }
+
+    /// Makes the root read-only (`readOnlyRootFilesystem`).
+    pub fn set_read_only_root(&mut self, read_only: bool) {
+        self.read_only_root = read_only;
+    }
+
+    /// The volume `path` is in, if any: the deepest mount point at or above it.
+    pub fn mount_of(&self, path: &str) -> Option<&MountPoint> {
+        let mut at = path;
+        loop {
+            if let Some(point) = self.mounts.get(at) {
+                return Some(point);
+            }
+            if at == "/" {
+                return None;
+            }
+            at = parent(at);
+        }
+    }
+
+    /// A folder's permission bits: a volume's own, `/tmp`'s 01777, else 0755.
+    pub fn dir_mode(&self, path: &str) -> u32 {
+        self.mounts.get(path).map_or(if path == "/tmp" { 0o1777 } else { 0o755 }, |m| m.mode)
+    }
+
+    /// Whether a command may change `path`.
+    fn writable(&self, path: &str) -> Result<(), FsError> {
+        let read_only = match self.mount_of(path) {
+            Some(point) => point.read_only,
+            None => self.read_only_root && path != "/dev" && !path.starts_with("/dev/"),
+        };
+        if read_only { Err(FsError::ReadOnly) } else { Ok(()) }
+    }
+
     /// Writes a file (replacing or appending), making it if its folder exists.
     pub fn write(&mut self, path: &str, bytes: &[u8], append: bool) -> Result<(), FsError> {
         if path == "/dev/null" {
             return Ok(());
         }
+        self.writable(path)?;
+        self.write_unchecked(path, bytes, append)
+    }
+
+    /// [`Fs::write`] as the runtime lays out a volume's files, read-only or not.
+    fn write_unchecked(&mut self, path: &str, bytes: &[u8], append: bool) -> Result<(), FsError> {
         self.parent_exists(path)?;
         let old = match self.nodes.get(path) {
             Some(Node::Dir) => return Err(FsError::IsDir),
@@ -101,9 +165,19 @@ impl Fs {
 
     /// Puts a file, making its folders: how the runtime lays out an image and a volume.
     pub fn put(&mut self, path: &str, bytes: &[u8], mode: u32) {
-        let _ = self.mkdir(parent(path), true);
-        if self.write(path, bytes, false).is_ok() {
+        self.make_dirs(parent(path));
+        if self.write_unchecked(path, bytes, false).is_ok() {
             self.set_mode(path, mode);
+        }
+    }
+
+    /// Makes a folder and those above it, as the runtime does for a mount, read-only or not.
+    fn make_dirs(&mut self, path: &str) {
+        if path != "/" {
+            self.make_dirs(parent(path));
+        }
+        if !self.nodes.contains_key(path) {
+            self.nodes.insert(path.to_string(), Node::Dir);
         }
     }
 
@@ -120,6 +194,7 @@ impl Fs {
             Some(_) => return Err(FsError::Exists),
             None => {}
         }
+        self.writable(path)?;
         if parents && path != "/" {
             self.mkdir(parent(path), true)?;
         }
@@ -130,6 +205,9 @@ impl Fs {
 
     /// Removes a file, or a folder with `recursive` (or an empty one).
     pub fn remove(&mut self, path: &str, recursive: bool) -> Result<(), FsError> {
+        if self.nodes.contains_key(path) {
+            self.writable(path)?;
+        }
         match self.nodes.get(path) {
             None => Err(FsError::NotFound),
             Some(Node::File { data, .. }) => {
@@ -233,6 +311,25 @@ mod tests {
         assert_eq!(fs.read("/dev/null"), Ok(&b""[..]));
         assert_eq!(resolve("/tmp", "../etc/./hosts"), "/etc/hosts");
         assert_eq!(resolve("/", "a//b/"), "/a/b");
+    }
+
+    #[test]
+    fn read_only_volumes_and_root_refuse_writes_but_take_the_runtimes_files() {
+        let mut fs = Fs::new();
+        fs.mount("/etc/config", MountPoint { mode: 0o777, read_only: true, tmpfs: false });
+        fs.mount("/cache", MountPoint { mode: 0o777, read_only: false, tmpfs: true });
+        fs.put("/etc/config/key", b"v", 0o644);
+        assert_eq!(fs.read("/etc/config/key"), Ok(&b"v"[..]));
+        assert_eq!(fs.write("/etc/config/key", b"x", false), Err(FsError::ReadOnly));
+        assert_eq!(fs.remove("/etc/config/key", false), Err(FsError::ReadOnly));
+        assert_eq!(fs.write("/tmp/a", b"x", false), Ok(()), "the root is writable");
+        fs.set_read_only_root(true);
+        assert_eq!(fs.write("/file", b"x", false), Err(FsError::ReadOnly));
+        assert_eq!(fs.mkdir("/tmp/d", false), Err(FsError::ReadOnly));
+        assert_eq!(fs.write("/cache/a", b"x", false), Ok(()), "a writable volume");
+        assert_eq!(fs.write("/dev/termination-log", b"x", false), Ok(()), "/dev is a tmpfs of its own");
+        assert_eq!((fs.dir_mode("/cache"), fs.dir_mode("/tmp"), fs.dir_mode("/etc")), (0o777, 0o1777, 0o755));
+        assert_eq!(fs.mount_of("/cache/a/b").map(|m| m.tmpfs), Some(true));
     }
 
     #[test]

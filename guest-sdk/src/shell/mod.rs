@@ -13,7 +13,6 @@
 //! file bytes ([`fs::MAX_BYTES`]), script size and nesting. A busy loop spins on, call after
 //! call, like a process at 100 % CPU; it never holds a call past its budget.
 
-pub mod agnhost;
 pub mod arith;
 pub mod builtins;
 pub mod fs;
@@ -21,6 +20,7 @@ pub mod parse;
 mod run;
 mod state;
 pub mod tar;
+pub mod test_images;
 
 pub use fs::Fs;
 pub use parse::{Script, SyntaxError, parse};
@@ -71,7 +71,7 @@ pub struct ExecOutput {
     pub took: i64,
 }
 
-/// The shell's variables and working folder.
+/// The shell's variables and working folder, and who it runs as.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Vars {
     pub values: BTreeMap<String, String>,
@@ -80,6 +80,19 @@ pub struct Vars {
     pub cwd: String,
     /// `$?`
     pub status: i32,
+    #[serde(default)]
+    pub user: User,
+}
+
+/// Who a process runs as and what it may change, as the container's security context says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub uid: i64,
+    pub gid: i64,
+    /// May change the network and devices (`privileged`).
+    pub privileged: bool,
+    /// no_new_privs: a setuid program runs as its caller.
+    pub no_new_privileges: bool,
 }
 
 /// The container's main process.
@@ -103,7 +116,12 @@ impl Process {
     /// `sh -c SCRIPT [NAME ARGS…]` runs the script; a shell alone, with no script and no
     /// terminal, ends at once; any other program the shell knows runs as a one-line script.
     pub fn start(argv: &[String], env: &[(String, String)], now: i64) -> Process {
-        let mut vars = Vars { cwd: "/".into(), ..Vars::default() };
+        Process::start_as(argv, env, User::default(), now)
+    }
+
+    /// [`Process::start`] as `user`.
+    pub fn start_as(argv: &[String], env: &[(String, String)], user: User, now: i64) -> Process {
+        let mut vars = Vars { cwd: "/".into(), user, ..Vars::default() };
         vars.values.extend(env.iter().cloned());
         vars.values.entry("HOME".into()).or_insert_with(|| "/root".into());
         vars.values.entry("PATH".into()).or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -114,7 +132,7 @@ impl Process {
                 script.to_string()
             }
             Invocation::Interactive => String::new(),
-            Invocation::Program => agnhost::as_script(argv).unwrap_or_else(|| argv.iter().map(|a| run::quote(a)).collect::<Vec<_>>().join(" ")),
+            Invocation::Program => test_images::as_script(argv).unwrap_or_else(|| argv.iter().map(|a| parse::quote(a)).collect::<Vec<_>>().join(" ")),
         };
         match parse(&script) {
             Ok(script) => process.frames.push(run::Frame::seq(script)),
@@ -231,7 +249,7 @@ fn invocation(argv: &[String]) -> Invocation<'_> {
         ("sh" | "ash" | "bash" | "dash", Some("-c")) => {
             let mut positional: Vec<String> = argv.iter().skip(3).cloned().collect();
             if positional.is_empty() {
-                positional.push(program.to_string());
+                positional.push(argv[0].clone());
             }
             Invocation::Script { script: argv.get(2).map_or("", String::as_str), positional }
         }
@@ -303,7 +321,7 @@ pub fn exec_in(vars: &Vars, fs: &mut Fs, argv: &[String], stdin: &[u8], now: i64
         }
         // An interactive shell reads its commands from stdin.
         Invocation::Interactive => (String::from_utf8_lossy(stdin).into_owned(), &[][..]),
-        Invocation::Program => (argv.iter().map(|a| run::quote(a)).collect::<Vec<_>>().join(" "), stdin),
+        Invocation::Program => (argv.iter().map(|a| parse::quote(a)).collect::<Vec<_>>().join(" "), stdin),
     };
     let status = match parse(&script) {
         Ok(script) => shell.run_script(&script, fs, stdin, &mut out, &mut err),

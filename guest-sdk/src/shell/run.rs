@@ -371,7 +371,7 @@ impl<'v> Shell<'v> {
             match fs.read(&resolve(&self.vars.cwd, &target)) {
                 Ok(bytes) => *input = bytes.to_vec(),
                 Err(e) => {
-                    err.extend_from_slice(format!("sh: can't open '{target}': {e}\n").as_bytes());
+                    err.extend_from_slice(format!("{}: can't open '{target}': {e}\n", self.name()).as_bytes());
                     return Some(1);
                 }
             }
@@ -425,7 +425,7 @@ impl<'v> Shell<'v> {
         }
         for (path, append, data) in files {
             if let Err(e) = fs.write(&path, &data, append) {
-                err.extend_from_slice(format!("sh: can't create {path}: {e}\n").as_bytes());
+                err.extend_from_slice(format!("{}: can't create {path}: {e}\n", self.name()).as_bytes());
                 failed = Some(1);
             }
         }
@@ -517,6 +517,12 @@ impl<'v> Shell<'v> {
         pieces
     }
 
+    /// The name the shell was run by (`$0`: `/bin/sh` for `/bin/sh -c …`), which its messages
+    /// start with, as busybox's do.
+    fn name(&self) -> String {
+        self.vars.positional.first().filter(|n| !n.is_empty()).cloned().unwrap_or_else(|| "sh".into())
+    }
+
     /// A variable's value; special parameters included.
     pub fn var(&self, name: &str) -> String {
         match name {
@@ -543,12 +549,3 @@ fn cap(buffer: &mut Vec<u8>) {
 
 /// How many bytes an expansion copies for one step of the budget.
 const BYTES_PER_STEP: usize = 16 * 1024;
-
-/// A word quoted for a script, so `argv` runs as written.
-pub fn quote(word: &str) -> String {
-    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}

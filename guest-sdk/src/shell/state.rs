@@ -31,6 +31,15 @@ pub struct Shell<'v> {
 }
 
 impl<'v> Shell<'v> {
+    /// `sleep infinity`, `tail -f`: the main process waits for ever; an exec runs out of time.
+    pub fn wait_forever(&mut self) -> i32 {
+        match self.context {
+            Context::Main => self.forever = true,
+            Context::Exec => self.clock = self.deadline.saturating_add(1),
+        }
+        0
+    }
+
     pub fn new(vars: &'v mut Vars, clock: i64, context: Context) -> Shell<'v> {
         Shell {
             vars,

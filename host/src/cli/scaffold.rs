@@ -22,7 +22,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("src/server.rs", include_str!("../../../guest-sdk/src/server.rs")),
     ("src/triggers.rs", include_str!("../../../guest-sdk/src/triggers.rs")),
     ("src/shell/mod.rs", include_str!("../../../guest-sdk/src/shell/mod.rs")),
-    ("src/shell/agnhost.rs", include_str!("../../../guest-sdk/src/shell/agnhost.rs")),
+    ("src/shell/test_images.rs", include_str!("../../../guest-sdk/src/shell/test_images.rs")),
     ("src/shell/arith.rs", include_str!("../../../guest-sdk/src/shell/arith.rs")),
     ("src/shell/builtins.rs", include_str!("../../../guest-sdk/src/shell/builtins.rs")),
     ("src/shell/fs.rs", include_str!("../../../guest-sdk/src/shell/fs.rs")),

@@ -6,7 +6,7 @@
 use super::env::expand_all;
 use super::plan::{HASH_ANNOTATION, RestartPolicy, spec_hash};
 use crate::runtime::pleg::POD_UID_LABEL;
-use crate::runtime::{ContainerConfig, ContainerFile, ContainerKind, ContainerMetadata, KeyValue, PodSandboxConfig, PodSandboxMetadata};
+use crate::runtime::{ContainerConfig, ContainerFile, ContainerKind, ContainerMetadata, ContainerSecurity, KeyValue, PodSandboxConfig, PodSandboxMetadata};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 fn kv(pairs: impl IntoIterator<Item = (String, String)>) -> Vec<KeyValue> {
@@ -64,5 +64,22 @@ pub fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32
         labels: kv([("io.kubernetes.container.name".to_string(), c.name.clone()), (POD_UID_LABEL.to_string(), uid)]),
         annotations: kv(annotations),
         files,
+        mounts: super::volumes::container_mounts(pod, c),
+        security: security(pod, c),
+    }
+}
+
+/// The container's effective security context (`determineEffectiveSecurityContext`): its
+/// own `runAsUser` and `runAsGroup` over the pod's; no_new_privs only where
+/// `allowPrivilegeEscalation` is false (`AddNoNewPrivileges`).
+fn security(pod: &Pod, c: &Container) -> ContainerSecurity {
+    let own = c.security_context.as_ref();
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    ContainerSecurity {
+        run_as_user: own.and_then(|s| s.run_as_user).or(pod_sc.and_then(|s| s.run_as_user)),
+        run_as_group: own.and_then(|s| s.run_as_group).or(pod_sc.and_then(|s| s.run_as_group)),
+        read_only_root_filesystem: own.and_then(|s| s.read_only_root_filesystem) == Some(true),
+        privileged: own.and_then(|s| s.privileged) == Some(true),
+        no_new_privileges: own.and_then(|s| s.allow_privilege_escalation) == Some(false),
     }
 }

@@ -16,7 +16,7 @@
 
 use super::api_objects::ApiObjects;
 use super::downward::{Addresses, field_value, resource_value};
-use crate::runtime::ContainerFile;
+use crate::runtime::{ContainerFile, ContainerMount};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -148,6 +148,28 @@ impl Mounts {
         }
         out
     }
+}
+
+/// The container's volume mounts as it sees the folders (`makeMounts`): ConfigMap, Secret,
+/// downward API and projected volumes are read-only whatever the mount says, as their volume
+/// plugins make them; an emptyDir's folder is 0777, a hostPath of the node's `/tmp` 01777.
+pub fn container_mounts(pod: &Pod, c: &Container) -> Vec<ContainerMount> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or_default();
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| {
+            let v = volumes.iter().find(|v| v.name == m.name)?;
+            let api_files = v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some();
+            let mode = match &v.host_path {
+                Some(h) if normalise(&h.path) == "/tmp" => 0o1777,
+                Some(_) => 0o755,
+                None => 0o777,
+            };
+            let memory = v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory") || v.secret.is_some();
+            Some(ContainerMount { path: normalise(&m.mount_path), mode, read_only: m.read_only == Some(true) || api_files, tmpfs: memory })
+        })
+        .collect()
 }
 
 /// The container with each mount's `subPathExpr` expanded into its `subPath`, or why its

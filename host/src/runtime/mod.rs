@@ -17,10 +17,10 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 pub use crate::plugin::bindings::labkubelet::runtime::types::{
-    Container, ContainerConfig, ContainerFile, ContainerKind, ContainerMetadata, ContainerState, ContainerStats, ContainerStatus, ErrorCode, ExecResult,
-    HttpGetAction, HttpRequest, HttpResponse, Image, KeyValue, LogLine, LogStream, PodSandbox, PodSandboxConfig, PodSandboxMetadata, PodSandboxState,
-    PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RestartPolicy, RuntimeCondition, SessionOpened, SessionOutput, TriggerTarget,
-    VersionInfo,
+    Container, ContainerConfig, ContainerFile, ContainerKind, ContainerMetadata, ContainerMount, ContainerSecurity, ContainerState, ContainerStats,
+    ContainerStatus, ErrorCode, ExecResult, HttpGetAction, HttpRequest, HttpResponse, Image, KeyValue, LogLine, LogStream, PodSandbox, PodSandboxConfig,
+    PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RestartPolicy, RuntimeCondition, SessionOpened,
+    SessionOutput, TriggerTarget, VersionInfo,
 };
 
 impl ExecResult {

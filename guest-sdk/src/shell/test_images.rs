@@ -1,10 +1,10 @@
-//! `agnhost`, Kubernetes' e2e test image (`registry.k8s.io/e2e-test-images/agnhost`, also
-//! run as `/agnhost-2`), as far as its subcommands print and exit: `mounttest` reports a
-//! volume's files (content, mode, permissions, the mount type), `entrypoint-tester` its
-//! command line, `pause` says `Paused` and waits. Its servers (`liveness`, `test-webserver`,
-//! `netexec`, `serve-hostname`, `porter`) run until stopped. The messages are agnhost 2.21's
-//! (`test/images/agnhost` in the Kubernetes tree), which the node conformance tests read in the
-//! container's log.
+//! The programs of Kubernetes' e2e test images, as far as they print and exit, in the words
+//! the node conformance tests read in a container's log (`test/images` in the Kubernetes
+//! tree, agnhost 2.21). `agnhost` (also run as `/agnhost-2`): `mounttest` reports a volume's
+//! files (content, mode, permissions, the mount type), `entrypoint-tester` its command line,
+//! `pause` says `Paused` and waits; its servers (`liveness`, `test-webserver`, `netexec`,
+//! `serve-hostname`, `porter`) run until stopped. `nnp` (the `nonewprivs` image, a setuid
+//! program) prints the uid it runs as.
 
 use super::fs::{Fs, FsError, Node, resolve};
 use super::state::{Context, Shell};
@@ -13,11 +13,19 @@ use super::state::{Context, Shell};
 const NEW_FILE_CONTENT: &str = "mount-tester new file\n";
 /// How often `mounttest --file_content_in_loop` reads its file.
 const LOOP_PERIOD_SECONDS: u32 = 2;
-/// The `statfs` type number agnhost prints for a folder that is no tmpfs: ext4's.
+/// The `statfs` type number agnhost prints for a folder that is no tmpfs: ext4's, as on a
+/// node whose disk is ext4.
 const EXT4_MAGIC: u32 = 0xef53;
 
+/// `nnp`: setuid root, so it runs as root unless no_new_privs keeps the caller's uid.
+pub fn nnp(sh: &Shell, out: &mut Vec<u8>) -> i32 {
+    let uid = if sh.vars.user.no_new_privileges { sh.vars.user.uid } else { 0 };
+    out.extend_from_slice(format!("Effective uid: {uid}\n").as_bytes());
+    0
+}
+
 /// Runs `agnhost SUBCOMMAND FLAGS…`; `argv0` is the name it was run by.
-pub fn run(argv0: &str, args: &[String], sh: &mut Shell, fs: &mut Fs, out: &mut Vec<u8>, err: &mut Vec<u8>) -> i32 {
+pub fn agnhost(argv0: &str, args: &[String], sh: &mut Shell, fs: &mut Fs, out: &mut Vec<u8>, err: &mut Vec<u8>) -> i32 {
     let Some((command, flags)) = args.split_first() else {
         out.extend_from_slice(b"agnhost is a test image with commands used by Kubernetes' end-to-end tests.\n");
         return 0;
@@ -30,7 +38,7 @@ pub fn run(argv0: &str, args: &[String], sh: &mut Shell, fs: &mut Fs, out: &mut 
         }
         "pause" => {
             out.extend_from_slice(b"Paused\n");
-            super::builtins::wait_forever(sh)
+            sh.wait_forever()
         }
         "liveness" | "test-webserver" | "netexec" | "serve-hostname" | "porter" | "nettest" | "logs-generator" => {
             if sh.context == Context::Main {
@@ -61,10 +69,10 @@ pub fn as_script(argv: &[String]) -> Option<String> {
     let others: Vec<String> = argv[2..]
         .iter()
         .filter(|f| !f.contains("file_content_in_loop") && !f.contains("retry_time") && !f.contains("break_on_expected"))
-        .map(|f| super::run::quote(f))
+        .map(|f| super::parse::quote(f))
         .collect();
     let turns = retry.div_ceil(LOOP_PERIOD_SECONDS);
-    let path = super::run::quote(path);
+    let path = super::parse::quote(path);
     Some(format!(
         "{program} mounttest {others}; status=$?; turn=0; while [ $turn -lt {turns} ]; do {program} mounttest --loop_turn={path} --break_on_expected_content={break_on_expected} && break; sleep {LOOP_PERIOD_SECONDS}; turn=$((turn+1)); done; exit $status",
         others = others.join(" ")
@@ -110,6 +118,7 @@ fn go_error(e: FsError) -> &'static str {
         FsError::Exists => "file exists",
         FsError::NotEmpty => "directory not empty",
         FsError::NoSpace => "no space left on device",
+        FsError::ReadOnly => "read-only file system",
     }
 }
 
@@ -132,11 +141,11 @@ fn go_mode(dir: bool, mode: u32) -> String {
     kind + &perms
 }
 
-/// A path's kind and permission bits, as `stat` gives them (folders are 0755).
+/// A path's kind and permission bits, as `stat` gives them.
 fn stat(fs: &Fs, path: &str) -> Result<(bool, u32), FsError> {
     match fs.get(path) {
         Some(Node::File { mode, .. }) => Ok((false, *mode)),
-        Some(Node::Dir) => Ok((true, 0o755)),
+        Some(Node::Dir) => Ok((true, fs.dir_mode(path))),
         None => Err(FsError::NotFound),
     }
 }
@@ -150,7 +159,9 @@ fn mounttest(flags: &Flags, cwd: &str, fs: &mut Fs, out: &mut Vec<u8>) -> i32 {
         return loop_turn(&resolve(cwd, path), flags.get("break_on_expected_content") != Some("false"), fs, &mut say);
     }
     if let Some(p) = flags.get("fs_type") {
-        match stat(fs, &resolve(cwd, p)) {
+        let path = resolve(cwd, p);
+        match stat(fs, &path) {
+            Ok(_) if fs.mount_of(&path).is_some_and(|m| m.tmpfs) => say(format!("mount type of {}: tmpfs", quoted(p))),
             Ok(_) => say(format!("mount type of {}: {EXT4_MAGIC}", quoted(p))),
             Err(e) => {
                 say(format!("error from statfs({}): {}", quoted(p), go_error(e)));
@@ -313,6 +324,14 @@ mod tests {
         );
         p.advance(&mut fs, 10 * S);
         assert_eq!(p.state(), ProcessState::Exited { code: 0, at: 6 * S }, "three turns of 2 s");
+    }
+
+    #[test]
+    fn mounttest_sees_an_empty_dirs_mode_and_a_tmpfs() {
+        let mut fs = Fs::new();
+        fs.mount("/test-volume", super::super::fs::MountPoint { mode: 0o777, read_only: false, tmpfs: true });
+        let (lines, _) = run_for(&["/agnhost", "mounttest", "--fs_type=/test-volume", "--file_perm=/test-volume", "--file_mode=/test-volume"], &mut fs, 0);
+        assert_eq!(lines, ["mount type of \"/test-volume\": tmpfs", "mode of file \"/test-volume\": drwxrwxrwx", "perms of file \"/test-volume\": -rwxrwxrwx"]);
     }
 
     #[test]
