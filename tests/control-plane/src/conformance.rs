@@ -138,8 +138,7 @@ fn read_reports(dir: &Path, focus: Option<&str>) -> anyhow::Result<BTreeMap<Stri
         let suite: Suite = quick_xml::de::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for case in suite.cases.into_iter().filter(|c| counted(&c.name, focus)) {
             let outcome = match (case.failure, case.skipped) {
-                // The message starts with the failing code's location; the next line says what failed.
-                (Some(f), _) => Outcome::Failed(f.text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('/')).unwrap_or("").to_string()),
+                (Some(f), _) => Outcome::Failed(what_failed(&f.text)),
                 (None, Some(_)) => Outcome::Skipped,
                 (None, None) => Outcome::Passed,
             };
@@ -150,6 +149,32 @@ fn read_reports(dir: &Path, focus: Option<&str>) -> anyhow::Result<BTreeMap<Stri
         }
     }
     Ok(results)
+}
+
+/// The longest summary of a failure kept.
+const SUMMARY_CHARS: usize = 240;
+
+/// A failure message on one line: ginkgo's message lies between the failing code's
+/// locations, after a timestamp, with Go's error dump around the error's text.
+fn what_failed(message: &str) -> String {
+    let mut words = Vec::new();
+    for line in message.lines().map(str::trim) {
+        // Source locations, and the `<*errors.errorString | 0x…>: {` `}` around an error.
+        if line.is_empty() || line.starts_with('/') || line.starts_with("<*") || line == "}" {
+            continue;
+        }
+        // `Dec  7 05:54:50.026: ` before the first line.
+        let line = match line.split_once(": ") {
+            Some((stamp, rest)) if stamp.len() <= 22 && stamp.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && stamp.contains(':') => rest,
+            _ => line,
+        };
+        words.extend(line.strip_prefix("s: ").unwrap_or(line).split_whitespace().map(str::to_string));
+    }
+    let text = words.join(" ");
+    match text.char_indices().nth(SUMMARY_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 #[cfg(test)]
@@ -189,7 +214,7 @@ mod tests {
         let results = read_reports(dir.path(), None).expect("parsed");
         assert_eq!(results.len(), 3, "{results:?}");
         assert_eq!(results.get(PASSED), Some(&Outcome::Passed));
-        assert_eq!(results.get(FAILED), Some(&Outcome::Failed("Expected".into())));
+        assert_eq!(results.get(FAILED), Some(&Outcome::Failed("Expected <string>: \"\" to equal".into())));
         assert_eq!(results.get(SKIPPED), Some(&Outcome::Skipped));
         let report = Report { results, took: Duration::ZERO, dir: dir.path().into() };
         assert_eq!(report.summary(), (1, 1, 1));
@@ -202,6 +227,14 @@ mod tests {
         std::fs::write(dir.path().join("junit_01.xml"), "<testsuite><testcase").expect("write");
         let error = read_reports(dir.path(), None).expect_err("broken").to_string();
         assert!(error.contains("junit_01.xml"), "{error}");
+    }
+
+    #[test]
+    fn a_failure_is_summed_up_on_one_line() {
+        let message = "/go/src/k8s.io/kubernetes/test/e2e/framework/framework.go:629\nDec  7 05:54:50.026: Unexpected error:\n    <*errors.errorString | 0xc002eb9a60>: {\n        s: \"expected output\",\n    }\n/go/x.go:1";
+        assert_eq!(what_failed(message), "Unexpected error: \"expected output\",");
+        assert_eq!(what_failed("Dec  7 06:02:16.783: updating image did not reset the back-off value"), "updating image did not reset the back-off value");
+        assert!(what_failed(&"word ".repeat(200)).ends_with('…'));
     }
 
     #[test]
