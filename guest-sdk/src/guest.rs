@@ -479,7 +479,7 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn serve_http(pod_sandbox_id: String, port: u16, request: HttpRequest) -> Result<HttpResponse, RuntimeError> {
-        call::<T, _>(Method::ServeHttp, Concerns::Sandbox(&pod_sandbox_id), |p| crate::server::serve(&p.rt, &pod_sandbox_id, port, &request))
+        call::<T, _>(Method::ServeHttp, Concerns::Sandbox(&pod_sandbox_id), |p| crate::server::serve(&p.rt, &pod_sandbox_id, port, &request, host::now()))
     }
 
     fn probe(id: String, kind: ProbeKind, action: ProbeAction) -> Result<ProbeResult, RuntimeError> {
@@ -487,7 +487,8 @@ impl<T: ScenarioExport> Guest for T {
             let ctx = running_ctx(&p.rt, &id)?;
             match p.scenario.probe(&ctx, kind, &action) {
                 Some(result) => Ok(result),
-                None => Ok(process::probe(p.rt.container_mut(&id)?, &action, host::now())),
+                None if matches!(action, ProbeAction::Exec(_)) => Ok(process::probe(p.rt.container_mut(&id)?, &action, host::now())),
+                None => Ok(crate::server::probe(&p.rt, &id, &action, host::now())),
             }
         })
     }

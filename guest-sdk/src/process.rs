@@ -245,9 +245,9 @@ pub(crate) fn exec_result(out: ExecOutput) -> ExecResult {
     ExecResult { exit_code: out.code, stdout: out.stdout, stderr: out.stderr }
 }
 
-/// A probe the scenario left to the container: an exec probe runs its command (success is
-/// exit 0 within the kubelet's default timeout, the output is what it wrote); HTTP, TCP and
-/// gRPC probes succeed (the container's servers are not simulated).
+/// An exec probe the scenario left to the container: it runs its command (success is exit 0
+/// within the kubelet's default timeout, the output is what it wrote). HTTP and TCP probes
+/// reach the pod's servers ([`crate::server::probe`]).
 pub(crate) fn probe(c: &mut ContainerRecord, action: &ProbeAction, now: i64) -> ProbeResult {
     let ProbeAction::Exec(cmd) = action else {
         return ProbeResult { outcome: ProbeOutcome::Success, output: String::new() };

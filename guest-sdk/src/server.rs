@@ -1,13 +1,18 @@
-//! The servers a pod's images run, as far as `kubectl port-forward` reaches them: nginx and
-//! Apache httpd answer HTTP on port 80, busybox's `httpd -p PORT -h DIR` on its port, each
-//! from its document root over the container's files (an `index.html` mounted from a
-//! ConfigMap is served), with the stock welcome page while the root has none and the stock
-//! 404 page for what is not there. Nothing else listens: a connection is refused, as the
-//! runtime's port forwarder reports it.
+//! The servers a pod's images run, as far as `kubectl port-forward` and the kubelet's HTTP
+//! and TCP probes reach them: nginx and Apache httpd answer HTTP on port 80, busybox's
+//! `httpd -p PORT -h DIR` on its port, each from its document root over the container's
+//! files (an `index.html` mounted from a ConfigMap is served), with the stock welcome page
+//! while the root has none and the stock 404 page for what is not there. agnhost's servers
+//! answer as the e2e tests expect: `liveness` (8080: `/healthz` 200 for 10 s after it
+//! started, then 500), `test-webserver` (80, the container's files), `netexec` (8080: `/echo`,
+//! `/hostname`) and `serve-hostname` (9376). Nothing else listens: a connection is refused,
+//! as the runtime's port forwarder and the prober report it. A pod with a program the shell
+//! does not know may listen anywhere, so its probes pass, as before there were servers.
 
 use crate::image::container_argv;
 use crate::runtime::{ContainerRecord, FakeRuntime};
-use crate::{ContainerState, ErrorCode, HttpRequest, HttpResponse, KeyValue, RuntimeError};
+use crate::shell::ProcessState;
+use crate::{ContainerState, ErrorCode, HttpRequest, HttpResponse, KeyValue, ProbeAction, ProbeOutcome, ProbeResult, RuntimeError};
 
 /// A web server a container runs.
 struct WebServer<'a> {
@@ -22,7 +27,15 @@ enum Kind {
     Nginx,
     Apache,
     Busybox,
+    /// agnhost's servers, which answer as Go's `net/http` does.
+    Liveness,
+    TestWebserver,
+    Netexec,
+    ServeHostname,
 }
+
+/// How long agnhost's `liveness` server says it is healthy.
+const LIVENESS_HEALTHY_NS: i64 = 10_000_000_000;
 
 /// The server `c` runs, read from its command line.
 fn web_server(c: &ContainerRecord) -> Option<WebServer<'_>> {
@@ -32,6 +45,11 @@ fn web_server(c: &ContainerRecord) -> Option<WebServer<'_>> {
     let argv = container_argv(&c.config.image, &c.config.command, &c.config.args, &c.config.env).ok()?;
     let program = argv.first()?.rsplit('/').next()?;
     let flag = |name: &str| argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1));
+    // Go's flags: `--port=81` or `--port 81`.
+    let go_flag = |name: &str| {
+        let long = format!("--{name}");
+        argv.iter().find_map(|a| a.strip_prefix(&format!("{long}=")).map(str::to_string)).or_else(|| flag(&long).cloned())?.parse::<u16>().ok()
+    };
     let (kind, port, root) = match program {
         "nginx" => (Kind::Nginx, 80, "/usr/share/nginx/html".to_string()),
         "httpd-foreground" => (Kind::Apache, 80, "/usr/local/apache2/htdocs".to_string()),
@@ -39,26 +57,98 @@ fn web_server(c: &ContainerRecord) -> Option<WebServer<'_>> {
         "httpd" => {
             (Kind::Busybox, flag("-p").and_then(|p| p.rsplit(':').next()?.parse().ok()).unwrap_or(80), flag("-h").cloned().unwrap_or_else(|| "/".into()))
         }
+        "agnhost" | "agnhost-2" => match argv.get(1).map(String::as_str) {
+            Some("liveness") => (Kind::Liveness, 8080, String::new()),
+            Some("test-webserver") => (Kind::TestWebserver, go_flag("port").unwrap_or(80), "/".to_string()),
+            Some("netexec") => (Kind::Netexec, go_flag("http-port").unwrap_or(8080), String::new()),
+            Some("serve-hostname") => (Kind::ServeHostname, go_flag("port").unwrap_or(9376), String::new()),
+            _ => return None,
+        },
         _ => return None,
     };
     Some(WebServer { kind, port, root, container: c })
 }
 
-/// What a connection to `port` of sandbox `sandbox` gets for `request`.
-pub(crate) fn serve(rt: &FakeRuntime, sandbox: &str, port: u16, request: &HttpRequest) -> Result<HttpResponse, RuntimeError> {
+/// What a connection to `port` of sandbox `sandbox` gets for `request` at `now`.
+pub(crate) fn serve(rt: &FakeRuntime, sandbox: &str, port: u16, request: &HttpRequest, now: i64) -> Result<HttpResponse, RuntimeError> {
     let server = rt.containers.values().filter(|c| c.sandbox_id == sandbox).filter_map(web_server).find(|s| s.port == port);
     let Some(server) = server else {
         return Err(RuntimeError { code: ErrorCode::Failed, message: format!("dial tcp4 127.0.0.1:{port}: connect: connection refused") });
     };
-    Ok(server.answer(request))
+    let hostname = rt.sandboxes.get(sandbox).map_or("", |s| s.config.hostname.as_str());
+    Ok(server.answer(request, hostname, now))
+}
+
+/// What the kubelet's prober sees of an HTTP or TCP probe on container `id` (a gRPC probe
+/// passes): the status the server answers, or the connection refused, in the prober's words.
+pub(crate) fn probe(rt: &FakeRuntime, id: &str, action: &ProbeAction, now: i64) -> ProbeResult {
+    let pass = ProbeResult { outcome: ProbeOutcome::Success, output: String::new() };
+    let Some(c) = rt.containers.get(id) else { return pass };
+    let in_pod = || rt.containers.values().filter(|o| o.sandbox_id == c.sandbox_id && o.state == ContainerState::Running);
+    let unknown_program = in_pod().any(|o| o.process.as_ref().is_some_and(|p| p.state() == ProcessState::External) && web_server(o).is_none());
+    if unknown_program {
+        return pass;
+    }
+    let ip = rt.sandboxes.get(&c.sandbox_id).map_or("", |s| s.ip.as_str());
+    let fail = |output: String| ProbeResult { outcome: ProbeOutcome::Failure, output };
+    match action {
+        ProbeAction::HttpGet(get) => {
+            let host = if get.host.is_empty() { ip } else { get.host.as_str() };
+            let path = if get.path.starts_with('/') { get.path.clone() } else { format!("/{}", get.path) };
+            let request = HttpRequest { method: "GET".into(), path: path.clone(), headers: get.headers.clone() };
+            match serve(rt, &c.sandbox_id, get.port, &request, now) {
+                Ok(r) if (200..400).contains(&r.status) => pass,
+                Ok(r) => fail(format!("HTTP probe failed with statuscode: {}", r.status)),
+                Err(_) => {
+                    let scheme = if get.scheme.is_empty() { "http".to_string() } else { get.scheme.to_lowercase() };
+                    fail(format!("Get \"{scheme}://{host}:{}{path}\": dial tcp {host}:{}: connect: connection refused", get.port, get.port))
+                }
+            }
+        }
+        ProbeAction::TcpSocket(port) => match in_pod().filter_map(web_server).any(|s| s.port == *port) {
+            true => pass,
+            false => fail(format!("dial tcp {ip}:{port}: connect: connection refused")),
+        },
+        _ => pass,
+    }
 }
 
 impl WebServer<'_> {
-    fn answer(&self, request: &HttpRequest) -> HttpResponse {
+    fn answer(&self, request: &HttpRequest, hostname: &str, now: i64) -> HttpResponse {
         let head = request.method == "HEAD";
         // Bytes that were no HTTP request.
         if request.method.is_empty() {
             return self.page(400, "400 Bad Request", false);
+        }
+        let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+        match self.kind {
+            Kind::Liveness => {
+                let ran = now.saturating_sub(self.container.started_at);
+                return match path {
+                    "/healthz" if ran > LIVENESS_HEALTHY_NS => self.text(500, format!("error: {}", ran as f64 / 1e9)),
+                    "/healthz" => self.text(200, "ok".into()),
+                    "/started" => self.text(200, format!("{}s", ran as f64 / 1e9)),
+                    _ => self.text(404, "404 page not found\n".into()),
+                };
+            }
+            Kind::Netexec => {
+                let msg = query.split('&').find_map(|kv| kv.strip_prefix("msg=")).unwrap_or("");
+                return match path {
+                    "/echo" => self.text(200, msg.to_string()),
+                    "/hostname" => self.text(200, hostname.to_string()),
+                    "/healthz" | "/" => self.text(200, String::new()),
+                    _ => self.text(404, "404 page not found\n".into()),
+                };
+            }
+            Kind::ServeHostname => return self.text(200, hostname.to_string()),
+            Kind::TestWebserver => {
+                return match self.container.fs.read(path) {
+                    Ok(body) => self.text(200, String::from_utf8_lossy(body).into_owned()),
+                    Err(_) if self.container.fs.is_dir(path) => self.text(200, String::new()),
+                    Err(_) => self.text(404, "404 page not found\n".into()),
+                };
+            }
+            _ => {}
         }
         if request.method != "GET" && !head {
             return self.page(405, "405 Not Allowed", head);
@@ -75,12 +165,19 @@ impl WebServer<'_> {
         }
     }
 
+    /// An answer of Go's `net/http`.
+    fn text(&self, status: u16, body: String) -> HttpResponse {
+        let body = body.into_bytes();
+        let headers = [("Content-Type", "text/plain; charset=utf-8".to_string()), ("Content-Length", body.len().to_string())];
+        HttpResponse { status, headers: headers.into_iter().map(|(key, value)| KeyValue { key: key.into(), value }).collect(), body }
+    }
+
     fn server_header(&self) -> String {
         let tag = self.container.config.image.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/'));
         match self.kind {
             Kind::Nginx => tag.map_or("nginx".into(), |t| format!("nginx/{t}")),
             Kind::Apache => tag.map_or("Apache".into(), |t| format!("Apache/{t} (Unix)")),
-            Kind::Busybox => String::new(),
+            _ => String::new(),
         }
     }
 
@@ -93,7 +190,7 @@ impl WebServer<'_> {
             )
             .to_string(),
             Kind::Apache => "<html><body><h1>It works!</h1></body></html>\n".to_string(),
-            Kind::Busybox => self.error_body("404 Not Found"),
+            _ => self.error_body("404 Not Found"),
         }
     }
 
@@ -107,7 +204,7 @@ impl WebServer<'_> {
                 "<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n<title>{title}</title>\n</head><body>\n<h1>{}</h1>\n</body></html>\n",
                 &title[4..]
             ),
-            Kind::Busybox => format!("<HTML><HEAD><TITLE>{title}</TITLE></HEAD>\n<BODY><H1>{title}</H1>\nThe requested URL was not found\n</BODY></HTML>\n"),
+            _ => format!("<HTML><HEAD><TITLE>{title}</TITLE></HEAD>\n<BODY><H1>{title}</H1>\nThe requested URL was not found\n</BODY></HTML>\n"),
         }
     }
 

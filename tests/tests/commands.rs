@@ -235,3 +235,33 @@ async fn the_security_context_and_volume_mounts_are_what_the_container_sees() {
     assert_eq!(logs(&lab, &done, "nnp").await, ["Effective uid: 1000"]);
     assert_eq!(logs(&lab, &done, "unprivileged").await, ["ip: RTNETLINK answers: Operation not permitted"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn http_probes_reach_what_the_container_serves() {
+    let lab = PodLab::start(&[], &[]).await;
+    let agnhost = "registry.k8s.io/e2e-test-images/agnhost:2.21";
+    let liveness = json!({"httpGet": {"path": "/healthz", "port": 8080}, "initialDelaySeconds": 15, "failureThreshold": 1});
+    lab.create("liveness", json!({}), json!({"containers": [{"name": "agnhost", "image": agnhost, "args": ["liveness"], "livenessProbe": liveness}]})).await;
+    let wrong_port = json!({"httpGet": {"path": "/", "port": 81}, "periodSeconds": 5});
+    let right_port = json!({"tcpSocket": {"port": 80}, "periodSeconds": 5});
+    let spec = json!({"containers": [
+        {"name": "web", "image": agnhost, "args": ["test-webserver"], "readinessProbe": wrong_port},
+        {"name": "nginx", "image": "nginx:1.25", "readinessProbe": {"httpGet": {"path": "/", "port": 80}}, "livenessProbe": right_port},
+    ]});
+    lab.create("webserver", json!({}), spec).await;
+
+    // agnhost's liveness server answers 500 from 10 s after it started.
+    let restarted =
+        lab.until("liveness", "restarted by its HTTP probe", Duration::from_secs(120), |p| container(p, "agnhost").is_some_and(|c| c.restart_count >= 1)).await;
+    assert!(container(&restarted, "agnhost").and_then(|c| c.last_state.clone()?.terminated).is_some());
+    let unhealthy = lab.events("liveness").await.into_iter().find(|e| e.reason.as_deref() == Some("Unhealthy")).and_then(|e| e.message).expect("Unhealthy");
+    assert_eq!(unhealthy, "Liveness probe failed: HTTP probe failed with statuscode: 500");
+
+    // A readiness probe on a port nothing listens on: never ready, never restarted.
+    let web = lab.until("webserver", "nginx ready", Duration::from_secs(60), |p| container(p, "nginx").is_some_and(|c| c.ready)).await;
+    let ip = web.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("a pod IP");
+    let web_status = container(&web, "web").expect("web's status");
+    assert!(!web_status.ready && web_status.restart_count == 0, "{web_status:?}");
+    let refused = lab.events("webserver").await.into_iter().find(|e| e.reason.as_deref() == Some("Unhealthy")).and_then(|e| e.message).expect("Unhealthy");
+    assert_eq!(refused, format!("Readiness probe failed: Get \"http://{ip}:81/\": dial tcp {ip}:81: connect: connection refused"));
+}

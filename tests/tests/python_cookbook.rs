@@ -134,7 +134,8 @@ async fn state_counts_starts_on_the_node() {
 async fn probes_fail_as_the_recipe_says() {
     let (_lab, node) = lab_with("Failing probes").await;
     let (_, id) = start_pod(&node, &served("a", &[("app", "sick")]), "nginx").await;
-    let tcp = ProbeAction::TcpSocket(8080);
+    // nginx listens on 80: the default answers until the recipe says otherwise.
+    let tcp = ProbeAction::TcpSocket(80);
     assert_eq!(node.probe(&id, ProbeKind::Readiness, &tcp).await.unwrap().outcome, ProbeOutcome::Success, "ready at first");
     let liveness = node.probe(&id, ProbeKind::Liveness, &tcp).await.unwrap();
     assert_eq!((liveness.outcome, liveness.output.as_str()), (ProbeOutcome::Failure, "HTTP probe failed with statuscode: 500"));
