@@ -256,7 +256,7 @@ pub trait Scenario: 'static {
     }
 
     /// Answers a liveness, readiness or startup probe; `None` leaves it to the container (an
-    /// exec probe runs its command in the container's shell; HTTP, TCP and gRPC succeed).
+    /// exec probe runs its command in the container's shell; HTTP and TCP reach what the pod serves).
     fn probe(&mut self, _c: &ContainerCtx, _kind: ProbeKind, _action: &ProbeAction) -> Option<ProbeResult> {
         None
     }
