@@ -145,3 +145,20 @@ async fn a_sub_path_that_cannot_be_made_is_create_container_config_error() {
     let message = container(&pod, "app").and_then(|c| c.state.clone()?.waiting?.message);
     assert_eq!(message.as_deref(), Some("error SubPath `/abs` must not be an absolute path"));
 }
+
+/// The node watches the Services, as the kubelet's informer does: one created after the node
+/// began reading them is there for the next pod at once, not after a cache's minute. On the
+/// real clock: the watch is the API server's.
+#[tokio::test]
+async fn a_service_created_after_the_first_pod_is_seen_by_the_next_one_at_once() {
+    let server = labkubelet_tests::apiserver::ApiServer::start().await.expect("API double");
+    let objects = labkubelet::pods::api_objects::ApiObjects::new(Some(server.admin().await), labkubelet::clock::Clock::new());
+    assert!(objects.services().await.expect("listed").is_empty());
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(server.admin().await, "default");
+    let service = serde_json::from_value(json!({"metadata": {"name": "fooservice"}, "spec": {"clusterIP": "10.0.0.11", "ports": [{"port": 8765}]}}));
+    services.create(&PostParams::default(), &service.expect("a service")).await.expect("create the service");
+    eventually("the Service in the node's list", Duration::from_secs(5), async || {
+        objects.services().await.ok()?.iter().any(|s| s.metadata.name.as_deref() == Some("fooservice")).then_some(())
+    })
+    .await;
+}

@@ -1,8 +1,9 @@
 //! The API objects a node's pods refer to, as upstream's configmap and secret managers
 //! (`pkg/kubelet/configmap`, `pkg/kubelet/secret`) and its service lister give them to the
 //! volume manager and the environment: ConfigMaps and Secrets read when a pod needs them and
-//! kept for [`TTL`], so a pod's resync sees an update within that time; Services listed
-//! once per [`TTL`] for the service link variables. An object that does not exist is
+//! kept for [`TTL`], so a pod's resync sees an update within that time; Services watched
+//! from the first pod that needs the service link variables, as the kubelet's informer does,
+//! so a Service created just before a pod is in its environment. An object that does not exist is
 //! never kept: the next retry asks again, so a ConfigMap created while a pod waits for it
 //! is seen at that pod's next retry.
 //!
@@ -10,8 +11,10 @@
 //! refuses the rest), and reads nothing until a pod asks.
 
 use crate::clock::Clock;
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::{Api, ListParams};
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,13 +69,30 @@ pub struct ApiObjects {
     clock: Clock,
     config_maps: Kept<ConfigMap>,
     secrets: Kept<Secret>,
-    services: Mutex<Option<(i64, Arc<Vec<Service>>)>>,
+    services: tokio::sync::OnceCell<WatchedServices>,
 }
+
+/// The Services of the cluster as a watch keeps them, and the task that keeps them.
+struct WatchedServices {
+    store: reflector::Store<Service>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for ApiObjects {
+    fn drop(&mut self) {
+        if let Some(watched) = self.services.get() {
+            watched.task.abort();
+        }
+    }
+}
+
+/// How long the first pod that needs the Services waits for their list.
+const SERVICES_LISTED_WITHIN: Duration = Duration::from_secs(10);
 
 impl ApiObjects {
     /// `None`: a standalone node, which can read nothing.
     pub fn new(client: Option<kube::Client>, clock: Clock) -> ApiObjects {
-        ApiObjects { client, clock, config_maps: Mutex::default(), secrets: Mutex::default(), services: Mutex::default() }
+        ApiObjects { client, clock, config_maps: Mutex::default(), secrets: Mutex::default(), services: tokio::sync::OnceCell::new() }
     }
 
     pub async fn config_map(&self, namespace: &str, name: &str) -> Result<Arc<ConfigMap>, ObjectError> {
@@ -87,19 +107,19 @@ impl ApiObjects {
     /// standalone node (upstream's kubelet without a master sets none).
     pub async fn services(&self) -> Result<Arc<Vec<Service>>, ObjectError> {
         let Some(client) = &self.client else { return Ok(Arc::default()) };
-        let now = self.clock.now_nanos();
-        if let Some((at, list)) = self.services.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
-            && now - at < ttl()
-        {
-            return Ok(list.clone());
+        let watched = self
+            .services
+            .get_or_init(|| async {
+                let (store, writer) = reflector::store();
+                let stream = reflector(writer, watcher(Api::<Service>::all(client.clone()), watcher::Config::default()).default_backoff());
+                let task = tokio::spawn(stream.for_each(|_| std::future::ready(()))).abort_handle();
+                WatchedServices { store, task }
+            })
+            .await;
+        if tokio::time::timeout(SERVICES_LISTED_WITHIN, watched.store.wait_until_ready()).await.is_err() {
+            return Err(ObjectError::Api("failed to list services when setting up env vars".into()));
         }
-        let listed = Api::<Service>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|_| ObjectError::Api("failed to list services when setting up env vars".into()))?;
-        let list = Arc::new(listed.items);
-        *self.services.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, list.clone()));
-        Ok(list)
+        Ok(Arc::new(watched.store.state().iter().map(|s| Service::clone(s)).collect()))
     }
 
     /// An object of `kind`, as kept in `kept` while it is fresh, else read from the API server.
