@@ -1,7 +1,7 @@
 //! The commands the shell knows, as busybox's applets do them, with busybox's messages:
 //! `: true false echo printf exit sleep cat touch rm mkdir ls cp mv tee env printenv export
 //! unset read cd pwd test [ hostname date wc grep head tail seq basename dirname id whoami
-//! uname kill sh exec tar nslookup getent wget curl` (`tar` in its own module), and the e2e test
+//! uname kill ip hexdump sh exec tar nslookup getent wget curl` (`tar` in its own module), and the e2e test
 //! images' `agnhost` and `nnp` (in [`super::test_images`]). `grep` takes basic and extended regular
 //! expressions (regex-lite). The network is not simulated yet: name lookups and downloads
 //! fail as they do without DNS.
@@ -68,6 +68,7 @@ pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut
         "uname" => run_uname,
         "kill" => run_kill,
         "ip" => run_ip,
+        "hexdump" => run_hexdump,
         "sh" | "ash" | "bash" | "dash" => run_sh,
         "tar" => run_tar,
         "exec" => run_exec,
@@ -586,6 +587,40 @@ fn run_whoami(applet: Applet) -> i32 {
             1
         }
     }
+}
+
+/// `hexdump -C`: the canonical hex and ASCII display, 16 bytes a line, then the length.
+fn run_hexdump(applet: Applet) -> i32 {
+    let Applet { name, args, sh, fs, stdin, out, err } = applet;
+    let files: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let mut data = Vec::new();
+    if files.is_empty() {
+        data.extend_from_slice(stdin);
+    }
+    for f in files {
+        match fs.read(&resolve(&sh.vars.cwd, f)) {
+            Ok(bytes) => data.extend_from_slice(bytes),
+            Err(e) => {
+                say(err, name, format!("{f}: {e}"));
+                return 1;
+            }
+        }
+    }
+    for (i, chunk) in data.chunks(16).enumerate() {
+        let mut line = format!("{:08x}  ", i * 16);
+        for j in 0..16 {
+            line.push_str(&chunk.get(j).map_or_else(|| "   ".to_string(), |b| format!("{b:02x} ")));
+            if j == 7 {
+                line.push(' ');
+            }
+        }
+        let ascii: String = chunk.iter().map(|&b| if (0x20..0x7f).contains(&b) { char::from(b) } else { '.' }).collect();
+        out.extend_from_slice(format!("{line} |{ascii}|\n").as_bytes());
+    }
+    if !data.is_empty() {
+        out.extend_from_slice(format!("{:08x}\n", data.len()).as_bytes());
+    }
+    0
 }
 
 /// `ip`: changing links, addresses or routes needs a privileged container; what it shows is

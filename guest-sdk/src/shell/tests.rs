@@ -246,3 +246,21 @@ fn arbitrary_scripts_run_within_their_bounds() {
         assert!(p.take_output().len() <= 3 * STEPS_PER_CALL as usize, "{script}");
     }
 }
+
+#[test]
+fn hexdump_shows_bytes_as_busybox_does() {
+    let mut fs = Fs::new();
+    fs.put("/etc/dump.bin", &[0xde, 0xca, 0xfe, 0xba, 0xd0, 0xfe, 0xff], 0o644);
+    fs.put("/etc/line", b"0123456789abcdefXY", 0o644);
+    let out = exec_in(&Vars { cwd: "/".into(), ..Vars::default() }, &mut fs, &sh("hexdump -C /etc/dump.bin; hexdump -C /etc/line"), &[], 0, S);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        concat!(
+            "00000000  de ca fe ba d0 fe ff                              |.......|\n",
+            "00000007\n",
+            "00000000  30 31 32 33 34 35 36 37  38 39 61 62 63 64 65 66  |0123456789abcdef|\n",
+            "00000010  58 59                                             |XY|\n",
+            "00000012\n"
+        )
+    );
+}
