@@ -232,9 +232,17 @@ fn after_exec(c: &mut ContainerRecord, out: &ExecOutput, now: i64) {
     }
 }
 
-/// Writes a running container's new volume files over the old ones (a key removed from a
-/// ConfigMap leaves its file).
+/// Writes a running container's new volume files over the old ones.
 pub(crate) fn update_files(c: &mut ContainerRecord, files: &[ContainerFile]) {
+    // The host hands over every file of the volumes it updates: a file of a read-only volume
+    // folder that is not among them left its object (a deleted key, a deleted optional
+    // ConfigMap) and goes, as the kubelet's atomic writer removes it.
+    let folders: Vec<String> = c.config.mounts.iter().filter(|m| m.read_only && c.fs.is_dir(&m.path)).map(|m| m.path.clone()).collect();
+    for folder in folders {
+        for stale in c.fs.files_under(&folder).into_iter().filter(|p| !files.iter().any(|f| f.path == *p)) {
+            c.fs.remove_file(&stale);
+        }
+    }
     for file in files {
         c.fs.put(&file.path, &file.data, file.mode);
     }

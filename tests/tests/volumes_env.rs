@@ -75,6 +75,16 @@ async fn a_pod_whose_config_map_is_missing_waits_in_container_creating_until_it_
         (out.stdout == b"bonjour").then_some(())
     })
     .await;
+
+    // A key removed from the ConfigMap: its file goes, as the kubelet's atomic writer removes it.
+    let patch = kube::api::Patch::Merge(json!({"data": {"greeting": null, "farewell": "bye"}}));
+    config_maps.patch("app-config", &kube::api::PatchParams::default(), &patch).await.expect("update the configmap");
+    let ls = ["ls".to_string(), "/etc/config".to_string()];
+    eventually("the removed key's file gone", Duration::from_secs(90), async || {
+        let out = lab.runtime.exec_sync(&id, &ls, &[], Duration::from_secs(5)).await.ok()?;
+        (out.stdout == b"farewell\n").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]

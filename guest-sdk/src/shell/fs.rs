@@ -244,6 +244,25 @@ impl Fs {
         }
     }
 
+    /// The files (not folders) at any depth under a folder.
+    pub fn files_under(&self, path: &str) -> Vec<String> {
+        let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
+        self.nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(_, n)| matches!(n, Node::File { .. }))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Removes a file as the runtime does, read-only volume or not.
+    pub fn remove_file(&mut self, path: &str) {
+        if let Some(Node::File { data, .. }) = self.nodes.get(path) {
+            self.bytes -= data.len();
+            self.nodes.remove(path);
+        }
+    }
+
     fn children_of(&self, path: &str) -> impl Iterator<Item = String> {
         let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
         let children: Vec<String> = self
