@@ -81,7 +81,10 @@ fn with<T: ScenarioExport, R>(f: impl FnOnce(&mut Plugin) -> R) -> R {
                 panic!("{message}");
             }
         });
-        f(plugin)
+        plugin.rt.share_in();
+        let result = f(plugin);
+        plugin.rt.share_out();
+        result
     })
 }
 
@@ -265,6 +268,7 @@ impl<T: ScenarioExport> Guest for T {
                 process: None,
                 fs: Default::default(),
                 follows_process: false,
+                volumes_seen: Default::default(),
             };
             p.rt.containers.insert(id.clone(), record);
             let ctx = p.rt.ctx(&id).ok_or_else(|| not_found("container", &id))?;

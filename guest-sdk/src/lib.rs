@@ -51,6 +51,7 @@ mod scenario;
 mod server;
 pub mod shell;
 mod triggers;
+mod volumes;
 
 pub use config::{ConfigError, ConfigFile};
 pub use container::*;

@@ -5,8 +5,9 @@
 //! probes run in the same shell over the same files.
 //!
 //! A container starts with the image's usual folders, the kubelet-managed `/etc/hostname`,
-//! `/etc/hosts` and `/etc/resolv.conf` (written here from the sandbox), and its volumes'
-//! files as the host hands them over.
+//! `/etc/hosts` and `/etc/resolv.conf` (written here from the sandbox), its volumes'
+//! files as the host hands them over, and what other containers wrote to the volumes it
+//! shares with them ([`crate::volumes`]).
 
 use crate::container::{ContainerKind, Exit, Lifetime, RestartPolicy, Stop};
 use crate::image::{ImageDefault, container_argv};
@@ -39,6 +40,9 @@ pub(crate) fn start(rt: &mut FakeRuntime, id: &str, now: i64, lifetime: Lifetime
     for file in &c.config.files {
         c.fs.put(&file.path, &file.data, file.mode);
     }
+    // The command runs on what other containers wrote to the volumes it shares.
+    c.volumes_seen.clear();
+    rt.volumes.share_in(std::iter::once(c.side()));
     let security = &c.config.security;
     c.fs.set_read_only_root(security.read_only_root_filesystem);
     let uid = security.run_as_user.unwrap_or(0);

@@ -4,6 +4,7 @@
 
 use crate::container::{Completion, ContainerCtx, ContainerKind, Exit, RestartPolicy};
 use crate::shell::{Fs, Process};
+use crate::volumes::{Side, Volumes};
 use crate::{ContainerConfig, ContainerState, ErrorCode, LogLine, LogStream, PodSandboxConfig, RuntimeError, TriggerTarget, host};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -45,6 +46,16 @@ pub struct ContainerRecord {
     /// Whether the process's exit ends the container ([`crate::Lifetime::Command`]).
     #[serde(default)]
     pub follows_process: bool,
+    /// Which change of each shared volume its files show, by mount path.
+    #[serde(default)]
+    pub(crate) volumes_seen: BTreeMap<String, u64>,
+}
+
+impl ContainerRecord {
+    /// The container as its shared volumes see it.
+    pub(crate) fn side(&mut self) -> Side<'_> {
+        Side { running: self.state == ContainerState::Running, mounts: &self.config.mounts, fs: &mut self.fs, seen: &mut self.volumes_seen }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +84,9 @@ pub struct FakeRuntime {
     /// No planned exit comes before this: calls skip the scan of all containers until then.
     #[serde(default)]
     pub(crate) next_exit: Option<i64>,
+    /// The volumes containers write to, shared by those that mount them.
+    #[serde(default)]
+    pub(crate) volumes: Volumes,
     /// How long finishing containers run: the plugin's configuration, not its state.
     #[serde(skip)]
     pub(crate) completion: Completion,
@@ -160,6 +174,17 @@ impl FakeRuntime {
         }
     }
 
+    /// Shows each running container the latest files of the volumes it shares.
+    pub(crate) fn share_in(&mut self) {
+        self.volumes.share_in(self.containers.values_mut().map(ContainerRecord::side));
+    }
+
+    /// Hands what containers wrote to their shared volumes over, and lets an ended
+    /// container's files go.
+    pub(crate) fn share_out(&mut self) {
+        self.volumes.share_out(self.containers.values_mut().map(ContainerRecord::side));
+    }
+
     /// Makes the next call look at the containers again (a process started, say).
     pub(crate) fn look_again_at(&mut self, at: i64) {
         self.next_exit = Some(self.next_exit.map_or(at, |n| n.min(at)));
@@ -245,7 +270,8 @@ fn termination_message(c: &ContainerRecord, code: i32) -> Option<String> {
 
 /// Ends a running container. A container whose end its scenario decided, or whose program
 /// the shell does not know, gets a line saying so; one whose command the shell ran has only
-/// what the command wrote. Its termination message is read before its process and files go.
+/// what the command wrote. Its termination message is read before its process goes; its files
+/// go after the call ([`FakeRuntime::share_out`]), once what it wrote to shared volumes is kept.
 pub(crate) fn finish(c: &mut ContainerRecord, at: i64, exit: Exit) {
     c.state = ContainerState::Exited;
     c.finished_at = at;
@@ -260,7 +286,6 @@ pub(crate) fn finish(c: &mut ContainerRecord, at: i64, exit: Exit) {
         });
     }
     c.process = None;
-    c.fs = Fs::default();
     c.exit_code = exit.code;
     c.reason = exit.reason;
     c.message = message.unwrap_or(exit.message);

@@ -1,7 +1,8 @@
 //! What a pod's containers are given before they start, against the API-server double with
 //! virtual time: volumes from ConfigMaps and Secrets (a missing one keeps the pod
 //! `ContainerCreating` with the kubelet's `FailedMount` events) and the environment (a
-//! missing reference is `CreateContainerConfigError`), as `kubectl describe pod` shows them.
+//! missing reference is `CreateContainerConfigError`), as `kubectl describe pod` shows them;
+//! and the volumes its containers share.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::api::{Api, PostParams};
@@ -154,6 +155,68 @@ async fn a_sub_path_that_cannot_be_made_is_create_container_config_error() {
         .await;
     let message = container(&pod, "app").and_then(|c| c.state.clone()?.waiting?.message);
     assert_eq!(message.as_deref(), Some("error SubPath `/abs` must not be an absolute path"));
+}
+
+/// The id a pod's container runs under, for the runtime's own calls.
+fn container_id(pod: &k8s_openapi::api::core::v1::Pod, name: &str) -> String {
+    let id = container(pod, name).and_then(|c| c.container_id.clone()).unwrap_or_default();
+    id.trim_start_matches("labkubelet://").to_string()
+}
+
+/// The log lines of a pod's container.
+async fn log_text(lab: &PodLab, pod: &k8s_openapi::api::core::v1::Pod, name: &str) -> Vec<String> {
+    let logs = lab.runtime.container_logs(&container_id(pod, name), None, None).await.expect("logs");
+    logs.into_iter().map(|l| l.text).collect()
+}
+
+/// kubernetes.io's shared-volume examples: an init container fills an emptyDir that the app
+/// container reads, and what one container writes to it, another that mounts it (read-only,
+/// elsewhere) sees.
+#[tokio::test(start_paused = true)]
+async fn containers_of_a_pod_see_what_the_others_write_to_an_empty_dir() {
+    let lab = PodLab::start(&[], &[]).await;
+    let spec = json!({
+        "volumes": [{"name": "workdir", "emptyDir": {}}],
+        "initContainers": [{"name": "install", "image": "busybox:1.36", "command": ["sh", "-c", "echo '<h1>from init</h1>' > /work-dir/index.html"],
+            "volumeMounts": [{"name": "workdir", "mountPath": "/work-dir"}]}],
+        "containers": [
+            {"name": "app", "image": "busybox:1.36", "command": ["sh", "-c", "cat /usr/share/html/index.html; sleep 3600"],
+                "volumeMounts": [{"name": "workdir", "mountPath": "/usr/share/html"}]},
+            {"name": "reader", "image": "busybox:1.36", "command": ["sleep", "3600"],
+                "volumeMounts": [{"name": "workdir", "mountPath": "/pod-data", "readOnly": true}]},
+        ],
+    });
+    lab.create("shared", json!({}), spec).await;
+    let pod = lab.until("shared", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    assert_eq!(log_text(&lab, &pod, "app").await, ["<h1>from init</h1>"], "the init container's file");
+
+    let sh = |script: &str| ["sh".to_string(), "-c".to_string(), script.to_string()];
+    let write = lab.runtime.exec_sync(&container_id(&pod, "app"), &sh("echo hello from app > /usr/share/html/note"), &[], Duration::from_secs(5)).await;
+    assert_eq!(write.expect("exec").exit_code, 0);
+    let read = lab.runtime.exec_sync(&container_id(&pod, "reader"), &sh("cat /pod-data/note"), &[], Duration::from_secs(5)).await.expect("exec");
+    assert_eq!((read.exit_code, read.stdout.as_slice()), (0, &b"hello from app\n"[..]), "{}", String::from_utf8_lossy(&read.stderr));
+    let refused = lab.runtime.exec_sync(&container_id(&pod, "reader"), &sh("touch /pod-data/x"), &[], Duration::from_secs(5)).await.expect("exec");
+    assert_eq!(String::from_utf8_lossy(&refused.stderr), "touch: /pod-data/x: Read-only file system\n");
+}
+
+/// A hostPath is the node's folder: a later pod finds what an earlier one wrote there, where
+/// an emptyDir starts empty with each pod.
+#[tokio::test(start_paused = true)]
+async fn a_host_path_keeps_what_a_pod_wrote_for_the_next_pod_and_an_empty_dir_does_not() {
+    let lab = PodLab::start(&[], &[]).await;
+    let spec = |script: &str| {
+        json!({
+            "restartPolicy": "Never",
+            "volumes": [{"name": "host", "hostPath": {"path": "/var/lab"}}, {"name": "scratch", "emptyDir": {}}],
+            "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "host", "mountPath": "/host"}, {"name": "scratch", "mountPath": "/scratch"}]}],
+        })
+    };
+    lab.create("first", json!({}), spec("echo kept > /host/f; echo lost > /scratch/f")).await;
+    lab.until("first", "Succeeded", Duration::from_secs(30), |p| phase(p) == "Succeeded").await;
+    lab.create("second", json!({}), spec("cat /host/f; cat /scratch/f")).await;
+    let pod = lab.until("second", "Failed", Duration::from_secs(30), |p| phase(p) == "Failed").await;
+    assert_eq!(log_text(&lab, &pod, "app").await, ["kept", "cat: can't open '/scratch/f': No such file or directory"]);
 }
 
 /// The node watches the Services, as the kubelet's informer does: one created after the node

@@ -2,10 +2,11 @@
 //! container's command writes, an exec reads. Paths are absolute and normalised (`.`, `..`
 //! and repeated slashes resolved); `/dev/null` swallows writes and reads as empty. Volume
 //! folders are mount points with their own mode, read-only or tmpfs; with a read-only root
-//! only the writable volumes and `/dev` take writes.
+//! only the writable volumes and `/dev` take writes. The volumes a command changed are
+//! remembered, so the runtime can hand what it wrote to the other containers that mount them.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The most a container's files may hold, in bytes: past it a write fails as on a full disk.
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
@@ -52,6 +53,9 @@ pub struct Fs {
     /// `readOnlyRootFilesystem`.
     #[serde(default)]
     read_only_root: bool,
+    /// The volume folders written to since [`Fs::take_changed_mounts`] last asked.
+    #[serde(skip)]
+    changed_mounts: BTreeSet<String>,
 }
 
 /// A volume's folder in the container.
@@ -105,15 +109,63 @@ impl Fs {
 
     /// The volume `path` is in, if any: the deepest mount point at or above it.
     pub fn mount_of(&self, path: &str) -> Option<&MountPoint> {
+        self.mount_path_of(path).and_then(|at| self.mounts.get(at))
+    }
+
+    /// The folder of the volume `path` is in, if any.
+    fn mount_path_of<'a>(&self, path: &'a str) -> Option<&'a str> {
         let mut at = path;
         loop {
-            if let Some(point) = self.mounts.get(at) {
-                return Some(point);
+            if self.mounts.contains_key(at) {
+                return Some(at);
             }
             if at == "/" {
                 return None;
             }
             at = parent(at);
+        }
+    }
+
+    /// Remembers that a command changed `path`, if it is in a volume.
+    fn changed(&mut self, path: &str) {
+        if let Some(at) = self.mount_path_of(path) {
+            self.changed_mounts.insert(at.to_string());
+        }
+    }
+
+    /// The volume folders commands wrote to since the last time this was asked.
+    pub fn take_changed_mounts(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.changed_mounts)
+    }
+
+    /// What a volume folder holds: its files and folders at any depth, by their path
+    /// relative to it, without those of a volume mounted inside it.
+    pub fn volume_contents(&self, folder: &str) -> BTreeMap<String, Node> {
+        let prefix = if folder == "/" { "/".to_string() } else { format!("{folder}/") };
+        self.nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| self.mount_path_of(k) == Some(folder))
+            .map(|(k, n)| (k[prefix.len()..].to_string(), n.clone()))
+            .collect()
+    }
+
+    /// Makes a volume folder hold `contents` (as [`Fs::volume_contents`] gives them), in
+    /// place of what it held; what does not fit in the container's space is left out.
+    pub fn set_volume_contents(&mut self, folder: &str, contents: &BTreeMap<String, Node>) {
+        for (rel, _) in self.volume_contents(folder).into_iter().rev() {
+            let path = join(folder, &rel);
+            if let Some(Node::File { data, .. }) = self.nodes.remove(&path) {
+                self.bytes -= data.len();
+            }
+        }
+        self.make_dirs(folder);
+        for (rel, node) in contents {
+            let path = join(folder, rel);
+            match node {
+                Node::Dir => self.make_dirs(&path),
+                Node::File { data, mode } => self.put(&path, data, *mode),
+            }
         }
     }
 
@@ -137,7 +189,9 @@ impl Fs {
             return Ok(());
         }
         self.writable(path)?;
-        self.write_unchecked(path, bytes, append)
+        self.write_unchecked(path, bytes, append)?;
+        self.changed(path);
+        Ok(())
     }
 
     /// [`Fs::write`] as the runtime lays out a volume's files, read-only or not.
@@ -200,6 +254,7 @@ impl Fs {
         }
         self.parent_exists(path)?;
         self.nodes.insert(path.to_string(), Node::Dir);
+        self.changed(path);
         Ok(())
     }
 
@@ -207,6 +262,7 @@ impl Fs {
     pub fn remove(&mut self, path: &str, recursive: bool) -> Result<(), FsError> {
         if self.nodes.contains_key(path) {
             self.writable(path)?;
+            self.changed(path);
         }
         match self.nodes.get(path) {
             None => Err(FsError::NotFound),
@@ -289,6 +345,15 @@ pub fn parent(path: &str) -> &str {
     match path.rfind('/') {
         Some(0) | None => "/",
         Some(i) => &path[..i],
+    }
+}
+
+/// `rel` (relative, normalised; "" for the folder itself) inside absolute `folder`.
+pub fn join(folder: &str, rel: &str) -> String {
+    match (folder, rel) {
+        (_, "") => folder.to_string(),
+        ("/", _) => format!("/{rel}"),
+        _ => format!("{folder}/{rel}"),
     }
 }
 

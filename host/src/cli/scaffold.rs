@@ -21,6 +21,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("src/scenario.rs", include_str!("../../../guest-sdk/src/scenario.rs")),
     ("src/server.rs", include_str!("../../../guest-sdk/src/server.rs")),
     ("src/triggers.rs", include_str!("../../../guest-sdk/src/triggers.rs")),
+    ("src/volumes.rs", include_str!("../../../guest-sdk/src/volumes.rs")),
     ("src/shell/mod.rs", include_str!("../../../guest-sdk/src/shell/mod.rs")),
     ("src/shell/test_images.rs", include_str!("../../../guest-sdk/src/shell/test_images.rs")),
     ("src/shell/arith.rs", include_str!("../../../guest-sdk/src/shell/arith.rs")),

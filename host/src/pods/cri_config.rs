@@ -36,8 +36,17 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> PodSandboxConfig {
 /// annotations, it says what the container is part of, so a plugin can complete init
 /// containers and Jobs as a real process would: its kind and the pod's restart policy; and
 /// its memory limit, where the cgroup would OOM-kill it. `env` is the container's environment as [`super::env`] made it, `files` its
-/// volumes' files as [`super::volumes`] set them up.
-pub fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32, env: &[(String, String)], files: Vec<ContainerFile>) -> ContainerConfig {
+/// volumes' files as [`super::volumes`] set them up, `mounted` is `c` with its `subPathExpr`s expanded
+/// (its mounts are what the container sees).
+pub fn container_config(
+    pod: &Pod,
+    c: &Container,
+    mounted: &Container,
+    init: bool,
+    restart_count: u32,
+    env: &[(String, String)],
+    files: Vec<ContainerFile>,
+) -> ContainerConfig {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let kind = match (init, c.restart_policy.as_deref()) {
         (true, Some("Always")) => ContainerKind::Sidecar,
@@ -64,7 +73,7 @@ pub fn container_config(pod: &Pod, c: &Container, init: bool, restart_count: u32
         labels: kv([("io.kubernetes.container.name".to_string(), c.name.clone()), (POD_UID_LABEL.to_string(), uid)]),
         annotations: kv(annotations),
         files,
-        mounts: super::volumes::container_mounts(pod, c),
+        mounts: super::volumes::container_mounts(pod, mounted),
         security: security(pod, c),
     }
 }

@@ -16,7 +16,7 @@
 
 use super::api_objects::ApiObjects;
 use super::downward::{Addresses, field_value, resource_value};
-use crate::runtime::{ContainerFile, ContainerMount};
+use crate::runtime::{ContainerFile, ContainerMount, SharedVolume};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -153,6 +153,7 @@ impl Mounts {
 /// The container's volume mounts as it sees the folders (`makeMounts`): ConfigMap, Secret,
 /// downward API and projected volumes are read-only whatever the mount says, as their volume
 /// plugins make them; an emptyDir's folder is 0777, a hostPath of the node's `/tmp` 01777.
+/// `c` has its `subPathExpr`s expanded ([`with_sub_paths`]).
 pub fn container_mounts(pod: &Pod, c: &Container) -> Vec<ContainerMount> {
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or_default();
     c.volume_mounts
@@ -167,9 +168,22 @@ pub fn container_mounts(pod: &Pod, c: &Container) -> Vec<ContainerMount> {
                 None => 0o777,
             };
             let memory = v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory") || v.secret.is_some();
-            Some(ContainerMount { path: normalise(&m.mount_path), mode, read_only: m.read_only == Some(true) || api_files, tmpfs: memory })
+            let sub_path = m.sub_path.as_deref().unwrap_or_default().trim_matches('/');
+            let shared = (!api_files).then(|| shared_volume(pod, v, sub_path));
+            Some(ContainerMount { path: normalise(&m.mount_path), mode, read_only: m.read_only == Some(true) || api_files, tmpfs: memory, shared })
         })
         .collect()
+}
+
+/// Which volume a writable mount shows: a hostPath is the node's folder and a claim its
+/// volume, whatever pod mounts them; anything else (an emptyDir) is the pod's own.
+fn shared_volume(pod: &Pod, v: &Volume, sub_path: &str) -> SharedVolume {
+    let (name, outlives_pod) = match (&v.host_path, &v.persistent_volume_claim) {
+        (Some(h), _) => (format!("hostpath:{}", normalise(&h.path)), true),
+        (None, Some(claim)) => (format!("pvc:{}/{}", pod.metadata.namespace.as_deref().unwrap_or("default"), claim.claim_name), true),
+        (None, None) => (format!("pod:{}/{}", pod.metadata.uid.as_deref().unwrap_or_default(), v.name), false),
+    };
+    SharedVolume { name, sub_path: sub_path.to_string(), outlives_pod }
 }
 
 /// The container with each mount's `subPathExpr` expanded into its `subPath`, or why its

@@ -20,7 +20,7 @@ pub use crate::plugin::bindings::labkubelet::runtime::types::{
     Container, ContainerConfig, ContainerFile, ContainerKind, ContainerMetadata, ContainerMount, ContainerSecurity, ContainerState, ContainerStats,
     ContainerStatus, ErrorCode, ExecResult, HttpGetAction, HttpRequest, HttpResponse, Image, KeyValue, LogLine, LogStream, PodSandbox, PodSandboxConfig,
     PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RestartPolicy, RuntimeCondition, SessionOpened,
-    SessionOutput, TriggerTarget, VersionInfo,
+    SessionOutput, SharedVolume, TriggerTarget, VersionInfo,
 };
 
 impl ExecResult {

@@ -89,7 +89,7 @@ impl PodSync {
         };
         let mut files = self.mounts.container_files(&mounted);
         files.extend(etc_hosts::hosts_file(pod, c, &pod_ip, &etc_hosts::node_hosts(&ctx.node, &ctx.node_ip)));
-        let id = match runtime.create_container(sandbox_id, &container_config(pod, c, init, attempt, &env.vars, files)).await {
+        let id = match runtime.create_container(sandbox_id, &container_config(pod, c, &mounted, init, attempt, &env.vars, files)).await {
             Ok(id) => {
                 self.made.containers.push(id.clone());
                 self.sent_files.insert(id.clone(), digest(&self.mounts.updatable_files(c)));

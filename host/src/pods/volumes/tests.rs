@@ -103,3 +103,27 @@ fn sub_path_expressions_expand_and_bad_sub_paths_are_refused_in_the_kubelets_wor
     assert_eq!(refused(json!({"name": "v", "mountPath": "/x", "subPath": "/abs"})), "error SubPath `/abs` must not be an absolute path");
     assert_eq!(refused(json!({"name": "v", "mountPath": "/x", "subPath": "a/../../b"})), "unable to provision SubPath `a/../../b`: must not contain '..'");
 }
+
+/// Containers share what they write to an emptyDir (in their pod), a hostPath and a claim
+/// (on the node); the files of a ConfigMap come from the host, so it is not shared.
+#[test]
+fn writable_volumes_are_named_for_the_containers_that_share_them() {
+    let mut pod = pod_with(json!([
+        {"name": "config", "configMap": {"name": "app-config"}},
+        {"name": "cache", "emptyDir": {}},
+        {"name": "tmp", "hostPath": {"path": "/tmp/"}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "db"}},
+    ]));
+    let c: Container = serde_json::from_value(json!({"name": "app", "volumeMounts": [
+        {"name": "config", "mountPath": "/etc/config"},
+        {"name": "cache", "mountPath": "/cache", "readOnly": true},
+        {"name": "tmp", "mountPath": "/test-volume", "subPath": "sub-path/"},
+        {"name": "data", "mountPath": "/var/lib/db"},
+    ]}))
+    .expect("a container");
+    pod.spec.as_mut().expect("spec").containers = vec![c.clone()];
+    let shared: Vec<Option<(String, String, bool)>> =
+        container_mounts(&pod, &c).into_iter().map(|m| m.shared.map(|s| (s.name, s.sub_path, s.outlives_pod))).collect();
+    let volume = |name: &str, sub: &str, outlives| Some((name.to_string(), sub.to_string(), outlives));
+    assert_eq!(shared, [None, volume("pod:u1/cache", "", false), volume("hostpath:/tmp", "sub-path", true), volume("pvc:default/db", "", true)]);
+}
