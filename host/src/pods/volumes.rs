@@ -12,12 +12,13 @@
 //! `optional` ConfigMaps and Secrets that do not exist are empty volumes.
 //!
 //! What is simulated: `emptyDir`, `hostPath`, PVC-backed and other volumes are empty folders
-//! that set up at once; a projected service account token is a placeholder.
+//! that set up at once (a hostPath of a file: the simulated node's file); a projected service
+//! account token is a placeholder.
 
 use super::api_objects::ApiObjects;
 use super::downward::{Addresses, field_value, resource_value};
 use crate::runtime::{ContainerFile, ContainerMount, SharedVolume};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, HostPathVolumeSource, KeyToPath, Pod, Secret, Volume};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub struct File {
 #[derive(Clone, Copy)]
 pub struct MountInputs<'a> {
     pub objects: &'a ApiObjects,
+    /// The node's name, for the node's own files a hostPath may show.
+    pub node: &'a str,
     pub addresses: Addresses<'a>,
     pub allocatable: &'a BTreeMap<String, String>,
 }
@@ -161,6 +164,9 @@ pub fn container_mounts(pod: &Pod, c: &Container) -> Vec<ContainerMount> {
         .flatten()
         .filter_map(|m| {
             let v = volumes.iter().find(|v| v.name == m.name)?;
+            if v.host_path.as_ref().is_some_and(|h| node_file(h, "", "").is_some()) {
+                return None;
+            }
             let api_files = v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some();
             let mode = match &v.host_path {
                 Some(h) if normalise(&h.path) == "/tmp" => 0o1777,
@@ -277,7 +283,24 @@ pub async fn set_up(pod: &Pod, volume: &Volume, inputs: MountInputs<'_>) -> Resu
     if let Some(source) = &volume.projected {
         return projected_payload(pod, source, inputs).await;
     }
+    if let Some(data) = volume.host_path.as_ref().and_then(|h| node_file(h, inputs.node, inputs.addresses.host_ip)) {
+        return Ok(vec![File { path: String::new(), data, mode: DEFAULT_MODE }]);
+    }
     Ok(Vec::new())
+}
+
+/// What a hostPath that is one of the node's files holds (a hostPath of type `File` or
+/// `FileOrCreate`, or the node's `/etc/hosts` and `/etc/hostname`): the simulated node's
+/// hosts file and name; any other file is empty, as `FileOrCreate` makes it. A container
+/// sees it as a file at its mount path, never a folder.
+fn node_file(source: &HostPathVolumeSource, node: &str, node_ip: &str) -> Option<Vec<u8>> {
+    let path = normalise(&source.path);
+    let file_type = matches!(source.type_.as_deref(), Some("File" | "FileOrCreate"));
+    match path.as_str() {
+        "/etc/hosts" => Some(super::etc_hosts::node_hosts(node, node_ip).into_bytes()),
+        "/etc/hostname" => Some(format!("{node}\n").into_bytes()),
+        _ => file_type.then(Vec::new),
+    }
 }
 
 /// Upstream's `configmap.MakePayload`: every key, or the `items` asked for.

@@ -14,7 +14,8 @@ impl PodSync {
     /// records the volume manager's events and comes back at its next retry.
     pub(super) async fn mount(&mut self, pod: &Pod) -> bool {
         let ctx = self.ctx.clone();
-        let inputs = MountInputs { objects: &ctx.objects, addresses: Addresses { pod_ip: "", host_ip: &ctx.node_ip }, allocatable: &ctx.allocatable };
+        let inputs =
+            MountInputs { objects: &ctx.objects, node: &ctx.node, addresses: Addresses { pod_ip: "", host_ip: &ctx.node_ip }, allocatable: &ctx.allocatable };
         match self.mounts.wait_for_attach_and_mount(pod, inputs, self.now()).await {
             Ok(()) => true,
             Err(not) => {

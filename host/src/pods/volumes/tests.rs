@@ -44,7 +44,7 @@ fn pod_with(volumes: serde_json::Value) -> Pod {
 
 fn inputs(objects: &ApiObjects) -> MountInputs<'_> {
     static NONE: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
-    MountInputs { objects, addresses: Addresses { pod_ip: "10.88.0.3", host_ip: "10.1.0.5" }, allocatable: NONE.get_or_init(BTreeMap::new) }
+    MountInputs { objects, node: "node-1", addresses: Addresses { pod_ip: "10.88.0.3", host_ip: "10.1.0.5" }, allocatable: NONE.get_or_init(BTreeMap::new) }
 }
 
 /// Without an API server a ConfigMap cannot be read: the wait retries with back-off and
@@ -126,4 +126,28 @@ fn writable_volumes_are_named_for_the_containers_that_share_them() {
         container_mounts(&pod, &c).into_iter().map(|m| m.shared.map(|s| (s.name, s.sub_path, s.outlives_pod))).collect();
     let volume = |name: &str, sub: &str, outlives| Some((name.to_string(), sub.to_string(), outlives));
     assert_eq!(shared, [None, volume("pod:u1/cache", "", false), volume("hostpath:/tmp", "sub-path", true), volume("pvc:default/db", "", true)]);
+}
+
+/// The e2e suite's KubeletManagedEtcHosts pod: the node's `/etc/hosts` as a hostPath of type
+/// `FileOrCreate` is a file in the container, the node's own, not a folder.
+#[tokio::test]
+async fn a_host_path_of_a_node_file_is_that_file_at_the_mount_path() {
+    let pod = pod_with(
+        json!([{"name": "host-etc-hosts", "hostPath": {"path": "/etc/hosts", "type": "FileOrCreate"}}, {"name": "f", "hostPath": {"path": "/var/x.log", "type": "File"}}]),
+    );
+    let objects = ApiObjects::new(None, crate::clock::Clock::new());
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    let etc_hosts = set_up(&pod, &volumes[0], inputs(&objects)).await.expect("set up");
+    assert_eq!(
+        etc_hosts,
+        [File { path: String::new(), data: b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.1.0.5\tnode-1\n".to_vec(), mode: 0o644 }]
+    );
+    let mounts = Mounts { mounted: [("host-etc-hosts".to_string(), etc_hosts)].into(), ..Mounts::default() };
+    let c: Container =
+        serde_json::from_value(json!({"name": "busybox-3", "volumeMounts": [{"name": "host-etc-hosts", "mountPath": "/etc/hosts-original"}, {"name": "host-etc-hosts", "mountPath": "/etc/hosts"}]}))
+            .expect("a container");
+    let paths: Vec<String> = mounts.container_files(&c).into_iter().map(|f| f.path).collect();
+    assert_eq!(paths, ["/etc/hosts-original", "/etc/hosts"]);
+    assert!(container_mounts(&pod, &c).is_empty(), "no folder is made where the file is");
+    assert_eq!(set_up(&pod, &volumes[1], inputs(&objects)).await.expect("set up")[0].data, b"", "another file is empty, as FileOrCreate makes it");
 }
