@@ -1,7 +1,8 @@
 //! The commands the shell knows, as busybox's applets do them, with busybox's messages:
 //! `: true false echo printf exit sleep cat touch rm mkdir ls cp mv tee env printenv export
 //! unset read cd pwd test [ hostname date wc grep head tail seq basename dirname id whoami
-//! uname kill ip hexdump sh exec tar nslookup getent wget curl` (`tar` in its own module), and the e2e test
+//! uname kill ip hexdump sh exec tar awk nslookup getent wget curl` (`tar` and `awk` in their own
+//! modules), and the e2e test
 //! images' `agnhost` and `nnp` (in [`super::test_images`]). `grep` takes basic and extended regular
 //! expressions (regex-lite). The network is not simulated yet: name lookups and downloads
 //! fail as they do without DNS.
@@ -71,6 +72,7 @@ pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut
         "hexdump" => run_hexdump,
         "sh" | "ash" | "bash" | "dash" => run_sh,
         "tar" => run_tar,
+        "awk" => run_awk,
         "exec" => run_exec,
         "nslookup" | "getent" => run_nslookup,
         "wget" | "curl" => run_wget,
@@ -696,6 +698,12 @@ fn run_sh(applet: Applet) -> i32 {
             2
         }
     }
+}
+
+/// `awk`.
+fn run_awk(applet: Applet) -> i32 {
+    let Applet { args, sh, fs, stdin, out, err, .. } = applet;
+    super::awk::run(&sh.vars.cwd, args, fs, stdin, out, err)
 }
 
 /// `tar`.

@@ -14,6 +14,7 @@
 //! call, like a process at 100 % CPU; it never holds a call past its budget.
 
 pub mod arith;
+pub mod awk;
 pub mod builtins;
 pub mod fs;
 pub mod parse;

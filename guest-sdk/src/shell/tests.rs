@@ -264,3 +264,19 @@ fn hexdump_shows_bytes_as_busybox_does() {
         )
     );
 }
+
+/// The e2e suite's restart counter ("should run with the expected status"): a line appended to
+/// a file each run, counted with `wc -l | awk`, decides the exit.
+#[test]
+fn the_restart_counter_script_counts_its_runs_with_wc_and_awk() {
+    let script = "f=/restart-count/restartCount\ncount=$(echo 'hello' >> $f ; wc -l $f | awk {'print $1'})\nif [ $count -eq 1 ]; then\n\texit 1\nfi\nif [ $count -eq 2 ]; then\n\texit 0\nfi\nwhile true; do sleep 1; done\n";
+    let mut fs = Fs::new();
+    fs.mkdir("/restart-count", false).expect("the volume");
+    let mut states = Vec::new();
+    for run in 0..3 {
+        let mut p = Process::start(&sh(script), &[], run * S);
+        p.advance(&mut fs, run * S + 2 * S);
+        states.push(p.state());
+    }
+    assert_eq!(states, [ProcessState::Exited { code: 1, at: 0 }, ProcessState::Exited { code: 0, at: S }, ProcessState::Running]);
+}

@@ -23,6 +23,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("src/triggers.rs", include_str!("../../../guest-sdk/src/triggers.rs")),
     ("src/volumes.rs", include_str!("../../../guest-sdk/src/volumes.rs")),
     ("src/shell/mod.rs", include_str!("../../../guest-sdk/src/shell/mod.rs")),
+    ("src/shell/awk.rs", include_str!("../../../guest-sdk/src/shell/awk.rs")),
     ("src/shell/test_images.rs", include_str!("../../../guest-sdk/src/shell/test_images.rs")),
     ("src/shell/arith.rs", include_str!("../../../guest-sdk/src/shell/arith.rs")),
     ("src/shell/builtins.rs", include_str!("../../../guest-sdk/src/shell/builtins.rs")),
