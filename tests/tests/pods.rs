@@ -105,6 +105,28 @@ async fn crashloop_backs_off_10_20_40_80_seconds_with_restart_counts_and_last_st
     assert!(started.count.unwrap_or(0) >= 5, "each start counted on one event: {started:?}");
 }
 
+/// The e2e suite's "back-off timer reset on image update": the back-off belongs to the
+/// container's definition, so a new image starts at once however long the old one waited.
+#[tokio::test(start_paused = true)]
+async fn a_new_image_restarts_a_crash_looping_container_without_its_back_off() {
+    let lab = PodLab::start(&[], &[]).await;
+    lab.create("crash", json!({}), json!({"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sh", "-c", "exit 1"]}]})).await;
+    let looping = lab
+        .until("crash", "a 40 s back-off", Duration::from_secs(200), |p| {
+            container(p, "app").is_some_and(|c| c.state.clone().and_then(|s| s.waiting?.message).is_some_and(|m| m.starts_with("back-off 40s ")))
+        })
+        .await;
+    let restarts = container(&looping, "app").map_or(0, |c| c.restart_count);
+    let patch = kube::api::Patch::Merge(json!({"spec": {"containers": [{"name": "app", "image": "busybox:1.37"}]}}));
+    lab.pods.patch("crash", &kube::api::PatchParams::default(), &patch).await.expect("update the image");
+    let restarted = lab
+        .until("crash", "started again with the new image, not after 40 s", Duration::from_secs(5), |p| {
+            container(p, "app").is_some_and(|c| c.restart_count > restarts && c.image.contains("busybox:1.37"))
+        })
+        .await;
+    assert_eq!(container(&restarted, "app").map(|c| c.restart_count), Some(restarts + 1));
+}
+
 #[tokio::test(start_paused = true)]
 async fn restart_policies_never_and_on_failure_end_the_pod_as_the_kubelet_does() {
     let rules = "rules:\n  - match: { pod: 'ok-*' }\n    exit: { afterSeconds: 3, code: 0 }\n  - match: { pod: 'bad-*' }\n    exit: { afterSeconds: 3, code: 2, message: 'bad input' }\n";

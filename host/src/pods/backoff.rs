@@ -57,6 +57,10 @@ impl Backoff {
             Some(e) if !self.expired(event_time, e) => (e.backoff * 2).min(self.max),
             _ => self.initial,
         };
+        // client-go's GC: an entry untouched for twice the maximum is forgotten (a container's
+        // old definitions leave theirs behind).
+        let max = self.max;
+        self.entries.retain(|_, e| now.saturating_sub(e.last_update) <= nanos(max) * 2);
         self.entries.insert(key.to_string(), Entry { backoff, last_update: now });
     }
 

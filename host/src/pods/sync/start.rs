@@ -10,6 +10,7 @@ use crate::pods::cri_config::container_config;
 use crate::pods::downward::Addresses;
 use crate::pods::env::{EnvInputs, make_environment};
 use crate::pods::etc_hosts;
+use crate::pods::plan::spec_hash;
 use crate::pods::status::Waiting;
 use crate::pods::volumes::with_sub_paths;
 use crate::runtime::PodSandboxConfig;
@@ -30,7 +31,9 @@ impl PodSync {
     ) -> bool {
         // A container that never ran counts from its creation.
         let finished = rt.latest(&c.name).map_or(self.now(), |d| if d.finished_at > 0 { d.finished_at } else { d.created_at });
-        let key = format!("restart/{}", c.name);
+        // Upstream's stable key holds the container's hash: a changed definition (a new image)
+        // starts without the old back-off.
+        let key = format!("restart/{}/{}", c.name, spec_hash(c));
         // A start error just reported stays visible a moment before the back-off shows.
         if let Some(at) = self.start_errors.get(&c.name).copied().filter(|at| self.now() < at + nanos(AFTER_ERROR)) {
             self.wake_at(at + nanos(AFTER_ERROR));
