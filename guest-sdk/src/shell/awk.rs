@@ -505,26 +505,23 @@ impl Parser {
     }
 
     fn additive(&mut self) -> Result<Expr, String> {
-        let mut left = self.multiplicative()?;
-        loop {
-            let op = match self.peek() {
-                Some(Tok::Op(op @ ("+" | "-"))) => *op,
-                _ => return Ok(left),
-            };
-            self.at += 1;
-            left = Expr::Binary(op, Box::new(left), Box::new(self.multiplicative()?));
-        }
+        self.left_associative(&["+", "-"], Self::multiplicative)
     }
 
     fn multiplicative(&mut self) -> Result<Expr, String> {
-        let mut left = self.unary()?;
+        self.left_associative(&["*", "/", "%"], Self::unary)
+    }
+
+    /// `next (op next)*` for one level of binary operators.
+    fn left_associative(&mut self, ops: &[&'static str], next: fn(&mut Self) -> Result<Expr, String>) -> Result<Expr, String> {
+        let mut left = next(self)?;
         loop {
             let op = match self.peek() {
-                Some(Tok::Op(op @ ("*" | "/" | "%"))) => *op,
+                Some(Tok::Op(op)) if ops.contains(op) => *op,
                 _ => return Ok(left),
             };
             self.at += 1;
-            left = Expr::Binary(op, Box::new(left), Box::new(self.unary()?));
+            left = Expr::Binary(op, Box::new(left), Box::new(next(self)?));
         }
     }
 
@@ -905,33 +902,7 @@ impl Vm<'_> {
                 let re = self.eval(pattern)?.str();
                 Value::Num(bool_num(matches(&re, &text)? != *negate))
             }
-            Expr::Binary(op, a, b) => {
-                if *op == "&&" {
-                    return Ok(Value::Num(bool_num(self.eval(a)?.truthy() && self.eval(b)?.truthy())));
-                }
-                if *op == "||" {
-                    return Ok(Value::Num(bool_num(self.eval(a)?.truthy() || self.eval(b)?.truthy())));
-                }
-                let (x, y) = (self.eval(a)?, self.eval(b)?);
-                match *op {
-                    "<" | "<=" | "==" | "!=" | ">" | ">=" => {
-                        let ordering = match (x.numeric(), y.numeric()) {
-                            (Some(p), Some(q)) => p.partial_cmp(&q).unwrap_or(std::cmp::Ordering::Equal),
-                            _ => x.str().cmp(&y.str()),
-                        };
-                        let holds = match *op {
-                            "<" => ordering.is_lt(),
-                            "<=" => ordering.is_le(),
-                            "==" => ordering.is_eq(),
-                            "!=" => ordering.is_ne(),
-                            ">" => ordering.is_gt(),
-                            _ => ordering.is_ge(),
-                        };
-                        Value::Num(bool_num(holds))
-                    }
-                    _ => Value::Num(arith(op, x.num(), y.num())?),
-                }
-            }
+            Expr::Binary(op, a, b) => self.binary(op, a, b)?,
             Expr::Assign(op, target, value) => {
                 let v = self.eval(value)?;
                 let new = match *op {
@@ -958,30 +929,60 @@ impl Vm<'_> {
                     self.eval(no)?
                 }
             }
-            Expr::Call(name, args) => {
-                let mut values = Vec::new();
-                for a in args {
-                    values.push(self.eval(a)?);
-                }
-                let text = |i: usize| values.get(i).map(Value::str);
-                match name.as_str() {
-                    "length" => Value::Num(text(0).unwrap_or_else(|| self.record.clone()).chars().count() as f64),
-                    "toupper" => Value::Str(text(0).unwrap_or_default().to_uppercase()),
-                    "tolower" => Value::Str(text(0).unwrap_or_default().to_lowercase()),
-                    "int" => Value::Num(values.first().map_or(0.0, Value::num).trunc()),
-                    "index" => {
-                        let (s, t) = (text(0).unwrap_or_default(), text(1).unwrap_or_default());
-                        Value::Num(s.find(&t).map_or(0.0, |i| (s[..i].chars().count() + 1) as f64))
-                    }
-                    _ => {
-                        let s: Vec<char> = text(0).unwrap_or_default().chars().collect();
-                        let start = values.get(1).map_or(1.0, Value::num).round();
-                        let len = values.get(2).map_or(f64::INFINITY, Value::num).round();
-                        let (from, to) = (start.max(1.0), (start + len).min(s.len() as f64 + 1.0));
-                        let picked: String = if to > from { s[(from as usize - 1)..(to as usize - 1)].iter().collect() } else { String::new() };
-                        Value::Str(picked)
-                    }
-                }
+            Expr::Call(name, args) => self.call(name, args)?,
+        })
+    }
+
+    fn binary(&mut self, op: &str, a: &Expr, b: &Expr) -> Result<Value, String> {
+        if op == "&&" {
+            return Ok(Value::Num(bool_num(self.eval(a)?.truthy() && self.eval(b)?.truthy())));
+        }
+        if op == "||" {
+            return Ok(Value::Num(bool_num(self.eval(a)?.truthy() || self.eval(b)?.truthy())));
+        }
+        let (x, y) = (self.eval(a)?, self.eval(b)?);
+        Ok(match op {
+            "<" | "<=" | "==" | "!=" | ">" | ">=" => {
+                let ordering = match (x.numeric(), y.numeric()) {
+                    (Some(p), Some(q)) => p.partial_cmp(&q).unwrap_or(std::cmp::Ordering::Equal),
+                    _ => x.str().cmp(&y.str()),
+                };
+                let holds = match op {
+                    "<" => ordering.is_lt(),
+                    "<=" => ordering.is_le(),
+                    "==" => ordering.is_eq(),
+                    "!=" => ordering.is_ne(),
+                    ">" => ordering.is_gt(),
+                    _ => ordering.is_ge(),
+                };
+                Value::Num(bool_num(holds))
+            }
+            _ => Value::Num(arith(op, x.num(), y.num())?),
+        })
+    }
+
+    fn call(&mut self, name: &str, args: &[Expr]) -> Result<Value, String> {
+        let mut values = Vec::new();
+        for a in args {
+            values.push(self.eval(a)?);
+        }
+        let text = |i: usize| values.get(i).map(Value::str);
+        Ok(match name {
+            "length" => Value::Num(text(0).unwrap_or_else(|| self.record.clone()).chars().count() as f64),
+            "toupper" => Value::Str(text(0).unwrap_or_default().to_uppercase()),
+            "tolower" => Value::Str(text(0).unwrap_or_default().to_lowercase()),
+            "int" => Value::Num(values.first().map_or(0.0, Value::num).trunc()),
+            "index" => {
+                let (s, t) = (text(0).unwrap_or_default(), text(1).unwrap_or_default());
+                Value::Num(s.find(&t).map_or(0.0, |i| (s[..i].chars().count() + 1) as f64))
+            }
+            _ => {
+                let s: Vec<char> = text(0).unwrap_or_default().chars().collect();
+                let start = values.get(1).map_or(1.0, Value::num).round();
+                let len = values.get(2).map_or(f64::INFINITY, Value::num).round();
+                let (from, to) = (start.max(1.0), (start + len).min(s.len() as f64 + 1.0));
+                let picked: String = if to > from { s[(from as usize - 1)..(to as usize - 1)].iter().collect() } else { String::new() };
+                Value::Str(picked)
             }
         })
     }

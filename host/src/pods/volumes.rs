@@ -17,10 +17,11 @@
 
 use super::api_objects::ApiObjects;
 use super::downward::{Addresses, field_value, resource_value};
-use crate::runtime::{ContainerFile, ContainerMount, SharedVolume};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, HostPathVolumeSource, KeyToPath, Pod, Secret, Volume};
+use crate::runtime::{ContainerFile, ContainerMount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
+use writable::{node_file, shared_volume};
 
 /// The first retry of a failed set-up, doubling to [`RETRY_MAX`].
 const RETRY: Duration = Duration::from_millis(500);
@@ -181,17 +182,6 @@ pub fn container_mounts(pod: &Pod, c: &Container) -> Vec<ContainerMount> {
         .collect()
 }
 
-/// Which volume a writable mount shows: a hostPath is the node's folder and a claim its
-/// volume, whatever pod mounts them; anything else (an emptyDir) is the pod's own.
-fn shared_volume(pod: &Pod, v: &Volume, sub_path: &str) -> SharedVolume {
-    let (name, outlives_pod) = match (&v.host_path, &v.persistent_volume_claim) {
-        (Some(h), _) => (format!("hostpath:{}", normalise(&h.path)), true),
-        (None, Some(claim)) => (format!("pvc:{}/{}", pod.metadata.namespace.as_deref().unwrap_or("default"), claim.claim_name), true),
-        (None, None) => (format!("pod:{}/{}", pod.metadata.uid.as_deref().unwrap_or_default(), v.name), false),
-    };
-    SharedVolume { name, sub_path: sub_path.to_string(), outlives_pod }
-}
-
 /// The container with each mount's `subPathExpr` expanded into its `subPath`, or why its
 /// mounts cannot be made, in upstream's `makeMounts` words (`CreateContainerConfigError`):
 /// an absolute path, a `..`, or a variable with no value.
@@ -287,20 +277,6 @@ pub async fn set_up(pod: &Pod, volume: &Volume, inputs: MountInputs<'_>) -> Resu
         return Ok(vec![File { path: String::new(), data, mode: DEFAULT_MODE }]);
     }
     Ok(Vec::new())
-}
-
-/// What a hostPath that is one of the node's files holds (a hostPath of type `File` or
-/// `FileOrCreate`, or the node's `/etc/hosts` and `/etc/hostname`): the simulated node's
-/// hosts file and name; any other file is empty, as `FileOrCreate` makes it. A container
-/// sees it as a file at its mount path, never a folder.
-fn node_file(source: &HostPathVolumeSource, node: &str, node_ip: &str) -> Option<Vec<u8>> {
-    let path = normalise(&source.path);
-    let file_type = matches!(source.type_.as_deref(), Some("File" | "FileOrCreate"));
-    match path.as_str() {
-        "/etc/hosts" => Some(super::etc_hosts::node_hosts(node, node_ip).into_bytes()),
-        "/etc/hostname" => Some(format!("{node}\n").into_bytes()),
-        _ => file_type.then(Vec::new),
-    }
 }
 
 /// Upstream's `configmap.MakePayload`: every key, or the `items` asked for.
@@ -399,6 +375,8 @@ fn aggregate(errors: &[String]) -> String {
 fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
+
+mod writable;
 
 #[cfg(test)]
 mod tests;
