@@ -445,21 +445,11 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Expr, String> {
-        let mut left = self.and()?;
-        while self.eat("||") {
-            self.skip_newlines();
-            left = Expr::Binary("||", Box::new(left), Box::new(self.and()?));
-        }
-        Ok(left)
+        self.left_associative(&["||"], Self::and)
     }
 
     fn and(&mut self) -> Result<Expr, String> {
-        let mut left = self.matching()?;
-        while self.eat("&&") {
-            self.skip_newlines();
-            left = Expr::Binary("&&", Box::new(left), Box::new(self.matching()?));
-        }
-        Ok(left)
+        self.left_associative(&["&&"], Self::matching)
     }
 
     fn matching(&mut self) -> Result<Expr, String> {
@@ -521,6 +511,10 @@ impl Parser {
                 _ => return Ok(left),
             };
             self.at += 1;
+            // A line may end after `&&` and `||`, as awk's grammar allows.
+            if matches!(op, "&&" | "||") {
+                self.skip_newlines();
+            }
             left = Expr::Binary(op, Box::new(left), Box::new(next(self)?));
         }
     }

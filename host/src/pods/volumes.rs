@@ -21,7 +21,7 @@ use crate::runtime::{ContainerFile, ContainerMount};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
-use writable::{node_file, shared_volume};
+use writable::{is_node_file, node_file, shared_volume};
 
 /// The first retry of a failed set-up, doubling to [`RETRY_MAX`].
 const RETRY: Duration = Duration::from_millis(500);
@@ -165,7 +165,7 @@ pub fn container_mounts(pod: &Pod, c: &Container) -> Vec<ContainerMount> {
         .flatten()
         .filter_map(|m| {
             let v = volumes.iter().find(|v| v.name == m.name)?;
-            if v.host_path.as_ref().is_some_and(|h| node_file(h, "", "").is_some()) {
+            if v.host_path.as_ref().is_some_and(is_node_file) {
                 return None;
             }
             let api_files = v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some();

@@ -17,16 +17,22 @@ pub(super) fn shared_volume(pod: &Pod, v: &Volume, sub_path: &str) -> SharedVolu
     SharedVolume { name, sub_path: sub_path.to_string(), outlives_pod }
 }
 
-/// What a hostPath that is one of the node's files holds (a hostPath of type `File` or
-/// `FileOrCreate`, or the node's `/etc/hosts` and `/etc/hostname`): the simulated node's
-/// hosts file and name; any other file is empty, as `FileOrCreate` makes it. A container
-/// sees it as a file at its mount path, never a folder.
+/// Whether a hostPath is one of the node's files (type `File` or `FileOrCreate`, or the
+/// node's `/etc/hosts` and `/etc/hostname`): a container sees it as a file at its mount
+/// path, never a folder.
+pub(super) fn is_node_file(source: &HostPathVolumeSource) -> bool {
+    matches!(source.type_.as_deref(), Some("File" | "FileOrCreate")) || matches!(normalise(&source.path).as_str(), "/etc/hosts" | "/etc/hostname")
+}
+
+/// What a hostPath that [`is_node_file`] holds: the simulated node's hosts file and name;
+/// any other file is empty, as `FileOrCreate` makes it.
 pub(super) fn node_file(source: &HostPathVolumeSource, node: &str, node_ip: &str) -> Option<Vec<u8>> {
-    let path = normalise(&source.path);
-    let file_type = matches!(source.type_.as_deref(), Some("File" | "FileOrCreate"));
-    match path.as_str() {
-        "/etc/hosts" => Some(crate::pods::etc_hosts::node_hosts(node, node_ip).into_bytes()),
-        "/etc/hostname" => Some(format!("{node}\n").into_bytes()),
-        _ => file_type.then(Vec::new),
+    if !is_node_file(source) {
+        return None;
     }
+    Some(match normalise(&source.path).as_str() {
+        "/etc/hosts" => crate::pods::etc_hosts::node_hosts(node, node_ip).into_bytes(),
+        "/etc/hostname" => format!("{node}\n").into_bytes(),
+        _ => Vec::new(),
+    })
 }
