@@ -3,8 +3,8 @@
 
 use crate::bindings::exports::labkubelet::runtime::runtime::Guest;
 use crate::bindings::labkubelet::runtime::types::{
-    ConfigError as WitConfigError, Container, ContainerStats, ContainerStatus, Image, PluginConfig, PluginInfo, PodSandbox, PodSandboxState, PodSandboxStatus,
-    SessionOpened, SessionOutput, VersionInfo,
+    AuthConfig, ConfigError as WitConfigError, Container, ContainerStats, ContainerStatus, Image, PluginConfig, PluginInfo, PodSandbox, PodSandboxState,
+    PodSandboxStatus, SessionOpened, SessionOutput, VersionInfo,
 };
 use crate::config::{CommonConfig, ConfigError, ConfigFile};
 use crate::container::{ContainerCtx, Exit, Stop};
@@ -404,12 +404,15 @@ impl<T: ScenarioExport> Guest for T {
         })
     }
 
-    fn pull_image(image: String, pod: Option<PodSandboxConfig>) -> Result<String, RuntimeError> {
+    fn pull_image(image: String, auth: Option<AuthConfig>, pod: Option<PodSandboxConfig>) -> Result<String, RuntimeError> {
         call::<T, _>(Method::PullImage, Concerns::Image { image: &image, pod: pod.as_ref() }, |p| {
             if let Some(message) = &p.rt.faults.fail_pulls {
                 return Err(RuntimeError { code: ErrorCode::Failed, message: message.clone() });
             }
             p.scenario.on_pull(&image, pod.as_ref())?;
+            if let Some(refused) = crate::registry::refusal(&image, auth.as_ref()) {
+                return Err(refused);
+            }
             let name = normalize_image(&image);
             let digest = digest_of(repo_of(&name));
             let id = format!("sha256:{}", digest_of(&name));
@@ -453,7 +456,7 @@ impl<T: ScenarioExport> Guest for T {
                 return Ok(result);
             }
             let timeout = if timeout_seconds > 0 { timeout_seconds.saturating_mul(NANOS_PER_SEC) } else { i64::MAX };
-            Ok(process::exec_result(process::exec(p.rt.container_mut(&id)?, &cmd, &stdin, host::now(), timeout)))
+            Ok(process::exec_result(process::exec(&mut p.rt, &id, &cmd, &stdin, host::now(), timeout)?))
         })
     }
 
@@ -483,7 +486,9 @@ impl<T: ScenarioExport> Guest for T {
     }
 
     fn serve_http(pod_sandbox_id: String, port: u16, request: HttpRequest) -> Result<HttpResponse, RuntimeError> {
-        call::<T, _>(Method::ServeHttp, Concerns::Sandbox(&pod_sandbox_id), |p| crate::server::serve(&p.rt, &pod_sandbox_id, port, &request, host::now()))
+        call::<T, _>(Method::ServeHttp, Concerns::Sandbox(&pod_sandbox_id), |p| {
+            crate::server::serve(&mut p.rt, &pod_sandbox_id, port, &request, host::now(), None)
+        })
     }
 
     fn probe(id: String, kind: ProbeKind, action: ProbeAction) -> Result<ProbeResult, RuntimeError> {
@@ -491,8 +496,8 @@ impl<T: ScenarioExport> Guest for T {
             let ctx = running_ctx(&p.rt, &id)?;
             match p.scenario.probe(&ctx, kind, &action) {
                 Some(result) => Ok(result),
-                None if matches!(action, ProbeAction::Exec(_)) => Ok(process::probe(p.rt.container_mut(&id)?, &action, host::now())),
-                None => Ok(crate::server::probe(&p.rt, &id, &action, host::now())),
+                None if matches!(action, ProbeAction::Exec(_)) => process::probe(&mut p.rt, &id, &action, host::now()),
+                None => Ok(crate::server::probe(&mut p.rt, &id, &action, host::now())),
             }
         })
     }

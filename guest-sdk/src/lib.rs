@@ -46,6 +46,7 @@ pub mod host;
 pub mod image;
 mod node_script;
 mod process;
+mod registry;
 mod runtime;
 mod scenario;
 mod server;

@@ -12,12 +12,11 @@
 use crate::container::{ContainerKind, Exit, Lifetime, RestartPolicy, Stop};
 use crate::image::{ImageDefault, container_argv};
 use crate::runtime::{ContainerRecord, FakeRuntime, SandboxRecord, finish, kind_of};
+use crate::server::PodNetwork;
 use crate::shell::fs::MountPoint;
-use crate::shell::{ExecOutput, Fs, Process, ProcessState, User, Vars, exec_in};
-use crate::{ContainerFile, ContainerState, ExecResult, LogLine, LogStream, ProbeAction, ProbeOutcome, ProbeResult, host};
+use crate::shell::{ExecOutput, Fs, Process, ProcessState, User, Vars, exec_on};
+use crate::{ContainerFile, ContainerState, ExecResult, LogLine, LogStream, ProbeAction, ProbeOutcome, ProbeResult, RuntimeError, host};
 
-/// The most log lines a container keeps; older ones go, as a rotated log file's do.
-pub const MAX_LOG_LINES: usize = 5_000;
 /// How long an exec probe's command may sleep before it counts as timed out (the
 /// kubelet's default `timeoutSeconds`).
 const PROBE_TIMEOUT_NS: i64 = 1_000_000_000;
@@ -60,7 +59,7 @@ pub(crate) fn start(rt: &mut FakeRuntime, id: &str, now: i64, lifetime: Lifetime
     match container_argv(&c.config.image, &c.config.command, &c.config.args, &c.config.env) {
         Ok(argv) => c.process = Some(Process::start_as(&argv, &env, user, now)),
         Err(ImageDefault::Exits { code, stderr }) => {
-            add_logs(c, stderr.into_iter().map(|text| LogLine { time: now, stream: LogStream::Stderr, text }));
+            c.add_logs(stderr.into_iter().map(|text| LogLine { time: now, stream: LogStream::Stderr, text }));
             if c.follows_process {
                 finish(c, now, Exit::error(code));
             }
@@ -128,7 +127,7 @@ pub(crate) fn advance(c: &mut ContainerRecord, until: i64) {
         .map(|o| LogLine { time: o.time, stream: if o.stderr { LogStream::Stderr } else { LogStream::Stdout }, text: o.text })
         .collect();
     let state = process.state();
-    add_logs(c, lines);
+    c.add_logs(lines);
     if let ProcessState::Exited { code, at } = state
         && c.follows_process
     {
@@ -163,12 +162,19 @@ fn exec_vars(c: &ContainerRecord) -> Vars {
     }
 }
 
-/// Runs `cmd` in a running container, as `kubectl exec` and exec probes do; `kill 1` ends
-/// the container as its PID 1's death does.
-pub(crate) fn exec(c: &mut ContainerRecord, cmd: &[String], stdin: &[u8], now: i64, timeout_ns: i64) -> ExecOutput {
-    let out = exec_in(&exec_vars(c), &mut c.fs, cmd, stdin, now, timeout_ns);
+/// Runs `cmd` in running container `id`, as `kubectl exec`, exec probes and hooks do: its
+/// `curl` and `wget` reach the pods' servers; `kill 1` ends the container as its PID 1's
+/// death does.
+pub(crate) fn exec(rt: &mut FakeRuntime, id: &str, cmd: &[String], stdin: &[u8], now: i64, timeout_ns: i64) -> Result<ExecOutput, RuntimeError> {
+    let c = rt.container_mut(id)?;
+    let vars = exec_vars(c);
+    // The command holds the container's files while the network may reach its own server.
+    let mut fs = std::mem::take(&mut c.fs);
+    let out = exec_on(&vars, &mut fs, cmd, stdin, now, timeout_ns, Some(&mut PodNetwork { rt, caller: id, now }));
+    let c = rt.container_mut(id)?;
+    c.fs = fs;
     after_exec(c, &out, now);
-    out
+    Ok(out)
 }
 
 /// The interactive shells open in a plugin's containers, at most [`MAX_SESSIONS`] (opening
@@ -260,24 +266,16 @@ pub(crate) fn exec_result(out: ExecOutput) -> ExecResult {
 /// An exec probe the scenario left to the container: it runs its command (success is exit 0
 /// within the kubelet's default timeout, the output is what it wrote). HTTP and TCP probes
 /// reach the pod's servers ([`crate::server::probe`]).
-pub(crate) fn probe(c: &mut ContainerRecord, action: &ProbeAction, now: i64) -> ProbeResult {
+pub(crate) fn probe(rt: &mut FakeRuntime, id: &str, action: &ProbeAction, now: i64) -> Result<ProbeResult, RuntimeError> {
     let ProbeAction::Exec(cmd) = action else {
-        return ProbeResult { outcome: ProbeOutcome::Success, output: String::new() };
+        return Ok(ProbeResult { outcome: ProbeOutcome::Success, output: String::new() });
     };
-    let out = exec(c, cmd, &[], now, PROBE_TIMEOUT_NS);
+    let out = exec(rt, id, cmd, &[], now, PROBE_TIMEOUT_NS)?;
     if out.timed_out {
-        return ProbeResult { outcome: ProbeOutcome::Failure, output: format!("command \"{}\" timed out", cmd.join(" ")) };
+        return Ok(ProbeResult { outcome: ProbeOutcome::Failure, output: format!("command \"{}\" timed out", cmd.join(" ")) });
     }
     let outcome = if out.code == 0 { ProbeOutcome::Success } else { ProbeOutcome::Failure };
-    ProbeResult { outcome, output: out.text() }
-}
-
-fn add_logs(c: &mut ContainerRecord, lines: impl IntoIterator<Item = LogLine>) {
-    c.logs.extend(lines);
-    if c.logs.len() > MAX_LOG_LINES {
-        let cut = c.logs.len() - MAX_LOG_LINES;
-        c.logs.drain(..cut);
-    }
+    Ok(ProbeResult { outcome, output: out.text() })
 }
 
 /// The files every container starts with: the kubelet-managed hostname and DNS files, and

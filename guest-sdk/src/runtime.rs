@@ -51,7 +51,19 @@ pub struct ContainerRecord {
     pub(crate) volumes_seen: BTreeMap<String, u64>,
 }
 
+/// The most log lines a container keeps; older ones go, as a rotated log file's do.
+pub const MAX_LOG_LINES: usize = 5_000;
+
 impl ContainerRecord {
+    /// Appends to the container's log, within [`MAX_LOG_LINES`].
+    pub(crate) fn add_logs(&mut self, lines: impl IntoIterator<Item = LogLine>) {
+        self.logs.extend(lines);
+        if self.logs.len() > MAX_LOG_LINES {
+            let cut = self.logs.len() - MAX_LOG_LINES;
+            self.logs.drain(..cut);
+        }
+    }
+
     /// The container as its shared volumes see it.
     pub(crate) fn side(&mut self) -> Side<'_> {
         Side { running: self.state == ContainerState::Running, mounts: &self.config.mounts, fs: &mut self.fs, seen: &mut self.volumes_seen }

@@ -11,8 +11,8 @@
 
 use crate::image::container_argv;
 use crate::runtime::{ContainerRecord, FakeRuntime};
-use crate::shell::ProcessState;
-use crate::{ContainerState, ErrorCode, HttpRequest, HttpResponse, KeyValue, ProbeAction, ProbeOutcome, ProbeResult, RuntimeError};
+use crate::shell::{Fs, NetError, Network, ProcessState};
+use crate::{ContainerState, ErrorCode, HttpRequest, HttpResponse, KeyValue, LogLine, LogStream, ProbeAction, ProbeOutcome, ProbeResult, RuntimeError};
 
 /// A web server a container runs.
 struct WebServer<'a> {
@@ -20,7 +20,12 @@ struct WebServer<'a> {
     port: u16,
     root: String,
     container: &'a ContainerRecord,
+    /// The container's files: its own, or the ones an exec in it holds while it runs.
+    fs: &'a Fs,
 }
+
+/// A container whose files an exec holds while its command reaches the network.
+pub(crate) type Caller<'a> = Option<(&'a str, &'a Fs)>;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -38,7 +43,7 @@ enum Kind {
 const LIVENESS_HEALTHY_NS: i64 = 10_000_000_000;
 
 /// The server `c` runs, read from its command line.
-fn web_server(c: &ContainerRecord) -> Option<WebServer<'_>> {
+fn web_server<'a>(c: &'a ContainerRecord, caller: Caller<'a>) -> Option<WebServer<'a>> {
     if c.state != ContainerState::Running {
         return None;
     }
@@ -66,37 +71,72 @@ fn web_server(c: &ContainerRecord) -> Option<WebServer<'_>> {
         },
         _ => return None,
     };
-    Some(WebServer { kind, port, root, container: c })
+    let fs = caller.filter(|(id, _)| *id == c.id).map_or(&c.fs, |(_, fs)| fs);
+    Some(WebServer { kind, port, root, container: c, fs })
 }
 
-/// What a connection to `port` of sandbox `sandbox` gets for `request` at `now`.
-pub(crate) fn serve(rt: &FakeRuntime, sandbox: &str, port: u16, request: &HttpRequest, now: i64) -> Result<HttpResponse, RuntimeError> {
-    let server = rt.containers.values().filter(|c| c.sandbox_id == sandbox).filter_map(web_server).find(|s| s.port == port);
-    let Some(server) = server else {
-        return Err(RuntimeError { code: ErrorCode::Failed, message: format!("dial tcp4 127.0.0.1:{port}: connect: connection refused") });
+/// What a connection to `port` of sandbox `sandbox` gets for `request` at `now`; what the
+/// server logs of it goes to its container's log.
+pub(crate) fn serve(rt: &mut FakeRuntime, sandbox: &str, port: u16, request: &HttpRequest, now: i64, caller: Caller<'_>) -> Result<HttpResponse, RuntimeError> {
+    let (id, response, logged) = {
+        let server = rt.containers.values().filter(|c| c.sandbox_id == sandbox).filter_map(|c| web_server(c, caller)).find(|s| s.port == port);
+        let Some(server) = server else {
+            return Err(RuntimeError { code: ErrorCode::Failed, message: format!("dial tcp4 127.0.0.1:{port}: connect: connection refused") });
+        };
+        let hostname = rt.sandboxes.get(sandbox).map_or("", |s| s.config.hostname.as_str());
+        (server.container.id.clone(), server.answer(request, hostname, now), server.log_line(request, now))
     };
-    let hostname = rt.sandboxes.get(sandbox).map_or("", |s| s.config.hostname.as_str());
-    Ok(server.answer(request, hostname, now))
+    if let (Some(text), Some(c)) = (logged, rt.containers.get_mut(&id)) {
+        c.add_logs([LogLine { time: now, stream: LogStream::Stderr, text }]);
+    }
+    Ok(response)
+}
+
+/// The pod network as an exec's `curl` and `wget` reach it: the servers of the pods this
+/// plugin runs, by pod IP, and the caller's own pod at `localhost` or its hostname. Any
+/// other address is beyond it.
+pub(crate) struct PodNetwork<'a> {
+    pub(crate) rt: &'a mut FakeRuntime,
+    /// The container the exec runs in.
+    pub(crate) caller: &'a str,
+    pub(crate) now: i64,
+}
+
+impl Network for PodNetwork<'_> {
+    fn http(&mut self, fs: &Fs, host: &str, port: u16, request: &HttpRequest) -> Result<HttpResponse, NetError> {
+        let own = self.rt.containers.get(self.caller).and_then(|c| self.rt.sandboxes.get(&c.sandbox_id));
+        let sandbox = match own {
+            Some(s) if matches!(host, "localhost" | "127.0.0.1" | "::1") || host == s.config.hostname => Some(s.id.clone()),
+            _ => self.rt.sandboxes.values().find(|s| s.ready && s.ip == host).map(|s| s.id.clone()),
+        };
+        let Some(sandbox) = sandbox else {
+            return Err(if host.parse::<std::net::IpAddr>().is_ok() { NetError::Unreachable } else { NetError::UnknownHost });
+        };
+        serve(self.rt, &sandbox, port, request, self.now, Some((self.caller, fs))).map_err(|_| NetError::Refused)
+    }
 }
 
 /// What the kubelet's prober sees of an HTTP or TCP probe on container `id` (a gRPC probe
 /// passes): the status the server answers, or the connection refused, in the prober's words.
-pub(crate) fn probe(rt: &FakeRuntime, id: &str, action: &ProbeAction, now: i64) -> ProbeResult {
+pub(crate) fn probe(rt: &mut FakeRuntime, id: &str, action: &ProbeAction, now: i64) -> ProbeResult {
     let pass = ProbeResult { outcome: ProbeOutcome::Success, output: String::new() };
-    let Some(c) = rt.containers.get(id) else { return pass };
-    let in_pod = || rt.containers.values().filter(|o| o.sandbox_id == c.sandbox_id && o.state == ContainerState::Running);
-    let unknown_program = in_pod().any(|o| o.process.as_ref().is_some_and(|p| p.state() == ProcessState::External) && web_server(o).is_none());
+    let Some(sandbox) = rt.containers.get(id).map(|c| c.sandbox_id.clone()) else { return pass };
+    let (unknown_program, ports) = {
+        let in_pod = || rt.containers.values().filter(|o| o.sandbox_id == sandbox && o.state == ContainerState::Running);
+        let unknown = in_pod().any(|o| o.process.as_ref().is_some_and(|p| p.state() == ProcessState::External) && web_server(o, None).is_none());
+        (unknown, in_pod().filter_map(|o| web_server(o, None)).map(|s| s.port).collect::<Vec<_>>())
+    };
     if unknown_program {
         return pass;
     }
-    let ip = rt.sandboxes.get(&c.sandbox_id).map_or("", |s| s.ip.as_str());
+    let ip = rt.sandboxes.get(&sandbox).map_or(String::new(), |s| s.ip.clone());
     let fail = |output: String| ProbeResult { outcome: ProbeOutcome::Failure, output };
     match action {
         ProbeAction::HttpGet(get) => {
-            let host = if get.host.is_empty() { ip } else { get.host.as_str() };
+            let host = if get.host.is_empty() { ip.as_str() } else { get.host.as_str() };
             let path = if get.path.starts_with('/') { get.path.clone() } else { format!("/{}", get.path) };
             let request = HttpRequest { method: "GET".into(), path: path.clone(), headers: get.headers.clone() };
-            match serve(rt, &c.sandbox_id, get.port, &request, now) {
+            match serve(rt, &sandbox, get.port, &request, now, None) {
                 Ok(r) if (200..400).contains(&r.status) => pass,
                 Ok(r) => fail(format!("HTTP probe failed with statuscode: {}", r.status)),
                 Err(_) => {
@@ -105,15 +145,30 @@ pub(crate) fn probe(rt: &FakeRuntime, id: &str, action: &ProbeAction, now: i64) 
                 }
             }
         }
-        ProbeAction::TcpSocket(port) => match in_pod().filter_map(web_server).any(|s| s.port == *port) {
-            true => pass,
-            false => fail(format!("dial tcp {ip}:{port}: connect: connection refused")),
-        },
+        ProbeAction::TcpSocket(port) if ports.contains(port) => pass,
+        ProbeAction::TcpSocket(port) => fail(format!("dial tcp {ip}:{port}: connect: connection refused")),
         _ => pass,
     }
 }
 
 impl WebServer<'_> {
+    /// What the server writes to its log about a request: agnhost's `netexec` logs each, as
+    /// Go's `log.Printf` does (to stderr, the time first), which is how the e2e suite sees
+    /// that a lifecycle hook reached it.
+    fn log_line(&self, request: &HttpRequest, now: i64) -> Option<String> {
+        if self.kind != Kind::Netexec {
+            return None;
+        }
+        let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+        let param = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')).unwrap_or("");
+        let what = match path {
+            "/echo" => format!("GET /echo?msg={}&code={}", param("msg"), param("code")),
+            "/" | "/hostname" | "/healthz" | "/clientip" | "/shutdown" | "/upload" => format!("GET {path}"),
+            _ => return None,
+        };
+        Some(format!("{} {what}", crate::shell::builtins::date(now, "%Y/%m/%d %H:%M:%S")))
+    }
+
     fn answer(&self, request: &HttpRequest, hostname: &str, now: i64) -> HttpResponse {
         let head = request.method == "HEAD";
         // Bytes that were no HTTP request.
@@ -142,9 +197,9 @@ impl WebServer<'_> {
             }
             Kind::ServeHostname => return self.text(200, hostname.to_string()),
             Kind::TestWebserver => {
-                return match self.container.fs.read(path) {
+                return match self.fs.read(path) {
                     Ok(body) => self.text(200, String::from_utf8_lossy(body).into_owned()),
-                    Err(_) if self.container.fs.is_dir(path) => self.text(200, String::new()),
+                    Err(_) if self.fs.is_dir(path) => self.text(200, String::new()),
                     Err(_) => self.text(404, "404 page not found\n".into()),
                 };
             }
@@ -155,10 +210,10 @@ impl WebServer<'_> {
         }
         let path = request.path.split(['?', '#']).next().unwrap_or("/");
         let mut file = format!("{}/{}", self.root.trim_end_matches('/'), path.trim_start_matches('/'));
-        if file.ends_with('/') || self.container.fs.is_dir(&file) {
+        if file.ends_with('/') || self.fs.is_dir(&file) {
             file = format!("{}/index.html", file.trim_end_matches('/'));
         }
-        match self.container.fs.read(&file) {
+        match self.fs.read(&file) {
             Ok(body) => self.response(200, content_type(&file), body.to_vec(), head),
             Err(_) if path == "/" || path == "/index.html" => self.response(200, "text/html", self.welcome().into_bytes(), head),
             Err(_) => self.page(404, "404 Not Found", head),

@@ -120,7 +120,7 @@ async fn start_cost(node: &PluginRuntime, scenario: Option<&str>) -> Duration {
     for batch in 0..BATCHES {
         let p = pod(&format!("calls-{batch}"), scenario, &[]);
         let sandbox = node.run_pod_sandbox(&p).await.unwrap();
-        node.pull_image("nginx", Some(&p)).await.unwrap();
+        node.pull_image("nginx", None, Some(&p)).await.unwrap();
         let mut ids = Vec::new();
         for i in 0..STARTS {
             ids.push(node.create_container(&sandbox, &container(&format!("c{i}"), "nginx")).await.unwrap());

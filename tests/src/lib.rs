@@ -207,7 +207,7 @@ pub fn container(name: &str, image: &str) -> ContainerConfig {
 /// Runs a pod with one container the way the kubelet does: sandbox, pull, create, start.
 pub async fn start_pod(rt: &dyn ContainerRuntime, pod: &PodSandboxConfig, image: &str) -> (String, String) {
     let sandbox = rt.run_pod_sandbox(pod).await.expect("run sandbox");
-    rt.pull_image(image, Some(pod)).await.expect("pull");
+    rt.pull_image(image, None, Some(pod)).await.expect("pull");
     let id = rt.create_container(&sandbox, &container("main", image)).await.expect("create");
     rt.start_container(&id).await.expect("start");
     (sandbox, id)

@@ -187,6 +187,20 @@ impl PodLab {
         }
     }
 
+    /// Creates an object of the default namespace (a ConfigMap, a Secret, a Service) the
+    /// node's pods refer to.
+    pub async fn create_object<K>(&self, object: serde_json::Value)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + serde::Serialize,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), "default");
+        api.create(&PostParams::default(), &serde_json::from_value(object).expect("an object")).await.expect("created");
+    }
+
     /// The events about a pod, oldest first.
     pub async fn events(&self, name: &str) -> Vec<Event> {
         let all: Api<Event> = Api::namespaced(self.client.clone(), "default");

@@ -149,6 +149,41 @@ async fn lifecycle_hooks_run_in_the_container() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn lifecycle_hooks_reach_another_pods_server_by_its_ip() {
+    let lab = PodLab::start(&[], &[]).await;
+    let agnhost = "k8s.gcr.io/e2e-test-images/agnhost:2.21";
+    let server = json!({"containers": [{"name": "server", "image": agnhost, "args": ["netexec", "--http-port=8080"], "ports": [{"containerPort": 8080}]}]});
+    lab.create("server", json!({}), server).await;
+    let server = lab.until("server", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    let ip = server.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("a pod IP");
+
+    // As the e2e suite's hook tests: `curl` in an exec hook, an `httpGet` hook with a host.
+    let curl = format!("curl http://{ip}:8080/echo?msg=poststart");
+    let exec_hook =
+        json!({"containers": [{"name": "app", "image": agnhost, "args": ["pause"], "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", curl]}}}}]});
+    let http_hook = json!({"containers": [{"name": "app", "image": "k8s.gcr.io/pause:3.2",
+        "lifecycle": {"preStop": {"httpGet": {"host": ip, "port": 8080, "path": "/echo?msg=prestop"}}}}]});
+    let refused = json!({"containers": [{"name": "app", "image": "k8s.gcr.io/pause:3.2",
+        "lifecycle": {"postStart": {"httpGet": {"host": ip, "port": 9999, "path": "/"}}}}]});
+    lab.create("exec-hook", json!({}), exec_hook).await;
+    lab.create("http-hook", json!({}), http_hook).await;
+    lab.create("refused", json!({}), refused).await;
+    lab.until("exec-hook", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    lab.until("http-hook", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    lab.pods.delete("http-hook", &Default::default()).await.expect("delete");
+    lab.gone("http-hook", "deleted after its preStop hook", Duration::from_secs(60)).await;
+    let seen = logs(&lab, &lab.pods.get("server").await.expect("the server"), "server").await;
+    for msg in ["poststart", "prestop"] {
+        assert!(seen.iter().any(|l| l.ends_with(&format!(" GET /echo?msg={msg}&code="))), "netexec logs each request: {seen:?}");
+    }
+
+    // Nothing listens on 9999: the hook fails and the container waits PostStartHookError.
+    lab.until("refused", "PostStartHookError", Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some("PostStartHookError")).await;
+    let events = lab.events("refused").await;
+    assert!(events.iter().any(|e| e.reason.as_deref() == Some("FailedPostStartHook")), "{events:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_termination_message_comes_from_its_file_or_with_fallback_from_the_log() {
     let lab = PodLab::start(&[], &[]).await;
     let cases = [

@@ -199,10 +199,10 @@ async fn same_content_is_not_reloaded_and_config_edits_are() {
 
     let node = lab.node("node-1");
     let web = pod("web", Some("scripted"), &[]);
-    node.pull_image("nginx", Some(&web)).await.unwrap();
+    node.pull_image("nginx", None, Some(&web)).await.unwrap();
     lab.put("scripted.yaml", "rules:\n  - match: { pod: web }\n    failPull: \"pull access denied\"\n".as_bytes());
     lab.expect_event("the edited rules", |e| matches!(e, PluginEvent::Replaced { name, .. } if name == "scripted")).await;
-    assert_eq!(node.pull_image("nginx:2", Some(&web)).await.unwrap_err().to_string(), "pull access denied");
+    assert_eq!(node.pull_image("nginx:2", None, Some(&web)).await.unwrap_err().to_string(), "pull access denied");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -160,35 +160,6 @@ async fn restart_policies_never_and_on_failure_end_the_pod_as_the_kubelet_does()
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_failing_pull_shows_err_image_pull_then_image_pull_back_off() {
-    let lab = PodLab::start(&["image-pull-fail"], &[]).await;
-    lab.create("pull", json!({"labkubelet.io/scenario": "image-pull-fail"}), json!({"containers": [{"name": "app", "image": "registry.example/app:1.0"}]}))
-        .await;
-    let first =
-        lab.until("pull", "shows ErrImagePull", Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some("ErrImagePull")).await;
-    assert_eq!(phase(&first), "Pending");
-    let backoff = lab
-        .until("pull", "shows ImagePullBackOff", Duration::from_secs(30), |p| container(p, "app").and_then(waiting_reason) == Some("ImagePullBackOff"))
-        .await;
-    let message = container(&backoff, "app").unwrap().state.clone().unwrap().waiting.unwrap().message;
-    assert_eq!(message.as_deref(), Some("Back-off pulling image \"registry.example/app:1.0\""));
-    assert_eq!(condition(&backoff, "Ready").map(|c| c.1), Some(Some("ContainersNotReady".into())));
-    assert_eq!(condition(&backoff, "Ready").and_then(|c| c.2).as_deref(), Some("containers with unready status: [app]"));
-
-    // The pull is retried after the back-off and fails again.
-    tokio::time::sleep(Duration::from_secs(40)).await;
-    let events = lab.events("pull").await;
-    let pulling = events.iter().find(|e| e.reason.as_deref() == Some("Pulling")).unwrap();
-    assert!(pulling.count.unwrap_or(0) >= 2, "pulls retried: {pulling:?}");
-    let failures: Vec<&str> = events.iter().filter(|e| e.reason.as_deref() == Some("Failed")).filter_map(|e| e.message.as_deref()).collect();
-    assert!(failures.iter().any(|m| m.starts_with("Failed to pull image \"registry.example/app:1.0\": ")), "{failures:?}");
-    assert!(failures.contains(&"Error: ErrImagePull") && failures.contains(&"Error: ImagePullBackOff"), "{failures:?}");
-    assert!(
-        events.iter().any(|e| e.reason.as_deref() == Some("BackOff") && e.message.as_deref() == Some("Back-off pulling image \"registry.example/app:1.0\""))
-    );
-}
-
-#[tokio::test(start_paused = true)]
 async fn init_containers_run_in_order_and_a_failing_one_blocks_the_pod() {
     let rules = "rules:\n  - match: { container: 'migrate' }\n    exit: { afterSeconds: 2, code: 0 }\n  - match: { container: 'seed' }\n    exit: { afterSeconds: 2, code: 0 }\n  - match: { container: 'broken' }\n    exit: { afterSeconds: 1, code: 1 }\n";
     let lab = PodLab::start(&["scripted"], &[("scripted.yaml", rules)]).await;

@@ -36,13 +36,13 @@ async fn a_python_file_serves_its_pods_and_an_edit_changes_the_next_start() {
     assert_eq!((info.name.as_str(), info.selector.as_str()), ("flaky", "app=flaky"));
 
     let flaky = pod("web-0", None, &[("app", "flaky")]);
-    let err = node.pull_image("registry.lab/web:canary", Some(&flaky)).await.unwrap_err();
+    let err = node.pull_image("registry.lab/web:canary", None, Some(&flaky)).await.unwrap_err();
     assert_eq!((err.is_not_found(), err.to_string().ends_with("manifest unknown")), (true, true), "{err}");
     let other = pod("db-0", None, &[("app", "db")]);
-    node.pull_image("registry.lab/web:canary", Some(&other)).await.expect("other pods pull");
+    node.pull_image("registry.lab/web:canary", None, Some(&other)).await.expect("other pods pull");
 
     let sandbox = node.run_pod_sandbox(&flaky).await.unwrap();
-    node.pull_image("nginx", Some(&flaky)).await.unwrap();
+    node.pull_image("nginx", None, Some(&flaky)).await.unwrap();
     let first = start(&node, &sandbox, "nginx", 0).await;
     let second = start(&node, &sandbox, "nginx", 1).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -79,7 +79,7 @@ async fn a_broken_edit_is_refused_with_the_file_and_line_and_the_old_scenario_se
     }
     let node = lab.node("node-1");
     let flaky = pod("web-0", None, &[("app", "flaky")]);
-    assert!(node.pull_image("web:canary", Some(&flaky)).await.is_err(), "the old scenario serves");
+    assert!(node.pull_image("web:canary", None, Some(&flaky)).await.is_err(), "the old scenario serves");
 }
 
 #[tokio::test]
@@ -100,7 +100,7 @@ async fn state_is_kept_between_calls_and_across_a_reload() {
     let node = lab.node("node-1");
     let counted = pod("count-0", None, &[("app", "count")]);
     let sandbox = node.run_pod_sandbox(&counted).await.unwrap();
-    node.pull_image("nginx", Some(&counted)).await.unwrap();
+    node.pull_image("nginx", None, Some(&counted)).await.unwrap();
     start(&node, &sandbox, "nginx", 0).await;
     start(&node, &sandbox, "nginx", 1).await;
     std::fs::write(lab.path("count.py"), source.replace("MOD = 3", "MOD = 3  # edited")).unwrap();
@@ -123,7 +123,7 @@ async fn memory_without_bound_hits_the_cap_like_a_rust_plugin_and_the_scenario_r
     let node = lab.node("node-1");
     let hog = pod("hog-0", None, &[("app", "hog")]);
     let sandbox = node.run_pod_sandbox(&hog).await.unwrap();
-    node.pull_image("nginx", Some(&hog)).await.unwrap();
+    node.pull_image("nginx", None, Some(&hog)).await.unwrap();
     match node.create_container(&sandbox, &container("main", "nginx")).await {
         Err(RuntimeError::Trap { plugin, detail, .. }) => {
             assert_eq!(plugin, "hog");

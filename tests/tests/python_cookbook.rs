@@ -68,15 +68,15 @@ fn every_recipe_has_its_python_form_or_says_it_has_none() {
 async fn slow_pulls_and_slow_starts_take_their_time() {
     let (_lab, node) = lab_with("Slow image pull").await;
     let started = tokio::time::Instant::now();
-    node.pull_image("nginx", Some(&served("a", &[("app", "slow")]))).await.unwrap();
+    node.pull_image("nginx", None, Some(&served("a", &[("app", "slow")]))).await.unwrap();
     assert_eq!(started.elapsed(), Duration::from_secs(15));
-    node.pull_image("nginx", Some(&served("b", &[]))).await.unwrap();
+    node.pull_image("nginx", None, Some(&served("b", &[]))).await.unwrap();
     assert_eq!(started.elapsed(), Duration::from_secs(15), "other pods pull at once");
 
     let (_lab, node) = lab_with("Slow start").await;
     let p = served("a", &[("app", "slow")]);
     let sandbox = node.run_pod_sandbox(&p).await.unwrap();
-    node.pull_image("nginx", Some(&p)).await.unwrap();
+    node.pull_image("nginx", None, Some(&p)).await.unwrap();
     let started = tokio::time::Instant::now();
     start(&node, &sandbox, 0).await;
     assert_eq!(started.elapsed(), Duration::from_secs(20));
@@ -164,9 +164,9 @@ async fn sandboxes_and_pulls_fail_with_the_recipes_messages() {
     assert!(err.to_string().ends_with("failed to setup network for sandbox: plugin type=\"bridge\" failed"), "{err}");
 
     let (_lab, node) = lab_with("A failing pull").await;
-    let err = node.pull_image("private/db:1", Some(&served("a", &[]))).await.unwrap_err();
+    let err = node.pull_image("private/db:1", None, Some(&served("a", &[]))).await.unwrap_err();
     assert!(err.is_not_found() && err.to_string().ends_with("pull access denied for private/db:1, repository does not exist"), "{err}");
-    node.pull_image("nginx", Some(&served("a", &[]))).await.expect("public images pull");
+    node.pull_image("nginx", None, Some(&served("a", &[]))).await.expect("public images pull");
 }
 
 #[tokio::test(start_paused = true)]

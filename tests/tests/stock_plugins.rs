@@ -51,14 +51,14 @@ async fn image_pull_fail_fails_pulls_like_a_registry() {
     let lab = lab_with(&["image-pull-fail"]).await;
     let node = lab.node("node-1");
     let failing = pod("web", Some("image-pull-fail"), &[]);
-    let err = node.pull_image("nginx:doesnotexist", Some(&failing)).await.unwrap_err();
+    let err = node.pull_image("nginx:doesnotexist", None, Some(&failing)).await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
     assert_eq!(
         err.to_string(),
         "rpc error: code = NotFound desc = failed to pull and unpack image \"nginx:doesnotexist\": failed to resolve reference \"nginx:doesnotexist\": nginx:doesnotexist: not found"
     );
     // Pods the plugin does not serve pull as usual.
-    node.pull_image("nginx:1.25", Some(&pod("other", None, &[]))).await.unwrap();
+    node.pull_image("nginx:1.25", None, Some(&pod("other", None, &[]))).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -310,10 +310,10 @@ rules:
 
     let (_, db) = start_pod(&*node, &pod("db-0", None, &[("lab", "scripted"), ("app", "db")]), "postgres").await;
     let web = pod("web-1", None, &[("lab", "scripted")]);
-    assert_eq!(node.pull_image("nginx", Some(&web)).await.unwrap_err().to_string(), "manifest unknown");
+    assert_eq!(node.pull_image("nginx", None, Some(&web)).await.unwrap_err().to_string(), "manifest unknown");
     let slow = pod("slow-1", None, &[("lab", "scripted")]);
     let sandbox = node.run_pod_sandbox(&slow).await.unwrap();
-    node.pull_image("nginx", Some(&slow)).await.unwrap();
+    node.pull_image("nginx", None, Some(&slow)).await.unwrap();
     let err = node.create_container(&sandbox, &container("main", "nginx")).await.unwrap_err();
     assert_eq!(err.to_string(), "no space left on device");
     let (_, api) = start_pod(&*node, &pod("api-0", None, &[("lab", "scripted"), ("app", "api")]), "api").await;
@@ -347,9 +347,9 @@ async fn scripted_call_rules_match_the_pod_and_start_rules_count_attempts() {
     let other = pod("other-0", None, &[("lab", "slow"), ("app", "fast")]);
 
     let started = tokio::time::Instant::now();
-    node.pull_image("busybox", Some(&other)).await.unwrap();
+    node.pull_image("busybox", None, Some(&other)).await.unwrap();
     assert_eq!(started.elapsed(), Duration::ZERO, "a pull for another pod is not held");
-    node.pull_image("busybox", Some(&slow)).await.unwrap();
+    node.pull_image("busybox", None, Some(&slow)).await.unwrap();
     assert_eq!(started.elapsed(), Duration::from_secs(15), "the pull for app=slow is held 15 s");
     let listed = tokio::time::Instant::now();
     node.list_containers().await.unwrap();

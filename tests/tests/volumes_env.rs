@@ -16,14 +16,6 @@ fn messages(events: &[Event], reason: &str) -> Vec<String> {
     events.iter().filter(|e| e.reason.as_deref() == Some(reason)).filter_map(|e| e.message.clone()).collect()
 }
 
-async fn create<K>(lab: &PodLab, object: serde_json::Value)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
-{
-    let api: Api<K> = Api::namespaced(lab.client.clone(), "default");
-    api.create(&PostParams::default(), &serde_json::from_value(object).expect("an object")).await.expect("created");
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_pod_whose_config_map_is_missing_waits_in_container_creating_until_it_exists() {
     let lab = PodLab::start(&[], &[]).await;
@@ -57,7 +49,7 @@ async fn a_pod_whose_config_map_is_missing_waits_in_container_creating_until_it_
     let count = failures.and_then(|e| e.count).unwrap_or(0);
     assert!((6..=10).contains(&count), "retried with back-off (0.5 s doubling to 2 min 2 s), not each sync: {count} failures in 2 min");
 
-    create::<ConfigMap>(&lab, json!({"metadata": {"name": "app-config"}, "data": {"greeting": "hello"}})).await;
+    lab.create_object::<ConfigMap>(json!({"metadata": {"name": "app-config"}, "data": {"greeting": "hello"}})).await;
     let running = lab.until("app", "Running once its ConfigMap exists", Duration::from_secs(130), |p| phase(p) == "Running").await;
     assert!(container(&running, "app").is_some_and(|c| c.ready));
     let id = container(&running, "app").and_then(|c| c.container_id.clone()).unwrap_or_default();
@@ -91,7 +83,7 @@ async fn a_pod_whose_config_map_is_missing_waits_in_container_creating_until_it_
 #[tokio::test(start_paused = true)]
 async fn a_missing_key_or_an_optional_config_map_is_handled_as_the_kubelet_does() {
     let lab = PodLab::start(&[], &[]).await;
-    create::<ConfigMap>(&lab, json!({"metadata": {"name": "app-config"}, "data": {"greeting": "hello"}})).await;
+    lab.create_object::<ConfigMap>(json!({"metadata": {"name": "app-config"}, "data": {"greeting": "hello"}})).await;
     let mounting = |name: &str, volume: serde_json::Value| json!({"volumes": [volume], "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"], "volumeMounts": [{"name": name, "mountPath": "/etc/x"}]}]});
     let item = json!({"name": "config", "configMap": {"name": "app-config", "items": [{"key": "nope", "path": "n"}]}});
     lab.create("no-key", json!({}), mounting("config", item)).await;
@@ -127,7 +119,7 @@ async fn an_env_reference_to_a_missing_secret_is_create_container_config_error_u
     assert_eq!(failed, "Error: secret \"db\" not found");
 
     // A Secret without the key: the kubelet names the key.
-    create::<Secret>(&lab, json!({"metadata": {"name": "db"}, "data": {"user": "YWRtaW4="}})).await;
+    lab.create_object::<Secret>(json!({"metadata": {"name": "db"}, "data": {"user": "YWRtaW4="}})).await;
     let pod = lab
         .until("app", "the missing key named", Duration::from_secs(90), |p| {
             container(p, "app").and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone()).as_deref()
@@ -138,7 +130,7 @@ async fn an_env_reference_to_a_missing_secret_is_create_container_config_error_u
 
     let secrets: Api<Secret> = Api::namespaced(lab.client.clone(), "default");
     secrets.delete("db", &Default::default()).await.expect("delete the secret");
-    create::<Secret>(&lab, json!({"metadata": {"name": "db"}, "data": {"password": "czNjcmV0"}})).await;
+    lab.create_object::<Secret>(json!({"metadata": {"name": "db"}, "data": {"password": "czNjcmV0"}})).await;
     lab.until("app", "Running once the key exists", Duration::from_secs(90), |p| phase(p) == "Running").await;
 }
 

@@ -4,8 +4,8 @@
 //! uname kill ip hexdump sh exec tar awk nslookup getent wget curl` (`tar` and `awk` in their own
 //! modules), and the e2e test
 //! images' `agnhost` and `nnp` (in [`super::test_images`]). `grep` takes basic and extended regular
-//! expressions (regex-lite). The network is not simulated yet: name lookups and downloads
-//! fail as they do without DNS.
+//! expressions (regex-lite). Name lookups fail as without DNS; `wget` and `curl` reach the
+//! pods' servers an exec's [`super::net::Network`] knows.
 
 use super::fs::{Fs, FsError, Node, resolve};
 use super::state::{Shell, bounded};
@@ -728,18 +728,12 @@ fn run_nslookup(applet: Applet) -> i32 {
     if name == "nslookup" { 1 } else { 2 }
 }
 
-/// `wget` `curl`.
+/// `wget` `curl`, in [`super::net`].
 fn run_wget(applet: Applet) -> i32 {
-    let Applet { name, args, err, .. } = applet;
-    let url = args.iter().rfind(|a| !a.starts_with('-')).map_or("", String::as_str);
-    let host = url.split("://").last().unwrap_or(url).split(['/', ':']).next().unwrap_or("");
-    if name == "wget" {
-        say(err, name, format!("bad address '{host}'"));
-        1
-    } else {
-        err.extend_from_slice(format!("curl: (6) Could not resolve host: {host}\n").as_bytes());
-        6
-    }
+    let Applet { name, args, sh, fs, out, err, .. } = applet;
+    let net = sh.net.as_mut().map(|n| &mut **n as &mut dyn super::net::Network);
+    let at = super::net::Place { net, cwd: &sh.vars.cwd, fs };
+    super::net::fetch(name, args, at, out, err)
 }
 
 /// Writes `name: text` to stderr, as an applet reports a problem.

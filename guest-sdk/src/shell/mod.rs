@@ -17,6 +17,7 @@ pub mod arith;
 pub mod awk;
 pub mod builtins;
 pub mod fs;
+pub mod net;
 pub mod parse;
 mod run;
 mod state;
@@ -24,6 +25,7 @@ pub mod tar;
 pub mod test_images;
 
 pub use fs::Fs;
+pub use net::{NetError, Network};
 pub use parse::{Script, SyntaxError, parse};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -311,8 +313,14 @@ pub fn prompt(argv: &[String], vars: &Vars) -> String {
 /// Runs `argv` as an exec does, with the environment `vars` (a container's, or a fresh one
 /// for a container that has none running).
 pub fn exec_in(vars: &Vars, fs: &mut Fs, argv: &[String], stdin: &[u8], now: i64, timeout_ns: i64) -> ExecOutput {
+    exec_on(vars, fs, argv, stdin, now, timeout_ns, None)
+}
+
+/// [`exec_in`] with a network its `curl` and `wget` reach.
+pub fn exec_on(vars: &Vars, fs: &mut Fs, argv: &[String], stdin: &[u8], now: i64, timeout_ns: i64, mut net: Option<&mut dyn Network>) -> ExecOutput {
     let mut own = vars.clone();
     let mut shell = state::Shell::new(&mut own, now, state::Context::Exec);
+    shell.net = net.as_mut().map(|n| &mut **n as &mut dyn Network);
     shell.deadline = now.saturating_add(timeout_ns.max(0));
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let (script, stdin) = match invocation(argv) {

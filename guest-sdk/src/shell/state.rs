@@ -2,6 +2,7 @@
 //! the commands did to the process. [`super::run`] interprets scripts over it;
 //! [`super::builtins`] are the commands it knows.
 
+use super::net::Network;
 use super::{MAX_CAPTURE, Vars};
 
 /// Where a command runs: as (part of) the container's main process, or exec'd beside it.
@@ -28,6 +29,8 @@ pub struct Shell<'v> {
     pub out_of_steps: bool,
     /// `kill 1` ended the container's main process with this status.
     pub killed_main: Option<i32>,
+    /// What `curl` and `wget` reach; nothing without one.
+    pub net: Option<&'v mut dyn Network>,
 }
 
 impl<'v> Shell<'v> {
@@ -53,6 +56,7 @@ impl<'v> Shell<'v> {
             external: false,
             out_of_steps: false,
             killed_main: None,
+            net: None,
         }
     }
 }

@@ -21,7 +21,7 @@ wasmtime::component::bindgen!({
 use self::labkubelet::runtime::types::{LogLevel, NodeAction};
 
 /// The WIT package version this host speaks.
-pub const WIT_VERSION: &str = "0.9.0";
+pub const WIT_VERSION: &str = "0.10.0";
 
 /// How the reply of the call in progress is to be held, as the plugin asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -18,6 +18,7 @@
 pub mod admission;
 pub mod api_objects;
 pub mod backoff;
+pub mod credentials;
 pub mod cri_config;
 pub mod downward;
 pub mod env;

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 pub use crate::plugin::bindings::labkubelet::runtime::types::{
-    Container, ContainerConfig, ContainerFile, ContainerKind, ContainerMetadata, ContainerMount, ContainerSecurity, ContainerState, ContainerStats,
+    AuthConfig, Container, ContainerConfig, ContainerFile, ContainerKind, ContainerMetadata, ContainerMount, ContainerSecurity, ContainerState, ContainerStats,
     ContainerStatus, ErrorCode, ExecResult, HttpGetAction, HttpRequest, HttpResponse, Image, KeyValue, LogLine, LogStream, PodSandbox, PodSandboxConfig,
     PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RestartPolicy, RuntimeCondition, SessionOpened,
     SessionOutput, SharedVolume, TriggerTarget, VersionInfo,
@@ -82,7 +82,8 @@ pub trait ContainerRuntime: Send + Sync {
     /// What the running containers use, as far as the runtime says (CRI ListContainerStats).
     async fn list_container_stats(&self) -> Result<Vec<ContainerStats>, RuntimeError>;
 
-    async fn pull_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError>;
+    /// Pulls with the credentials the kubelet found for the image's registry, if any.
+    async fn pull_image(&self, image: &str, auth: Option<&AuthConfig>, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError>;
     async fn image_status(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<Option<Image>, RuntimeError>;
     async fn list_images(&self) -> Result<Vec<Image>, RuntimeError>;
     async fn remove_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<(), RuntimeError>;

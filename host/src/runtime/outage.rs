@@ -173,9 +173,9 @@ impl ContainerRuntime for WithOutage {
         self.inner.list_container_stats().await
     }
 
-    async fn pull_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError> {
+    async fn pull_image(&self, image: &str, auth: Option<&AuthConfig>, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError> {
         self.outage.runtime_is_down()?;
-        self.inner.pull_image(image, pod).await
+        self.inner.pull_image(image, auth, pod).await
     }
 
     async fn image_status(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<Option<Image>, RuntimeError> {

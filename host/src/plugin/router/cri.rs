@@ -183,11 +183,13 @@ impl ContainerRuntime for PluginRuntime {
         Ok(all)
     }
 
-    async fn pull_image(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError> {
+    async fn pull_image(&self, image: &str, auth: Option<&AuthConfig>, pod: Option<&PodSandboxConfig>) -> Result<String, RuntimeError> {
         let plugin = self.image_plugin(pod);
         let image = image.to_string();
-        let pod = pod.cloned();
-        self.call(&plugin, "pull-image", move |g, s| Box::pin(async move { g.call_pull_image(s, &image, pod.as_ref()).await })).await?.map_err(runtime_error)
+        let (auth, pod) = (auth.cloned(), pod.cloned());
+        self.call(&plugin, "pull-image", move |g, s| Box::pin(async move { g.call_pull_image(s, &image, auth.as_ref(), pod.as_ref()).await }))
+            .await?
+            .map_err(runtime_error)
     }
 
     async fn image_status(&self, image: &str, pod: Option<&PodSandboxConfig>) -> Result<Option<Image>, RuntimeError> {

@@ -5,6 +5,7 @@
 use super::{AFTER_ERROR, PodSync, nanos};
 use crate::clock::go_duration;
 use crate::events::EventType;
+use crate::pods::credentials::Keyring;
 use crate::pods::status::Waiting;
 use crate::runtime::PodSandboxConfig;
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -49,7 +50,7 @@ impl PodSync {
         }
         self.event(pod, on, EventType::Normal, "Pulling", &format!("Pulling image \"{image}\""));
         let started = self.now();
-        match runtime.pull_image(image, Some(sandbox)).await {
+        match self.pull_with_credentials(pod, image, sandbox).await {
             Ok(_) => {
                 let took = go_duration(Duration::from_nanos(u64::try_from(self.now() - started).unwrap_or(0)));
                 let size = runtime.image_status(image, Some(sandbox)).await.ok().flatten().map_or(0, |i| i.size);
@@ -59,7 +60,7 @@ impl PodSync {
             }
             Err(e) => {
                 self.backoff.next(&key, self.now());
-                self.pull_errors.insert(key, (self.now(), e.to_string()));
+                self.pull_errors.insert(key, (self.now(), e.clone()));
                 self.event(pod, on, EventType::Warning, "Failed", &format!("Failed to pull image \"{image}\": {e}"));
                 self.event(pod, on, EventType::Warning, "Failed", "Error: ErrImagePull");
                 let retry = self.after(AFTER_ERROR);
@@ -67,6 +68,38 @@ impl PodSync {
                 Err(Waiting { reason: "ErrImagePull".into(), message: e.to_string() })
             }
         }
+    }
+}
+
+impl PodSync {
+    /// The pull itself, as upstream's runtime manager does it: without credentials when the
+    /// pod's pull secrets have none for the image's registry, else with each until one works.
+    /// A pull secret that cannot be read is passed over (the pull may still work).
+    async fn pull_with_credentials(&self, pod: &Pod, image: &str, sandbox: &PodSandboxConfig) -> Result<String, String> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let mut secrets = Vec::new();
+        for name in pod.spec.iter().flat_map(|s| s.image_pull_secrets.iter().flatten()).map(|r| r.name.as_str()).filter(|n| !n.is_empty()) {
+            match self.ctx.objects.secret(namespace, name).await {
+                Ok(secret) => secrets.push((*secret).clone()),
+                Err(e) => {
+                    tracing::warn!(pod = %crate::pods::manager::full_name(pod), secret = name, error = %e, "Unable to retrieve pull secret; the image pull may not succeed")
+                }
+            }
+        }
+        let credentials = Keyring::of(&secrets)?.lookup(image);
+        let runtime = self.ctx.runtime.clone();
+        if credentials.is_empty() {
+            return runtime.pull_image(image, None, Some(sandbox)).await.map_err(|e| e.to_string());
+        }
+        let mut errors = Vec::new();
+        for auth in &credentials {
+            match runtime.pull_image(image, Some(auth), Some(sandbox)).await {
+                Ok(id) => return Ok(id),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        // Upstream's aggregate error: one message alone, several in brackets.
+        Err(if errors.len() == 1 { errors.remove(0) } else { format!("[{}]", errors.join(", ")) })
     }
 }
 
