@@ -419,6 +419,21 @@ fn exec_runs_a_command_in_a_standalone_agents_container() {
     assert!(out.contains("no pod default/nope on the agent's node; its pods: default/web-cli-node"), "{out}");
     let (ok, out) = labkubelet(&["exec", "--root-dir", root, "-c", "nope", "web-cli-node", "--", "true"]);
     assert!(!ok && out.contains("the agent refused to run the command in default/web-cli-node/nope"), "{out}");
+
+    // `-i`: a shell reads its lines from stdin, with state from line to line; its exit status
+    // is the last command's, as at the end of a script.
+    let mut shell = Command::new(BIN)
+        .args(["exec", "--root-dir", root, "-i", "web-cli-node", "--", "sh"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run labkubelet exec -i");
+    std::io::Write::write_all(&mut shell.stdin.take().expect("stdin"), b"cd /tmp\ntouch a\nls\nfalse").expect("write the script");
+    let done = shell.wait_with_output().expect("labkubelet exec -i ends");
+    assert_eq!((done.status.code(), String::from_utf8_lossy(&done.stdout).as_ref()), (Some(1), "a\n"), "{}", String::from_utf8_lossy(&done.stderr));
+    let (ok, out) = labkubelet(&["exec", "--root-dir", root, "-i", "web-cli-node", "--", "cat"]);
+    assert!(!ok && out.contains("-i passes stdin to a shell only"), "{out}");
 }
 
 #[test]

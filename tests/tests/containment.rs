@@ -127,3 +127,29 @@ async fn a_plugin_cannot_read_host_files_or_environment_unless_granted() {
     assert_eq!(node.trigger("misbehave", "env", &everything(), &arg("name", "LAB")).await.unwrap().unwrap(), "value one");
     assert!(node.trigger("misbehave", "read-file", &everything(), &arg("path", "/etc/passwd")).await.unwrap().is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_plugin_that_traps_again_and_again_is_called_after_a_growing_back_off() {
+    let lab = misbehaving_lab(PluginPolicy::default()).await;
+    let node = lab.node("node-1");
+    for _ in 0..3 {
+        assert!(matches!(node.trigger("misbehave", "panic", &everything(), &[]).await, Err(RuntimeError::Trap { .. })));
+    }
+    // The third trap in a row: calls are refused without running for a second.
+    match node.plugin_info("misbehave").await {
+        Err(RuntimeError::Trap { method, detail, .. }) => {
+            assert_eq!(method, "info");
+            assert!(
+                detail.starts_with("not called: the plugin failed 3 times in a row, last with \"plugin misbehave failed in trigger: panicked at "),
+                "{detail}"
+            );
+            assert!(detail.ends_with("it is tried again in 1s"), "{detail}");
+        }
+        other => panic!("expected the back-off's refusal, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(node.plugin_info("misbehave").await.unwrap().name, "misbehave", "called again after the back-off");
+    // An answer ends the run: the next trap restarts the instance at once.
+    assert!(matches!(node.trigger("misbehave", "panic", &everything(), &[]).await, Err(RuntimeError::Trap { .. })));
+    assert_eq!(node.plugin_info("misbehave").await.unwrap().name, "misbehave");
+}

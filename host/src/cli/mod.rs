@@ -71,6 +71,9 @@ pub fn main() -> ExitCode {
             Command::Exec(args) => exec::exec(*args).await,
         }
     });
+    // A read of our stdin may be waiting in a blocking thread (`exec -i` on a terminal
+    // whose command ended): the process ends without it.
+    runtime.shutdown_background();
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -1,8 +1,10 @@
 //! A node's instances of its plugins: one per plugin, made when first called and remade
 //! when the catalog swaps the plugin (its state handed over) or when it traps (from the
-//! state it saved last), and the replies it asks to hold.
+//! state it saved last, backing off when it traps again and again), and the replies it
+//! asks to hold.
 
 use super::PluginRuntime;
+use super::traps::Traps;
 use crate::plugin::bindings::{Hold, HostState, exports::labkubelet::runtime::runtime::Guest};
 use crate::plugin::catalog::PluginEvent;
 use crate::plugin::engine::LoadedPlugin;
@@ -18,6 +20,13 @@ pub(super) struct Slot {
     /// Outlives instance swaps, so a `heal` from a new instance releases replies held by
     /// the old one.
     release: Arc<watch::Sender<u64>>,
+    traps: std::sync::Mutex<Traps>,
+}
+
+impl Slot {
+    fn traps(&self) -> std::sync::MutexGuard<'_, Traps> {
+        self.traps.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 struct Running {
@@ -43,7 +52,7 @@ impl PluginRuntime {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
             .entry(plugin.to_string())
-            .or_insert_with(|| Arc::new(Slot { instance: tokio::sync::Mutex::new(None), release: Arc::new(watch::channel(0).0) }))
+            .or_insert_with(|| Arc::new(Slot { instance: tokio::sync::Mutex::new(None), release: Arc::new(watch::channel(0).0), traps: Default::default() }))
             .clone()
     }
 
@@ -78,17 +87,24 @@ impl PluginRuntime {
         f: impl for<'a> FnOnce(&'a Guest, &'a mut Store<HostState>) -> CallFuture<'a, R>,
     ) -> Result<R, RuntimeError> {
         let slot = self.slot(plugin);
+        if let Some(refused) = slot.traps().refusal(plugin, method, self.clock.now_nanos()) {
+            return Err(refused);
+        }
         let (answer, hold) = {
             let mut guard = slot.instance.lock().await;
             let current = self.catalog.get_or_default(plugin);
             let running = self.ensure(&mut guard, current, plugin, &slot).await?;
             match running.instance.call(method, f).await {
-                Ok(answered) => answered,
+                Ok(answered) => {
+                    slot.traps().answered();
+                    answered
+                }
                 Err(e) => {
                     // A trapped instance may be half-way through a change: a new one starts
                     // from the state saved before it, so the node's other containers live on.
+                    let backoff = slot.traps().trapped(&e, self.clock.now_nanos());
                     let trapped = guard.take();
-                    *guard = self.restart(trapped, plugin, &slot, &e).await;
+                    *guard = self.restart(trapped, plugin, &slot, &e, backoff).await;
                     return Err(e);
                 }
             }
@@ -99,9 +115,10 @@ impl PluginRuntime {
 
     /// A new instance for one that trapped with `e`, from the trapped one's saved state; `None`
     /// (the next call starts one empty) when there is none or the new one refuses it.
-    async fn restart(&self, trapped: Option<Running>, plugin: &str, slot: &Slot, e: &RuntimeError) -> Option<Running> {
+    async fn restart(&self, trapped: Option<Running>, plugin: &str, slot: &Slot, e: &RuntimeError, backoff: std::time::Duration) -> Option<Running> {
+        let then = if backoff.is_zero() { String::new() } else { format!(", and calls wait {backoff:?}: it failed again and again") };
         let Some(Running { plugin: loaded, saved: Some(state), .. }) = trapped else {
-            tracing::warn!(node = %self.node, plugin, "{e}; the plugin's instance is restarted with empty state");
+            tracing::warn!(node = %self.node, plugin, "{e}; the plugin's instance is restarted with empty state{then}");
             return None;
         };
         let restored = match self.start(&loaded, plugin, slot).await {
@@ -114,11 +131,11 @@ impl PluginRuntime {
         };
         match restored {
             Ok(instance) => {
-                tracing::warn!(node = %self.node, plugin, "{e}; the plugin's instance is restarted from the state it saved last");
+                tracing::warn!(node = %self.node, plugin, "{e}; the plugin's instance is restarted from the state it saved last{then}");
                 Some(Running { plugin: loaded, instance, refused: None, saved: Some(state) })
             }
             Err(why) => {
-                tracing::warn!(node = %self.node, plugin, "{e}; the plugin's instance is restarted with empty state ({why})");
+                tracing::warn!(node = %self.node, plugin, "{e}; the plugin's instance is restarted with empty state ({why}){then}");
                 None
             }
         }

@@ -5,6 +5,7 @@
 
 mod cri;
 mod instances;
+mod traps;
 
 use super::bindings::{
     AskedAction, HostState, NodeActionAsks,
