@@ -52,7 +52,7 @@ pub struct ContainerRecord {
 }
 
 /// The most log lines a container keeps; older ones go, as a rotated log file's do.
-pub const MAX_LOG_LINES: usize = 5_000;
+pub(crate) const MAX_LOG_LINES: usize = 5_000;
 
 impl ContainerRecord {
     /// Appends to the container's log, within [`MAX_LOG_LINES`].
@@ -250,8 +250,8 @@ pub(crate) fn kind_of(config: &ContainerConfig) -> (ContainerKind, RestartPolicy
 
 /// The annotations the kubelet puts on a container (upstream's `newContainerAnnotations`)
 /// that say where its termination message is, and whether its log stands in for it.
-pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
-pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
+pub(crate) const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
+pub(crate) const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
 /// The most of a termination message file the kubelet reads (its end), and of the log when
 /// the log stands in: the last 80 lines, at most 2 KiB.
 const MAX_TERMINATION_MESSAGE: usize = 4096;

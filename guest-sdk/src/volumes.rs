@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The most volumes kept that no container mounts (hostPaths, claims); the least recently
 /// used go first.
-pub const MAX_KEPT: usize = 16;
+pub(crate) const MAX_KEPT: usize = 16;
 
 /// A container as its shared volumes see it.
 pub(crate) struct Side<'a> {

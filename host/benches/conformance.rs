@@ -13,6 +13,8 @@
 //! run takes tens of minutes on two cores; `--focus` narrows it to the specs whose name holds
 //! a text. ginkgo's output and JUnit reports stay in the printed folder.
 
+#![allow(clippy::unwrap_used)] // a test fails where it unwraps
+
 #[allow(dead_code)]
 #[path = "../tests/e2e/support.rs"]
 mod support;

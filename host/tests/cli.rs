@@ -1,5 +1,7 @@
 //! The `labkubelet plugin` commands as a user runs them.
 
+#![allow(clippy::unwrap_used)] // a test fails where it unwraps
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

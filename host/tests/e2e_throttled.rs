@@ -8,6 +8,8 @@
 //!
 //! A test binary of its own: its control plane has other limits than the `e2e` suite's.
 
+#![allow(clippy::unwrap_used)] // a test fails where it unwraps
+
 #[allow(dead_code)]
 #[path = "e2e/support.rs"]
 mod support;

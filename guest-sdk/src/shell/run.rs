@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// What the main process has still to do, innermost last.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Frame {
+pub(super) enum Frame {
     Seq { items: Vec<AndOr>, next: usize },
     AndOr { rest: Vec<(Connector, Pipeline)>, next: usize },
     Negate,
@@ -20,14 +20,14 @@ pub enum Frame {
 }
 
 impl Frame {
-    pub fn seq(script: Script) -> Frame {
+    pub(super) fn seq(script: Script) -> Frame {
         Frame::Seq { items: script.0, next: 0 }
     }
 }
 
 /// One step of the main process: one frame's turn, or one command run to its end. Returns
 /// the steps it took: 1, or what the command used of the budget.
-pub fn step(p: &mut Process, fs: &mut Fs) -> u32 {
+pub(super) fn step(p: &mut Process, fs: &mut Fs) -> u32 {
     let Some(top) = p.frames.last_mut() else {
         p.end(p.vars.status);
         return 1;

@@ -62,7 +62,7 @@ impl<'v> Shell<'v> {
 }
 
 /// A variable's value within [`MAX_CAPTURE`] bytes: `x=$x$x` in a loop stops growing there.
-pub fn bounded(mut value: String) -> String {
+pub(super) fn bounded(mut value: String) -> String {
     if value.len() > MAX_CAPTURE {
         let mut end = MAX_CAPTURE;
         while !value.is_char_boundary(end) {

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Args)]
-pub struct ExecArgs {
+pub(super) struct ExecArgs {
     /// The pod: namespace/name, or name in default (a static pod's name ends with its node's).
     pod: String,
     /// The container. Default: the pod's first.
@@ -32,7 +32,7 @@ pub struct ExecArgs {
     agent: AgentArgs,
 }
 
-pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     if args.stdin && !is_shell(&args.command) {
         bail!(
             "-i passes stdin to a shell only (sh, bash without -c): the node's exec over WebSocket cannot tell {:?} where stdin ends; run `-i POD -- sh` and type the command",

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 /// Where the agent is and how to reach it.
 #[derive(Args)]
-pub struct AgentArgs {
+pub(super) struct AgentArgs {
     /// The agent's HTTP API. Default: where the agent in --root-dir says it listens
     /// (<root-dir>/<node>/endpoint), else https://127.0.0.1:10250.
     #[arg(long)]
@@ -34,7 +34,7 @@ pub struct AgentArgs {
 }
 
 #[derive(Args)]
-pub struct TriggerArgs {
+pub(super) struct TriggerArgs {
     /// The plugin (scenario) to send the action to.
     plugin: String,
     /// The action: kill, hang, fail-pulls, heal, or one the plugin adds.
@@ -52,7 +52,7 @@ pub struct TriggerArgs {
 }
 
 #[derive(Args)]
-pub struct NodeArgs {
+pub(super) struct NodeArgs {
     /// partition (cut the node off the API server), heal (end every fault), kubelet-restart,
     /// reboot, runtime-down, network-down, memory-pressure, disk-pressure, pid-pressure.
     action: labkubelet::node::actions::NodeAction,
@@ -61,7 +61,7 @@ pub struct NodeArgs {
 }
 
 #[derive(Args)]
-pub struct TimelineArgs {
+pub(super) struct TimelineArgs {
     /// json, svg or html.
     #[arg(long, default_value = "json")]
     format: String,
@@ -215,7 +215,7 @@ fn credentials(flag: Option<&std::path::Path>, kubeconfig: Option<&kube::config:
     }
 }
 
-pub async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     let mut request = TriggerRequest { pod: args.pod.clone(), container: args.container.clone(), ..Default::default() };
     for arg in &args.args {
         let (k, v) = arg.split_once('=').with_context(|| format!("argument {arg:?}: expected key=value, like code=137"))?;
@@ -226,7 +226,7 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     print_answer(status, &body)
 }
 
-pub async fn node_action(args: NodeArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn node_action(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let path = format!("/node/{}", args.action.name());
     let (status, body) = args.agent.request(http::Method::POST, &path, Vec::new()).await?;
     print_answer(status, &body)
@@ -243,7 +243,7 @@ fn print_answer(status: http::StatusCode, body: &[u8]) -> anyhow::Result<ExitCod
     }
 }
 
-pub async fn timeline(args: TimelineArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn timeline(args: TimelineArgs) -> anyhow::Result<ExitCode> {
     if let Some(address) = args.serve {
         return serve_timeline(args.agent, address).await;
     }
@@ -300,7 +300,7 @@ async fn serve_timeline(agent: AgentArgs, address: std::net::SocketAddr) -> anyh
 
 /// The root folder when none is given: the kubelet's place when it is writable, else the
 /// user's state folder (labs run as a normal user).
-pub fn default_root_dir() -> PathBuf {
+pub(super) fn default_root_dir() -> PathBuf {
     let system = PathBuf::from("/var/lib/labkubelet");
     let writable = |p: &std::path::Path| {
         let probe = p.join(".writable");

@@ -40,7 +40,7 @@ enum Command {
     Plugin(Box<plugin::PluginCommand>),
 }
 
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     // Warnings, and what happens to the plugin set (loads, swaps, refusals), but not kube's
     // own report of a failed request, which the command reports itself; colours only on a
     // terminal, and never with NO_COLOR set.

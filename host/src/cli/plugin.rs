@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Subcommand)]
-pub enum PluginCommand {
+pub(super) enum PluginCommand {
     /// Lists the plugins a running agent serves (name, version, selector, pods, source) and
     /// the files it refused; with --plugin-dir, the plugins that folder would serve.
     List {
@@ -70,7 +70,7 @@ pub enum PluginCommand {
 
 /// Limits and grants for plugins, as `labkubelet run` takes them.
 #[derive(Args, Clone)]
-pub struct LimitArgs {
+pub(super) struct LimitArgs {
     /// How long one plugin call may run (held replies do not count).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     plugin_call_timeout: Duration,
@@ -86,7 +86,7 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
-    pub fn policy(&self) -> anyhow::Result<PluginPolicy> {
+    pub(super) fn policy(&self) -> anyhow::Result<PluginPolicy> {
         let mut grants: std::collections::BTreeMap<String, Grants> = Default::default();
         for spec in &self.plugin_allow_dir {
             let (plugin, dirs) = spec.split_once('=').with_context(|| format!("--plugin-allow-dir {spec:?}: expected PLUGIN=HOST_DIR:GUEST_DIR"))?;
@@ -108,7 +108,7 @@ impl LimitArgs {
     }
 }
 
-pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::List { plugin_dir: Some(dir), limits, .. } => list(dir, limits).await,
         PluginCommand::List { plugin_dir: None, agent, .. } => list_served(agent).await,

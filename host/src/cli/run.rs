@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args)]
-pub struct RunArgs {
+pub(super) struct RunArgs {
     /// The kubeconfig the node uses (written by the TLS bootstrap). Default: <root-dir>/kubelet.conf.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -258,7 +258,7 @@ fn agent_config(args: &RunArgs, started: tokio::sync::mpsc::UnboundedSender<labk
     Ok(config)
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (started_tx, started) = tokio::sync::mpsc::unbounded_channel();
     let config = agent_config(&args, started_tx)?;
     let standalone = config.standalone;

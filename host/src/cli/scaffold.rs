@@ -58,7 +58,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 /// Writes `NAME.py` into `dir` (default: the current folder), never over an existing file.
-pub fn new_python_scenario(name: &str, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub(super) fn new_python_scenario(name: &str, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     check_name(name)?;
     let file = dir.unwrap_or_else(|| PathBuf::from(".")).join(format!("{name}.py"));
     let mut out = std::fs::OpenOptions::new()
@@ -70,7 +70,7 @@ pub fn new_python_scenario(name: &str, dir: Option<PathBuf>) -> anyhow::Result<P
     Ok(file)
 }
 
-pub fn new_plugin(name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub(super) fn new_plugin(name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     check_name(name)?;
     let dir = path.unwrap_or_else(|| default_dir(name));
     if dir.exists() {

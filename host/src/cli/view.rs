@@ -34,7 +34,7 @@ fn container_reason(c: &ContainerStatus) -> Option<String> {
 }
 
 /// `STATUS` as kubectl's printer derives it (printPod), for the cases a lab shows.
-pub fn status(pod: &Pod) -> String {
+pub(super) fn status(pod: &Pod) -> String {
     let status = pod.status.clone().unwrap_or_default();
     if pod.metadata.deletion_timestamp.is_some() {
         return "Terminating".into();
@@ -78,7 +78,7 @@ fn age(pod: &Pod, now: i64) -> String {
 }
 
 /// Shows the pods of the nodes as they start, until the future is dropped.
-pub async fn show(mut started: UnboundedReceiver<Started>, standalone: bool) {
+pub(super) async fn show(mut started: UnboundedReceiver<Started>, standalone: bool) {
     let mut nodes: Vec<Started> = Vec::new();
     let terminal = std::io::stdout().is_terminal();
     let mut last: BTreeMap<String, String> = BTreeMap::new();

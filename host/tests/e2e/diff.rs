@@ -35,7 +35,7 @@ const MASKED: &[&str] = &[
 ];
 
 /// The object with masked fields replaced by `"<masked>"`.
-pub fn normalise(value: &Value) -> Value {
+pub(crate) fn normalise(value: &Value) -> Value {
     match value {
         Value::Object(map) => {
             let masked = map.iter().map(|(k, v)| (k.clone(), if MASKED.contains(&k.as_str()) { Value::from("<masked>") } else { normalise(v) }));
@@ -48,7 +48,7 @@ pub fn normalise(value: &Value) -> Value {
 
 /// One field that differs: its path (`status.conditions[Ready].reason`) and both values.
 #[derive(Debug, Clone)]
-pub struct Difference {
+pub(crate) struct Difference {
     pub path: String,
     pub reference: Option<Value>,
     pub lab: Option<Value>,
@@ -62,7 +62,7 @@ impl fmt::Display for Difference {
 }
 
 /// The differences between the real kubelet's object and the lab node's.
-pub fn diff(reference: &Value, lab: &Value) -> Vec<Difference> {
+pub(crate) fn diff(reference: &Value, lab: &Value) -> Vec<Difference> {
     let mut out = Vec::new();
     walk("", Some(reference), Some(lab), &mut out);
     out
@@ -109,7 +109,7 @@ fn walk(path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<Differen
 }
 
 /// A difference that is intended, and why.
-pub struct Allowed {
+pub(crate) struct Allowed {
     /// The comparison it applies to (`pod too-big`); `None` for every one.
     pub case: Option<&'static str>,
     /// A path as [`Difference::path`] spells it; `*` matches any one segment or list key.
@@ -118,7 +118,7 @@ pub struct Allowed {
 }
 
 impl Allowed {
-    pub fn matches(&self, case: &str, path: &str) -> bool {
+    pub(crate) fn matches(&self, case: &str, path: &str) -> bool {
         self.case.is_none_or(|c| c == case) && self.matches_path(path)
     }
 
@@ -130,7 +130,7 @@ impl Allowed {
 }
 
 /// Splits differences into those the allow-list explains (with the reason) and the rest.
-pub fn explain<'a>(case: &str, differences: Vec<Difference>, allowed: &'a [Allowed]) -> (Vec<(Difference, &'a str)>, Vec<Difference>) {
+pub(crate) fn explain<'a>(case: &str, differences: Vec<Difference>, allowed: &'a [Allowed]) -> (Vec<(Difference, &'a str)>, Vec<Difference>) {
     let mut explained = Vec::new();
     let mut unexplained = Vec::new();
     for d in differences {

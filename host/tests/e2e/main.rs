@@ -7,6 +7,8 @@
 //! The binaries come from `tests/control-plane/install.sh` (or `LABKUBELET_E2E_ASSETS`);
 //! without them every test fails, saying how to install them.
 
+#![allow(clippy::unwrap_used)] // a test fails where it unwraps
+
 mod commands;
 mod diff;
 mod differential;

@@ -82,7 +82,7 @@ const TAIL: &str = concat!(
 
 /// The SPDY/3 header compression dictionary (the draft's section 2.6.10.1): length-prefixed
 /// header names and methods, then common value fragments. Its Adler-32 is `0xe3c6a7c2`.
-pub fn dictionary() -> &'static [u8] {
+pub(super) fn dictionary() -> &'static [u8] {
     static DICTIONARY: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
         let mut d = Vec::with_capacity(1423);
         for word in WORDS {
