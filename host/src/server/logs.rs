@@ -13,6 +13,11 @@ use std::time::Duration;
 /// How often a followed log is read again.
 const FOLLOW_PERIOD: Duration = Duration::from_secs(1);
 
+/// How long the end of a log's body waits after its last line, so the two reach the reader
+/// apart, as a Go kubelet's flushing writer sends them: the API server's WebSocket log reader
+/// drops the lines of a read that also finds the body's end.
+pub const END_AFTER: Duration = Duration::from_millis(100);
+
 /// The PodLogOptions that apply to a container's log.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct LogOptions {

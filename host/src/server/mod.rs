@@ -257,7 +257,16 @@ async fn container_logs(
     match first_rx.await {
         Ok(Err(e)) => refuse(e),
         _ => {
-            let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx)) });
+            let body = futures_util::stream::unfold(Some(rx), |open| async move {
+                let mut rx = open?;
+                match rx.recv().await {
+                    Some(chunk) => Some((Ok::<_, std::convert::Infallible>(chunk), Some(rx))),
+                    None => {
+                        tokio::time::sleep(logs::END_AFTER).await;
+                        None
+                    }
+                }
+            });
             ([(header::CONTENT_TYPE, "text/plain")], Body::from_stream(body)).into_response()
         }
     }

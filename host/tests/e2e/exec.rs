@@ -233,3 +233,60 @@ async fn websocket_clients_exec_and_attach_through_the_api_server() {
     attached.abort();
     agent.assert_no_refused_requests();
 }
+
+/// A pod's log over WebSocket through the API server, as Kubernetes' e2e suite reads it
+/// (`binary.k8s.io`): everything the node sends until it ends the stream.
+async fn websocket_logs(path: &str) -> String {
+    use futures_util::StreamExt;
+    use kube::client::ConfigExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let kubeconfig = kube::config::Kubeconfig::read_from(cluster().admin_kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    let mut tls = config.rustls_client_config().unwrap();
+    // A WebSocket upgrade is an HTTP/1.1 request.
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let host = config.cluster_url.host().unwrap().to_string();
+    let port = config.cluster_url.port_u16().unwrap_or(443);
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.unwrap();
+    let server = rustls::pki_types::ServerName::try_from(host.clone()).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls)).connect(server, tcp).await.unwrap();
+    let mut request = format!("wss://{host}:{port}{path}").into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "binary.k8s.io".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    let mut text = Vec::new();
+    while let Some(message) = ws.next().await {
+        match message.unwrap() {
+            Message::Binary(b) => text.extend_from_slice(&b),
+            Message::Text(t) => text.extend_from_slice(t.as_bytes()),
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Kubernetes' conformance spec "should support retrieving logs from the container over
+/// websockets": the log is read as soon as the pod runs, and holds the line its command
+/// wrote first.
+#[tokio::test]
+async fn logs_over_websocket_hold_the_first_line_as_soon_as_the_pod_runs() {
+    let admin = cluster().admin().await.expect("admin client");
+    let mut agent = Agent::new("e2e-wslogs").await;
+    agent.start();
+    agent.wait_ready(&Api::<Node>::all(admin.clone())).await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+    for i in 0..3 {
+        let name = format!("wslogs-{i}");
+        let spec = serde_json::json!({"containers": [{"name": "main", "image": "busybox:1.29",
+            "command": ["/bin/sh", "-c", "echo container is alive; sleep 10000"]}]});
+        pods.create(&PostParams::default(), &pod_on("e2e-wslogs", &name, spec)).await.expect("create the pod");
+        eventually_with(&mut agent, &format!("{name} Running"), Duration::from_secs(60), async || {
+            let p = pods.get(&name).await.ok()?;
+            (p.status?.phase.as_deref() == Some("Running")).then_some(())
+        })
+        .await;
+        let logs = websocket_logs(&format!("/api/v1/namespaces/default/pods/{name}/log?container=main")).await;
+        assert_eq!(logs, "container is alive\n", "{name}");
+    }
+    agent.assert_no_refused_requests();
+}
