@@ -127,7 +127,15 @@ fn write_sdk(dir: &Path) -> anyhow::Result<()> {
 /// The SDK's manifest outside the workspace: what it inherits from the workspace, written out.
 fn sdk_manifest() -> anyhow::Result<String> {
     let mut out = String::new();
+    let mut lints = false;
     for line in SDK_MANIFEST.lines() {
+        // The workspace's lints are ours; a plugin author's crate keeps its own.
+        if line.starts_with('[') {
+            lints = line.trim() == "[lints]";
+        }
+        if lints {
+            continue;
+        }
         let key = line.split(['=', '.']).next().unwrap_or_default().trim();
         let inherited = line.replace(' ', "").ends_with(".workspace=true") || line.replace(' ', "").ends_with("{workspace=true}");
         let resolved = if !inherited {
