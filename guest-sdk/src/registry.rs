@@ -12,12 +12,13 @@
 //! A scenario's [`on_pull`](crate::Scenario::on_pull) is asked first and may fail any pull.
 
 use crate::bindings::labkubelet::runtime::types::{AuthConfig, ErrorCode, RuntimeError};
-use crate::runtime::normalize_image;
+use crate::runtime::{normalize_image, repo_of};
 
 /// Why the registry refuses `image`, as containerd reports it; `None` when the pull works.
 pub(crate) fn refusal(image: &str, auth: Option<&AuthConfig>) -> Option<RuntimeError> {
     let reference = normalize_image(image);
-    let (host, rest) = reference.split_once('/')?;
+    let repository = repo_of(&reference);
+    let (host, path) = repository.split_once('/')?;
     let failed = |why: String| RuntimeError {
         code: ErrorCode::Failed,
         message: format!(
@@ -25,15 +26,16 @@ pub(crate) fn refusal(image: &str, auth: Option<&AuthConfig>) -> Option<RuntimeE
         ),
     };
     if !resolves(host) {
-        let (path, tag) = match rest.split_once('@') {
-            Some((path, digest)) => (path.rsplit_once(':').map_or(path, |(p, _)| p), digest),
-            None => rest.rsplit_once(':').unwrap_or((rest, "latest")),
+        // The manifest asked for: the digest, else the tag (a normalized reference has one).
+        let manifest = match reference.split_once('@') {
+            Some((_, digest)) => digest,
+            None => reference.rsplit_once(':').map_or("latest", |(_, tag)| tag),
         };
         let bare = host.split(':').next().unwrap_or(host);
-        return Some(failed(format!("failed to do request: Head \"https://{host}/v2/{path}/manifests/{tag}\": dial tcp: lookup {bare}: no such host")));
+        return Some(failed(format!("failed to do request: Head \"https://{host}/v2/{path}/manifests/{manifest}\": dial tcp: lookup {bare}: no such host")));
     }
     let signed_in = auth.is_some_and(|a| !a.username.is_empty() || !a.password.is_empty());
-    (is_private(&reference) && !signed_in).then(|| {
+    (is_private(repository) && !signed_in).then(|| {
         failed("pull access denied, repository does not exist or may require authorization: server message: insufficient_scope: authorization failed".into())
     })
 }
@@ -47,13 +49,12 @@ fn resolves(host: &str) -> bool {
     !reserved && first != "invalid"
 }
 
-fn is_private(reference: &str) -> bool {
-    let repository = reference.split(['@']).next().unwrap_or(reference);
+/// Whether a repository (`registry/path/name`, no tag) is private: a folder of its path is
+/// named `private` (its last segment names the image, not a folder), or it is Kubernetes' own.
+fn is_private(repository: &str) -> bool {
     let path = repository.split_once('/').map_or("", |(_, p)| p);
-    let mut segments = path.split('/').collect::<Vec<_>>();
-    // The last segment carries the tag: it names the image, not a folder of the registry.
-    segments.pop();
-    reference.starts_with("gcr.io/authenticated-image-pulling/") || segments.contains(&"private")
+    let folders = path.rsplit_once('/').map_or("", |(f, _)| f);
+    repository.starts_with("gcr.io/authenticated-image-pulling/") || folders.split('/').any(|s| s == "private")
 }
 
 #[cfg(test)]

@@ -167,7 +167,9 @@ struct Worker {
     probe: Probe,
 }
 
-fn port(port: &IntOrString, c: &Container) -> u16 {
+/// A handler's port: a number, or the name of one of the container's ports (0 when it has
+/// no port of that name, which nothing listens on).
+pub(crate) fn container_port(port: &IntOrString, c: &Container) -> u16 {
     match port {
         IntOrString::Int(n) => u16::try_from(*n).unwrap_or(0),
         IntOrString::String(name) => {
@@ -184,14 +186,14 @@ fn action(probe: &Probe, c: &Container) -> Option<ProbeAction> {
     if let Some(h) = &probe.http_get {
         return Some(ProbeAction::HttpGet(HttpGetAction {
             path: h.path.clone().unwrap_or_else(|| "/".into()),
-            port: port(&h.port, c),
+            port: container_port(&h.port, c),
             host: h.host.clone().unwrap_or_default(),
             scheme: h.scheme.clone().unwrap_or_else(|| "HTTP".into()),
             headers: h.http_headers.iter().flatten().map(|h| KeyValue { key: h.name.clone(), value: h.value.clone() }).collect(),
         }));
     }
     if let Some(t) = &probe.tcp_socket {
-        return Some(ProbeAction::TcpSocket(port(&t.port, c)));
+        return Some(ProbeAction::TcpSocket(container_port(&t.port, c)));
     }
     probe.grpc.as_ref().map(|g| ProbeAction::Grpc(u16::try_from(g.port).unwrap_or(0)))
 }

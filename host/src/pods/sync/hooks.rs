@@ -4,6 +4,7 @@
 use super::terminate::{MIN_GRACE_SECONDS, grace_of};
 use super::{AFTER_ERROR, PodSync, pod_name};
 use crate::events::EventType;
+use crate::pods::probes::container_port;
 use crate::runtime::{HttpRequest, KeyValue, PodSandboxState};
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction, LifecycleHandler, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -60,12 +61,10 @@ impl PodSync {
     async fn http_hook(&self, pod: &Pod, c: &Container, get: &HTTPGetAction) -> Option<String> {
         let own_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
         let host = get.host.clone().filter(|h| !h.is_empty()).unwrap_or(own_ip);
+        // An empty port name is 80 for a hook; a port it cannot resolve is no call.
         let port = match &get.port {
-            IntOrString::Int(p) => u16::try_from(*p).ok()?,
             IntOrString::String(name) if name.is_empty() => 80,
-            IntOrString::String(name) => {
-                c.ports.iter().flatten().find(|p| p.name.as_deref() == Some(name.as_str())).and_then(|p| u16::try_from(p.container_port).ok())?
-            }
+            port => Some(container_port(port, c)).filter(|p| *p != 0)?,
         };
         let sandbox = self.sandbox_at(&host).await?;
         let path = get.path.clone().unwrap_or_default();
