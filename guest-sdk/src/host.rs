@@ -1,5 +1,6 @@
 //! What the host gives a plugin: its clock, seeded randomness, logging, the means to hold
-//! a reply (a slow or hung runtime) without blocking anything, and its node's lab actions.
+//! a reply (a slow or hung runtime) without blocking anything, its node's lab actions, and
+//! the cluster's DNS.
 
 use crate::bindings::labkubelet::runtime::host as imports;
 use crate::{LogLevel, NodeAction};
@@ -46,4 +47,11 @@ pub fn release_replies() {
 /// ```
 pub fn node_action(action: NodeAction) {
     imports::act_on_node(action)
+}
+
+/// The addresses the cluster's DNS gives fully qualified `name` (a Service's cluster IP for
+/// `SERVICE.NAMESPACE.svc.cluster.local`), none when it does not know it: what a container's
+/// `nslookup` asks after applying its search domains.
+pub fn resolve(name: &str) -> Vec<String> {
+    imports::resolve_name(name)
 }

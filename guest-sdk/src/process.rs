@@ -14,7 +14,7 @@ use crate::image::{ImageDefault, container_argv};
 use crate::runtime::{ContainerRecord, FakeRuntime, SandboxRecord, finish, kind_of};
 use crate::server::PodNetwork;
 use crate::shell::fs::MountPoint;
-use crate::shell::{ExecOutput, Fs, Process, ProcessState, User, Vars, exec_on};
+use crate::shell::{ExecOutput, Fs, Process, ProcessState, Reach, User, Vars, exec_on};
 use crate::{ContainerFile, ContainerState, ExecResult, LogLine, LogStream, ProbeAction, ProbeOutcome, ProbeResult, RuntimeError, host};
 
 /// How long an exec probe's command may sleep before it counts as timed out (the
@@ -120,7 +120,7 @@ pub(crate) fn refresh(rt: &mut FakeRuntime, now: i64) {
 /// container when the container follows it.
 pub(crate) fn advance(c: &mut ContainerRecord, until: i64) {
     let Some(process) = c.process.as_mut() else { return };
-    process.advance(&mut c.fs, until);
+    process.advance(&mut c.fs, until, host::resolve);
     let lines: Vec<LogLine> = process
         .take_output()
         .into_iter()
@@ -170,7 +170,7 @@ pub(crate) fn exec(rt: &mut FakeRuntime, id: &str, cmd: &[String], stdin: &[u8],
     let vars = exec_vars(c);
     // The command holds the container's files while the network may reach its own server.
     let mut fs = std::mem::take(&mut c.fs);
-    let out = exec_on(&vars, &mut fs, cmd, stdin, now, timeout_ns, Some(&mut PodNetwork { rt, caller: id, now }));
+    let out = exec_on(&vars, &mut fs, cmd, stdin, now, timeout_ns, Reach { net: Some(&mut PodNetwork { rt, caller: id, now }), dns: host::resolve });
     let c = rt.container_mut(id)?;
     c.fs = fs;
     after_exec(c, &out, now);
@@ -213,7 +213,7 @@ impl Sessions {
     /// the shell, and the next prompt. `None` when there is no such session.
     pub(crate) fn line(&mut self, c: &mut ContainerRecord, id: u64, line: &str, now: i64) -> Option<(String, Option<i32>, String)> {
         let session = self.open.get_mut(&id).filter(|s| s.container == c.id)?;
-        let (out, exited) = crate::shell::session_line(&mut session.vars, &mut c.fs, line, now, i64::MAX);
+        let (out, exited) = crate::shell::session_line(&mut session.vars, &mut c.fs, line, now, i64::MAX, Reach { net: None, dns: host::resolve });
         let prompt = crate::shell::prompt(&session.argv, &session.vars);
         if exited {
             self.open.remove(&id);

@@ -44,6 +44,7 @@ async fn main() {
         file_check_frequency: Duration::from_secs(20),
         manifest_url: None,
         http_check_frequency: Duration::from_secs(20),
+        dns: Default::default(),
     };
     let agent = tokio::spawn(PodLifecycle::new(node, Some(client.clone()), runtime, clock, events).run());
 

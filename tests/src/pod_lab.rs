@@ -11,6 +11,7 @@ use labkubelet::events::EventRecorder;
 use labkubelet::node::register::register;
 use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
 use labkubelet::plugin::{PluginPolicy, PluginRuntime};
+use labkubelet::pods::dns::ClusterDns;
 use labkubelet::pods::url_source::ManifestUrl;
 use labkubelet::pods::{NodePods, PodLifecycle};
 use labkubelet::runtime::state::RuntimeStateDir;
@@ -87,7 +88,8 @@ impl PodLab {
     /// does, restoring the runtime state a previous run saved.
     pub async fn spawn_agent(&self) -> (tokio::task::JoinHandle<()>, Arc<PluginRuntime>, tokio_util::sync::CancellationToken) {
         let clock = Clock::new();
-        let runtime = Arc::new(PluginRuntime::new(NODE, self.plugins.catalog.clone(), clock));
+        let dns = ClusterDns::default();
+        let runtime = Arc::new(PluginRuntime::new(NODE, self.plugins.catalog.clone(), clock).with_dns(dns.clone()));
         let state = RuntimeStateDir::new(self.root.path(), NODE);
         state.restore(&runtime).await;
         let events = Arc::new(EventRecorder::new(self.client.clone(), NODE, clock));
@@ -101,6 +103,7 @@ impl PodLab {
             file_check_frequency: Duration::from_secs(20),
             manifest_url: self.manifest_url.clone(),
             http_check_frequency: Duration::from_secs(20),
+            dns,
         };
         let lifecycle = PodLifecycle::new(node, Some(self.client.clone()), runtime.clone(), clock, events.clone());
         let status = NodeStatusLoop::new(self.nodes.clone(), NODE, runtime.clone(), clock, StatusTimings::default(), events).with_pleg(lifecycle.pleg_health());

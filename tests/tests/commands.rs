@@ -300,3 +300,51 @@ async fn http_probes_reach_what_the_container_serves() {
     let refused = lab.events("webserver").await.into_iter().find(|e| e.reason.as_deref() == Some("Unhealthy")).and_then(|e| e.message).expect("Unhealthy");
     assert_eq!(refused, format!("Readiness probe failed: Get \"http://{ip}:81/\": dial tcp {ip}:81: connect: connection refused"));
 }
+
+/// kubernetes.io's init container example: each init container waits in `until nslookup` for
+/// its Service, which the node's containers resolve from the Services it watches.
+#[tokio::test(start_paused = true)]
+async fn init_containers_wait_until_nslookup_finds_their_services() {
+    let lab = PodLab::start(&[], &[]).await;
+    let wait_for = |service: &str| format!("until nslookup {service}; do echo waiting for {service}; sleep 2; done");
+    let spec = json!({
+        "initContainers": [
+            {"name": "init-myservice", "image": "busybox:1.28", "command": ["sh", "-c", wait_for("myservice")]},
+            {"name": "init-mydb", "image": "busybox:1.28", "command": ["sh", "-c", wait_for("mydb.default.svc.cluster.local")]},
+        ],
+        "containers": [{"name": "myapp-container", "image": "busybox:1.28", "command": ["sh", "-c", "echo The app is running! && sleep 3600"]}],
+    });
+    lab.create("myapp-pod", json!({}), spec).await;
+    let waiting = lab
+        .until("myapp-pod", "the first init container running", Duration::from_secs(30), |p| {
+            p.status.as_ref().and_then(|s| s.init_container_statuses.as_ref()?.first()?.state.as_ref()?.running.as_ref()).is_some()
+        })
+        .await;
+    let id = |pod: &Pod, name: &str| {
+        let statuses = pod.status.as_ref().and_then(|s| s.init_container_statuses.clone()).unwrap_or_default();
+        statuses.into_iter().find(|c| c.name == name).and_then(|c| c.container_id).unwrap_or_default().trim_start_matches("labkubelet://").to_string()
+    };
+    let init = id(&waiting, "init-myservice");
+    eventually("init-myservice waits for its Service", Duration::from_secs(30), async || {
+        let lines = lab.runtime.container_logs(&init, None, None).await.ok()?;
+        lines.iter().any(|l| l.text == "nslookup: can't resolve 'myservice'").then_some(())
+    })
+    .await;
+    assert_eq!(phase(&lab.pods.get("myapp-pod").await.expect("the pod")), "Pending");
+
+    let service = |name: &str, ip: &str| json!({"metadata": {"name": name}, "spec": {"clusterIP": ip, "ports": [{"port": 80, "targetPort": 9376}]}});
+    lab.create_object::<k8s_openapi::api::core::v1::Service>(service("myservice", "10.96.1.20")).await;
+    let second = lab
+        .until("myapp-pod", "the second init container running", Duration::from_secs(30), |p| {
+            let statuses = p.status.as_ref().and_then(|s| s.init_container_statuses.clone()).unwrap_or_default();
+            statuses.get(1).and_then(|c| c.state.as_ref()?.running.as_ref()).is_some()
+        })
+        .await;
+    let found: Vec<String> = lab.runtime.container_logs(&init, None, None).await.expect("logs").into_iter().map(|l| l.text).collect();
+    assert!(found.ends_with(&["Name:      myservice".to_string(), "Address 1: 10.96.1.20 myservice.default.svc.cluster.local".to_string()]), "{found:?}");
+    assert_eq!(phase(&second), "Pending");
+
+    lab.create_object::<k8s_openapi::api::core::v1::Service>(service("mydb", "10.96.1.21")).await;
+    let running = lab.until("myapp-pod", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    assert_eq!(logs(&lab, &running, "myapp-container").await, ["The app is running!"]);
+}

@@ -660,6 +660,7 @@ async fn a_node_lists_its_runtime_once_a_relist_however_many_pods_sync() {
         file_check_frequency: Duration::from_secs(20),
         manifest_url: None,
         http_check_frequency: Duration::from_secs(20),
+        dns: Default::default(),
     };
     let lifecycle = PodLifecycle::new(node, None, runtime, clock, Arc::new(EventRecorder::standalone(NODE, clock)));
     let ctx = lifecycle.context();

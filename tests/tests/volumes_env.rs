@@ -217,7 +217,7 @@ async fn a_host_path_keeps_what_a_pod_wrote_for_the_next_pod_and_an_empty_dir_do
 #[tokio::test]
 async fn a_service_created_after_the_first_pod_is_seen_by_the_next_one_at_once() {
     let server = labkubelet_tests::apiserver::ApiServer::start().await.expect("API double");
-    let objects = labkubelet::pods::api_objects::ApiObjects::new(Some(server.admin().await), labkubelet::clock::Clock::new());
+    let objects = labkubelet::pods::api_objects::ApiObjects::new(Some(server.admin().await), labkubelet::clock::Clock::new(), Default::default());
     assert!(objects.services().await.expect("listed").is_empty());
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(server.admin().await, "default");
     let service = serde_json::from_value(json!({"metadata": {"name": "fooservice"}, "spec": {"clusterIP": "10.0.0.11", "ports": [{"port": 8765}]}}));

@@ -1,11 +1,11 @@
 //! The commands the shell knows, as busybox's applets do them, with busybox's messages:
 //! `: true false echo printf exit sleep cat touch rm mkdir ls cp mv tee env printenv export
 //! unset read cd pwd test [ hostname date wc grep head tail seq basename dirname id whoami
-//! uname kill ip hexdump sh exec tar awk nslookup getent wget curl` (`tar` and `awk` in their own
-//! modules), and the e2e test
+//! uname kill ip hexdump sh exec tar awk nslookup getent wget curl` (`tar`, `awk` and the name
+//! lookups in their own modules), and the e2e test
 //! images' `agnhost` and `nnp` (in [`super::test_images`]). `grep` takes basic and extended regular
-//! expressions (regex-lite). Name lookups fail as without DNS; `wget` and `curl` reach the
-//! pods' servers an exec's [`super::net::Network`] knows.
+//! expressions (regex-lite). `nslookup` and `getent` ask the shell's [`super::dns::Resolve`];
+//! `wget` and `curl` reach the pods' servers an exec's [`super::net::Network`] knows.
 
 use super::fs::{Fs, FsError, Node, resolve};
 use super::state::{Shell, bounded};
@@ -74,7 +74,8 @@ pub fn run(sh: &mut Shell, argv: &[String], fs: &mut Fs, stdin: &[u8], out: &mut
         "tar" => run_tar,
         "awk" => run_awk,
         "exec" => run_exec,
-        "nslookup" | "getent" => run_nslookup,
+        "nslookup" => |a| super::dns::nslookup(a.args, a.fs, a.sh.dns, a.out, a.err),
+        "getent" => |a| super::dns::getent(a.args, a.fs, a.sh.dns, a.out, a.err),
         "wget" | "curl" => run_wget,
         _ => return None,
     };
@@ -716,16 +717,6 @@ fn run_tar(applet: Applet) -> i32 {
 fn run_exec(applet: Applet) -> i32 {
     let Applet { args, sh, fs, stdin, out, err, .. } = applet;
     if args.is_empty() { 0 } else { sh.run_argv(args, fs, stdin, out, err) }
-}
-
-/// `nslookup` `getent`.
-fn run_nslookup(applet: Applet) -> i32 {
-    let Applet { name, args, err, .. } = applet;
-    let host = args.iter().rfind(|a| !a.starts_with('-') && *a != "hosts").map_or("", String::as_str);
-    if name == "nslookup" {
-        say(err, name, format!("can't resolve '{host}'"));
-    }
-    if name == "nslookup" { 1 } else { 2 }
 }
 
 /// `wget` `curl`, in [`super::net`].

@@ -16,6 +16,7 @@
 pub mod arith;
 pub mod awk;
 pub mod builtins;
+pub mod dns;
 pub mod fs;
 pub mod net;
 pub mod parse;
@@ -24,6 +25,7 @@ mod state;
 pub mod tar;
 pub mod test_images;
 
+pub use dns::Resolve;
 pub use fs::Fs;
 pub use net::{NetError, Network};
 pub use parse::{Script, SyntaxError, parse};
@@ -151,12 +153,12 @@ impl Process {
         self.state
     }
 
-    /// Runs the process up to `now` (or its step budget): what it wrote comes out of
-    /// [`Process::take_output`].
-    pub fn advance(&mut self, fs: &mut Fs, now: i64) {
+    /// Runs the process up to `now` (or its step budget), its name lookups asking `dns`:
+    /// what it wrote comes out of [`Process::take_output`].
+    pub fn advance(&mut self, fs: &mut Fs, now: i64, dns: Resolve) {
         let mut steps = 0;
         while self.state == ProcessState::Running && self.clock <= now && steps < STEPS_PER_CALL {
-            steps += run::step(self, fs);
+            steps += run::step(self, fs, dns);
         }
         // A line without its newline is in the log as soon as the process waits, as a
         // runtime's log file has it.
@@ -273,11 +275,26 @@ impl ExecOutput {
     }
 }
 
+/// What an exec's commands reach beyond the container: the pods' servers (`curl`, `wget`)
+/// and the cluster DNS (`nslookup`, `getent hosts`). The default reaches neither.
+pub struct Reach<'a> {
+    pub net: Option<&'a mut dyn Network>,
+    pub dns: Resolve,
+}
+
+impl Default for Reach<'_> {
+    fn default() -> Self {
+        Reach { net: None, dns: dns::nowhere }
+    }
+}
+
 /// Runs one line typed into an interactive shell (`kubectl exec -it … -- sh`): what it sets
 /// (variables, the working folder, `$?`) stays in `vars` for the next line. `exit` ends the
 /// session with the code of [`ExecOutput::code`] and `true`.
-pub fn session_line(vars: &mut Vars, fs: &mut Fs, line: &str, now: i64, timeout_ns: i64) -> (ExecOutput, bool) {
+pub fn session_line(vars: &mut Vars, fs: &mut Fs, line: &str, now: i64, timeout_ns: i64, reach: Reach) -> (ExecOutput, bool) {
+    let Reach { mut net, dns } = reach;
     let mut shell = state::Shell::new(vars, now, state::Context::Exec);
+    (shell.net, shell.dns) = (net.as_mut().map(|n| &mut **n as &mut dyn Network), dns);
     shell.deadline = now.saturating_add(timeout_ns.max(0));
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let status = match parse(line) {
@@ -313,14 +330,15 @@ pub fn prompt(argv: &[String], vars: &Vars) -> String {
 /// Runs `argv` as an exec does, with the environment `vars` (a container's, or a fresh one
 /// for a container that has none running).
 pub fn exec_in(vars: &Vars, fs: &mut Fs, argv: &[String], stdin: &[u8], now: i64, timeout_ns: i64) -> ExecOutput {
-    exec_on(vars, fs, argv, stdin, now, timeout_ns, None)
+    exec_on(vars, fs, argv, stdin, now, timeout_ns, Reach::default())
 }
 
-/// [`exec_in`] with a network its `curl` and `wget` reach.
-pub fn exec_on(vars: &Vars, fs: &mut Fs, argv: &[String], stdin: &[u8], now: i64, timeout_ns: i64, mut net: Option<&mut dyn Network>) -> ExecOutput {
+/// [`exec_in`] with what its commands reach beyond the container.
+pub fn exec_on(vars: &Vars, fs: &mut Fs, argv: &[String], stdin: &[u8], now: i64, timeout_ns: i64, reach: Reach) -> ExecOutput {
+    let Reach { mut net, dns } = reach;
     let mut own = vars.clone();
     let mut shell = state::Shell::new(&mut own, now, state::Context::Exec);
-    shell.net = net.as_mut().map(|n| &mut **n as &mut dyn Network);
+    (shell.net, shell.dns) = (net.as_mut().map(|n| &mut **n as &mut dyn Network), dns);
     shell.deadline = now.saturating_add(timeout_ns.max(0));
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let (script, stdin) = match invocation(argv) {

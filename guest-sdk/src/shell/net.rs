@@ -308,7 +308,7 @@ mod tests {
         let mut fs = Fs::new();
         let vars = crate::shell::Vars { cwd: "/".into(), ..Default::default() };
         let argv = ["sh", "-c", script].map(String::from);
-        let out = crate::shell::exec_on(&vars, &mut fs, &argv, &[], 0, i64::MAX, Some(&mut net));
+        let out = crate::shell::exec_on(&vars, &mut fs, &argv, &[], 0, i64::MAX, crate::shell::Reach { net: Some(&mut net), ..Default::default() });
         (out.code, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), fs, net.0)
     }
 

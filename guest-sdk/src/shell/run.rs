@@ -2,6 +2,7 @@
 //! `if` at the top level go on call after call) and [`Shell`], which runs a command to its
 //! end (expansions, redirections, pipelines, substitutions, everything nested).
 
+use super::dns::Resolve;
 use super::fs::{Fs, resolve};
 use super::parse::{AndOr, Command, Connector, Pipeline, RedirectOp, Script, Word};
 use super::state::{Context, Shell, bounded};
@@ -27,7 +28,7 @@ impl Frame {
 
 /// One step of the main process: one frame's turn, or one command run to its end. Returns
 /// the steps it took: 1, or what the command used of the budget.
-pub(super) fn step(p: &mut Process, fs: &mut Fs) -> u32 {
+pub(super) fn step(p: &mut Process, fs: &mut Fs, dns: Resolve) -> u32 {
     let Some(top) = p.frames.last_mut() else {
         p.end(p.vars.status);
         return 1;
@@ -40,7 +41,7 @@ pub(super) fn step(p: &mut Process, fs: &mut Fs) -> u32 {
             };
             *next += 1;
             p.frames.push(Frame::AndOr { rest: item.rest, next: 0 });
-            return start_pipeline(p, fs, item.first);
+            return start_pipeline(p, fs, item.first, dns);
         }
         Frame::AndOr { rest, next } => {
             let Some((connector, pipeline)) = rest.get(*next).cloned() else {
@@ -49,7 +50,7 @@ pub(super) fn step(p: &mut Process, fs: &mut Fs) -> u32 {
             };
             *next += 1;
             if (connector == Connector::And) == (p.vars.status == 0) {
-                return start_pipeline(p, fs, pipeline);
+                return start_pipeline(p, fs, pipeline, dns);
             }
         }
         Frame::Negate => {
@@ -125,7 +126,7 @@ fn step_if(p: &mut Process) {
 
 /// Starts a pipeline of the main process: a compound command without redirections becomes
 /// frames; anything else runs to its end now.
-fn start_pipeline(p: &mut Process, fs: &mut Fs, pipeline: Pipeline) -> u32 {
+fn start_pipeline(p: &mut Process, fs: &mut Fs, pipeline: Pipeline, dns: Resolve) -> u32 {
     if let [command] = pipeline.commands.as_slice()
         && command.redirects().is_empty()
         && !matches!(command, Command::Simple { .. } | Command::Subshell(..))
@@ -139,6 +140,7 @@ fn start_pipeline(p: &mut Process, fs: &mut Fs, pipeline: Pipeline) -> u32 {
             Command::If { branches, otherwise, .. } => Frame::If { branches, otherwise, next: 0, deciding: false },
             Command::For { var, items, body, .. } => {
                 let mut shell = Shell::new(&mut p.vars, p.clock, Context::Main);
+                shell.dns = dns;
                 let items = match items {
                     Some(words) => shell.expand_words(&words, fs),
                     None => shell.vars.positional.iter().skip(1).cloned().collect(),
@@ -151,6 +153,7 @@ fn start_pipeline(p: &mut Process, fs: &mut Fs, pipeline: Pipeline) -> u32 {
         return 1;
     }
     let mut shell = Shell::new(&mut p.vars, p.clock, Context::Main);
+    shell.dns = dns;
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let status = shell.pipeline(&pipeline, fs, &[], &mut out, &mut err);
     let used = shell.steps.max(1);
@@ -176,7 +179,7 @@ impl<'v> Shell<'v> {
     /// level deeper, on the same clock, deadline and step budget, so nesting is bounded too.
     pub fn nested<'w>(&self, vars: &'w mut Vars) -> Shell<'w> {
         let mut sub = Shell::new(vars, self.clock, self.context);
-        (sub.deadline, sub.steps, sub.depth) = (self.deadline, self.steps, self.depth + 1);
+        (sub.deadline, sub.steps, sub.depth, sub.dns) = (self.deadline, self.steps, self.depth + 1, self.dns);
         sub
     }
 

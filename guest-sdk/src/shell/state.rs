@@ -2,6 +2,7 @@
 //! the commands did to the process. [`super::run`] interprets scripts over it;
 //! [`super::builtins`] are the commands it knows.
 
+use super::dns::Resolve;
 use super::net::Network;
 use super::{MAX_CAPTURE, Vars};
 
@@ -31,6 +32,8 @@ pub struct Shell<'v> {
     pub killed_main: Option<i32>,
     /// What `curl` and `wget` reach; nothing without one.
     pub net: Option<&'v mut dyn Network>,
+    /// What `nslookup` and `getent hosts` ask.
+    pub dns: Resolve,
 }
 
 impl<'v> Shell<'v> {
@@ -57,6 +60,7 @@ impl<'v> Shell<'v> {
             out_of_steps: false,
             killed_main: None,
             net: None,
+            dns: super::dns::nowhere,
         }
     }
 }

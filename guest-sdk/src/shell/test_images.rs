@@ -265,7 +265,7 @@ mod tests {
     fn run_for(words: &[&str], fs: &mut Fs, until: i64) -> (Vec<String>, ProcessState) {
         let mut p = Process::start(&argv(words), &[], 0);
         for t in 0..=until {
-            p.advance(fs, t * S);
+            p.advance(fs, t * S, crate::shell::dns::nowhere);
         }
         (p.take_output().into_iter().map(|o| o.text).collect(), p.state())
     }
@@ -310,9 +310,9 @@ mod tests {
         fs.put("/etc/cm/data-1", b"value-1", 0o644);
         let words = argv(&["/agnhost", "mounttest", "--break_on_expected_content=false", "--retry_time=6", "--file_content_in_loop=/etc/cm/data-1"]);
         let mut p = Process::start(&words, &[], 0);
-        p.advance(&mut fs, 0);
+        p.advance(&mut fs, 0, crate::shell::dns::nowhere);
         fs.put("/etc/cm/data-1", b"value-2", 0o644);
-        p.advance(&mut fs, 4 * S);
+        p.advance(&mut fs, 4 * S, crate::shell::dns::nowhere);
         let lines: Vec<(i64, String)> = p.take_output().into_iter().map(|o| (o.time / S, o.text)).collect();
         assert_eq!(
             lines,
@@ -322,7 +322,7 @@ mod tests {
                 (4, "content of file \"/etc/cm/data-1\": value-2".to_string())
             ]
         );
-        p.advance(&mut fs, 10 * S);
+        p.advance(&mut fs, 10 * S, crate::shell::dns::nowhere);
         assert_eq!(p.state(), ProcessState::Exited { code: 0, at: 6 * S }, "three turns of 2 s");
     }
 

@@ -15,7 +15,7 @@ fn run(script: &str, until: i64) -> (Vec<(i64, bool, String)>, ProcessState, Fs)
     fs.put("/etc/hostname", b"web-0\n", 0o644);
     let mut p = Process::start(&sh(script), &[("GREETING".into(), "hello world".into())], 0);
     for t in 0..=until {
-        p.advance(&mut fs, t * S);
+        p.advance(&mut fs, t * S, crate::shell::dns::nowhere);
     }
     let lines = p.take_output().into_iter().map(|o| (o.time / S, o.stderr, o.text)).collect();
     (lines, p.state(), fs)
@@ -39,14 +39,14 @@ fn a_script_prints_and_exits_with_its_status() {
 #[test]
 fn a_shell_without_a_script_or_a_terminal_ends_at_once() {
     let mut p = Process::start(&["sh".into()], &[], 5 * S);
-    p.advance(&mut Fs::new(), 5 * S);
+    p.advance(&mut Fs::new(), 5 * S, crate::shell::dns::nowhere);
     assert_eq!(p.state(), ProcessState::Exited { code: 0, at: 5 * S });
 }
 
 #[test]
 fn a_program_the_shell_does_not_know_runs_until_it_is_stopped() {
     let mut p = Process::start(&["nginx".into(), "-g".into(), "daemon off;".into()], &[], 0);
-    p.advance(&mut Fs::new(), 100 * S);
+    p.advance(&mut Fs::new(), 100 * S, crate::shell::dns::nowhere);
     assert_eq!(p.state(), ProcessState::External);
     p.kill(143, 120 * S);
     assert_eq!(p.state(), ProcessState::Exited { code: 143, at: 120 * S });
@@ -80,9 +80,9 @@ fn the_liveness_example_removes_its_file_after_30_seconds() {
     let mut fs = Fs::new();
     let mut p = Process::start(&sh("touch /tmp/healthy; sleep 30; rm -f /tmp/healthy; sleep 600"), &[], 0);
     let probe = |p: &Process, fs: &mut Fs, t: i64| p.exec(fs, &["cat".into(), "/tmp/healthy".into()], &[], t, S);
-    p.advance(&mut fs, 10 * S);
+    p.advance(&mut fs, 10 * S, crate::shell::dns::nowhere);
     assert_eq!(probe(&p, &mut fs, 10 * S).code, 0);
-    p.advance(&mut fs, 31 * S);
+    p.advance(&mut fs, 31 * S, crate::shell::dns::nowhere);
     let failed = probe(&p, &mut fs, 31 * S);
     assert_eq!((failed.code, String::from_utf8_lossy(&failed.stderr).as_ref()), (1, "cat: can't open '/tmp/healthy': No such file or directory\n"));
     assert_eq!(p.state(), ProcessState::Running);
@@ -127,12 +127,12 @@ fn redirections_pipes_and_files() {
 fn a_busy_loop_spins_within_its_budget_and_its_output_is_bounded() {
     let mut fs = Fs::new();
     let mut p = Process::start(&sh("while true; do echo x; done"), &[], 0);
-    p.advance(&mut fs, 0);
+    p.advance(&mut fs, 0, crate::shell::dns::nowhere);
     let written = p.take_output().len();
     assert!(written > 0 && written <= STEPS_PER_CALL as usize, "{written}");
     assert_eq!(p.state(), ProcessState::Running, "still spinning, as a real busy loop does");
     let mut piped = Process::start(&sh("while true; do echo x; done | wc -l"), &[], 0);
-    piped.advance(&mut fs, 0);
+    piped.advance(&mut fs, 0, crate::shell::dns::nowhere);
     assert_eq!(piped.state(), ProcessState::Forever, "a pipeline that never ends spins for ever");
 }
 
@@ -143,7 +143,7 @@ fn an_interactive_session_keeps_its_folder_and_variables_from_line_to_line() {
     let mut vars = p.vars().clone();
     assert!(is_interactive(&["sh".into()]) && is_interactive(&["/bin/bash".into()]) && !is_interactive(&sh("ls")));
     assert_eq!(prompt(&["sh".into()], &vars), "/ # ");
-    let mut line = |text: &str| session_line(&mut vars, &mut fs, text, 0, S);
+    let mut line = |text: &str| session_line(&mut vars, &mut fs, text, 0, S, Reach::default());
     assert!(!line("cd /tmp; X=1").1);
     let (out, ended) = line("echo $X $PWD; false");
     assert_eq!((String::from_utf8_lossy(&out.stdout).as_ref(), out.code, ended), ("1 /tmp\n", 1, false));
@@ -174,10 +174,10 @@ fn execs_run_beside_the_process_over_its_files() {
 fn a_process_survives_export_and_import_mid_run() {
     let mut fs = Fs::new();
     let mut p = Process::start(&sh("for i in 1 2 3; do echo $i; sleep 10; done; exit 7"), &[], 0);
-    p.advance(&mut fs, 15 * S);
+    p.advance(&mut fs, 15 * S, crate::shell::dns::nowhere);
     let saved = serde_json::to_string(&(&p, &fs)).expect("serialises");
     let (mut back, mut fs): (Process, Fs) = serde_json::from_str(&saved).expect("deserialises");
-    back.advance(&mut fs, 40 * S);
+    back.advance(&mut fs, 40 * S, crate::shell::dns::nowhere);
     let lines: Vec<(i64, String)> = back.take_output().into_iter().map(|o| (o.time / S, o.text)).collect();
     assert_eq!(lines, [(0, "1".to_string()), (10, "2".to_string()), (20, "3".to_string())]);
     assert_eq!(back.state(), ProcessState::Exited { code: 7, at: 30 * S });
@@ -201,7 +201,7 @@ fn globs_and_dates() {
 fn a_variable_that_doubles_stops_at_its_cap() {
     let mut fs = Fs::new();
     let mut p = Process::start(&sh("x=ab; while true; do x=$x$x; done"), &[], 0);
-    p.advance(&mut fs, 0);
+    p.advance(&mut fs, 0, crate::shell::dns::nowhere);
     assert_eq!(p.state(), ProcessState::Running, "spinning within its budget, its memory bounded");
     let out = p.exec(&mut fs, &sh("echo ok"), &[], 0, S);
     assert_eq!(out.stdout, b"ok\n");
@@ -212,7 +212,7 @@ fn nesting_and_recursion_are_bounded() {
     let mut fs = Fs::new();
     let bomb = r#"f='sh -c "$f"'; export f; sh -c "$f"; echo survived"#;
     let mut p = Process::start(&sh(bomb), &[], 0);
-    p.advance(&mut fs, 0);
+    p.advance(&mut fs, 0, crate::shell::dns::nowhere);
     let out: Vec<String> = p.take_output().into_iter().map(|o| o.text).collect();
     assert!(out.iter().any(|l| l.contains("nested too deeply")), "{out:?}");
     assert!(matches!(p.state(), ProcessState::Exited { .. } | ProcessState::Running));
@@ -240,7 +240,7 @@ fn arbitrary_scripts_run_within_their_bounds() {
         }
         let mut p = Process::start(&sh(&script), &[], 0);
         for t in 0..3 {
-            p.advance(&mut fs, t * S);
+            p.advance(&mut fs, t * S, crate::shell::dns::nowhere);
         }
         let _ = p.exec(&mut fs, &sh(&script), b"input\n", 0, S);
         assert!(p.take_output().len() <= 3 * STEPS_PER_CALL as usize, "{script}");
@@ -275,7 +275,7 @@ fn the_restart_counter_script_counts_its_runs_with_wc_and_awk() {
     let mut states = Vec::new();
     for run in 0..3 {
         let mut p = Process::start(&sh(script), &[], run * S);
-        p.advance(&mut fs, run * S + 2 * S);
+        p.advance(&mut fs, run * S + 2 * S, crate::shell::dns::nowhere);
         states.push(p.state());
     }
     assert_eq!(states, [ProcessState::Exited { code: 1, at: 0 }, ProcessState::Exited { code: 0, at: S }, ProcessState::Running]);

@@ -17,6 +17,7 @@ use crate::node::lease::NodeLease;
 use crate::node::register::{NodeIdentity, reconcile_node_info, register};
 use crate::node::status::NodeStatusLoop;
 use crate::plugin::{PluginEvent, PluginRuntime};
+use crate::pods::dns::ClusterDns;
 use crate::pods::{NodePods, PodLifecycle};
 use crate::runtime::outage::WithOutage;
 use crate::runtime::state::RuntimeStateDir;
@@ -48,7 +49,8 @@ pub(super) async fn start_node<'a>(
     let clock = process.clock;
     let address = home.listener.local_addr()?;
     let (asks, asked) = tokio::sync::mpsc::channel(NODE_ACTIONS_QUEUED);
-    let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, process.catalog.clone(), clock).with_node_actions(asks));
+    let dns = ClusterDns::default();
+    let runtime: Arc<PluginRuntime> = Arc::new(PluginRuntime::new(name, process.catalog.clone(), clock).with_node_actions(asks).with_dns(dns.clone()));
     let plugin_actions = crate::node::actions::do_asked(&home.control, asked, &home.journal, clock, name);
     // Each step of the start that awaits goes on the heap while it runs: kept inline, the
     // largest would size this future, which lives as long as the node.
@@ -60,7 +62,7 @@ pub(super) async fn start_node<'a>(
     let cri: Arc<dyn ContainerRuntime> = Arc::new(WithOutage::new(runtime.clone(), home.control.outage().clone()));
     let version = Box::pin(runtime.version()).await?;
     let mut id = identity(config, name, &version, address.port());
-    let node_pods = node_pods(config, &id, &version);
+    let node_pods = node_pods(config, &id, &version, dns);
     let bootstrap = config.bootstrap_for(name);
     let serving = ServingCertificate::load_or_create(&bootstrap.cert_dir, name, &config.node_ip)?;
     let spec = machine_spec(config, &id.machine_id, &id.boot_id);
@@ -125,7 +127,7 @@ fn identity(config: &AgentConfig, name: &str, version: &VersionInfo, port: u16) 
 }
 
 /// What the pods' kubelet logic knows of its node.
-fn node_pods(config: &AgentConfig, id: &NodeIdentity, version: &VersionInfo) -> NodePods {
+fn node_pods(config: &AgentConfig, id: &NodeIdentity, version: &VersionInfo, dns: ClusterDns) -> NodePods {
     let mut labels = id.default_labels();
     labels.extend(config.node_labels.clone());
     NodePods {
@@ -138,6 +140,7 @@ fn node_pods(config: &AgentConfig, id: &NodeIdentity, version: &VersionInfo) -> 
         file_check_frequency: config.file_check_frequency,
         manifest_url: config.manifest_url.clone(),
         http_check_frequency: config.http_check_frequency,
+        dns,
     }
 }
 

@@ -28,6 +28,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("src/shell/test_images.rs", include_str!("../../../guest-sdk/src/shell/test_images.rs")),
     ("src/shell/arith.rs", include_str!("../../../guest-sdk/src/shell/arith.rs")),
     ("src/shell/builtins.rs", include_str!("../../../guest-sdk/src/shell/builtins.rs")),
+    ("src/shell/dns.rs", include_str!("../../../guest-sdk/src/shell/dns.rs")),
     ("src/shell/fs.rs", include_str!("../../../guest-sdk/src/shell/fs.rs")),
     ("src/shell/net.rs", include_str!("../../../guest-sdk/src/shell/net.rs")),
     ("src/shell/parse.rs", include_str!("../../../guest-sdk/src/shell/parse.rs")),

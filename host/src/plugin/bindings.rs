@@ -2,6 +2,7 @@
 //! its imports: what a plugin may ask of the host, and nothing else.
 
 use crate::clock::Clock;
+use crate::pods::dns::ClusterDns;
 use rand::RngCore;
 use rand::rngs::SmallRng;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ wasmtime::component::bindgen!({
 use self::labkubelet::runtime::types::{LogLevel, NodeAction};
 
 /// The WIT package version this host speaks.
-pub const WIT_VERSION: &str = "0.10.0";
+pub const WIT_VERSION: &str = "0.11.0";
 
 /// How the reply of the call in progress is to be held, as the plugin asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,9 +50,14 @@ pub struct AskedAction {
     pub action: NodeAction,
 }
 
-/// Where an instance's node actions go; none for an instance that serves no node (the one
-/// that validates a plugin).
-pub(crate) type NodeActionAsks = Option<tokio::sync::mpsc::Sender<AskedAction>>;
+/// What an instance reaches of the node it serves: where its node actions go, and the
+/// cluster DNS its containers ask. Neither for an instance that serves no node (the one
+/// that validates a plugin): its actions are dropped and no name resolves.
+#[derive(Clone, Default)]
+pub(crate) struct NodeLinks {
+    pub(crate) actions: Option<tokio::sync::mpsc::Sender<AskedAction>>,
+    pub(crate) dns: ClusterDns,
+}
 
 /// Everything a plugin's store holds: its WASI context (empty unless granted), limits,
 /// identity, and the per-call bookkeeping the deadline and reply holding need.
@@ -63,7 +69,7 @@ pub(crate) struct HostState {
     pub(crate) clock: Clock,
     pub(crate) rng: SmallRng,
     pub(crate) release: Arc<watch::Sender<u64>>,
-    pub(crate) node_actions: NodeActionAsks,
+    pub(crate) links: NodeLinks,
     pub(crate) memory_limit: usize,
     pub(crate) deadline: Duration,
     pub(crate) call_started: Option<std::time::Instant>,
@@ -163,12 +169,18 @@ impl self::labkubelet::runtime::host::Host for HostState {
     /// short, so a plugin that asks in a loop loses the excess rather than filling memory.
     fn act_on_node(&mut self, action: NodeAction) {
         let (plugin, node) = (&*self.plugin, &*self.node);
-        let Some(asks) = &self.node_actions else {
+        let Some(asks) = &self.links.actions else {
             tracing::debug!(plugin, node, ?action, "no node takes this instance's node actions: ignored");
             return;
         };
         if let Err(e) = asks.try_send(AskedAction { plugin: self.plugin.clone(), action }) {
             tracing::warn!(plugin, node, ?action, "the node action is dropped: {e}");
         }
+    }
+
+    /// Bounded: a name longer than DNS allows resolves to nothing, and the answer is the
+    /// few addresses a Service has.
+    fn resolve_name(&mut self, name: String) -> Vec<String> {
+        if name.len() > 253 { Vec::new() } else { self.links.dns.resolve(&name) }
     }
 }

@@ -1,7 +1,7 @@
 //! One wasmtime engine per process: how plugins are compiled, checked against the WIT
 //! version, validated, and what limits every plugin call runs under.
 
-use super::bindings::{HostState, PluginPre, WIT_VERSION, exports::labkubelet::runtime::runtime::PluginInfo};
+use super::bindings::{HostState, NodeLinks, PluginPre, WIT_VERSION, exports::labkubelet::runtime::runtime::PluginInfo};
 use super::config_file::ConfigFile;
 use super::instance::PluginInstance;
 use super::policy::PluginPolicy;
@@ -242,7 +242,8 @@ impl PluginEngine {
         // Until it says its name, a plugin is known by its file.
         let probe_name: Arc<str> = std::path::Path::new(&origin).file_name().map_or(origin.as_str().into(), |f| f.to_string_lossy().into());
         let failed = |e: RuntimeError| LoadError::InfoFailed { origin: origin.clone(), detail: e.to_string() };
-        let mut instance = PluginInstance::start(&self.policy, &pre, probe_name, "validation", Clock::new(), Arc::new(release), None).await.map_err(failed)?;
+        let mut instance =
+            PluginInstance::start(&self.policy, &pre, probe_name, "validation", Clock::new(), Arc::new(release), NodeLinks::default()).await.map_err(failed)?;
         instance.configure(&config).await.map_err(failed)?.map_err(|e| {
             let place = config.describe(&e);
             if config.is_python() { LoadError::Scenario { origin: origin.clone(), place } } else { LoadError::Config { origin: origin.clone(), place } }

@@ -3,7 +3,7 @@
 
 use super::bindings::labkubelet::runtime::types::ConfigError;
 use super::bindings::{
-    Hold, HostState, NodeActionAsks, Plugin, PluginPre,
+    Hold, HostState, NodeLinks, Plugin, PluginPre,
     exports::labkubelet::runtime::runtime::{Guest, PluginInfo},
 };
 use super::config_file::ConfigFile;
@@ -42,7 +42,7 @@ impl PluginInstance {
         node: &str,
         clock: Clock,
         release: Arc<watch::Sender<u64>>,
-        node_actions: NodeActionAsks,
+        links: NodeLinks,
     ) -> Result<Self, RuntimeError> {
         let trap = |detail: String| RuntimeError::Trap { plugin: plugin.to_string(), method: "instantiate", detail };
         let mut wasi = WasiCtxBuilder::new();
@@ -76,7 +76,7 @@ impl PluginInstance {
             clock,
             rng: SmallRng::from_seed(seed),
             release,
-            node_actions,
+            links,
             memory_limit: policy.memory_limit,
             deadline: policy.call_deadline,
             call_started: None,

@@ -7,6 +7,8 @@
 //! never kept: the next retry asks again, so a ConfigMap created while a pod waits for it
 //! is seen at that pod's next retry.
 //!
+//! The same Services answer the cluster DNS its containers ask ([`super::dns`]).
+//!
 //! A node may read only the ConfigMaps and Secrets its pods refer to (the Node authorizer
 //! refuses the rest), and reads nothing until a pod asks.
 
@@ -70,6 +72,8 @@ pub struct ApiObjects {
     config_maps: Kept<ConfigMap>,
     secrets: Kept<Secret>,
     services: tokio::sync::OnceCell<WatchedServices>,
+    /// The cluster DNS its containers ask, which answers from the same watch.
+    dns: super::dns::ClusterDns,
 }
 
 /// The Services of the cluster as a watch keeps them, and the task that keeps them.
@@ -90,9 +94,9 @@ impl Drop for ApiObjects {
 const SERVICES_LISTED_WITHIN: Duration = Duration::from_secs(10);
 
 impl ApiObjects {
-    /// `None`: a standalone node, which can read nothing.
-    pub fn new(client: Option<kube::Client>, clock: Clock) -> ApiObjects {
-        ApiObjects { client, clock, config_maps: Mutex::default(), secrets: Mutex::default(), services: tokio::sync::OnceCell::new() }
+    /// `None`: a standalone node, which can read nothing. The Services it watches answer `dns`.
+    pub fn new(client: Option<kube::Client>, clock: Clock, dns: super::dns::ClusterDns) -> ApiObjects {
+        ApiObjects { client, clock, config_maps: Mutex::default(), secrets: Mutex::default(), services: tokio::sync::OnceCell::new(), dns }
     }
 
     pub async fn config_map(&self, namespace: &str, name: &str) -> Result<Arc<ConfigMap>, ObjectError> {
@@ -113,6 +117,7 @@ impl ApiObjects {
                 let (store, writer) = reflector::store();
                 let stream = reflector(writer, watcher(Api::<Service>::all(client.clone()), watcher::Config::default()).default_backoff());
                 let task = tokio::spawn(stream.for_each(|_| std::future::ready(()))).abort_handle();
+                self.dns.answer_from(store.clone());
                 WatchedServices { store, task }
             })
             .await;

@@ -313,7 +313,7 @@ mod tests {
             ]}]},
         }))
         .expect("a pod");
-        let objects = ApiObjects::new(None, crate::clock::Clock::new());
+        let objects = ApiObjects::new(None, crate::clock::Clock::new(), crate::pods::dns::ClusterDns::default());
         let container = &pod.spec.as_ref().unwrap().containers[0];
         let allocatable = BTreeMap::new();
         let inputs = EnvInputs { pod: &pod, container, addresses: Addresses { pod_ip: "10.88.0.2", host_ip: "10.1.0.5" }, allocatable: &allocatable };

@@ -4,12 +4,12 @@
 //! own. A container that mounts a volume at `/etc/hosts` sees that volume instead, and a pod
 //! without an IP gets none (the image's file stays).
 
+use super::dns::CLUSTER_DOMAIN;
 use crate::runtime::ContainerFile;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 const MANAGED_HEADER: &str = "# Kubernetes-managed hosts file.\n";
 const HOST_NETWORK_HEADER: &str = "# Kubernetes-managed hosts file (host network).\n";
-const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// The pod's hostname (`spec.hostname`, else its name, cut to 63 characters as
 /// `truncatePodHostnameIfNeeded` does) and its domain when it has a `subdomain`.

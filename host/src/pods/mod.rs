@@ -20,6 +20,7 @@ pub mod api_objects;
 pub mod backoff;
 pub mod credentials;
 pub mod cri_config;
+pub mod dns;
 pub mod downward;
 pub mod env;
 pub mod etc_hosts;
@@ -74,6 +75,9 @@ pub struct NodePods {
     pub manifest_url: Option<url_source::ManifestUrl>,
     /// httpCheckFrequency: how often the manifest URL is fetched.
     pub http_check_frequency: Duration,
+    /// The cluster DNS the node's containers ask, answered from the Services the pods'
+    /// environment watches (the plugin runtime holds a clone).
+    pub dns: dns::ClusterDns,
 }
 
 /// Everything a pod worker uses, shared by the workers of one node.
@@ -217,6 +221,7 @@ impl PodContext {
 ///     file_check_frequency: std::time::Duration::from_secs(20),
 ///     manifest_url: None,
 ///     http_check_frequency: std::time::Duration::from_secs(20),
+///     dns: Default::default(),
 /// };
 /// let pods = PodLifecycle::new(node, client, runtime, clock, events);
 /// let pleg = pods.pleg_health(); // for the node's Ready condition
@@ -259,7 +264,7 @@ impl PodLifecycle {
             events,
             status: StatusWriter::new(client.clone(), manager.clone(), journal),
             manager,
-            objects: api_objects::ApiObjects::new(client.clone(), clock),
+            objects: api_objects::ApiObjects::new(client.clone(), clock, node.dns),
             allocatable: node.allocatable.clone(),
             admission: Mutex::new(Admission::new(node.labels, node.allocatable, pressure.clone())),
             pressure,

@@ -2,11 +2,12 @@
 //! a Job's `echo hello; exit 3` fails the Job (`BackoffLimitExceeded`) with exit code 3 and
 //! the log line `hello`; kubernetes.io's liveness example is restarted by its exec probe
 //! with the kubelet's message; a `busybox` pod without a command crash-loops, as a real one
-//! does; and a container's environment from a ConfigMap reaches its output.
+//! does; a container's environment from a ConfigMap reaches its output; and kubernetes.io's
+//! init container example waits in `nslookup` until its Services exist.
 
 use crate::support::{Agent, cluster, container_status, event_reasons, eventually_with, pod_on};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use std::time::Duration;
 
@@ -43,7 +44,24 @@ async fn containers_run_their_commands_and_exec_probes_run_in_them() {
             ],
         }]}),
     );
-    for p in [&liveness, &no_command, &greeter] {
+    // kubernetes.io's init container example, as written there: each init container waits
+    // for its Service in the pod's namespace (read from the service account's files).
+    let wait_for = |service: &str| {
+        format!(
+            "until nslookup {service}.$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace).svc.cluster.local; do echo waiting for {service}; sleep 2; done"
+        )
+    };
+    let myapp = on_node(
+        "myapp-pod",
+        serde_json::json!({
+            "initContainers": [
+                {"name": "init-myservice", "image": "busybox:1.28", "command": ["sh", "-c", wait_for("myservice")]},
+                {"name": "init-mydb", "image": "busybox:1.28", "command": ["sh", "-c", wait_for("mydb")]},
+            ],
+            "containers": [{"name": "myapp-container", "image": "busybox:1.28", "command": ["sh", "-c", "echo The app is running! && sleep 3600"]}],
+        }),
+    );
+    for p in [&liveness, &no_command, &greeter, &myapp] {
         pods.create(&PostParams::default(), p).await.expect("create a pod");
     }
     let jobs: Api<Job> = Api::namespaced(admin.clone(), "default");
@@ -78,6 +96,33 @@ async fn containers_run_their_commands_and_exec_probes_run_in_them() {
     })
     .await;
     assert_eq!(logs, "greeting=hello from a configmap\nnode=e2e-commands\n");
+
+    // The init containers wait (`kubectl logs myapp-pod -c init-myservice`) until the Services exist.
+    let init_logs = LogParams { container: Some("init-myservice".into()), ..LogParams::default() };
+    let waiting = eventually_with(&mut agent, "init-myservice waiting for myservice", Duration::from_secs(60), async || {
+        pods.logs("myapp-pod", &init_logs).await.ok().filter(|l| l.contains("waiting for myservice"))
+    })
+    .await;
+    assert!(waiting.contains("nslookup: can't resolve 'myservice.default.svc.cluster.local'"), "{waiting}");
+    assert_eq!(pods.get("myapp-pod").await.expect("myapp-pod").status.and_then(|s| s.phase).as_deref(), Some("Pending"));
+    let services: Api<Service> = Api::namespaced(admin.clone(), "default");
+    for name in ["myservice", "mydb"] {
+        let service = serde_json::json!({"metadata": {"name": name}, "spec": {"ports": [{"protocol": "TCP", "port": 80, "targetPort": 9376}]}});
+        services.create(&PostParams::default(), &serde_json::from_value(service).expect("a service")).await.expect("create the service");
+    }
+    eventually_with(&mut agent, "myapp-pod Running once its Services exist", Duration::from_secs(60), async || {
+        pods.get("myapp-pod").await.ok()?.status?.phase.filter(|p| p == "Running")
+    })
+    .await;
+    let ip = services.get("myservice").await.expect("myservice").spec.and_then(|s| s.cluster_ip).expect("a cluster IP");
+    let found = pods.logs("myapp-pod", &init_logs).await.expect("kubectl logs -c init-myservice");
+    assert!(found.ends_with(&format!("Name:      myservice.default.svc.cluster.local\nAddress 1: {ip} myservice.default.svc.cluster.local\n")), "{found}");
+    let app_logs = LogParams { container: Some("myapp-container".into()), ..LogParams::default() };
+    let app = eventually_with(&mut agent, "myapp-container's output", Duration::from_secs(30), async || {
+        pods.logs("myapp-pod", &app_logs).await.ok().filter(|l| !l.is_empty())
+    })
+    .await;
+    assert_eq!(app, "The app is running!\n");
 
     // busybox without a command: its shell ends at once, and the kubelet restarts it.
     let looping = eventually_with(&mut agent, "bare-busybox in CrashLoopBackOff", Duration::from_secs(90), async || {

@@ -199,7 +199,7 @@ impl PluginRuntime {
             &self.node,
             self.clock,
             slot.release.clone(),
-            self.node_actions.clone(),
+            self.links.clone(),
         )
         .await?;
         // The plugin took this configuration when it was loaded: a refusal now is its fault.

@@ -8,12 +8,13 @@ mod instances;
 mod traps;
 
 use super::bindings::{
-    AskedAction, HostState, NodeActionAsks,
+    AskedAction, HostState, NodeLinks,
     exports::labkubelet::runtime::runtime::{Guest, PluginInfo},
 };
 use super::catalog::PluginCatalog;
 use super::instance::CallFuture;
 use crate::clock::Clock;
+use crate::pods::dns::ClusterDns;
 use crate::runtime::ipam::PodAddresses;
 use crate::runtime::*;
 use instances::Slot;
@@ -50,8 +51,8 @@ pub struct PluginRuntime {
     addresses: Arc<PodAddresses>,
     /// The addresses of sandboxes that outlived an agent restart have been read.
     addresses_known: tokio::sync::OnceCell<()>,
-    /// Where the node actions its plugins ask for go.
-    node_actions: NodeActionAsks,
+    /// Where the node actions its plugins ask for go, and the DNS their containers ask.
+    links: NodeLinks,
 }
 
 impl PluginRuntime {
@@ -65,14 +66,21 @@ impl PluginRuntime {
             serving: Mutex::new(HashMap::new()),
             addresses: Arc::new(PodAddresses::default()),
             addresses_known: tokio::sync::OnceCell::new(),
-            node_actions: None,
+            links: NodeLinks::default(),
         }
     }
 
     /// Sends the node actions its plugins ask for (`act-on-node`) to `asks`; without it they
     /// are dropped.
     pub fn with_node_actions(mut self, asks: tokio::sync::mpsc::Sender<AskedAction>) -> Self {
-        self.node_actions = Some(asks);
+        self.links.actions = Some(asks);
+        self
+    }
+
+    /// Answers the names its plugins' containers look up (`nslookup`, `getent hosts`) from
+    /// `dns`; without it no name resolves.
+    pub fn with_dns(mut self, dns: ClusterDns) -> Self {
+        self.links.dns = dns;
         self
     }
 

@@ -56,7 +56,7 @@ async fn a_volume_that_cannot_be_set_up_is_retried_with_back_off_and_the_wait_ti
         {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
         {"name": "unused", "emptyDir": {}},
     ]));
-    let objects = ApiObjects::new(None, crate::clock::Clock::new());
+    let objects = ApiObjects::new(None, crate::clock::Clock::new(), crate::pods::dns::ClusterDns::default());
     let mut mounts = Mounts::default();
     let second = 1_000_000_000;
     let first = mounts.wait_for_attach_and_mount(&pod, inputs(&objects), 0).await.expect_err("the configmap cannot be read");
@@ -135,7 +135,7 @@ async fn a_host_path_of_a_node_file_is_that_file_at_the_mount_path() {
     let pod = pod_with(
         json!([{"name": "host-etc-hosts", "hostPath": {"path": "/etc/hosts", "type": "FileOrCreate"}}, {"name": "f", "hostPath": {"path": "/var/x.log", "type": "File"}}]),
     );
-    let objects = ApiObjects::new(None, crate::clock::Clock::new());
+    let objects = ApiObjects::new(None, crate::clock::Clock::new(), crate::pods::dns::ClusterDns::default());
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
     let etc_hosts = set_up(&pod, &volumes[0], inputs(&objects)).await.expect("set up");
     assert_eq!(
