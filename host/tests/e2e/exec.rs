@@ -174,8 +174,8 @@ async fn kubectl_exec_runs_the_command_in_the_container() {
 }
 
 /// What the Python client, client-go's WebSocket executor and Kubernetes' own e2e tests do:
-/// exec and attach over WebSocket, which the API server 1.20 passes on to the node. kube-rs
-/// offers v5 then v4; the node, as a kubelet, speaks v4.
+/// exec, attach and port-forward over WebSocket, which the API server 1.20 passes on to the
+/// node. kube-rs offers v5 then v4; the node, as a kubelet, speaks v4.
 #[tokio::test]
 async fn websocket_clients_exec_and_attach_through_the_api_server() {
     use kube::api::AttachParams;
@@ -188,11 +188,15 @@ async fn websocket_clients_exec_and_attach_through_the_api_server() {
     let spec = serde_json::json!({"containers": [{"name": "app", "image": "busybox:1.36",
         "command": ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done"]}]});
     pods.create(&PostParams::default(), &pod_on("e2e-ws", "ws", spec)).await.expect("create the pod");
-    eventually_with(&mut agent, "ws Running", Duration::from_secs(60), async || {
-        let c = container_status(&pods.get("ws").await.ok()?)?;
-        c.state?.running.map(|_| ())
-    })
-    .await;
+    let web = serde_json::json!({"containers": [{"name": "nginx", "image": "nginx:1.25"}]});
+    pods.create(&PostParams::default(), &pod_on("e2e-ws", "ws-web", web)).await.expect("create the web pod");
+    for name in ["ws", "ws-web"] {
+        eventually_with(&mut agent, &format!("{name} Running"), Duration::from_secs(60), async || {
+            let c = container_status(&pods.get(name).await.ok()?)?;
+            c.state?.running.map(|_| ())
+        })
+        .await;
+    }
     let read_all = async |reader: Option<std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>>| {
         let mut text = String::new();
         if let Some(mut r) = reader {
@@ -231,6 +235,21 @@ async fn websocket_clients_exec_and_attach_through_the_api_server() {
     let n = tokio::time::timeout(Duration::from_secs(30), stdout.read(&mut line)).await.expect("a tick").expect("read");
     assert!(String::from_utf8_lossy(&line[..n]).starts_with("tick "), "{:?}", String::from_utf8_lossy(&line[..n]));
     attached.abort();
+
+    // Port-forward: nginx's page on 80; on 81, where nothing listens, the refusal on the
+    // port's error channel.
+    let mut forward = pods.portforward("ws-web", &[80, 81]).await.expect("port-forward over WebSocket");
+    let (mut web, mut closed) = (forward.take_stream(80).expect("port 80"), forward.take_stream(81).expect("port 81"));
+    let refused = forward.take_error(81).expect("port 81's errors");
+    // Each port's connection ends once it is answered, and the socket once both have.
+    for port in [&mut web, &mut closed] {
+        port.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.expect("send a request");
+    }
+    let mut page = String::new();
+    tokio::time::timeout(Duration::from_secs(30), web.read_to_string(&mut page)).await.expect("nginx answers").expect("read");
+    assert!(page.starts_with("HTTP/1.1 200 OK") && page.contains("<title>Welcome to nginx!</title>"), "{page}");
+    let refusal = tokio::time::timeout(Duration::from_secs(30), refused).await.expect("refused in time");
+    assert!(refusal.is_some_and(|e| e.contains("connection refused")), "the refusal names it");
     agent.assert_no_refused_requests();
 }
 

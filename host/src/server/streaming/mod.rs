@@ -5,12 +5,9 @@
 //! - `exec`: `/exec`, the command run in the container's shell.
 //! - [`spdy`]: SPDY/3.1 framing and connections.
 //! - [`remotecommand`]: the `channel.k8s.io` stream protocols over them.
-//! - [`websocket`]: the same channels over WebSocket, for exec and attach.
+//! - [`websocket`]: the channel protocols over WebSocket, for exec, attach and port-forward.
 //! - [`terminal`]: the line discipline of `kubectl exec -it`.
 //! - [`portforward`]: `kubectl port-forward` to what the pod's images serve.
-//!
-//! What is left: port-forward over WebSocket is refused (400), so that a client falls back
-//! to SPDY.
 
 mod channel;
 mod exec;
@@ -25,7 +22,7 @@ pub use exec::exec;
 use super::{NodeApi, logs, text};
 use crate::runtime::LogStream;
 use axum::Extension;
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -111,11 +108,25 @@ async fn follow(api: Arc<NodeApi>, id: String, options: Options, streams: Stream
 }
 
 /// `/portForward/{namespace}/{pod}[/{uid}]`.
-pub async fn port_forward(Extension(api): Extension<Arc<NodeApi>>, Path(t): Path<Target>, request: Request) -> Response {
-    port_forward_to(api, &t.namespace, &t.pod, t.uid.as_deref(), request).await
+pub async fn port_forward(
+    Extension(api): Extension<Arc<NodeApi>>,
+    Path(t): Path<Target>,
+    Query(query): Query<Vec<(String, String)>>,
+    request: Request,
+) -> Response {
+    port_forward_to(api, &t.namespace, &t.pod, t.uid.as_deref(), &query, request).await
 }
 
-async fn port_forward_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, request: Request) -> Response {
+async fn port_forward_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>, query: &[(String, String)], request: Request) -> Response {
+    // Over WebSocket the ports are the query's, read before anything else (upstream's NewV4Options).
+    let websocket_ports = if is_websocket(&request) {
+        match portforward::ports(query) {
+            Ok(ports) => Some(ports),
+            Err(e) => return text(StatusCode::BAD_REQUEST, e),
+        }
+    } else {
+        None
+    };
     let Some(found) = api.pods.pod_by_name(namespace, pod) else {
         return text(StatusCode::NOT_FOUND, "pod does not exist");
     };
@@ -127,10 +138,13 @@ async fn port_forward_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Opt
     let Some(sandbox) = sandboxes.into_iter().find(|s| s.metadata.uid == pod_uid && s.state == crate::runtime::PodSandboxState::Ready) else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, format!("pod {pod} does not have a running sandbox"));
     };
-    if is_websocket(&request) {
-        return text(StatusCode::BAD_REQUEST, "unable to upgrade: WebSocket streaming is not served by this node; use SPDY/3.1");
-    }
     let runtime = api.pods.runtime.clone();
+    if let Some(ports) = websocket_ports {
+        return upgrade_channels(request, &portforward::WEBSOCKET_PROTOCOLS, move |socket, protocol| {
+            portforward::serve_websocket(socket, protocol, runtime, sandbox.id, ports)
+        })
+        .await;
+    }
     upgrade(request, &[portforward::PROTOCOL], move |conn, _| portforward::serve(conn, runtime, sandbox.id))
 }
 
@@ -184,16 +198,30 @@ fn is_websocket(request: &Request) -> bool {
     has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
 }
 
-/// Answers a WebSocket upgrade with the kubelet's channel protocols, then serves the
-/// command's streams with `serve`. A client offering only other protocols is refused with 403,
-/// as the kubelet's handshake refuses it; kubectl then falls back to SPDY.
+/// Answers a WebSocket upgrade with the kubelet's channel protocols for a command, then
+/// serves the command's streams with `serve`.
 async fn upgrade_websocket<F, Fut>(request: Request, options: Options, serve: F) -> Response
 where
     F: FnOnce(Streams, websocket::Session) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    upgrade_channels(request, &websocket::PROTOCOLS, move |socket, protocol| async move {
+        let (streams, session) = websocket::open(socket, protocol, options);
+        serve(streams, session).await;
+    })
+    .await
+}
+
+/// Answers a WebSocket upgrade with the first of the `supported` channel protocols the client
+/// offers, then serves the socket with `serve`. A client offering only others is refused with
+/// 403, as the kubelet's handshake refuses it; kubectl then falls back to SPDY.
+async fn upgrade_channels<F, Fut>(request: Request, supported: &'static [&'static str], serve: F) -> Response
+where
+    F: FnOnce(WebSocket, &'static str) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let offered = request.headers().get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect::<Vec<_>>();
-    let Some(protocol) = websocket::negotiate(offered.iter().map(String::as_str)) else {
+    let Some(protocol) = websocket::negotiate(offered.iter().map(String::as_str), supported) else {
         return StatusCode::FORBIDDEN.into_response();
     };
     let (mut parts, _) = request.into_parts();
@@ -202,10 +230,7 @@ where
         Err(rejection) => return rejection.into_response(),
     };
     let upgrade = if protocol.is_empty() { upgrade } else { upgrade.protocols([protocol]) };
-    upgrade.on_upgrade(move |socket| async move {
-        let (streams, session) = websocket::open(socket, protocol, options);
-        serve(streams, session).await;
-    })
+    upgrade.on_upgrade(move |socket| serve(socket, protocol))
 }
 
 /// Answers an upgrade to SPDY/3.1 with 101 and the agreed stream protocol, then serves the

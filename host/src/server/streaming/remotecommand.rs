@@ -68,7 +68,7 @@ pub enum Output {
 }
 
 impl Output {
-    async fn write(&self, data: &[u8]) {
+    pub(super) async fn write(&self, data: &[u8]) {
         // A client gone mid-write is seen by the caller's next read; nothing to do here.
         let _ = match self {
             Output::Spdy(w) => w.write(data).await.is_ok(),
@@ -77,7 +77,7 @@ impl Output {
     }
 
     /// Ends the channel: a SPDY stream's FIN. A WebSocket channel ends with its connection.
-    async fn finish(&self) {
+    pub(super) async fn finish(&self) {
         if let Output::Spdy(w) = self {
             w.finish().await;
         }

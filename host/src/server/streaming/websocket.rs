@@ -1,11 +1,12 @@
-//! The WebSocket channel protocols of exec and attach, as the kubelet speaks them
-//! (k8s.io/apiserver/pkg/util/wsstream with pkg/kubelet/cri/streaming/remotecommand): each
-//! message is one channel's data after a channel byte (0 stdin, 1 stdout, 2 stderr, 3 error,
-//! 4 resize), binary for `channel.k8s.io` and `v4.channel.k8s.io`, or text with the channel as
-//! a digit and the data in base64 for the `base64.` variants. A client that names no
-//! protocol gets the binary one; v4 writes the outcome as a JSON Status. The clients are the
-//! ones that reach a node's exec through an API server that passes the upgrade on (the
-//! Python client, client-go's WebSocket executor, Kubernetes' e2e tests).
+//! The WebSocket channel protocols, as the kubelet speaks them (k8s.io/apiserver/pkg/util/wsstream):
+//! each message is one channel's data after a channel byte, binary for `channel.k8s.io` and
+//! `v4.channel.k8s.io`, or text with the channel as a digit and the data in base64 for the
+//! `base64.` variants; a client that names no protocol gets the binary one. [`serve`] moves
+//! the messages; [`open`] gives exec and attach their channels (pkg/kubelet/cri/streaming/remotecommand:
+//! 0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize; v4 writes the outcome as a JSON Status), and
+//! port-forward numbers its own ([`super::portforward`]). The clients are the ones that reach a
+//! node through an API server that passes the upgrade on (the Python client, client-go's
+//! WebSocket executor, kube-rs, Kubernetes' e2e tests).
 
 use super::channel::{Channel, Out};
 use super::remotecommand::{Options, Output, Streams};
@@ -20,19 +21,18 @@ pub const PROTOCOLS: [&str; 4] = ["v4.channel.k8s.io", "v4.base64.channel.k8s.io
 /// How long a client has to answer our Close before the connection is dropped.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 
-/// The first protocol the client offers that the kubelet speaks (`""`, binary, when it offers
+/// The first protocol the client offers of those `supported` (`""`, binary, when it offers
 /// none); `None` when it offers only others, which the kubelet refuses with 403.
-pub fn negotiate<'a>(offered: impl Iterator<Item = &'a str>) -> Option<&'static str> {
+pub fn negotiate<'a>(offered: impl Iterator<Item = &'a str>, supported: &[&'static str]) -> Option<&'static str> {
     let offered: Vec<&str> = offered.flat_map(|h| h.split(',')).map(str::trim).filter(|p| !p.is_empty()).collect();
     if offered.is_empty() {
         return Some("");
     }
-    offered.iter().find_map(|p| PROTOCOLS.iter().find(|s| *s == p).copied())
+    offered.iter().find_map(|p| supported.iter().find(|s| *s == p).copied())
 }
 
 /// A served connection: what the command's streams need, and when the client is gone.
@@ -42,6 +42,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// Channel `number`'s writer.
+    pub fn channel(&self, number: u8) -> Channel {
+        Channel { number, out: self.out.clone() }
+    }
+
     /// Resolves when the client has closed the connection or it broke.
     pub async fn gone(&mut self) {
         // An error means the task that watched the socket ended: gone too.
@@ -55,14 +60,25 @@ impl Session {
     }
 }
 
+/// Serves `socket` with `protocol`, `first` queued before anything else is written: what is
+/// written to the [`Session`]'s channels goes out, and what comes in on channel `n` goes to
+/// `inputs[n]` (a channel without an input drops it).
+pub fn serve(socket: WebSocket, protocol: &str, first: Vec<(u8, Bytes)>, inputs: Vec<Option<mpsc::Sender<Bytes>>>) -> Session {
+    let (out_tx, out_rx) = mpsc::channel(64.max(first.len()));
+    let (gone_tx, gone_rx) = watch::channel(false);
+    for (number, data) in first {
+        // The queue was made to hold them all.
+        let _ = out_tx.try_send(Out::Data(number, data));
+    }
+    tokio::spawn(pump(socket, protocol.contains("base64"), out_rx, inputs, gone_tx));
+    Session { out: out_tx, gone: gone_rx }
+}
+
 /// Serves `socket` with `protocol` for a command with `options`: its [`Streams`], and the
 /// [`Session`] that closes it. As the kubelet does, an empty message on the lowest output
 /// channel tells the client the streams are ready.
 pub fn open(socket: WebSocket, protocol: &'static str, options: Options) -> (Streams, Session) {
-    let base64 = protocol.contains("base64");
-    let (out_tx, out_rx) = mpsc::channel(64);
     let (stdin_tx, stdin_rx) = mpsc::channel(64);
-    let (gone_tx, gone_rx) = watch::channel(false);
     let first = if options.stdout {
         STDOUT
     } else if options.stderr {
@@ -70,10 +86,8 @@ pub fn open(socket: WebSocket, protocol: &'static str, options: Options) -> (Str
     } else {
         ERROR
     };
-    // The channel holds 64: the first message always fits.
-    let _ = out_tx.try_send(Out::Data(first, Bytes::new()));
-    tokio::spawn(pump(socket, base64, out_rx, options.stdin.then_some(stdin_tx), gone_tx));
-    let channel = |number| Output::WebSocket(Channel { number, out: out_tx.clone() });
+    let session = serve(socket, protocol, vec![(first, Bytes::new())], vec![options.stdin.then_some(stdin_tx)]);
+    let channel = |number| Output::WebSocket(session.channel(number));
     let streams = Streams {
         stdin: options.stdin.then_some(stdin_rx),
         stdout: options.stdout.then(|| channel(STDOUT)),
@@ -81,11 +95,11 @@ pub fn open(socket: WebSocket, protocol: &'static str, options: Options) -> (Str
         error: Some(channel(ERROR)),
         v4: protocol.starts_with("v4."),
     };
-    (streams, Session { out: out_tx, gone: gone_rx })
+    (streams, session)
 }
 
 /// Moves messages between the socket and the channels until either side is done.
-async fn pump(mut socket: WebSocket, base64: bool, mut out: mpsc::Receiver<Out>, mut stdin: Option<mpsc::Sender<Bytes>>, gone: watch::Sender<bool>) {
+async fn pump(mut socket: WebSocket, base64: bool, mut out: mpsc::Receiver<Out>, mut inputs: Vec<Option<mpsc::Sender<Bytes>>>, gone: watch::Sender<bool>) {
     loop {
         tokio::select! {
             next = out.recv() => match next {
@@ -106,11 +120,13 @@ async fn pump(mut socket: WebSocket, base64: bool, mut out: mpsc::Receiver<Out>,
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(message)) => {
-                    if let Some((STDIN, data)) = decode(message, base64)
-                        && let Some(tx) = &stdin
+                    if let Some((number, data)) = decode(message, base64)
+                        && let Some(input) = inputs.get_mut(usize::from(number))
+                        && let Some(tx) = input
                         && tx.send(data).await.is_err()
                     {
-                        stdin = None;
+                        // Its reader is done: what comes after is dropped.
+                        *input = None;
                     }
                 }
                 // A close, an error or the end: the client is gone.
@@ -156,10 +172,10 @@ mod tests {
 
     #[test]
     fn the_clients_first_known_protocol_wins_and_none_means_binary() {
-        assert_eq!(negotiate(["v5.channel.k8s.io, v4.channel.k8s.io", "channel.k8s.io"].into_iter()), Some("v4.channel.k8s.io"));
-        assert_eq!(negotiate(["base64.channel.k8s.io"].into_iter()), Some("base64.channel.k8s.io"));
-        assert_eq!(negotiate(std::iter::empty()), Some(""));
-        assert_eq!(negotiate(["v5.channel.k8s.io"].into_iter()), None, "v5 is the API server's, never a kubelet's");
+        assert_eq!(negotiate(["v5.channel.k8s.io, v4.channel.k8s.io", "channel.k8s.io"].into_iter(), &PROTOCOLS), Some("v4.channel.k8s.io"));
+        assert_eq!(negotiate(["base64.channel.k8s.io"].into_iter(), &PROTOCOLS), Some("base64.channel.k8s.io"));
+        assert_eq!(negotiate(std::iter::empty(), &PROTOCOLS), Some(""));
+        assert_eq!(negotiate(["v5.channel.k8s.io"].into_iter(), &PROTOCOLS), None, "v5 is the API server's, never a kubelet's");
     }
 
     #[test]
