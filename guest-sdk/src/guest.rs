@@ -464,10 +464,7 @@ impl<T: ScenarioExport> Guest for T {
         call::<T, _>(Method::ExecSync, Concerns::Container(&id), |p| {
             running_ctx(&p.rt, &id)?;
             let c = p.rt.container(&id)?;
-            let (session, prompt) = p.sessions.open(c, &cmd).ok_or_else(|| RuntimeError {
-                code: ErrorCode::Failed,
-                message: format!("{:?} is not an interactive shell: run it without a terminal", cmd.join(" ")),
-            })?;
+            let (session, prompt) = p.sessions.open(c, &cmd).map_err(|message| RuntimeError { code: ErrorCode::Failed, message })?;
             Ok(SessionOpened { session, prompt })
         })
     }
@@ -475,14 +472,21 @@ impl<T: ScenarioExport> Guest for T {
     fn exec_session_line(id: String, session: u64, line: String) -> Result<SessionOutput, RuntimeError> {
         call::<T, _>(Method::ExecSync, Concerns::Container(&id), |p| {
             running_ctx(&p.rt, &id)?;
+            let now = host::now();
             let (output, exited, prompt) =
-                p.sessions.line(p.rt.container_mut(&id)?, session, &line, host::now()).ok_or_else(|| not_found("exec session", &session.to_string()))?;
+                p.sessions.line(p.rt.container_mut(&id)?, session, &line, now).ok_or_else(|| not_found("exec session", &session.to_string()))?;
+            // A line typed into an attach may sleep: the process is looked at again when it wakes.
+            p.rt.look_again_at(now);
             Ok(SessionOutput { output, exited, prompt })
         })
     }
 
     fn exec_session_close(id: String, session: u64) {
-        with::<T, _>(|p| p.sessions.close(&id, session));
+        with::<T, _>(|p| {
+            let now = host::now();
+            p.sessions.close(p.rt.containers.get_mut(&id), session, now);
+            p.rt.look_again_at(now);
+        });
     }
 
     fn serve_http(pod_sandbox_id: String, port: u16, request: HttpRequest) -> Result<HttpResponse, RuntimeError> {

@@ -57,7 +57,10 @@ pub(crate) fn start(rt: &mut FakeRuntime, id: &str, now: i64, lifetime: Lifetime
         c.planned_exit = Some((at, exit));
     }
     match container_argv(&c.config.image, &c.config.command, &c.config.args, &c.config.env) {
-        Ok(argv) => c.process = Some(Process::start_as(&argv, &env, user, now)),
+        Ok(argv) => {
+            let process = Process::start_as(&argv, &env, user, now);
+            c.process = Some(if c.config.stdin { process.with_stdin(&argv, c.config.tty) } else { process });
+        }
         Err(ImageDefault::Exits { code, stderr }) => {
             c.add_logs(stderr.into_iter().map(|text| LogLine { time: now, stream: LogStream::Stderr, text }));
             if c.follows_process {
@@ -177,8 +180,9 @@ pub(crate) fn exec(rt: &mut FakeRuntime, id: &str, cmd: &[String], stdin: &[u8],
     Ok(out)
 }
 
-/// The interactive shells open in a plugin's containers, at most [`MAX_SESSIONS`] (opening
-/// one more forgets the oldest). Not part of the exported state: a reload ends them.
+/// The interactive shells open in a plugin's containers, and the attaches to their own
+/// processes' stdin, at most [`MAX_SESSIONS`] (opening one more forgets the oldest). Not part
+/// of the exported state: a reload ends them.
 #[derive(Default)]
 pub(crate) struct Sessions {
     next: u64,
@@ -187,6 +191,7 @@ pub(crate) struct Sessions {
 
 struct Session {
     container: String,
+    /// The shell exec'd, or none for an attach to the container's own process.
     argv: Vec<String>,
     vars: Vars,
 }
@@ -194,25 +199,40 @@ struct Session {
 const MAX_SESSIONS: usize = 16;
 
 impl Sessions {
-    /// Opens a shell `argv` in running container `c`: its id and first prompt.
-    pub(crate) fn open(&mut self, c: &ContainerRecord, argv: &[String]) -> Option<(u64, String)> {
-        if !crate::shell::is_interactive(argv) {
-            return None;
+    /// Opens a shell `argv` in running container `c`, or with no `argv` attaches to the stdin
+    /// of its own process: its id and first prompt (none for an attach: the prompt is in the
+    /// log).
+    pub(crate) fn open(&mut self, c: &ContainerRecord, argv: &[String]) -> Result<(u64, String), String> {
+        let attach = argv.is_empty();
+        if attach && !c.process.as_ref().is_some_and(Process::reads_stdin) {
+            return Err(format!("container {} does not read its stdin", c.config.metadata.name));
+        }
+        if !attach && !crate::shell::is_interactive(argv) {
+            return Err(format!("{:?} is not an interactive shell: run it without a terminal", argv.join(" ")));
         }
         if self.open.len() >= MAX_SESSIONS {
             self.open.pop_first();
         }
         self.next += 1;
         let session = Session { container: c.id.clone(), argv: argv.to_vec(), vars: exec_vars(c) };
-        let prompt = crate::shell::prompt(argv, &session.vars);
+        let prompt = if attach { String::new() } else { crate::shell::prompt(argv, &session.vars) };
         self.open.insert(self.next, session);
-        Some((self.next, prompt))
+        Ok((self.next, prompt))
     }
 
     /// Runs `line` in session `id` of container `c`: its output, its exit code if it ended
-    /// the shell, and the next prompt. `None` when there is no such session.
+    /// the shell, and the next prompt. `None` when there is no such session. A line typed
+    /// into an attach goes to the container's process, whose output is its log.
     pub(crate) fn line(&mut self, c: &mut ContainerRecord, id: u64, line: &str, now: i64) -> Option<(String, Option<i32>, String)> {
         let session = self.open.get_mut(&id).filter(|s| s.container == c.id)?;
+        if session.argv.is_empty() {
+            if let Some(process) = c.process.as_mut() {
+                process.feed_line(line, now);
+            }
+            advance(c, now);
+            let ended = (c.state != ContainerState::Running).then_some(c.exit_code);
+            return Some((String::new(), ended, String::new()));
+        }
         let (out, exited) = crate::shell::session_line(&mut session.vars, &mut c.fs, line, now, i64::MAX, Reach { net: None, dns: host::resolve });
         let prompt = crate::shell::prompt(&session.argv, &session.vars);
         if exited {
@@ -222,9 +242,16 @@ impl Sessions {
         Some((out.text(), exited.then_some(out.code), prompt))
     }
 
-    pub(crate) fn close(&mut self, container: &str, id: u64) {
-        if self.open.get(&id).is_some_and(|s| s.container == container) {
-            self.open.remove(&id);
+    /// Ends session `id` of container `c`: an attach that goes away ends the process's input
+    /// when the container has `stdinOnce`.
+    pub(crate) fn close(&mut self, c: Option<&mut ContainerRecord>, id: u64, now: i64) {
+        let Some(c) = c else { return };
+        let Some(session) = self.open.remove_entry(&id).filter(|(_, s)| s.container == c.id).map(|(_, s)| s) else { return };
+        if session.argv.is_empty() && c.config.stdin_once {
+            if let Some(process) = c.process.as_mut() {
+                process.close_stdin(now);
+            }
+            advance(c, now);
         }
     }
 }

@@ -201,6 +201,9 @@ pub fn container(name: &str, image: &str) -> ContainerConfig {
         files: vec![],
         mounts: vec![],
         security: ContainerSecurity { run_as_user: None, run_as_group: None, read_only_root_filesystem: false, privileged: false, no_new_privileges: false },
+        stdin: false,
+        stdin_once: false,
+        tty: false,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod awk;
 pub mod builtins;
 pub mod dns;
 pub mod fs;
+mod input;
 pub mod net;
 pub mod parse;
 mod run;
@@ -114,6 +115,9 @@ pub struct Process {
     /// The unfinished last line of stdout and of stderr, with when it began.
     #[serde(default)]
     partial: [Option<(i64, String)>; 2],
+    /// Its open stdin, when it is a shell that reads its commands there ([`input`]).
+    #[serde(default)]
+    input: Option<input::Input>,
 }
 
 impl Process {
@@ -130,7 +134,8 @@ impl Process {
         vars.values.extend(env.iter().cloned());
         vars.values.entry("HOME".into()).or_insert_with(|| "/root".into());
         vars.values.entry("PATH".into()).or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-        let mut process = Process { vars, frames: Vec::new(), clock: now, state: ProcessState::Running, output: Vec::new(), partial: Default::default() };
+        let mut process =
+            Process { vars, frames: Vec::new(), clock: now, state: ProcessState::Running, output: Vec::new(), partial: Default::default(), input: None };
         let script = match invocation(argv) {
             Invocation::Script { script, positional } => {
                 process.vars.positional = positional;

@@ -30,7 +30,10 @@ impl Frame {
 /// the steps it took: 1, or what the command used of the budget.
 pub(super) fn step(p: &mut Process, fs: &mut Fs, dns: Resolve) -> u32 {
     let Some(top) = p.frames.last_mut() else {
-        p.end(p.vars.status);
+        // A shell on an open stdin takes its next line, or waits for one.
+        if !p.next_input() {
+            p.end(p.vars.status);
+        }
         return 1;
     };
     match top {

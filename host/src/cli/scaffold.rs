@@ -30,6 +30,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("src/shell/builtins.rs", include_str!("../../../guest-sdk/src/shell/builtins.rs")),
     ("src/shell/dns.rs", include_str!("../../../guest-sdk/src/shell/dns.rs")),
     ("src/shell/fs.rs", include_str!("../../../guest-sdk/src/shell/fs.rs")),
+    ("src/shell/input.rs", include_str!("../../../guest-sdk/src/shell/input.rs")),
     ("src/shell/net.rs", include_str!("../../../guest-sdk/src/shell/net.rs")),
     ("src/shell/parse.rs", include_str!("../../../guest-sdk/src/shell/parse.rs")),
     ("src/shell/run.rs", include_str!("../../../guest-sdk/src/shell/run.rs")),

@@ -75,6 +75,9 @@ pub fn container_config(
         files,
         mounts: super::volumes::container_mounts(pod, mounted),
         security: security(pod, c),
+        stdin: c.stdin == Some(true),
+        stdin_once: c.stdin_once == Some(true),
+        tty: c.tty == Some(true),
     }
 }
 

@@ -16,7 +16,8 @@ use std::time::Duration;
 /// Runs kubectl on a pseudo-terminal (util-linux `script`), typing `keys` into it; the input
 /// stays open until kubectl ends, as a user's terminal does. Returns (exit code, what it showed).
 fn on_a_terminal(args: &[&str], keys: &str) -> (i32, String) {
-    let command = std::iter::once(kubectl_binary().display().to_string()).chain(args.iter().map(|a| a.to_string())).collect::<Vec<_>>().join(" ");
+    let quoted = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let command = std::iter::once(kubectl_binary().display().to_string()).chain(args.iter().map(|a| quoted(a))).collect::<Vec<_>>().join(" ");
     let mut child = Command::new("timeout")
         .args(["60", "script", "-qfec", &command, "/dev/null"])
         .env("KUBECONFIG", cluster().admin_kubeconfig())
@@ -98,6 +99,16 @@ async fn kubectl_exec_runs_the_command_in_the_container() {
     let _ = attach.wait();
     let first: u32 = shown.lines().find_map(|l| l.strip_prefix("tick ")).and_then(|n| n.trim().parse().ok()).expect("a tick");
     assert!(first >= 3, "attach shows what is written after it began, not the log before: {shown}");
+
+    // kubectl run -i / -it: the container's own shell reads what is typed into the attach.
+    let overrides = r#"--overrides={"spec":{"nodeSelector":{"e2e":"e2e-exec"}}}"#;
+    let run = |name: &'static str, flags: &'static str| ["run", flags, "--rm", "--restart=Never", "--image=busybox:1.36", overrides, name, "--", "sh"];
+    let (code, out, err) = kubectl(&run("piped", "-i"), "echo piped-$((2+3))\n");
+    assert!(out.contains("piped-5"), "kubectl run -i … -- sh fed by a pipe: {out} {err}");
+    assert_eq!(code, 0, "the end of stdin ends the shell (stdinOnce): {out} {err}");
+    let (code, out) = on_a_terminal(&run("debug", "-it"), "echo attached-$((6*7))\rexit 4\r");
+    assert!(out.contains("attached-42"), "kubectl run -it … -- sh showed: {out:?}");
+    assert_eq!(code, 4, "kubectl run ends with the container's exit code: {out:?}");
 
     // kubectl port-forward: nginx answers on 80 (a file written by an exec included); nothing
     // listens on 81, and kubectl says the connection was refused.

@@ -3,12 +3,14 @@
 //! API server passes through, and the command runs in the container's shell in its plugin.
 //!
 //! - `exec`: `/exec`, the command run in the container's shell.
+//! - `attach`: `/attach`, the container's output from then on, and its stdin.
 //! - [`spdy`]: SPDY/3.1 framing and connections.
 //! - [`remotecommand`]: the `channel.k8s.io` stream protocols over them.
 //! - [`websocket`]: the channel protocols over WebSocket, for exec, attach and port-forward.
 //! - [`terminal`]: the line discipline of `kubectl exec -it`.
 //! - [`portforward`]: `kubectl port-forward` to what the pod's images serve.
 
+mod attach;
 mod channel;
 mod exec;
 pub mod portforward;
@@ -17,16 +19,16 @@ pub mod spdy;
 pub mod terminal;
 pub mod websocket;
 
+pub use attach::attach;
 pub use exec::exec;
 
 use super::{NodeApi, logs, text};
-use crate::runtime::LogStream;
 use axum::Extension;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use remotecommand::{NegotiationError, Options, Outcome, Streams};
+use remotecommand::{NegotiationError, Options, Streams};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,72 +41,6 @@ pub struct Target {
     uid: Option<String>,
     #[serde(default)]
     container: String,
-}
-
-/// `/attach/{namespace}/{pod}[/{uid}]/{container}`.
-pub async fn attach(Extension(api): Extension<Arc<NodeApi>>, Path(t): Path<Target>, Query(query): Query<Vec<(String, String)>>, request: Request) -> Response {
-    attach_to(api, &t.namespace, &t.pod, t.uid.as_deref(), &t.container, query, request).await
-}
-
-/// Attaches to a running container's output, as `kubectl attach` does: what it writes from now
-/// on, until it stops or the client goes away. Its stdin is not simulated: what the client
-/// types is dropped.
-async fn attach_to(
-    api: Arc<NodeApi>,
-    namespace: &str,
-    pod: &str,
-    uid: Option<&str>,
-    container: &str,
-    query: Vec<(String, String)>,
-    request: Request,
-) -> Response {
-    let options = match Options::from_query(&query) {
-        Ok(o) => o,
-        Err(e) => return text(StatusCode::BAD_REQUEST, e),
-    };
-    let id = match running_container(&api, namespace, pod, uid, container) {
-        Ok(id) => id,
-        Err((StatusCode::INTERNAL_SERVER_ERROR, _)) => {
-            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("container {container} not found in pod {pod}_{namespace}"));
-        }
-        Err((code, message)) => return text(code, message),
-    };
-    if is_websocket(&request) {
-        return upgrade_websocket(request, options, move |streams, mut session| async move {
-            follow(api, id, options, streams, session.gone()).await;
-            session.close().await;
-        })
-        .await;
-    }
-    upgrade(request, &remotecommand::PROTOCOLS, move |mut conn, protocol| async move {
-        let Some(streams) = remotecommand::accept_streams(&mut conn, protocol, options).await else {
-            return conn.close().await;
-        };
-        follow(api, id, options, streams, conn.gone()).await;
-        conn.close().await;
-    })
-}
-
-/// Writes what container `id` writes from now on, until it stops or `gone` resolves.
-async fn follow(api: Arc<NodeApi>, id: String, options: Options, streams: Streams, gone: impl std::future::Future<Output = ()>) {
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    let from_now = logs::LogOptions { follow: true, since_time: Some(api.pods.clock.now_nanos()), ..Default::default() };
-    let ctx = api.pods.clone();
-    tokio::spawn(async move { logs::stream(ctx, id, from_now, |chunk, stream| tx.send((chunk, stream)).is_ok()).await });
-    tokio::pin!(gone);
-    loop {
-        tokio::select! {
-            line = lines.recv() => match line {
-                Some((chunk, _)) if options.tty => streams.write_stdout(&terminal::to_terminal(&chunk)).await,
-                Some((chunk, LogStream::Stderr)) => streams.write_stderr(chunk.as_bytes()).await,
-                Some((chunk, LogStream::Stdout)) => streams.write_stdout(chunk.as_bytes()).await,
-                // The container stopped.
-                None => break,
-            },
-            () = &mut gone => break,
-        }
-    }
-    streams.finish(b"", b"", Outcome::Exited(0), &[]).await;
 }
 
 /// `/portForward/{namespace}/{pod}[/{uid}]`.
