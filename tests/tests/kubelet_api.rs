@@ -391,6 +391,17 @@ async fn the_summary_api_and_resource_metrics_report_what_the_containers_use() {
     })
     .await;
 
+    // Read as metrics-server reads the Summary: with the types of the stats API
+    // (`k8s.io/kubelet/pkg/apis/stats/v1alpha1`), nothing else accepted; the CPU it reads
+    // follows the pod's.
+    for path in ["/stats/summary", "/stats/summary?only_cpu_and_memory=true"] {
+        let (_, body) = read(path).await;
+        let typed: stats_v1alpha1::Summary = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} as the stats API's types: {e}: {body}"));
+        assert_eq!(typed.node.node_name, NODE);
+        let pod = typed.pods.into_iter().find(|p| p.pod_ref.name == "busy").expect("busy");
+        assert_eq!(pod.containers[0].cpu.as_ref().and_then(|c| c.usage_nano_cores), Some(1_500_000_000), "{path}");
+    }
+
     let (status, text) = read("/metrics/resource").await;
     assert_eq!(status, 200, "{text}");
     let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text");
@@ -544,4 +555,101 @@ async fn a_standalone_node_serves_its_static_pods_on_localhost_to_anyone() {
     })
     .await;
     assert_eq!(list["items"][0]["status"]["startTime"], started_at, "the start time moved: {list}");
+}
+
+/// The stats API's types as `k8s.io/kubelet/pkg/apis/stats/v1alpha1` (1.20) declares them,
+/// transcribed for decoding: what the node sends must be these fields and nothing else.
+#[allow(dead_code, reason = "every field is decoded to hold the node to the schema; the test reads a few")]
+mod stats_v1alpha1 {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Summary {
+        pub node: NodeStats,
+        pub pods: Vec<PodStats>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct NodeStats {
+        pub node_name: String,
+        #[serde(default)]
+        pub system_containers: Vec<ContainerStats>,
+        pub start_time: Time,
+        pub cpu: Option<CpuStats>,
+        pub memory: Option<MemoryStats>,
+        pub fs: Option<FsStats>,
+        pub runtime: Option<RuntimeStats>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct RuntimeStats {
+        pub image_fs: Option<FsStats>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct PodStats {
+        pub pod_ref: PodReference,
+        pub start_time: Time,
+        pub containers: Vec<ContainerStats>,
+        pub cpu: Option<CpuStats>,
+        pub memory: Option<MemoryStats>,
+        #[serde(rename = "ephemeral-storage")]
+        pub ephemeral_storage: Option<FsStats>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct ContainerStats {
+        pub name: String,
+        pub start_time: Time,
+        pub cpu: Option<CpuStats>,
+        pub memory: Option<MemoryStats>,
+        pub rootfs: Option<FsStats>,
+        pub logs: Option<FsStats>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct PodReference {
+        pub name: String,
+        pub namespace: String,
+        pub uid: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct CpuStats {
+        pub time: Time,
+        pub usage_nano_cores: Option<u64>,
+        pub usage_core_nano_seconds: Option<u64>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct MemoryStats {
+        pub time: Time,
+        pub available_bytes: Option<u64>,
+        pub usage_bytes: Option<u64>,
+        pub working_set_bytes: Option<u64>,
+        pub rss_bytes: Option<u64>,
+        pub page_faults: Option<u64>,
+        pub major_page_faults: Option<u64>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct FsStats {
+        pub time: Time,
+        pub available_bytes: Option<u64>,
+        pub capacity_bytes: Option<u64>,
+        pub used_bytes: Option<u64>,
+        pub inodes_free: Option<u64>,
+        pub inodes: Option<u64>,
+        pub inodes_used: Option<u64>,
+    }
 }
