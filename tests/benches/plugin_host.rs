@@ -6,7 +6,7 @@
 //! node serving it.
 //!
 //! Run with `cargo bench -p labkubelet-tests --bench plugin_host` (a release build); add
-//! `-- load`, `-- reload`, `-- calls`, `-- memory` or `-- python` to run one section.
+//! `-- load`, `-- reload`, `-- calls`, `-- memory`, `-- starts` or `-- python` to run one section.
 
 use labkubelet::plugin::{ConfigFile, PluginEvent, PluginPolicy, PluginRuntime, stock};
 use labkubelet::runtime::ContainerRuntime;
@@ -82,20 +82,22 @@ async fn python_reloads() -> Vec<Duration> {
     samples
 }
 
-/// An agent's start with one Python scenario in its folder, as `labkubelet run` makes its
-/// engine (compiled components kept on disk): from the engine's making to the scenario
-/// answering, the first start (nothing compiled yet) and the next (from the disk).
-async fn python_starts() -> (Duration, Duration) {
+/// An agent's start with a plugin folder filled by `fill`, as `labkubelet run` makes its engine
+/// (compiled components kept on disk): from the engine's making to every plugin of the folder
+/// answering on a node, the first start (nothing compiled yet) and the next (from the disk).
+async fn folder_starts(fill: impl Fn(&std::path::Path)) -> (Duration, Duration) {
     let (cache, folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    put(folder.path(), "bench.py", python_scenario(0).as_bytes());
+    fill(folder.path());
     let mut starts = Vec::new();
     for _ in 0..2 {
         let started = Instant::now();
         let engine = labkubelet::plugin::PluginEngine::with_compiled_cache(PluginPolicy::default(), cache.path()).unwrap();
         let catalog = labkubelet::plugin::PluginCatalog::new(engine).await.unwrap();
-        catalog.sync_dir(folder.path()).await;
+        let loaded: Vec<String> = catalog.sync_dir(folder.path()).await.into_iter().filter_map(|e| if let PluginEvent::Loaded { name, .. } = e { Some(name) } else { None }).collect();
         let node = PluginRuntime::new("bench", catalog, labkubelet::clock::Clock::new());
-        node.plugin_info("bench").await.expect("the scenario answers");
+        for name in &loaded {
+            node.plugin_info(name).await.expect("the plugin answers");
+        }
         starts.push(started.elapsed());
     }
     (starts[0], starts[1])
@@ -240,12 +242,26 @@ fn main() {
             let list = list_cost(&lab).await;
             println!("  list-containers over 100 containers: {:.2} µs", list.as_secs_f64() * 1e6);
         }
+        if run("starts") {
+            let (first, next) = folder_starts(|folder| {
+                for name in stock::names() {
+                    stock::install(name, folder).unwrap();
+                }
+            })
+            .await;
+            println!(
+                "starts: an agent's start with the {} stock plugins (engine made -> every one answering): first {:.0} ms, next (compiled code from disk) {:.0} ms",
+                stock::names().count(),
+                first.as_secs_f64() * 1e3,
+                next.as_secs_f64() * 1e3
+            );
+        }
         if run("python") {
             let reloads = python_reloads().await;
             let at = |q: f64| reloads[((reloads.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
             println!("python: a .py edit saved -> the new scenario answering ({PY_EDITS} edits)");
             println!("  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", at(0.5), at(0.99), at(1.0));
-            let (first, next) = python_starts().await;
+            let (first, next) = folder_starts(|folder| put(folder, "bench.py", python_scenario(0).as_bytes())).await;
             println!(
                 "  an agent's start with one .py (engine made -> scenario answering): first {:.0} ms, next (compiled code from disk) {:.0} ms",
                 first.as_secs_f64() * 1e3,
