@@ -93,7 +93,12 @@ async fn folder_starts(fill: impl Fn(&std::path::Path)) -> (Duration, Duration) 
         let started = Instant::now();
         let engine = labkubelet::plugin::PluginEngine::with_compiled_cache(PluginPolicy::default(), cache.path()).unwrap();
         let catalog = labkubelet::plugin::PluginCatalog::new(engine).await.unwrap();
-        let loaded: Vec<String> = catalog.sync_dir(folder.path()).await.into_iter().filter_map(|e| if let PluginEvent::Loaded { name, .. } = e { Some(name) } else { None }).collect();
+        let loaded: Vec<String> = catalog
+            .sync_dir(folder.path())
+            .await
+            .into_iter()
+            .filter_map(|e| if let PluginEvent::Loaded { name, .. } = e { Some(name) } else { None })
+            .collect();
         let node = PluginRuntime::new("bench", catalog, labkubelet::clock::Clock::new());
         for name in &loaded {
             node.plugin_info(name).await.expect("the plugin answers");

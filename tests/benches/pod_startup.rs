@@ -34,18 +34,8 @@ async fn main() {
     let clock = Clock::new();
     let runtime = Arc::new(PluginRuntime::new(NODE, lab.catalog.clone(), clock));
     let events = Arc::new(EventRecorder::new(client.clone(), NODE, clock));
-    let node = NodePods {
-        node: NODE.into(),
-        node_ip: "10.1.0.5".into(),
-        labels: Default::default(),
-        allocatable: [("cpu", "100"), ("memory", "32Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-        runtime_name: "labkubelet".into(),
-        static_pod_path: None,
-        file_check_frequency: Duration::from_secs(20),
-        manifest_url: None,
-        http_check_frequency: Duration::from_secs(20),
-        dns: Default::default(),
-    };
+    let mut node = NodePods::new(NODE, "10.1.0.5");
+    node.allocatable = [("cpu", "100"), ("memory", "32Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
     let agent = tokio::spawn(PodLifecycle::new(node, Some(client.clone()), runtime, clock, events).run());
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -94,16 +94,11 @@ impl PodLab {
         state.restore(&runtime).await;
         let events = Arc::new(EventRecorder::new(self.client.clone(), NODE, clock));
         let node = NodePods {
-            node: NODE.into(),
-            node_ip: "10.1.0.5".into(),
             labels: [("kubernetes.io/hostname".to_string(), NODE.to_string())].into(),
-            allocatable: [("cpu", "4"), ("memory", "8Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-            runtime_name: "labkubelet".into(),
             static_pod_path: self.manifests.clone(),
-            file_check_frequency: Duration::from_secs(20),
             manifest_url: self.manifest_url.clone(),
-            http_check_frequency: Duration::from_secs(20),
             dns,
+            ..NodePods::new(NODE, "10.1.0.5")
         };
         let lifecycle = PodLifecycle::new(node, Some(self.client.clone()), runtime.clone(), clock, events.clone());
         let status = NodeStatusLoop::new(self.nodes.clone(), NODE, runtime.clone(), clock, StatusTimings::default(), events).with_pleg(lifecycle.pleg_health());

@@ -650,18 +650,7 @@ async fn a_node_lists_its_runtime_once_a_relist_however_many_pods_sync() {
     plugins.sync().await;
     let clock = Clock::new();
     let runtime = Arc::new(PluginRuntime::new(NODE, plugins.catalog.clone(), clock));
-    let node = NodePods {
-        node: NODE.into(),
-        node_ip: "10.1.0.9".into(),
-        labels: Default::default(),
-        allocatable: [("cpu", "4"), ("memory", "8Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-        runtime_name: "labkubelet".into(),
-        static_pod_path: Some(manifests.path().to_path_buf()),
-        file_check_frequency: Duration::from_secs(20),
-        manifest_url: None,
-        http_check_frequency: Duration::from_secs(20),
-        dns: Default::default(),
-    };
+    let node = NodePods { static_pod_path: Some(manifests.path().to_path_buf()), ..NodePods::new(NODE, "10.1.0.9") };
     let lifecycle = PodLifecycle::new(node, None, runtime, clock, Arc::new(EventRecorder::standalone(NODE, clock)));
     let ctx = lifecycle.context();
     let task = tokio::spawn(lifecycle.run());

@@ -80,6 +80,27 @@ pub struct NodePods {
     pub dns: dns::ClusterDns,
 }
 
+impl NodePods {
+    /// Node `node` at `node_ip` with the kubelet's defaults: no labels, the allocatable of a
+    /// small node (4 CPUs, 8 GiB, 110 pods), the `labkubelet` runtime, no static pod source
+    /// (checked every 20 s when set), no cluster DNS. Fields are public to change the rest.
+    pub fn new(node: &str, node_ip: &str) -> NodePods {
+        let allocatable = [("cpu", "4"), ("memory", "8Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        NodePods {
+            node: node.to_string(),
+            node_ip: node_ip.to_string(),
+            labels: BTreeMap::new(),
+            allocatable,
+            runtime_name: "labkubelet".into(),
+            static_pod_path: None,
+            file_check_frequency: Duration::from_secs(20),
+            manifest_url: None,
+            http_check_frequency: Duration::from_secs(20),
+            dns: dns::ClusterDns::default(),
+        }
+    }
+}
+
 /// Everything a pod worker uses, shared by the workers of one node.
 pub struct PodContext {
     pub node: String,
@@ -211,18 +232,7 @@ impl PodContext {
 ///     Some(c) => EventRecorder::new(c.clone(), "node-1", clock),
 ///     None => EventRecorder::standalone("node-1", clock),
 /// });
-/// let node = NodePods {
-///     node: "node-1".into(),
-///     node_ip: "10.0.0.5".into(),
-///     labels: Default::default(),
-///     allocatable: [("pods".to_string(), "110".to_string())].into(),
-///     runtime_name: "labkubelet".into(),
-///     static_pod_path: None,
-///     file_check_frequency: std::time::Duration::from_secs(20),
-///     manifest_url: None,
-///     http_check_frequency: std::time::Duration::from_secs(20),
-///     dns: Default::default(),
-/// };
+/// let node = NodePods::new("node-1", "10.0.0.5");
 /// let pods = PodLifecycle::new(node, client, runtime, clock, events);
 /// let pleg = pods.pleg_health(); // for the node's Ready condition
 /// pods.run().await;
