@@ -770,3 +770,40 @@ async fn a_static_pods_status_waits_for_its_mirror_and_is_written_once_it_exists
     manager.observe(mirror);
     eventually("the mirror pod Running", Duration::from_secs(10), async || (phase(&pods.get("web").await.ok()?) == "Running").then_some(())).await;
 }
+
+/// A scenario that panics, or loops past the call deadline, from the third start of one
+/// pod's container: the plugin's other pods keep their containers and restart counts, and
+/// the failing pod crash-loops with the panic's message and place in its status.
+#[tokio::test(start_paused = true)]
+async fn a_plugin_that_fails_one_pods_start_leaves_its_other_pods_running() {
+    let lab = PodLab::start(&[], &[]).await;
+    lab.plugins.put("misbehave.wasm", &labkubelet_tests::test_component("misbehave"));
+    lab.plugins.put("misbehave.yaml", b"fail-from-third-start: true\n");
+    let loaded = lab.plugins.sync().await;
+    assert!(matches!(&loaded[..], [labkubelet::plugin::PluginEvent::Loaded { .. }]), "{loaded:?}");
+    let scenario = json!({"labkubelet.io/scenario": "misbehave"});
+    let steady = json!({"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"]}]});
+    let crashing = json!({"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sh", "-c", "exit 1"]}]});
+    lab.create("steady", scenario.clone(), steady).await;
+    let steady = lab.until("steady", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+    let kept = container(&steady, "app").cloned().expect("steady's container");
+
+    for (pod, says) in [("panic", "panicked at tests/plugins/misbehave/src/lib.rs:"), ("spin", "plugin misbehave exceeded its")] {
+        lab.create(pod, scenario.clone(), crashing.clone()).await;
+        let failed = lab
+            .until(pod, "a failed third start", Duration::from_secs(300), |p| {
+                container(p, "app").and_then(|c| c.last_state.clone()?.terminated).is_some_and(|t| t.reason.as_deref() == Some("StartError"))
+            })
+            .await;
+        let last = container(&failed, "app").and_then(|c| c.last_state.clone()?.terminated).expect("lastState");
+        assert_eq!(last.exit_code, 128);
+        assert!(last.message.as_deref().is_some_and(|m| m.contains(says)), "{pod}: {last:?}");
+        let looping =
+            lab.until(pod, "CrashLoopBackOff", Duration::from_secs(120), |p| container(p, "app").and_then(waiting_reason) == Some("CrashLoopBackOff")).await;
+        let restarts = container(&looping, "app").map_or(0, |c| c.restart_count);
+        assert!(restarts >= 2, "{pod}: the failed third start is counted: {restarts}");
+        let now = lab.pods.get("steady").await.expect("steady");
+        let c = container(&now, "app").expect("steady's container");
+        assert_eq!((&c.container_id, c.restart_count), (&kept.container_id, 0), "{pod}: the plugin's other pod kept its container");
+    }
+}

@@ -130,13 +130,24 @@ impl ContainerRuntime for PluginRuntime {
             .await?
             .map_err(runtime_error)?;
         self.claim(&id, &plugin, "container")?;
+        // A start that traps comes back to the state saved now, where the container exists.
+        self.save_state(&plugin).await;
         Ok(id)
     }
 
     async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
         let plugin = self.owner(id).await?;
         let id = id.to_string();
-        self.call(&plugin, "start-container", move |g, s| Box::pin(async move { g.call_start_container(s, &id).await })).await?.map_err(runtime_error)
+        let owned = id.clone();
+        match self.call(&plugin, "start-container", move |g, s| Box::pin(async move { g.call_start_container(s, &owned).await })).await {
+            Ok(answer) => answer.map_err(runtime_error),
+            Err(e) => {
+                if matches!(e, RuntimeError::Trap { .. } | RuntimeError::Deadline { .. }) {
+                    self.failed_starts.record(&id, e.to_string(), self.clock.now_nanos());
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn update_container_files(&self, id: &str, files: &[ContainerFile]) -> Result<(), RuntimeError> {
@@ -159,17 +170,22 @@ impl ContainerRuntime for PluginRuntime {
         let owned = id.to_string();
         self.call(&plugin, "remove-container", move |g, s| Box::pin(async move { g.call_remove_container(s, &owned).await })).await?.map_err(runtime_error)?;
         self.disown(id);
+        self.failed_starts.forget(id);
         Ok(())
     }
 
     async fn container_status(&self, id: &str) -> Result<ContainerStatus, RuntimeError> {
         let plugin = self.owner(id).await?;
         let id = id.to_string();
-        self.call(&plugin, "inspect-container", move |g, s| Box::pin(async move { g.call_inspect_container(s, &id).await })).await?.map_err(runtime_error)
+        let status = self
+            .call(&plugin, "inspect-container", move |g, s| Box::pin(async move { g.call_inspect_container(s, &id).await }))
+            .await?
+            .map_err(runtime_error)?;
+        Ok(self.failed_starts.status(status))
     }
 
     async fn list_containers(&self) -> Result<Vec<Container>, RuntimeError> {
-        self.list_everywhere("list-containers", |c: &Container| &c.id, || |g, s| Box::pin(g.call_list_containers(s))).await
+        Ok(self.failed_starts.listed(self.list_everywhere("list-containers", |c: &Container| &c.id, || |g, s| Box::pin(g.call_list_containers(s))).await?))
     }
 
     /// Each plugin speaks for its own containers only.

@@ -228,6 +228,17 @@ impl PluginRuntime {
         }
     }
 
+    /// Takes the state of `plugin`'s instance as the one it comes back to if it traps.
+    pub(super) async fn save_state(&self, plugin: &str) {
+        let slot = self.slot(plugin);
+        let mut guard = slot.instance.lock().await;
+        let Some(running) = guard.as_mut() else { return };
+        match running.instance.export_state().await {
+            Ok(state) => running.saved = Some(state),
+            Err(e) => tracing::warn!(node = %self.node, plugin, "exporting the runtime state: {e}"),
+        }
+    }
+
     /// The exported state of every plugin instance on this node, by plugin: what a
     /// restarted agent imports so the runtime carries on (containers keep running, restart
     /// counts stay).

@@ -1,9 +1,11 @@
 //! The runtime of one node, made of plugins: routes each call to the plugin that serves
 //! the pod (or owns the id) through one call helper (`instances`), which keeps one instance
 //! per plugin, moves an instance's state into its replacement when the plugin is swapped,
-//! and holds replies as plugins ask. `cri` is the CRI over it.
+//! and holds replies as plugins ask. `cri` is the CRI over it; `failed_starts` shows a start
+//! a plugin trapped in as containerd shows a failed start.
 
 mod cri;
+mod failed_starts;
 mod instances;
 mod traps;
 
@@ -53,6 +55,8 @@ pub struct PluginRuntime {
     addresses_known: tokio::sync::OnceCell<()>,
     /// Where the node actions its plugins ask for go, and the DNS their containers ask.
     links: NodeLinks,
+    /// Starts a plugin trapped in, shown as failed starts.
+    failed_starts: failed_starts::FailedStarts,
 }
 
 impl PluginRuntime {
@@ -67,6 +71,7 @@ impl PluginRuntime {
             addresses: Arc::new(PodAddresses::default()),
             addresses_known: tokio::sync::OnceCell::new(),
             links: NodeLinks::default(),
+            failed_starts: Default::default(),
         }
     }
 

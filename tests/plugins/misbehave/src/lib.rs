@@ -2,7 +2,9 @@
 //! grows memory without bound, tries to read host files and environment variables, or
 //! traps, spins or grows when asked who it is (configuration `trap-in-info`, `spin-in-info`,
 //! `grow-in-info`), or refuses the state of the
-//! instance it replaces (configuration `refuse-state`).
+//! instance it replaces (configuration `refuse-state`). With `fail-from-third-start`, each
+//! start from a container's third panics when its pod's name holds `panic`, and spins when it
+//! holds `spin`.
 
 use labkubelet_guest::*;
 
@@ -35,6 +37,19 @@ impl Scenario for Misbehave {
             .action("panic", "indexes past the end of a list")
             .action("read-file", "reads the host file named by path=")
             .action("env", "reads the environment variable named by name=")
+    }
+
+    fn on_start(&mut self, c: &ContainerCtx) -> Result<Lifetime, RuntimeError> {
+        if self.config.contains("fail-from-third-start") && c.attempt >= 2 {
+            if c.pod_name.contains("panic") {
+                let empty: Vec<u8> = Vec::new();
+                return Ok(Lifetime::exits_after(secs(empty[std::hint::black_box(3)].into()), Exit::completed()));
+            }
+            if c.pod_name.contains("spin") {
+                spin();
+            }
+        }
+        Ok(c.default_lifetime())
     }
 
     fn trigger(&mut self, _rt: &mut FakeRuntime, action: &str, _t: &TriggerTarget, args: &[KeyValue]) -> Option<Result<String, TriggerError>> {
