@@ -59,13 +59,16 @@ thread_local! {
 fn report_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            let payload = info.payload();
-            let message = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("Box<dyn Any>");
-            let at = info.location().map_or_else(String::new, |l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()));
-            host::log(LogLevel::Error, &format!("panicked{at}: {message}"));
-        }));
+        std::panic::set_hook(Box::new(|info| host::log(LogLevel::Error, &panic_text(info))));
     });
+}
+
+/// A panic as the host shows it: `panicked at src/lib.rs:42:17: index out of bounds …`.
+fn panic_text(info: &std::panic::PanicHookInfo) -> String {
+    let payload = info.payload();
+    let message = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("Box<dyn Any>");
+    let at = info.location().map_or_else(String::new, |l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()));
+    format!("panicked{at}: {message}")
 }
 
 fn with<T: ScenarioExport, R>(f: impl FnOnce(&mut Plugin) -> R) -> R {
@@ -567,4 +570,24 @@ fn running_ctx(rt: &FakeRuntime, id: &str) -> Result<ContainerCtx, RuntimeError>
 
 fn to_image(i: &ImageRecord) -> Image {
     Image { id: i.id.clone(), repo_tags: vec![i.name.clone()], repo_digests: vec![i.digest_ref.clone()], size: i.size }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    #[test]
+    fn a_panic_is_told_with_its_message_file_and_line() {
+        static TOLD: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|info| TOLD.lock().unwrap_or_else(|p| p.into_inner()).push(super::panic_text(info))));
+        let line = line!() + 1;
+        let _ = std::panic::catch_unwind(|| panic!("index {} out of bounds", 3));
+        let _ = std::panic::catch_unwind(|| std::panic::panic_any(7_u8));
+        std::panic::set_hook(before);
+        // Other tests' panics meanwhile are told too: only this file's count.
+        let told: Vec<String> = TOLD.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|t| t.contains(file!())).cloned().collect();
+        assert_eq!(told[0], format!("panicked at {}:{line}:45: index 3 out of bounds", file!()));
+        assert!(told[1].ends_with(": Box<dyn Any>"), "{}", told[1]);
+    }
 }
