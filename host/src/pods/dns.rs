@@ -12,7 +12,7 @@
 //! come from Endpoints and CNAMEs, which a lab node does not read.
 
 use k8s_openapi::api::core::v1::Service;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use std::sync::{Arc, OnceLock};
 
 /// The cluster's domain, as the kubelet's `clusterDomain` is on every kind and kubeadm cluster.
@@ -39,13 +39,10 @@ impl ClusterDns {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let Some(labels) = name.strip_suffix(CLUSTER_DOMAIN).and_then(|n| n.strip_suffix('.')) else { return Vec::new() };
         match labels.split('.').collect::<Vec<_>>()[..] {
-            [service, namespace, "svc"] => self.services.get().map_or_else(Vec::new, |store| {
-                store
-                    .state()
-                    .iter()
-                    .find(|s| s.metadata.namespace.as_deref() == Some(namespace) && s.metadata.name.as_deref() == Some(service))
-                    .map_or_else(Vec::new, |s| cluster_ips(s))
-            }),
+            [service, namespace, "svc"] => {
+                let found = self.services.get().and_then(|store| store.get(&ObjectRef::new(service).within(namespace)));
+                found.map_or_else(Vec::new, |s| cluster_ips(&s))
+            }
             [address, _namespace, "pod"] => {
                 let dotted = address.replace('-', ".");
                 dotted.parse::<std::net::Ipv4Addr>().map_or_else(|_| Vec::new(), |ip| vec![ip.to_string()])

@@ -137,13 +137,12 @@ impl ContainerRuntime for PluginRuntime {
 
     async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
         let plugin = self.owner(id).await?;
-        let id = id.to_string();
-        let owned = id.clone();
+        let owned = id.to_string();
         match self.call(&plugin, "start-container", move |g, s| Box::pin(async move { g.call_start_container(s, &owned).await })).await {
             Ok(answer) => answer.map_err(runtime_error),
             Err(e) => {
                 if matches!(e, RuntimeError::Trap { .. } | RuntimeError::Deadline { .. }) {
-                    self.failed_starts.record(&id, e.to_string(), self.clock.now_nanos());
+                    self.failed_starts.record(id, e.to_string(), self.clock.now_nanos());
                 }
                 Err(e)
             }

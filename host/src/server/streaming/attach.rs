@@ -125,11 +125,7 @@ impl Stdin {
             }
             None => {
                 self.typed.extend_from_slice(bytes);
-                let mut lines = Vec::new();
-                while let Some(end) = self.typed.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = self.typed.drain(..=end).collect();
-                    lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
-                }
+                let lines = terminal::take_lines(&mut self.typed);
                 self.typed.truncate(MAX_LINE);
                 lines
             }

@@ -84,9 +84,8 @@ async fn piped(runtime: &dyn ContainerRuntime, id: &str, cmd: &[String], mut str
     let outcome = 'session: loop {
         let Some(chunk) = streams.next_stdin().await else { break Outcome::Exited(0) };
         pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            match runtime.exec_session_line(id, opened.session, &String::from_utf8_lossy(&line[..end])).await {
+        for line in terminal::take_lines(&mut pending) {
+            match runtime.exec_session_line(id, opened.session, &line).await {
                 Ok(out) => {
                     streams.write_stdout(out.output.as_bytes()).await;
                     if let Some(code) = out.exited {

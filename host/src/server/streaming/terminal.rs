@@ -81,6 +81,17 @@ impl LineDiscipline {
     }
 }
 
+/// The whole lines typed without a terminal, taken out of `pending` without their NL; an
+/// unfinished line stays for the bytes that end it.
+pub fn take_lines(pending: &mut Vec<u8>) -> Vec<String> {
+    let mut lines = Vec::new();
+    while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = pending.drain(..=end).collect();
+        lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
+    }
+    lines
+}
+
 /// Text as a terminal shows it: each NL a CR NL.
 pub fn to_terminal(text: &str) -> Vec<u8> {
     text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
