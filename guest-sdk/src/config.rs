@@ -5,7 +5,7 @@
 //! `runToCompletionSeconds`) are taken out by the SDK, so a scenario's type can deny unknown
 //! fields and still sit in a file that sets them.
 
-use crate::bindings::labkubelet::runtime::types as wit;
+use crate::bindings::labkubelet::runtime::lab as wit;
 use crate::container::Completion;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use std::time::Duration;

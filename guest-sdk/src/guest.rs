@@ -2,9 +2,9 @@
 //! asking the exported [`Scenario`] for its decisions and the calls' hold policy.
 
 use crate::bindings::exports::labkubelet::runtime::runtime::Guest;
+use crate::bindings::labkubelet::runtime::lab::{ConfigError as WitConfigError, PluginConfig, PluginInfo};
 use crate::bindings::labkubelet::runtime::types::{
-    AuthConfig, ConfigError as WitConfigError, Container, ContainerStats, ContainerStatus, Image, PluginConfig, PluginInfo, PodSandbox, PodSandboxState,
-    PodSandboxStatus, SessionOpened, SessionOutput, VersionInfo,
+    AuthConfig, Container, ContainerStats, ContainerStatus, Image, PodSandbox, PodSandboxState, PodSandboxStatus, SessionOpened, SessionOutput, VersionInfo,
 };
 use crate::config::{CommonConfig, ConfigError, ConfigFile};
 use crate::container::{ContainerCtx, Exit, Stop};
@@ -503,8 +503,10 @@ impl<T: ScenarioExport> Guest for T {
             let ctx = running_ctx(&p.rt, &id)?;
             match p.scenario.probe(&ctx, kind, &action) {
                 Some(result) => Ok(result),
-                None if matches!(action, ProbeAction::Exec(_)) => process::probe(&mut p.rt, &id, &action, host::now()),
-                None => Ok(crate::server::probe(&mut p.rt, &id, &action, host::now())),
+                None => match &action {
+                    ProbeAction::Exec(exec) => process::probe(&mut p.rt, &id, exec, host::now()),
+                    _ => Ok(crate::server::probe(&mut p.rt, &id, &action, host::now())),
+                },
             }
         })
     }

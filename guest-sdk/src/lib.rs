@@ -73,10 +73,11 @@ pub mod bindings {
 }
 
 pub use bindings::export_raw;
+pub use bindings::labkubelet::runtime::lab::{LogLevel, NodeAction, TriggerAction, TriggerError, TriggerTarget};
 pub use bindings::labkubelet::runtime::types::{
-    ContainerConfig, ContainerFile, ContainerMetadata, ContainerMount, ContainerSecurity, ContainerState, ContainerStats, ErrorCode, ExecResult, HttpGetAction,
-    HttpRequest, HttpResponse, KeyValue, LogLevel, LogLine, LogStream, NodeAction, PodSandboxConfig, PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome,
-    ProbeResult, RuntimeCondition, RuntimeError, TriggerAction, TriggerError, TriggerTarget,
+    ContainerConfig, ContainerFile, ContainerMetadata, ContainerMount, ContainerSecurity, ContainerState, ContainerStats, ErrorCode, ExecProbe, ExecResult,
+    HttpGetAction, HttpRequest, HttpResponse, KeyValue, LogLine, LogStream, PodSandboxConfig, PodSandboxMetadata, ProbeAction, ProbeKind, ProbeOutcome,
+    ProbeResult, RuntimeCondition, RuntimeError,
 };
 
 /// A number of seconds as a [`std::time::Duration`], for short scenario code.

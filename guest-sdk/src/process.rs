@@ -15,11 +15,7 @@ use crate::runtime::{ContainerRecord, FakeRuntime, SandboxRecord, finish, kind_o
 use crate::server::PodNetwork;
 use crate::shell::fs::MountPoint;
 use crate::shell::{ExecOutput, Fs, Process, ProcessState, Reach, User, Vars, exec_on};
-use crate::{ContainerFile, ContainerState, ExecResult, LogLine, LogStream, ProbeAction, ProbeOutcome, ProbeResult, RuntimeError, host};
-
-/// How long an exec probe's command may sleep before it counts as timed out (the
-/// kubelet's default `timeoutSeconds`).
-const PROBE_TIMEOUT_NS: i64 = 1_000_000_000;
+use crate::{ContainerFile, ContainerState, ExecProbe, ExecResult, LogLine, LogStream, ProbeOutcome, ProbeResult, RuntimeError, host};
 
 /// Starts a container's process at `now`, as `lifetime` says the container lives.
 pub(crate) fn start(rt: &mut FakeRuntime, id: &str, now: i64, lifetime: Lifetime) {
@@ -291,15 +287,14 @@ pub(crate) fn exec_result(out: ExecOutput) -> ExecResult {
 }
 
 /// An exec probe the scenario left to the container: it runs its command (success is exit 0
-/// within the kubelet's default timeout, the output is what it wrote). HTTP and TCP probes
-/// reach the pod's servers ([`crate::server::probe`]).
-pub(crate) fn probe(rt: &mut FakeRuntime, id: &str, action: &ProbeAction, now: i64) -> Result<ProbeResult, RuntimeError> {
-    let ProbeAction::Exec(cmd) = action else {
-        return Ok(ProbeResult { outcome: ProbeOutcome::Success, output: String::new() });
-    };
-    let out = exec(rt, id, cmd, &[], now, PROBE_TIMEOUT_NS)?;
+/// within the probe's timeout, the output is what it wrote). HTTP and TCP probes reach the
+/// pod's servers ([`crate::server::probe`]).
+pub(crate) fn probe(rt: &mut FakeRuntime, id: &str, probe: &ExecProbe, now: i64) -> Result<ProbeResult, RuntimeError> {
+    let timeout = probe.timeout_seconds.max(1).saturating_mul(1_000_000_000);
+    let out = exec(rt, id, &probe.command, &[], now, timeout)?;
     if out.timed_out {
-        return Ok(ProbeResult { outcome: ProbeOutcome::Failure, output: format!("command \"{}\" timed out", cmd.join(" ")) });
+        let output = format!("command \"{}\" timed out", probe.command.join(" "));
+        return Ok(ProbeResult { outcome: ProbeOutcome::Failure, output });
     }
     let outcome = if out.code == 0 { ProbeOutcome::Success } else { ProbeOutcome::Failure };
     Ok(ProbeResult { outcome, output: out.text() })

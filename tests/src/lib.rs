@@ -160,10 +160,15 @@ pub fn with_custom_section(component: &[u8], tag: &str) -> Vec<u8> {
 
 /// A valid component of the labkubelet:runtime world at another WIT version.
 pub fn component_for_wit_version(version: &str) -> Vec<u8> {
-    let wit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/runtime.wit")).expect("read wit");
-    let wit = wit.replace(&format!("labkubelet:runtime@{}", labkubelet::plugin::WIT_VERSION), &format!("labkubelet:runtime@{version}"));
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit")).expect("read wit/") {
+        let path = entry.expect("a wit/ entry").path();
+        let wit = std::fs::read_to_string(&path).expect("read a wit file");
+        let wit = wit.replace(&format!("labkubelet:runtime@{}", labkubelet::plugin::WIT_VERSION), &format!("labkubelet:runtime@{version}"));
+        std::fs::write(dir.path().join(path.file_name().expect("a file name")), wit).expect("write a wit file");
+    }
     let mut resolve = wit_parser::Resolve::default();
-    let package = resolve.push_str("runtime.wit", &wit).expect("parse wit");
+    let (package, _) = resolve.push_dir(dir.path()).expect("parse wit");
     let world = resolve.select_world(&[package], Some("plugin")).expect("world");
     let mut module = wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
     wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8).expect("embed");

@@ -61,6 +61,34 @@ async fn the_liveness_example_is_restarted_by_its_exec_probe() {
     assert_eq!(unhealthy, "Liveness probe failed: cat: can't open '/tmp/healthy': No such file or directory\n");
 }
 
+/// An exec probe waits as long as its `timeoutSeconds` says, and a `scripted` probe rule
+/// answers an exec probe as it answers an HTTP one, whatever the command would say.
+#[tokio::test(start_paused = true)]
+async fn exec_probes_keep_their_timeout_and_scripted_probe_rules_answer_them() {
+    let rules = "rules:\n  - match: { pod: 'db' }\n    probes: { readiness: { failAfterSeconds: 20, output: 'pg_isready: no response' } }\n";
+    let lab = PodLab::start(&["scripted"], &[("scripted.yaml", rules)]).await;
+    let probe = |timeout: i32| json!({"exec": {"command": ["sh", "-c", "sleep 2"]}, "periodSeconds": 5, "timeoutSeconds": timeout});
+    let slow = json!({"containers": [
+        {"name": "patient", "image": "busybox:1.36", "command": ["sleep", "600"], "readinessProbe": probe(3)},
+        {"name": "hasty", "image": "busybox:1.36", "command": ["sleep", "600"], "readinessProbe": probe(1)},
+    ]});
+    lab.create("slow", json!({}), slow).await;
+    let ready = lab.until("slow", "patient ready", Duration::from_secs(60), |p| container(p, "patient").is_some_and(|c| c.ready)).await;
+    assert!(!container(&ready, "hasty").is_some_and(|c| c.ready), "a 2 s command with the default 1 s timeout fails");
+    let events = lab.events("slow").await;
+    let unhealthy = events.iter().find(|e| e.reason.as_deref() == Some("Unhealthy")).and_then(|e| e.message.clone()).expect("Unhealthy");
+    assert_eq!(unhealthy, "Readiness probe failed: command \"sh -c sleep 2\" timed out");
+
+    let db = json!({"containers": [{"name": "postgres", "image": "busybox:1.36", "command": ["sleep", "600"],
+        "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 5}}]});
+    lab.create("db", json!({"labkubelet.io/scenario": "scripted"}), db).await;
+    lab.until("db", "Ready", Duration::from_secs(60), |p| container(p, "postgres").is_some_and(|c| c.ready)).await;
+    lab.until("db", "not Ready from 20 s", Duration::from_secs(60), |p| container(p, "postgres").is_some_and(|c| !c.ready)).await;
+    let events = lab.events("db").await;
+    let unhealthy = events.iter().find(|e| e.reason.as_deref() == Some("Unhealthy")).and_then(|e| e.message.clone()).expect("Unhealthy");
+    assert_eq!(unhealthy, "Readiness probe failed: pg_isready: no response", "the rule's answer, not the command's");
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_environment_reaches_the_command_and_exec_runs_beside_it() {
     let lab = PodLab::start(&[], &[]).await;

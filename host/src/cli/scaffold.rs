@@ -42,7 +42,14 @@ const SDK_MANIFEST: &str = include_str!("../../../guest-sdk/Cargo.toml");
 const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
 /// The versions the SDK was tested with; cargo drops what the plugin does not use.
 const WORKSPACE_LOCK: &str = include_str!("../../../Cargo.lock");
-const WIT: &str = include_str!("../../../wit/runtime.wit");
+/// The WIT package the SDK is generated from, file by file.
+const WIT_FILES: &[(&str, &str)] = &[
+    ("world.wit", include_str!("../../../wit/world.wit")),
+    ("runtime.wit", include_str!("../../../wit/runtime.wit")),
+    ("host.wit", include_str!("../../../wit/host.wit")),
+    ("lab.wit", include_str!("../../../wit/lab.wit")),
+    ("types.wit", include_str!("../../../wit/types.wit")),
+];
 
 /// A Python scenario's template; `NAME` is replaced by the scenario's name.
 const PYTHON_TEMPLATE: &str = include_str!("scenario_template.py");
@@ -123,7 +130,10 @@ fn write_sdk(dir: &Path) -> anyhow::Result<()> {
         write(&crate_dir.join(path), text)?;
     }
     write(&crate_dir.join("Cargo.toml"), &sdk_manifest()?)?;
-    write(&dir.join("wit/runtime.wit"), WIT)
+    for (file, text) in WIT_FILES {
+        write(&dir.join("wit").join(file), text)?;
+    }
+    Ok(())
 }
 
 /// The SDK's manifest outside the workspace: what it inherits from the workspace, written out.

@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, mpsc};
 
 /// What a lab can do to a node: the WIT contract's `node-action`, so a plugin asks for the
 /// same actions as the command line.
-pub use crate::plugin::bindings::labkubelet::runtime::types::NodeAction;
+pub use crate::plugin::bindings::labkubelet::runtime::lab::NodeAction;
 
 impl NodeAction {
     pub const ALL: [NodeAction; 9] = [

@@ -19,10 +19,10 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-use self::labkubelet::runtime::types::{LogLevel, NodeAction};
+use self::labkubelet::runtime::lab::{LogLevel, NodeAction};
 
 /// The WIT package version this host speaks.
-pub const WIT_VERSION: &str = "0.11.0";
+pub const WIT_VERSION: &str = "0.12.0";
 
 /// How the reply of the call in progress is to be held, as the plugin asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,6 +129,7 @@ impl ResourceLimiter for HostState {
 }
 
 impl self::labkubelet::runtime::types::Host for HostState {}
+impl self::labkubelet::runtime::lab::Host for HostState {}
 
 impl self::labkubelet::runtime::host::Host for HostState {
     fn now(&mut self) -> i64 {

@@ -3,7 +3,7 @@
 //! checked for syntax, and handed to the plugin as the operator wrote it, so a refusal can
 //! name the line and column of the file the operator edits.
 
-use super::bindings::labkubelet::runtime::types::{ConfigError, ConfigFormat, PluginConfig};
+use super::bindings::labkubelet::runtime::lab::{ConfigError, ConfigFormat, PluginConfig};
 use std::path::{Path, PathBuf};
 
 /// The extensions a configuration file may have, in the order they are looked for.

@@ -32,7 +32,7 @@ pub enum LoadError {
     CoreModule { origin: String },
     #[error("{origin}: invalid component: {detail}")]
     Invalid { origin: String, detail: String },
-    #[error("{origin}: does not export labkubelet:runtime/runtime; write it with the labkubelet-guest SDK or against wit/runtime.wit")]
+    #[error("{origin}: does not export labkubelet:runtime/runtime; write it with the labkubelet-guest SDK or against the WIT package in wit/")]
     NotAPlugin { origin: String },
     #[error(
         "{origin}: built for labkubelet:runtime@{found}, but this labkubelet speaks labkubelet:runtime@{expected}; rebuild the plugin against this labkubelet's guest SDK"

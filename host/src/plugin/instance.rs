@@ -1,7 +1,7 @@
 //! One instance of a plugin: its store, and the discipline every call goes through — a
 //! deadline, a memory cap, and the reply holding a plugin asks for.
 
-use super::bindings::labkubelet::runtime::types::ConfigError;
+use super::bindings::labkubelet::runtime::lab::ConfigError;
 use super::bindings::{
     Hold, HostState, NodeLinks, Plugin, PluginPre,
     exports::labkubelet::runtime::runtime::{Guest, PluginInfo},

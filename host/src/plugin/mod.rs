@@ -32,7 +32,7 @@ pub mod stock;
 pub mod watch;
 
 pub use bindings::exports::labkubelet::runtime::runtime::PluginInfo;
-pub use bindings::labkubelet::runtime::types::TriggerAction;
+pub use bindings::labkubelet::runtime::lab::TriggerAction;
 pub use bindings::{AskedAction, WIT_VERSION};
 pub use catalog::{DEFAULT_PLUGIN, PluginCatalog, PluginEvent, SCENARIO_ANNOTATION};
 pub use config_file::ConfigFile;

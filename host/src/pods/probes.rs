@@ -3,13 +3,14 @@
 //! (timeout 1 s, period 10 s, success threshold 1, failure threshold 3). A result flips
 //! only after its threshold of consecutive outcomes; initial results are readiness
 //! failure, liveness success, startup unknown; liveness and readiness wait for startup.
-//! Exec probes run the command through the runtime's exec; the runtime (the plugin)
-//! answers http, tcp and grpc probes. A failure is a Warning `Unhealthy` event.
+//! The runtime (the plugin) answers every probe, exec probes included: a scenario may
+//! answer one itself, or run its command in the container. A failure is a Warning
+//! `Unhealthy` event.
 
 use crate::clock::Clock;
 use crate::events::EventRecorder;
 use crate::events::EventType;
-use crate::runtime::{ContainerRuntime, HttpGetAction, KeyValue, ProbeAction, ProbeKind, ProbeOutcome};
+use crate::runtime::{ContainerRuntime, ExecProbe, HttpGetAction, KeyValue, ProbeAction, ProbeKind, ProbeOutcome};
 use k8s_openapi::api::core::v1::{Container, ObjectReference, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::HashMap;
@@ -181,7 +182,8 @@ pub(crate) fn container_port(port: &IntOrString, c: &Container) -> u16 {
 /// What the probe asks for, in the runtime's terms; `None` for a probe with no handler.
 fn action(probe: &Probe, c: &Container) -> Option<ProbeAction> {
     if let Some(e) = &probe.exec {
-        return Some(ProbeAction::Exec(e.command.clone().unwrap_or_default()));
+        let timeout_seconds = i64::from(probe.timeout_seconds.unwrap_or(1).max(1));
+        return Some(ProbeAction::Exec(ExecProbe { command: e.command.clone().unwrap_or_default(), timeout_seconds }));
     }
     if let Some(h) = &probe.http_get {
         return Some(ProbeAction::HttpGet(HttpGetAction {
@@ -215,14 +217,9 @@ impl Worker {
     /// One probe: success, or failure with what to show in the event.
     async fn probe_once(&self, action: &ProbeAction, timeout: Duration) -> Result<(), String> {
         let id = &self.target.container_id;
-        let answer = match action {
-            ProbeAction::Exec(cmd) => tokio::time::timeout(timeout, self.runtime.exec_sync(id, cmd, &[], timeout))
-                .await
-                .map(|r| r.map(|e| if e.exit_code == 0 { Ok(()) } else { Err(e.output()) })),
-            other => tokio::time::timeout(timeout, self.runtime.probe(id, self.kind.wit(), other))
-                .await
-                .map(|r| r.map(|p| if p.outcome == ProbeOutcome::Success { Ok(()) } else { Err(p.output) })),
-        };
+        let answer = tokio::time::timeout(timeout, self.runtime.probe(id, self.kind.wit(), action))
+            .await
+            .map(|r| r.map(|p| if p.outcome == ProbeOutcome::Success { Ok(()) } else { Err(p.output) }));
         match answer {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(e.to_string()),

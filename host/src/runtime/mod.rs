@@ -16,11 +16,12 @@ pub mod state;
 use async_trait::async_trait;
 use std::time::Duration;
 
+pub use crate::plugin::bindings::labkubelet::runtime::lab::TriggerTarget;
 pub use crate::plugin::bindings::labkubelet::runtime::types::{
     AuthConfig, Container, ContainerConfig, ContainerFile, ContainerKind, ContainerMetadata, ContainerMount, ContainerSecurity, ContainerState, ContainerStats,
-    ContainerStatus, ErrorCode, ExecResult, HttpGetAction, HttpRequest, HttpResponse, Image, KeyValue, LogLine, LogStream, PodSandbox, PodSandboxConfig,
-    PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RestartPolicy, RuntimeCondition, SessionOpened,
-    SessionOutput, SharedVolume, TriggerTarget, VersionInfo,
+    ContainerStatus, ErrorCode, ExecProbe, ExecResult, HttpGetAction, HttpRequest, HttpResponse, Image, KeyValue, LogLine, LogStream, PodSandbox,
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatus, ProbeAction, ProbeKind, ProbeOutcome, ProbeResult, RestartPolicy,
+    RuntimeCondition, SessionOpened, SessionOutput, SharedVolume, VersionInfo,
 };
 
 impl ExecResult {

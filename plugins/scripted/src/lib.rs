@@ -109,12 +109,19 @@ struct ProbeRule {
     fail_after_seconds: Option<u64>,
     /// Alternate success and failure with this period.
     flap_seconds: Option<u64>,
-    #[serde(default = "probe_output")]
-    output: String,
+    /// What the Unhealthy event shows; by default what the probe's handler would say: an HTTP
+    /// 500 for a network probe, nothing for an exec probe (a command that failed silently).
+    output: Option<String>,
 }
 
-fn probe_output() -> String {
-    "HTTP probe failed with statuscode: 500".into()
+impl ProbeRule {
+    fn output(&self, action: &ProbeAction) -> String {
+        match (&self.output, action) {
+            (Some(output), _) => output.clone(),
+            (None, ProbeAction::Exec(_)) => String::new(),
+            (None, _) => "HTTP probe failed with statuscode: 500".into(),
+        }
+    }
 }
 
 /// What a rule's patterns are compared with.
@@ -310,7 +317,7 @@ impl Scenario for Scripted {
         if self.container_rules(c).any(|r| r.ignore_sigterm) { Stop::IgnoresSigterm } else { Stop::AsItsProcess }
     }
 
-    fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, _action: &ProbeAction) -> Option<ProbeResult> {
+    fn probe(&mut self, c: &ContainerCtx, kind: ProbeKind, action: &ProbeAction) -> Option<ProbeResult> {
         let up = ProbeResult { outcome: ProbeOutcome::Success, output: String::new() };
         let rule = self.container_rules(c).find_map(|r| match kind {
             ProbeKind::Liveness => r.probes.liveness.as_ref(),
@@ -321,7 +328,7 @@ impl Scenario for Scripted {
         let ran = (host::now() - c.started_at.unwrap_or(0)).max(0) / NANOS;
         let failing =
             rule.fail || rule.fail_after_seconds.is_some_and(|s| ran >= s as i64) || rule.flap_seconds.is_some_and(|s| s > 0 && (ran / s as i64) % 2 == 1);
-        Some(if failing { ProbeResult { outcome: ProbeOutcome::Failure, output: rule.output.clone() } } else { up })
+        Some(if failing { ProbeResult { outcome: ProbeOutcome::Failure, output: rule.output(action) } } else { up })
     }
 
     fn save(&self) -> serde_json::Value {

@@ -26,7 +26,7 @@ use wasmtime::Store;
 
 /// A plugin's answer to a lab trigger.
 pub type TriggerResult = Result<String, TriggerError>;
-pub use super::bindings::labkubelet::runtime::types::TriggerError;
+pub use super::bindings::labkubelet::runtime::lab::TriggerError;
 
 /// The container runtime of one node, served by the plugins of a [`PluginCatalog`].
 ///
