@@ -652,11 +652,11 @@ async fn a_node_lists_its_runtime_once_a_relist_however_many_pods_sync() {
     let runtime = Arc::new(PluginRuntime::new(NODE, plugins.catalog.clone(), clock));
     let node = NodePods { static_pod_path: Some(manifests.path().to_path_buf()), ..NodePods::new(NODE, "10.1.0.9") };
     let lifecycle = PodLifecycle::new(node, None, runtime, clock, Arc::new(EventRecorder::standalone(NODE, clock)));
-    let ctx = lifecycle.context();
+    let view = lifecycle.view();
     let task = tokio::spawn(lifecycle.run());
     // Each crash, back-off and restart is several syncs of its pod.
     eventually("every pod restarted three times", Duration::from_secs(300), async || {
-        let pods = ctx.pods();
+        let pods = view.pods();
         let restarts = |p: &Pod| p.status.as_ref()?.container_statuses.as_ref()?.first().map(|c| c.restart_count);
         (pods.len() == PODS && pods.iter().all(|p| restarts(p).is_some_and(|r| r >= 3))).then_some(())
     })

@@ -73,7 +73,7 @@ pub(super) async fn start_node<'a>(
         None => Arc::new(EventRecorder::standalone(name, clock).with_journal(home.journal.clone())),
     };
     let pods = PodLifecycle::new(node_pods, cluster.as_ref().map(|c| c.client.clone()), cri.clone(), clock, events.clone());
-    let eviction = eviction_manager(config, home, &pods);
+    let eviction = eviction_manager(config, home, &pods, name, &events);
     let (access, client_ca) = match &cluster {
         Some(c) => (Access::Cluster { client: c.access.clone() }, c.client_ca.clone()),
         None => (Access::Anonymous, Vec::new()),
@@ -277,8 +277,17 @@ async fn record_refusals(mut plugin_events: tokio::sync::broadcast::Receiver<Plu
 
 /// The node's eviction manager over its pods, with the thresholds configured and the squeezes
 /// a lab makes.
-fn eviction_manager(config: &AgentConfig, home: &NodeHome, pods: &PodLifecycle) -> EvictionManager {
-    EvictionManager::new(pods.context(), config.eviction.clone(), config.capacity.clone(), home.control.squeezed().clone())
+fn eviction_manager(config: &AgentConfig, home: &NodeHome, pods: &PodLifecycle, name: &str, events: &Arc<EventRecorder>) -> EvictionManager {
+    let handles = crate::eviction::NodeHandles {
+        node: name.to_string(),
+        pods: pods.view(),
+        evictions: pods.evictions(),
+        runtime: pods.runtime(),
+        clock: pods.clock(),
+        events: events.clone(),
+        pressure: pods.pressure(),
+    };
+    EvictionManager::new(handles, config.eviction.clone(), config.capacity.clone(), home.control.squeezed().clone())
 }
 
 fn node_api(
@@ -292,14 +301,16 @@ fn node_api(
 ) -> Arc<NodeApi> {
     Arc::new(NodeApi {
         node: name.to_string(),
-        pods: pods.context(),
+        pods: pods.view(),
+        runtime: pods.runtime(),
+        clock: pods.clock(),
         plugins: runtime.clone(),
         journal: events.journal().clone(),
         pleg: pods.pleg_health(),
         spec,
         access,
         control: control.clone(),
-        stats: crate::stats::StatsProvider::new(name, pods.context().allocatable.clone(), pods.context().clock.now_nanos()),
+        stats: crate::stats::StatsProvider::new(name, pods.allocatable().clone(), pods.clock().now_nanos()),
     })
 }
 

@@ -16,11 +16,15 @@
 pub mod rank;
 pub mod thresholds;
 
+use crate::clock::Clock;
+use crate::events::EventRecorder;
 use crate::events::EventType;
 use crate::node::pressure::Conditions;
-use crate::pods::PodContext;
+use crate::pods::evictions::Evictions;
 use crate::pods::manager::is_critical;
 use crate::pods::resources::Quantity;
+use crate::pods::view::PodView;
+use crate::runtime::ContainerRuntime;
 use crate::runtime::ContainerStats;
 use crate::stats::Measured;
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -51,9 +55,22 @@ impl Default for EvictionConfig {
     }
 }
 
+/// What the eviction manager reads and acts on: the node's pods as its API shows them, the
+/// runtime's figures, where evictions are recorded and announced, and the pressure conditions
+/// it sets.
+pub struct NodeHandles {
+    pub node: String,
+    pub pods: PodView,
+    pub evictions: Arc<Evictions>,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub clock: Clock,
+    pub events: Arc<EventRecorder>,
+    pub pressure: Arc<Conditions>,
+}
+
 /// The pods of one node, observed and evicted under pressure.
 pub struct EvictionManager {
-    ctx: Arc<PodContext>,
+    ctx: NodeHandles,
     config: EvictionConfig,
     capacity: BTreeMap<String, String>,
     /// The resources a lab made short.
@@ -65,7 +82,7 @@ pub struct EvictionManager {
 }
 
 impl EvictionManager {
-    pub fn new(ctx: Arc<PodContext>, config: EvictionConfig, capacity: BTreeMap<String, String>, squeezed: Arc<Conditions>) -> Self {
+    pub fn new(ctx: NodeHandles, config: EvictionConfig, capacity: BTreeMap<String, String>, squeezed: Arc<Conditions>) -> Self {
         EvictionManager { ctx, config, capacity, squeezed, taken: HashMap::new(), last_met: HashMap::new() }
     }
 
@@ -97,8 +114,13 @@ impl EvictionManager {
     /// One round: observe, set the conditions, evict at most one pod.
     pub async fn synchronize(&mut self) {
         // An evicted pod frees what it used, also before its worker has stopped it.
-        let pods: Vec<Pod> =
-            self.ctx.pods().into_iter().filter(|p| is_active(p) && !self.ctx.is_evicted(p.metadata.uid.as_deref().unwrap_or_default())).collect();
+        let pods: Vec<Pod> = self
+            .ctx
+            .pods
+            .pods()
+            .into_iter()
+            .filter(|p| is_active(p) && !self.ctx.evictions.is_evicted(p.metadata.uid.as_deref().unwrap_or_default()))
+            .collect();
         let stats: HashMap<String, ContainerStats> = match self.ctx.runtime.list_container_stats().await {
             Ok(listed) => listed.into_iter().map(|s| (s.id.clone(), s)).collect(),
             Err(e) => {
@@ -138,7 +160,7 @@ impl EvictionManager {
         let message = rank::message(signal, first);
         tracing::info!(node = %self.ctx.node, pod = %first.name, "evicting: {message}");
         self.ctx.events.record(&crate::pods::sync::pod_ref(pod, None), EventType::Warning, REASON, &message);
-        self.ctx.evict(&first.uid, message);
+        self.ctx.evictions.evict(&first.uid, message);
     }
 }
 

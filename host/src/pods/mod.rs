@@ -8,7 +8,8 @@
 //! - [`workers`]: one task per pod.
 //! - [`plan`]: what a sync should do to the runtime (computePodActions), a pure function.
 //! - [`sync`]: what one sync of one pod does (syncPod), carrying the plan out.
-//! - [`status`]: the pod's API status and the status manager.
+//! - [`status`]: the pod's API status and the status manager; [`view`]: the pods as the
+//!   kubelet's API shows them; [`evictions`]: the pods the eviction manager evicted.
 //! - [`volumes`]: the volume manager, whose wait a sync passes before the sandbox starts;
 //!   [`env`]: a container's environment; [`cri_config`]: what the runtime is told; both
 //!   read [`api_objects`] (ConfigMaps, Secrets, Services) and the [`downward`] API.
@@ -24,6 +25,7 @@ pub mod dns;
 pub mod downward;
 pub mod env;
 pub mod etc_hosts;
+pub mod evictions;
 pub mod manager;
 pub mod plan;
 pub mod probes;
@@ -33,6 +35,7 @@ pub mod static_pods;
 pub mod status;
 pub mod sync;
 pub mod url_source;
+pub mod view;
 pub mod volumes;
 pub mod workers;
 
@@ -42,6 +45,7 @@ use crate::runtime::pleg::{Pleg, PlegHealth};
 use crate::runtime::pod_cache::PodCache;
 use crate::runtime::{ContainerRuntime, PodSandboxState};
 use admission::Admission;
+use evictions::Evictions;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use manager::{PodManager, is_static};
 use probes::ProbeManager;
@@ -51,6 +55,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use view::PodView;
 use workers::PodWorkers;
 
 /// How often orphaned sandboxes (of pods no source has) are looked for.
@@ -118,50 +123,18 @@ pub struct PodContext {
     pub pressure: Arc<crate::node::pressure::Conditions>,
     /// The API server; None for a standalone node, whose pods all come from manifests.
     client: Option<kube::Client>,
-    pub status: StatusWriter,
+    pub status: Arc<StatusWriter>,
+    /// The pods as the kubelet's API shows them.
+    pub view: PodView,
     /// The ConfigMaps, Secrets and Services the node's pods refer to.
     pub objects: api_objects::ApiObjects,
     /// The node's allocatable resources: a container's limits where it sets none, for the
     /// downward API.
     pub allocatable: BTreeMap<String, String>,
-    /// The pods the eviction manager evicted, by uid, with the message their status shows.
-    evictions: Mutex<std::collections::HashMap<String, String>>,
-    /// Wakes a pod's worker.
-    wake: mpsc::UnboundedSender<String>,
+    pub evictions: Arc<Evictions>,
 }
 
 impl PodContext {
-    /// Evicts a pod: its worker stops it and writes phase `Failed`, reason `Evicted` and
-    /// `message`.
-    pub fn evict(&self, uid: &str, message: String) {
-        self.evictions.lock().unwrap_or_else(|p| p.into_inner()).insert(uid.to_string(), message);
-        let _ = self.wake.send(uid.to_string());
-    }
-
-    pub fn is_evicted(&self, uid: &str) -> bool {
-        self.eviction_of(uid).is_some()
-    }
-
-    /// The message of the pod's eviction, if it was evicted.
-    pub fn eviction_of(&self, uid: &str) -> Option<String> {
-        self.evictions.lock().unwrap_or_else(|p| p.into_inner()).get(uid).cloned()
-    }
-
-    /// Forgets the eviction of a pod that is gone.
-    fn forget_eviction(&self, uid: &str) {
-        self.evictions.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
-    }
-
-    /// The pod as the API shows it: a static pod's own spec with its mirror's status.
-    pub fn api_view(&self, pod: &Arc<Pod>) -> Arc<Pod> {
-        if !is_static(pod) {
-            return pod.clone();
-        }
-        let mut view = (**pod).clone();
-        view.status = self.manager.current_mirror(pod).and_then(|m| m.status.clone());
-        Arc::new(view)
-    }
-
     /// Sets a pod's status: `/pods` shows it at once, the status manager's task writes it
     /// to the API (a static pod's to its mirror pod), keeping the conditions other writers
     /// set on the API's copy, as upstream's `mergePodStatus` keeps them. With `delete`, the
@@ -194,29 +167,6 @@ impl PodContext {
             status::delete_pod(client, &stale).await?;
         }
         static_pods::create_mirror(client, &self.node, pod).await
-    }
-
-    /// The node's pods as the kubelet's `/pods` shows them: each with the status the
-    /// kubelet logic generated last (the API's copy until it generated one).
-    pub fn pods(&self) -> Vec<Pod> {
-        let mut pods: Vec<Pod> = self.manager.all().iter().map(|pod| self.served(pod)).collect();
-        pods.sort_by_key(manager::full_name);
-        pods
-    }
-
-    /// The pod named so, from any source, as `/pods` shows it.
-    pub fn pod_by_name(&self, namespace: &str, name: &str) -> Option<Pod> {
-        let wanted = format!("{namespace}/{name}");
-        self.manager.all().iter().find(|p| manager::full_name(p) == wanted).map(|p| self.served(p))
-    }
-
-    /// A pod with the status the kubelet logic generated last (the API's copy until then).
-    fn served(&self, pod: &Arc<Pod>) -> Pod {
-        let mut pod = (*self.api_view(pod)).clone();
-        if let Some(status) = pod.metadata.uid.as_deref().and_then(|uid| self.status.cached(uid)) {
-            pod.status = Some(status);
-        }
-        pod
     }
 }
 
@@ -263,6 +213,8 @@ impl PodLifecycle {
         });
         let journal = events.journal().clone();
         let pressure = Arc::new(crate::node::pressure::Conditions::default());
+        let status = Arc::new(StatusWriter::new(client.clone(), manager.clone(), journal));
+        let view = PodView::new(manager.clone(), status.clone());
         let ctx = Arc::new(PodContext {
             node: node.node,
             node_ip: node.node_ip,
@@ -272,22 +224,47 @@ impl PodLifecycle {
             runtime_name: node.runtime_name,
             clock,
             events,
-            status: StatusWriter::new(client.clone(), manager.clone(), journal),
+            status,
+            view,
             manager,
             objects: api_objects::ApiObjects::new(client.clone(), clock, node.dns),
             allocatable: node.allocatable.clone(),
             admission: Mutex::new(Admission::new(node.labels, node.allocatable, pressure.clone())),
             pressure,
             client,
-            evictions: Mutex::default(),
-            wake,
+            evictions: Arc::new(Evictions::new(wake)),
         });
         PodLifecycle { ctx, pleg, pleg_events, changed, woken, files, url }
     }
 
-    /// What the kubelet's HTTP API reads: the pods, their statuses, the runtime.
-    pub fn context(&self) -> Arc<PodContext> {
-        self.ctx.clone()
+    /// The pods as the kubelet's API shows them.
+    pub fn view(&self) -> PodView {
+        self.ctx.view.clone()
+    }
+
+    /// Where the eviction manager records the pods it evicts.
+    pub fn evictions(&self) -> Arc<Evictions> {
+        self.ctx.evictions.clone()
+    }
+
+    /// The node's pressure conditions: the eviction manager sets them, admission reads them.
+    pub fn pressure(&self) -> Arc<crate::node::pressure::Conditions> {
+        self.ctx.pressure.clone()
+    }
+
+    /// The runtime the pods run on.
+    pub fn runtime(&self) -> Arc<dyn ContainerRuntime> {
+        self.ctx.runtime.clone()
+    }
+
+    /// The node's allocatable resources.
+    pub fn allocatable(&self) -> &BTreeMap<String, String> {
+        &self.ctx.allocatable
+    }
+
+    /// The node's clock, which the pods' timing follows.
+    pub fn clock(&self) -> Clock {
+        self.ctx.clock
     }
 
     /// PLEG's health, which the node status loop turns into the Ready condition.

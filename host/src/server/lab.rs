@@ -95,7 +95,7 @@ type ActionOutcome = (StatusCode, &'static str, String, Vec<String>);
 /// Counts a lab action, puts it on the timeline (on its pod's lane, if it has one) and
 /// answers it.
 fn answer_action(api: &NodeApi, plugin: &str, action: &str, pod: Option<&str>, (code, result, message, actions): ActionOutcome) -> Response {
-    api.journal.lab_action(api.pods.clock.now_nanos(), pod, plugin, action, result, &message);
+    api.journal.lab_action(api.clock.now_nanos(), pod, plugin, action, result, &message);
     (code, Json(TriggerResponse { result: result.into(), message, actions })).into_response()
 }
 

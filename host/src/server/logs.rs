@@ -3,7 +3,8 @@
 //! chosen from the pod's status as the kubelet's validateContainerLogStatus chooses it, and
 //! the lines come from the plugin that runs the container.
 
-use crate::pods::PodContext;
+use crate::clock::Clock;
+use crate::runtime::ContainerRuntime;
 use crate::runtime::{ContainerState, LogLine, LogStream};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::BTreeMap;
@@ -163,11 +164,17 @@ fn format_line(line: &LogLine, timestamps: bool) -> String {
 /// Reads a container's log once, or follows it until the container stops or the reader
 /// goes away; `send` gets each chunk with the stream it came from and returns false when
 /// nobody reads any more.
-pub async fn stream(ctx: Arc<PodContext>, id: String, o: LogOptions, mut send: impl FnMut(String, LogStream) -> bool) -> Result<(), LogError> {
-    let since = o.since_time.or_else(|| o.since_seconds.map(|s| ctx.clock.now_nanos() - s * 1_000_000_000));
+pub async fn stream(
+    runtime: Arc<dyn ContainerRuntime>,
+    clock: Clock,
+    id: String,
+    o: LogOptions,
+    mut send: impl FnMut(String, LogStream) -> bool,
+) -> Result<(), LogError> {
+    let since = o.since_time.or_else(|| o.since_seconds.map(|s| clock.now_nanos() - s * 1_000_000_000));
     let tail = o.tail_lines.map(|t| u32::try_from(t).unwrap_or(u32::MAX));
     let unavailable = |e: crate::runtime::RuntimeError| LogError::Unavailable(format!("failed to get logs: {e}"));
-    let mut lines = ctx.runtime.container_logs(&id, since, tail).await.map_err(unavailable)?;
+    let mut lines = runtime.container_logs(&id, since, tail).await.map_err(unavailable)?;
     let mut budget = o.limit_bytes.map(|b| usize::try_from(b).unwrap_or(usize::MAX));
     // The newest timestamp sent and how many lines at it were sent: each later read starts
     // at that timestamp (the runtime's `since` is inclusive) and skips those lines.
@@ -202,13 +209,13 @@ pub async fn stream(ctx: Arc<PodContext>, id: String, o: LogOptions, mut send: i
             return Ok(());
         }
         // A container that stopped gets one more read: the lines it wrote as it stopped.
-        last_round = !matches!(ctx.runtime.container_status(&id).await, Ok(s) if s.state == ContainerState::Running);
+        last_round = !matches!(runtime.container_status(&id).await, Ok(s) if s.state == ContainerState::Running);
         if !last_round {
-            ctx.clock.sleep(FOLLOW_PERIOD).await;
+            clock.sleep(FOLLOW_PERIOD).await;
         }
         // From the last line sent, or from `since` while none was.
         let from = if cursor == i64::MIN { since } else { Some(cursor) };
-        lines = ctx.runtime.container_logs(&id, from, None).await.map_err(unavailable)?;
+        lines = runtime.container_logs(&id, from, None).await.map_err(unavailable)?;
     }
 }
 

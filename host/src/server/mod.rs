@@ -24,9 +24,11 @@ pub mod tls;
 
 pub use lab::{PluginsResponse, ServedPlugin, TriggerRequest, TriggerResponse, plugin_of};
 
+use crate::clock::Clock;
 use crate::node::actions::NodeControl;
 use crate::plugin::PluginRuntime;
-use crate::pods::PodContext;
+use crate::pods::view::PodView;
+use crate::runtime::ContainerRuntime;
 use crate::runtime::pleg::PlegHealth;
 use crate::timeline::Journal;
 use auth::{Access, Refusal, User};
@@ -46,7 +48,11 @@ use std::sync::Arc;
 /// What one node's API serves.
 pub struct NodeApi {
     pub node: String,
-    pub pods: Arc<PodContext>,
+    /// The pods as `/pods` shows them.
+    pub pods: PodView,
+    /// The runtime they run on.
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub clock: Clock,
     pub plugins: Arc<PluginRuntime>,
     pub journal: Arc<Journal>,
     pub pleg: Arc<PlegHealth>,
@@ -185,7 +191,7 @@ pub const SERVED_BY_ANNOTATION: &str = "labkubelet.io/served-by";
 /// The pods the runtime has, as the kubelet's `/runningpods/` shows them: names, uids and
 /// containers, nothing of the spec beyond.
 async fn running_pods(Extension(api): Extension<Arc<NodeApi>>) -> Response {
-    let runtime = &api.pods.runtime;
+    let runtime = &api.runtime;
     let (sandboxes, containers) = match (runtime.list_pod_sandboxes().await, runtime.list_containers().await) {
         (Ok(s), Ok(c)) => (s, c),
         (Err(e), _) | (_, Err(e)) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -238,12 +244,12 @@ async fn container_logs(
     // Unbounded: a bounded channel would drop the lines of a long read; each read is held
     // in memory once anyway.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let ctx = api.pods.clone();
+    let (runtime, clock) = (api.runtime.clone(), api.clock);
     // The first chunk decides between an error status and a 200 that streams.
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), logs::LogError>>();
     tokio::spawn(async move {
         let mut first_tx = Some(first_tx);
-        let result = logs::stream(ctx, id, options, |chunk, _| {
+        let result = logs::stream(runtime, clock, id, options, |chunk, _| {
             if let Some(f) = first_tx.take() {
                 let _ = f.send(Ok(()));
             }
@@ -281,7 +287,7 @@ async fn metrics(Extension(api): Extension<Arc<NodeApi>>) -> Response {
 /// The Summary API; `only_cpu_and_memory=true` (what metrics-server asks) leaves out the
 /// filesystems.
 async fn stats_summary(Extension(api): Extension<Arc<NodeApi>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
-    let mut summary = api.stats.summary(&api.pods).await;
+    let mut summary = api.stats.summary(api.runtime.as_ref(), api.pods.pods(), api.clock.now_nanos()).await;
     if q.get("only_cpu_and_memory").is_some_and(|v| v == "true") {
         summary.node.fs = None;
         summary.pods.iter_mut().flat_map(|p| &mut p.containers).for_each(|c| c.rootfs = None);
@@ -290,7 +296,7 @@ async fn stats_summary(Extension(api): Extension<Arc<NodeApi>>, Query(q): Query<
 }
 
 async fn resource_metrics(Extension(api): Extension<Arc<NodeApi>>) -> Response {
-    let summary = api.stats.summary(&api.pods).await;
+    let summary = api.stats.summary(api.runtime.as_ref(), api.pods.pods(), api.clock.now_nanos()).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::stats::resource_metrics::render(&summary)).into_response()
 }
 

@@ -15,8 +15,8 @@
 pub mod resource_metrics;
 pub mod summary;
 
-use crate::pods::PodContext;
 use crate::pods::resources::Quantity;
+use crate::runtime::ContainerRuntime;
 use crate::runtime::ContainerStats;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -150,20 +150,19 @@ impl StatsProvider {
     }
 
     /// The Summary API's answer now: the node, and each pod with a running container.
-    pub async fn summary(&self, ctx: &PodContext) -> Summary {
-        let stats: HashMap<String, ContainerStats> = match ctx.runtime.list_container_stats().await {
+    pub async fn summary(&self, runtime: &dyn ContainerRuntime, node_pods: Vec<Pod>, now_nanos: i64) -> Summary {
+        let stats: HashMap<String, ContainerStats> = match runtime.list_container_stats().await {
             Ok(listed) => listed.into_iter().map(|s| (s.id.clone(), s)).collect(),
             Err(e) => {
                 tracing::debug!(node = %self.node, "the runtime's container stats: {e}; what the containers use is modelled");
                 HashMap::new()
             }
         };
-        let now_nanos = ctx.clock.now_nanos();
         let now = time(now_nanos);
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         let mut seen = Vec::new();
         let mut pods = Vec::new();
-        for pod in ctx.pods() {
+        for pod in node_pods {
             let Some(spec) = pod.spec.as_ref() else { continue };
             let mut containers = Vec::new();
             for (name, id, started) in running(&pod) {

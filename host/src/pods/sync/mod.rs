@@ -184,7 +184,7 @@ impl PodSync {
     /// What ends a sync before it runs anything: the pod was evicted, ran past its
     /// `activeDeadlineSeconds`, finished, or admission refuses it.
     async fn ended_or_refused(&mut self, pod: &Arc<Pod>, rt: &RuntimePod) -> Option<Next> {
-        if let Some(message) = self.ctx.eviction_of(&self.uid) {
+        if let Some(message) = self.ctx.evictions.eviction_of(&self.uid) {
             return Some(self.evicted(pod, rt, message).await);
         }
         if self.finished {
@@ -224,7 +224,7 @@ impl PodSync {
             self.wake_at(retry);
         }
         // The pod as the API has it: a static pod's status lives on its mirror pod.
-        let pod = self.ctx.api_view(&pod);
+        let pod = self.ctx.view.api_view(&pod);
         if let Some(next) = Box::pin(self.ended_or_refused(&pod, rt)).await {
             return next;
         }

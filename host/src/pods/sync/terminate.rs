@@ -27,7 +27,7 @@ impl PodSync {
             }
         }
         self.ctx.admission.lock().unwrap_or_else(|p| p.into_inner()).release(&self.uid);
-        self.ctx.forget_eviction(&self.uid);
+        self.ctx.evictions.forget(&self.uid);
         Next::Done
     }
 

@@ -4,8 +4,8 @@
 //! container's own process, whose output comes back with the rest of its log. On a
 //! terminal the typing is echoed and edited as a terminal's line discipline does it.
 
-use super::remotecommand::{self, Options, Outcome, Streams};
-use super::{NodeApi, Target, is_websocket, logs, running_container, terminal, text, upgrade, upgrade_websocket};
+use super::remotecommand::{Options, Outcome, Streams};
+use super::{NodeApi, Target, logs, running_container, terminal, text, upgrade_streams};
 use crate::runtime::{ContainerRuntime, LogStream};
 use axum::Extension;
 use axum::extract::{Path, Query, Request};
@@ -30,30 +30,21 @@ pub async fn attach(Extension(api): Extension<Arc<NodeApi>>, Path(t): Path<Targe
         }
         Err((code, message)) => return text(code, message),
     };
-    if is_websocket(&request) {
-        return upgrade_websocket(request, options, move |streams, mut session| async move {
-            follow(api, id, options, streams, session.gone()).await;
-            session.close().await;
-        })
-        .await;
-    }
-    upgrade(request, &remotecommand::PROTOCOLS, move |mut conn, protocol| async move {
-        let Some(streams) = remotecommand::accept_streams(&mut conn, protocol, options).await else {
-            return conn.close().await;
-        };
-        follow(api, id, options, streams, conn.gone()).await;
-        conn.close().await;
+    upgrade_streams(request, options, move |streams, mut client| async move {
+        follow(api, id, options, streams, client.gone()).await;
+        client.close().await;
     })
+    .await
 }
 
 /// Writes what container `id` writes from now on, and passes what is typed to its process,
 /// until it stops or `gone` resolves.
 async fn follow(api: Arc<NodeApi>, id: String, options: Options, mut streams: Streams, gone: impl std::future::Future<Output = ()>) {
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    let from_now = logs::LogOptions { follow: true, since_time: Some(api.pods.clock.now_nanos()), ..Default::default() };
-    let (ctx, followed) = (api.pods.clone(), id.clone());
-    tokio::spawn(async move { logs::stream(ctx, followed, from_now, |chunk, stream| tx.send((chunk, stream)).is_ok()).await });
-    let runtime = api.pods.runtime.clone();
+    let from_now = logs::LogOptions { follow: true, since_time: Some(api.clock.now_nanos()), ..Default::default() };
+    let (runtime, clock, followed) = (api.runtime.clone(), api.clock, id.clone());
+    tokio::spawn(async move { logs::stream(runtime, clock, followed, from_now, |chunk, stream| tx.send((chunk, stream)).is_ok()).await });
+    let runtime = api.runtime.clone();
     // A container that does not read its stdin gets nothing of what is typed, as a real one.
     let mut stdin = match options.stdin {
         true => runtime.exec_session_open(&id, &[]).await.ok().map(|opened| Stdin {

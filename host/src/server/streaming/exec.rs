@@ -1,9 +1,9 @@
 //! `kubectl exec`: the command runs in the container's shell in its plugin, once with all
 //! of stdin, line by line where stdin has no end, or as a terminal session for `-it`.
 
-use super::remotecommand::{self, Options, Outcome, Streams};
+use super::remotecommand::{Options, Outcome, Streams};
 use super::terminal;
-use super::{NodeApi, Target, is_websocket, running_container, text, upgrade, upgrade_websocket};
+use super::{NodeApi, Target, running_container, text, upgrade_streams};
 use crate::runtime::{ContainerRuntime, SessionOpened};
 use axum::Extension;
 use axum::extract::{Path, Query, Request};
@@ -38,23 +38,13 @@ async fn exec_in(
         Ok(id) => id,
         Err((code, message)) => return text(code, message),
     };
-    let runtime = api.pods.runtime.clone();
-    if is_websocket(&request) {
-        return upgrade_websocket(request, options, move |streams, session| async move {
-            // v4 has no message that ends stdin: a piped shell runs each line as it arrives.
-            command(runtime.as_ref(), &id, &cmd, streams, options, false).await;
-            session.close().await;
-        })
-        .await;
-    }
-    upgrade(request, &remotecommand::PROTOCOLS, move |mut conn, protocol| async move {
-        let Some(streams) = remotecommand::accept_streams(&mut conn, protocol, options).await else {
-            tracing::debug!("exec: the client did not open its streams");
-            return conn.close().await;
-        };
-        command(runtime.as_ref(), &id, &cmd, streams, options, true).await;
-        conn.close().await;
+    let runtime = api.runtime.clone();
+    upgrade_streams(request, options, move |streams, client| async move {
+        // Where stdin cannot end, a piped shell runs each line as it arrives.
+        command(runtime.as_ref(), &id, &cmd, streams, options, client.ends_stdin()).await;
+        client.close().await;
     })
+    .await
 }
 
 /// Runs an exec's command on its streams: a terminal session for `-it` on a shell; else,

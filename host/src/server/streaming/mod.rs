@@ -70,11 +70,11 @@ async fn port_forward_to(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Opt
     if uid.is_some_and(|uid| uid != pod_uid) {
         return text(StatusCode::NOT_FOUND, "pod not found");
     }
-    let sandboxes = api.pods.runtime.list_pod_sandboxes().await.unwrap_or_default();
+    let sandboxes = api.runtime.list_pod_sandboxes().await.unwrap_or_default();
     let Some(sandbox) = sandboxes.into_iter().find(|s| s.metadata.uid == pod_uid && s.state == crate::runtime::PodSandboxState::Ready) else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, format!("pod {pod} does not have a running sandbox"));
     };
-    let runtime = api.pods.runtime.clone();
+    let runtime = api.runtime.clone();
     if let Some(ports) = websocket_ports {
         return upgrade_channels(request, &portforward::WEBSOCKET_PROTOCOLS, move |socket, protocol| {
             portforward::serve_websocket(socket, protocol, runtime, sandbox.id, ports)
@@ -96,7 +96,7 @@ async fn run_in(api: Arc<NodeApi>, namespace: &str, pod: &str, uid: Option<&str>
         Ok(id) => id,
         Err((code, message)) => return text(code, message),
     };
-    match api.pods.runtime.exec_sync(&id, &cmd, &[], Duration::ZERO).await {
+    match api.runtime.exec_sync(&id, &cmd, &[], Duration::ZERO).await {
         Ok(r) if r.exit_code == 0 => ([(header::CONTENT_TYPE, "application/json")], [r.stdout, r.stderr].concat()).into_response(),
         // CRI ExecSync's error for a command that failed, which the kubelet answers with 500.
         Ok(r) => {
@@ -134,18 +134,60 @@ fn is_websocket(request: &Request) -> bool {
     has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
 }
 
-/// Answers a WebSocket upgrade with the kubelet's channel protocols for a command, then
-/// serves the command's streams with `serve`.
-async fn upgrade_websocket<F, Fut>(request: Request, options: Options, serve: F) -> Response
+/// The client of an exec's or an attach's streams, over the protocol it upgraded to.
+enum Client {
+    WebSocket(websocket::Session),
+    Spdy(spdy::Connection),
+}
+
+impl Client {
+    /// Resolves when the client has gone.
+    async fn gone(&mut self) {
+        match self {
+            Client::WebSocket(session) => session.gone().await,
+            Client::Spdy(conn) => conn.gone().await,
+        }
+    }
+
+    /// Ends the connection once what was written has gone out.
+    async fn close(self) {
+        match self {
+            Client::WebSocket(session) => session.close().await,
+            Client::Spdy(conn) => conn.close().await,
+        }
+    }
+
+    /// Whether the client can end stdin: SPDY closes its stdin stream; the WebSocket channel
+    /// protocols up to v4 have no message for it.
+    fn ends_stdin(&self) -> bool {
+        matches!(self, Client::Spdy(_))
+    }
+}
+
+/// Answers an exec's or an attach's upgrade, to WebSocket or else SPDY/3.1, with the kubelet's
+/// channel protocols, opens the command's streams and serves them with `serve`, which closes
+/// the client when it is done.
+async fn upgrade_streams<F, Fut>(request: Request, options: Options, serve: F) -> Response
 where
-    F: FnOnce(Streams, websocket::Session) -> Fut + Send + 'static,
+    F: FnOnce(Streams, Client) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    upgrade_channels(request, &websocket::PROTOCOLS, move |socket, protocol| async move {
-        let (streams, session) = websocket::open(socket, protocol, options);
-        serve(streams, session).await;
+    if is_websocket(&request) {
+        return upgrade_channels(request, &websocket::PROTOCOLS, move |socket, protocol| async move {
+            let (streams, session) = websocket::open(socket, protocol, options);
+            serve(streams, Client::WebSocket(session)).await;
+        })
+        .await;
+    }
+    upgrade(request, &remotecommand::PROTOCOLS, move |mut conn, protocol| async move {
+        match remotecommand::accept_streams(&mut conn, protocol, options).await {
+            Some(streams) => serve(streams, Client::Spdy(conn)).await,
+            None => {
+                tracing::debug!("the client did not open its streams");
+                conn.close().await;
+            }
+        }
     })
-    .await
 }
 
 /// Answers a WebSocket upgrade with the first of the `supported` channel protocols the client
