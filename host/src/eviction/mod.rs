@@ -166,8 +166,7 @@ impl EvictionManager {
 
 /// A pod that runs and may be evicted: neither finished nor being deleted.
 fn is_active(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+    pod.metadata.deletion_timestamp.is_none() && !crate::pods::status::is_terminal(pod.status.as_ref())
 }
 
 /// What the pod's running containers use of the signal's resource.

@@ -2,14 +2,14 @@
 //! getPhase, the condition generators of pkg/kubelet/status/generate.go and what the prober
 //! manager's UpdatePodStatus sets (`ready`, `started`).
 
+use super::phase::{PodPhase, phase};
 use super::time;
-use crate::pods::plan::RestartPolicy;
 use crate::pods::resources::qos_class;
 use crate::runtime::pod_cache::RuntimePod;
 use crate::runtime::{ContainerState as RuntimeState, ContainerStatus as RuntimeContainer};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP,
-    PodSpec, PodStatus,
+    PodStatus,
 };
 use std::collections::HashMap;
 
@@ -190,69 +190,6 @@ fn vanished(i: &StatusInputs, mut s: ContainerStatus, init: bool, default_waitin
     s
 }
 
-/// The pod phase from its container statuses (upstream getPhase).
-pub fn phase(spec: &PodSpec, init: &[ContainerStatus], containers: &[ContainerStatus], terminal: bool) -> &'static str {
-    let (mut pending_init, mut failed_init) = (0, 0);
-    for s in init {
-        let state = s.state.clone().unwrap_or_default();
-        if state.running.is_some() {
-            pending_init += 1;
-        } else if let Some(t) = &state.terminated {
-            if t.exit_code != 0 {
-                failed_init += 1;
-            }
-        } else if let Some(last) = s.last_state.as_ref().and_then(|l| l.terminated.as_ref()) {
-            if last.exit_code != 0 {
-                failed_init += 1;
-            }
-        } else {
-            pending_init += 1;
-        }
-    }
-    let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
-    for s in containers {
-        let state = s.state.clone().unwrap_or_default();
-        if state.running.is_some() {
-            running += 1;
-        } else if let Some(t) = &state.terminated {
-            stopped += 1;
-            if t.exit_code == 0 {
-                succeeded += 1;
-            }
-        } else if s.last_state.as_ref().is_some_and(|l| l.terminated.is_some()) {
-            stopped += 1;
-        } else {
-            waiting += 1;
-        }
-    }
-    let policy = RestartPolicy::of(spec);
-    if failed_init > 0 && policy == RestartPolicy::Never {
-        return "Failed";
-    }
-    if pending_init > 0 || waiting > 0 {
-        return "Pending";
-    }
-    if running > 0 {
-        return "Running";
-    }
-    if stopped > 0 {
-        if terminal {
-            return if stopped == succeeded { "Succeeded" } else { "Failed" };
-        }
-        if policy == RestartPolicy::Always {
-            return "Running";
-        }
-        if stopped == succeeded {
-            return "Succeeded";
-        }
-        if policy == RestartPolicy::Never {
-            return "Failed";
-        }
-        return "Running";
-    }
-    "Pending"
-}
-
 /// `[a b]`, as Go prints a list of names.
 fn go_list(names: &[&str]) -> String {
     format!("[{}]", names.join(" "))
@@ -298,9 +235,9 @@ pub fn api_status(i: &StatusInputs) -> PodStatus {
     let mut statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| container_status(i, c, false, default_reason)).collect();
     statuses.sort_by(|a, b| a.name.cmp(&b.name));
     // A terminal phase never goes back.
-    let phase = match old.phase.as_deref() {
-        Some(p @ ("Succeeded" | "Failed")) => p.to_string(),
-        _ => phase(&spec, &init_statuses, &statuses, i.terminal).to_string(),
+    let phase = match PodPhase::of(Some(&old)) {
+        Some(p) if p.is_terminal() => p,
+        _ => phase(&spec, &init_statuses, &statuses, i.terminal),
     };
 
     let mut conditions = foreign_conditions(i.pod);
@@ -311,7 +248,7 @@ pub fn api_status(i: &StatusInputs) -> PodStatus {
         .map(|s| s.name.as_str())
         .collect();
     let any_started = statuses.iter().any(|s| s.state.as_ref().is_some_and(|st| st.running.is_some() || st.terminated.is_some()) || s.restart_count > 0);
-    conditions.push(if phase == "Succeeded" {
+    conditions.push(if phase == PodPhase::Succeeded {
         condition("Initialized", true, Some("PodCompleted"), None, &old_conditions, i.now)
     } else if incomplete.is_empty() || any_started {
         condition("Initialized", true, None, None, &old_conditions, i.now)
@@ -326,9 +263,9 @@ pub fn api_status(i: &StatusInputs) -> PodStatus {
         )
     });
     let unready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
-    let (ready, reason, message) = match phase.as_str() {
-        "Succeeded" => (false, Some("PodCompleted"), None),
-        "Failed" => (false, Some("PodFailed"), None),
+    let (ready, reason, message) = match phase {
+        PodPhase::Succeeded => (false, Some("PodCompleted"), None),
+        PodPhase::Failed => (false, Some("PodFailed"), None),
         _ if unready.is_empty() => (true, None, None),
         _ => (false, Some("ContainersNotReady"), Some(format!("containers with unready status: {}", go_list(&unready)))),
     };
@@ -347,7 +284,7 @@ pub fn api_status(i: &StatusInputs) -> PodStatus {
         i.runtime.latest_sandbox().map(|s| s.ip.clone()).filter(|ip| !ip.is_empty()).or_else(|| old.pod_ip.clone())
     };
     PodStatus {
-        phase: Some(phase),
+        phase: Some(phase.as_str().to_string()),
         conditions: Some(conditions),
         host_ip: Some(i.node_ip.to_string()),
         host_ips: Some(vec![HostIP { ip: i.node_ip.to_string() }]),
@@ -370,7 +307,7 @@ pub fn rejected_status(pod: &Pod, reason: &str, message: &str, now: i64) -> PodS
     let old = pod.status.clone().unwrap_or_default();
     PodStatus {
         start_time: old.start_time.or_else(|| time(now)),
-        phase: Some("Failed".into()),
+        phase: Some(PodPhase::Failed.as_str().into()),
         reason: Some(reason.into()),
         message: Some(format!("Pod was rejected: {message}")),
         conditions: Some(foreign_conditions(pod)),

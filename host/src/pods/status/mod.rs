@@ -1,10 +1,12 @@
-//! The pod's API status: what the kubelet computes ([`generate`]) and the status manager
-//! that keeps and writes it ([`writer`]).
+//! The pod's API status: what the kubelet computes ([`generate`], with the pod's [`phase`]) and
+//! the status manager that keeps and writes it ([`writer`]).
 
 pub mod generate;
+pub mod phase;
 pub mod writer;
 
-pub use generate::{StatusInputs, Waiting, api_status, phase, rejected_status, server_container_status};
+pub use generate::{StatusInputs, Waiting, api_status, rejected_status, server_container_status};
+pub use phase::{PodPhase, is_terminal, phase};
 pub use writer::{StatusWriter, delete_pod, with_others_conditions};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -196,7 +196,7 @@ impl PodSync {
             }
             self.wake_at(at);
         }
-        if matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")) && rt.running().next().is_none() {
+        if crate::pods::status::is_terminal(pod.status.as_ref()) && rt.running().next().is_none() {
             self.finished = true;
             return Some(Next::At(self.after(RESYNC)));
         }
@@ -234,7 +234,7 @@ impl PodSync {
         // status waits until the pod's containers and sandbox are stopped, below.
         // Once set, it is the status the rest of the sync starts from.
         let early = self.status(&pod, rt, false);
-        let terminal = matches!(early.phase.as_deref(), Some("Succeeded" | "Failed"));
+        let terminal = crate::pods::status::is_terminal(Some(&early));
         let pod = if terminal {
             pod
         } else {
@@ -252,7 +252,7 @@ impl PodSync {
         let rt = refreshed.as_ref().unwrap_or(rt);
         self.sync_probes(&pod, rt);
         let mut status = self.status(&pod, rt, false);
-        if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        if crate::pods::status::is_terminal(Some(&status)) {
             // A terminal pod keeps nothing running and takes nothing from the node.
             self.ctx.probes.stop(&self.uid);
             let stopped = self.stop_all(&pod, rt, grace_of(&pod), false).await;

@@ -124,7 +124,7 @@ impl PodSync {
         self.ctx.probes.stop(&self.uid);
         let stopped = self.stop_all(pod, rt, grace, grace > 0).await;
         let mut status = self.status(pod, &stopped, false);
-        status.phase = Some("Failed".into());
+        status.phase = Some(crate::pods::status::PodPhase::Failed.as_str().into());
         status.reason = Some(reason.into());
         status.message = Some(message);
         self.set_status(pod, &status);

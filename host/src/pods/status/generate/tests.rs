@@ -1,4 +1,5 @@
 use super::*;
+use k8s_openapi::api::core::v1::PodSpec;
 
 fn status(state: serde_json::Value, last: serde_json::Value) -> ContainerStatus {
     serde_json::from_value(serde_json::json!({"name": "c", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": state, "lastState": last}))
@@ -16,19 +17,19 @@ fn phases_follow_the_kubelets_get_phase() {
     let failed = status(serde_json::json!({"terminated": {"exitCode": 1}}), serde_json::json!({}));
     let crashloop = status(serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}}), serde_json::json!({"terminated": {"exitCode": 1}}));
     let creating = status(serde_json::json!({"waiting": {"reason": "ContainerCreating"}}), serde_json::json!({}));
-    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&running), false), "Running");
-    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&creating), false), "Pending");
-    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&crashloop), false), "Running");
-    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&failed), false), "Running");
-    assert_eq!(phase(&spec("Never"), &[], std::slice::from_ref(&failed), false), "Failed");
-    assert_eq!(phase(&spec("Never"), &[], std::slice::from_ref(&ok), false), "Succeeded");
-    assert_eq!(phase(&spec("OnFailure"), &[], std::slice::from_ref(&ok), false), "Succeeded");
-    assert_eq!(phase(&spec("OnFailure"), &[], std::slice::from_ref(&failed), false), "Running");
-    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&ok), true), "Succeeded");
-    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&failed), true), "Failed");
+    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&running), false), PodPhase::Running);
+    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&creating), false), PodPhase::Pending);
+    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&crashloop), false), PodPhase::Running);
+    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&failed), false), PodPhase::Running);
+    assert_eq!(phase(&spec("Never"), &[], std::slice::from_ref(&failed), false), PodPhase::Failed);
+    assert_eq!(phase(&spec("Never"), &[], std::slice::from_ref(&ok), false), PodPhase::Succeeded);
+    assert_eq!(phase(&spec("OnFailure"), &[], std::slice::from_ref(&ok), false), PodPhase::Succeeded);
+    assert_eq!(phase(&spec("OnFailure"), &[], std::slice::from_ref(&failed), false), PodPhase::Running);
+    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&ok), true), PodPhase::Succeeded);
+    assert_eq!(phase(&spec("Always"), &[], std::slice::from_ref(&failed), true), PodPhase::Failed);
     // A failed init container fails the pod only when nothing restarts it.
-    assert_eq!(phase(&spec("Never"), std::slice::from_ref(&failed), std::slice::from_ref(&creating), false), "Failed");
-    assert_eq!(phase(&spec("Always"), std::slice::from_ref(&crashloop), std::slice::from_ref(&creating), false), "Pending");
+    assert_eq!(phase(&spec("Never"), std::slice::from_ref(&failed), std::slice::from_ref(&creating), false), PodPhase::Failed);
+    assert_eq!(phase(&spec("Always"), std::slice::from_ref(&crashloop), std::slice::from_ref(&creating), false), PodPhase::Pending);
 }
 
 #[test]
