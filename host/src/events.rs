@@ -45,7 +45,7 @@ impl EventRecorder {
     /// runtime); the task ends once the recorder is dropped and the queue is written.
     pub fn new(client: kube::Client, host: &str, clock: crate::clock::Clock) -> Self {
         let (queue, queued) = mpsc::channel(QUEUED_EVENTS);
-        let writer = EventWriter { client, host: host.to_string(), seen: lru::LruCache::new(SEEN_EVENTS), last_name_nanos: 0 };
+        let writer = EventWriter { client, host: host.to_string(), seen: Seen::default(), last_name_nanos: 0 };
         tokio::spawn(writer.run(queued));
         EventRecorder { queue: Some(queue), ..Self::standalone(host, clock) }
     }
@@ -111,7 +111,33 @@ impl EventType {
 }
 
 /// How many events a node remembers to fold repeats into: client-go's `maxLruCacheEntries`.
-const SEEN_EVENTS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(4096).expect("not zero");
+/// The cache grows to it as events come: one made with this capacity would reserve its table
+/// at once, 136 KiB on every idle node.
+const SEEN_EVENTS: usize = 4096;
+
+/// The events a node wrote last, by what makes a repeat, with their names and counts; the
+/// least recently seen is forgotten past [`SEEN_EVENTS`].
+struct Seen(lru::LruCache<EventKey, (String, i32)>);
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen(lru::LruCache::unbounded())
+    }
+}
+
+impl Seen {
+    fn get_mut(&mut self, key: &EventKey) -> Option<&mut (String, i32)> {
+        self.0.get_mut(key)
+    }
+
+    /// A new event, written as `name` with count 1.
+    fn remember(&mut self, key: EventKey, name: String) {
+        self.0.put(key, (name, 1));
+        if self.0.len() > SEEN_EVENTS {
+            self.0.pop_lru();
+        }
+    }
+}
 
 /// Writes one node's events in the order they were recorded, folding repeats into one.
 struct EventWriter {
@@ -119,7 +145,7 @@ struct EventWriter {
     host: String,
     /// The events written last: their names and counts. A repeat of one forgotten is
     /// written as a new event, as client-go's correlator does past its cache.
-    seen: lru::LruCache<EventKey, (String, i32)>,
+    seen: Seen,
     /// The time part of the last event name: names stay unique when two events are
     /// recorded in the same nanosecond, which a paused test clock makes common.
     last_name_nanos: i64,
@@ -172,7 +198,29 @@ impl EventWriter {
             ..Default::default()
         };
         events.create(&PostParams::default(), &event).await?;
-        self.seen.put(key, (name, 1));
+        self.seen.remember(key, name);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: usize) -> EventKey {
+        ("default".into(), format!("pod-{n}"), "Normal".into(), "Pulled".into(), String::new())
+    }
+
+    #[test]
+    fn the_events_seen_are_bounded_and_the_least_recent_goes_first() {
+        let mut seen = Seen::default();
+        for n in 0..SEEN_EVENTS {
+            seen.remember(key(n), format!("e{n}"));
+        }
+        // A repeat of the first keeps it; the second, not seen since, is the one forgotten.
+        assert!(seen.get_mut(&key(0)).is_some());
+        seen.remember(key(SEEN_EVENTS), "last".into());
+        assert_eq!(seen.0.len(), SEEN_EVENTS);
+        assert!(seen.get_mut(&key(1)).is_none() && seen.get_mut(&key(0)).is_some());
     }
 }
