@@ -503,8 +503,12 @@ impl<T: ScenarioExport> Guest for T {
             let ctx = running_ctx(&p.rt, &id)?;
             match p.scenario.probe(&ctx, kind, &action) {
                 Some(result) => Ok(result),
+                // An exec probe's command is an exec: the scenario's exec hook answers it first.
                 None => match &action {
-                    ProbeAction::Exec(exec) => process::probe(&mut p.rt, &id, exec, host::now()),
+                    ProbeAction::Exec(exec) => match p.scenario.exec(&ctx, &exec.command) {
+                        Some(ran) => Ok(process::probe_result(ran)),
+                        None => process::probe(&mut p.rt, &id, exec, host::now()),
+                    },
                     _ => Ok(crate::server::probe(&mut p.rt, &id, &action, host::now())),
                 },
             }

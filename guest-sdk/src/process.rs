@@ -296,8 +296,14 @@ pub(crate) fn probe(rt: &mut FakeRuntime, id: &str, probe: &ExecProbe, now: i64)
         let output = format!("command \"{}\" timed out", probe.command.join(" "));
         return Ok(ProbeResult { outcome: ProbeOutcome::Failure, output });
     }
-    let outcome = if out.code == 0 { ProbeOutcome::Success } else { ProbeOutcome::Failure };
-    Ok(ProbeResult { outcome, output: out.text() })
+    Ok(probe_result(exec_result(out)))
+}
+
+/// What an exec probe whose command ran shows: success on exit 0, and what it wrote.
+pub(crate) fn probe_result(ran: ExecResult) -> ProbeResult {
+    let outcome = if ran.exit_code == 0 { ProbeOutcome::Success } else { ProbeOutcome::Failure };
+    let output = format!("{}{}", String::from_utf8_lossy(&ran.stdout), String::from_utf8_lossy(&ran.stderr));
+    ProbeResult { outcome, output }
 }
 
 /// The files every container starts with: the kubelet-managed hostname and DNS files, and

@@ -59,6 +59,26 @@ async fn a_python_file_serves_its_pods_and_an_edit_changes_the_next_start() {
     assert_eq!((fourth.state, fourth.exit_code), (ContainerState::Exited, 3), "the edit changed the next start");
 }
 
+/// An exec probe is a command run in the container: a scenario's `on_exec` answers it as it
+/// answers `kubectl exec`, and a command it leaves alone runs in the container's shell.
+#[tokio::test(start_paused = true)]
+async fn on_exec_answers_exec_probes_as_it_answers_kubectl_exec() {
+    let source = "SELECTOR = \"app=db\"\n\ndef on_exec(c, cmd):\n    if cmd[0] == \"pg_isready\":\n        return exec_result(2, \"\", \"no response\\n\")\n";
+    let lab = python_lab("db.py", source).await;
+    let node = lab.node("node-1");
+    let db = pod("db-0", None, &[("app", "db")]);
+    let sandbox = node.run_pod_sandbox(&db).await.unwrap();
+    node.pull_image("nginx", None, Some(&db)).await.unwrap();
+    let id = start(&node, &sandbox, "nginx", 0).await;
+    let exec = |command: &[&str]| ProbeAction::Exec(ExecProbe { command: command.iter().map(|c| c.to_string()).collect(), timeout_seconds: 1 });
+    let probed = node.probe(&id, ProbeKind::Readiness, &exec(&["pg_isready"])).await.unwrap();
+    assert_eq!((probed.outcome, probed.output.as_str()), (ProbeOutcome::Failure, "no response\n"));
+    let ran = node.exec_sync(&id, &["pg_isready".to_string()], &[], Duration::ZERO).await.unwrap();
+    assert_eq!(ran.exit_code, 2, "kubectl exec gets the same answer");
+    let shell = node.probe(&id, ProbeKind::Readiness, &exec(&["sh", "-c", "test -d /"])).await.unwrap();
+    assert_eq!(shell.outcome, ProbeOutcome::Success, "{}", shell.output);
+}
+
 #[tokio::test]
 async fn a_broken_edit_is_refused_with_the_file_and_line_and_the_old_scenario_serves() {
     let lab = python_lab("flaky.py", FLAKY).await;
