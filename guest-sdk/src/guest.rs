@@ -507,7 +507,10 @@ impl<T: ScenarioExport> Guest for T {
                 None => match &action {
                     ProbeAction::Exec(exec) => match p.scenario.exec(&ctx, &exec.command) {
                         Some(ran) => Ok(process::probe_result(ran)),
-                        None => process::probe(&mut p.rt, &id, exec, host::now()),
+                        None => {
+                            let timeout = exec.timeout_seconds.max(1).saturating_mul(NANOS_PER_SEC);
+                            process::probe(&mut p.rt, &id, &exec.command, host::now(), timeout)
+                        }
                     },
                     _ => Ok(crate::server::probe(&mut p.rt, &id, &action, host::now())),
                 },

@@ -15,7 +15,7 @@ use crate::runtime::{ContainerRecord, FakeRuntime, SandboxRecord, finish, kind_o
 use crate::server::PodNetwork;
 use crate::shell::fs::MountPoint;
 use crate::shell::{ExecOutput, Fs, Process, ProcessState, Reach, User, Vars, exec_on};
-use crate::{ContainerFile, ContainerState, ExecProbe, ExecResult, LogLine, LogStream, ProbeOutcome, ProbeResult, RuntimeError, host};
+use crate::{ContainerFile, ContainerState, ExecResult, LogLine, LogStream, ProbeOutcome, ProbeResult, RuntimeError, host};
 
 /// Starts a container's process at `now`, as `lifetime` says the container lives.
 pub(crate) fn start(rt: &mut FakeRuntime, id: &str, now: i64, lifetime: Lifetime) {
@@ -286,14 +286,13 @@ pub(crate) fn exec_result(out: ExecOutput) -> ExecResult {
     ExecResult { exit_code: out.code, stdout: out.stdout, stderr: out.stderr }
 }
 
-/// An exec probe the scenario left to the container: it runs its command (success is exit 0
-/// within the probe's timeout, the output is what it wrote). HTTP and TCP probes reach the
-/// pod's servers ([`crate::server::probe`]).
-pub(crate) fn probe(rt: &mut FakeRuntime, id: &str, probe: &ExecProbe, now: i64) -> Result<ProbeResult, RuntimeError> {
-    let timeout = probe.timeout_seconds.max(1).saturating_mul(1_000_000_000);
-    let out = exec(rt, id, &probe.command, &[], now, timeout)?;
+/// An exec probe the scenario left to the container: it runs `cmd` (success is exit 0 within
+/// `timeout_ns`, the output is what it wrote). HTTP and TCP probes reach the pod's servers
+/// ([`crate::server::probe`]).
+pub(crate) fn probe(rt: &mut FakeRuntime, id: &str, cmd: &[String], now: i64, timeout_ns: i64) -> Result<ProbeResult, RuntimeError> {
+    let out = exec(rt, id, cmd, &[], now, timeout_ns)?;
     if out.timed_out {
-        let output = format!("command \"{}\" timed out", probe.command.join(" "));
+        let output = format!("command \"{}\" timed out", cmd.join(" "));
         return Ok(ProbeResult { outcome: ProbeOutcome::Failure, output });
     }
     Ok(probe_result(exec_result(out)))

@@ -65,6 +65,13 @@ pub struct NodeApi {
     pub stats: crate::stats::StatsProvider,
 }
 
+impl NodeApi {
+    /// The Summary API's answer now, for `/stats/summary` and `/metrics/resource`.
+    async fn summary(&self) -> crate::stats::summary::Summary {
+        self.stats.summary(self.runtime.as_ref(), self.pods.pods(), self.clock.now_nanos()).await
+    }
+}
+
 /// The verified client certificate's user on a connection, if it showed one.
 #[derive(Clone)]
 struct Peer(Option<User>);
@@ -287,7 +294,7 @@ async fn metrics(Extension(api): Extension<Arc<NodeApi>>) -> Response {
 /// The Summary API; `only_cpu_and_memory=true` (what metrics-server asks) leaves out the
 /// filesystems.
 async fn stats_summary(Extension(api): Extension<Arc<NodeApi>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
-    let mut summary = api.stats.summary(api.runtime.as_ref(), api.pods.pods(), api.clock.now_nanos()).await;
+    let mut summary = api.summary().await;
     if q.get("only_cpu_and_memory").is_some_and(|v| v == "true") {
         summary.node.fs = None;
         summary.pods.iter_mut().flat_map(|p| &mut p.containers).for_each(|c| c.rootfs = None);
@@ -296,7 +303,7 @@ async fn stats_summary(Extension(api): Extension<Arc<NodeApi>>, Query(q): Query<
 }
 
 async fn resource_metrics(Extension(api): Extension<Arc<NodeApi>>) -> Response {
-    let summary = api.stats.summary(api.runtime.as_ref(), api.pods.pods(), api.clock.now_nanos()).await;
+    let summary = api.summary().await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::stats::resource_metrics::render(&summary)).into_response()
 }
 
