@@ -3,23 +3,24 @@
 //! restarted as a user runs `labkubelet run`.
 
 use crate::apiserver::ApiServer;
-use crate::{PluginLab, eventually, node_identity};
+use crate::{PluginLab, eventually};
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, NodeCondition, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use labkubelet::clock::Clock;
-use labkubelet::events::EventRecorder;
-use labkubelet::node::register::register;
-use labkubelet::node::status::{NodeStatusLoop, StatusTimings};
+use labkubelet::node::status::StatusTimings;
 use labkubelet::plugin::{PluginPolicy, PluginRuntime};
-use labkubelet::pods::dns::ClusterDns;
 use labkubelet::pods::url_source::ManifestUrl;
-use labkubelet::pods::{NodePods, PodLifecycle};
-use labkubelet::runtime::state::RuntimeStateDir;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub const NODE: &str = "lab-node-1";
+
+/// The bootstrap kubeconfig in the agent's root dir.
+const BOOTSTRAP: &str = "bootstrap-kubelet.conf";
+
+/// The running agent's task.
+type Agent = tokio::task::JoinHandle<anyhow::Result<()>>;
 
 /// A node's pod lifecycle over a plugin folder, against the double.
 pub struct PodLab {
@@ -32,7 +33,8 @@ pub struct PodLab {
     pub manifest_url: Option<ManifestUrl>,
     /// The agent's root dir: the runtime state survives an agent restart there.
     pub root: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
+    /// The running agent (none once stopped).
+    task: Option<Agent>,
     /// Stops the running agent as Ctrl-C does: it saves the runtime state first.
     stop: tokio_util::sync::CancellationToken,
     /// The runtime of the agent now running.
@@ -41,7 +43,9 @@ pub struct PodLab {
 
 impl Drop for PodLab {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -53,7 +57,8 @@ impl PodLab {
 
     /// Starts with a static pod folder too.
     pub async fn with_manifests(plugins: &[&str], files: &[(&str, &str)], manifests: Option<&std::path::Path>) -> PodLab {
-        let server = ApiServer::start().await.expect("API double");
+        // Virtual time: the node's client speaks HTTP/1.1 (see `ApiServer::http1_only`).
+        let server = ApiServer::http1_only().await.expect("API double");
         let client = server.admin().await;
         let lab = PluginLab::new(PluginPolicy::default()).await;
         for p in plugins {
@@ -63,54 +68,51 @@ impl PodLab {
             lab.put(file, text.as_bytes());
         }
         lab.sync().await;
-        let nodes: Api<Node> = Api::all(client.clone());
-        register(&nodes, &node_identity(NODE), &Clock::new(), &[]).await;
+        // The node joins as `labkubelet run` joins a cluster: a bootstrap token, a CSR the
+        // double approves, then the node's own identity.
+        server.set_auto_approve(true);
+        let token = server.add_bootstrap_token("abcdef", "0123456789abcdef");
+        let root = tempfile::tempdir().expect("root dir");
+        std::fs::write(root.path().join(BOOTSTRAP), server.kubeconfig_with_token(&token)).expect("bootstrap kubeconfig");
         // Replaced by the running agent's runtime below.
         let placeholder = Arc::new(PluginRuntime::new(NODE, lab.catalog.clone(), Clock::new()));
         let mut lab = PodLab {
             pods: Api::namespaced(client.clone(), "default"),
-            nodes,
+            nodes: Api::all(client.clone()),
             client,
             server,
             plugins: lab,
             manifests: manifests.map(std::path::Path::to_path_buf),
             manifest_url: None,
-            root: tempfile::tempdir().expect("root dir"),
-            task: tokio::spawn(async {}),
+            root,
+            task: None,
             stop: tokio_util::sync::CancellationToken::new(),
             runtime: placeholder,
         };
-        (lab.task, lab.runtime, lab.stop) = lab.spawn_agent().await;
+        lab.restart_agent().await;
         lab
     }
 
-    /// Runs the node's pods and status loop (with PLEG's health in Ready) as the agent
-    /// does, restoring the runtime state a previous run saved.
-    pub async fn spawn_agent(&self) -> (tokio::task::JoinHandle<()>, Arc<PluginRuntime>, tokio_util::sync::CancellationToken) {
-        let clock = Clock::new();
-        let dns = ClusterDns::default();
-        let runtime = Arc::new(PluginRuntime::new(NODE, self.plugins.catalog.clone(), clock).with_dns(dns.clone()));
-        let state = RuntimeStateDir::new(self.root.path(), NODE);
-        state.restore(&runtime).await;
-        let events = Arc::new(EventRecorder::new(self.client.clone(), NODE, clock));
-        let node = NodePods {
-            labels: [("kubernetes.io/hostname".to_string(), NODE.to_string())].into(),
-            static_pod_path: self.manifests.clone(),
-            manifest_url: self.manifest_url.clone(),
-            dns,
-            ..NodePods::new(NODE, "10.1.0.5")
+    /// Runs the node as `labkubelet run` does (the same `agent::run`, joining the double with
+    /// a bootstrap token the first time), restoring the runtime state a previous run saved;
+    /// returns once the node's API is up.
+    pub async fn spawn_agent(&self) -> (Agent, Arc<PluginRuntime>, tokio_util::sync::CancellationToken) {
+        let mut config = crate::agent_config(self.root.path(), vec![NODE.to_string()], self.root.path().join(BOOTSTRAP));
+        // The pod lab's node is a small one, with the kubelet's status timings.
+        config.capacity = [("cpu", "4"), ("memory", "8Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        config.status = StatusTimings::default();
+        config.lease_duration_seconds = 40;
+        config.static_pod_path = self.manifests.clone();
+        config.manifest_url = self.manifest_url.clone();
+        let (started, mut up) = tokio::sync::mpsc::unbounded_channel();
+        config.started = Some(started);
+        let stop = config.stop.clone();
+        let mut task = tokio::spawn(labkubelet::agent::run(config, self.plugins.catalog.clone(), Clock::new()));
+        let up = tokio::select! {
+            up = up.recv() => up,
+            ended = &mut task => panic!("the agent stopped before its API was up: {ended:?}"),
         };
-        let lifecycle = PodLifecycle::new(node, Some(self.client.clone()), runtime.clone(), clock, events.clone());
-        let status = NodeStatusLoop::new(self.nodes.clone(), NODE, runtime.clone(), clock, StatusTimings::default(), events).with_pleg(lifecycle.pleg_health());
-        let stop = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn({
-            let (runtime, stop) = (runtime.clone(), stop.clone());
-            async move {
-                let tasks = async { tokio::join!(lifecycle.run(), status.run(), state.keep_saved(runtime.clone(), clock)) };
-                state.until_stopped(&runtime, &stop, tasks).await;
-            }
-        });
-        (task, runtime, stop)
+        (task, up.expect("the agent reports its node").api.plugins.clone(), stop)
     }
 
     /// Injects faults into what the API server double serves from now on.
@@ -126,14 +128,17 @@ impl PodLab {
     /// Stops the agent and starts it again, as `systemctl restart` would.
     pub async fn restart_agent(&mut self) {
         self.stop_agent().await;
-        (self.task, self.runtime, self.stop) = self.spawn_agent().await;
+        let (task, runtime, stop) = self.spawn_agent().await;
+        (self.task, self.runtime, self.stop) = (Some(task), runtime, stop);
     }
 
     /// Stops the agent as Ctrl-C does: the runtime state is saved, the tasks end.
     pub async fn stop_agent(&mut self) {
         self.stop.cancel();
-        if !self.task.is_finished() {
-            let _ = (&mut self.task).await;
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await.expect("the agent panicked")
+        {
+            panic!("the agent failed: {e:#}");
         }
     }
 
@@ -197,6 +202,13 @@ impl PodLab {
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), "default");
         api.create(&PostParams::default(), &serde_json::from_value(object).expect("an object")).await.expect("created");
+    }
+
+    /// The first event about a pod with this reason, once the node has written it: events
+    /// go out after the status, at the kubelet's event rate.
+    pub async fn event(&self, name: &str, reason: &str) -> Event {
+        let what = format!("a {reason} event about {name}");
+        eventually(&what, Duration::from_secs(30), async || self.events(name).await.into_iter().find(|e| e.reason.as_deref() == Some(reason))).await
     }
 
     /// The events about a pod, oldest first.

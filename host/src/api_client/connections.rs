@@ -276,6 +276,9 @@ async fn connect(kubeconfig: &Path, link: Option<&Link>, connections: Connection
     // of the node.
     let client: hyper_util::client::legacy::Client<_, kube::client::Body> = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .timer(hyper_util::rt::TokioTimer::new())
+        // The pool's idle clock too: by default it reads std's, which a paused tokio clock
+        // (the pod lab's virtual time) leaves behind, and idle HTTP/2 connections stall.
+        .pool_timer(hyper_util::rt::TokioTimer::new())
         .http2_keep_alive_interval(HTTP2_PING_AFTER)
         .http2_keep_alive_timeout(HTTP2_PING_TIMEOUT)
         .http2_keep_alive_while_idle(true)

@@ -69,16 +69,6 @@ impl RuntimeStateDir {
         }
     }
 
-    /// Runs a node's `tasks` until `stop` is cancelled, then saves the state once more: a
-    /// container runtime outlives its kubelet, so a restarted agent must find every change,
-    /// also those of the last [`SAVE_PERIOD`].
-    pub async fn until_stopped(&self, runtime: &PluginRuntime, stop: &tokio_util::sync::CancellationToken, tasks: impl std::future::Future) {
-        tokio::select! {
-            _ = tasks => {}
-            () = stop.cancelled() => self.save_now(runtime).await,
-        }
-    }
-
     /// Saves every plugin's state now, logging a failure.
     pub async fn save_now(&self, runtime: &PluginRuntime) {
         self.save_logged(runtime, &mut HashMap::new()).await;

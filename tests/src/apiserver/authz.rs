@@ -116,8 +116,9 @@ fn node_authorizer(node: &str, a: &Attributes) -> Result<(), Option<&'static str
     if verbs.contains(&a.verb) { Ok(()) } else { Err(None) }
 }
 
-/// Whether a pod refers to the ConfigMap or Secret in its volumes (projected too), `env` or
-/// `envFrom`, as the Node authorizer's graph records it.
+/// Whether a pod refers to the ConfigMap or Secret in its volumes (projected too), `env`,
+/// `envFrom` or (a Secret) `imagePullSecrets`, as the Node authorizer's graph records it
+/// (`VisitPodSecretNames`, `VisitPodConfigmapNames`).
 fn refers_to(pod: &Value, plural: &str, namespace: &str, name: &str) -> bool {
     if pod["metadata"]["namespace"].as_str().unwrap_or("default") != namespace {
         return false;
@@ -130,11 +131,12 @@ fn refers_to(pod: &Value, plural: &str, namespace: &str, name: &str) -> bool {
     let in_volumes = each(&spec["volumes"])
         .iter()
         .any(|v| named(&v[volume_key], volume_field) || each(&v["projected"]["sources"]).iter().any(|s| named(&s[volume_key], "name")));
-    let containers = [each(&spec["containers"]), each(&spec["initContainers"])].concat();
+    let pulls = plural == "secrets" && each(&spec["imagePullSecrets"]).iter().any(|s| named(s, "name"));
+    let containers = [each(&spec["containers"]), each(&spec["initContainers"]), each(&spec["ephemeralContainers"])].concat();
     let in_env = containers
         .iter()
         .any(|c| each(&c["envFrom"]).iter().any(|e| named(&e[ref_key], "name")) || each(&c["env"]).iter().any(|e| named(&e["valueFrom"][key_ref], "name")));
-    in_volumes || in_env
+    in_volumes || in_env || pulls
 }
 
 /// Labels a node may set on itself (NodeRestriction's `getForbiddenLabels`): anything outside

@@ -120,6 +120,17 @@ impl Drop for ApiServer {
 impl ApiServer {
     /// Starts a double on a free port of 127.0.0.1, with its own CA.
     pub async fn start() -> anyhow::Result<Self> {
+        ApiServer::serving(true).await
+    }
+
+    /// A double that speaks HTTP/1.1 only, for clients on tokio's paused clock: there,
+    /// hyper's HTTP/2 client stalls (a request on a shared connection gets no answer, and
+    /// virtual time runs on to its timeout), while HTTP/1.1 works.
+    pub async fn http1_only() -> anyhow::Result<Self> {
+        ApiServer::serving(false).await
+    }
+
+    async fn serving(http2: bool) -> anyhow::Result<Self> {
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
         ca_params.distinguished_name.push(rcgen::DnType::CommonName, "labkubelet-test-ca");
@@ -143,7 +154,7 @@ impl ApiServer {
             .with_client_cert_verifier(verifier)
             .with_single_cert(vec![server_cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()))?;
         // As kube-apiserver: HTTP/2 to a client that offers it, HTTP/1.1 to one that does not.
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tls.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
 
         let shared = Arc::new(Shared {
