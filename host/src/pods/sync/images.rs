@@ -5,6 +5,7 @@
 use super::{AFTER_ERROR, PodSync, nanos};
 use crate::clock::go_duration;
 use crate::events::EventType;
+use crate::pods::backoff::BackoffKey;
 use crate::pods::credentials::Keyring;
 use crate::pods::status::Waiting;
 use crate::runtime::PodSandboxConfig;
@@ -33,11 +34,11 @@ impl PodSync {
             self.event(pod, on, EventType::Warning, "ErrImageNeverPull", &message);
             return Err(Waiting { reason: "ErrImageNeverPull".into(), message });
         }
-        let key = format!("pull/{image}");
+        let key = BackoffKey::Pull { image: image.to_string() };
         if let Some(end) = self.backoff.expiry_since_update(&key) {
             // A sync right after the failure (a PLEG event, say) still shows ErrImagePull,
             // so it is seen before ImagePullBackOff follows.
-            if let Some((at, message)) = self.pull_errors.get(&key).filter(|(at, _)| self.now() < at + nanos(AFTER_ERROR)) {
+            if let Some((at, message)) = self.pull_errors.get(image).filter(|(at, _)| self.now() < at + nanos(AFTER_ERROR)) {
                 let (retry, message) = (at + nanos(AFTER_ERROR), message.clone());
                 self.wake_at(retry);
                 return Err(Waiting { reason: "ErrImagePull".into(), message });
@@ -60,7 +61,7 @@ impl PodSync {
             }
             Err(e) => {
                 self.backoff.next(&key, self.now());
-                self.pull_errors.insert(key, (self.now(), e.clone()));
+                self.pull_errors.insert(image.to_string(), (self.now(), e.clone()));
                 self.event(pod, on, EventType::Warning, "Failed", &format!("Failed to pull image \"{image}\": {e}"));
                 self.event(pod, on, EventType::Warning, "Failed", "Error: ErrImagePull");
                 let retry = self.after(AFTER_ERROR);

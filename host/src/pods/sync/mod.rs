@@ -21,7 +21,7 @@ use crate::events::EventType;
 use terminate::grace_of;
 
 use super::PodContext;
-use super::backoff::{self, Backoff};
+use super::backoff::{self, Backoff, BackoffKey};
 use super::cri_config::sandbox_config;
 use super::plan::compute_pod_actions;
 use super::probes::ProbeTarget;
@@ -330,7 +330,7 @@ impl PodSync {
                     self.event(pod, None, EventType::Normal, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.");
                     self.stop_running(pod, rt).await;
                 }
-                if let Some(end) = self.backoff.expiry_since_update("sandbox") {
+                if let Some(end) = self.backoff.expiry_since_update(&BackoffKey::Sandbox) {
                     self.wake_at(end);
                     return new.changed;
                 }
@@ -344,8 +344,8 @@ impl PodSync {
                     Err(e) => {
                         let message = format!("Failed to create pod sandbox: {e}");
                         self.event(pod, None, EventType::Warning, "FailedCreatePodSandBox", &message);
-                        self.backoff.next("sandbox", self.now());
-                        if let Some(end) = self.backoff.expiry_since_update("sandbox") {
+                        self.backoff.next(&BackoffKey::Sandbox, self.now());
+                        if let Some(end) = self.backoff.expiry_since_update(&BackoffKey::Sandbox) {
                             self.wake_at(end);
                         }
                         return true;

@@ -6,6 +6,7 @@
 use super::{AFTER_CONFIG_ERROR, AFTER_ERROR, PodSync, digest, nanos, pod_name, restarts_seen};
 use crate::clock::go_duration;
 use crate::events::EventType;
+use crate::pods::backoff::BackoffKey;
 use crate::pods::cri_config::container_config;
 use crate::pods::downward::Addresses;
 use crate::pods::env::{EnvInputs, make_environment};
@@ -33,7 +34,7 @@ impl PodSync {
         let finished = rt.latest(&c.name).map_or(self.now(), |d| if d.finished_at > 0 { d.finished_at } else { d.created_at });
         // Upstream's stable key holds the container's hash: a changed definition (a new image)
         // starts without the old back-off.
-        let key = format!("restart/{}/{}", c.name, spec_hash(c));
+        let key = BackoffKey::Restart { container: c.name.clone(), spec_hash: spec_hash(c) };
         // A start error just reported stays visible a moment before the back-off shows.
         if let Some(at) = self.start_errors.get(&c.name).copied().filter(|at| self.now() < at + nanos(AFTER_ERROR)) {
             self.wake_at(at + nanos(AFTER_ERROR));
