@@ -49,18 +49,38 @@ fn heap_kib() -> (u64, u64) {
     (kib(stats::allocated::read()), kib(stats::resident::read()))
 }
 
-/// The memory line of a report: RSS grown since `rss_before`, per unit, and the heap in it.
-fn print_memory(title: &str, rss_before: u64, heap_before: (u64, u64), units: usize) {
-    let rss = rss_kib().saturating_sub(rss_before);
-    let (held, resident) = heap_kib();
-    let (held, resident) = (held.saturating_sub(heap_before.0), resident.saturating_sub(heap_before.1));
-    println!("{title:<27}{} MiB, {} KiB per node", rss / 1024, rss / units.max(1) as u64);
-    println!(
-        "  of which: heap           {} MiB resident, {} KiB per node ({} KiB per node held)",
-        resident / 1024,
-        resident / units.max(1) as u64,
-        held / units.max(1) as u64
-    );
+/// This process's memory at one moment, in KiB: its RSS, its PSS, and the allocator's
+/// (held, resident).
+#[derive(Clone, Copy)]
+struct Mark {
+    rss: u64,
+    pss: u64,
+    heap: (u64, u64),
+}
+
+impl Mark {
+    fn now() -> Mark {
+        Mark { rss: rss_kib(), pss: pss_kib(), heap: heap_kib() }
+    }
+}
+
+/// The proportional set size of this process, in KiB: RSS with each page counted once
+/// however many times the process maps it. Every node's plugin instance maps the plugin's
+/// memory image (a memfd) of its own, so RSS counts a page of it once a node.
+fn pss_kib() -> u64 {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    rollup.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+}
+
+/// The memory lines of a report: RSS and PSS grown since `before`, per unit, and the heap in it.
+fn print_memory(title: &str, before: Mark, units: usize) {
+    let now = Mark::now();
+    let (rss, pss) = (now.rss.saturating_sub(before.rss), now.pss.saturating_sub(before.pss));
+    let (held, resident) = (now.heap.0.saturating_sub(before.heap.0), now.heap.1.saturating_sub(before.heap.1));
+    let units = units.max(1) as u64;
+    println!("{title:<27}{} MiB, {} KiB per node", rss / 1024, rss / units);
+    println!("  the same as PSS          {} MiB, {} KiB per node (shared pages counted once)", pss / 1024, pss / units);
+    println!("  of which: heap           {} MiB resident, {} KiB per node ({} KiB per node held)", resident / 1024, resident / units, held / units);
 }
 
 /// CPU time a process has used (user + system); `pid` "self" is this one.
@@ -182,7 +202,7 @@ fn main() -> anyhow::Result<()> {
         config.lease_duration_seconds = 40;
         config.status = StatusTimings::default();
         let catalog = PluginCatalog::new(PluginEngine::new(PluginPolicy::default())?).await?;
-        let (rss_before, heap_before, started) = (rss_kib(), heap_kib(), Instant::now());
+        let (before, started) = (Mark::now(), Instant::now());
         let agent = tokio::spawn(run(config, catalog, Clock::new()));
 
         let admin = cluster.admin().await?;
@@ -219,7 +239,7 @@ fn main() -> anyhow::Result<()> {
         let restarts: u64 = (0..count).map(|i| METRICS.node_restarts.with_label_values(&[&format!("scale-{i}")]).get()).sum();
         println!("nodes                      {count}");
         println!("all Ready after            {:.1} s", all_ready.as_secs_f64());
-        print_memory("memory (RSS growth)", rss_before, heap_before, count);
+        print_memory("memory (RSS growth)", before, count);
         println!("idle CPU                   {:.3} cores, {:.2} millicores per node", idle_cpu, idle_cpu * 1000.0 / count as f64);
         print_cores("idle CPU by process", &idle_cores);
         let (worst, p99) = (quantile(&idle_ages, 1.0), quantile(&idle_ages, 0.99));
@@ -229,7 +249,7 @@ fn main() -> anyhow::Result<()> {
         print_requests("requests to start, per node", &BTreeMap::new(), &started_requests, count);
         print_requests(&format!("requests in the {} s idle, per node", idle.as_secs()), &idle_requests, &idle_ended_requests, count);
         if pods_per_node > 0 {
-            run_pods(cluster, &admin, &leases, count, pods_per_node, pods_per_second, (rss_before, heap_before)).await?;
+            run_pods(cluster, &admin, &leases, count, pods_per_node, pods_per_second, before).await?;
             let retried: u64 = ["429", "502", "503", "504"].iter().map(|s| METRICS.api_retries.with_label_values(&[s]).get()).sum();
             let restarts: u64 = (0..count).map(|i| METRICS.node_restarts.with_label_values(&[&format!("scale-{i}")]).get()).sum();
             println!("requests retried (total)   {retried}");
@@ -251,7 +271,7 @@ async fn run_pods(
     nodes: usize,
     per_node: usize,
     per_second: usize,
-    (rss_before, heap_before): (u64, (u64, u64)),
+    before: Mark,
 ) -> anyhow::Result<()> {
     let total = nodes * per_node;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
@@ -343,7 +363,7 @@ async fn run_pods(
     println!("  of which: the node       {} (bound to Running, the kubelet's part)", p(&to_run));
     print_cores("busy CPU by process", &busy_cores);
     print_requests("requests for the pods, per pod", &requests_before, &requests_after, total);
-    print_memory("memory with pods (RSS)", rss_before, heap_before, nodes);
+    print_memory("memory with pods (RSS)", before, nodes);
     println!("Lease age meanwhile        worst {:.1} s, p99 {:.1} s", quantile(&ages, 1.0).as_secs_f64(), quantile(&ages, 0.99).as_secs_f64());
     Ok(())
 }

@@ -1,6 +1,6 @@
-//! A node's pod lifecycle against the API-server double, with virtual time: the agent's
-//! pod side, status loop and runtime state over a plugin folder, started, stopped and
-//! restarted as a user runs `labkubelet run`.
+//! One node against the API-server double, on virtual time: the node `labkubelet run` runs
+//! (`agent::run`: bootstrap, registration, Lease, status, pods, eviction, its HTTP API) over a
+//! plugin folder, started, stopped and restarted as a user does.
 
 use crate::apiserver::ApiServer;
 use crate::{PluginLab, eventually};
@@ -22,7 +22,7 @@ const BOOTSTRAP: &str = "bootstrap-kubelet.conf";
 /// The running agent's task.
 type Agent = tokio::task::JoinHandle<anyhow::Result<()>>;
 
-/// A node's pod lifecycle over a plugin folder, against the double.
+/// A node over a plugin folder, against the double.
 pub struct PodLab {
     server: ApiServer,
     pub client: kube::Client,
@@ -96,7 +96,7 @@ impl PodLab {
     /// Runs the node as `labkubelet run` does (the same `agent::run`, joining the double with
     /// a bootstrap token the first time), restoring the runtime state a previous run saved;
     /// returns once the node's API is up.
-    pub async fn spawn_agent(&self) -> (Agent, Arc<PluginRuntime>, tokio_util::sync::CancellationToken) {
+    async fn spawn_agent(&self) -> (Agent, Arc<PluginRuntime>, tokio_util::sync::CancellationToken) {
         let mut config = crate::agent_config(self.root.path(), vec![NODE.to_string()], self.root.path().join(BOOTSTRAP));
         // The pod lab's node is a small one, with the kubelet's status timings.
         config.capacity = [("cpu", "4"), ("memory", "8Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
