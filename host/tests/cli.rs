@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // a test fails where it unwraps
 
+mod common;
+
+use common::KillOnDrop;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -47,8 +50,6 @@ impl Lines {
     }
 }
 
-struct KillOnDrop(std::process::Child);
-
 /// Runs labkubelet with its output read line by line; it ends with the test.
 fn spawn_lines(args: &[&str]) -> (Lines, KillOnDrop) {
     let mut child = Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
@@ -65,13 +66,6 @@ fn endpoint_of(root: &Path) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::fs::read_to_string(&endpoint).unwrap().trim().to_string()
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

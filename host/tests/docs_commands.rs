@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // a test fails where it unwraps
 
+mod common;
+
+use common::KillOnDrop;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -123,15 +126,6 @@ fn every_scripted_rules_file_in_the_docs_passes_plugin_check() {
         }
     }
     assert!(checked >= 2, "the docs' scripted rules files: found {checked}");
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
