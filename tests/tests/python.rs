@@ -66,10 +66,7 @@ async fn on_exec_answers_exec_probes_as_it_answers_kubectl_exec() {
     let source = "SELECTOR = \"app=db\"\n\ndef on_exec(c, cmd):\n    if cmd[0] == \"pg_isready\":\n        return exec_result(2, \"\", \"no response\\n\")\n";
     let lab = python_lab("db.py", source).await;
     let node = lab.node("node-1");
-    let db = pod("db-0", None, &[("app", "db")]);
-    let sandbox = node.run_pod_sandbox(&db).await.unwrap();
-    node.pull_image("nginx", None, Some(&db)).await.unwrap();
-    let id = start(&node, &sandbox, "nginx", 0).await;
+    let (_, id) = start_pod(&node, &pod("db-0", None, &[("app", "db")]), "nginx").await;
     let exec = |command: &[&str]| ProbeAction::Exec(ExecProbe { command: command.iter().map(|c| c.to_string()).collect(), timeout_seconds: 1 });
     let probed = node.probe(&id, ProbeKind::Readiness, &exec(&["pg_isready"])).await.unwrap();
     assert_eq!((probed.outcome, probed.output.as_str()), (ProbeOutcome::Failure, "no response\n"));

@@ -109,16 +109,15 @@ impl governor::clock::Clock for TokioClock {
 type Bucket = governor::RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, TokioClock, governor::middleware::NoOpMiddleware<Duration>>;
 
 /// Waits until `bucket` has a token, and takes it.
-async fn take(bucket: &Bucket, clock: TokioClock) {
+async fn take(bucket: &Bucket) {
     use governor::clock::Clock;
     while let Err(not_until) = bucket.check() {
-        tokio::time::sleep(not_until.wait_time_from(clock.now())).await;
+        tokio::time::sleep(not_until.wait_time_from(bucket.clock().now())).await;
     }
 }
 
 /// One token bucket per limited lane.
 struct Buckets {
-    clock: TokioClock,
     api: Option<Bucket>,
     events: Option<Bucket>,
 }
@@ -127,7 +126,7 @@ impl Buckets {
     fn new(limits: Limits) -> Buckets {
         let clock = TokioClock { start: tokio::time::Instant::now() };
         let bucket = |t: Option<Throttle>| t.and_then(Throttle::quota).map(|q| governor::RateLimiter::direct_with_clock(q, clock));
-        Buckets { clock, api: bucket(limits.api), events: bucket(limits.events) }
+        Buckets { api: bucket(limits.api), events: bucket(limits.events) }
     }
 
     /// Waits for a token of `lane`'s bucket, if it has one.
@@ -138,7 +137,7 @@ impl Buckets {
             Lane::Api => self.api.as_ref(),
         };
         if let Some(bucket) = bucket {
-            take(bucket, self.clock).await;
+            take(bucket).await;
         }
     }
 }
